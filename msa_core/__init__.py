@@ -1,0 +1,18 @@
+"""msa_core: Multiperturbation Shapley-value Analysis of neural-network units, without any UI.
+
+>>> import numpy as np
+>>> from msa_core import shapley_modes
+>>> res = shapley_modes(lambda c: c.astype(float) * [1.0, 2.0], n_players=2, method="exact")
+>>> res.modes.tolist()
+[[1.0, 0.0], [0.0, 2.0]]
+"""
+
+__version__ = "0.1.0"
+
+from msa_core.errors import MSAInputError  # noqa: E402
+from msa_core.estimators import METHODS, shapley_modes  # noqa: E402
+from msa_core.games import AdditiveGame, FunctionGame, Game, UnanimityGame, as_game  # noqa: E402
+from msa_core.result import ModesResult  # noqa: E402
+
+__all__ = ["AdditiveGame", "FunctionGame", "Game", "METHODS", "MSAInputError", "ModesResult",
+           "UnanimityGame", "as_game", "shapley_modes"]

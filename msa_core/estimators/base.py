@@ -1,0 +1,105 @@
+"""The estimator interface and the streaming statistics the samplers share.
+
+An estimator is a deterministic sequence of coalition *blocks* (fixed by the seed and the block
+index, never by the batch size or backend) plus the running sums those blocks feed. The runner
+evaluates blocks in batches and hands each finished block back in block order, so the same seed
+gives the same result whatever the batching.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import numpy as np
+
+# Values held per block: a block's coalitions x outputs (float64) stay below this many numbers.
+BLOCK_VALUES = 1 << 21
+
+
+def block_rng(seed: int, block: int) -> np.random.Generator:
+    """The random generator of one block: independent streams derived from (seed, block)."""
+    return np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(block,)))
+
+
+def rows_per_block(n_rows_per_sample: int, n_outputs: int, max_samples: int = 64) -> int:
+    """Samples per block so that a block's values stay below ``BLOCK_VALUES`` numbers (at least 1)."""
+    return int(np.clip(BLOCK_VALUES // max(1, n_rows_per_sample * n_outputs), 1, max_samples))
+
+
+class Estimator(ABC):
+    """One way to turn game evaluations into Shapley modes.
+
+    Built after the full and empty coalitions are evaluated (``v_full``, ``v_empty``: ``[D]``, the
+    output flattened). ``budget`` is the number of further coalitions it may ask for.
+    """
+
+    name: ClassVar[str]
+    stderr_kind: ClassVar[str]  # how ``stderr`` is obtained, stored in the result's meta
+
+    def __init__(self, n_players: int, v_full: np.ndarray, v_empty: np.ndarray, seed: int, budget: int):
+        self.n_players = n_players
+        self.v_full = v_full
+        self.v_empty = v_empty
+        self.n_outputs = v_full.shape[0]
+        self.seed = seed
+        self.budget = budget
+
+    n_blocks: int
+    n_permutations: int = 0  # permutations absorbed so far (permutation-type samplers)
+
+    @abstractmethod
+    def block(self, k: int) -> np.ndarray:
+        """Coalitions of block ``k``: bool ``[c_k, N]``, never the full or empty coalition."""
+
+    @abstractmethod
+    def absorb(self, k: int, values: np.ndarray) -> None:
+        """Fold block ``k``'s values ``[c_k, D]`` into the running sums (called in block order)."""
+
+    @abstractmethod
+    def estimate(self) -> tuple[np.ndarray, np.ndarray]:
+        """Current modes and standard errors, both float64 ``[N, D]``."""
+
+    def max_stderr(self) -> float | None:
+        """Largest standard error now, or None where it cannot be told at this block."""
+        return None
+
+    def planned_evaluations(self) -> int:
+        """Coalitions all blocks together ask for."""
+        return self.budget
+
+    @classmethod
+    @abstractmethod
+    def min_budget(cls, n_players: int) -> int:
+        """Fewest coalitions besides the two ends that give an estimate with a standard error."""
+
+
+class RunningMoments:
+    """Streaming per-element mean and sum of squared deviations (Chan et al. merge), float64.
+
+    >>> m = RunningMoments((2,)); m.add(np.array([[1.0, 2.0], [3.0, 2.0]])); m.add(np.array([[5.0, 2.0]]))
+    >>> m.mean.tolist(), m.stderr().round(6).tolist()
+    ([3.0, 2.0], [1.154701, 0.0])
+    """
+
+    def __init__(self, shape: tuple[int, ...]):
+        self.count = 0
+        self.mean = np.zeros(shape)
+        self.m2 = np.zeros(shape)
+
+    def add(self, samples: np.ndarray) -> None:
+        """Merge a batch of samples ``[m, *shape]``."""
+        m = samples.shape[0]
+        batch_mean = samples.mean(axis=0)
+        batch_m2 = np.square(samples - batch_mean).sum(axis=0)
+        total = self.count + m
+        delta = batch_mean - self.mean
+        self.mean += delta * (m / total)
+        self.m2 += batch_m2 + np.square(delta) * (self.count * m / total)
+        self.count = total
+
+    def stderr(self) -> np.ndarray:
+        """Standard error of the mean per element (NaN before two samples)."""
+        if self.count < 2:
+            return np.full_like(self.mean, np.nan)
+        return np.sqrt(self.m2 / ((self.count - 1) * self.count))

@@ -1,0 +1,72 @@
+"""``ModesResult``: Shapley modes of every unit, their standard errors, and how they were obtained."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from msa_core.errors import MSAInputError
+
+NPZ_KEYS = ("modes", "stderr", "v_full", "v_empty", "player_names", "meta")
+
+
+@dataclass
+class ModesResult:
+    """Shapley modes ``[N, *out]`` with their standard errors and the end values ``[*out]``.
+
+    ``n_evaluations`` counts the coalitions whose values entered the result (full and empty
+    included); ``n_permutations`` is 0 for methods that do not sample permutations.
+    """
+
+    modes: np.ndarray
+    stderr: np.ndarray
+    v_full: np.ndarray
+    v_empty: np.ndarray
+    n_evaluations: int
+    n_permutations: int
+    player_names: list[str]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_players(self) -> int:
+        return self.modes.shape[0]
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return self.modes.shape[1:]
+
+    def efficiency_gap(self) -> float:
+        """Largest absolute deviation of ``modes.sum(0)`` from ``v_full - v_empty``."""
+        return float(np.max(np.abs(self.modes.sum(axis=0) - (self.v_full - self.v_empty)), initial=0.0))
+
+    def save(self, path: str | Path) -> None:
+        """Write the ``.npz`` of DESIGN.md (meta as a JSON string, counts inside meta)."""
+        meta = {**self.meta, "n_evaluations": self.n_evaluations, "n_permutations": self.n_permutations}
+        np.savez_compressed(
+            path, modes=self.modes, stderr=self.stderr, v_full=self.v_full, v_empty=self.v_empty,
+            player_names=np.array(self.player_names, dtype=str), meta=np.array(json.dumps(meta)),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ModesResult":
+        """Read a result written by ``save`` (no pickle is ever loaded)."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                missing = [key for key in NPZ_KEYS if key not in data.files]
+                if missing:
+                    raise MSAInputError(f"{path} is not an MSA result: it lacks {missing}; expected keys {list(NPZ_KEYS)}")
+                arrays = {key: data[key] for key in NPZ_KEYS}
+        except (OSError, ValueError) as err:
+            if isinstance(err, MSAInputError):
+                raise
+            raise MSAInputError(f"cannot read {path} as an MSA result .npz: {err}") from err
+        meta = json.loads(str(arrays["meta"]))
+        return cls(
+            modes=arrays["modes"], stderr=arrays["stderr"], v_full=arrays["v_full"], v_empty=arrays["v_empty"],
+            n_evaluations=int(meta.pop("n_evaluations", 0)), n_permutations=int(meta.pop("n_permutations", 0)),
+            player_names=[str(name) for name in arrays["player_names"]], meta=meta,
+        )
