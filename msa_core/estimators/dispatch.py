@@ -55,11 +55,14 @@ def shapley_modes(game: Any, n_players: int | None = None, method: str = "auto",
     _check_options(method, backend, seed, batch_size, target_stderr, progress)
     budget = _budget(n, n_permutations, max_evaluations)
     chosen = _resolve_method(method, n, budget, n_permutations, max_evaluations)
+    if chosen == "exact":
+        budget = 2**n
     cls = ESTIMATORS[chosen]
     _check_budget(cls, n, budget, n_permutations)
 
     timed = TimedGame(game)
-    v_full, v_empty = timed(full_and_empty(n))
+    ends = full_and_empty(n)
+    v_full, v_empty = np.concatenate([timed(ends[i: i + (batch_size or 2)]) for i in range(0, 2, batch_size or 2)])
     if n == 1:
         modes, stderr, n_perm = (v_full - v_empty)[None, :], np.zeros((1, v_full.size)), 0
     else:

@@ -1,0 +1,49 @@
+import numpy as np
+import pytest
+from ground_truth import CountingGame, RandomNonlinearGame
+
+from msa_core import AdditiveGame, UnanimityGame, shapley_modes
+
+
+@pytest.mark.parametrize("method", ["permutation", "antithetic"])
+def test_additive_game_is_recovered_exactly_with_zero_stderr(method):
+    weights = np.random.default_rng(0).normal(size=(12, 3))
+    res = shapley_modes(AdditiveGame(weights, baseline=2.0), method=method, n_permutations=10)
+    np.testing.assert_allclose(res.modes, weights, atol=1e-12)
+    np.testing.assert_allclose(res.stderr, 0.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["permutation", "antithetic"])
+def test_estimates_fall_within_a_few_stderr_of_closed_form(method):
+    game = UnanimityGame.random(16, n_terms=40, max_order=5, output_shape=(30,), seed=2)
+    res = shapley_modes(game, method=method, n_permutations=300, seed=1)
+    z = np.abs(res.modes - game.shapley_values()) / res.stderr
+    assert np.mean(z < 3) > 0.97, np.mean(z < 3)
+    assert z.max() < 6
+
+
+def test_permutations_count_and_prefix_coalitions():
+    counting = CountingGame(RandomNonlinearGame(5, seed=1))
+    res = shapley_modes(counting, n_players=5, method="permutation", n_permutations=4, batch_size=1000)
+    rows = counting.rows[2:]  # after the full and empty coalitions
+    assert res.n_permutations == 4 and res.n_evaluations == 2 + 4 * 4
+    sizes = rows.sum(1).reshape(4, 4)
+    assert (sizes == np.arange(1, 5)).all()
+    chains = rows.reshape(4, 4, 5)
+    assert (chains[:, 1:] >= chains[:, :-1]).all()  # each order adds one unit at a time
+
+
+def test_antithetic_pairs_each_order_with_its_reverse():
+    counting = CountingGame(RandomNonlinearGame(5, seed=1))
+    shapley_modes(counting, n_players=5, method="antithetic", n_permutations=4)
+    for first, second in counting.rows[2:].reshape(2, 2, 4, 5):
+        # the reverse order's prefix of size k is the complement of the forward prefix of size N - k
+        assert (second == ~first[::-1]).all()
+
+
+def test_antithetic_beats_plain_permutation_on_a_monotone_game():
+    game = UnanimityGame.random(12, n_terms=30, max_order=4, output_shape=(10,), seed=5)
+    truth = game.shapley_values()
+    errors = {m: np.mean([np.mean((shapley_modes(game, method=m, n_permutations=40, seed=s).modes - truth) ** 2)
+                          for s in range(6)]) for m in ("permutation", "antithetic")}
+    assert errors["antithetic"] < errors["permutation"]

@@ -1,0 +1,88 @@
+"""Ground truth for the tests: brute-force Shapley values and small non-linear vector games."""
+
+from __future__ import annotations
+
+from itertools import permutations
+from math import comb
+
+import numpy as np
+
+
+def shapley_by_permutations(game, n_players: int) -> np.ndarray:
+    """Shapley values ``[N, *out]`` as the mean marginal contribution over all N! orders (N <= 7)."""
+    cache: dict[frozenset, np.ndarray] = {}
+
+    def value(members: frozenset) -> np.ndarray:
+        if members not in cache:
+            row = np.zeros((1, n_players), dtype=bool)
+            row[0, list(members)] = True
+            cache[members] = np.asarray(game(row), dtype=np.float64)[0]
+        return cache[members]
+
+    orders = list(permutations(range(n_players)))
+    phi = [0.0] * n_players
+    for order in orders:
+        before: frozenset = frozenset()
+        for unit in order:
+            after = before | {unit}
+            phi[unit] = phi[unit] + (value(after) - value(before))
+            before = after
+    return np.stack([p / len(orders) for p in phi])
+
+
+def shapley_by_subsets(game, n_players: int) -> np.ndarray:
+    """Shapley values by the subset formula with explicit weights, one coalition per call (N <= 12)."""
+    values = {}
+    for index in range(2**n_players):
+        row = np.array([[(index >> i) & 1 for i in range(n_players)]], dtype=bool)
+        values[index] = np.asarray(game(row), dtype=np.float64)[0]
+    phi = []
+    for unit in range(n_players):
+        acc = 0.0
+        for index in range(2**n_players):
+            if index >> unit & 1:
+                continue
+            size = bin(index).count("1")
+            weight = 1.0 / (n_players * comb(n_players - 1, size))
+            acc = acc + weight * (values[index | 1 << unit] - values[index])
+        phi.append(acc)
+    return np.stack(phi)
+
+
+class RandomNonlinearGame:
+    """A random smooth non-linear vector game with interactions of every order.
+
+    v(S) = tanh(z W1 + b1) W2 + (z A z^T) c, z = the 0/1 coalition vector; output shape ``out``.
+    """
+
+    def __init__(self, n_players: int, out: tuple[int, ...] = (3, 2), seed: int = 0):
+        rng = np.random.default_rng(seed)
+        size = int(np.prod(out))
+        self.n_players, self.out = n_players, out
+        self.w1 = rng.normal(size=(n_players, 8))
+        self.b1 = rng.normal(size=8)
+        self.w2 = rng.normal(size=(8, size))
+        self.a = rng.normal(size=(n_players, n_players))
+        self.c = rng.normal(size=size)
+
+    def __call__(self, coalitions: np.ndarray) -> np.ndarray:
+        z = coalitions.astype(np.float64)
+        quad = np.einsum("ci,ij,cj->c", z, self.a, z)
+        flat = np.tanh(z @ self.w1 + self.b1) @ self.w2 + quad[:, None] * self.c
+        return flat.reshape(-1, *self.out)
+
+
+class CountingGame:
+    """Wraps a game; records every call's coalition matrix."""
+
+    def __init__(self, game):
+        self.game = game
+        self.calls: list[np.ndarray] = []
+
+    def __call__(self, coalitions: np.ndarray):
+        self.calls.append(coalitions.copy())
+        return self.game(coalitions)
+
+    @property
+    def rows(self) -> np.ndarray:
+        return np.concatenate(self.calls)
