@@ -7,7 +7,11 @@
 [[1.0, 0.0], [0.0, 2.0]]
 """
 
+import os
+
 __version__ = "0.1.0"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never fetch weights or data from a hub at run time
 
 from msa_core.errors import MSAInputError  # noqa: E402
 from msa_core.estimators import METHODS, shapley_modes  # noqa: E402

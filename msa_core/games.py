@@ -86,13 +86,17 @@ def as_game(game: Any, n_players: int | None = None) -> Game:
 
 
 def values_as_array(raw: Any, n_coalitions: int, output_shape: tuple[int, ...] | None) -> np.ndarray:
-    """A game's values as a finite float64 array ``[C, *out]``, or a clear error.
+    """A game's values as a finite float32/float64 numpy array ``[C, *out]``, or a clear error.
 
-    ``output_shape`` is the shape seen on earlier calls (None on the first call).
+    float32 and float64 keep their precision (estimators accumulate in float64); other real types
+    become float64. ``output_shape`` is the shape seen on earlier calls (None on the first call).
     """
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(raw, torch.Tensor):
-        raw = raw.detach().to(device="cpu", dtype=torch.float64).numpy()
+        raw = raw.detach()
+        if raw.dtype not in (torch.float32, torch.float64):
+            raw = raw.to(torch.float64)
+        raw = raw.cpu().numpy()
     elif not isinstance(raw, np.ndarray):
         raise MSAInputError(
             f"the game must return a numpy array or torch tensor of shape [C, *out] with C = {n_coalitions}; "
@@ -110,10 +114,9 @@ def values_as_array(raw: Any, n_coalitions: int, output_shape: tuple[int, ...] |
             f"the game returned values of per-coalition shape {list(raw.shape[1:])} but earlier calls "
             f"returned {list(output_shape)}; every call must return the same output shape"
         )
-    values = raw.astype(np.float64, copy=False)
-    finite = np.isfinite(values.reshape(n_coalitions, -1)).all(axis=1)
-    if not finite.all():
-        bad = np.flatnonzero(~finite)
+    values = raw if raw.dtype in (np.float32, np.float64) else raw.astype(np.float64)
+    if not np.isfinite(values).all():
+        bad = np.flatnonzero(~np.isfinite(values.reshape(n_coalitions, -1)).all(axis=1))
         raise MSAInputError(
             f"the game returned NaN or inf for {bad.size} of {n_coalitions} coalitions "
             f"(first at row {bad[0]} of this batch); values must be finite"

@@ -14,7 +14,7 @@ from typing import ClassVar
 import numpy as np
 
 # Values held per block: a block's coalitions x outputs (float64) stay below this many numbers.
-BLOCK_VALUES = 1 << 21
+BLOCK_VALUES = 1 << 18
 
 
 def block_rng(seed: int, block: int) -> np.random.Generator:
@@ -75,7 +75,10 @@ class Estimator(ABC):
 
 
 class RunningMoments:
-    """Streaming per-element mean and sum of squared deviations (Chan et al. merge), float64.
+    """Streaming per-element mean and variance from shifted sums, float64.
+
+    Sums run over ``x - shift`` with ``shift`` = the first sample, so the variance does not suffer
+    cancellation when the mean is large against the spread (and is exactly 0 for constant data).
 
     >>> m = RunningMoments((2,)); m.add(np.array([[1.0, 2.0], [3.0, 2.0]])); m.add(np.array([[5.0, 2.0]]))
     >>> m.mean.tolist(), m.stderr().round(6).tolist()
@@ -84,22 +87,27 @@ class RunningMoments:
 
     def __init__(self, shape: tuple[int, ...]):
         self.count = 0
-        self.mean = np.zeros(shape)
-        self.m2 = np.zeros(shape)
+        self.shift = np.zeros(shape)
+        self.sum = np.zeros(shape)
+        self.sum_sq = np.zeros(shape)
+        self._scratch = np.empty(shape)
 
     def add(self, samples: np.ndarray) -> None:
-        """Merge a batch of samples ``[m, *shape]``."""
-        m = samples.shape[0]
-        batch_mean = samples.mean(axis=0)
-        batch_m2 = np.square(samples - batch_mean).sum(axis=0)
-        total = self.count + m
-        delta = batch_mean - self.mean
-        self.mean += delta * (m / total)
-        self.m2 += batch_m2 + np.square(delta) * (self.count * m / total)
-        self.count = total
+        """Add samples ``[m, *shape]`` (float64; overwritten as scratch space)."""
+        if self.count == 0:
+            self.shift[...] = samples[0]
+        samples -= self.shift
+        self.sum += np.sum(samples, axis=0, out=self._scratch)
+        self.sum_sq += np.einsum("m...,m...->...", samples, samples, out=self._scratch)
+        self.count += samples.shape[0]
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.shift + self.sum / max(self.count, 1)
 
     def stderr(self) -> np.ndarray:
         """Standard error of the mean per element (NaN before two samples)."""
         if self.count < 2:
-            return np.full_like(self.mean, np.nan)
-        return np.sqrt(self.m2 / ((self.count - 1) * self.count))
+            return np.full_like(self.sum, np.nan)
+        m2 = np.maximum(self.sum_sq - self.sum**2 / self.count, 0.0)
+        return np.sqrt(m2 / ((self.count - 1) * self.count))

@@ -26,7 +26,7 @@ METHODS = ("auto", *ESTIMATORS)
 SAMPLED_METHODS = tuple(name for name in ESTIMATORS if name != "exact")
 BEST_SAMPLER = "kernel"  # lowest error per evaluation in bench/bench_estimators.py
 DEFAULT_PERMUTATIONS = 1000  # the paper's budget, used when neither budget is given
-BATCH_VALUES = 1 << 20  # default batch: coalitions x outputs per game call
+BATCH_VALUES = 1 << 18  # default batch: coalitions x outputs per game call (cache-sized on CPU)
 
 
 def shapley_modes(game: Any, n_players: int | None = None, method: str = "auto",
@@ -62,7 +62,8 @@ def shapley_modes(game: Any, n_players: int | None = None, method: str = "auto",
 
     timed = TimedGame(game)
     ends = full_and_empty(n)
-    v_full, v_empty = np.concatenate([timed(ends[i: i + (batch_size or 2)]) for i in range(0, 2, batch_size or 2)])
+    v_full, v_empty = np.concatenate([timed(ends[i: i + (batch_size or 2)]) for i in range(0, 2, batch_size or 2)],
+                                     dtype=np.float64)
     if n == 1:
         modes, stderr, n_perm = (v_full - v_empty)[None, :], np.zeros((1, v_full.size)), 0
     else:

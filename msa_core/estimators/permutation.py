@@ -2,23 +2,33 @@
 
 Each sampled order adds units one by one; unit i's marginal contribution in that order is
 ``v(units before i, and i) - v(units before i)``. The mean over orders is unbiased, and the
-contributions of one order telescope to ``v(full) - v(empty)``, so efficiency holds exactly.
-Standard error: the sample standard error over permutations, per output element.
+contributions of one order telescope to ``v(full) - v(empty)``, so efficiency holds.
+
+Streaming: each prefix value is added to the unit that completed the prefix and subtracted from
+the unit added next (``index_add_``, float64), which sums every marginal contribution without
+materialising it. Standard error: the sample standard error over permutations, per output element;
+the variance comes from explicit contributions of every block until 32 samples are in and of one
+block in ``VARIANCE_EVERY`` after that (an unbiased estimate from a deterministic subsample,
+divided by the full sample count).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from msa_core.coalitions import from_ranks
 from msa_core.estimators.base import Estimator, RunningMoments, block_rng, rows_per_block
+
+VARIANCE_WARMUP = 32  # samples whose contributions all feed the variance
+VARIANCE_EVERY = 8  # after the warm-up, one block in this many feeds it
 
 
 class PermutationEstimator(Estimator):
     """Plain Monte-Carlo over uniformly random permutations; one sample = one permutation."""
 
     name = "permutation"
-    stderr_kind = "sample standard error over permutations"
+    stderr_kind = "sample standard error over permutations (variance from a deterministic subsample of blocks)"
     permutations_per_sample = 1
 
     def __init__(self, n_players, v_full, v_empty, seed, budget):
@@ -27,8 +37,16 @@ class PermutationEstimator(Estimator):
         self.n_samples = budget // rows_per_sample
         self.per_block = rows_per_block(rows_per_sample, self.n_outputs)
         self.n_blocks = -(-self.n_samples // self.per_block)
-        self.moments = RunningMoments((n_players, self.n_outputs))
+        self.sums = torch.zeros((n_players, self.n_outputs), dtype=torch.float64)  # of prefix values
+        self.first_counts = np.zeros(n_players, dtype=np.int64)  # orders that start with each unit
+        self.last_counts = np.zeros(n_players, dtype=np.int64)
+        self.moments = RunningMoments((n_players, self.n_outputs))  # variance only
         self._ranks: dict[int, np.ndarray] = {}
+        # scratch reused by every block: fresh arrays of this size would cost page faults each time
+        rows = self.per_block * self.permutations_per_sample * n_players
+        self._values = torch.empty((rows, self.n_outputs), dtype=torch.float64)
+        self._by_position = np.empty((rows, self.n_outputs))
+        self._by_unit = np.empty((rows, self.n_outputs))
 
     def planned_evaluations(self) -> int:
         return self.n_samples * self.permutations_per_sample * (self.n_players - 1)
@@ -53,19 +71,41 @@ class PermutationEstimator(Estimator):
 
     def absorb(self, k: int, values: np.ndarray) -> None:
         ranks = self._ranks.pop(k)
-        n_perm = ranks.shape[0]
-        chain = np.concatenate([  # [P, N+1, D]: v of the prefixes of sizes 0..N of each order
-            np.broadcast_to(self.v_empty, (n_perm, 1, self.n_outputs)),
-            values.reshape(n_perm, self.n_players - 1, self.n_outputs),
-            np.broadcast_to(self.v_full, (n_perm, 1, self.n_outputs)),
-        ], axis=1)
-        by_position = np.diff(chain, axis=1)  # [P, N, D]: contribution of the unit at each position
-        by_unit = np.take_along_axis(by_position, ranks[:, :, None], axis=1)
-        self.moments.add(self.combine(by_unit))
+        n_perm, n = ranks.shape
+        order = ranks.argsort(axis=1)  # [P, N]: the unit at each position
+        prefix_values = torch.from_numpy(values)
+        if prefix_values.dtype != torch.float64:
+            prefix_values = self._values[: values.shape[0]].copy_(prefix_values)
+        # prefix of size j+1 (row j of an order) is completed by order[j] and extended by order[j+1]
+        self.sums.index_add_(0, torch.from_numpy(order[:, :-1].ravel()), prefix_values)
+        self.sums.index_add_(0, torch.from_numpy(order[:, 1:].ravel()), prefix_values, alpha=-1)
+        self.first_counts += np.bincount(order[:, 0], minlength=n)
+        self.last_counts += np.bincount(order[:, -1], minlength=n)
         self.n_permutations += n_perm
+        if self.moments.count < VARIANCE_WARMUP or k % VARIANCE_EVERY == 0:
+            self.moments.add(self.combine(self._contributions(ranks, prefix_values.numpy())))
+
+    def _contributions(self, ranks: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Each unit's marginal contribution in each order, ``[P, N, D]``, from prefix values ``[P * (N-1), D]``."""
+        n_perm, n, d = ranks.shape[0], self.n_players, self.n_outputs
+        prefixes = values.reshape(n_perm, n - 1, d)
+        by_position = self._by_position[: n_perm * n].reshape(n_perm, n, d)
+        np.subtract(prefixes[:, 0], self.v_empty, out=by_position[:, 0])
+        np.subtract(prefixes[:, 1:], prefixes[:, :-1], out=by_position[:, 1:-1])
+        np.subtract(self.v_full, prefixes[:, -1], out=by_position[:, -1])
+        rows = (np.arange(n_perm)[:, None] * n + ranks).ravel()
+        by_unit = np.take(by_position.reshape(n_perm * n, d), rows, axis=0, out=self._by_unit[: n_perm * n],
+                          mode="clip")  # 'clip' writes straight to out; 'raise' would buffer
+        return by_unit.reshape(n_perm, n, d)
 
     def estimate(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.moments.mean.copy(), self.moments.stderr()
+        totals = (self.sums.numpy() + self.last_counts[:, None] * self.v_full
+                  - self.first_counts[:, None] * self.v_empty)
+        modes = totals / max(self.n_permutations, 1)
+        n_samples = self.n_permutations // self.permutations_per_sample
+        if self.moments.count < 2:
+            return modes, np.full_like(modes, np.nan)
+        return modes, self.moments.stderr() * np.sqrt(self.moments.count / n_samples)
 
     def max_stderr(self) -> float | None:
-        return float(self.moments.stderr().max()) if self.moments.count >= 2 else None
+        return float(self.estimate()[1].max()) if self.moments.count >= 2 else None

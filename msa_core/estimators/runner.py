@@ -25,7 +25,7 @@ class Tally:
 
 
 class TimedGame:
-    """Calls a game, checks its values (``[C, *out]`` -> float64 ``[C, D]``) and times it."""
+    """Calls a game, times the call and checks its values (``[C, *out]`` -> float32/64 ``[C, D]``)."""
 
     def __init__(self, game: Game):
         self.game = game
@@ -35,8 +35,8 @@ class TimedGame:
     def __call__(self, coalitions: np.ndarray) -> np.ndarray:
         start = time.perf_counter()
         raw = self.game(coalitions)
-        values = values_as_array(raw, coalitions.shape[0], self.output_shape)
         self.tally.game_seconds += time.perf_counter() - start
+        values = values_as_array(raw, coalitions.shape[0], self.output_shape)
         self.tally.evaluated += coalitions.shape[0]
         self.output_shape = values.shape[1:]
         return values.reshape(coalitions.shape[0], -1)
@@ -45,7 +45,7 @@ class TimedGame:
 class BlockRunner:
     """Queues blocks' coalitions into game calls of at most ``batch_size`` rows.
 
-    A block may span several calls and a call may hold several blocks; finished blocks are absorbed
+    A call holds whole blocks where they fit and splits only blocks larger than a batch; finished blocks are absorbed
     strictly in order, so results never depend on ``batch_size``. With ``target_stderr`` the run
     stops at the first block after which the estimator's largest standard error is at most that.
     """
@@ -68,6 +68,8 @@ class BlockRunner:
         for k in range(self.estimator.n_blocks):
             rows = self.estimator.block(k)
             self._missing[k] = rows.shape[0]
+            if self._queued and self._queued + rows.shape[0] > self.batch_size and self._flush():
+                return self.game.tally  # whole blocks per call where they fit: no block split needlessly
             while rows.shape[0]:
                 take = self.batch_size - self._queued
                 self._queue.append((k, rows[:take]))
