@@ -13,7 +13,9 @@ from typing import ClassVar
 
 import numpy as np
 
-# Values held per block: a block's coalitions x outputs (float64) stay below this many numbers.
+# A block holds at most BLOCK_ROWS coalitions (checkpoints fall between blocks) and its values stay
+# below BLOCK_VALUES numbers (float64, cache-sized on CPU); a sample larger than that is one block.
+BLOCK_ROWS = 256
 BLOCK_VALUES = 1 << 18
 
 
@@ -22,9 +24,10 @@ def block_rng(seed: int, block: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(block,)))
 
 
-def rows_per_block(n_rows_per_sample: int, n_outputs: int, max_samples: int = 64) -> int:
-    """Samples per block so that a block's values stay below ``BLOCK_VALUES`` numbers (at least 1)."""
-    return int(np.clip(BLOCK_VALUES // max(1, n_rows_per_sample * n_outputs), 1, max_samples))
+def samples_per_block(rows_per_sample: int, n_outputs: int) -> int:
+    """Samples per block within ``BLOCK_ROWS`` coalitions and ``BLOCK_VALUES`` numbers (at least 1)."""
+    rows = min(BLOCK_ROWS, BLOCK_VALUES // max(1, n_outputs))
+    return max(1, rows // rows_per_sample)
 
 
 class Estimator(ABC):
@@ -36,6 +39,9 @@ class Estimator(ABC):
 
     name: ClassVar[str]
     stderr_kind: ClassVar[str]  # how ``stderr`` is obtained, stored in the result's meta
+    state_fields: ClassVar[tuple[str, ...]]  # attributes that hold everything absorbed so far
+    # True when the first blocks do not depend on the budget, so a run can be extended from a checkpoint
+    extendable: ClassVar[bool] = False
 
     def __init__(self, n_players: int, v_full: np.ndarray, v_empty: np.ndarray, seed: int, budget: int):
         self.n_players = n_players
@@ -67,6 +73,29 @@ class Estimator(ABC):
     def planned_evaluations(self) -> int:
         """Coalitions all blocks together ask for."""
         return self.budget
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of the running sums (``state_fields``), as numpy arrays keyed by field name."""
+        state: dict[str, np.ndarray] = {}
+        for name in self.state_fields:
+            value = getattr(self, name)
+            if isinstance(value, RunningMoments):
+                state.update({f"{name}.{key}": part for key, part in value.state_dict().items()})
+            else:
+                state[name] = np.array(value, copy=True)
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restore running sums saved by ``state_dict`` (same method, players and outputs)."""
+        for name in self.state_fields:
+            value = getattr(self, name)
+            if isinstance(value, RunningMoments):
+                value.load_state_dict({key[len(name) + 1:]: part for key, part in state.items()
+                                       if key.startswith(f"{name}.")})
+            elif isinstance(value, np.ndarray):
+                value[...] = state[name]  # in place: views of it (e.g. torch) stay valid
+            else:
+                setattr(self, name, int(state[name]))
 
     @classmethod
     @abstractmethod
@@ -104,6 +133,14 @@ class RunningMoments:
     @property
     def mean(self) -> np.ndarray:
         return self.shift + self.sum / max(self.count, 1)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {"count": np.array(self.count), "shift": self.shift.copy(), "sum": self.sum.copy(),
+                "sum_sq": self.sum_sq.copy()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        self.count = int(state["count"])
+        self.shift[...], self.sum[...], self.sum_sq[...] = state["shift"], state["sum"], state["sum_sq"]
 
     def stderr(self) -> np.ndarray:
         """Standard error of the mean per element (NaN before two samples)."""

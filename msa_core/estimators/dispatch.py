@@ -12,6 +12,7 @@ from msa_core.coalitions import full_and_empty
 from msa_core.errors import MSAInputError
 from msa_core.estimators.antithetic import AntitheticEstimator
 from msa_core.estimators.base import Estimator
+from msa_core.estimators.checkpoint import Checkpoint, check_resumable, run_identity
 from msa_core.estimators.exact import EXACT_MAX_PLAYERS, ExactEstimator
 from msa_core.estimators.kernel import KernelEstimator
 from msa_core.estimators.permutation import PermutationEstimator
@@ -32,7 +33,8 @@ BATCH_VALUES = 1 << 18  # default batch: coalitions x outputs per game call (cac
 def shapley_modes(game: Any, n_players: int | None = None, method: str = "auto",
                   n_permutations: int | None = None, max_evaluations: int | None = None, seed: int = 0,
                   batch_size: int | None = None, target_stderr: float | None = None,
-                  backend: str | None = None, progress: Progress | None = None) -> ModesResult:
+                  backend: str | None = None, progress: Progress | None = None,
+                  checkpoint: Checkpoint | None = None) -> ModesResult:
     """Shapley mode of every player of a vector-valued game.
 
     game: ``Game`` or callable mapping bool coalitions ``[C, N]`` (True = intact) to values ``[C, *out]``.
@@ -41,6 +43,8 @@ def shapley_modes(game: Any, n_players: int | None = None, method: str = "auto",
     Budget: ``n_permutations`` (a permutation costs N-1 evaluations; samplers that do not draw
     permutations get the same number of evaluations) and/or ``max_evaluations`` (hard cap, full and
     empty coalitions included); the smaller wins; default 1000 permutations.
+    checkpoint: where the running state is saved every few seconds; a run with the same arguments
+    resumes from it and gives exactly the uninterrupted result (``FileCheckpoint``, or the run store).
 
     Returns modes ``[N, *out]`` with ``modes.sum(0) == v_full - v_empty``.
 
@@ -61,20 +65,43 @@ def shapley_modes(game: Any, n_players: int | None = None, method: str = "auto",
     _check_budget(cls, n, budget, n_permutations)
 
     timed = TimedGame(game)
-    ends = full_and_empty(n)
-    v_full, v_empty = np.concatenate([timed(ends[i: i + (batch_size or 2)]) for i in range(0, 2, batch_size or 2)],
-                                     dtype=np.float64)
+    state = checkpoint.load() if checkpoint is not None else None
+    if state is not None:
+        check_resumable(state, chosen, n, seed, budget, cls.extendable)
+        v_full, v_empty = state["run.v_full"], state["run.v_empty"]
+        timed.output_shape = tuple(int(size) for size in state["run.output_shape"])
+        timed.tally.evaluated = timed.tally.used = int(state["run.used"])
+        timed.tally.game_seconds = float(state["run.game_seconds"])
+    else:
+        ends = full_and_empty(n)
+        v_full, v_empty = np.concatenate([timed(ends[i: i + (batch_size or 2)]) for i in range(0, 2, batch_size or 2)],
+                                         dtype=np.float64)
+        timed.tally.used = 2
     if n == 1:
         modes, stderr, n_perm = (v_full - v_empty)[None, :], np.zeros((1, v_full.size)), 0
     else:
         estimator = cls(n, v_full, v_empty, seed, budget - 2)
+        start = 0
+        if state is not None:
+            estimator.load_state_dict({key[4:]: value for key, value in state.items() if key.startswith("est.")})
+            start = int(state["run.next_block"])
+
+        def save(next_block: int) -> None:
+            checkpoint.save({
+                **run_identity(chosen, n, seed, budget), **{f"est.{k}": v for k, v in estimator.state_dict().items()},
+                "run.next_block": np.array(next_block), "run.used": np.array(timed.tally.used),
+                "run.game_seconds": np.array(timed.tally.game_seconds), "run.v_full": v_full,
+                "run.v_empty": v_empty, "run.output_shape": np.array(timed.output_shape, dtype=np.int64),
+            })
+
         rows = batch_size or int(np.clip(BATCH_VALUES // v_full.size, 1, 1024))
-        BlockRunner(timed, estimator, rows, target_stderr, progress).run()
+        BlockRunner(timed, estimator, rows, target_stderr, progress, start_block=start,
+                    save=save if checkpoint is not None else None,
+                    save_seconds=checkpoint.every_seconds if checkpoint is not None else 0.0).run()
         modes, stderr = estimator.estimate()
         n_perm = estimator.n_permutations
     out = timed.output_shape
     tally = timed.tally
-    tally.used += 2
     meta = {
         "method": chosen, "requested_method": method, "seed": seed, "n_players": n, "output_shape": list(out),
         "max_evaluations": budget, "target_stderr": target_stderr, "stopped_early": tally.stopped_early,

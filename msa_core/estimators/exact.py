@@ -11,7 +11,7 @@ from math import comb
 import numpy as np
 
 from msa_core.coalitions import from_indices
-from msa_core.estimators.base import BLOCK_VALUES, Estimator
+from msa_core.estimators.base import Estimator, samples_per_block
 
 EXACT_MAX_PLAYERS = 20  # 2^20 ~ one million evaluations; beyond that use a sampled method
 
@@ -26,11 +26,12 @@ class ExactEstimator(Estimator):
 
     name = "exact"
     stderr_kind = "exact (zero)"
+    state_fields = ("modes",)
 
     def __init__(self, n_players, v_full, v_empty, seed, budget):
         super().__init__(n_players, v_full, v_empty, seed, budget)
         self.n_middle = 2**n_players - 2
-        self.rows = int(np.clip(BLOCK_VALUES // max(1, self.n_outputs), 1, 4096))
+        self.rows = samples_per_block(1, self.n_outputs)
         self.n_blocks = -(-self.n_middle // self.rows)
         self.weights = shapley_weights(n_players)
         # the two ends: full gives every unit +w(N-1) v_full, empty gives -w(0) v_empty

@@ -29,7 +29,7 @@ from math import comb
 
 import numpy as np
 
-from msa_core.estimators.base import BLOCK_VALUES, Estimator, block_rng
+from msa_core.estimators.base import Estimator, block_rng, samples_per_block
 
 GROUPS = 8  # batch-means groups for the standard error
 GROUP_VALUES = 1 << 27  # numbers held by all groups' accumulators together, at most (about 1 GB)
@@ -104,6 +104,7 @@ class KernelEstimator(Estimator):
 
     name = "kernel"
     stderr_kind = "batch means over interleaved groups of sampled pairs"
+    state_fields = ("a_enumerated", "b_enumerated", "a_groups", "b_groups", "group_rows", "sampled_blocks_done")
 
     def __init__(self, n_players, v_full, v_empty, seed, budget):
         super().__init__(n_players, v_full, v_empty, seed, budget)
@@ -120,10 +121,11 @@ class KernelEstimator(Estimator):
         self.weights[rows_of_size > 0] = mass[rows_of_size > 0] / rows_of_size[rows_of_size > 0]
         self.planned_rows = 2 * n_pairs
 
-        rows = int(np.clip(BLOCK_VALUES // max(1, d), 1, 4096))
+        rows = samples_per_block(1, d)
         self.segments = [(s, start, min(start + rows, comb(n, s)))
                          for s in enumerated for start in range(0, comb(n, s), rows)]
-        self.pairs_per_block = int(np.clip(min(BLOCK_VALUES // max(1, 2 * d), -(-n_pairs // GROUPS)), 1, 64))
+        # at least 8 rounds of blocks over the groups, so target_stderr can stop early
+        self.pairs_per_block = max(1, min(samples_per_block(2, d), -(-n_pairs // (8 * GROUPS))))
         self.n_blocks = len(self.segments) + -(-n_pairs // self.pairs_per_block)
         self.n_groups = int(np.clip(GROUP_VALUES // max(1, n * (n + d)), 2, GROUPS))
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from msa_core.coalitions import from_ranks
-from msa_core.estimators.base import Estimator, RunningMoments, block_rng, rows_per_block
+from msa_core.estimators.base import Estimator, RunningMoments, block_rng, samples_per_block
 
 VARIANCE_WARMUP = 32  # samples whose contributions all feed the variance
 VARIANCE_EVERY = 8  # after the warm-up, one block in this many feeds it
@@ -30,14 +30,17 @@ class PermutationEstimator(Estimator):
     name = "permutation"
     stderr_kind = "sample standard error over permutations (variance from a deterministic subsample of blocks)"
     permutations_per_sample = 1
+    state_fields = ("sums", "first_counts", "last_counts", "n_permutations", "moments")
+    extendable = True  # block k holds the same orders whatever the budget
 
     def __init__(self, n_players, v_full, v_empty, seed, budget):
         super().__init__(n_players, v_full, v_empty, seed, budget)
         rows_per_sample = self.permutations_per_sample * (n_players - 1)
         self.n_samples = budget // rows_per_sample
-        self.per_block = rows_per_block(rows_per_sample, self.n_outputs)
+        self.per_block = samples_per_block(rows_per_sample, self.n_outputs)
         self.n_blocks = -(-self.n_samples // self.per_block)
-        self.sums = torch.zeros((n_players, self.n_outputs), dtype=torch.float64)  # of prefix values
+        self.sums = np.zeros((n_players, self.n_outputs))  # of prefix values, signed (see absorb)
+        self._sums = torch.from_numpy(self.sums)  # the same memory, for index_add_
         self.first_counts = np.zeros(n_players, dtype=np.int64)  # orders that start with each unit
         self.last_counts = np.zeros(n_players, dtype=np.int64)
         self.moments = RunningMoments((n_players, self.n_outputs))  # variance only
@@ -77,8 +80,8 @@ class PermutationEstimator(Estimator):
         if prefix_values.dtype != torch.float64:
             prefix_values = self._values[: values.shape[0]].copy_(prefix_values)
         # prefix of size j+1 (row j of an order) is completed by order[j] and extended by order[j+1]
-        self.sums.index_add_(0, torch.from_numpy(order[:, :-1].ravel()), prefix_values)
-        self.sums.index_add_(0, torch.from_numpy(order[:, 1:].ravel()), prefix_values, alpha=-1)
+        self._sums.index_add_(0, torch.from_numpy(order[:, :-1].ravel()), prefix_values)
+        self._sums.index_add_(0, torch.from_numpy(order[:, 1:].ravel()), prefix_values, alpha=-1)
         self.first_counts += np.bincount(order[:, 0], minlength=n)
         self.last_counts += np.bincount(order[:, -1], minlength=n)
         self.n_permutations += n_perm
@@ -99,7 +102,7 @@ class PermutationEstimator(Estimator):
         return by_unit.reshape(n_perm, n, d)
 
     def estimate(self) -> tuple[np.ndarray, np.ndarray]:
-        totals = (self.sums.numpy() + self.last_counts[:, None] * self.v_full
+        totals = (self.sums + self.last_counts[:, None] * self.v_full
                   - self.first_counts[:, None] * self.v_empty)
         modes = totals / max(self.n_permutations, 1)
         n_samples = self.n_permutations // self.permutations_per_sample

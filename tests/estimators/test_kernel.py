@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 from ground_truth import RandomNonlinearGame, shapley_by_permutations
 
 from msa_core import UnanimityGame, shapley_modes
