@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -43,7 +43,7 @@ class ModesResult:
         """Largest absolute deviation of ``modes.sum(0)`` from ``v_full - v_empty``."""
         return float(np.max(np.abs(self.modes.sum(axis=0) - (self.v_full - self.v_empty)), initial=0.0))
 
-    def save(self, path: str | Path) -> None:
+    def save(self, path: str | Path | BinaryIO) -> None:
         """Write the ``.npz`` of DESIGN.md (meta as a JSON string, counts inside meta)."""
         meta = {**self.meta, "n_evaluations": self.n_evaluations, "n_permutations": self.n_permutations}
         np.savez_compressed(
@@ -52,7 +52,7 @@ class ModesResult:
         )
 
     @classmethod
-    def load(cls, path: str | Path) -> "ModesResult":
+    def load(cls, path: str | Path | BinaryIO) -> "ModesResult":
         """Read a result written by ``save`` (no pickle is ever loaded)."""
         try:
             with np.load(path, allow_pickle=False) as data:
@@ -64,7 +64,10 @@ class ModesResult:
             if isinstance(err, MSAInputError):
                 raise
             raise MSAInputError(f"cannot read {path} as an MSA result .npz: {err}") from err
-        meta = json.loads(str(arrays["meta"]))
+        try:
+            meta = json.loads(str(arrays["meta"]))
+        except ValueError as err:
+            raise MSAInputError(f"{path} has unreadable meta data: {err}") from err
         return cls(
             modes=arrays["modes"], stderr=arrays["stderr"], v_full=arrays["v_full"], v_empty=arrays["v_empty"],
             n_evaluations=int(meta.pop("n_evaluations", 0)), n_permutations=int(meta.pop("n_permutations", 0)),

@@ -1,0 +1,163 @@
+"""``ModelGame``: a PyTorch model as an MSA game whose players are its units.
+
+>>> import numpy as np, torch
+>>> from msa_core.units import Neurons
+>>> torch.manual_seed(0) and None
+>>> model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+>>> game = ModelGame(model, torch.randn(5, 4), Neurons("1"))
+>>> game.player_names, game.output_shape
+(['1.n0', '1.n1', '1.n2'], (5, 2))
+>>> game(np.array([[True, True, True], [False, False, False]])).shape
+torch.Size([2, 5, 2])
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from msa_core.errors import MSAInputError
+from msa_core.games import Game
+from msa_core.lesion.hooks import Hook, attached, eval_mode
+from msa_core.lesion.inputs import Inputs, batch_size, call_model, check_device, model_device
+from msa_core.lesion.outputs import make_output
+from msa_core.lesion.plans import make_plan
+from msa_core.lesion.sites import Site, bind
+from msa_core.units import UnitSpec, check_unique
+
+LESIONS = ("zero", "mean")
+CPU_BUDGET = 8 << 20  # bytes of activations per forward pass on CPU (cache-sized); on CUDA half the free memory
+
+
+class ModelGame(Game):
+    """Values ``[C, B, ...]`` of a model on a fixed batch with each coalition's lesioned units knocked out.
+
+    model: any ``nn.Module``, run on its own device, in eval mode, under ``torch.inference_mode()``.
+    inputs: a tensor ``[B, ...]`` or a dict of tensors ``[B, ...]`` (HF style, ``model(**inputs)``).
+    units: a spec from ``msa_core.units`` or a list of them; players follow their order.
+    output: a name from ``msa_core.lesion.outputs.NAMED_OUTPUTS`` or ``fn(raw) -> tensor [C * B, ...]``.
+    lesion: ``"zero"``, or ``"mean"`` (each unit's mean over ``reference``, default ``inputs``; the
+    means are kept in each site's ``fill``).
+    labels: integer targets ``[B]`` or ``[B, T]`` for ``correct`` / ``target_logprob``.
+    memory_budget: bytes of activations per forward pass, which sets how many coalitions share one
+    pass (default 8 MiB on CPU, where passes that fit the caches run fastest; half the free memory
+    on CUDA); ``coalitions_per_pass`` sets that number directly.
+    prefix_reuse / push_forward: switch the chain-model shortcuts off (for measurements).
+
+    Each call repeats the batch once per coalition (in chunks) and gives each copy its own mask through
+    hooks that exist only during the call. ``forward_seconds`` accumulates the time spent running the
+    model (hooks included), the rest of a call being mask and output handling.
+    """
+
+    def __init__(self, model: nn.Module, inputs: Inputs, units: UnitSpec | Sequence[UnitSpec],
+                 output: str | Callable[[Any], torch.Tensor] = "logits", lesion: str = "zero",
+                 labels: torch.Tensor | None = None, reference: Inputs | None = None,
+                 memory_budget: int | None = None, coalitions_per_pass: int | None = None,
+                 prefix_reuse: bool = True, push_forward: bool = True):
+        if not isinstance(model, nn.Module):
+            raise MSAInputError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+        if lesion not in LESIONS:
+            raise MSAInputError(f"unknown lesion {lesion!r}; allowed: {', '.join(LESIONS)}")
+        self.model, self.inputs, self.lesion = model, inputs, lesion
+        self.device = model_device(model)
+        self.batch_size = batch_size(inputs)
+        for name, value in (("inputs", inputs), ("labels", labels), ("reference", reference)):
+            if value is not None:
+                check_device(value, self.device, name)
+        if labels is not None and batch_size(labels, "labels") != self.batch_size:
+            raise MSAInputError(f"labels have batch size {labels.shape[0]} but inputs have {self.batch_size}")
+        self.sites: list[Site] = bind(model, units)
+        for site in self.sites:
+            site.check_lesion(lesion)
+        self._output = make_output(output, inputs, labels)
+        self.forward_seconds = 0.0
+        for name, value in (("memory_budget", memory_budget), ("coalitions_per_pass", coalitions_per_pass)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise MSAInputError(f"{name} must be a positive integer or None; got {value!r}")
+
+        with torch.inference_mode(), eval_mode(model):
+            if lesion == "mean" and reference is not None:
+                self._probe(reference, with_mean=True)
+            self._probe(inputs, with_mean=lesion == "mean" and reference is None)
+            for site in self.sites:
+                site.fill = site.mean if lesion == "mean" else None
+            self._number_players()
+            self.plan = make_plan(model, inputs, self.sites, prefix_reuse, push_forward)
+            values, copy_bytes = self._dry_run()
+        self.output_shape = tuple(values.shape)
+        budget = memory_budget or self._default_budget()
+        self.coalitions_per_pass = coalitions_per_pass or max(1, budget // copy_bytes)
+
+    def _number_players(self) -> None:
+        offset = 0
+        for site in self.sites:
+            site.offset, offset = offset, offset + site.n_units
+        self.n_players = offset
+        self.player_names = [name for site in self.sites for name in site.names()]
+        check_unique(self.player_names)
+
+    def evaluate(self, coalitions: np.ndarray) -> torch.Tensor:
+        """bool ``[C, N]`` (True = intact) -> values ``[C, B, ...]`` on the model's device."""
+        keep = torch.from_numpy(coalitions).to(self.device)
+        step = self.coalitions_per_pass
+        with torch.inference_mode(), eval_mode(self.model):
+            parts = [self._run(keep[start: start + step]) for start in range(0, keep.shape[0], step)]
+        if len(parts) != 1:
+            parts = [torch.cat(parts) if parts else torch.empty(0, *self.output_shape, device=self.device)]
+        return parts[0].view(keep.shape[0], *self.output_shape)
+
+    def _run(self, keep: torch.Tensor) -> torch.Tensor:
+        """Values ``[C * B, ...]`` of one chunk ``keep [C, N]``."""
+        hooks = [hook for site in self.plan.hooked for hook in site.lesion_hooks(site.own(keep))]
+        start = time.perf_counter()
+        with attached(hooks):
+            raw = self.plan.run(keep)
+        if raw_device := getattr(raw, "device", None):
+            if raw_device.type == "cuda":
+                torch.cuda.synchronize(raw_device)
+        self.forward_seconds += time.perf_counter() - start
+        return self._values(raw, keep.shape[0])
+
+    def _values(self, raw: Any, copies: int) -> torch.Tensor:
+        values = self._output(raw, copies)
+        if not isinstance(values, torch.Tensor) or values.ndim == 0 or values.shape[0] != copies * self.batch_size:
+            shape = list(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
+            raise MSAInputError(f"the output must map the model's output to a tensor [C * B, ...] = "
+                                f"[{copies * self.batch_size}, ...]; got {shape}")
+        return values
+
+    def _probe(self, inputs: Inputs, with_mean: bool) -> None:
+        """One unrepeated forward in which every site learns its unit count (and mean activation)."""
+        for site in self.sites:
+            site.n_units = None
+        with attached([hook for site in self.sites for hook in site.probe_hooks(with_mean)]):
+            call_model(self.model, inputs)
+        silent = [site.path for site in self.sites if site.n_units is None]
+        if silent:
+            raise MSAInputError(f"module(s) {', '.join(silent)} never ran when the model ran on the inputs; "
+                                "unit specs must name modules the forward pass calls")
+
+    def _dry_run(self) -> tuple[torch.Tensor, int]:
+        """The plan run on one all-intact copy: its values ``[B, ...]`` and the bytes it produced (every
+        leaf module's outputs plus the values), an upper bound on the activation memory per copy."""
+        sizes: list[int] = []
+
+        def count(module: nn.Module, args: tuple, out: Any) -> None:
+            sizes.extend(t.nbytes for t in (out if isinstance(out, (tuple, list)) else [out])
+                         if isinstance(t, torch.Tensor))
+
+        leaves = [Hook(m, count) for m in self.model.modules() if next(m.children(), None) is None]
+        with attached(leaves):
+            values = self._run(torch.ones(1, self.n_players, dtype=torch.bool, device=self.device))
+        self.forward_seconds = 0.0
+        return values, sum(sizes) + values.nbytes
+
+    def _default_budget(self) -> int:
+        if self.device is not None and self.device.type == "cuda":
+            return torch.cuda.mem_get_info(self.device)[0] // 2
+        return CPU_BUDGET

@@ -1,0 +1,90 @@
+"""Named outputs: per-sample values ``[C * B, ...]`` from the model's raw output for C input copies.
+
+``logits`` (a tensor output, ``.logits`` of an HF output, or the first element of a tuple), ``probs``
+and ``log_probs`` (softmax over the last dim, float32), ``correct`` (1.0 where the argmax hits the
+target, else 0.0), ``target_logprob`` (float32 log-probability of the target), ``image`` (a
+generator's output tensor as is). Targets are ``labels`` (one class per sample ``[B]``, or one per
+position ``[B, T]``); without labels, an LM fed ``input_ids [B, T]`` is scored on the next token,
+giving ``[B, T - 1]`` values per copy. A callable ``output(raw) -> tensor [C * B, ...]`` is used as is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from msa_core.errors import MSAInputError
+from msa_core.lesion.inputs import Inputs, repeat_batch
+
+OutputFn = Callable[[Any, int], torch.Tensor]  # (raw output for C copies, C) -> values [C * B, ...]
+NAMED_OUTPUTS = ("logits", "probs", "log_probs", "correct", "target_logprob", "image")
+
+
+def logits_of(raw: Any) -> torch.Tensor:
+    """The logits tensor of a raw model output."""
+    if isinstance(raw, torch.Tensor):
+        return raw
+    logits = getattr(raw, "logits", None)
+    if isinstance(logits, torch.Tensor):
+        return logits
+    if isinstance(raw, (tuple, list)) and raw and isinstance(raw[0], torch.Tensor):
+        return raw[0]
+    raise MSAInputError(
+        f"cannot find logits in a model output of type {type(raw).__name__}; expected a tensor, an object "
+        "with .logits or a tuple starting with a tensor. Pass output=callable(raw) -> tensor instead"
+    )
+
+
+def image_of(raw: Any) -> torch.Tensor:
+    """A generator's output tensor."""
+    if not isinstance(raw, torch.Tensor):
+        raise MSAInputError(f"output='image' needs a model that returns a tensor; got {type(raw).__name__}")
+    return raw
+
+
+def make_output(output: str | Callable[[Any], torch.Tensor], inputs: Inputs,
+                labels: torch.Tensor | None) -> OutputFn:
+    """The function mapping ``(raw output, copies)`` to values ``[copies * B, ...]``."""
+    if callable(output):
+        return lambda raw, copies: output(raw)
+    if output not in NAMED_OUTPUTS:
+        raise MSAInputError(f"unknown output {output!r}; allowed: {', '.join(NAMED_OUTPUTS)}, or a callable")
+    if output == "image":
+        return lambda raw, copies: image_of(raw)
+    if output == "logits":
+        return lambda raw, copies: logits_of(raw)
+    if output == "probs":
+        return lambda raw, copies: logits_of(raw).float().softmax(-1)
+    if output == "log_probs":
+        return lambda raw, copies: logits_of(raw).float().log_softmax(-1)
+    targets, next_token = _targets(output, inputs, labels)
+
+    def scored(raw: Any, copies: int) -> torch.Tensor:
+        logits = logits_of(raw)[:, :-1] if next_token else logits_of(raw)
+        wanted = repeat_batch(targets, copies)
+        if logits.shape[:-1] != wanted.shape:
+            raise MSAInputError(
+                f"output={output!r}: logits {list(logits.shape)} do not fit targets {list(wanted.shape)}; "
+                "labels must have the logits' shape without the last (class) dimension"
+            )
+        if output == "correct":
+            return (logits.argmax(-1) == wanted).float()
+        return logits.float().log_softmax(-1).gather(-1, wanted[..., None]).squeeze(-1)
+
+    return scored
+
+
+def _targets(output: str, inputs: Inputs, labels: torch.Tensor | None) -> tuple[torch.Tensor, bool]:
+    """Target indices ``[B, ...]`` and whether they are next tokens of ``input_ids``."""
+    if labels is not None:
+        if not isinstance(labels, torch.Tensor) or labels.dtype.is_floating_point or labels.dtype == torch.bool:
+            raise MSAInputError("labels must be an integer tensor of class indices [B] or [B, T]")
+        return labels, False
+    if isinstance(inputs, dict) and isinstance(inputs.get("input_ids"), torch.Tensor):
+        return inputs["input_ids"][:, 1:], True
+    raise MSAInputError(
+        f"output={output!r} needs targets: pass labels= (a class per sample [B] or per position [B, T]), "
+        "or HF inputs with 'input_ids' to score the next token"
+    )

@@ -1,0 +1,115 @@
+"""How one chunk of C coalitions runs: which part of the model runs per input copy.
+
+- ``WholeModel``: the input batch repeated C times through the whole model, lesioned by hooks.
+- ``ChainSuffix`` (prefix reuse): in a chain model, the elements before the first lesioned one ran
+  once on the B samples at construction; only the rest runs on the ``C * B`` repeated rows.
+- ``MaskedChain`` (prefix reuse): when that element is itself the module whose outputs are the units,
+  its output is computed once too and masked per copy.
+- ``PushForward``: when affine elements follow those units, each unit's contribution through them is
+  computed once; a coalition's result is ``base + keep @ contributions`` (one matmul for all copies).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import torch
+from torch import nn
+
+from msa_core.lesion.chain import Element, chain_elements, contains, is_affine, run_chain
+from msa_core.lesion.inputs import Inputs, call_model, repeat_batch
+from msa_core.lesion.sites import ActivationSite, Site
+
+
+class Plan(ABC):
+    """Runs C lesioned copies of the input batch; sites in ``hooked`` act through their hooks."""
+
+    name: str
+    hooked: list[Site]
+
+    @abstractmethod
+    def run(self, keep: torch.Tensor) -> Any:
+        """keep: bool ``[C, N]`` over all players -> the raw model output for the ``C * B`` rows."""
+
+
+class WholeModel(Plan):
+    name = "whole model"
+
+    def __init__(self, model: nn.Module, inputs: Inputs, sites: list[Site]):
+        self.model, self.inputs, self.hooked = model, inputs, sites
+
+    def run(self, keep: torch.Tensor) -> Any:
+        return call_model(self.model, repeat_batch(self.inputs, keep.shape[0]))
+
+
+class ChainSuffix(Plan):
+    name = "prefix reuse"
+
+    def __init__(self, prefix_output: torch.Tensor, rest: list[Element], sites: list[Site]):
+        self.x, self.rest, self.hooked = prefix_output, rest, sites
+
+    def run(self, keep: torch.Tensor) -> torch.Tensor:
+        return run_chain(self.rest, repeat_batch(self.x, keep.shape[0]))
+
+
+class MaskedChain(Plan):
+    name = "prefix reuse (masked activation)"
+
+    def __init__(self, site: ActivationSite, activation: torch.Tensor, rest: list[Element], others: list[Site]):
+        self.site, self.activation, self.rest, self.hooked = site, activation, rest, others
+
+    def run(self, keep: torch.Tensor) -> torch.Tensor:
+        masked = self.site.apply(repeat_batch(self.activation, keep.shape[0]), self.site.own(keep))
+        return run_chain(self.rest, masked)
+
+
+class PushForward(Plan):
+    """base ``[B, *out]`` = the affine elements' output with every unit lesioned; contributions
+    ``[n, B * prod(out)]`` = each unit alone intact minus base."""
+
+    name = "prefix reuse + push-forward"
+
+    def __init__(self, site: ActivationSite, activation: torch.Tensor, affine: list[Element],
+                 rest: list[Element], others: list[Site]):
+        self.site, self.rest, self.hooked = site, rest, others
+        n = site.n_units
+        one_hot = torch.cat([torch.zeros(1, n), torch.eye(n)]).to(device=activation.device, dtype=torch.bool)
+        pushed = run_chain(affine, site.apply(repeat_batch(activation, n + 1), one_hot)).unflatten(0, (n + 1, -1))
+        self.base = pushed[0]
+        self.contributions = (pushed[1:] - pushed[0]).flatten(1)
+
+    def run(self, keep: torch.Tensor) -> torch.Tensor:
+        weights = self.site.own(keep).to(self.contributions.dtype)
+        summed = torch.addmm(self.base.flatten()[None], weights, self.contributions)  # [C, B * prod(out)]
+        return run_chain(self.rest, summed.view(-1, *self.base.shape[1:]))
+
+
+PUSHED_BYTES = 1 << 30  # largest per-unit contribution tensors push-forward may keep
+
+
+def make_plan(model: nn.Module, inputs: Inputs, sites: list[Site], prefix_reuse: bool, push_forward: bool) -> Plan:
+    """The fastest exact plan for these sites; call under ``torch.inference_mode()`` and eval mode.
+
+    Push-forward is used when its per-unit tensors take at most ``PUSHED_BYTES``.
+    """
+    elements = chain_elements(model) if prefix_reuse and isinstance(inputs, torch.Tensor) else None
+    hit = [i for i, (path, _) in enumerate(elements or []) if any(contains(path, s.path) for s in sites)]
+    if not hit or any(not any(contains(path, s.path) for path, _ in elements) for s in sites):
+        return WholeModel(model, inputs, sites)
+    first = hit[0]
+    site = next((s for s in sites if s.path == elements[first][0] and isinstance(s, ActivationSite)), None)
+    if site is None:
+        return ChainSuffix(run_chain(elements[:first], inputs), elements[first:], sites)
+    activation = run_chain(elements[: first + 1], inputs)
+    others = [s for s in sites if s is not site]
+    stop = first + 1
+    while (push_forward and stop < len(elements) and is_affine(elements[stop][1])
+           and not any(contains(elements[stop][0], s.path) for s in others)):
+        stop += 1
+    affine = elements[first + 1: stop]
+    if affine:
+        pushed_bytes = (site.n_units + 1) * (activation.nbytes + run_chain(affine, activation).nbytes)
+        if pushed_bytes <= PUSHED_BYTES:
+            return PushForward(site, activation, affine, elements[stop:], others)
+    return MaskedChain(site, activation, elements[first + 1:], others)

@@ -1,0 +1,90 @@
+"""``RunRequest``: everything that determines a run's result, and its fingerprint."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from msa_core import __version__
+from msa_core.errors import MSAInputError
+from msa_core.estimators import METHODS
+from msa_core.lesion.inputs import Inputs
+from msa_core.zoo import LoadedModel
+from msa_core.zoo.weights import tensor_digest
+
+STORE_FORMAT = 1  # bump when stored entries change meaning; older entries are then recomputed
+LESIONS = ("zero", "mean")
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """A run of a bundled model: which units, lesion, output, estimator, budget and seed.
+
+    ``units`` names one of the model's granularities and ``output`` one of its outputs (None: the
+    model's defaults). The budget is ``n_permutations`` and/or ``max_evaluations`` as in ``shapley_modes``.
+    """
+
+    model: str
+    units: str | None = None
+    output: str | None = None
+    lesion: str = "zero"
+    method: str = "auto"
+    n_permutations: int | None = None
+    max_evaluations: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.lesion not in LESIONS:
+            raise MSAInputError(f"unknown lesion {self.lesion!r}; allowed: {', '.join(LESIONS)}")
+        if self.method not in METHODS:
+            raise MSAInputError(f"unknown method {self.method!r}; allowed: {', '.join(METHODS)}")
+        for name in ("n_permutations", "max_evaluations"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise MSAInputError(f"{name} must be a positive integer or None; got {value!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise MSAInputError(f"seed must be a non-negative integer; got {self.seed!r}")
+
+    def resolved(self, loaded: LoadedModel) -> RunRequest:
+        """The request with the model's default granularity and output filled in (and both checked)."""
+        units = self.units or next(iter(loaded.card.granularities))
+        loaded.units(units)
+        output = self.output or loaded.card.outputs[0]
+        if output not in loaded.card.outputs:
+            raise MSAInputError(f"model {self.model!r} has no output {output!r}; allowed: {', '.join(loaded.card.outputs)}")
+        return replace(self, units=units, output=output)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunRequest:
+        return cls(**data)
+
+    def fingerprint(self, loaded: LoadedModel) -> str:
+        """sha256 of everything that determines the result: weights, inputs, units, request, versions."""
+        request = self.resolved(loaded)
+        payload = {
+            "format": STORE_FORMAT, "request": request.to_dict(), "weights": loaded.digest,
+            "inputs": inputs_digest(loaded.inputs, loaded.labels),
+            "units": [repr(spec) for spec in loaded.units(request.units)],
+            "versions": {"msa_core": __version__, "torch": torch.__version__, "numpy": np.__version__},
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+    def family(self) -> RunRequest:
+        """The request without its budget: runs of one family can extend each other."""
+        return replace(self, n_permutations=None, max_evaluations=None)
+
+
+def inputs_digest(inputs: Inputs, labels: torch.Tensor | None) -> str:
+    """sha256 of the input tensors (a tensor or the tensors of a dict) and the labels."""
+    tensors = dict(inputs) if isinstance(inputs, dict) else {"inputs": inputs}
+    if labels is not None:
+        tensors["labels"] = labels
+    return tensor_digest({key: value for key, value in tensors.items() if isinstance(value, torch.Tensor)})

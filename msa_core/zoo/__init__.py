@@ -1,0 +1,49 @@
+"""Bundled models: ``list_models()`` and ``load_model(name)``.
+
+Each model is trained by a deterministic script (``python -m msa_core.zoo.train NAME``) on data a
+package ships, and its weights sit in ``assets/`` as safetensors. A loaded model carries its default
+inputs, labels, unit granularities and outputs, and builds a ``ModelGame``. Each family module
+(``mlp``, ``gan``, ``moe``) contributes its cards through ``cards()``.
+
+>>> [card.name for card in list_models()][:1]
+['mlp-digits-h32-l1-s0']
+>>> load_model("mlp-digits-h32-none-s0").game("hidden neurons").n_players
+32
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from msa_core.errors import MSAInputError
+from msa_core.zoo import gan, mlp, moe
+from msa_core.zoo.card import LoadedModel, ModelCard
+from msa_core.zoo.weights import load_weights, tensor_digest
+
+CARDS: dict[str, ModelCard] = {card.name: card for family in (mlp, gan, moe) for card in family.cards()}
+
+__all__ = ["CARDS", "LoadedModel", "ModelCard", "get_card", "list_models", "load_model"]
+
+
+def list_models(bundled_only: bool = True) -> list[ModelCard]:
+    """Cards of the models whose weights ship in ``assets/`` (or of every known model), sorted by name."""
+    return sorted((card for card in CARDS.values() if card.bundled or not bundled_only), key=lambda c: c.name)
+
+
+def get_card(name: str) -> ModelCard:
+    """The card of ``name``, or a clear error listing the bundled models."""
+    if name not in CARDS:
+        raise MSAInputError(f"unknown model {name!r}; bundled: {', '.join(c.name for c in list_models())}")
+    return CARDS[name]
+
+
+@cache
+def load_model(name: str) -> LoadedModel:
+    """Load a bundled model (cached per process)."""
+    card = get_card(name)
+    if not card.bundled:
+        raise MSAInputError(f"model {name!r} has no weights in assets/; train them with "
+                            f"`python -m msa_core.zoo.train {name}`")
+    model = load_weights(card.build(), name)
+    inputs, labels = card.data()
+    return LoadedModel(card, model, inputs, labels, tensor_digest(model.state_dict()))

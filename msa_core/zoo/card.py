@@ -1,0 +1,72 @@
+"""``ModelCard`` (what a bundled model is, without loading it) and ``LoadedModel`` (it, ready to play)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from msa_core.errors import MSAInputError
+from msa_core.lesion import ModelGame
+from msa_core.units import UnitSpec
+from msa_core.zoo.weights import weights_path
+
+OutputFn = Callable[[Any], torch.Tensor]  # raw model output for C copies -> values [C * B, ...]
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a bundled model is, without loading it.
+
+    ``outputs`` lists output names (the first is the default); a name is either one of
+    ``msa_core.lesion.NAMED_OUTPUTS`` or a key of ``output_fns`` (a family's own output, e.g. the
+    per-language mean log-prob of an LM). ``train`` runs the family's deterministic recipe.
+    """
+
+    name: str
+    family: str
+    description: str
+    granularities: dict[str, tuple[UnitSpec, ...]]  # e.g. {"hidden neurons": (Neurons("hidden"),)}
+    outputs: tuple[str, ...]
+    build: Callable[[], nn.Module] = field(repr=False)
+    data: Callable[[], tuple[Any, torch.Tensor | None]] = field(repr=False)  # default inputs and labels
+    train: Callable[[], nn.Module] = field(repr=False)
+    output_fns: dict[str, OutputFn] = field(default_factory=dict, repr=False)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def bundled(self) -> bool:
+        return weights_path(self.name).exists()
+
+
+@dataclass
+class LoadedModel:
+    """A bundled model in eval mode with its default inputs, ready to become a game."""
+
+    card: ModelCard
+    model: nn.Module
+    inputs: Any
+    labels: torch.Tensor | None
+    digest: str  # sha256 of the weights: the model's identity in the run store
+
+    def units(self, granularity: str | None = None) -> tuple[UnitSpec, ...]:
+        """The unit specs of a granularity (default: the first)."""
+        granularity = granularity or next(iter(self.card.granularities))
+        if granularity not in self.card.granularities:
+            raise MSAInputError(f"model {self.card.name!r} has no granularity {granularity!r}; "
+                                f"allowed: {', '.join(self.card.granularities)}")
+        return self.card.granularities[granularity]
+
+    def game(self, granularity: str | None = None, output: str | None = None, lesion: str = "zero",
+             inputs: Any = None, labels: torch.Tensor | None = None) -> ModelGame:
+        """A ``ModelGame`` over the units of ``granularity`` with values ``output`` (default inputs unless given)."""
+        output = output or self.card.outputs[0]
+        if output not in self.card.outputs:
+            raise MSAInputError(f"model {self.card.name!r} has no output {output!r}; allowed: {', '.join(self.card.outputs)}")
+        if inputs is None:
+            inputs, labels = self.inputs, self.labels
+        return ModelGame(self.model, inputs, list(self.units(granularity)),
+                         output=self.card.output_fns.get(output, output), lesion=lesion, labels=labels)
