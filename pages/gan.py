@@ -1,0 +1,6 @@
+"""Placeholder page: filled in by the study's own change."""
+
+import streamlit as st
+
+st.title("Gan")
+st.info("This view is being built.")
