@@ -1,0 +1,295 @@
+"""Views and metrics any ``ModesResult`` has: 2-D unit x output views, orders, top units, concentration.
+
+A *view* turns modes ``[N, *out]`` into a matrix ``[N, K]`` (one row per unit, one column per output
+element): ``mean`` averages over every axis but the last (over samples for ``[N, B, K]`` logits),
+``class`` groups samples by their label (for ``[N, B, K]`` it keeps, per sample, the mode on that
+sample's own class), ``sample`` takes one sample. By linearity, the mode of a mean over samples is the
+mean of the per-sample modes, so every view is itself a set of Shapley modes.
+
+>>> import numpy as np
+>>> from msa_core import shapley_modes
+>>> res = shapley_modes(lambda c: c.astype(float) @ np.diag([3.0, 1.0, 0.0]), n_players=3, method="exact")
+>>> view = view_of(res)
+>>> view.values.shape, round(gini(unit_contributions(view.values)), 3)
+((3, 3), 0.5)
+>>> units_for_share(unit_contributions(view.values), 0.5)
+1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+
+from msa_core.errors import MSAInputError
+from msa_core.result import ModesResult
+
+VIEWS = ("mean", "class", "sample")
+ORDERS = ("index", "total", "cluster")
+SHARES = (0.5, 0.8, 0.9)
+
+
+@dataclass(frozen=True)
+class ModesView:
+    """Modes as a unit x output matrix ``values [N, K]`` with a stderr ``[N, K]`` and names for both axes.
+
+    ``stderr_is_bound`` is True when ``stderr`` is an upper bound: a mean of sampled modes has at most
+    the mean of their standard errors (equality when the errors are perfectly correlated).
+    """
+
+    values: np.ndarray
+    stderr: np.ndarray
+    units: list[str]
+    outputs: list[str]
+    title: str
+    stderr_is_bound: bool = False
+
+    def ordered(self, order: Sequence[int]) -> ModesView:
+        """The view with its units (rows) in ``order``."""
+        order = list(order)
+        return replace(self, values=self.values[order], stderr=self.stderr[order],
+                       units=[self.units[i] for i in order])
+
+
+def available_views(result: ModesResult, labels: np.ndarray | None = None) -> tuple[str, ...]:
+    """The views that make sense for this result (``class`` needs labels and per-sample outputs)."""
+    views = ["mean"]
+    if labels is not None and result.modes.ndim in (2, 3) and result.output_shape[0] == len(labels):
+        views.append("class")
+    if result.modes.ndim >= 3:
+        views.append("sample")
+    return tuple(views)
+
+
+def view_of(result: ModesResult, view: str = "mean", labels: np.ndarray | None = None, sample: int = 0,
+            class_names: Sequence[str] | None = None) -> ModesView:
+    """The unit x output matrix of ``result`` under ``view`` (see the module docstring).
+
+    labels: one integer class per sample ``[B]`` (needed by ``class``); sample: the sample index of
+    ``sample``. Output names are the last axis' indices (or ``class_names``).
+    """
+    modes, stderr = np.asarray(result.modes, dtype=float), np.asarray(result.stderr, dtype=float)
+    if view not in VIEWS:
+        raise MSAInputError(f"unknown view {view!r}; allowed: {', '.join(VIEWS)}")
+    if view not in available_views(result, labels):
+        raise MSAInputError(f"view {view!r} does not fit a result with outputs {list(result.output_shape)}"
+                            f"{'' if labels is not None else ' and no labels'}; allowed: "
+                            f"{', '.join(available_views(result, labels))}")
+    n = result.n_players
+    if view == "sample":
+        if not 0 <= sample < modes.shape[1]:
+            raise MSAInputError(f"sample {sample} is out of range; the result has {modes.shape[1]} samples")
+        values, errors, bound = modes[:, sample].reshape(n, -1), stderr[:, sample].reshape(n, -1), False
+        names, title = _names(values.shape[1], class_names), f"sample {sample}"
+    elif view == "class":
+        labels = np.asarray(labels)
+        if modes.ndim == 3:  # per sample, keep the mode on the sample's own class
+            rows = np.arange(len(labels))
+            modes, stderr = modes[:, rows, labels], stderr[:, rows, labels]
+        classes = np.unique(labels)
+        values = np.stack([modes[:, labels == c].mean(1) for c in classes], axis=1)
+        errors = np.stack([stderr[:, labels == c].mean(1) for c in classes], axis=1)
+        names = [class_names[c] if class_names is not None else str(c) for c in classes]
+        bound, title = True, "per class (mean over the class's samples)"
+    else:
+        values = modes.reshape(n, -1) if modes.ndim <= 2 else modes.reshape(n, -1, modes.shape[-1]).mean(1)
+        errors = stderr.reshape(n, -1) if modes.ndim <= 2 else stderr.reshape(n, -1, modes.shape[-1]).mean(1)
+        bound = modes.ndim > 2
+        names, title = _names(values.shape[1], class_names), "mean over samples" if bound else "modes"
+    return ModesView(values, errors, list(result.player_names), names, title, bound)
+
+
+def _names(k: int, class_names: Sequence[str] | None) -> list[str]:
+    return list(class_names) if class_names is not None and len(class_names) == k else [str(i) for i in range(k)]
+
+
+def unit_contributions(values: np.ndarray) -> np.ndarray:
+    """Each unit's total |contribution| ``[N]``: the sum of |mode| over the view's outputs ``[N, K]``."""
+    return np.abs(np.asarray(values, dtype=float)).reshape(len(values), -1).sum(1)
+
+
+def unit_order(values: np.ndarray, order: str = "index") -> np.ndarray:
+    """Row order ``[N]``: ``index`` as stored, ``total`` by |contribution| (largest first), ``cluster``
+    by average-linkage clustering of the rows' correlation (similar units side by side)."""
+    values = np.asarray(values, dtype=float)
+    if order == "index":
+        return np.arange(len(values))
+    if order == "total":
+        return np.argsort(-unit_contributions(values), kind="stable")
+    if order == "cluster":
+        if len(values) < 3:
+            return np.arange(len(values))
+        from scipy.cluster.hierarchy import leaves_list, linkage, optimal_leaf_ordering
+        from scipy.spatial.distance import pdist
+        centred = values - values.mean(1, keepdims=True)
+        flat = np.linalg.norm(centred, axis=1) < 1e-12  # constant rows have no correlation: park them apart
+        distances = pdist(np.where(flat[:, None], 0.0, centred), "cosine") if values.shape[1] > 1 \
+            else pdist(values, "euclidean")
+        distances = np.nan_to_num(distances, nan=1.0)
+        tree = linkage(distances, "average")
+        return leaves_list(optimal_leaf_ordering(tree, distances))
+    raise MSAInputError(f"unknown order {order!r}; allowed: {', '.join(ORDERS)}")
+
+
+def heatmap_figure(view: ModesView | ModesResult, order: str = "index", zmax: float | None = None,
+                   stderr: bool = False, title: str | None = None, height: int | None = None) -> go.Figure:
+    """Units x outputs heatmap on a diverging scale centred at 0 (red up, blue down).
+
+    zmax: the colour limit (share it between figures to compare them); default the view's max |value|.
+    stderr: show the standard errors instead of the modes (on a sequential scale from 0).
+    """
+    view = view_of(view) if isinstance(view, ModesResult) else view
+    view = view.ordered(unit_order(view.values, order))
+    z = view.stderr if stderr else view.values
+    limit = float(zmax) if zmax is not None else float(np.max(np.abs(z), initial=0.0)) or 1.0
+    what = ("stderr (upper bound)" if view.stderr_is_bound else "stderr") if stderr else "Shapley mode"
+    heatmap = go.Heatmap(
+        z=z, x=view.outputs, y=view.units, zmin=0.0 if stderr else -limit, zmax=limit,
+        colorscale="Viridis" if stderr else "RdBu_r", zmid=None if stderr else 0.0,
+        colorbar={"title": {"text": what}},
+        hovertemplate="unit %{y}<br>output %{x}<br>" + what + " %{z:.4g}<extra></extra>",
+    )
+    figure = go.Figure(heatmap)
+    figure.update_layout(
+        title=title if title is not None else f"{what}: {view.title}", xaxis_title="output",
+        yaxis_title="unit", yaxis={"type": "category", "autorange": "reversed"}, xaxis={"type": "category"},
+        height=height or min(900, 160 + 14 * len(view.units)), margin={"l": 10, "r": 10, "t": 50, "b": 10},
+    )
+    return figure
+
+
+def shared_zmax(views: Sequence[ModesView]) -> float:
+    """One colour limit for several views: the largest |value| among them."""
+    return max((float(np.max(np.abs(view.values), initial=0.0)) for view in views), default=0.0) or 1.0
+
+
+def top_units(view: ModesView, k: int = 3) -> list[dict[str, Any]]:
+    """Per output, the ``k`` units pushing it up most and the ``k`` pushing it down most (rows of a table)."""
+    rows = []
+    for column, output in enumerate(view.outputs):
+        values = view.values[:, column]
+        up, down = np.argsort(-values, kind="stable")[:k], np.argsort(values, kind="stable")[:k]
+        rows.append({
+            "output": output,
+            "top units (+)": ", ".join(f"{view.units[i]} ({values[i]:+.3g})" for i in up if values[i] > 0) or "none",
+            "top units (-)": ", ".join(f"{view.units[i]} ({values[i]:+.3g})" for i in down if values[i] < 0) or "none",
+        })
+    return rows
+
+
+def gini(contributions: np.ndarray) -> float:
+    """Gini coefficient of non-negative contributions ``[N]``: 0 = all equal, (N-1)/N = one unit holds all.
+
+    >>> gini(np.ones(4)), gini(np.array([0.0, 0.0, 0.0, 1.0]))
+    (0.0, 0.75)
+    """
+    x = np.sort(np.abs(np.asarray(contributions, dtype=float)).ravel())
+    total = x.sum()
+    if len(x) == 0 or total == 0:
+        return 0.0
+    ranks = np.arange(1, len(x) + 1)
+    return float((2 * ranks - len(x) - 1) @ x / (len(x) * total))
+
+
+def units_for_share(contributions: np.ndarray, share: float) -> int:
+    """The fewest units whose |contribution| adds up to at least ``share`` of the total (0 if all are 0).
+
+    >>> units_for_share(np.array([5.0, 3.0, 1.0, 1.0]), 0.8)
+    2
+    """
+    x = np.sort(np.abs(np.asarray(contributions, dtype=float)).ravel())[::-1]
+    if x.sum() == 0:
+        return 0
+    cumulative = np.cumsum(x) / x.sum()
+    return int(np.searchsorted(cumulative, share - 1e-12) + 1)
+
+
+def concentration(view: ModesView | ModesResult) -> dict[str, float]:
+    """Concentration metrics of the units' total |contribution|: Gini, units holding 50/80/90% of it,
+    and the largest single unit's share."""
+    view = view_of(view) if isinstance(view, ModesResult) else view
+    contributions = unit_contributions(view.values)
+    total = contributions.sum()
+    metrics: dict[str, float] = {"units": len(contributions), "gini": gini(contributions)}
+    for share in SHARES:
+        metrics[f"units for {share:.0%}"] = units_for_share(contributions, share)
+    metrics["top unit share"] = float(contributions.max() / total) if total > 0 else 0.0
+    return metrics
+
+
+def hub_table(view: ModesView, k: int = 10, top_per_output: int = 3) -> list[dict[str, Any]]:
+    """The ``k`` units with the largest |contribution|: share of the total, net sign, and breadth (the
+    number of outputs for which the unit is among the ``top_per_output`` by |mode|)."""
+    contributions = unit_contributions(view.values)
+    total = contributions.sum() or 1.0
+    ranks = np.argsort(np.argsort(-np.abs(view.values), axis=0, kind="stable"), axis=0, kind="stable")
+    breadth = (ranks < top_per_output).sum(1)
+    return [{
+        "unit": view.units[i], "share of |contribution|": float(contributions[i] / total),
+        "net contribution": float(view.values[i].sum()), f"outputs where top {top_per_output}": int(breadth[i]),
+    } for i in np.argsort(-contributions, kind="stable")[:k]]
+
+
+def contribution_curve_figure(views: Mapping[str, ModesView], cumulative: bool = True) -> go.Figure:
+    """Sorted contribution curves of several views: share of the total |contribution| (cumulative, or per
+    unit) against the fraction of units ranked largest first; dotted lines mark 50/80/90%."""
+    figure = go.Figure()
+    for name, view in views.items():
+        x = np.sort(unit_contributions(view.values))[::-1]
+        share = x / (x.sum() or 1.0)
+        y = np.cumsum(share) if cumulative else share
+        rank = np.arange(1, len(x) + 1) / len(x)
+        figure.add_trace(go.Scatter(x=rank, y=y, mode="lines+markers", name=name, marker={"size": 4},
+                                    hovertemplate="top %{x:.0%} of units<br>share %{y:.1%}<extra>" + name + "</extra>"))
+    if cumulative:
+        for share in SHARES:
+            figure.add_hline(y=share, line_dash="dot", line_color="grey", annotation_text=f"{share:.0%}",
+                             annotation_position="bottom right")
+    figure.update_layout(
+        title="Sorted contribution curve" + (" (cumulative)" if cumulative else ""),
+        xaxis_title="fraction of units, largest contribution first", xaxis_tickformat=".0%",
+        yaxis_title="cumulative share of |contribution|" if cumulative else "share of |contribution|",
+        yaxis_tickformat=".0%", margin={"l": 10, "r": 10, "t": 50, "b": 10}, legend={"orientation": "h", "y": -0.2},
+    )
+    return figure
+
+
+def unit_scores(view: ModesView) -> np.ndarray:
+    """One signed score per unit ``[N]``: its mode averaged over the view's outputs (the paper's phi)."""
+    return view.values.mean(1)
+
+
+def lesion_sets(scores: np.ndarray, k: int, n_random: int = 5, seed: int = 0) -> np.ndarray:
+    """Coalitions ``[1 + n_random, N]`` (True = intact): the ``k`` top-scoring units lesioned, then
+    ``n_random`` draws of ``k`` random units lesioned (reproducible by ``seed``)."""
+    n = len(scores)
+    if not 0 <= k <= n:
+        raise MSAInputError(f"k must be between 0 and the number of units {n}; got {k}")
+    coalitions = np.ones((1 + n_random, n), dtype=bool)
+    coalitions[0, np.argsort(-np.asarray(scores), kind="stable")[:k]] = False
+    rng = np.random.default_rng(seed)
+    for row in range(1, 1 + n_random):
+        coalitions[row, rng.choice(n, size=k, replace=False)] = False
+    return coalitions
+
+
+def classification(logits: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Predictions ``[C, B]``, accuracy ``[C]`` and per-class accuracy ``[C, n_classes]`` of the logits
+    ``[C, B, K]`` of C coalitions (a game's values) against labels ``[B]``.
+
+    >>> predictions, accuracy, per_class = classification(np.array([[[1.0, 0.0], [1.0, 0.0]]]), np.array([0, 1]))
+    >>> predictions.tolist(), accuracy.tolist(), per_class.tolist()
+    ([[0, 0]], [0.5], [[1.0, 0.0]])
+    """
+    logits = logits.detach().cpu().numpy() if hasattr(logits, "detach") else np.asarray(logits)
+    labels = labels.detach().cpu().numpy() if hasattr(labels, "detach") else np.asarray(labels)
+    predictions = logits.argmax(-1)
+    correct = predictions == labels
+    classes = np.arange(logits.shape[-1])
+    per_class = np.stack([correct[:, labels == c].mean(1) if (labels == c).any() else np.full(len(correct), np.nan)
+                          for c in classes], axis=1)
+    return predictions, correct.mean(1), per_class
