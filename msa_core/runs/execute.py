@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import time
+import warnings
 from collections.abc import Callable
 
+import numpy as np
+import torch
+
+from msa_core.errors import MSAInputError
 from msa_core.estimators import shapley_modes
+from msa_core.estimators.checkpoint import State, check_resumable
 from msa_core.estimators.dispatch import ESTIMATORS
 from msa_core.result import ModesResult
 from msa_core.runs.request import RunRequest
@@ -13,6 +20,8 @@ from msa_core.runs.store import RunStore
 from msa_core.zoo import load_model
 
 Progress = Callable[[int, int], None]
+DEFAULT_CHECKPOINT_SECONDS = 5.0
+PROGRESS_WRITE_SECONDS = 0.25  # progress records are written at most this often (and at the end)
 
 
 def fingerprint_of(request: RunRequest) -> str:
@@ -20,13 +29,99 @@ def fingerprint_of(request: RunRequest) -> str:
     return request.fingerprint(load_model(request.model))
 
 
+def checkpoint_seconds_default() -> float:
+    """Seconds of work between checkpoints: ``$MSA_CHECKPOINT_SECONDS``, else 5."""
+    raw = os.environ.get("MSA_CHECKPOINT_SECONDS")
+    if raw is None:
+        return DEFAULT_CHECKPOINT_SECONDS
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise MSAInputError(f"MSA_CHECKPOINT_SECONDS must be a positive number of seconds; got {raw!r}")
+    return seconds
+
+
+def max_stderr_of(state: State) -> float | None:
+    """Largest standard error of the estimate a checkpoint holds (None where the estimator cannot tell yet)."""
+    cls = ESTIMATORS[str(state["run.method"])]
+    estimator = cls(int(state["run.n_players"]), state["run.v_full"].ravel(), state["run.v_empty"].ravel(),
+                    int(state["run.seed"]), int(state["run.budget"]) - 2)
+    estimator.load_state_dict({key[4:]: value for key, value in state.items() if key.startswith("est.")})
+    with np.errstate(all="ignore"):
+        value = estimator.max_stderr()
+    return value if value is not None and np.isfinite(value) else None
+
+
+def _resumable(state: State, request: RunRequest, n_players: int) -> bool:
+    """Whether ``request`` can resume from ``state``; if not, say why in a warning (the run starts over)."""
+    try:
+        method = request.method if request.method != "auto" else str(state["run.method"])
+        budget = 2**n_players if method == "exact" else request.budget(n_players)
+        check_resumable(state, method, n_players, request.seed, budget, ESTIMATORS[method].extendable)
+        max_stderr_of(state)
+    except (MSAInputError, KeyError, ValueError) as err:
+        warnings.warn(f"the checkpoint of this run cannot be used ({err}); the run starts over", stacklevel=3)
+        return False
+    return True
+
+
+class ProgressRecorder:
+    """Writes a run's progress to the store (throttled) and forwards ``(done, total)`` to a callback.
+
+    The record holds ``state``, ``done``/``total`` evaluations, ``resumed_from`` (evaluations a
+    checkpoint already held), ``max_stderr`` (as of the last checkpoint), ``eta_seconds``, ``pid``.
+    """
+
+    def __init__(self, store: RunStore, fingerprint: str, callback: Progress | None):
+        self.store, self.fingerprint, self.callback = store, fingerprint, callback
+        self.fields: dict = {"state": "running", "done": 0, "total": None, "resumed_from": 0, "max_stderr": None,
+                             "eta_seconds": None, "error": None, "pid": os.getpid(), "started": time.time()}
+        self._first_done: int | None = None
+        self._written = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.time()
+        if self._first_done is None:
+            self._first_done, self._first_at = done, now
+        elif done > self._first_done:
+            rate = (done - self._first_done) / max(now - self._first_at, 1e-9)
+            self.fields["eta_seconds"] = (total - done) / rate
+        self.fields.update(done=done, total=total)
+        if now - self._written >= PROGRESS_WRITE_SECONDS or done >= total:
+            self.write()
+        if self.callback is not None:
+            self.callback(done, total)
+
+    def resumed(self, state: State) -> None:
+        """Note the checkpoint the run starts from."""
+        self.fields.update(resumed_from=int(state["run.used"]), done=int(state["run.used"]),
+                           total=int(state["run.budget"]), max_stderr=max_stderr_of(state))
+        self.write()
+
+    def checkpointed(self, state: State) -> None:
+        self.fields["max_stderr"] = max_stderr_of(state)
+        self.write()
+
+    def finish(self, state: str, **fields) -> None:
+        self.fields.update(state=state, eta_seconds=None if state != "done" else 0.0, **fields)
+        self.write()
+
+    def write(self) -> None:
+        self.store.set_progress(self.fingerprint, **self.fields)
+        self._written = time.time()
+
+
 def execute(request: RunRequest, store: RunStore, progress: Progress | None = None,
-            checkpoint_seconds: float = 5.0) -> ModesResult:
+            checkpoint_seconds: float | None = None, backend: str | None = None) -> ModesResult:
     """The result of ``request``: from the store at once, or computed with checkpoints and stored.
 
     Concurrent callers of the same request (other threads or processes) wait for one computation.
-    A request that only raises ``n_permutations`` of a stored permutation-type run starts from that
-    run's last checkpoint instead of from scratch.
+    A run killed at any point resumes from its last checkpoint (saved every ``checkpoint_seconds``
+    of work, default ``$MSA_CHECKPOINT_SECONDS`` or 5) to exactly the uninterrupted result. A request
+    that only raises the budget of a stored permutation-type run starts from that run's last checkpoint.
+    ``progress(done, total)`` gets evaluations done and planned; ``store.progress(fingerprint)`` has more.
     """
     loaded = load_model(request.model)
     request = request.resolved(loaded)
@@ -34,32 +129,45 @@ def execute(request: RunRequest, store: RunStore, progress: Progress | None = No
     result = store.get(fingerprint)
     if result is not None:
         return result
+    seconds = checkpoint_seconds if checkpoint_seconds is not None else checkpoint_seconds_default()
     with store.lock(fingerprint):
         result = store.get(fingerprint)
         if result is not None:
             return result
+        game = loaded.game(request.units, request.output, request.lesion)
         family = request.family().fingerprint(loaded)
         extendable = request.method in ESTIMATORS and ESTIMATORS[request.method].extendable
         if extendable:
-            store.seed_from_base(fingerprint, family, budget_below=budget_of(request, loaded.units(request.units)))
-        started = time.time()
-
-        def report(done: int, total: int) -> None:
-            store.set_progress(fingerprint, done=done, total=total, started=started, state="running")
-            if progress is not None:
-                progress(done, total)
-
-        result = shapley_modes(
-            loaded.game(request.units, request.output, request.lesion), method=request.method,
-            n_permutations=request.n_permutations, max_evaluations=request.max_evaluations, seed=request.seed,
-            progress=report, checkpoint=store.checkpoint(fingerprint, checkpoint_seconds),
-        )
-        result.meta.update(model=request.model, model_digest=loaded.digest)
+            store.seed_from_base(fingerprint, family, request.budget(game.n_players))
+        recorder = ProgressRecorder(store, fingerprint, progress)
+        checkpoint = store.checkpoint(fingerprint, seconds, on_save=recorder.checkpointed)
+        state = checkpoint.load()
+        if state is not None and not _resumable(state, request, game.n_players):
+            store.drop_checkpoint(fingerprint)
+            state = None
+        if state is not None:
+            recorder.resumed(state)
+        else:
+            recorder.write()
+        try:
+            result = shapley_modes(
+                game, method=request.method, n_permutations=request.n_permutations,
+                max_evaluations=request.max_evaluations, seed=request.seed, backend=backend, progress=recorder,
+                checkpoint=checkpoint,
+            )
+        except Exception as err:
+            recorder.finish("failed", error=str(err) or type(err).__name__)
+            raise
+        except BaseException:
+            recorder.finish("cancelled", error="interrupted; the run resumes from its last checkpoint")
+            raise
+        result.meta.update(model=request.model, model_digest=loaded.digest, units=request.units,
+                           output=request.output, lesion=request.lesion)
+        result.meta["versions"] = {**result.meta.get("versions", {}), "torch": torch.__version__}
         store.put(fingerprint, result, request)
         if extendable:
             store.keep_as_base(fingerprint, family)
         else:
             store.drop_checkpoint(fingerprint)
-        store.set_progress(fingerprint, done=result.n_evaluations, total=result.n_evaluations, started=started,
-                           state="done")
+        recorder.finish("done", done=result.n_evaluations, total=result.n_evaluations)
     return result

@@ -13,6 +13,7 @@ import torch
 from msa_core import __version__
 from msa_core.errors import MSAInputError
 from msa_core.estimators import METHODS
+from msa_core.estimators.dispatch import _budget as evaluation_budget
 from msa_core.lesion.inputs import Inputs
 from msa_core.zoo import LoadedModel
 from msa_core.zoo.weights import tensor_digest
@@ -64,7 +65,15 @@ class RunRequest:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunRequest:
+        """The request ``to_dict`` gave (unknown keys are an ``MSAInputError``)."""
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise MSAInputError(f"unknown run request fields {sorted(unknown)}; allowed: {list(cls.__dataclass_fields__)}")
         return cls(**data)
+
+    def budget(self, n_players: int) -> int:
+        """Evaluations the run may use, full and empty coalitions included, as ``shapley_modes`` counts them."""
+        return evaluation_budget(n_players, self.n_permutations, self.max_evaluations)
 
     def fingerprint(self, loaded: LoadedModel) -> str:
         """sha256 of everything that determines the result: weights, inputs, units, request, versions."""

@@ -1,0 +1,307 @@
+"""``python -m msa_core``: list bundled models, run MSA on them (cached, resumable), list/show/export/delete runs.
+
+Every command exits with 0 on success, 2 on a bad argument or request (with a message saying what is
+allowed), 1 when something else fails (e.g. PNG rendering), 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from msa_core.errors import MSAInputError
+
+EXAMPLES = """\
+examples:
+  python -m msa_core models                       # what can be analysed
+  python -m msa_core run --model mlp-digits-h32-none-s0 --method permutation --permutations 100 --out r.npz
+  python -m msa_core list                         # stored runs (the app sees the same ones)
+  python -m msa_core show 1a2b3c                  # a run, by the first characters of its id
+  python -m msa_core export 1a2b3c --out modes.csv
+  python -m msa_core delete 1a2b3c
+
+Runs are cached in --cache-dir (default $MSA_CACHE_DIR, else ~/.cache/msa-dashboard): asking for the same
+run again returns at once, and a run that was interrupted resumes from its last checkpoint.
+"""
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from msa_core.estimators import METHODS
+    from msa_core.runs.export import FORMATS
+    from msa_core.runs.request import LESIONS
+
+    cache = argparse.ArgumentParser(add_help=False)
+    cache.add_argument("--cache-dir", metavar="DIR", help="run cache folder (default: $MSA_CACHE_DIR, else "
+                       "$XDG_CACHE_HOME/msa-dashboard or ~/.cache/msa-dashboard)")
+    parser = argparse.ArgumentParser(prog="python -m msa_core", description="Multiperturbation Shapley-value Analysis (MSA) of "
+                    "neural-network units: which units an output depends on, and how much.",
+                    epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    models = commands.add_parser("models", help="list the bundled models, their unit granularities and outputs",
+                                 description="List the bundled models with their unit granularities (what the "
+                                 "players are) and outputs (what is measured; the first is the default).")
+    models.add_argument("--all", action="store_true", help="also list known models whose weights are not trained yet")
+
+    run = commands.add_parser("run", parents=[cache], help="compute the Shapley modes of a model's units",
+                              description="Compute the Shapley mode of every unit of a bundled model (cached: a "
+                              "repeated run returns at once; an interrupted run resumes where it stopped).",
+                              epilog="example: python -m msa_core run --model mlp-digits-h32-none-s0 "
+                              "--method permutation --permutations 200 --out r.npz")
+    run.add_argument("--model", required=True, metavar="NAME", help="a bundled model (see `python -m msa_core models`)")
+    run.add_argument("--units", metavar="GRANULARITY", help="which units are the players, e.g. 'hidden neurons' "
+                     "(default: the model's first granularity)")
+    run.add_argument("--output", metavar="OUT", help="what is measured, e.g. logits (default: the model's first output)")
+    run.add_argument("--lesion", choices=LESIONS, default="zero", help="how a unit is removed: set to zero, or to its "
+                     "mean over the inputs (default: zero)")
+    run.add_argument("--method", choices=METHODS, default="auto", help="estimator (default: auto = exact for few "
+                     "units, else kernel)")
+    run.add_argument("--permutations", type=positive_int, metavar="K", help="budget in permutations (default 1000)")
+    run.add_argument("--max-evaluations", type=positive_int, metavar="E", help="budget in model evaluations "
+                     "(coalitions); the smaller of the two budgets wins")
+    run.add_argument("--seed", type=non_negative_int, default=0, metavar="S", help="random seed (default 0); same "
+                     "seed, same result")
+    run.add_argument("--out", metavar="PATH", help=f"also write the result here ({', '.join(FORMATS)}, by suffix)")
+    run.add_argument("--backend", choices=("local", "ray"), default="local", help="where coalitions are evaluated "
+                     "(default: local)")
+    run.add_argument("--address", metavar="ADDR", help="Ray cluster address (with --backend ray; sets RAY_ADDRESS)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--checkpoint-seconds", type=positive_float, help=argparse.SUPPRESS)
+
+    commands.add_parser("list", parents=[cache], help="list the stored runs, newest first",
+                        description="List the runs stored in the cache, newest first.")
+
+    show = commands.add_parser("show", parents=[cache], help="describe one run",
+                               description="Describe one run: its request, cost and most important units.")
+    show.add_argument("run", metavar="RUN", help="a stored run's id (its first characters suffice) or a result .npz")
+
+    export = commands.add_parser("export", parents=[cache], help="write a run as npz, csv, html or png",
+                                 description="Write a run's result: .npz (the full result), .csv (long format: "
+                                 "unit, output index..., value, stderr), .html (interactive heatmap, works "
+                                 "offline) or .png (heatmap image).")
+    export.add_argument("run", metavar="RUN", help="a stored run's id (its first characters suffice) or a result .npz")
+    export.add_argument("--out", required=True, metavar="PATH", help="file to write")
+    export.add_argument("--format", choices=FORMATS, help="format (default: from the suffix of --out)")
+
+    delete = commands.add_parser("delete", parents=[cache], help="delete stored runs",
+                                 description="Delete stored runs (their results, checkpoints and progress).")
+    delete.add_argument("runs", nargs="*", metavar="RUN", help="ids of stored runs (first characters suffice)")
+    delete.add_argument("--all", action="store_true", help="delete every stored run")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except MSAInputError as err:
+        parser.exit(2, f"{parser.prog} {args.command}: error: {err}\n")
+    except (OSError, RuntimeError) as err:
+        parser.exit(1, f"{parser.prog} {args.command}: failed: {err}\n")
+    except KeyboardInterrupt:
+        parser.exit(130, f"{parser.prog} {args.command}: interrupted; run the same command again to resume\n")
+
+
+def _store(args: argparse.Namespace):
+    from msa_core.runs.store import RunStore
+
+    return RunStore(args.cache_dir)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from msa_core.zoo import list_models
+
+    for card in list_models(bundled_only=not args.all):
+        trained = "" if card.bundled else f"  [not trained: python -m msa_core.zoo.train {card.name}]"
+        print(f"{card.name}  ({card.family}){trained}\n  {card.description}")
+        print(f"  units:   {'; '.join(card.granularities)}")
+        print(f"  outputs: {card.outputs[0]} (default); {', '.join(card.outputs[1:])}" if len(card.outputs) > 1
+              else f"  outputs: {card.outputs[0]}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from msa_core.runs.execute import execute, fingerprint_of
+    from msa_core.runs.export import export
+    from msa_core.runs.request import RunRequest
+
+    if args.address and args.backend != "ray":
+        raise MSAInputError("--address only applies to --backend ray")
+    if args.out:
+        _check_writable(Path(args.out))
+    if args.address:
+        os.environ["RAY_ADDRESS"] = args.address
+    request = RunRequest(model=args.model, units=args.units, output=args.output, lesion=args.lesion,
+                         method=args.method, n_permutations=args.permutations, max_evaluations=args.max_evaluations,
+                         seed=args.seed)
+    store = _store(args)
+    fingerprint = fingerprint_of(request)
+    stored = fingerprint in store
+    started = time.perf_counter()
+    with _ProgressBar(disabled=args.quiet or stored) as bar:
+        result = execute(request, store, progress=bar.update, checkpoint_seconds=args.checkpoint_seconds,
+                         backend=args.backend)
+    record = store.progress(fingerprint) or {}
+    if stored or record.get("pid") != os.getpid():
+        how = "found in the store (computed earlier)"
+    else:
+        resumed = record.get("resumed_from") or 0
+        how = f"computed in {time.perf_counter() - started:.1f} s" + (
+            f", resumed from a checkpoint at {resumed} of {result.n_evaluations} evaluations" if resumed else "")
+    print(f"run {fingerprint[:12]}: {how}; {result.n_players} units, outputs {list(result.output_shape)}, "
+          f"{result.n_evaluations} evaluations, {result.n_permutations} permutations, method {result.meta['method']}")
+    print(f"stored in {store.directory} as run {fingerprint}")
+    if args.out:
+        print(f"written to {export(result, args.out)}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    store = _store(args)
+    entries = store.list()
+    if not entries:
+        print(f"no stored runs in {store.directory}")
+        return 0
+    header = ("run", "model", "units", "output", "lesion", "method", "perms", "evals", "created")
+    rows = [(entry["fingerprint"][:12], *(str(entry["request"][key]) for key in ("model", "units", "output", "lesion")),
+             str(entry["method"]), str(entry.get("n_permutations", "")), str(entry["n_evaluations"]),
+             time.strftime("%Y-%m-%d %H:%M", time.localtime(entry["created"]))) for entry in entries]
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    for row in (header, *rows):
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    print(f"{len(entries)} runs in {store.directory}, {store.volume() / 1e6:.1f} MB")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from msa_core.analysis.modes import unit_contributions, view_of
+
+    result = _load(args)
+    meta = result.meta
+    request = meta.get("request", {})
+    for key in ("model", "units", "output", "lesion"):
+        print(f"{key:<12} {request.get(key, meta.get(key, '?'))}")
+    print(f"{'method':<12} {meta.get('method')} (asked: {meta.get('requested_method')}), seed {meta.get('seed')}")
+    print(f"{'budget':<12} {result.n_evaluations} evaluations, {result.n_permutations} permutations, "
+          f"{meta.get('wall_seconds', 0):.1f} s")
+    print(f"{'modes':<12} {result.n_players} units x outputs {list(result.output_shape)}; efficiency gap "
+          f"{result.efficiency_gap():.2e}; max stderr {float(result.stderr.max(initial=0.0)):.3g}")
+    contributions = unit_contributions(view_of(result).values)
+    top = contributions.argsort()[::-1][:5]
+    print(f"{'top units':<12} " + ", ".join(f"{result.player_names[i]} ({contributions[i]:.3g})" for i in top)
+          + "  (sum of |mode| over outputs, mean over samples)")
+    if "fingerprint" in meta:
+        print(f"{'run':<12} {meta['fingerprint']}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from msa_core.runs.export import export
+
+    result = _load(args)
+    print(f"written to {export(result, args.out, args.format)}")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    if not args.runs and not args.all:
+        raise MSAInputError("name the runs to delete (see `python -m msa_core list`) or give --all")
+    if args.runs and args.all:
+        raise MSAInputError("give either run ids or --all, not both")
+    store = _store(args)
+    fingerprints = [entry["fingerprint"] for entry in store.list()] if args.all else \
+        [store.resolve(prefix) for prefix in args.runs]
+    for fingerprint in fingerprints:
+        store.delete(fingerprint)
+        print(f"deleted run {fingerprint[:12]}")
+    return 0
+
+
+COMMANDS = {"models": cmd_models, "run": cmd_run, "list": cmd_list, "show": cmd_show, "export": cmd_export,
+            "delete": cmd_delete}
+
+
+def _load(args: argparse.Namespace):
+    """The result named by ``args.run``: a ``.npz`` file, or a stored run's fingerprint prefix."""
+    from msa_core.result import ModesResult
+
+    if args.run.endswith(".npz") or Path(args.run).is_file():
+        if not Path(args.run).is_file():
+            raise MSAInputError(f"no file {args.run}")
+        return ModesResult.load(args.run)
+    store = _store(args)
+    result = store.get(store.resolve(args.run))
+    if result is None:
+        raise MSAInputError(f"run {args.run} could not be read from the store (see the warning above)")
+    return result
+
+
+def _check_writable(path: Path) -> None:
+    from msa_core.runs.export import FORMATS
+
+    if path.suffix.lstrip(".").lower() not in FORMATS:
+        raise MSAInputError(f"--out {path}: unknown format {path.suffix!r}; allowed suffixes: "
+                            f"{', '.join('.' + fmt for fmt in FORMATS)}")
+    if not path.parent.is_dir():
+        raise MSAInputError(f"--out {path}: folder {path.parent} does not exist")
+
+
+class _ProgressBar:
+    """A tqdm bar over evaluations (on stderr), fed by ``update(done, total)``; shown from the first update."""
+
+    def __init__(self, disabled: bool):
+        self.disabled = disabled
+        self.bar = None
+
+    def update(self, done: int, total: int) -> None:
+        if self.disabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=done, unit="eval", desc="evaluations", file=sys.stderr,
+                            dynamic_ncols=True)
+        self.bar.total = total
+        self.bar.update(done - self.bar.n)
+
+    def __enter__(self) -> _ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
