@@ -1,0 +1,142 @@
+"""What every dashboard page shares: the cached run store, job manager and models, run pickers, error boxes.
+
+Everything expensive is cached per process with ``st.cache_resource`` (keyed by the store directory, so a
+test with its own ``MSA_CACHE_DIR`` gets its own store), so a rerun never loads or computes anything twice.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from msa_core.errors import MSAInputError
+from msa_core.result import ModesResult
+from msa_core.runs import JobManager, RunStore
+from msa_core.zoo import LoadedModel, load_model
+
+CURRENT_RUN = "current_run"  # session key: fingerprint of the run the Modes and Export pages open
+COMPARED_RUNS = "compared_runs"  # session key: fingerprints the Compare page opens
+
+
+def store_directory() -> str:
+    """The run store directory: ``$MSA_CACHE_DIR`` if set, else the store's default."""
+    return os.environ.get("MSA_CACHE_DIR", "")
+
+
+@st.cache_resource(show_spinner=False)
+def _store(directory: str) -> RunStore:
+    return RunStore(directory or None)
+
+
+@st.cache_resource(show_spinner=False)
+def _jobs(directory: str) -> JobManager:
+    return JobManager(_store(directory), max_workers=1)
+
+
+def store() -> RunStore:
+    """The run store of this process (one per store directory)."""
+    return _store(store_directory())
+
+
+def jobs() -> JobManager:
+    """The background job manager of this process (one worker, shared by every session)."""
+    return _jobs(store_directory())
+
+
+@st.cache_resource(show_spinner="Loading the model…")
+def model(name: str) -> LoadedModel:
+    """A bundled model, loaded once per process."""
+    return load_model(name)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _result(directory: str, fingerprint: str) -> ModesResult:
+    result = _store(directory).get(fingerprint)
+    if result is None:  # raising keeps a missing run out of the cache
+        raise LookupError(fingerprint)
+    return result
+
+
+def result(fingerprint: str) -> ModesResult | None:
+    """A stored result (read from disk once per process), or None if the store no longer has it."""
+    try:
+        return _result(store_directory(), fingerprint)
+    except LookupError:
+        return None
+
+
+def runs() -> list[dict[str, Any]]:
+    """Index entries of the stored runs, newest first."""
+    return store().list()
+
+
+def run_label(entry: dict[str, Any]) -> str:
+    """A short readable name of a stored run."""
+    request = entry["request"]
+    budget = f"{entry['n_evaluations']:,} evals"
+    return (f"{request['model']} · {request['units']} · {request['output']} · {request['lesion']} lesion · "
+            f"{entry.get('method') or request['method']} · {budget} · {entry['fingerprint'][:8]}")
+
+
+def labels_of(result: ModesResult) -> np.ndarray | None:
+    """The per-sample class labels of the run's model inputs ``[B]``, if its model has them."""
+    request = result.meta.get("request") or {}
+    try:
+        loaded = model(request.get("model", result.meta.get("model", "")))
+    except MSAInputError:
+        return None
+    labels = loaded.labels
+    if labels is None or labels.ndim != 1 or not result.output_shape or result.output_shape[0] != len(labels):
+        return None
+    return labels.cpu().numpy()
+
+
+def pick_run(label: str, key: str, entries: list[dict[str, Any]] | None = None) -> str | None:
+    """A select box over stored runs, defaulting to the session's current run; returns a fingerprint."""
+    entries = runs() if entries is None else entries
+    if not entries:
+        return None
+    fingerprints = [entry["fingerprint"] for entry in entries]
+    labels = {entry["fingerprint"]: run_label(entry) for entry in entries}
+    current = st.session_state.get(CURRENT_RUN)
+    index = fingerprints.index(current) if current in fingerprints else 0
+    chosen = st.selectbox(label, fingerprints, index=index, format_func=labels.__getitem__, key=key)
+    st.session_state[CURRENT_RUN] = chosen
+    return chosen
+
+
+def no_runs_yet(what: str) -> None:
+    """The empty state of a page that needs stored runs."""
+    st.info(f"No finished runs yet, so there is nothing to {what}. Launch one on the **Run** page: a "
+            "bundled MLP with a small budget takes a few seconds.")
+    st.page_link("pages/run.py", label="Go to the Run page", icon="▶️")
+
+
+@contextmanager
+def explained_errors(what: str) -> Iterator[None]:
+    """Show an error as a short message in the page instead of a traceback."""
+    try:
+        yield
+    except MSAInputError as err:
+        st.error(f"{what}: {err}")
+    except Exception as err:  # noqa: BLE001  (the page must stay up; Streamlit's rerun/stop are BaseExceptions)
+        st.error(f"{what} failed unexpectedly ({type(err).__name__}: {err}). Please report this with the "
+                 "steps that led to it.")
+
+
+def format_seconds(seconds: float | None) -> str:
+    """``12 s``, ``3 min 20 s`` or ``unknown``."""
+    if seconds is None or not np.isfinite(seconds):
+        return "unknown"
+    seconds = max(0, round(seconds))
+    return f"{seconds} s" if seconds < 60 else f"{seconds // 60} min {seconds % 60} s"
+
+
+def timestamp(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(epoch))
