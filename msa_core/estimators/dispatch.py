@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from msa_core import __version__
+from msa_core.backends import resolve_backend
 from msa_core.coalitions import full_and_empty
 from msa_core.errors import MSAInputError
 from msa_core.estimators.antithetic import AntitheticEstimator
@@ -43,6 +44,9 @@ def shapley_modes(game: Any, n_players: int | None = None, method: str = "auto",
     Budget: ``n_permutations`` (a permutation costs N-1 evaluations; samplers that do not draw
     permutations get the same number of evaluations) and/or ``max_evaluations`` (hard cap, full and
     empty coalitions included); the smaller wins; default 1000 permutations.
+    backend: None / ``"local"`` (this process), or ``"ray"`` / ``msa_core.backends.RayBackend(...)``: the
+    blocks are played by Ray actors (``RAY_ADDRESS`` or a local instance), same result for the same seed;
+    the game may then be a ``msa_core.backends.GameFactory`` (built on each worker).
     checkpoint: where the running state is saved every few seconds; a run with the same arguments
     resumes from it and gives exactly the uninterrupted result (``FileCheckpoint``, or the run store).
 
@@ -54,9 +58,10 @@ def shapley_modes(game: Any, n_players: int | None = None, method: str = "auto",
     [3.0, 3.0, 3.0]
     """
     wall_start = time.perf_counter()
-    game = as_game(game, n_players)
+    _check_options(method, seed, batch_size, target_stderr, progress)
+    remote = resolve_backend(backend)  # None: this process
+    game = as_game(game, n_players) if remote is None else remote.game(game, n_players)
     n = game.n_players
-    _check_options(method, backend, seed, batch_size, target_stderr, progress)
     budget = _budget(n, n_permutations, max_evaluations)
     chosen = _resolve_method(method, n, budget, n_permutations, max_evaluations)
     if chosen == "exact":
@@ -95,7 +100,7 @@ def shapley_modes(game: Any, n_players: int | None = None, method: str = "auto",
             })
 
         rows = batch_size or int(np.clip(BATCH_VALUES // v_full.size, 1, 1024))
-        BlockRunner(timed, estimator, rows, target_stderr, progress, start_block=start,
+        (BlockRunner if remote is None else remote.runner())(timed, estimator, rows, target_stderr, progress, start_block=start,
                     save=save if checkpoint is not None else None,
                     save_seconds=checkpoint.every_seconds if checkpoint is not None else 0.0).run()
         modes, stderr = estimator.estimate()
@@ -108,6 +113,7 @@ def shapley_modes(game: Any, n_players: int | None = None, method: str = "auto",
         "evaluations_discarded": tally.evaluated - tally.used, "stderr_kind": cls.stderr_kind,
         "game_seconds": tally.game_seconds, "wall_seconds": time.perf_counter() - wall_start,
         "versions": {"msa_core": __version__, "numpy": np.__version__},
+        **({} if remote is None else {"backend": game.meta()}),
     }
     return ModesResult(
         modes=modes.reshape(n, *out), stderr=stderr.reshape(n, *out), v_full=v_full.reshape(out),
@@ -120,14 +126,9 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-def _check_options(method: str, backend: str | None, seed: Any, batch_size: Any, target_stderr: Any,
-                   progress: Any) -> None:
+def _check_options(method: str, seed: Any, batch_size: Any, target_stderr: Any, progress: Any) -> None:
     if method not in METHODS:
         raise MSAInputError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
-    if backend not in (None, "local"):
-        if backend == "ray":
-            raise MSAInputError("backend='ray' is not available in this version; allowed: None or 'local'")
-        raise MSAInputError(f"unknown backend {backend!r}; allowed: None or 'local'")
     if not _is_int(seed) or seed < 0:
         raise MSAInputError(f"seed must be a non-negative integer; got {seed!r}")
     if batch_size is not None and (not _is_int(batch_size) or batch_size < 1):
