@@ -50,7 +50,13 @@ def contains(element_path: str, path: str) -> bool:
 
 
 def run_chain(elements: list[Element], x: torch.Tensor) -> torch.Tensor:
-    """Feed ``x`` through ``elements`` in order."""
+    """Feed ``x`` through ``elements`` in order; returns a contiguous tensor.
+
+    Image batches ``[M, C, H, W]`` run in channels-last memory format, where convolutions with few
+    output channels are several times faster on CPU (measured in bench/bench_lesion.py).
+    """
+    if x.ndim == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
     for _, module in elements:
         x = module(x)
-    return x
+    return x.contiguous()

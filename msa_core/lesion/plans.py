@@ -76,13 +76,19 @@ class PushForward(Plan):
         n = site.n_units
         one_hot = torch.cat([torch.zeros(1, n), torch.eye(n)]).to(device=activation.device, dtype=torch.bool)
         pushed = run_chain(affine, site.apply(repeat_batch(activation, n + 1), one_hot)).unflatten(0, (n + 1, -1))
-        self.base = pushed[0]
+        self.shape = pushed.shape[2:]  # one sample's output of the affine elements
+        if len(self.shape) == 3:  # images [C, H, W]: kept channels-last, the layout run_chain uses
+            pushed = pushed.permute(0, 1, 3, 4, 2)
+        self.base = pushed[0].flatten()[None]
         self.contributions = (pushed[1:] - pushed[0]).flatten(1)
 
     def run(self, keep: torch.Tensor) -> torch.Tensor:
         weights = self.site.own(keep).to(self.contributions.dtype)
-        summed = torch.addmm(self.base.flatten()[None], weights, self.contributions)  # [C, B * prod(out)]
-        return run_chain(self.rest, summed.view(-1, *self.base.shape[1:]))
+        summed = torch.addmm(self.base, weights, self.contributions)  # [C, B * prod(out)]
+        if len(self.shape) == 3:
+            channels, height, width = self.shape
+            return run_chain(self.rest, summed.view(-1, height, width, channels).permute(0, 3, 1, 2))
+        return run_chain(self.rest, summed.view(-1, *self.shape))
 
 
 PUSHED_BYTES = 1 << 30  # largest per-unit contribution tensors push-forward may keep
