@@ -171,16 +171,14 @@ def cmd_run(args: argparse.Namespace) -> int:
                          seed=args.seed)
     store = _store(args)
     fingerprint = fingerprint_of(request)
-    stored = fingerprint in store
     started = time.perf_counter()
-    with _ProgressBar(disabled=args.quiet or stored) as bar:
+    with _ProgressBar(disabled=args.quiet) as bar:
         result = execute(request, store, progress=bar.update, checkpoint_seconds=args.checkpoint_seconds,
                          backend=args.backend)
-    record = store.progress(fingerprint) or {}
-    if stored or record.get("pid") != os.getpid():
-        how = "found in the store (computed earlier)"
+    if not bar.updates:  # this process evaluated nothing
+        how = "found in the store (computed earlier or by another process)"
     else:
-        resumed = record.get("resumed_from") or 0
+        resumed = (store.progress(fingerprint) or {}).get("resumed_from") or 0
         how = f"computed in {time.perf_counter() - started:.1f} s" + (
             f", resumed from a checkpoint at {resumed} of {result.n_evaluations} evaluations" if resumed else "")
     print(f"run {fingerprint[:12]}: {how}; {result.n_players} units, outputs {list(result.output_shape)}, "
@@ -287,8 +285,10 @@ class _ProgressBar:
     def __init__(self, disabled: bool):
         self.disabled = disabled
         self.bar = None
+        self.updates = 0  # calls so far: 0 means this process evaluated nothing
 
     def update(self, done: int, total: int) -> None:
+        self.updates += 1
         if self.disabled:
             return
         if self.bar is None:
