@@ -1,6 +1,113 @@
-"""Placeholder page: filled in by the study's own change."""
+"""GAN pixel maps (study 3): channel modes of a generator by layer, the hierarchy they show, cluster lesions."""
 
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
 import streamlit as st
 
-st.title("Gan")
-st.info("This view is being built.")
+from msa_core.analysis import study3
+from msa_core.runs import RunRequest, execute
+from msa_core.zoo import list_models
+from pages.common import explained_errors, model, result, run_label, runs, store
+
+QUICK_PERMUTATIONS = 5  # the page's own small run: about a minute on a laptop CPU
+
+st.title("GAN pixel maps")
+st.markdown(
+    "A generator's output is an image, so every channel's **Shapley mode** is an image too: what that channel "
+    "paints into each generated sample. The paper found the *reverse* of a classifier's hierarchy: channels near "
+    "the latent paint whole shapes, the last hidden layer paints fine strokes and texture. Here each layer's "
+    "modes are measured by their **spectral centroid** (0 = flat, 1 = pixel checkerboard), their **spatial "
+    "extent** (fraction of pixels holding half of |mode|) and their **share of |contribution|**."
+)
+
+gan_models = [card.name for card in list_models() if card.family == "gan"]
+if not gan_models:
+    st.info("No GAN weights are bundled in `assets/`, so there is nothing to show. Train them with "
+            "`python -m msa_core.zoo.train gan-digits-s0` (a few minutes on one core).")
+    st.stop()
+
+name = st.selectbox("GAN model", gan_models, help="Conditional DCGANs on sklearn digits upsampled to 32x32, one per seed.")
+loaded = model(name)
+st.caption(loaded.card.description)
+entries = [entry for entry in runs() if entry["request"]["model"] == name]
+
+with st.expander("Launch a small run of this model here" if entries else "Launch a small run", expanded=not entries):
+    st.markdown(f"Runs {QUICK_PERMUTATIONS} permutations of every channel of every layer on the model's "
+                f"{loaded.card.facts.get('images', 32)} fixed latents (about a minute). Larger budgets go "
+                "through the **Run** page, in the background.")
+    if st.button("Run now", key="gan_quick_run"):
+        with explained_errors("The run"), st.spinner("Estimating the channel modes…"):
+            bar = st.progress(0.0)
+            execute(RunRequest(model=name, units="channels of every layer", method="permutation",
+                               n_permutations=QUICK_PERMUTATIONS),
+                    store(), progress=lambda done, total: bar.progress(min(1.0, done / max(total, 1))))
+            st.rerun()
+
+if not entries:
+    st.info(f"No finished run of **{name}** yet. Launch the small one above, or a larger one on the **Run** page "
+            "(granularity *channels of every layer* shows the whole hierarchy).")
+    st.stop()
+
+labels = {entry["fingerprint"]: run_label(entry) for entry in entries}
+fingerprint = st.selectbox("Finished run", list(labels), format_func=labels.__getitem__, key="gan_run")
+res = result(fingerprint)
+if res is None:
+    st.warning("This run is no longer in the store (evicted); pick another or launch it again.")
+    st.stop()
+if res.modes.ndim not in (4, 5):
+    st.warning(f"This run's output has shape {list(res.output_shape)}, not images; pick a run with output *image*.")
+    st.stop()
+
+digit_labels = loaded.labels.cpu().numpy() if loaded.labels is not None else np.arange(res.modes.shape[1])
+sample = st.slider("Sample (fixed latent)", 0, res.modes.shape[1] - 1, 0,
+                   help="Each sample is one fixed latent with a requested digit label.")
+st.caption(f"Sample {sample} asks for the digit **{digit_labels[sample]}**. "
+           f"{res.n_permutations} permutations, {res.n_evaluations:,} evaluations; "
+           f"efficiency gap {res.efficiency_gap():.1e}.")
+
+groups = study3.layers_of(res)
+layers = list(groups)
+clustered = [layer for layer in layers if len(groups[layer]) > 1]  # hidden layers (the output has one channel)
+tab_hierarchy, tab_gallery, tab_lesion = st.tabs(["Layer hierarchy", "Channel gallery", "Cluster lesion"])
+
+with tab_hierarchy, explained_errors("The layer summary"):
+    summaries = study3.layer_summaries(res)
+    st.plotly_chart(study3.layer_summary_figure(summaries), key="gan_summary")
+    st.dataframe(pd.DataFrame([s.row() for s in summaries]), hide_index=True)
+    if len(clustered) > 1:
+        verdict = "rises" if study3.centroid_rises(summaries, clustered) else "does **not** rise monotonically"
+        st.markdown(f"Over the hidden layers ({' → '.join(clustered)}) the median spectral centroid {verdict} with "
+                    "depth (paper, on a digits GAN: 0.09, 0.23, 0.44).")
+    st.plotly_chart(study3.summed_modes_figure(res, sample), key="gan_summed")
+    st.caption("Each layer's summed mode is what the layer paints as a whole; with the output channel they add up "
+               "to the generated image minus the all-lesioned one.")
+
+with tab_gallery, explained_errors("The gallery"):
+    layer = st.selectbox("Layer", layers, index=layers.index(clustered[-1]) if clustered else 0, key="gan_gallery_layer")
+    st.plotly_chart(study3.gallery_figure(res, layer, sample), key="gan_gallery")
+    st.caption("Channels ordered by |mode| in this sample; red adds ink, blue removes it; one colour scale per layer.")
+
+with tab_lesion, explained_errors("The cluster lesion"):
+    left, right = st.columns(2)
+    if not clustered:
+        st.info("No layer of this run has more than one channel to cluster.")
+    else:
+        where = left.selectbox("Cluster the channels of", clustered, index=len(clustered) - 1, key="gan_cluster_layer")
+        n_clusters = right.slider("Clusters", 2, 12, study3.SHOWCASE_CLUSTERS, key="gan_n_clusters")
+        clusters = study3.cluster_channels(res, groups[where], n_clusters)
+        options = list(range(len(clusters)))
+        chosen = st.selectbox(
+            "Cluster (largest |contribution| first)", options, key="gan_cluster",
+            format_func=lambda k: f"cluster {k + 1}: {len(clusters[k])} channels "
+                                  f"({', '.join(res.player_names[i].rpartition('.')[2] for i in clusters[k][:8])}"
+                                  f"{', …' if len(clusters[k]) > 8 else ''})")
+        extra = st.multiselect("Lesion these channels too", res.player_names, key="gan_extra")
+        players = sorted(set(clusters[chosen].tolist()) | {res.player_names.index(p) for p in extra})
+        request = res.meta.get("request") or {}
+        game = loaded.game(request.get("units"), request.get("output"), request.get("lesion", "zero"))
+        lesion = study3.cluster_lesion(game, players)
+        st.plotly_chart(study3.lesion_figure(lesion, sample), key="gan_lesion")
+        st.markdown(f"Half of the total |difference| (all samples) lies in **{lesion.concentration():.1%}** of the "
+                    "pixels: the lesion edits a confined region, not the whole image.")
