@@ -115,7 +115,7 @@ def no_runs_yet(what: str) -> None:
     """The empty state of a page that needs stored runs."""
     st.info(f"No finished runs yet, so there is nothing to {what}. Launch one on the **Run** page: a "
             "bundled MLP with a small budget takes a few seconds.")
-    st.page_link("pages/run.py", label="Go to the Run page", icon="▶️")
+    st.page_link("pages/run.py", label="Go to the Run page", icon=":material/play_circle:")
 
 
 @contextmanager

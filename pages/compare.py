@@ -6,10 +6,16 @@ import pandas as pd
 import streamlit as st
 
 from msa_core.analysis.modes import (available_views, concentration, contribution_curve_figure, heatmap_figure,
-                                     shared_zmax, view_of)
+                                     shared_zmax, unit_scores, view_of)
+
+try:  # the paper's concentration measure, from the study 1 analysis when it is installed
+    from msa_core.analysis.study1 import idc
+except ImportError:
+    idc = None
+from msa_core.errors import MSAInputError
 from pages.common import COMPARED_RUNS, explained_errors, labels_of, no_runs_yet, result, run_label, runs
 
-VIEW_NAMES = {"mean": "mean over samples", "class": "per class"}
+VIEW_NAMES = {"sum": "sum over samples", "mean": "mean over samples", "class": "per class"}
 COLUMNS = 3  # heatmaps per row
 
 st.title("Compare runs")
@@ -48,9 +54,17 @@ with explained_errors("Comparing the runs"):
         rows.append({"run": names[fp], "units": int(metrics["units"]), "Gini": metrics["gini"],
                      **{f"units for {s}": int(metrics[f"units for {s}"]) for s in ("50%", "80%", "90%")},
                      "top unit share": metrics["top unit share"]})
+        if idc is not None:
+            try:
+                rows[-1]["IDC"] = idc(unit_scores(view))
+            except MSAInputError:
+                rows[-1]["IDC"] = None
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
                  column_config={"Gini": st.column_config.NumberColumn(format="%.3f"),
-                                "top unit share": st.column_config.NumberColumn(format="percent")})
+                                "top unit share": st.column_config.NumberColumn(format="percent"),
+                                "IDC": st.column_config.NumberColumn(
+                                    format="%.3f", help="Index of Distributed Computation of each unit's mode "
+                                    "averaged over the outputs (1: evenly spread, towards 0: one unit does all)")})
     st.caption("Gini 0: every unit contributes equally; higher: a few hubs carry the output. 'Units for 80%': "
                "the fewest units whose |contribution| adds up to 80% of the total.")
     st.plotly_chart(contribution_curve_figure({names[fp]: view for fp, view in views.items()}), key="compare_curve")

@@ -14,6 +14,7 @@ from msa_core.result import ModesResult
 from msa_core.runs.export import export
 from pages.common import explained_errors, labels_of, no_runs_yet, pick_run, result
 
+VIEW_NAMES = {"sum": "sum over samples", "mean": "mean over samples", "class": "per class"}
 MIME = {"npz": "application/octet-stream", "csv": "text/csv", "png": "image/png", "html": "text/html"}
 
 
@@ -30,6 +31,11 @@ def exported(res: ModesResult, fmt: str) -> Callable[[], bytes]:
 def figure_html(figure: go.Figure) -> Callable[[], str]:
     """Deferred standalone HTML of a figure (plotly.js inlined: opens offline)."""
     return lambda: figure.to_html(full_html=True, include_plotlyjs=True)
+
+
+def figure_png(figure: go.Figure) -> Callable[[], bytes]:
+    """Deferred PNG of a figure (kaleido with the system's Chromium)."""
+    return lambda: figure.to_image(format="png", scale=2)
 
 
 st.title("Export")
@@ -55,13 +61,17 @@ with explained_errors("Preparing the downloads"):
 
     st.subheader("Figures")
     labels = labels_of(res)
-    figures = {f"heatmap, {v}": heatmap_figure(view_of(res, v, labels)) for v in available_views(res, labels)
+    figures = {f"heatmap, {VIEW_NAMES[v]}": heatmap_figure(view_of(res, v, labels)) for v in available_views(res, labels)
                if v != "sample"}
-    figures["standard errors, mean over samples"] = heatmap_figure(view_of(res, "mean"), stderr=True)
+    figures["standard errors"] = heatmap_figure(view_of(res, None, labels), stderr=True)
     figures["sorted contribution curve"] = contribution_curve_figure({fingerprint[:8]: view_of(res)})
     chosen = st.selectbox("Figure", list(figures), key="export_figure")
     st.plotly_chart(figures[chosen], key="export_preview")
     slug = chosen.replace(", ", "-").replace(" ", "-")
-    st.download_button("Standalone HTML of this figure", figure_html(figures[chosen]), file_name=f"{stem}-{slug}.html",
-                       mime=MIME["html"], on_click="ignore", key="export_figure_html")
-    st.caption("For a PNG of exactly what you see, use the camera icon in the figure's toolbar.")
+    html, png = st.columns([1, 3])
+    html.download_button("Standalone HTML of this figure", figure_html(figures[chosen]),
+                         file_name=f"{stem}-{slug}.html", mime=MIME["html"], on_click="ignore", key="export_figure_html")
+    png.download_button("PNG of this figure", figure_png(figures[chosen]), file_name=f"{stem}-{slug}.png",
+                        mime=MIME["png"], on_click="ignore", key="export_figure_png")
+    st.caption("The HTML opens offline (plotly.js is inside). The PNG is rendered on the server with kaleido and "
+               "Chromium (a few seconds); the camera icon in the figure's toolbar saves what you see.")

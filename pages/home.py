@@ -41,4 +41,4 @@ st.markdown(
 if not stored:
     st.info("The run store is empty. Start on the **Run** page: `mlp-digits-h32-none-s0` with 20 "
             "permutations finishes in seconds.")
-    st.page_link("pages/run.py", label="Launch a first run", icon="▶️")
+    st.page_link("pages/run.py", label="Launch a first run", icon=":material/play_circle:")

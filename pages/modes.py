@@ -9,7 +9,7 @@ from msa_core.analysis.modes import (ORDERS, available_views, concentration, con
                                      heatmap_figure, hub_table, top_units, view_of)
 from pages.common import explained_errors, labels_of, no_runs_yet, pick_run, result
 
-VIEW_NAMES = {"mean": "mean over samples", "class": "per class", "sample": "one sample"}
+VIEW_NAMES = {"sum": "sum over samples", "mean": "mean over samples", "class": "per class", "sample": "one sample"}
 ORDER_NAMES = {"index": "as stored", "total": "by total |contribution|", "cluster": "clustered (similar units together)"}
 
 st.title("Shapley modes")
@@ -34,7 +34,7 @@ with explained_errors("Showing the run"):
 
     labels = labels_of(res)
     views = available_views(res, labels)
-    left, middle, right = st.columns([2, 2, 1])
+    left, middle, right = st.columns([3, 2, 1])
     view_name = left.radio("View", views, format_func=VIEW_NAMES.get, horizontal=True, key="modes_view",
                            help="Per class: each sample's mode on its own class, averaged over the class's samples.")
     sample = 0

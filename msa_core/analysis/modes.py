@@ -1,8 +1,9 @@
 """Views and metrics any ``ModesResult`` has: 2-D unit x output views, orders, top units, concentration.
 
 A *view* turns modes ``[N, *out]`` into a matrix ``[N, K]`` (one row per unit, one column per output
-element): ``mean`` averages over every axis but the last (over samples for ``[N, B, K]`` logits),
-``class`` groups samples by their label (for ``[N, B, K]`` it keeps, per sample, the mode on that
+element): ``sum`` and ``mean`` add up or average over every axis but the last (over samples for
+``[N, B, K]`` logits; the sum is the mode of the total, e.g. of per-class accuracy when each image
+carries its share of it), ``class`` groups samples by their label (for ``[N, B, K]`` it keeps, per sample, the mode on that
 sample's own class), ``sample`` takes one sample. By linearity, the mode of a mean over samples is the
 mean of the per-sample modes, so every view is itself a set of Shapley modes.
 
@@ -28,7 +29,7 @@ import plotly.graph_objects as go
 from msa_core.errors import MSAInputError
 from msa_core.result import ModesResult
 
-VIEWS = ("mean", "class", "sample")
+VIEWS = ("sum", "mean", "class", "sample")
 ORDERS = ("index", "total", "cluster")
 SHARES = (0.5, 0.8, 0.9)
 
@@ -57,7 +58,7 @@ class ModesView:
 
 def available_views(result: ModesResult, labels: np.ndarray | None = None) -> tuple[str, ...]:
     """The views that make sense for this result (``class`` needs labels and per-sample outputs)."""
-    views = ["mean"]
+    views = ["sum", "mean"] if result.modes.ndim >= 3 else ["mean"]
     if labels is not None and result.modes.ndim in (2, 3) and result.output_shape[0] == len(labels):
         views.append("class")
     if result.modes.ndim >= 3:
@@ -65,14 +66,16 @@ def available_views(result: ModesResult, labels: np.ndarray | None = None) -> tu
     return tuple(views)
 
 
-def view_of(result: ModesResult, view: str = "mean", labels: np.ndarray | None = None, sample: int = 0,
+def view_of(result: ModesResult, view: str | None = None, labels: np.ndarray | None = None, sample: int = 0,
             class_names: Sequence[str] | None = None) -> ModesView:
     """The unit x output matrix of ``result`` under ``view`` (see the module docstring).
 
     labels: one integer class per sample ``[B]`` (needed by ``class``); sample: the sample index of
-    ``sample``. Output names are the last axis' indices (or ``class_names``).
+    ``sample``; view None: the first of ``available_views``. Output names are the last axis' indices (or
+    ``class_names``).
     """
     modes, stderr = np.asarray(result.modes, dtype=float), np.asarray(result.stderr, dtype=float)
+    view = view or available_views(result, labels)[0]
     if view not in VIEWS:
         raise MSAInputError(f"unknown view {view!r}; allowed: {', '.join(VIEWS)}")
     if view not in available_views(result, labels):
@@ -95,11 +98,14 @@ def view_of(result: ModesResult, view: str = "mean", labels: np.ndarray | None =
         errors = np.stack([stderr[:, labels == c].mean(1) for c in classes], axis=1)
         names = [class_names[c] if class_names is not None else str(c) for c in classes]
         bound, title = True, "per class (mean over the class's samples)"
+    elif modes.ndim <= 2:
+        values, errors, bound, title = modes.reshape(n, -1), stderr.reshape(n, -1), False, "modes"
+        names = _names(values.shape[1], class_names)
     else:
-        values = modes.reshape(n, -1) if modes.ndim <= 2 else modes.reshape(n, -1, modes.shape[-1]).mean(1)
-        errors = stderr.reshape(n, -1) if modes.ndim <= 2 else stderr.reshape(n, -1, modes.shape[-1]).mean(1)
-        bound = modes.ndim > 2
-        names, title = _names(values.shape[1], class_names), "mean over samples" if bound else "modes"
+        reduce = np.sum if view == "sum" else np.mean
+        values = reduce(modes.reshape(n, -1, modes.shape[-1]), axis=1)
+        errors = reduce(stderr.reshape(n, -1, modes.shape[-1]), axis=1)
+        bound, names, title = True, _names(values.shape[1], class_names), f"{view} over samples"
     return ModesView(values, errors, list(result.player_names), names, title, bound)
 
 

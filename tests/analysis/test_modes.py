@@ -19,12 +19,14 @@ def per_sample_result(seed: int = 0) -> tuple[ModesResult, np.ndarray]:
     return result, np.array([0, 1, 2, 0, 1, 2])
 
 
-def test_mean_view_averages_over_samples():
+def test_sum_and_mean_views_reduce_over_samples():
     result, _ = per_sample_result()
     view = view_of(result, "mean")
     np.testing.assert_allclose(view.values, result.modes.mean(1))
     np.testing.assert_allclose(view.stderr, result.stderr.mean(1))
     assert view.stderr_is_bound and view.units == result.player_names and view.outputs == ["0", "1", "2"]
+    np.testing.assert_allclose(view_of(result, "sum").values, result.modes.sum(1))
+    np.testing.assert_allclose(view_of(result).values, result.modes.sum(1))  # the default
 
 
 def test_class_view_keeps_each_samples_own_class_and_averages_per_class():
@@ -64,7 +66,9 @@ def test_views_of_a_mean_game_are_its_modes():
 
     per_sample = shapley_modes(game, n_players=3, method="exact")
     averaged = shapley_modes(lambda c: game(c).mean(1), n_players=3, method="exact")
-    np.testing.assert_allclose(view_of(per_sample).values, averaged.modes, atol=1e-12)
+    np.testing.assert_allclose(view_of(per_sample, "mean").values, averaged.modes, atol=1e-12)
+    totals = shapley_modes(lambda c: game(c).sum(1), n_players=3, method="exact")
+    np.testing.assert_allclose(view_of(per_sample, "sum").values, totals.modes, atol=1e-12)
 
 
 def test_gini_and_shares_on_known_distributions():
@@ -107,7 +111,7 @@ def test_heatmap_holds_the_view_centred_at_zero_with_a_shared_limit():
     assert (heat.zmin, heat.zmax, heat.zmid) == (-7.0, 7.0, 0.0)
     errors = heatmap_figure(view, stderr=True).data[0]
     np.testing.assert_allclose(np.array(errors.z), view.stderr)
-    assert shared_zmax([view, view_of(result)]) == pytest.approx(np.abs(view.values).max())
+    assert shared_zmax([view, view_of(result, "mean")]) == pytest.approx(np.abs(view.values).max())
 
 
 def test_top_units_lists_the_strongest_per_output():
