@@ -1,0 +1,51 @@
+"""The dashboard in a real browser: Debian's Chromium driven by playwright, streamlit headless on 127.0.0.1."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from streamlit_server import (CHROMIUM, browser_page, dashboard, go_to, metric_value, rerun_after, select_option,
+                              wait_idle)
+
+pytest.importorskip("playwright", reason="the browser test needs playwright (requirements-test.txt)")
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"the browser test needs {CHROMIUM} (apt chromium)")
+MODEL = "mlp-digits-h32-none-s0"
+
+
+def test_launch_a_run_see_its_heatmap_and_toggle_a_lesion(tmp_path):
+    """Takes about 60 s: a streamlit server, Chromium, and a run in a spawned worker process (which imports
+    torch) on an empty cache, as a new user would see it."""
+    with dashboard(tmp_path / "cache") as url, browser_page() as page:
+        page.goto(url)
+        wait_idle(page)
+        assert page.get_by_role("heading", name="MSA Dashboard").is_visible()
+
+        rerun_after(page, lambda: go_to(page, "Run"))
+        rerun_after(page, lambda: select_option(page, "Model", MODEL))
+        page.get_by_text("32 units").wait_for()
+        page.get_by_role("spinbutton", name="Budget: permutations").fill("4")
+        page.get_by_role("button", name="Launch run").click()
+        page.get_by_role("button", name="Open in Shapley modes").wait_for(timeout=120_000)
+        rerun_after(page, lambda: page.get_by_role("button", name="Open in Shapley modes").click())
+        heatmap = page.locator(".js-plotly-plot").first
+        heatmap.wait_for()
+        assert heatmap.locator(".heatmaplayer").count() == 1
+        assert "hidden.n31" in heatmap.inner_text()  # unit names on the y axis
+
+        rerun_after(page, lambda: go_to(page, "Lesion lab"))
+        page.get_by_text("Lesioned units (of 32)").wait_for()
+        assert metric_value(page, "Units lesioned") == "0 / 32"
+        intact = metric_value(page, "Accuracy, intact")
+        assert metric_value(page, "Accuracy, lesioned") == intact
+        pills = page.get_by_test_id("stButtonGroup")
+        for unit in ("hidden.n0", "hidden.n1", "hidden.n2", "hidden.n3", "hidden.n4", "hidden.n5"):
+            rerun_after(page, lambda unit=unit: pills.get_by_role("button", name=unit, exact=True).click())
+        deadline = time.time() + 10
+        while metric_value(page, "Units lesioned") != "6 / 32" and time.time() < deadline:
+            time.sleep(0.1)
+        assert metric_value(page, "Units lesioned") == "6 / 32"
+        assert metric_value(page, "Accuracy, lesioned") != intact
+        assert not page.get_by_test_id("stException").count()
