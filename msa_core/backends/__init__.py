@@ -38,7 +38,7 @@ class RayBackend:
     workers: actors, each holding one copy of the game (default: one per CPU of the cluster, or two
     per GPU where it has GPUs). gpus_per_worker: GPU share of each actor (default: the cluster's
     GPUs over ``workers``, at most 1; 0 without GPUs). blocks_per_chunk: blocks per task (default:
-    about 4 tasks per worker, at most 16 blocks; 1 with ``target_stderr`` so the run stops where a
+    about 4 tasks per worker, at most 64 blocks; 1 with ``target_stderr`` so the run stops where a
     local one does). address: the cluster (default: ``RAY_ADDRESS``, else a Ray instance started here).
     """
 

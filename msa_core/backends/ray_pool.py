@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 DEPTH = 2  # chunks queued per actor: the next one is already there when one finishes
 CHUNKS_PER_WORKER = 4  # default chunking: about this many chunks per worker (load balance, retries)
-MAX_BLOCKS_PER_CHUNK = 16
+MAX_BLOCKS_PER_CHUNK = 64  # at most 16k coalitions redone when an actor dies
 MAX_ATTEMPTS = 3  # a chunk whose actor died this many times is not tried again
 
 
