@@ -68,7 +68,7 @@ def idc(phi: np.ndarray) -> float:
         raise MSAInputError("IDC is undefined when every contribution is zero (or not finite)")
     p = phi**2 / total
     p = p[p > 0]
-    return float(-np.sum(p * np.log(p)) / np.log(phi.size))
+    return float(-np.sum(p * np.log(p)) / np.log(phi.size)) + 0.0  # + 0.0: no -0.0
 
 
 def class_correlation(modes: np.ndarray) -> np.ndarray:

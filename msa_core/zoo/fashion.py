@@ -66,7 +66,7 @@ def export_test_subset() -> Path:
 
 
 @cache
-def test_subset() -> tuple[torch.Tensor, torch.Tensor]:
+def shipped_subset() -> tuple[torch.Tensor, torch.Tensor]:
     """The shipped test subset: images scaled to [0, 1] ``[1024, 784]`` and labels ``[1024]``."""
     if not SUBSET_PATH.exists():
         raise MSAInputError(f"{SUBSET_PATH} is missing; recreate it with msa_core.zoo.fashion.export_test_subset() "

@@ -68,7 +68,7 @@ DATASETS = {
     "digits": Dataset("digits", "sklearn digits", 64, (16, 32, 64, 128), 5000,
                       lambda: digits_split()[:2], lambda: digits_split()[2:]),
     "fashion": Dataset("fashion", "Fashion-MNIST", 784, (64, 128), 5625,
-                       fashion.train_split, fashion.test_subset),
+                       fashion.train_split, fashion.shipped_subset),
 }
 
 
