@@ -171,6 +171,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                          seed=args.seed)
     store = _store(args)
     fingerprint = fingerprint_of(request)
+    if store.running(fingerprint):
+        print(f"another process is computing run {fingerprint[:12]}; waiting for its result", file=sys.stderr)
     started = time.perf_counter()
     with _ProgressBar(disabled=args.quiet) as bar:
         result = execute(request, store, progress=bar.update, checkpoint_seconds=args.checkpoint_seconds,

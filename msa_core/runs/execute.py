@@ -71,7 +71,7 @@ class ProgressRecorder:
     """Writes a run's progress to the store (throttled) and forwards ``(done, total)`` to a callback.
 
     The record holds ``state``, ``done``/``total`` evaluations, ``resumed_from`` (evaluations a
-    checkpoint already held), ``max_stderr`` (as of the last checkpoint), ``eta_seconds``, ``pid``.
+    checkpoint already held), ``max_stderr`` (as of the last checkpoint; the result's at the end), ``eta_seconds``, ``pid``.
     """
 
     def __init__(self, store: RunStore, fingerprint: str, callback: Progress | None):
@@ -169,5 +169,7 @@ def execute(request: RunRequest, store: RunStore, progress: Progress | None = No
             store.keep_as_base(fingerprint, family)
         else:
             store.drop_checkpoint(fingerprint)
-        recorder.finish("done", done=result.n_evaluations, total=result.n_evaluations)
+        finite = result.stderr[np.isfinite(result.stderr)]
+        final_stderr = float(finite.max()) if finite.size else None
+        recorder.finish("done", done=result.n_evaluations, total=result.n_evaluations, max_stderr=final_stderr)
     return result
