@@ -350,3 +350,46 @@ def token_figure(token_modes: np.ndarray, token_labels: Sequence[str], player_na
     figure.update_layout(title="Expert contribution to each next byte's log-prob", xaxis_title="predicted byte",
                          yaxis_title="expert", yaxis_autorange="reversed", height=max(400, 14 * len(player_names)))
     return figure
+
+
+# ---------------------------------------------------------------- everything at once
+
+@dataclass
+class Findings:
+    """Study 2's numbers for one expert result of a multilingual LM."""
+
+    language_names: list[str]
+    player_names: list[str]
+    matrix: np.ndarray  # [L, N] language x expert
+    layers: np.ndarray  # [N]
+    shares: np.ndarray  # [L, n_layers]
+    selectivity: np.ndarray  # [L, N]
+    hub: int
+    hub_share: np.ndarray  # [L]
+    correlation: np.ndarray  # [L, L]
+    lesions: list[SelectiveLesion]
+    selective: dict[str, Any]
+    curves: RemovalCurves
+    removal: dict[str, Any]
+    pruning: Pruning | None
+    efficiency_gap: float
+
+
+def analyse(model: nn.Module, result: ModesResult, game_languages: np.ndarray, language_names: Sequence[str],
+            eval_inputs: dict[str, torch.Tensor], eval_languages: torch.Tensor, latin: Sequence[int],
+            output: str = "target_logprob", prompts: Sequence[torch.Tensor] | None = None,
+            with_pruning: bool = True) -> Findings:
+    """All of Study 2 for ``result`` (experts of ``model`` on rows of ``game_languages``); lesions on ``eval_inputs``."""
+    names = list(result.player_names)
+    layers = expert_layers(names)
+    matrix = language_matrix(result, game_languages, len(language_names), output)
+    hub, hub_share = largest_hub(matrix)
+    lesions = selective_lesions(model, eval_inputs, eval_languages, matrix, prompts=prompts)
+    curves = removal_curves(model, eval_inputs, eval_languages, expert_scores(matrix))
+    return Findings(
+        language_names=list(language_names), player_names=names, matrix=matrix, layers=layers,
+        shares=layer_shares(matrix, layers), selectivity=selectivity(matrix), hub=hub, hub_share=hub_share,
+        correlation=task_correlation(matrix), lesions=lesions, selective=selective_verdict(lesions, latin),
+        curves=curves, removal=removal_verdict(curves, len(names)),
+        pruning=pruning(model, eval_inputs, eval_languages, expert_scores(matrix)) if with_pruning else None,
+        efficiency_gap=result.efficiency_gap())

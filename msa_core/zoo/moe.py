@@ -34,6 +34,8 @@ from msa_core.zoo.weights import ASSETS
 NAME = "moe-fortunes-5lang"
 LANGUAGES = ("en", "es", "pl", "ru", "zh")
 LANGUAGE_NAMES = {"en": "English", "es": "Spanish", "pl": "Polish", "ru": "Russian", "zh": "Chinese"}
+LATIN = tuple(i for i, language in enumerate(LANGUAGES) if language in ("en", "es", "pl"))  # Latin-script indices
+PROMPT_BYTES, CONTINUATION_BYTES = 24, 40
 BOS, VOCAB = 256, 257
 HIDDEN, INTERMEDIATE, LAYERS, HEADS, EXPERTS, TOP_K = 128, 128, 4, 4, 8, 2
 AUX_LOSS = 0.002
@@ -131,6 +133,12 @@ def game_inputs() -> tuple[dict[str, torch.Tensor], torch.Tensor]:
 def eval_inputs() -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Held-out sentences not in the game (for lesion tests that must not reuse the game's inputs)."""
     return sentence_batch(heldout(), start=GAME_SENTENCES)
+
+
+def prompts() -> list[torch.Tensor]:
+    """One prompt per language for greedy continuations: BOS + the first bytes of its first evaluation sentence."""
+    sentences = heldout()
+    return [encode(sentences[language][GAME_SENTENCES], PROMPT_BYTES) for language in LANGUAGES]
 
 
 def target_logprob(raw: Any, input_ids: torch.Tensor) -> torch.Tensor:
