@@ -10,8 +10,9 @@ sending it. ``GameFactory`` wraps any picklable ``build() -> game``; ``ZooGame``
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -44,10 +45,11 @@ class ZooGame(GameFactory):
         from msa_core.zoo import load_model  # the zoo loads data and weights: only where the game is built
 
         loaded = load_model(self.name)
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        loaded.model.to(device)
-        return loaded.game(self.granularity, self.output, self.lesion, inputs=on_device(loaded.inputs, device),
-                           labels=on_device(loaded.labels, device))
+        if torch.cuda.is_available():  # a copy on the GPU: the cached model stays on the CPU
+            device = torch.device("cuda")
+            loaded = replace(loaded, model=copy.deepcopy(loaded.model).to(device),
+                             inputs=on_device(loaded.inputs, device), labels=on_device(loaded.labels, device))
+        return loaded.game(self.granularity, self.output, self.lesion)
 
 
 def on_device(tensors: Any, device: torch.device) -> Any:

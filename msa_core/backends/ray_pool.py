@@ -148,7 +148,8 @@ class WorkerPool:
 
     def call(self, method: str, *args: Any) -> Any:
         """Call ``method`` on one live actor and wait, retrying on another if it dies."""
-        for attempt in range(MAX_ATTEMPTS):
+        failures = 0
+        while True:
             actor = self.actors[0]
             try:
                 return self.ray.get(getattr(actor, method).remote(*args))
@@ -156,9 +157,9 @@ class WorkerPool:
                 raise worker_error(err) from err
             except (self.ray.exceptions.RayActorError, self.ray.exceptions.WorkerCrashedError) as err:
                 self.lost(actor, err)
-                if attempt == MAX_ATTEMPTS - 1:
+                failures += 1
+                if failures == MAX_ATTEMPTS:
                     raise RuntimeError(f"{method} failed on {MAX_ATTEMPTS} Ray workers; the last error: {err}") from err
-        raise AssertionError("unreachable")
 
     def meta(self) -> dict[str, Any]:
         """What the run's result records about the backend."""

@@ -32,6 +32,10 @@ def tiny_mixtral_game() -> ModelGame:
     return ModelGame(model, {"input_ids": ids}, Experts("model.layers.*.mlp"), output="log_probs")
 
 
+def failing_build():
+    raise MSAInputError("the worker's own error")
+
+
 class SlowGame:
     """A random unanimity game that sleeps on every call, so chunks are still running when an actor is killed."""
 
@@ -88,12 +92,13 @@ def test_expert_game_on_ray_equals_the_local_run(ray_session):
     """Kernel sampling of a tiny Mixtral's experts; the factory is a plain callable shipped by value.
 
     The model computes in float32 and its sums depend on how coalitions share a forward pass, so the
-    two runs agree to float32 precision.
+    two runs agree to float32 precision. One worker (importing transformers takes a while on a busy
+    machine; the neuron test covers two), chunks of one block.
     """
     kwargs = dict(method="kernel", max_evaluations=120, seed=1)
     local = shapley_modes(tiny_mixtral_game(), **kwargs)
-    remote = shapley_modes(GameFactory(tiny_mixtral_game), backend="ray", **kwargs)
-    assert remote.meta["backend"]["workers"] == 2
+    remote = shapley_modes(GameFactory(tiny_mixtral_game), backend=RayBackend(workers=1, blocks_per_chunk=1), **kwargs)
+    assert remote.meta["backend"]["workers"] == 1
     assert_same_result(remote, local, rtol=1e-4, atol=1e-5 * np.abs(local.modes).max())
 
 
@@ -118,8 +123,8 @@ def test_a_killed_actor_changes_nothing_and_target_stderr_stops_where_a_local_ru
 
 
 def test_errors_of_the_game_and_of_shipping_it_are_clear(ray_session, monkeypatch):
-    with pytest.raises(MSAInputError, match="has no granularity 'heads'"):
-        shapley_modes(ZooGame(MLP, "heads"), backend=RayBackend(workers=1), n_permutations=4)
+    with pytest.raises(MSAInputError, match="the worker's own error"):  # raised by the game's build on a worker
+        shapley_modes(GameFactory(failing_build), backend=RayBackend(workers=1), n_permutations=4)
     # a callable pickled by reference to a module that only this process has
     module = types.ModuleType("not_on_workers")
     module.Unimportable = type("Unimportable", (), {"__call__": lambda self, c: c.astype(float),
@@ -139,3 +144,13 @@ def test_missing_ray_gives_a_clear_error(monkeypatch):
 def test_importing_msa_core_does_not_import_ray():
     code = "import sys, msa_core, msa_core.backends; assert 'ray' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("backend, message", [
+    ("dask", "unknown backend 'dask'; allowed: None, 'local', 'ray'"),
+    (lambda: RayBackend(workers=0), "workers must be a positive integer"),
+    (lambda: RayBackend(gpus_per_worker=1.5), r"gpus_per_worker must be a number in \[0, 1\]"),
+])
+def test_bad_backend_options_are_refused_before_ray_starts(backend, message):
+    with pytest.raises(MSAInputError, match=message):
+        shapley_modes(UnanimityGame.random(4, 3, 2), backend=backend() if callable(backend) else backend)
