@@ -67,9 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     cache = argparse.ArgumentParser(add_help=False)
     cache.add_argument("--cache-dir", metavar="DIR", help="run cache folder (default: $MSA_CACHE_DIR, else "
                        "$XDG_CACHE_HOME/msa-dashboard or ~/.cache/msa-dashboard)")
-    parser = argparse.ArgumentParser(prog="python -m msa_core", description="Multiperturbation Shapley-value Analysis (MSA) of "
-                    "neural-network units: which units an output depends on, and how much.",
-                    epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m msa_core", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Multiperturbation Shapley-value Analysis (MSA) of neural-network units: which units an output "
+        "depends on, and how much.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     models = commands.add_parser("models", help="list the bundled models, their unit granularities and outputs",
@@ -85,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model", required=True, metavar="NAME", help="a bundled model (see `python -m msa_core models`)")
     run.add_argument("--units", metavar="GRANULARITY", help="which units are the players, e.g. 'hidden neurons' "
                      "(default: the model's first granularity)")
-    run.add_argument("--output", metavar="OUT", help="what is measured, e.g. logits (default: the model's first output)")
+    run.add_argument("--output", metavar="OUT",
+                     help="what is measured, e.g. logits (default: the model's first output)")
     run.add_argument("--lesion", choices=LESIONS, default="zero", help="how a unit is removed: set to zero, or to its "
                      "mean over the inputs (default: zero)")
     run.add_argument("--method", choices=METHODS, default="auto", help="estimator (default: auto = exact for few "

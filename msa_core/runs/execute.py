@@ -71,7 +71,8 @@ class ProgressRecorder:
     """Writes a run's progress to the store (throttled) and forwards ``(done, total)`` to a callback.
 
     The record holds ``state``, ``done``/``total`` evaluations, ``resumed_from`` (evaluations a
-    checkpoint already held), ``max_stderr`` (as of the last checkpoint; the result's at the end), ``eta_seconds``, ``pid``.
+    checkpoint already held), ``max_stderr`` (as of the last checkpoint; the result's at the end),
+    ``eta_seconds``, ``pid``.
     """
 
     def __init__(self, store: RunStore, fingerprint: str, callback: Progress | None):

@@ -57,7 +57,8 @@ class RunRequest:
         loaded.units(units)
         output = self.output or loaded.card.outputs[0]
         if output not in loaded.card.outputs:
-            raise MSAInputError(f"model {self.model!r} has no output {output!r}; allowed: {', '.join(loaded.card.outputs)}")
+            raise MSAInputError(f"model {self.model!r} has no output {output!r}; "
+                                f"allowed: {', '.join(loaded.card.outputs)}")
         return replace(self, units=units, output=output)
 
     def to_dict(self) -> dict[str, Any]:
@@ -68,7 +69,8 @@ class RunRequest:
         """The request ``to_dict`` gave (unknown keys are an ``MSAInputError``)."""
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
-            raise MSAInputError(f"unknown run request fields {sorted(unknown)}; allowed: {list(cls.__dataclass_fields__)}")
+            raise MSAInputError(f"unknown run request fields {sorted(unknown)}; "
+                                f"allowed: {list(cls.__dataclass_fields__)}")
         return cls(**data)
 
     def budget(self, n_players: int) -> int:
