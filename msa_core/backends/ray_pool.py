@@ -73,6 +73,7 @@ class GameWorker:
 
     def evaluate(self, coalitions: np.ndarray) -> np.ndarray:
         """Values ``[C, *out]`` of a few coalitions (the run's full and empty ones)."""
+        coalitions = np.array(coalitions)  # a writable copy: arguments arrive read-only from the object store
         return values_as_array(self.game(coalitions), coalitions.shape[0], None)
 
     def run_chunk(self, plan: ChunkPlan, first: int, stop: int) -> ChunkResult:

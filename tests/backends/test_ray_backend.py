@@ -52,11 +52,14 @@ class SlowGame:
 
 @pytest.fixture(scope="module")
 def ray_session():
-    """One local Ray instance for the module (starting one takes seconds); test games travel by value."""
+    """One local single-node Ray instance for the module (starting one takes seconds); test games travel by value.
+
+    (Ray 2.60 turns a node address of 127.0.0.1 into the machine's own address, so none is given.)
+    """
     ray = pytest.importorskip("ray")
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     yield ray
     ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
