@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from msa_core.analysis import study3
-from msa_core.runs import RunRequest, execute
+from msa_core.runs import execute
 from msa_core.zoo import list_models
 from pages.common import explained_errors, model, result, run_label, runs, store
 
@@ -28,7 +28,8 @@ if not gan_models:
             "`python -m msa_core.zoo.train gan-digits-s0` (a few minutes on one core).")
     st.stop()
 
-name = st.selectbox("GAN model", gan_models, help="Conditional DCGANs on sklearn digits upsampled to 32x32, one per seed.")
+name = st.selectbox("GAN model", gan_models, key="gan_model",
+                    help="Conditional DCGANs on sklearn digits upsampled to 32x32, one per seed.")
 loaded = model(name)
 st.caption(loaded.card.description)
 entries = [entry for entry in runs() if entry["request"]["model"] == name]
@@ -40,9 +41,8 @@ with st.expander("Launch a small run of this model here" if entries else "Launch
     if st.button("Run now", key="gan_quick_run"):
         with explained_errors("The run"), st.spinner("Estimating the channel modes…"):
             bar = st.progress(0.0)
-            execute(RunRequest(model=name, units="channels of every layer", method="permutation",
-                               n_permutations=QUICK_PERMUTATIONS),
-                    store(), progress=lambda done, total: bar.progress(min(1.0, done / max(total, 1))))
+            execute(study3.study_request(name, QUICK_PERMUTATIONS), store(),
+                    progress=lambda done, total: bar.progress(min(1.0, done / max(total, 1))))
             st.rerun()
 
 if not entries:
@@ -61,7 +61,7 @@ if res.modes.ndim not in (4, 5):
     st.stop()
 
 digit_labels = loaded.labels.cpu().numpy() if loaded.labels is not None else np.arange(res.modes.shape[1])
-sample = st.slider("Sample (fixed latent)", 0, res.modes.shape[1] - 1, 0,
+sample = st.slider("Sample (fixed latent)", 0, res.modes.shape[1] - 1, 0, key="gan_sample",
                    help="Each sample is one fixed latent with a requested digit label.")
 st.caption(f"Sample {sample} asks for the digit **{digit_labels[sample]}**. "
            f"{res.n_permutations} permutations, {res.n_evaluations:,} evaluations; "
@@ -77,7 +77,7 @@ with tab_hierarchy, explained_errors("The layer summary"):
     st.plotly_chart(study3.layer_summary_figure(summaries), key="gan_summary")
     st.dataframe(pd.DataFrame([s.row() for s in summaries]), hide_index=True)
     if len(clustered) > 1:
-        verdict = "rises" if study3.centroid_rises(summaries, clustered) else "does **not** rise monotonically"
+        verdict = "rises" if study3.centroid_rises(summaries) else "does **not** rise monotonically"
         st.markdown(f"Over the hidden layers ({' → '.join(clustered)}) the median spectral centroid {verdict} with "
                     "depth (paper, on a digits GAN: 0.09, 0.23, 0.44).")
     st.plotly_chart(study3.summed_modes_figure(res, sample), key="gan_summed")
@@ -85,7 +85,8 @@ with tab_hierarchy, explained_errors("The layer summary"):
                "to the generated image minus the all-lesioned one.")
 
 with tab_gallery, explained_errors("The gallery"):
-    layer = st.selectbox("Layer", layers, index=layers.index(clustered[-1]) if clustered else 0, key="gan_gallery_layer")
+    layer = st.selectbox("Layer", layers, index=layers.index(clustered[-1]) if clustered else 0,
+                         key="gan_gallery_layer")
     st.plotly_chart(study3.gallery_figure(res, layer, sample), key="gan_gallery")
     st.caption("Channels ordered by |mode| in this sample; red adds ink, blue removes it; one colour scale per layer.")
 
@@ -94,7 +95,8 @@ with tab_lesion, explained_errors("The cluster lesion"):
     if not clustered:
         st.info("No layer of this run has more than one channel to cluster.")
     else:
-        where = left.selectbox("Cluster the channels of", clustered, index=len(clustered) - 1, key="gan_cluster_layer")
+        where = left.selectbox("Cluster the channels of", clustered, index=len(clustered) - 1,
+                               key="gan_cluster_layer")
         n_clusters = right.slider("Clusters", 2, 12, study3.SHOWCASE_CLUSTERS, key="gan_n_clusters")
         clusters = study3.cluster_channels(res, groups[where], n_clusters)
         options = list(range(len(clusters)))

@@ -7,9 +7,13 @@ their tag, the player name without its last ``.c<i>`` (``up8.relu.c5`` -> layer 
 Metrics (defined once, used by the tests, the bench and the app):
 
 - ``spectral_centroid``: the power-weighted mean radial frequency of the 2-D power spectrum
-  ``|FFT2|^2`` (summed over samples and colour channels, DC included), where radial frequency is
-  ``sqrt(fx^2 + fy^2) / (sqrt(2) * Nyquist)`` with ``fx, fy`` in cycles per pixel and Nyquist = 1/2:
-  0 for a constant image, 1 for a pixel checkerboard (the highest frequency a grid holds).
+  ``|FFT2|^2`` of each image with its mean removed (the DC bin left out), power summed over samples and
+  colour channels; radial frequency is ``sqrt(fx^2 + fy^2) / (sqrt(2) * Nyquist)`` with ``fx, fy`` in
+  cycles per pixel and Nyquist = 1/2: 1 for a pixel checkerboard (the highest frequency a grid holds),
+  0 for a constant image (no power outside DC), NaN for an all-zero image. The mean is left out because
+  a uniform offset is how much a channel paints, not the scale of its pattern (that is the spatial
+  extent's and the share's business); with it, a channel painting a faint texture over a uniform
+  field would count as low-frequency. ``include_mean=True`` keeps the DC bin (reported beside it).
 - ``spatial_extent``: per sample, the fraction of pixels that hold 50% of the total |mode| (the
   fewest largest pixels), averaged over samples: small = local, 0.5 = spread evenly.
 - share of |contribution|: a layer's sum of |modes| over the total of every player's.
@@ -32,10 +36,20 @@ from msa_core.analysis.modes import units_for_share
 from msa_core.errors import MSAInputError
 from msa_core.lesion import ModelGame
 from msa_core.result import ModesResult
+from msa_core.runs import RunRequest
 
+STUDY_UNITS = "channels of every layer"
+STUDY_PERMUTATIONS = 30  # the study's default budget (permutation sampling, seed 0)
+PAPER_CENTROIDS = (0.09, 0.23, 0.44)  # PAPER.md: median spectral centroid by depth on a digits GAN
 SHOWCASE_CLUSTERS = 6  # the showcased cluster lesion cuts the last hidden layer into this many clusters
 IMAGE_SCALE = "gray"
 MODE_SCALE = "RdBu_r"
+
+
+def study_request(model: str, n_permutations: int = STUDY_PERMUTATIONS) -> RunRequest:
+    """The study's run of one generator: every layer's channels, image output, permutation sampling."""
+    return RunRequest(model=model, units=STUDY_UNITS, output="image", method="permutation",
+                      n_permutations=n_permutations, seed=0)
 
 
 def radial_frequency(height: int, width: int) -> np.ndarray:
@@ -48,20 +62,26 @@ def radial_frequency(height: int, width: int) -> np.ndarray:
     return np.hypot(fx, fy) / (np.sqrt(2) * 0.5)
 
 
-def spectral_centroid(images: np.ndarray) -> float:
-    """Power-weighted mean normalised radial frequency of images ``[..., H, W]`` (NaN when all zero).
+def spectral_centroid(images: np.ndarray, include_mean: bool = False) -> float:
+    """Power-weighted mean normalised radial frequency of images ``[..., H, W]`` (see the module docstring).
 
     >>> spectral_centroid(np.ones((4, 4))), spectral_centroid(np.indices((4, 4)).sum(0) % 2 * 2.0 - 1)
     (0.0, 1.0)
+    >>> round(spectral_centroid(np.indices((4, 4)).sum(0) % 2 * 1.0, include_mean=True), 3)  # half DC
+    0.5
     """
     images = np.asarray(images, dtype=float)
     if images.ndim < 2:
         raise MSAInputError(f"spectral_centroid needs images [..., H, W]; got shape {list(images.shape)}")
-    power = (np.abs(np.fft.fft2(images)) ** 2).reshape(-1, *images.shape[-2:]).sum(0)
-    total = power.sum()
-    if total <= 1e-30 * max(1.0, float(np.abs(images).max()) ** 2):
+    scale = float(np.abs(images).max(initial=0.0))
+    if scale == 0.0:
         return float("nan")
-    return float((power * radial_frequency(*images.shape[-2:])).sum() / total)
+    power = (np.abs(np.fft.fft2(images / scale)) ** 2).reshape(-1, *images.shape[-2:]).sum(0)
+    if power.sum() - power[0, 0] <= 1e-12 * power.sum():
+        return 0.0  # all power at DC: a constant image
+    if not include_mean:
+        power[0, 0] = 0.0
+    return float((power * radial_frequency(*images.shape[-2:])).sum() / power.sum())
 
 
 def mass_fraction(values: np.ndarray, share: float = 0.5) -> float:
@@ -112,6 +132,7 @@ class LayerSummary:
     layer: str
     channels: int
     spectral_centroid: float
+    centroid_with_mean: float  # median spectral centroid with the DC bin kept
     spatial_extent: float
     contribution_share: float
     centroids: np.ndarray  # per channel [n]
@@ -120,6 +141,7 @@ class LayerSummary:
     def row(self) -> dict[str, Any]:
         return {"layer": self.layer, "channels": self.channels,
                 "median spectral centroid": self.spectral_centroid,
+                "(with mean)": self.centroid_with_mean,
                 "median spatial extent": self.spatial_extent, "share of |contribution|": self.contribution_share}
 
 
@@ -136,17 +158,25 @@ def layer_summaries(result: ModesResult) -> list[LayerSummary]:
     summaries = []
     for layer, index in layers_of(result).items():
         centroids = np.array([spectral_centroid(modes[i]) for i in index])
+        with_mean = np.array([spectral_centroid(modes[i], include_mean=True) for i in index])
         extents = np.array([spatial_extent(modes[i]) for i in index])
-        summaries.append(LayerSummary(layer, len(index), _median(centroids), _median(extents),
+        summaries.append(LayerSummary(layer, len(index), _median(centroids), _median(with_mean), _median(extents),
                                       float(np.abs(modes[index]).sum() / total), centroids, extents))
     return summaries
 
 
-def centroid_rises(summaries: Sequence[LayerSummary], layers: Sequence[str]) -> bool:
-    """Whether the median spectral centroid strictly increases along ``layers`` (in that order)."""
-    by_layer = {s.layer: s.spectral_centroid for s in summaries}
-    values = [by_layer[layer] for layer in layers]
-    return all(a < b for a, b in zip(values, values[1:]))
+def hidden_layers(summaries: Sequence[LayerSummary]) -> list[str]:
+    """The layers with more than one channel, in player order (the digits generator's output has one)."""
+    return [s.layer for s in summaries if s.channels > 1]
+
+
+def centroid_rises(summaries: Sequence[LayerSummary], layers: Sequence[str] | None = None,
+                   with_mean: bool = False) -> bool:
+    """Whether the median spectral centroid (``with_mean``: the DC bin kept) strictly increases along
+    ``layers`` (default: the hidden ones)."""
+    by_layer = {s.layer: s.centroid_with_mean if with_mean else s.spectral_centroid for s in summaries}
+    values = [by_layer[layer] for layer in (hidden_layers(summaries) if layers is None else layers)]
+    return len(values) > 1 and all(a < b for a, b in zip(values, values[1:]))
 
 
 def summed_modes(result: ModesResult) -> dict[str, np.ndarray]:

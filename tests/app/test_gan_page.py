@@ -1,0 +1,69 @@
+"""AppTest of the GAN pixel maps page (study 3): empty store, the page's own small run, the views of a run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from msa_core.analysis import study3
+from msa_core.runs import RunStore, execute
+from msa_core.zoo import gan, list_models
+
+APP = str(Path(__file__).parents[2] / "app.py")
+
+pytestmark = pytest.mark.skipif(gan.name_of(0) not in [card.name for card in list_models()],
+                                reason="the GAN weights are not bundled")
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("MSA_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def open_gan() -> AppTest:
+    app = AppTest.from_file(APP, default_timeout=120).run()
+    app.switch_page("pages/gan.py").run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def chart_titles(app: AppTest) -> list[str]:
+    return [json.loads(chart.proto.spec)["layout"]["title"]["text"] for chart in app.get("plotly_chart")]
+
+
+def test_empty_store_explains_and_the_small_run_fills_the_page(cache_dir):
+    """Runs the page's own 5-permutation run of seed 0 (about 10 s alone on this machine)."""
+    app = open_gan()
+    assert any("No finished run" in info.value for info in app.info)
+    assert not app.get("plotly_chart") and not app.error
+    next(b for b in app.button if b.label == "Run now").click().run(timeout=240)
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    titles = chart_titles(app)
+    assert any(t.startswith("Layer hierarchy") for t in titles)
+    assert any(t.startswith("Per-layer summed modes of sample 0") for t in titles)
+    assert any(t.startswith("up16.relu: channel modes of sample 0") for t in titles)
+    assert any(t.startswith("Cluster lesion, sample 0") for t in titles)
+    table = app.dataframe[0].value
+    assert table["layer"].tolist() == ["up4.relu", "up8.relu", "up16.relu", "out.act"]
+    assert any("median spectral centroid" in md.value for md in app.markdown)
+
+
+def test_a_stored_run_can_be_browsed_by_sample_layer_and_cluster(cache_dir):
+    execute(study3.study_request(gan.name_of(1), n_permutations=2), RunStore(cache_dir))
+    app = open_gan()
+    assert any("No finished run" in info.value for info in app.info)  # seed 0 has none
+    app.selectbox(key="gan_model").select(gan.name_of(1)).run()
+    assert not app.exception and app.selectbox(key="gan_run").value
+    app.slider(key="gan_sample").set_value(7).run()
+    app.selectbox(key="gan_gallery_layer").select("up4.relu").run()
+    app.selectbox(key="gan_cluster").select(1).run()
+    app.multiselect(key="gan_extra").select("up8.relu.c0").run()
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    titles = chart_titles(app)
+    assert any(t.startswith("up4.relu: channel modes of sample 7") for t in titles)
+    assert any(t.startswith("Cluster lesion, sample 7") for t in titles)
+    assert any("digit **7**" in caption.value for caption in app.caption)
