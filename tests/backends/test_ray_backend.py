@@ -108,11 +108,12 @@ def test_expert_game_on_ray_equals_the_local_run(ray_session):
 def test_a_killed_actor_changes_nothing_and_target_stderr_stops_where_a_local_run_does(ray_session):
     game = SlowGame(10)
     kwargs = dict(n_players=10, method="antithetic", n_permutations=2000, seed=2, batch_size=40, target_stderr=0.05)
-    killed = []
+    killed, earlier = [], set(ray_session.util.list_named_actors())  # names of actors of earlier runs may linger
 
     def kill_one_actor(done, total):
         if not killed:
-            name = next(name for name in ray_session.util.list_named_actors() if name.startswith("msa-worker-"))
+            name = next(name for name in ray_session.util.list_named_actors()
+                        if name.startswith("msa-worker-") and name not in earlier)
             ray_session.kill(ray_session.get_actor(name))
             killed.append(name)
 
