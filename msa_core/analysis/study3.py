@@ -287,8 +287,9 @@ def gallery_figure(result: ModesResult, layer: str, sample: int = 0, columns: in
     titles = ["generated"] + [""] * (cols - 1) + [""] * ((rows - 1) * cols)
     for k, i in enumerate(order):
         titles[(k // columns) * cols + k % columns + 1] = result.player_names[index[i]].rpartition(".")[2]
+    height = 90 + 110 * rows
     figure = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.01,
-                           vertical_spacing=0.04 if rows > 1 else 0.0)
+                           vertical_spacing=22 / height if rows > 1 else 0.0)  # room for a title line
     image = generated[sample] if generated is not None else np.asarray(result.v_full)[sample]
     figure.add_trace(_image_trace(_plane(image), False), row=1, col=1)
     for k, i in enumerate(order):
@@ -296,7 +297,7 @@ def gallery_figure(result: ModesResult, layer: str, sample: int = 0, columns: in
                          col=k % columns + 2)
     figure.update_annotations(font_size=10)
     figure.update_layout(title=f"{layer}: channel modes of sample {sample} (colour limit ±{limit:.3g})",
-                         height=90 + 95 * rows, margin={"l": 10, "r": 10, "t": 60, "b": 10})
+                         height=height, margin={"l": 10, "r": 10, "t": 60, "b": 10})
     return _square_axes(figure)
 
 

@@ -59,9 +59,11 @@ def test_players_sit_after_each_relu_and_the_output_activation():
 @pytest.mark.parametrize("granularity", list(gan.granularities()))
 def test_summed_modes_are_the_generated_images_minus_the_all_lesioned_image(granularity):
     loaded = load_model(NAMES[0])
-    result = shapley_modes(loaded.game(granularity), method="permutation", n_permutations=2, seed=0)
+    inputs, labels = loaded.inputs[:8], loaded.labels[:8]
+    result = shapley_modes(loaded.game(granularity, inputs=inputs, labels=labels), method="permutation",
+                           n_permutations=2, seed=0)
     with torch.inference_mode():
-        generated = loaded.model(loaded.inputs).double().numpy()
+        generated = loaded.model(inputs).double().numpy()
     np.testing.assert_allclose(result.v_full, generated, atol=1e-6)
     if "out" in granularity or granularity == "channels of every layer":
         assert np.all(result.v_empty == 0)  # the output channel lesioned: a black image
@@ -74,6 +76,11 @@ def test_an_unknown_granularity_names_the_allowed_ones():
 
 
 def test_training_is_deterministic():
-    first, second = gan.train(0, steps=3), gan.train(0, steps=3)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the training CLI does (and fast on a loaded machine)
+    try:
+        first, second = gan.train(0, steps=3), gan.train(0, steps=3)
+    finally:
+        torch.set_num_threads(threads)
     for (key, a), b in zip(first.state_dict().items(), second.state_dict().values()):
         assert torch.equal(a, b), key
