@@ -263,14 +263,14 @@ def selective_verdict(lesions: Sequence[SelectiveLesion], latin: Sequence[int],
 
 
 def removal_verdict(curves: RemovalCurves, n_experts: int, fraction: float = REMOVAL_FRACTION) -> dict[str, Any]:
-    """Top-k removal hurts more than bottom-k at every k > 0, and at least 2x more at k = ``fraction`` of N."""
+    """Top-k removal hurts more than bottom-k at every 0 < k < N, and at least 2x more at k = ``fraction`` of N."""
     top, bottom = curves.rises()
     k = top_k_count(n_experts, fraction)
     at_k = curves.ks == k
     if not at_k.any():
         raise MSAInputError(f"the removal curves need k = {k} ({fraction:.0%} of {n_experts} experts)")
     top_k, bottom_k = float(top[at_k][0]), float(bottom[at_k][0])
-    positive = curves.ks > 0
+    positive = (curves.ks > 0) & (curves.ks < n_experts)  # k = N removes every expert on both curves
     ratio = top_k / bottom_k if bottom_k > 0 else float("inf")
     return {"k": k, "top_rise": top_k, "bottom_rise": bottom_k, "ratio": ratio,
             "passes": bool((top[positive] > bottom[positive]).all()) and top_k >= 2 * max(bottom_k, 0.0) and top_k > 0}

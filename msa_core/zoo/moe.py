@@ -6,7 +6,8 @@ Byte-level: token ids 0-255 are bytes, 256 starts every text. Training is plain 
 with Mixtral's load-balancing loss; it never sees a language label. Players: the 32 routed experts
 (4 layers x 8, top-2), lesioned at the router (``Experts(mode="remove")``: routing unchanged, the
 expert's output dropped, as in the paper); heads too. Default inputs: held-out sentences per language
-(``assets/moe-*-heldout.json``), each ``BOS + first 47 bytes``.
+(``assets/moe-*-heldout.json``), 4 per language, each ``BOS + first 32 bytes``; lesions are
+evaluated on the other 36 per language (``BOS + 48 bytes``).
 
 Outputs: ``target_logprob`` (log-prob of each true next byte, ``[B, T-1]`` per coalition) and
 ``language_logprob`` (``[B, n_languages]``: a sentence's mean log-prob in its language's column,
@@ -41,7 +42,8 @@ HIDDEN, INTERMEDIATE, LAYERS, HEADS, EXPERTS, TOP_K = 128, 128, 4, 4, 8, 2
 AUX_LOSS = 0.002
 SEQ_LEN, BATCH, LR, STEPS, WARMUP, SEED = 64, 30, 3e-3, 1500, 100, 0
 TRAIN_BYTES = 400_000  # per language
-GAME_SENTENCES, SENTENCE_BYTES, HELDOUT = 4, 48, 40  # per language: in the game, length, shipped
+HELDOUT, GAME_SENTENCES = 40, 4  # sentences per language: shipped, in the game (the rest evaluate lesions)
+GAME_BYTES, EVAL_BYTES = 32, 48  # bytes of a sentence in the game, in lesion evaluations
 
 
 def config(**overrides: Any):
@@ -114,25 +116,25 @@ def heldout() -> dict[str, list[str]]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def sentence_batch(sentences: dict[str, list[str]], per_language: int | None = None,
+def sentence_batch(sentences: dict[str, list[str]], n_bytes: int, per_language: int | None = None,
                    start: int = 0) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """HF inputs ``{"input_ids": [B, 1 + SENTENCE_BYTES]}`` and each row's language index ``[B]``."""
+    """HF inputs ``{"input_ids": [B, 1 + n_bytes]}`` and each row's language index ``[B]``."""
     rows, languages = [], []
     for index, language in enumerate(LANGUAGES):
         chosen = sentences[language][start: None if per_language is None else start + per_language]
-        rows += [encode(text, SENTENCE_BYTES) for text in chosen]
+        rows += [encode(text, n_bytes) for text in chosen]
         languages += [index] * len(chosen)
     return {"input_ids": torch.stack(rows)}, torch.tensor(languages)
 
 
 def game_inputs() -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """The game's default inputs: the first ``GAME_SENTENCES`` held-out sentences of each language."""
-    return sentence_batch(heldout(), GAME_SENTENCES)
+    return sentence_batch(heldout(), GAME_BYTES, GAME_SENTENCES)
 
 
 def eval_inputs() -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Held-out sentences not in the game (for lesion tests that must not reuse the game's inputs)."""
-    return sentence_batch(heldout(), start=GAME_SENTENCES)
+    return sentence_batch(heldout(), EVAL_BYTES, start=GAME_SENTENCES)
 
 
 def prompts() -> list[torch.Tensor]:
@@ -188,7 +190,7 @@ def corpora(seed: int = SEED) -> tuple[dict[str, list[str]], dict[str, tuple[np.
     held, train = {}, {}
     for language in LANGUAGES:
         sentences, corpus = split_language(language, 4 * HELDOUT, TRAIN_BYTES, seed)
-        held[language] = [s for s in sentences if len(s.encode("utf-8")) >= SENTENCE_BYTES][:HELDOUT]
+        held[language] = [s for s in sentences if len(s.encode("utf-8")) >= EVAL_BYTES][:HELDOUT]
         data = np.frombuffer(corpus, np.uint8)
         starts = np.flatnonzero(data[:-SEQ_LEN] == 10) + 1  # a text starts after each newline
         train[language] = (data, np.concatenate([[0], starts]))

@@ -88,3 +88,54 @@ def test_bad_folders_are_clear_errors(tmp_path):
     with pytest.raises(MSAInputError, match="user checkpoint"):
         (tmp_path / "model.bin").rename(tmp_path / "model.safetensors")
         load_checkpoint(tmp_path).card.train()
+
+
+# ---------------------------------------------------------------- the bundled multilingual MoE LM
+
+from msa_core.zoo import list_models, load_model, moe  # noqa: E402
+
+bundled = pytest.mark.skipif(moe.NAME not in [card.name for card in list_models()],
+                             reason="the MoE weights are not bundled")
+
+
+def test_token_labels_show_each_letter_on_its_last_byte():
+    ids = moe.encode("aż 中\n")
+    assert ids[0] == moe.BOS and len(ids) == 1 + len("aż 中\n".encode())
+    assert moe.token_labels(ids) == ["<s>", "a", "·", "ż", "␣", "·", "·", "中", "\\n"]
+    assert moe.token_labels(torch.tensor([0xC5])) == ["xC5"]  # a lone lead byte stays a hex label
+
+
+def test_language_weights_make_a_batch_mean_a_per_language_mean():
+    languages = torch.tensor([0, 0, 0, 1, 2, 2])
+    values = torch.arange(6.0)[:, None] * moe.language_weights(languages, 3)
+    torch.testing.assert_close(values.mean(0), torch.tensor([1.0, 3.0, 4.5]))
+    with pytest.raises(MSAInputError, match="every language"):
+        moe.language_weights(torch.tensor([0, 0]), 2)
+
+
+@bundled
+def test_bundled_card_inputs_outputs_and_heldout_sentences():
+    loaded = load_model(moe.NAME)
+    sentences = moe.heldout()
+    assert list(sentences) == list(moe.LANGUAGES)
+    assert all(len(rows) == moe.HELDOUT and min(len(s.encode()) for s in rows) >= moe.EVAL_BYTES
+               for rows in sentences.values())
+    ids, languages = loaded.inputs["input_ids"], moe.game_inputs()[1]
+    assert ids.shape == (5 * moe.GAME_SENTENCES, 1 + moe.GAME_BYTES) and (ids[:, 0] == moe.BOS).all()
+    assert {name: loaded.game(name).n_players for name in loaded.card.granularities} == {
+        "experts (all layers)": 32, **{f"experts (layer {i})": 8 for i in range(4)}, "heads": 16}
+    intact = np.ones((1, 32), bool)
+    tokens = loaded.game("experts (all layers)", "target_logprob")(intact)[0]  # [B, T-1]
+    per_language = loaded.game("experts (all layers)", "language_logprob")(intact)[0].mean(0)  # [L]
+    expected = torch.stack([tokens[languages == i].mean() for i in range(5)])
+    torch.testing.assert_close(per_language, expected)
+    assert (expected > -np.log(256) / 2).all()  # trained: under half the loss of a uniform guess, every language
+
+
+@bundled
+def test_bundled_game_is_efficient_for_both_outputs_and_per_layer():
+    loaded = load_model(moe.NAME)
+    for granularity, output in (("experts (all layers)", "language_logprob"), ("experts (layer 2)", "target_logprob"),
+                                ("heads", "language_logprob")):
+        result = shapley_modes(loaded.game(granularity, output), method="permutation", n_permutations=3, seed=0)
+        assert result.efficiency_gap() < 1e-5, (granularity, output)

@@ -1,0 +1,84 @@
+"""AppTest of the Experts page (study 2): empty store, a stored run's matrix, lesions, per-token view."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from msa_core.analysis import study2
+from msa_core.runs import RunRequest, RunStore, execute
+from msa_core.zoo import list_models, moe
+
+APP = str(Path(__file__).parents[2] / "app.py")
+LANGUAGE_NAMES = [moe.LANGUAGE_NAMES[language] for language in moe.LANGUAGES]
+
+pytestmark = pytest.mark.skipif(moe.NAME not in [card.name for card in list_models()],
+                                reason="the MoE weights are not bundled")
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("MSA_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def open_experts() -> AppTest:
+    app = AppTest.from_file(APP, default_timeout=120).run()
+    app.switch_page("pages/experts.py").run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def charts(app: AppTest) -> dict[str, list[dict]]:
+    """Plotly traces by chart title."""
+    found = {}
+    for chart in app.get("plotly_chart"):
+        spec = json.loads(chart.proto.spec)
+        found[spec["layout"]["title"]["text"]] = spec["data"]
+    return found
+
+
+def array_of(value) -> np.ndarray:
+    if isinstance(value, dict):  # plotly typed array
+        import base64
+        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        shape = value.get("shape")
+        return flat.reshape([int(n) for n in str(shape).split(",")]) if shape else flat
+    return np.array(value, dtype=float)
+
+
+def test_empty_store_offers_a_small_run(cache_dir):
+    app = open_experts()
+    assert any("No finished run" in info.value for info in app.info)
+    assert any(b.label == "Run now" for b in app.button)
+    assert not app.error
+
+
+def test_a_stored_run_shows_its_matrix_lesions_and_per_token_modes(cache_dir):
+    stored = execute(RunRequest(moe.NAME, units="experts (all layers)", output="target_logprob",
+                                method="permutation", n_permutations=3), RunStore(cache_dir))
+    app = open_experts()
+    assert not app.error, [e.value for e in app.error]
+    figures = charts(app)
+    matrix = study2.language_matrix(stored, moe.game_inputs()[1].numpy(), 5)
+    heatmap = figures["Language x expert contribution (log-prob per byte)"][0]
+    np.testing.assert_allclose(array_of(heatmap["z"]), matrix, rtol=1e-6)
+    assert heatmap["y"] == LANGUAGE_NAMES and heatmap["x"][:2] == ["L0.E0", "L0.E1"]
+    table = app.dataframe[0].value
+    assert list(table["language"]) == LANGUAGE_NAMES and table["ratio"].notna().all()
+    assert any(md.value.startswith("Greedy continuation, intact:") for md in app.markdown)
+    tokens = figures["Expert contribution to each next byte's log-prob"][0]
+    np.testing.assert_allclose(array_of(tokens["z"]), stored.modes[:, 0], rtol=1e-6)
+    assert len(figures["Removal curves"]) == 2
+
+    app.radio(key="experts_view").set_value("selectivity").run()
+    np.testing.assert_allclose(array_of(charts(app)["Language x expert selectivity (log-prob per byte)"][0]["z"]),
+                               study2.selectivity(matrix), rtol=1e-6)
+    app.radio(key="experts_source").set_value("your own text").run()
+    assert not app.exception and not app.error
+    tokens = charts(app)["Expert contribution to each next byte's log-prob"][0]
+    assert tokens["x"][:3] == ["0:a", "1:·", "2:ż"]  # "Zażółć ...": the first byte of 'ż' shown as '·'
