@@ -62,7 +62,7 @@ def shapley_modes(game: Any, n_players: int | None = None, method: str = "auto",
     remote = resolve_backend(backend)  # None: this process
     game = as_game(game, n_players) if remote is None else remote.game(game, n_players)
     n = game.n_players
-    budget = _budget(n, n_permutations, max_evaluations)
+    budget = evaluation_budget(n, n_permutations, max_evaluations)
     chosen = _resolve_method(method, n, budget, n_permutations, max_evaluations)
     if chosen == "exact":
         budget = 2**n
@@ -139,7 +139,7 @@ def _check_options(method: str, seed: Any, batch_size: Any, target_stderr: Any, 
         raise MSAInputError("progress must be a callable progress(done, total) or None")
 
 
-def _budget(n: int, n_permutations: Any, max_evaluations: Any) -> int:
+def evaluation_budget(n: int, n_permutations: Any, max_evaluations: Any) -> int:
     """Total evaluations allowed, full and empty coalitions included."""
     for name, value in (("n_permutations", n_permutations), ("max_evaluations", max_evaluations)):
         if value is not None and (not _is_int(value) or value < 1):

@@ -13,7 +13,7 @@ import torch
 from msa_core import __version__
 from msa_core.errors import MSAInputError
 from msa_core.estimators import METHODS
-from msa_core.estimators.dispatch import _budget as evaluation_budget
+from msa_core.estimators.dispatch import evaluation_budget
 from msa_core.lesion.inputs import Inputs
 from msa_core.zoo import LoadedModel
 from msa_core.zoo.weights import tensor_digest
