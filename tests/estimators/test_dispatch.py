@@ -154,7 +154,6 @@ def _ok(c):
     (_ok, dict(n_players=5, seed=-1), "seed must be a non-negative integer"),
     (_ok, dict(n_players=5, batch_size=0), "batch_size must be a positive integer"),
     (_ok, dict(n_players=5, target_stderr=0), "target_stderr must be a positive number"),
-    (_ok, dict(n_players=5, backend="ray"), "backend='ray' is not available"),
     (_ok, dict(n_players=5, backend="dask"), "unknown backend 'dask'"),
     (_ok, dict(n_players=5, progress=3), "progress must be a callable"),
 ])
