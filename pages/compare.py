@@ -28,7 +28,7 @@ if len(entries) < 2:
 
 labels = {entry["fingerprint"]: run_label(entry) for entry in entries}
 remembered = [fp for fp in st.session_state.get(COMPARED_RUNS, []) if fp in labels]
-chosen = st.multiselect("Runs", list(labels), default=remembered or list(labels)[:2], format_func=labels.__getitem__,
+chosen = st.multiselect("Runs", list(labels), default=remembered or list(labels)[:3], format_func=labels.__getitem__,
                         key="compare_runs")
 st.session_state[COMPARED_RUNS] = chosen
 if len(chosen) < 2:
@@ -67,7 +67,8 @@ with explained_errors("Comparing the runs"):
                                     "averaged over the outputs (1: evenly spread, towards 0: one unit does all)")})
     st.caption("Gini 0: every unit contributes equally; higher: a few hubs carry the output. 'Units for 80%': "
                "the fewest units whose |contribution| adds up to 80% of the total.")
-    st.plotly_chart(contribution_curve_figure({names[fp]: view for fp, view in views.items()}), key="compare_curve")
+    curve = contribution_curve_figure({names[fp]: view for fp, view in views.items()})
+    st.plotly_chart(curve.update_layout(height=380), key="compare_curve")
 
     st.subheader("Heatmaps on one colour scale")
     order = st.selectbox("Unit order", ["total", "index", "cluster"], key="compare_order",

@@ -57,7 +57,7 @@ with explained_errors("Preparing the downloads"):
     for column, fmt, what in zip(cols, ("npz", "csv", "png", "html"),
                                  (".npz (all arrays)", "CSV (long table)", "PNG (heatmap)", "HTML (report)")):
         column.download_button(what, exported(res, fmt), file_name=f"{stem}.{fmt}", mime=MIME[fmt],
-                               on_click="ignore", key=f"export_{fmt}")
+                               on_click="ignore", key=f"export_{fmt}", icon=":material/download:")
 
     st.subheader("Figures")
     labels = labels_of(res)
@@ -70,8 +70,10 @@ with explained_errors("Preparing the downloads"):
     slug = chosen.replace(", ", "-").replace(" ", "-")
     html, png = st.columns([1, 3])
     html.download_button("Standalone HTML of this figure", figure_html(figures[chosen]),
-                         file_name=f"{stem}-{slug}.html", mime=MIME["html"], on_click="ignore", key="export_figure_html")
+                         file_name=f"{stem}-{slug}.html", mime=MIME["html"], on_click="ignore", key="export_figure_html",
+                         icon=":material/download:")
     png.download_button("PNG of this figure", figure_png(figures[chosen]), file_name=f"{stem}-{slug}.png",
-                        mime=MIME["png"], on_click="ignore", key="export_figure_png")
+                        mime=MIME["png"], on_click="ignore", key="export_figure_png",
+                        icon=":material/download:")
     st.caption("The HTML opens offline (plotly.js is inside). The PNG is rendered on the server with kaleido and "
                "Chromium (a few seconds); the camera icon in the figure's toolbar saves what you see.")

@@ -33,8 +33,8 @@ st.markdown(
     "3. **Compare** runs side by side (e.g. the same MLP trained with no, L1 or L2 regularisation): sorted "
     "contribution curves, Gini and the number of units holding 50/80/90% of the contribution, heatmaps "
     "on one colour scale.\n"
-    "4. **Lesion lab**: switch units off and see predictions and accuracy change at once; lesion the top-k "
-    "units by Shapley mode against k random ones.\n"
+    "4. **Lesion lab**: switch units off and see predictions and accuracy (or generated images) change at "
+    "once; lesion the top-k units by Shapley mode against k random ones.\n"
     "5. **Export** results (.npz, CSV) and figures (HTML, PNG).\n"
     "\nThe **Studies** pages reproduce the paper's GAN and mixture-of-experts findings."
 )

@@ -5,14 +5,16 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
+import torch
+from PIL import Image, ImageDraw, ImageFont
 
 from msa_core.analysis.modes import available_views, classification, lesion_sets, unit_scores, view_of
 from msa_core.lesion import ModelGame
-from msa_core.zoo import list_models
+from msa_core.zoo import LoadedModel, list_models
 from pages.common import CURRENT_RUN, explained_errors, labels_of, model, result, run_label, runs
 
 N_RANDOM = 5  # random draws of k units in the top-k comparison
-GALLERY = 12  # changed samples shown
+GALLERY = 8  # changed samples shown
 
 
 @st.cache_resource(show_spinner=False)
@@ -48,20 +50,31 @@ def class_accuracy_figure(per_class: np.ndarray) -> go.Figure:
     figure = go.Figure([go.Bar(x=classes, y=per_class[0], name="intact", marker_color="#9aa5b1"),
                         go.Bar(x=classes, y=per_class[1], name="lesioned", marker_color="#d6604d")])
     figure.update_layout(barmode="group", title="Accuracy per class", xaxis_title="class", yaxis_title="accuracy",
+                         xaxis_type="category",
                          yaxis_range=[0, 1.05], height=320, margin={"l": 10, "r": 10, "t": 50, "b": 10},
                          legend={"orientation": "h", "y": 1.12, "x": 1, "xanchor": "right"})
     return figure
 
 
-def digit_images(inputs: np.ndarray) -> list[np.ndarray] | None:
-    """Square grayscale pictures of flat inputs ``[B, side*side]`` (upscaled for display), else None."""
+def digit_gallery(inputs: np.ndarray, indices: np.ndarray, captions: list[str], per_row: int = 4) -> Image.Image | None:
+    """One picture of the flat square inputs ``[B, side*side]`` at ``indices``, each over its caption, ``per_row``
+    to a row (one image keeps a rerun to a single download); None when the inputs are not square pictures."""
     side = int(round(np.sqrt(inputs.shape[-1]))) if inputs.ndim == 2 else 0
-    if side * side != inputs.shape[-1] or side == 0:
+    if side == 0 or side * side != inputs.shape[-1]:
         return None
-    scale = max(1, 48 // side)
-    pictures = inputs.reshape(-1, side, side)
-    pictures = (pictures - pictures.min()) / (np.ptp(pictures) or 1.0)
-    return [np.kron(p, np.ones((scale, scale))) for p in pictures]
+    scale, caption_height, gap = max(1, 56 // side), 18, 10
+    tile = side * scale
+    font = ImageFont.load_default(size=14)
+    pictures = (inputs[indices].reshape(-1, side, side) - inputs.min()) / (np.ptp(inputs) or 1.0)
+    rows = -(-len(indices) // per_row)
+    gallery = Image.new("L", (min(len(indices), per_row) * (tile + gap), rows * (tile + caption_height + gap)), 255)
+    draw = ImageDraw.Draw(gallery)
+    for position, (picture, caption) in enumerate(zip(pictures, captions)):
+        left, top = (position % per_row) * (tile + gap), (position // per_row) * (tile + caption_height + gap)
+        pixels = Image.fromarray(np.uint8(255 * (1 - picture))).resize((tile, tile), Image.Resampling.NEAREST)
+        gallery.paste(pixels, (left, top))
+        draw.text((left + tile // 2, top + tile + 2), caption, fill=0, font=font, anchor="mt")
+    return gallery
 
 
 def classifier_view(name: str, granularity: str, coalition: np.ndarray) -> None:
@@ -79,31 +92,50 @@ def classifier_view(name: str, granularity: str, coalition: np.ndarray) -> None:
     cols[3].metric("Predictions changed", f"{len(changed)} / {len(labels)}")
     left, right = st.columns([3, 2])
     left.plotly_chart(class_accuracy_figure(per_class), key="lesion_class_accuracy")
-    pictures = digit_images(loaded.inputs.cpu().numpy()) if hasattr(loaded.inputs, "cpu") else None
     with right:
         st.markdown("**Samples whose prediction changed**")
+        shown = changed[:GALLERY]
+        captions = [f"{labels[i]}: {predictions[0, i]}→{predictions[1, i]}" for i in shown]
+        gallery = digit_gallery(loaded.inputs.cpu().numpy(), shown, captions) \
+            if len(shown) and isinstance(loaded.inputs, torch.Tensor) else None
         if not len(changed):
             st.caption("None: every prediction is the same as with all units intact.")
-        elif pictures is not None:
-            shown = changed[:GALLERY]
-            st.image([pictures[i] for i in shown], width=56, clamp=True,
-                     caption=[f"{labels[i]}: {predictions[0, i]}→{predictions[1, i]}" for i in shown])
-            st.caption("Caption: true label: prediction intact → lesioned.")
+        elif gallery is not None:
+            st.image(gallery)
+            st.caption(f"{len(changed)} changed; the first {len(shown)} shown as true label: prediction intact → "
+                       "lesioned.")
         else:
-            st.caption(", ".join(f"#{i}: {predictions[0, i]}→{predictions[1, i]}" for i in changed[:GALLERY]))
+            st.caption(", ".join(f"#{i} {caption}" for i, caption in zip(shown, captions)))
 
 
-def image_view(name: str, granularity: str, coalition: np.ndarray) -> None:
-    """Generated images with every unit intact vs with the toggled units lesioned."""
+def image_grid(rows: np.ndarray, scale: int = 3, gap: int = 4) -> Image.Image:
+    """One picture of image rows ``[R, n, C, H, W]`` (C = 1 or 3, values in [0, 1]), upscaled ``scale`` times."""
+    r, n, c, h, w = rows.shape
+    tiles = np.clip(rows, 0.0, 1.0).transpose(0, 1, 3, 4, 2)  # [R, n, H, W, C]
+    tiles = np.repeat(np.repeat(tiles, scale, axis=2), scale, axis=3)
+    grid = np.ones((r * (h * scale + gap), n * (w * scale + gap), c))
+    for i in range(r):
+        for j in range(n):
+            top, left = i * (h * scale + gap), j * (w * scale + gap)
+            grid[top:top + h * scale, left:left + w * scale] = tiles[i, j]
+    pixels = np.uint8(255 * grid)
+    return Image.fromarray(pixels[..., 0] if c == 1 else pixels)
+
+
+def image_view(name: str, granularity: str, coalition: np.ndarray, shown: int = 8) -> None:
+    """Generated images with every unit intact, with the toggled units lesioned, and their difference."""
     values = np.concatenate([intact_values(name, granularity, "image"),
-                             values_of(game(name, granularity, "image"), coalition[None])])
-    images = values[:, :4]
-    if images.ndim == 5:  # [2, n, C, H, W] -> channels last
-        images = images.transpose(0, 1, 3, 4, 2)
-    images = np.clip((images - images.min()) / (np.ptp(images) or 1.0), 0, 1)
-    for row, title in enumerate(("Intact", "Lesioned")):
-        st.markdown(f"**{title}**")
-        st.image(list(images[row]), width=128, clamp=True)
+                             values_of(game(name, granularity, "image"), coalition[None])])[:, :shown]
+    if values.ndim != 5 or values.shape[2] not in (1, 3):
+        st.info(f"The generator's output {list(values.shape[1:])} is not a batch of images to show.")
+        return
+    low, high = float(values.min()), float(values.max())
+    scaled = (values - low) / ((high - low) or 1.0)
+    difference = np.abs(scaled[1] - scaled[0])
+    rows = np.stack([scaled[0], scaled[1], difference / (difference.max() or 1.0)])
+    change = float(np.abs(values[1] - values[0]).mean())
+    st.metric("Mean |pixel change|", f"{change:.4f}")
+    st.image(image_grid(rows), caption="Rows: intact, lesioned, |difference| (scaled to its maximum).")
 
 
 def top_k_section(name: str, granularity: str) -> None:
@@ -147,6 +179,32 @@ def top_k_section(name: str, granularity: str) -> None:
     st.button(f"Set the toggles to the top {k} lesion", on_click=apply_lesion, args=(toggles_key(name, granularity), top))
 
 
+def is_classifier(loaded: LoadedModel) -> bool:
+    """A model with logits and one class label per input (predictions and accuracy make sense)."""
+    return "logits" in loaded.card.outputs and loaded.labels is not None and loaded.labels.ndim == 1
+
+
+@st.fragment
+def lesion_panel(name: str, granularity: str) -> None:
+    """The unit toggles and the output they give; a toggle reruns only this panel."""
+    loaded = model(name)
+    g = game(name, granularity, loaded.card.outputs[0])
+    key = toggles_key(name, granularity)
+    lesioned = st.pills(f"Lesioned units (of {g.n_players})", g.player_names, selection_mode="multi", key=key,
+                        help="Highlighted units are lesioned.")
+    st.button("Restore all units", on_click=restore_all, args=(key,), disabled=not lesioned)
+    coalition = ~np.isin(g.player_names, lesioned)
+    outputs = loaded.card.outputs
+    with explained_errors("Running the lesioned model"):
+        if is_classifier(loaded):
+            classifier_view(name, granularity, coalition)
+        elif "image" in outputs:
+            image_view(name, granularity, coalition)
+        else:
+            st.info(f"The lesion lab shows classifiers and image generators; {name} produces "
+                    f"{', '.join(outputs)}. Use the Experts page for language models.")
+
+
 def toggles_key(name: str, granularity: str) -> str:
     return f"lesioned::{name}::{granularity}"
 
@@ -165,18 +223,6 @@ name = left.selectbox("Model", names, index=names.index(current_model) if curren
 with explained_errors(f"Loading {name}"):
     loaded = model(name)
     granularity = right.selectbox("Unit granularity", list(loaded.card.granularities), key="lesion_granularity")
-    g = game(name, granularity, loaded.card.outputs[0])
-    key = toggles_key(name, granularity)
-    lesioned = st.pills(f"Lesioned units (of {g.n_players})", g.player_names, selection_mode="multi", key=key,
-                        help="Highlighted units are lesioned.")
-    st.button("Restore all units", on_click=restore_all, args=(key,), disabled=not lesioned)
-    coalition = ~np.isin(g.player_names, lesioned)
-    outputs = loaded.card.outputs
-    if "logits" in outputs and loaded.labels is not None and loaded.labels.ndim == 1:
-        classifier_view(name, granularity, coalition)
+    lesion_panel(name, granularity)
+    if is_classifier(loaded):
         top_k_section(name, granularity)
-    elif "image" in outputs:
-        image_view(name, granularity, coalition)
-    else:
-        st.info(f"The lesion lab shows classifiers and image generators; {name} produces "
-                f"{', '.join(outputs)}. Use the Experts page for language models.")

@@ -128,22 +128,22 @@ def cached_runs() -> None:
     table = pd.DataFrame([{
         "run": entry["fingerprint"][:8], "model": entry["request"]["model"], "units": entry["request"]["units"],
         "output": entry["request"]["output"], "lesion": entry["request"]["lesion"], "method": entry.get("method"),
-        "players": entry["n_players"], "output shape": " x ".join(map(str, entry["output_shape"])) or "scalar",
-        "evaluations": entry["n_evaluations"], "seconds": entry.get("wall_seconds"),
+        "players": entry["n_players"], "evaluations": entry["n_evaluations"],
+        "seconds": round(entry["wall_seconds"], 1) if entry.get("wall_seconds") is not None else None,
         "created": timestamp(entry["created"]),
     } for entry in entries])
     st.dataframe(table, hide_index=True, width="stretch")
     labels = {entry["fingerprint"]: run_label(entry) for entry in entries}
     chosen = st.multiselect("Select runs", list(labels), format_func=labels.__getitem__, key="selected_runs",
                             placeholder="Choose one run to open, two or more to compare")
-    open_, compare, delete = st.columns([1, 1, 4])
-    if open_.button("Open", disabled=len(chosen) != 1, help="Show the run on the Shapley modes page"):
+    buttons = st.container(horizontal=True)
+    if buttons.button("Open", disabled=len(chosen) != 1, help="Show the run on the Shapley modes page"):
         st.session_state[CURRENT_RUN] = chosen[0]
         st.switch_page("pages/modes.py")
-    if compare.button("Compare", disabled=len(chosen) < 2, help="Open the selected runs on the Compare page"):
+    if buttons.button("Compare", disabled=len(chosen) < 2, help="Open the selected runs on the Compare page"):
         st.session_state[COMPARED_RUNS] = list(chosen)
         st.switch_page("pages/compare.py")
-    if delete.button("Delete", disabled=not chosen, help="Forget the selected runs (a new run recomputes them)"):
+    if buttons.button("Delete", disabled=not chosen, help="Forget the selected runs (a new run recomputes them)"):
         for fingerprint in chosen:
             store().delete(fingerprint)
         st.session_state.pop("selected_runs", None)

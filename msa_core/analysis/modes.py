@@ -19,6 +19,7 @@ mean of the per-sample modes, so every view is itself a set of Shapley modes.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -32,6 +33,7 @@ from msa_core.result import ModesResult
 VIEWS = ("sum", "mean", "class", "sample")
 ORDERS = ("index", "total", "cluster")
 SHARES = (0.5, 0.8, 0.9)
+CURVE_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b")  # distinct, colour-blind aware
 
 
 @dataclass(frozen=True)
@@ -244,17 +246,20 @@ def contribution_curve_figure(views: Mapping[str, ModesView], cumulative: bool =
     """Sorted contribution curves of several views: share of the total |contribution| (cumulative, or per
     unit) against the fraction of units ranked largest first; dotted lines mark 50/80/90%."""
     figure = go.Figure()
-    for name, view in views.items():
+    for (name, view), colour in zip(views.items(), itertools.cycle(CURVE_COLOURS)):
         x = np.sort(unit_contributions(view.values))[::-1]
         share = x / (x.sum() or 1.0)
         y = np.cumsum(share) if cumulative else share
         rank = np.arange(1, len(x) + 1) / len(x)
-        figure.add_trace(go.Scatter(x=rank, y=y, mode="lines+markers", name=name, marker={"size": 4},
+        figure.add_trace(go.Scatter(x=rank, y=y, mode="lines+markers", name=name, marker={"size": 4, "color": colour},
+                                    line={"color": colour},
                                     hovertemplate="top %{x:.0%} of units<br>share %{y:.1%}<extra>" + name + "</extra>"))
-    if cumulative:
-        for share in SHARES:
-            figure.add_hline(y=share, line_dash="dot", line_color="grey", annotation_text=f"{share:.0%}",
-                             annotation_position="bottom right")
+    if cumulative:  # reference lines as plain layout shapes (add_hline is slow)
+        figure.update_layout(
+            shapes=[{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": share, "y1": share,
+                     "line": {"dash": "dot", "color": "grey", "width": 1}} for share in SHARES],
+            annotations=[{"xref": "paper", "x": 1, "y": share, "text": f"{share:.0%}", "showarrow": False,
+                          "xanchor": "right", "yanchor": "top", "font": {"color": "grey"}} for share in SHARES])
     figure.update_layout(
         title="Sorted contribution curve" + (" (cumulative)" if cumulative else ""),
         xaxis_title="fraction of units, largest contribution first", xaxis_tickformat=".0%",

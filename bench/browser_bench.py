@@ -1,0 +1,151 @@
+"""Dashboard in a real browser: cached-result re-render and lesion-toggle round trip; screenshots of each page.
+
+Fills a fresh store with three small runs (the 32-neuron digits MLP with no, L1 and L2 regularisation),
+starts streamlit headless on 127.0.0.1, drives Debian's Chromium with playwright, and measures from the
+click to the updated page being on screen (script run finished, new content visible):
+
+- re-render of a cached result: switching the Shapley modes page's unit order (the result is read from
+  the store once; each rerun only redraws) and opening the page from the sidebar;
+- lesion toggle round trip: clicking a unit in the Lesion lab until the new predictions are shown.
+
+Targets on the 2-core CI machine: < 0.5 s and < 0.3 s. Screenshots go to assets/screenshot-<page>.png.
+
+    .venv/bin/python bench/browser_bench.py [--repeats 7] [--no-screenshots]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "browser"))
+
+from streamlit_server import browser_page, dashboard, go_to, rerun_after, select_option, wait_idle  # noqa: E402
+
+MODELS = ("mlp-digits-h32-none-s0", "mlp-digits-h32-l1-s0", "mlp-digits-h32-l2-s0")
+PERMUTATIONS = 100
+PAGES = {"home": "Home", "run": "Run", "modes": "Shapley modes", "compare": "Compare",
+         "lesion-lab": "Lesion lab", "export": "Export"}
+
+
+def fill_store(directory: Path) -> None:
+    """Three finished runs, computed here (not timed)."""
+    from msa_core.runs import RunRequest, RunStore, execute
+
+    store = RunStore(directory)
+    for name in MODELS:
+        execute(RunRequest(name, n_permutations=PERMUTATIONS), store)
+
+
+def timed(action, done) -> float:
+    """Seconds from ``action()`` to ``done()`` (a playwright wait) returning."""
+    start = time.perf_counter()
+    action()
+    done()
+    return time.perf_counter() - start
+
+
+def screenshot(page, name: str, height: int = 1350) -> None:
+    """A small PNG of the top ``height`` pixels of what the page shows now (256 colours)."""
+    from PIL import Image
+
+    page.set_viewport_size({"width": 1280, "height": height})
+    page.get_by_role("heading").first.click()  # no focused widget in the picture
+    wait_idle(page)
+    page.wait_for_function(  # every plotly chart drawn
+        "() => [...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')].every(c => c.querySelector('.main-svg'))")
+    page.wait_for_timeout(800)
+    image = Image.open(io.BytesIO(page.screenshot())).convert("RGB").quantize(256)
+    image.save(ROOT / "assets" / f"screenshot-{name}.png", optimize=True)
+
+
+def order_rerender(page, order: str) -> float:
+    """Pick a unit order on the Shapley modes page; time until the redrawn heatmap is on screen."""
+    box = page.get_by_test_id("stSelectbox").filter(has_text="Unit order").first
+    box.click()  # open the list (not timed): the clock runs from the choice to the redrawn heatmap
+    option = page.get_by_role("option", name=order, exact=True)
+    option.wait_for()
+
+    def action():
+        option.click()
+
+    def done():
+        page.wait_for_function(
+            "() => document.querySelector('[data-testid=\"stApp\"]').getAttribute('data-test-script-state')"
+            " === 'notRunning' && document.querySelector('.js-plotly-plot .heatmaplayer')")
+    return timed(action, done)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--no-screenshots", action="store_true")
+    args = parser.parse_args()
+    cache = Path(tempfile.mkdtemp(prefix="msa-bench-"))
+    started = time.perf_counter()
+    fill_store(cache)
+    print(f"store filled with {len(MODELS)} runs of {PERMUTATIONS} permutations in {time.perf_counter() - started:.1f} s")
+    with dashboard(cache) as url, browser_page(height=1350) as page:
+        page.goto(url)
+        wait_idle(page)
+        if not args.no_screenshots:
+            screenshot(page, "home", 820)
+            rerun_after(page, lambda: go_to(page, "Run"))
+            rerun_after(page, lambda: select_option(page, "Model", MODELS[0]))
+            screenshot(page, "run", 1150)
+            rerun_after(page, lambda: go_to(page, "Compare"))  # opens the newest three runs
+            screenshot(page, "compare")
+            rerun_after(page, lambda: go_to(page, "Export"))
+            screenshot(page, "export")
+
+        rerun_after(page, lambda: go_to(page, "Shapley modes"))
+        page.locator(".js-plotly-plot .heatmaplayer").first.wait_for()
+        first = order_rerender(page, "by total |contribution|")
+        rerender = [order_rerender(page, order) for _ in range(args.repeats)
+                    for order in ("as stored", "by total |contribution|")]
+        switch = []
+        for _ in range(args.repeats):
+            rerun_after(page, lambda: go_to(page, "Home"))
+            switch.append(timed(lambda: go_to(page, "Shapley modes"), lambda: (
+                page.locator(".js-plotly-plot .heatmaplayer").first.wait_for(), wait_idle(page))))
+        if not args.no_screenshots:
+            screenshot(page, "modes")
+
+        rerun_after(page, lambda: go_to(page, "Lesion lab"))
+        page.get_by_text("Lesioned units (of 32)").wait_for()
+        pills = page.get_by_test_id("stButtonGroup")
+        toggles = []
+        for i in range(2 * args.repeats):
+            unit, count = f"hidden.n{i % args.repeats}", (i + 1 if i < args.repeats else 2 * args.repeats - i - 1)
+            toggles.append(timed(lambda: pills.get_by_role("button", name=unit, exact=True).click(),
+                                 lambda: page.wait_for_function(
+                                     "(want) => [...document.querySelectorAll('[data-testid=\"stMetric\"]')]"
+                                     ".some(m => m.innerText.includes('Units lesioned') && m.innerText.includes(want))",
+                                     arg=f"{count} / 32")))
+        if not args.no_screenshots:
+            for unit in ("hidden.n3", "hidden.n8", "hidden.n15", "hidden.n19"):
+                rerun_after(page, lambda unit=unit: pills.get_by_role("button", name=unit, exact=True).click())
+            screenshot(page, "lesion-lab")
+
+    def line(name: str, values: list[float], target: float) -> str:
+        median = statistics.median(values)
+        return (f"{name:<46} median {median:.3f} s  min {min(values):.3f}  max {max(values):.3f}  "
+                f"(n={len(values)}, target < {target} s: {'met' if median < target else 'MISSED'})")
+
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"machine: {os.cpu_count()} cores, load average (1, 5, 15 min) {load} at the end")
+    print(f"first re-render after opening the page: {first:.3f} s")
+    print(line("cached result re-render (unit order change)", rerender, 0.5))
+    print(line("cached result, page opened from the sidebar", switch, 0.5))
+    print(line("lesion toggle round trip", toggles, 0.3))
+
+
+if __name__ == "__main__":
+    main()
