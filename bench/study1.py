@@ -37,7 +37,7 @@ def run_dataset(data: str, method: str, permutations: int, store: RunStore) -> l
                                                                                              study1.Pruning]]:
     """Run and analyse every model of one data set, printing a row per model."""
     rows = []
-    print(f"{'model':28s} {'acc':>6s} {'IDC':>6s} {'les20':>6s} {'keep20':>6s} {'r(w)':>6s} {'eff.gap':>8s} "
+    print(f"{'model':28s} {'acc':>6s} {'IDC':>6s} {'gini':>6s} {'u80%':>4s} {'les20':>6s} {'keep20':>6s} {'r(w)':>6s} {'eff.gap':>8s} "
           f"{'evals':>7s} {'secs':>6s}")
     for card in (card for card in mlp.cards() if card.facts["data"] == mlp.DATASETS[data].description):
         loaded = load_model(card.name)
@@ -47,7 +47,7 @@ def run_dataset(data: str, method: str, permutations: int, store: RunStore) -> l
         seconds = time.perf_counter() - start
         item = study1.analyse(loaded, result)
         rows.append((item, study1.pruning(loaded, item.phi, item.weight)))
-        print(f"{item.name:28s} {item.accuracy:6.3f} {item.idc:6.3f} {item.lesion_top:6.3f} {item.keep_top:6.3f} "
+        print(f"{item.name:28s} {item.accuracy:6.3f} {item.idc:6.3f} {item.gini:6.3f} {item.units_for[0.8]:4d} {item.lesion_top:6.3f} {item.keep_top:6.3f} "
               f"{item.weight_r:6.3f} {item.efficiency_gap:8.1e} {item.n_evaluations:7d} {seconds:6.1f}", flush=True)
     return rows
 

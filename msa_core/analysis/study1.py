@@ -9,6 +9,7 @@ shares of the 10 per-class accuracies on the fixed test subset), so a result's m
 - ``lesion_by_rank``: accuracy after lesioning the top-k neurons by phi and after keeping only them;
 - ``weight_magnitude`` and ``pearson``: each neuron's mean |weight| (in and out) against phi;
 - ``pruning``: keep k neurons chosen by phi, by weight magnitude or at random;
+- beside IDC: the Gini coefficient of |phi| and the fewest neurons holding 50/80/90% of it;
 - ``analyse`` gathers one model's numbers, ``summarise`` the mean and spread over seeds.
 
 Accuracies of lesioned networks come from a ``ModelGame`` with output ``correct`` on the same images.
@@ -26,10 +27,12 @@ import torch
 from plotly.subplots import make_subplots
 from torch import nn
 
+from msa_core.analysis.modes import gini, units_for_share
 from msa_core.errors import MSAInputError
 from msa_core.result import ModesResult
 from msa_core.zoo import LoadedModel
 
+SHARES = (0.5, 0.8, 0.9)  # shares of |phi| whose holders are counted beside IDC
 TOP_FRACTION = 0.2  # "the top 20% of neurons" of the pass criteria
 PRUNE_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 REGIME_COLOURS = {"none": "#636efa", "l1": "#ef553b", "l2": "#00cc96"}
@@ -183,6 +186,8 @@ class ModelFindings:
     class_modes: np.ndarray  # [N, K]
     phi: np.ndarray  # [N]
     idc: float
+    gini: float  # Gini coefficient of |phi|
+    units_for: dict[float, int]  # share -> fewest neurons holding that share of |phi|
     weight: np.ndarray  # [N] mean |weight| in and out
     weight_r: float  # Pearson r(weight, phi)
     lesion_top: float  # accuracy after lesioning the top 20% by phi
@@ -194,8 +199,9 @@ class ModelFindings:
     def row(self) -> dict:
         """The scalar numbers as one table row."""
         return {"model": self.name, **{key: self.facts[key] for key in ("data", "hidden", "regime", "seed")},
-                "accuracy": self.accuracy, "idc": self.idc, "lesion_top20": self.lesion_top,
-                "keep_top20": self.keep_top, "weight_r": self.weight_r, "efficiency_gap": self.efficiency_gap,
+                "accuracy": self.accuracy, "idc": self.idc, "gini": self.gini,
+                **{f"units_{share:.0%}": count for share, count in self.units_for.items()},
+                "lesion_top20": self.lesion_top, "keep_top20": self.keep_top, "weight_r": self.weight_r, "efficiency_gap": self.efficiency_gap,
                 "evaluations": self.n_evaluations, "seconds": self.seconds}
 
 
@@ -211,13 +217,14 @@ def analyse(loaded: LoadedModel, result: ModesResult) -> ModelFindings:
     ranked = lesion_by_rank(loaded, phi, [0, k])
     return ModelFindings(
         name=loaded.card.name, facts=dict(loaded.card.facts), accuracy=float(ranked.lesioned[0]), class_modes=modes,
-        phi=phi, idc=idc(phi), weight=weight, weight_r=pearson(weight, phi), lesion_top=float(ranked.lesioned[1]),
+        phi=phi, idc=idc(phi), gini=gini(phi), units_for={share: units_for_share(phi, share) for share in SHARES},
+        weight=weight, weight_r=pearson(weight, phi), lesion_top=float(ranked.lesioned[1]),
         keep_top=float(ranked.kept[1]), efficiency_gap=result.efficiency_gap(), n_evaluations=result.n_evaluations,
         seconds=float(result.meta.get("wall_seconds", 0.0)),
     )
 
 
-SUMMARY_FIELDS = ("accuracy", "idc", "lesion_top", "keep_top", "weight_r")
+SUMMARY_FIELDS = ("accuracy", "idc", "gini", "lesion_top", "keep_top", "weight_r")
 
 
 def summarise(findings: Sequence[ModelFindings]) -> dict[tuple[str, int, str], dict[str, tuple[float, float]]]:

@@ -119,6 +119,13 @@ def test_regularisation_lowers_idc_at_64(n64):
     assert mean(n64, "l2", "idc") <= mean(n64, "none", "idc") - 0.02
 
 
+def test_fewer_neurons_hold_most_of_the_contribution_under_l1(n64):
+    for item in n64.values():
+        assert 1 <= item.units_for[0.5] <= item.units_for[0.8] <= item.units_for[0.9] <= 64
+    assert mean(n64, "l1", "gini") > mean(n64, "none", "gini")
+    assert np.mean([n64["l1", s].units_for[0.8] for s in SEEDS]) < np.mean([n64["none", s].units_for[0.8] for s in SEEDS])
+
+
 def test_lesioning_the_top_fifth_hurts_regularised_nets_more(n64):
     assert mean(n64, "l1", "lesion_top") <= mean(n64, "none", "lesion_top") - 0.30
     assert mean(n64, "l2", "lesion_top") <= mean(n64, "none", "lesion_top") - 0.10
