@@ -7,18 +7,26 @@ import pandas as pd
 import streamlit as st
 
 from msa_core.analysis import study3
+from msa_core.lesion import ModelGame
 from msa_core.runs import execute
 from msa_core.zoo import list_models
 from pages.common import explained_errors, model, result, run_label, runs, store
 
 QUICK_PERMUTATIONS = 5  # the page's own small run: about a minute on a laptop CPU
 
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def lesion_game(name: str, units: str | None, output: str | None, lesion: str) -> ModelGame:
+    """The game of a run's model and units, built once per process, for live lesions."""
+    return model(name).game(units, output, lesion)
+
+
 st.title("GAN pixel maps")
 st.markdown(
     "A generator's output is an image, so every channel's **Shapley mode** is an image too: what that channel "
     "paints into each generated sample. The paper found the *reverse* of a classifier's hierarchy: channels near "
     "the latent paint whole shapes, the last hidden layer paints fine strokes and texture. Here each layer's "
-    "modes are measured by their **spectral centroid** (0 = flat, 1 = pixel checkerboard), their **spatial "
+    "modes are measured by their **spectral centroid** (of the mode with its mean removed: 0 = flat, 1 = pixel checkerboard), their **spatial "
     "extent** (fraction of pixels holding half of |mode|) and their **share of |contribution|**."
 )
 
@@ -108,7 +116,7 @@ with tab_lesion, explained_errors("The cluster lesion"):
         extra = st.multiselect("Lesion these channels too", res.player_names, key="gan_extra")
         players = sorted(set(clusters[chosen].tolist()) | {res.player_names.index(p) for p in extra})
         request = res.meta.get("request") or {}
-        game = loaded.game(request.get("units"), request.get("output"), request.get("lesion", "zero"))
+        game = lesion_game(name, request.get("units"), request.get("output"), request.get("lesion", "zero"))
         lesion = study3.cluster_lesion(game, players)
         st.plotly_chart(study3.lesion_figure(lesion, sample), key="gan_lesion")
         st.markdown(f"Half of the total |difference| (all samples) lies in **{lesion.concentration():.1%}** of the "

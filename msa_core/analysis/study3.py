@@ -141,7 +141,7 @@ class LayerSummary:
     def row(self) -> dict[str, Any]:
         return {"layer": self.layer, "channels": self.channels,
                 "median spectral centroid": self.spectral_centroid,
-                "(with mean)": self.centroid_with_mean,
+                "median centroid, mean kept": self.centroid_with_mean,
                 "median spatial extent": self.spatial_extent, "share of |contribution|": self.contribution_share}
 
 
