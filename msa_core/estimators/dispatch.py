@@ -100,9 +100,10 @@ def shapley_modes(game: Any, n_players: int | None = None, method: str = "auto",
             })
 
         rows = batch_size or int(np.clip(BATCH_VALUES // v_full.size, 1, 1024))
-        (BlockRunner if remote is None else remote.runner())(timed, estimator, rows, target_stderr, progress, start_block=start,
-                    save=save if checkpoint is not None else None,
-                    save_seconds=checkpoint.every_seconds if checkpoint is not None else 0.0).run()
+        runner = BlockRunner if remote is None else remote.runner()
+        runner(timed, estimator, rows, target_stderr, progress, start_block=start,
+               save=save if checkpoint is not None else None,
+               save_seconds=checkpoint.every_seconds if checkpoint is not None else 0.0).run()
         modes, stderr = estimator.estimate()
         n_perm = estimator.n_permutations
     out = timed.output_shape
