@@ -57,7 +57,8 @@ def screenshot(page, name: str, height: int = 1350) -> None:
     from PIL import Image
 
     page.set_viewport_size({"width": 1280, "height": height})
-    page.get_by_role("heading").first.click()  # no focused widget in the picture
+    page.evaluate("document.activeElement && document.activeElement.blur()")  # no focused widget in the picture
+    page.mouse.move(1270, 1)
     wait_idle(page)
     page.wait_for_function(  # every plotly chart drawn
         "() => [...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')].every(c => c.querySelector('.main-svg'))")

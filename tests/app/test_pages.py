@@ -159,3 +159,18 @@ def test_lesion_lab_matches_a_hand_lesioned_forward_pass(cache_dir):
     assert not app.exception
     labels = [m.label for m in app.metric]
     assert {"Top 6 lesioned", "6 random lesioned", "Only top 6 kept"} <= set(labels)
+
+
+def test_lesion_lab_shows_a_generators_images_change():
+    app = open_page("pages/lesion_lab.py")
+    generators = [name for name in app.selectbox(key="lesion_model").options if name.startswith("gan-")]
+    if not generators:
+        pytest.skip("no bundled generator")
+    app.selectbox(key="lesion_model").select(generators[0]).run()
+    assert [m.value for m in app.metric if m.label == "Mean |pixel change|"] == ["0.0000"]
+    pills = app.get("button_group")[0]
+    pills.set_value(list(pills.options[:3])).run()
+    assert not app.exception and not app.error
+    change = float(next(m.value for m in app.metric if m.label == "Mean |pixel change|"))
+    assert change > 0
+    assert len(app.get("image")) == 1
