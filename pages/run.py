@@ -100,19 +100,18 @@ def job_rows() -> bool:
 
 
 def progress_panel() -> None:
-    """This session's jobs, polled every second by a fragment while one is active."""
-    if not st.session_state.get(JOBS):
+    """This session's jobs, polled every second by a fragment while one is queued or running."""
+    submitted = st.session_state.get(JOBS, [])
+    if not submitted:
         return
-    was_active = st.session_state.get("jobs_active", True)
+    with explained_errors("Reading the progress"):
+        polling = any(jobs().status(fingerprint).state in ("queued", "running") for fingerprint in submitted)
 
-    @st.fragment(run_every=1.0 if was_active else None)
+    @st.fragment(run_every=1.0 if polling else None)
     def panel() -> None:
         with explained_errors("Reading the progress"):
-            active = job_rows()
-            if active != st.session_state.get("jobs_active"):
-                st.session_state["jobs_active"] = active
-                if not active:  # a job just ended: refresh the whole page so the list of runs shows it
-                    st.rerun(scope="app")
+            if not job_rows() and polling:  # the last job just ended: refresh the page so the run list shows it
+                st.rerun(scope="app")
 
     st.subheader("Progress")
     panel()

@@ -81,6 +81,7 @@ def test_run_page_offers_every_choice_and_explains_hf_checkpoints(cache_dir, tmp
 
 
 def test_a_run_launched_from_the_run_page_finishes_and_its_heatmap_is_the_stored_result(cache_dir):
+    """About 20 s: the run executes in a spawned worker process, which imports torch and the model first."""
     app = open_page("pages/run.py")
     app.selectbox(key="model").select(MODEL).run()
     app.number_input(key="run_permutations").set_value(8)
