@@ -15,6 +15,12 @@ from pages.common import explained_errors, model, result, run_label, runs, store
 QUICK_PERMUTATIONS = 5  # the page's own small run: about a minute on a laptop CPU
 
 
+@st.cache_resource(show_spinner=False, max_entries=16)
+def summaries_of(fingerprint: str) -> list[study3.LayerSummary]:
+    """A stored run's per-layer numbers, computed once per process."""
+    return study3.layer_summaries(result(fingerprint))
+
+
 @st.cache_resource(show_spinner=False, max_entries=8)
 def lesion_game(name: str, units: str | None, output: str | None, lesion: str) -> ModelGame:
     """The game of a run's model and units, built once per process, for live lesions."""
@@ -81,7 +87,7 @@ clustered = [layer for layer in layers if len(groups[layer]) > 1]  # hidden laye
 tab_hierarchy, tab_gallery, tab_lesion = st.tabs(["Layer hierarchy", "Channel gallery", "Cluster lesion"])
 
 with tab_hierarchy, explained_errors("The layer summary"):
-    summaries = study3.layer_summaries(res)
+    summaries = summaries_of(fingerprint)
     st.plotly_chart(study3.layer_summary_figure(summaries), key="gan_summary")
     st.dataframe(pd.DataFrame([s.row() for s in summaries]), hide_index=True)
     if len(clustered) > 1:

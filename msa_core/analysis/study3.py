@@ -322,7 +322,7 @@ def layer_summary_figure(summaries: Sequence[LayerSummary]) -> go.Figure:
     median spatial extent, share of |contribution|."""
     names = [s.layer for s in summaries]
     figure = make_subplots(rows=1, cols=3, subplot_titles=(
-        "spectral centroid (median, channels as dots)", "spatial extent (median)", "share of |contribution|"))
+        "spectral centroid", "spatial extent", "share of |contribution|"))
     for s in summaries:
         figure.add_trace(go.Box(y=s.centroids, name=s.layer, boxpoints="all", jitter=0.4, pointpos=0,
                                 marker={"size": 4}, line={"width": 1}, showlegend=False), row=1, col=1)
@@ -330,8 +330,8 @@ def layer_summary_figure(summaries: Sequence[LayerSummary]) -> go.Figure:
                                 name="median", line={"color": "black"}, showlegend=False), row=1, col=1)
     figure.add_trace(go.Bar(x=names, y=[s.spatial_extent for s in summaries], showlegend=False), row=1, col=2)
     figure.add_trace(go.Bar(x=names, y=[s.contribution_share for s in summaries], showlegend=False), row=1, col=3)
-    figure.update_yaxes(title_text="radial frequency / corner", row=1, col=1)
-    figure.update_yaxes(title_text="fraction of pixels for 50% |mode|", tickformat=".0%", row=1, col=2)
+    figure.update_yaxes(title_text="channels (dots), median (line)", row=1, col=1)
+    figure.update_yaxes(title_text="median pixels for 50% |mode|", tickformat=".0%", row=1, col=2)
     figure.update_yaxes(tickformat=".0%", row=1, col=3)
     figure.update_layout(title="Layer hierarchy: frequency, extent and weight of channel modes by depth",
                          height=380, margin={"l": 10, "r": 10, "t": 60, "b": 10})
