@@ -255,7 +255,7 @@ def _limit(*planes: np.ndarray) -> float:
 
 
 def _image_trace(plane: np.ndarray, diverging: bool, limit: float = 1.0, colorbar: bool = False) -> go.Heatmap:
-    return go.Heatmap(z=plane, zmin=-limit if diverging else 0.0, zmax=limit if diverging else limit,
+    return go.Heatmap(z=plane, zmin=-limit if diverging else 0.0, zmax=limit,
                       colorscale=MODE_SCALE if diverging else IMAGE_SCALE, zmid=0.0 if diverging else None,
                       showscale=colorbar, hovertemplate="x %{x}, y %{y}: %{z:.3g}<extra></extra>")
 

@@ -6,6 +6,7 @@ import torch
 
 from msa_core import shapley_modes
 from msa_core.errors import MSAInputError
+from msa_core.lesion import ModelGame
 from msa_core.zoo import gan, list_models, load_model
 
 NAMES = [gan.name_of(seed) for seed in gan.SEEDS]
@@ -54,6 +55,16 @@ def test_players_sit_after_each_relu_and_the_output_activation():
     assert game.player_names[0] == "up4.relu.c0" and game.player_names[-1] == "out.act.c0"
     assert game.plan.name == "prefix reuse + push-forward"
     assert game.output_shape == (32, 1, 32, 32)
+
+
+def test_the_shortcut_plan_gives_the_whole_model_values():
+    loaded = load_model(NAMES[0])
+    inputs, units = loaded.inputs[:4], list(loaded.units("channels of every layer"))
+    fast = ModelGame(loaded.model, inputs, units, output="image")
+    whole = ModelGame(loaded.model, inputs, units, output="image", prefix_reuse=False, push_forward=False)
+    assert (fast.plan.name, whole.plan.name) == ("prefix reuse + push-forward", "whole model")
+    coalitions = np.random.default_rng(0).random((16, fast.n_players)) < 0.7
+    torch.testing.assert_close(fast(coalitions), whole(coalitions), atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("granularity", list(gan.granularities()))
