@@ -12,7 +12,7 @@ from msa_core.runs import execute
 from msa_core.zoo import list_models
 from pages.common import explained_errors, model, result, run_label, runs, store
 
-QUICK_PERMUTATIONS = 5  # the page's own small run: about a minute on a laptop CPU
+QUICK_PERMUTATIONS = 5  # the page's own small run: about 10 s on one CPU core
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
@@ -32,8 +32,9 @@ st.markdown(
     "A generator's output is an image, so every channel's **Shapley mode** is an image too: what that channel "
     "paints into each generated sample. The paper found the *reverse* of a classifier's hierarchy: channels near "
     "the latent paint whole shapes, the last hidden layer paints fine strokes and texture. Here each layer's "
-    "modes are measured by their **spectral centroid** (of the mode with its mean removed: 0 = flat, 1 = pixel checkerboard), their **spatial "
-    "extent** (fraction of pixels holding half of |mode|) and their **share of |contribution|**."
+    "modes are measured by their **spectral centroid** (of the mode with its mean removed: 0 = flat, 1 = pixel "
+    "checkerboard), their **spatial extent** (fraction of pixels holding half of |mode|) and their **share of "
+    "|contribution|**."
 )
 
 gan_models = [card.name for card in list_models() if card.family == "gan"]
@@ -50,7 +51,7 @@ entries = [entry for entry in runs() if entry["request"]["model"] == name]
 
 with st.expander("Launch a small run of this model here" if entries else "Launch a small run", expanded=not entries):
     st.markdown(f"Runs {QUICK_PERMUTATIONS} permutations of every channel of every layer on the model's "
-                f"{loaded.card.facts.get('images', 32)} fixed latents (about a minute). Larger budgets go "
+                f"{loaded.card.facts.get('images', 32)} fixed latents (about 10 s). Larger budgets go "
                 "through the **Run** page, in the background.")
     if st.button("Run now", key="gan_quick_run"):
         with explained_errors("The run"), st.spinner("Estimating the channel modes…"):
