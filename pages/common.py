@@ -139,4 +139,4 @@ def format_seconds(seconds: float | None) -> str:
 
 
 def timestamp(epoch: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(epoch))
+    return time.strftime("%b %d %H:%M", time.localtime(epoch))

@@ -95,15 +95,16 @@ def classifier_view(name: str, granularity: str, coalition: np.ndarray) -> None:
     with right:
         st.markdown("**Samples whose prediction changed**")
         shown = changed[:GALLERY]
-        captions = [f"{labels[i]}: {predictions[0, i]}->{predictions[1, i]}" for i in shown]
+        captions = [f"{predictions[0, i]}->{predictions[1, i]}" + (f" ({labels[i]})" if labels[i] != predictions[0, i] else "")
+                    for i in shown]
         gallery = digit_gallery(loaded.inputs.cpu().numpy(), shown, captions) \
             if len(shown) and isinstance(loaded.inputs, torch.Tensor) else None
         if not len(changed):
             st.caption("None: every prediction is the same as with all units intact.")
         elif gallery is not None:
             st.image(gallery)
-            st.caption(f"{len(changed)} changed; the first {len(shown)} shown as true label: prediction intact -> "
-                       "lesioned.")
+            st.caption(f"{len(changed)} changed; the first {len(shown)} shown as prediction intact -> lesioned "
+                       "(the true label in brackets where the intact model was wrong).")
         else:
             st.caption(", ".join(f"#{i} {caption}" for i, caption in zip(shown, captions)))
 
