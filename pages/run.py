@@ -9,7 +9,12 @@ import streamlit as st
 
 from msa_core import METHODS
 from msa_core.runs import RunRequest
-from msa_core.zoo import list_models
+from msa_core.zoo import LoadedModel, list_models
+
+try:  # local Hugging Face checkpoints, where the zoo can load them
+    from msa_core.zoo.hf import load_checkpoint
+except ImportError:
+    load_checkpoint = None
 from pages.common import (COMPARED_RUNS, CURRENT_RUN, explained_errors, format_seconds, jobs, model, run_label,
                           runs, store, timestamp)
 
@@ -25,17 +30,32 @@ def unit_names(name: str, granularity: str) -> list[str]:
     return model(name).game(granularity).player_names
 
 
+@st.cache_resource(show_spinner="Loading the checkpoint…")
+def hf_model(directory: str) -> LoadedModel:
+    """A local Hugging Face checkpoint, loaded once per process."""
+    return load_checkpoint(directory)
+
+
 def hf_checkpoint_message(directory: str) -> None:
-    """Explain what happens with a local HF checkpoint directory (the zoo has no loader for them yet)."""
+    """What a local HF checkpoint folder offers, and why it cannot be launched yet."""
     path = Path(directory).expanduser()
-    if not path.is_dir():
-        st.error(f"`{directory}` is not a directory on this machine. Give the folder that holds the "
-                 "checkpoint's `config.json` and weights.")
-    elif not (path / "config.json").exists():
-        st.error(f"`{directory}` has no `config.json`, so it is not a Hugging Face checkpoint folder.")
-    else:
-        st.warning("Local Hugging Face checkpoints are **not supported yet**: the model zoo has no loader for "
-                   "them, so the dashboard cannot pick their units. Use a bundled model for now.")
+    if load_checkpoint is None:
+        if not path.is_dir():
+            st.error(f"`{directory}` is not a directory on this machine. Give the folder that holds the "
+                     "checkpoint's `config.json` and weights.")
+        elif not (path / "config.json").exists():
+            st.error(f"`{directory}` has no `config.json`, so it is not a Hugging Face checkpoint folder.")
+        else:
+            st.warning("Local Hugging Face checkpoints are **not supported yet**: the model zoo has no loader for "
+                       "them, so the dashboard cannot pick their units. Use a bundled model for now.")
+        return
+    with explained_errors("Reading the checkpoint"):
+        loaded = hf_model(str(path))
+        st.caption(loaded.card.description)
+        st.markdown("\n".join(f"- **{name}**: {len(loaded.game(name).player_names)} units"
+                               for name in loaded.card.granularities))
+        st.warning("Launching runs of a local checkpoint is **not supported yet**: the run store takes bundled "
+                   "models only. Use the checkpoint from Python (`msa_core.zoo.hf.load_checkpoint`) meanwhile.")
 
 
 def launch_form(name: str) -> None:
