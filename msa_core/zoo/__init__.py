@@ -5,8 +5,8 @@ package ships, and its weights sit in ``assets/`` as safetensors. A loaded model
 inputs, labels, unit granularities and outputs, and builds a ``ModelGame``. Each family module
 (``mlp``, ``gan``, ``moe``) contributes its cards through ``cards()``.
 
->>> [card.name for card in list_models()][:1]
-['mlp-digits-h32-l1-s0']
+>>> "mlp-digits-h32-none-s0" in [card.name for card in list_models()]
+True
 >>> load_model("mlp-digits-h32-none-s0").game("hidden neurons").n_players
 32
 """
@@ -22,7 +22,7 @@ from msa_core.zoo.weights import load_weights, tensor_digest
 
 CARDS: dict[str, ModelCard] = {card.name: card for family in (mlp, gan, moe) for card in family.cards()}
 
-__all__ = ["CARDS", "LoadedModel", "ModelCard", "get_card", "list_models", "load_model"]
+__all__ = ["CARDS", "HF_PREFIX", "LoadedModel", "ModelCard", "get_card", "list_models", "load_model"]
 
 
 def list_models(bundled_only: bool = True) -> list[ModelCard]:
@@ -33,13 +33,24 @@ def list_models(bundled_only: bool = True) -> list[ModelCard]:
 def get_card(name: str) -> ModelCard:
     """The card of ``name``, or a clear error listing the bundled models."""
     if name not in CARDS:
-        raise MSAInputError(f"unknown model {name!r}; bundled: {', '.join(c.name for c in list_models())}")
+        raise MSAInputError(f"unknown model {name!r}; bundled: {', '.join(c.name for c in list_models())}; "
+                            f"or a local Hugging Face checkpoint folder as '{HF_PREFIX}/path/to/folder'")
     return CARDS[name]
+
+
+HF_PREFIX = "hf:"  # load_model("hf:/path/to/folder"): a local Hugging Face checkpoint folder
 
 
 @cache
 def load_model(name: str) -> LoadedModel:
-    """Load a bundled model (cached per process)."""
+    """Load a bundled model, or a local Hugging Face checkpoint named ``hf:<folder>`` (cached per process).
+
+    Checkpoints go through the run store like bundled models: their identity is the hash of their weights.
+    """
+    if name.startswith(HF_PREFIX):
+        from msa_core.zoo.hf import load_checkpoint  # imports transformers: only when asked for
+
+        return load_checkpoint(name[len(HF_PREFIX):])
     card = get_card(name)
     if not card.bundled:
         raise MSAInputError(f"model {name!r} has no weights in assets/; train them with "
