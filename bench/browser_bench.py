@@ -52,16 +52,16 @@ def timed(action, done) -> float:
     return time.perf_counter() - start
 
 
-def screenshot(page, name: str, height: int = 1350) -> None:
-    """A small PNG of the top ``height`` pixels of what the page shows now (256 colours)."""
+def screenshot(page, name: str, height: int = 1350, charts: int = 0) -> None:
+    """A small PNG of the top ``height`` pixels of what the page shows now (256 colours), once ``charts``
+    plotly charts are drawn."""
     from PIL import Image
 
     page.set_viewport_size({"width": 1280, "height": height})
     page.evaluate("document.activeElement && document.activeElement.blur()")  # no focused widget in the picture
     page.mouse.move(1270, 1)
     wait_idle(page)
-    page.wait_for_function(  # every plotly chart drawn
-        "() => [...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')].every(c => c.querySelector('.main-svg'))")
+    page.wait_for_function("(n) => document.querySelectorAll('.js-plotly-plot .main-svg').length >= n", arg=charts)
     page.wait_for_timeout(800)
     image = Image.open(io.BytesIO(page.screenshot())).convert("RGB").quantize(256)
     image.save(ROOT / "assets" / f"screenshot-{name}.png", optimize=True)
@@ -103,9 +103,9 @@ def main() -> None:
             rerun_after(page, lambda: select_option(page, "Model", MODELS[0]))
             screenshot(page, "run", 1150)
             rerun_after(page, lambda: go_to(page, "Compare"))  # opens the newest three runs
-            screenshot(page, "compare")
+            screenshot(page, "compare", 1900, charts=4)
             rerun_after(page, lambda: go_to(page, "Export"))
-            screenshot(page, "export")
+            screenshot(page, "export", charts=1)
 
         rerun_after(page, lambda: go_to(page, "Shapley modes"))
         page.locator(".js-plotly-plot .heatmaplayer").first.wait_for()
@@ -118,7 +118,7 @@ def main() -> None:
             switch.append(timed(lambda: go_to(page, "Shapley modes"), lambda: (
                 page.locator(".js-plotly-plot .heatmaplayer").first.wait_for(), wait_idle(page))))
         if not args.no_screenshots:
-            screenshot(page, "modes")
+            screenshot(page, "modes", charts=2)
 
         rerun_after(page, lambda: go_to(page, "Lesion lab"))
         page.get_by_text("Lesioned units (of 32)").wait_for()
@@ -134,7 +134,7 @@ def main() -> None:
         if not args.no_screenshots:
             for unit in ("hidden.n3", "hidden.n8", "hidden.n15", "hidden.n19"):
                 rerun_after(page, lambda unit=unit: pills.get_by_role("button", name=unit, exact=True).click())
-            screenshot(page, "lesion-lab")
+            screenshot(page, "lesion-lab", charts=1)
 
     def line(name: str, values: list[float], target: float) -> str:
         median = statistics.median(values)

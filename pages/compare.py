@@ -77,6 +77,8 @@ with explained_errors("Comparing the runs"):
     zmax = shared_zmax(list(views.values()))
     fps = list(views)
     for start in range(0, len(fps), COLUMNS):
-        for column, fp in zip(st.columns(COLUMNS), fps[start:start + COLUMNS]):
-            column.plotly_chart(heatmap_figure(views[fp], order, zmax=zmax, title=names[fp]), key=f"compare_{fp}")
+        row = fps[start:start + COLUMNS]
+        for column, fp in zip(st.columns(COLUMNS), row):
+            figure = heatmap_figure(views[fp], order, zmax=zmax, title=names[fp], colorbar=fp == row[-1])
+            column.plotly_chart(figure.update_layout(yaxis_title=None), key=f"compare_{fp}")
     st.caption(f"All heatmaps share the colour limit ±{zmax:.3g}.")

@@ -144,11 +144,13 @@ def unit_order(values: np.ndarray, order: str = "index") -> np.ndarray:
 
 
 def heatmap_figure(view: ModesView | ModesResult, order: str = "index", zmax: float | None = None,
-                   stderr: bool = False, title: str | None = None, height: int | None = None) -> go.Figure:
+                   stderr: bool = False, title: str | None = None, height: int | None = None,
+                   colorbar: bool = True) -> go.Figure:
     """Units x outputs heatmap on a diverging scale centred at 0 (red up, blue down).
 
     zmax: the colour limit (share it between figures to compare them); default the view's max |value|.
     stderr: show the standard errors instead of the modes (on a sequential scale from 0).
+    colorbar: False leaves the colour bar out (side-by-side figures on one scale need only one).
     """
     view = view_of(view) if isinstance(view, ModesResult) else view
     view = view.ordered(unit_order(view.values, order))
@@ -158,7 +160,7 @@ def heatmap_figure(view: ModesView | ModesResult, order: str = "index", zmax: fl
     heatmap = go.Heatmap(
         z=z, x=view.outputs, y=view.units, zmin=0.0 if stderr else -limit, zmax=limit,
         colorscale="Viridis" if stderr else "RdBu_r", zmid=None if stderr else 0.0,
-        colorbar={"title": {"text": what}},
+        colorbar={"title": {"text": what}}, showscale=colorbar,
         hovertemplate="unit %{y}<br>output %{x}<br>" + what + " %{z:.4g}<extra></extra>",
     )
     figure = go.Figure(heatmap)

@@ -109,6 +109,7 @@ def test_heatmap_holds_the_view_centred_at_zero_with_a_shared_limit():
     np.testing.assert_allclose(np.array(heat.z), view.values[order])
     assert list(heat.y) == [view.units[i] for i in order]
     assert (heat.zmin, heat.zmax, heat.zmid) == (-7.0, 7.0, 0.0)
+    assert heat.showscale and not heatmap_figure(view, colorbar=False).data[0].showscale
     errors = heatmap_figure(view, stderr=True).data[0]
     np.testing.assert_allclose(np.array(errors.z), view.stderr)
     assert shared_zmax([view, view_of(result, "mean")]) == pytest.approx(np.abs(view.values).max())
