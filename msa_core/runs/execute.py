@@ -10,6 +10,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from msa_core.backends.factory import ZooGame
 from msa_core.errors import MSAInputError
 from msa_core.estimators import shapley_modes
 from msa_core.estimators.checkpoint import State, check_resumable
@@ -135,7 +136,8 @@ def execute(request: RunRequest, store: RunStore, progress: Progress | None = No
         result = store.get(fingerprint)
         if result is not None:
             return result
-        game = loaded.game(request.units, request.output, request.lesion)
+        recipe = ZooGame(request.model, request.units, request.output, request.lesion)
+        game = recipe.build()  # on the GPU when there is one
         family = request.family().fingerprint(loaded)
         extendable = request.method in ESTIMATORS and ESTIMATORS[request.method].extendable
         if extendable:
@@ -151,8 +153,8 @@ def execute(request: RunRequest, store: RunStore, progress: Progress | None = No
         else:
             recorder.write()
         try:
-            result = shapley_modes(
-                game, method=request.method, n_permutations=request.n_permutations,
+            result = shapley_modes(  # Ray workers build the game themselves from the recipe
+                recipe if backend == "ray" else game, method=request.method, n_permutations=request.n_permutations,
                 max_evaluations=request.max_evaluations, seed=request.seed, backend=backend, progress=recorder,
                 checkpoint=checkpoint,
             )
@@ -163,7 +165,7 @@ def execute(request: RunRequest, store: RunStore, progress: Progress | None = No
             recorder.finish("cancelled", error="interrupted; the run resumes from its last checkpoint")
             raise
         result.meta.update(model=request.model, model_digest=loaded.digest, units=request.units,
-                           output=request.output, lesion=request.lesion)
+                           output=request.output, lesion=request.lesion, device=str(game.device))
         result.meta["versions"] = {**result.meta.get("versions", {}), "torch": torch.__version__}
         store.put(fingerprint, result, request)
         if extendable:
