@@ -77,8 +77,8 @@ with explained_errors("Comparing the runs"):
     zmax = shared_zmax(list(views.values()))
     fps = list(views)
     for start in range(0, len(fps), COLUMNS):
-        row = fps[start:start + COLUMNS]
-        for column, fp in zip(st.columns(COLUMNS), row):
-            figure = heatmap_figure(views[fp], order, zmax=zmax, title=names[fp], colorbar=fp == row[-1])
-            column.plotly_chart(figure.update_layout(yaxis_title=None), key=f"compare_{fp}")
+        for column, fp in zip(st.columns(COLUMNS), fps[start:start + COLUMNS]):
+            figure = heatmap_figure(views[fp], order, zmax=zmax, title=names[fp])
+            figure.update_traces(colorbar={"title": {"text": ""}, "thickness": 12}).update_layout(yaxis_title=None)
+            column.plotly_chart(figure, key=f"compare_{fp}")
     st.caption(f"All heatmaps share the colour limit ±{zmax:.3g}.")
