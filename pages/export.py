@@ -68,11 +68,11 @@ with explained_errors("Preparing the downloads"):
     chosen = st.selectbox("Figure", list(figures), key="export_figure")
     st.plotly_chart(figures[chosen], key="export_preview")
     slug = chosen.replace(", ", "-").replace(" ", "-")
-    html, png = st.columns([1, 3])
-    html.download_button("Standalone HTML of this figure", figure_html(figures[chosen]),
+    buttons = st.container(horizontal=True)
+    buttons.download_button("Standalone HTML of this figure", figure_html(figures[chosen]),
                          file_name=f"{stem}-{slug}.html", mime=MIME["html"], on_click="ignore", key="export_figure_html",
                          icon=":material/download:")
-    png.download_button("PNG of this figure", figure_png(figures[chosen]), file_name=f"{stem}-{slug}.png",
+    buttons.download_button("PNG of this figure", figure_png(figures[chosen]), file_name=f"{stem}-{slug}.png",
                         mime=MIME["png"], on_click="ignore", key="export_figure_png",
                         icon=":material/download:")
     st.caption("The HTML opens offline (plotly.js is inside). The PNG is rendered on the server with kaleido and "
