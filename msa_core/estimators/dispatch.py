@@ -27,6 +27,9 @@ ESTIMATORS: dict[str, type[Estimator]] = {
 METHODS = ("auto", *ESTIMATORS)
 SAMPLED_METHODS = tuple(name for name in ESTIMATORS if name != "exact")
 BEST_SAMPLER = "kernel"  # lowest error per evaluation in bench/bench_estimators.py
+KERNEL_MAX_VALUES = 1 << 20  # auto: above N x |out| values, kernel's per-coalition regression update
+#   (O(N x |out|), against O(|out|) for permutation) costs more wall time than its lower error saves
+#   (measured: 113 GAN channels x 32,768 pixels, kernel 3.3x slower at equal evaluations)
 DEFAULT_PERMUTATIONS = 1000  # the paper's budget, used when neither budget is given
 BATCH_VALUES = 1 << 18  # default batch: coalitions x outputs per game call (cache-sized on CPU)
 
@@ -40,7 +43,8 @@ def shapley_modes(game: Any, n_players: int | None = None, method: str = "auto",
 
     game: ``Game`` or callable mapping bool coalitions ``[C, N]`` (True = intact) to values ``[C, *out]``.
     method: ``"exact"`` (all 2^N coalitions, N <= 20), ``"permutation"``, ``"antithetic"``, ``"kernel"``
-    (paired kernel regression), or ``"auto"``: exact when 2^N fits the budget, else kernel.
+    (paired kernel regression), or ``"auto"``: exact when 2^N fits the budget, else kernel, or
+    permutation when N x |out| exceeds ``KERNEL_MAX_VALUES`` (2^20).
     Budget: ``n_permutations`` (a permutation costs N-1 evaluations; samplers that do not draw
     permutations get the same number of evaluations) and/or ``max_evaluations`` (hard cap, full and
     empty coalitions included); the smaller wins; default 1000 permutations.
@@ -72,7 +76,6 @@ def shapley_modes(game: Any, n_players: int | None = None, method: str = "auto",
     timed = TimedGame(game)
     state = checkpoint.load() if checkpoint is not None else None
     if state is not None:
-        check_resumable(state, chosen, n, seed, budget, cls.extendable)
         v_full, v_empty = state["run.v_full"], state["run.v_empty"]
         timed.output_shape = tuple(int(size) for size in state["run.output_shape"])
         timed.tally.evaluated = timed.tally.used = int(state["run.used"])
@@ -82,6 +85,10 @@ def shapley_modes(game: Any, n_players: int | None = None, method: str = "auto",
         v_full, v_empty = np.concatenate([timed(ends[i: i + (batch_size or 2)]) for i in range(0, 2, batch_size or 2)],
                                          dtype=np.float64)
         timed.tally.used = 2
+    if method == "auto" and chosen == BEST_SAMPLER and n * v_full.size > KERNEL_MAX_VALUES:
+        chosen, cls = "permutation", PermutationEstimator  # the regression's O(N x out) per coalition would dominate
+    if state is not None:
+        check_resumable(state, chosen, n, seed, budget, cls.extendable)
     if n == 1:
         modes, stderr, n_perm = (v_full - v_empty)[None, :], np.zeros((1, v_full.size)), 0
     else:

@@ -95,7 +95,9 @@ def solve_constrained(a: np.ndarray, b: np.ndarray, delta: np.ndarray, basis: np
     n_players = a.shape[0]
     base = delta / n_players  # [D]: the equal split, corrected inside the sum-zero subspace
     rhs = basis.T @ (b - a.sum(axis=1)[:, None] * base[None, :])
-    beta = np.linalg.lstsq(basis.T @ a @ basis, rhs, rcond=None)[0]
+    # minimum-norm least squares through the pseudo-inverse of the small [N-1, N-1] system: one
+    # factorisation, then a matmul over all D outputs (lstsq would redo its SVD work per output column)
+    beta = np.linalg.pinv(basis.T @ a @ basis, hermitian=True) @ rhs
     return base[None, :] + basis @ beta
 
 
