@@ -9,12 +9,8 @@ import streamlit as st
 
 from msa_core import METHODS
 from msa_core.runs import RunRequest
-from msa_core.zoo import LoadedModel, list_models
+from msa_core.zoo import HF_PREFIX, list_models
 
-try:  # local Hugging Face checkpoints, where the zoo can load them
-    from msa_core.zoo.hf import load_checkpoint
-except ImportError:
-    load_checkpoint = None
 from pages.common import (COMPARED_RUNS, CURRENT_RUN, explained_errors, format_seconds, jobs, model, run_label,
                           runs, store, timestamp)
 
@@ -30,36 +26,10 @@ def unit_names(name: str, granularity: str) -> list[str]:
     return model(name).game(granularity).player_names
 
 
-@st.cache_resource(show_spinner="Loading the checkpoint…")
-def hf_model(directory: str) -> LoadedModel:
-    """A local Hugging Face checkpoint, loaded once per process."""
-    return load_checkpoint(directory)
-
-
-def hf_checkpoint_message(directory: str) -> None:
-    """What a local HF checkpoint folder offers, and why it cannot be launched yet."""
-    path = Path(directory).expanduser()
-    if load_checkpoint is None:
-        if not path.is_dir():
-            st.error(f"`{directory}` is not a directory on this machine. Give the folder that holds the "
-                     "checkpoint's `config.json` and weights.")
-        elif not (path / "config.json").exists():
-            st.error(f"`{directory}` has no `config.json`, so it is not a Hugging Face checkpoint folder.")
-        else:
-            st.warning("Local Hugging Face checkpoints are **not supported yet**: the model zoo has no loader for "
-                       "them, so the dashboard cannot pick their units. Use a bundled model for now.")
-        return
-    with explained_errors("Reading the checkpoint"):
-        loaded = hf_model(str(path))
-        st.caption(loaded.card.description)
-        st.markdown("\n".join(f"- **{name}**: {len(loaded.game(name).player_names)} units"
-                               for name in loaded.card.granularities))
-        st.warning("Launching runs of a local checkpoint is **not supported yet**: the run store takes bundled "
-                   "models only. Use the checkpoint from Python (`msa_core.zoo.hf.load_checkpoint`) meanwhile.")
-
-
 def launch_form(name: str) -> None:
-    """Granularity, units, lesion, output, method and budget of a run of bundled model ``name``; submit it."""
+    """Granularity, units, lesion, output, method and budget of a run of model ``name``; submit it.
+
+    ``name`` is a bundled model or ``hf:<folder>``, a local Hugging Face checkpoint."""
     loaded = model(name)
     card = loaded.card
     st.caption(card.description)
@@ -177,9 +147,12 @@ choice = st.selectbox("Model", [*models, HF_CHOICE], key="model",
                       help="Bundled models ship with weights and data; Hugging Face checkpoints are read "
                            "from a local folder (no downloads).")
 if choice == HF_CHOICE:
-    directory = st.text_input("Checkpoint folder", placeholder="/path/to/checkpoint (with config.json)")
+    directory = st.text_input("Checkpoint folder", placeholder="/path/to/checkpoint (with config.json)",
+                              help="A Mixtral, OLMoE, Qwen2-MoE or dense causal LM saved with save_pretrained "
+                                   "(config.json + *.safetensors). Its experts, heads and layers become units.")
     if directory:
-        hf_checkpoint_message(directory)
+        with explained_errors("Reading the checkpoint"):
+            launch_form(f"{HF_PREFIX}{Path(directory).expanduser().resolve()}")
 else:
     with explained_errors(f"Preparing {choice}"):
         launch_form(choice)

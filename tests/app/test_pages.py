@@ -63,7 +63,7 @@ def test_pages_that_need_runs_explain_the_empty_store(cache_dir, page):
     assert not app.error
 
 
-def test_run_page_offers_every_choice_and_explains_hf_checkpoints(cache_dir, tmp_path):
+def test_run_page_offers_every_choice_and_reads_hf_checkpoints(cache_dir, tmp_path):
     app = open_page("pages/run.py")
     assert MODEL in app.selectbox(key="model").options
     labels = {widget.label for widget in app.selectbox} | {widget.label for widget in app.number_input}
@@ -76,10 +76,19 @@ def test_run_page_offers_every_choice_and_explains_hf_checkpoints(cache_dir, tmp
     (tmp_path / "ckpt" / "config.json").write_text("{}")
     app.text_input[0].input(str(tmp_path / "ckpt")).run()  # config.json but no weights
     assert not app.exception
-    messages = [e.value for e in app.error] + [w.value for w in app.warning]
-    assert any("safetensors" in m or "not supported yet" in m for m in messages), messages
+    assert any("safetensors" in e.value for e in app.error), [e.value for e in app.error]
     app.text_input[0].input(str(tmp_path / "missing")).run()
     assert "not a directory" in app.error[0].value
+    transformers = pytest.importorskip("transformers")
+    config = transformers.MixtralConfig(vocab_size=64, hidden_size=16, intermediate_size=16, num_hidden_layers=2,
+                                        num_attention_heads=2, num_key_value_heads=1, num_local_experts=4,
+                                        num_experts_per_tok=2, max_position_embeddings=32)
+    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "tiny")
+    app.text_input[0].input(str(tmp_path / "tiny")).run()
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    assert app.selectbox(key="granularity").value == "experts (all layers)"
+    assert any("8 units" in md.value and "L1.E3" in md.value for md in app.markdown)
+    assert any(b.label == "Launch run" for b in app.button)
 
 
 def test_a_run_launched_from_the_run_page_finishes_and_its_heatmap_is_the_stored_result(cache_dir):
