@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "repeated run returns at once; an interrupted run resumes where it stopped).",
                               epilog="example: python -m msa_core run --model mlp-digits-h32-none-s0 "
                               "--method permutation --permutations 200 --out r.npz")
-    run.add_argument("--model", required=True, metavar="NAME", help="a bundled model (see `python -m msa_core models`)")
+    run.add_argument("--model", required=True, metavar="NAME", help="a bundled model (see `python -m msa_core models`), or hf:FOLDER for a "
+                     "local Hugging Face checkpoint folder (config.json + safetensors)")
     run.add_argument("--units", metavar="GRANULARITY", help="which units are the players, e.g. 'hidden neurons' "
                      "(default: the model's first granularity)")
     run.add_argument("--output", metavar="OUT",
