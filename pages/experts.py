@@ -22,7 +22,7 @@ st.markdown(
     "In a mixture-of-experts LM a router sends each token to a few experts. The paper found that some of "
     "Mixtral's experts serve **one language**: removing them hurts that language and barely the others. Here "
     "the players are the 32 experts (4 layers x 8, top-2) of a tiny byte-level Mixtral trained on Debian "
-    "fortunes in English, Spanish, Polish, Russian and Chinese. An expert's **Shapley mode** is its "
+    "fortunes in English, Polish, Russian, Bulgarian and Chinese. An expert's **Shapley mode** is its "
     "contribution to the log-probability of every next byte; averaged over a language's held-out sentences it "
     "gives the **language x expert matrix**. **Selectivity** = contribution to one language minus the mean "
     "contribution to the others, so a hub every language needs is not mistaken for a specialist."
@@ -83,11 +83,15 @@ def matrix_of(fingerprint: str) -> np.ndarray:
 
 
 @st.cache_resource(show_spinner="Removing experts by rank…", max_entries=8)
-def curves_of(fingerprint: str) -> tuple[study2.RemovalCurves, study2.Pruning]:
+def curves_of(fingerprint: str) -> study2.RemovalCurves:
     eval_inputs, eval_languages = moe.eval_inputs()
-    scores = study2.expert_scores(matrix_of(fingerprint))
-    return (study2.removal_curves(loaded.model, eval_inputs, eval_languages, scores),
-            study2.pruning(loaded.model, eval_inputs, eval_languages, scores))
+    return study2.removal_curves(loaded.model, eval_inputs, eval_languages, study2.expert_scores(matrix_of(fingerprint)))
+
+
+@st.cache_resource(show_spinner="Keeping only k experts, by Shapley value and at random…", max_entries=8)
+def pruning_of(fingerprint: str) -> study2.Pruning:
+    eval_inputs, eval_languages = moe.eval_inputs()
+    return study2.pruning(loaded.model, eval_inputs, eval_languages, study2.expert_scores(matrix_of(fingerprint)))
 
 
 with explained_errors("The language x expert matrix"):
@@ -157,10 +161,12 @@ with tab_tokens, explained_errors("The per-token view"):
                    "its last byte, its leading bytes as '·'. Red: the expert raises that byte's probability.")
 
 with tab_removal, explained_errors("The removal curves"):
-    curves, pruned = curves_of(fingerprint)
+    curves = curves_of(fingerprint)
     verdict = study2.removal_verdict(curves, len(res.player_names))
     st.plotly_chart(study2.removal_figure(curves), key="experts_removal")
     st.markdown(f"At k = {verdict['k']} (10% of the experts) removing the highest-Shapley experts raises the loss by "
                 f"{verdict['top_rise']:.3f} nats/byte, the lowest-Shapley ones by {verdict['bottom_rise']:.3f}. "
                 "Paper: GSM8K fell from 0.65 to 0.27 without the top 10 experts and kept 0.59 without the bottom 10.")
-    st.plotly_chart(study2.pruning_figure(pruned), key="experts_pruning")
+    if st.toggle("Compare Shapley-guided pruning with random pruning (about 40 more lesioned passes)",
+                 key="experts_pruning_on"):
+        st.plotly_chart(study2.pruning_figure(pruning_of(fingerprint)), key="experts_pruning")

@@ -1,13 +1,17 @@
 """Study 2 stand-in: a tiny byte-level ``MixtralForCausalLM`` trained on five languages of Debian fortunes.
 
-Languages: English, Spanish, Polish (Latin script, three families: Germanic, Romance, Slavic, with
-Polish's own letters ą ę ł ś ż ...), Russian (Cyrillic) and Chinese (Han, three bytes per character).
+Languages: English and Polish (Latin script; Polish with its own letters ą ę ł ś ż ...), Russian and
+Bulgarian (Cyrillic) and Chinese (Han, three bytes per character): at most two languages per script.
+Measured (bench/study2.py): with three Latin languages (English, Spanish, Polish) the layer-0 experts
+that carry the Latin script serve all three, and no Latin language reached the 3x selective lesion
+(2.2-3.0x, with router aux-loss 0.002 or 0); with two per script, each script's experts are selective
+for its pair (Russian and Bulgarian share them: what the model learns is script first, language second).
 Byte-level: token ids 0-255 are bytes, 256 starts every text. Training is plain next-byte prediction
 with Mixtral's load-balancing loss; it never sees a language label. Players: the 32 routed experts
 (4 layers x 8, top-2), lesioned at the router (``Experts(mode="remove")``: routing unchanged, the
 expert's output dropped, as in the paper); heads too. Default inputs: held-out sentences per language
 (``assets/moe-*-heldout.json``), 4 per language, each ``BOS + first 32 bytes``; lesions are
-evaluated on the other 36 per language (``BOS + 48 bytes``).
+evaluated on 16 others per language (``BOS + 48 bytes``).
 
 Outputs: ``target_logprob`` (log-prob of each true next byte, ``[B, T-1]`` per coalition) and
 ``language_logprob`` (``[B, n_languages]``: a sentence's mean log-prob in its language's column,
@@ -33,16 +37,17 @@ from msa_core.zoo.card import ModelCard
 from msa_core.zoo.weights import ASSETS
 
 NAME = "moe-fortunes-5lang"
-LANGUAGES = ("en", "es", "pl", "ru", "zh")
-LANGUAGE_NAMES = {"en": "English", "es": "Spanish", "pl": "Polish", "ru": "Russian", "zh": "Chinese"}
-LATIN = tuple(i for i, language in enumerate(LANGUAGES) if language in ("en", "es", "pl"))  # Latin-script indices
+LANGUAGES = ("en", "pl", "ru", "bg", "zh")
+LANGUAGE_NAMES = {"en": "English", "es": "Spanish", "pl": "Polish", "ru": "Russian", "bg": "Bulgarian", "zh": "Chinese"}
+LATIN = tuple(i for i, language in enumerate(LANGUAGES) if language in ("en", "pl"))  # Latin-script indices
 PROMPT_BYTES, CONTINUATION_BYTES = 24, 40
 BOS, VOCAB = 256, 257
 HIDDEN, INTERMEDIATE, LAYERS, HEADS, EXPERTS, TOP_K = 128, 128, 4, 4, 8, 2
-AUX_LOSS = 0.002
+AUX_LOSS = 0.002  # Mixtral's load-balancing loss, weak (the probe in issue 10: 0.02 blurred the languages)
 SEQ_LEN, BATCH, LR, STEPS, WARMUP, SEED = 64, 30, 3e-3, 1500, 100, 0
 TRAIN_BYTES = 400_000  # per language
-HELDOUT, GAME_SENTENCES = 40, 4  # sentences per language: shipped, in the game (the rest evaluate lesions)
+HELDOUT_POOL = 160  # texts per language withheld from training
+GAME_SENTENCES, EVAL_SENTENCES = 4, 16  # held-out sentences per language shipped: in the game, evaluating lesions
 GAME_BYTES, EVAL_BYTES = 32, 48  # bytes of a sentence in the game, in lesion evaluations
 
 
@@ -103,8 +108,8 @@ def token_labels(ids: torch.Tensor) -> list[str]:
     return labels
 
 
-def heldout_path(name: str = NAME):
-    return ASSETS / f"{name}-heldout.json"
+def heldout_path(name: str | None = None):
+    return ASSETS / f"{name or NAME}-heldout.json"
 
 
 @cache
@@ -189,8 +194,8 @@ def corpora(seed: int = SEED) -> tuple[dict[str, list[str]], dict[str, tuple[np.
 
     held, train = {}, {}
     for language in LANGUAGES:
-        sentences, corpus = split_language(language, 4 * HELDOUT, TRAIN_BYTES, seed)
-        held[language] = [s for s in sentences if len(s.encode("utf-8")) >= EVAL_BYTES][:HELDOUT]
+        sentences, corpus = split_language(language, HELDOUT_POOL, TRAIN_BYTES, seed)
+        held[language] = [s for s in sentences if len(s.encode("utf-8")) >= EVAL_BYTES][:GAME_SENTENCES + EVAL_SENTENCES]
         data = np.frombuffer(corpus, np.uint8)
         starts = np.flatnonzero(data[:-SEQ_LEN] == 10) + 1  # a text starts after each newline
         train[language] = (data, np.concatenate([[0], starts]))
@@ -241,7 +246,7 @@ def cards() -> list[ModelCard]:
     return [ModelCard(
         name=NAME, family="moe",
         description="byte-level Mixtral (4 layers x 8 experts, top-2, hidden 128) on Debian fortunes in "
-                    "English, Spanish, Polish, Russian and Chinese",
+                    "English, Polish, Russian, Bulgarian and Chinese",
         granularities={"experts (all layers)": (Experts("model.layers.*.mlp"),),
                        **{f"experts (layer {i})": (Experts(f"model.layers.{i}.mlp"),) for i in range(LAYERS)},
                        "heads": (Heads("model.layers.*.self_attn"),)},
@@ -250,5 +255,5 @@ def cards() -> list[ModelCard]:
         output_fns=default_output_fns(),
         facts={"languages": list(LANGUAGES), "layers": LAYERS, "experts": EXPERTS, "top_k": TOP_K,
                "hidden": HIDDEN, "aux_loss": AUX_LOSS, "steps": STEPS, "seed": SEED,
-               "data": "Debian fortunes, fortunes-es, -pl, -ru, -zh"},
+               "data": "Debian fortunes, fortunes-pl, -ru, -bg, -zh"},
     )]

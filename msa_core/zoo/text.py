@@ -29,6 +29,7 @@ SOURCES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "pl": ("fortunes-pl", ("pl",), "LATIN"),
     "cs": ("fortunes-cs", ("cs",), "LATIN"),
     "ru": ("fortunes-ru", ("ru",), "CYRILLIC"),
+    "bg": ("fortunes-bg", ("bg",), "CYRILLIC"),
     "zh": ("fortunes-zh", ("chinese", "tang300", "song100"), "CJK"),
 }
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]|\[[0-9;]*m")

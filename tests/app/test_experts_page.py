@@ -74,6 +74,8 @@ def test_a_stored_run_shows_its_matrix_lesions_and_per_token_modes(cache_dir):
     tokens = figures["Expert contribution to each next byte's log-prob"][0]
     np.testing.assert_allclose(array_of(tokens["z"]), stored.modes[:, 0], rtol=1e-6)
     assert len(figures["Removal curves"]) == 2
+    app.toggle(key="experts_pruning_on").set_value(True).run()
+    assert [t["name"] for t in charts(app)["Pruning: keep only k experts"]] == ["top-k by Shapley", "random k"]
 
     app.radio(key="experts_view").set_value("selectivity").run()
     np.testing.assert_allclose(array_of(charts(app)["Language x expert selectivity (log-prob per byte)"][0]["z"]),
@@ -81,4 +83,4 @@ def test_a_stored_run_shows_its_matrix_lesions_and_per_token_modes(cache_dir):
     app.radio(key="experts_source").set_value("your own text").run()
     assert not app.exception and not app.error
     tokens = charts(app)["Expert contribution to each next byte's log-prob"][0]
-    assert tokens["x"][:3] == ["0:a", "1:·", "2:ż"]  # "Zażółć ...": the first byte of 'ż' shown as '·'
+    assert tokens["x"][:4] == ["0:Z", "1:a", "2:·", "3:ż"]  # "Zażółć ...": the first byte of "ż" shown as "·"

@@ -118,7 +118,7 @@ def test_bundled_card_inputs_outputs_and_heldout_sentences():
     loaded = load_model(moe.NAME)
     sentences = moe.heldout()
     assert list(sentences) == list(moe.LANGUAGES)
-    assert all(len(rows) == moe.HELDOUT and min(len(s.encode()) for s in rows) >= moe.EVAL_BYTES
+    assert all(len(rows) == moe.GAME_SENTENCES + moe.EVAL_SENTENCES and min(len(s.encode()) for s in rows) >= moe.EVAL_BYTES
                for rows in sentences.values())
     ids, languages = loaded.inputs["input_ids"], moe.game_inputs()[1]
     assert ids.shape == (5 * moe.GAME_SENTENCES, 1 + moe.GAME_BYTES) and (ids[:, 0] == moe.BOS).all()
