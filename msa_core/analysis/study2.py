@@ -278,7 +278,7 @@ def removal_verdict(curves: RemovalCurves, n_experts: int, fraction: float = REM
 
 # ---------------------------------------------------------------- figures
 
-def _layer_ticks(names: Sequence[str], layers: np.ndarray) -> dict[str, Any]:
+def _layer_ticks(layers: np.ndarray) -> dict[str, Any]:
     """Shapes separating layers on an expert x-axis."""
     bounds = np.flatnonzero(np.diff(layers)) + 0.5
     return {"shapes": [dict(type="line", x0=b, x1=b, yref="paper", y0=0, y1=1, line=dict(color="black", width=1))
@@ -292,7 +292,7 @@ def matrix_figure(matrix: np.ndarray, player_names: Sequence[str], language_name
     figure = go.Figure(go.Heatmap(z=matrix, x=list(player_names), y=list(language_names), zmid=0, zmin=-limit,
                                   zmax=limit, colorscale="RdBu_r", colorbar=dict(title="mode")))
     figure.update_layout(title=title, xaxis_title="expert (grouped by layer)", yaxis_title="language",
-                         **_layer_ticks(player_names, expert_layers(player_names)))
+                         **_layer_ticks(expert_layers(player_names)))
     return figure
 
 

@@ -15,7 +15,6 @@ from msa_core import shapley_modes  # noqa: E402
 from msa_core.lesion import ModelGame  # noqa: E402
 from msa_core.analysis import study2  # noqa: E402
 from msa_core.errors import MSAInputError  # noqa: E402
-from msa_core.result import ModesResult  # noqa: E402
 from msa_core.zoo import list_models, load_model, moe  # noqa: E402
 
 N_LAYERS, N_EXPERTS = 2, 4
@@ -43,12 +42,6 @@ def tiny_batch(rows_per_language: int = 2, length: int = 9) -> tuple[dict, torch
                         generator=torch.Generator().manual_seed(1))
     ids[:, 0] = moe.BOS
     return {"input_ids": ids}, torch.arange(len(moe.LANGUAGES)).repeat_interleave(rows_per_language)
-
-
-def fake_result(modes: np.ndarray, names: list[str]) -> ModesResult:
-    out = modes.shape[1:]
-    return ModesResult(modes=modes, stderr=np.zeros_like(modes), v_full=modes.sum(0), v_empty=np.zeros(out),
-                       player_names=names, n_evaluations=0, n_permutations=0, meta={})
 
 
 def test_selectivity_subtracts_the_mean_elsewhere_so_a_universal_hub_scores_zero():
