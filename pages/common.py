@@ -17,11 +17,12 @@ import streamlit as st
 
 from msa_core.errors import MSAInputError
 from msa_core.result import ModesResult
-from msa_core.runs import JobManager, RunStore
+from msa_core.runs import JobManager, RunRequest, RunStore, execute
 from msa_core.zoo import LoadedModel, load_model
 
 CURRENT_RUN = "current_run"  # session key: fingerprint of the run the Modes and Export pages open
 COMPARED_RUNS = "compared_runs"  # session key: fingerprints the Compare page opens
+VIEW_NAMES = {"sum": "sum over samples", "mean": "mean over samples", "class": "per class", "sample": "one sample"}
 
 
 def store_directory() -> str:
@@ -109,6 +110,24 @@ def pick_run(label: str, key: str, entries: list[dict[str, Any]] | None = None) 
     chosen = st.selectbox(label, fingerprints, index=index, format_func=labels.__getitem__, key=key)
     st.session_state[CURRENT_RUN] = chosen
     return chosen
+
+
+def picked_result(fingerprint: str) -> ModesResult:
+    """The stored result of a picked run; stops the page with a note when the store no longer has it."""
+    res = result(fingerprint)
+    if res is None:
+        st.warning("This run is no longer in the store (deleted or evicted). Pick another one or launch it again.")
+        st.stop()
+    return res
+
+
+def quick_run_button(request: RunRequest, key: str, spinner: str) -> None:
+    """A "Run now" button computing a small run in this process with a progress bar, then reloading the page."""
+    if st.button("Run now", key=key):
+        with explained_errors("The run"), st.spinner(spinner):
+            bar = st.progress(0.0)
+            execute(request, store(), progress=lambda done, total: bar.progress(min(1.0, done / max(total, 1))))
+            st.rerun()
 
 
 def no_runs_yet(what: str) -> None:

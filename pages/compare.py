@@ -13,9 +13,8 @@ try:  # the paper's concentration measure, from the study 1 analysis when it is 
 except ImportError:
     idc = None
 from msa_core.errors import MSAInputError
-from pages.common import COMPARED_RUNS, explained_errors, labels_of, no_runs_yet, result, run_label, runs
+from pages.common import COMPARED_RUNS, VIEW_NAMES, explained_errors, labels_of, no_runs_yet, result, run_label, runs
 
-VIEW_NAMES = {"sum": "sum over samples", "mean": "mean over samples", "class": "per class"}
 COLUMNS = 3  # heatmaps per row
 
 st.title("Compare runs")
@@ -43,7 +42,7 @@ with explained_errors("Comparing the runs"):
     results = {fp: res for fp, res in results.items() if res is not None}
     run_labels = {fp: labels[fp] for fp in results}
     names = {fp: f"{res.meta.get('request', {}).get('model', '?')} ({fp[:6]})" for fp, res in results.items()}
-    common = [v for v in VIEW_NAMES if all(v in available_views(res, labels_of(res)) for res in results.values())]
+    common = [v for v in ("sum", "mean", "class") if all(v in available_views(res, labels_of(res)) for res in results.values())]
     view_name = st.radio("View", common, format_func=VIEW_NAMES.get, horizontal=True, key="compare_view")
     views = {fp: view_of(res, view_name, labels_of(res)) for fp, res in results.items()}
 

@@ -9,9 +9,9 @@ import streamlit as st
 from msa_core import shapley_modes
 from msa_core.lesion import ModelGame
 from msa_core.analysis import study2
-from msa_core.runs import RunRequest, execute
+from msa_core.runs import RunRequest
 from msa_core.zoo import list_models, moe
-from pages.common import explained_errors, model, result, run_label, runs, store
+from pages.common import explained_errors, model, pick_run, picked_result, quick_run_button, result, runs
 
 QUICK_PERMUTATIONS = 20  # the page's own small run: well under a minute on a laptop CPU
 TEXT_PERMUTATIONS = 10  # per-token modes of a text typed on the page
@@ -45,25 +45,17 @@ with st.expander("Launch a small run of this model here" if entries else "Launch
     st.markdown(f"Runs {QUICK_PERMUTATIONS} permutations of all 32 experts on the model's "
                 f"{len(game_languages)} held-out sentences (per-token log-probs). Larger budgets (100 permutations "
                 "give the published numbers) go through the **Run** page, in the background.")
-    if st.button("Run now", key="experts_quick_run"):
-        with explained_errors("The run"), st.spinner("Estimating the expert modes…"):
-            bar = st.progress(0.0)
-            execute(RunRequest(model=name, units="experts (all layers)", output="target_logprob",
-                               method="permutation", n_permutations=QUICK_PERMUTATIONS),
-                    store(), progress=lambda done, total: bar.progress(min(1.0, done / max(total, 1))))
-            st.rerun()
+    quick_run_button(RunRequest(model=name, units="experts (all layers)", output="target_logprob",
+                                method="permutation", n_permutations=QUICK_PERMUTATIONS),
+                     "experts_quick_run", "Estimating the expert modes…")
 
 if not entries:
     st.info(f"No finished run of **{name}** over *experts (all layers)* yet. Launch the small one above, or a "
             "larger one on the **Run** page.")
     st.stop()
 
-labels = {entry["fingerprint"]: run_label(entry) for entry in entries}
-fingerprint = st.selectbox("Finished run", list(labels), format_func=labels.__getitem__, key="experts_run")
-res = result(fingerprint)
-if res is None:
-    st.warning("This run is no longer in the store (evicted); pick another or launch it again.")
-    st.stop()
+fingerprint = pick_run("Finished run", "experts_run", entries)
+res = picked_result(fingerprint)
 output = (res.meta.get("request") or {}).get("output", "target_logprob")
 st.caption(f"{res.n_permutations} permutations, {res.n_evaluations:,} evaluations; "
            f"efficiency gap {res.efficiency_gap():.1e}.")

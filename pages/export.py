@@ -12,9 +12,8 @@ import streamlit as st
 from msa_core.analysis.modes import available_views, contribution_curve_figure, heatmap_figure, view_of
 from msa_core.result import ModesResult
 from msa_core.runs.export import export
-from pages.common import explained_errors, labels_of, no_runs_yet, pick_run, result
+from pages.common import VIEW_NAMES, explained_errors, labels_of, no_runs_yet, pick_run, picked_result
 
-VIEW_NAMES = {"sum": "sum over samples", "mean": "mean over samples", "class": "per class"}
 MIME = {"npz": "application/octet-stream", "csv": "text/csv", "png": "image/png", "html": "text/html"}
 
 
@@ -43,10 +42,7 @@ fingerprint = pick_run("Run", key="export_run")
 if fingerprint is None:
     no_runs_yet("export")
     st.stop()
-res = result(fingerprint)
-if res is None:
-    st.warning("This run is no longer in the store (deleted or evicted). Pick another one.")
-    st.stop()
+res = picked_result(fingerprint)
 
 stem = f"msa-{res.meta.get('request', {}).get('model', 'run')}-{fingerprint[:8]}"
 with explained_errors("Preparing the downloads"):

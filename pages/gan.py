@@ -8,9 +8,8 @@ import streamlit as st
 
 from msa_core.analysis import study3
 from msa_core.lesion import ModelGame
-from msa_core.runs import execute
 from msa_core.zoo import list_models
-from pages.common import explained_errors, model, result, run_label, runs, store
+from pages.common import explained_errors, model, pick_run, picked_result, quick_run_button, result, runs
 
 QUICK_PERMUTATIONS = 5  # the page's own small run: about 10 s on one CPU core
 
@@ -53,24 +52,15 @@ with st.expander("Launch a small run of this model here" if entries else "Launch
     st.markdown(f"Runs {QUICK_PERMUTATIONS} permutations of every channel of every layer on the model's "
                 f"{loaded.card.facts.get('images', 32)} fixed latents (about 10 s). Larger budgets go "
                 "through the **Run** page, in the background.")
-    if st.button("Run now", key="gan_quick_run"):
-        with explained_errors("The run"), st.spinner("Estimating the channel modes…"):
-            bar = st.progress(0.0)
-            execute(study3.study_request(name, QUICK_PERMUTATIONS), store(),
-                    progress=lambda done, total: bar.progress(min(1.0, done / max(total, 1))))
-            st.rerun()
+    quick_run_button(study3.study_request(name, QUICK_PERMUTATIONS), "gan_quick_run", "Estimating the channel modes…")
 
 if not entries:
     st.info(f"No finished run of **{name}** yet. Launch the small one above, or a larger one on the **Run** page "
             "(granularity *channels of every layer* shows the whole hierarchy).")
     st.stop()
 
-labels = {entry["fingerprint"]: run_label(entry) for entry in entries}
-fingerprint = st.selectbox("Finished run", list(labels), format_func=labels.__getitem__, key="gan_run")
-res = result(fingerprint)
-if res is None:
-    st.warning("This run is no longer in the store (evicted); pick another or launch it again.")
-    st.stop()
+fingerprint = pick_run("Finished run", "gan_run", entries)
+res = picked_result(fingerprint)
 if res.modes.ndim not in (4, 5):
     st.warning(f"This run's output has shape {list(res.output_shape)}, not images; pick a run with output *image*.")
     st.stop()

@@ -7,9 +7,8 @@ import streamlit as st
 
 from msa_core.analysis.modes import (ORDERS, ModesView, available_views, concentration, contribution_curve_figure,
                                      heatmap_figure, hub_table, top_units, view_of)
-from pages.common import explained_errors, labels_of, no_runs_yet, pick_run, result
+from pages.common import VIEW_NAMES, explained_errors, labels_of, no_runs_yet, pick_run, picked_result
 
-VIEW_NAMES = {"sum": "sum over samples", "mean": "mean over samples", "class": "per class", "sample": "one sample"}
 ORDER_NAMES = {"index": "as stored", "total": "by total |contribution|", "cluster": "clustered (similar units together)"}
 
 @st.fragment
@@ -37,10 +36,7 @@ fingerprint = pick_run("Run", key="modes_run")
 if fingerprint is None:
     no_runs_yet("show")
     st.stop()
-res = result(fingerprint)
-if res is None:
-    st.warning("This run is no longer in the store (deleted or evicted). Pick another one or launch it again.")
-    st.stop()
+res = picked_result(fingerprint)
 
 with explained_errors("Showing the run"):
     request = res.meta.get("request", {})

@@ -15,6 +15,7 @@ from msa_core.units import UnitSpec
 from msa_core.zoo.weights import weights_path
 
 OutputFn = Callable[[Any], torch.Tensor]  # raw model output for C copies -> values [C * B, ...]
+OutputFactory = Callable[[Any, "torch.Tensor | None"], OutputFn]  # (the game's inputs, labels) -> OutputFn
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,8 @@ class ModelCard:
 
     ``outputs`` lists output names (the first is the default); a name is either one of
     ``msa_core.lesion.NAMED_OUTPUTS`` or a key of ``output_fns`` (a family's own output, e.g. the
-    per-language mean log-prob of an LM). ``train`` runs the family's deterministic recipe.
+    per-language mean log-prob of an LM), built for the game's own inputs and labels so that it never
+    scores other inputs against the defaults' labels. ``train`` runs the family's deterministic recipe.
     """
 
     name: str
@@ -34,7 +36,7 @@ class ModelCard:
     build: Callable[[], nn.Module] = field(repr=False)
     data: Callable[[], tuple[Any, torch.Tensor | None]] = field(repr=False)  # default inputs and labels
     train: Callable[[], nn.Module] = field(repr=False)
-    output_fns: dict[str, OutputFn] = field(default_factory=dict, repr=False)
+    output_fns: dict[str, OutputFactory] = field(default_factory=dict, repr=False)
     facts: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -68,5 +70,6 @@ class LoadedModel:
             raise MSAInputError(f"model {self.card.name!r} has no output {output!r}; allowed: {', '.join(self.card.outputs)}")
         if inputs is None:
             inputs, labels = self.inputs, self.labels
+        factory = self.card.output_fns.get(output)
         return ModelGame(self.model, inputs, list(self.units(granularity)),
-                         output=self.card.output_fns.get(output, output), lesion=lesion, labels=labels)
+                         output=output if factory is None else factory(inputs, labels), lesion=lesion, labels=labels)

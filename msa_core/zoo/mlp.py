@@ -19,6 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 import numpy as np
 import torch
@@ -109,13 +110,20 @@ def class_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """
     images = labels.shape[0]
     if logits.ndim != 2 or logits.shape[0] % images:
-        raise MSAInputError(f"class_accuracy scores the model's own test subset of {images} images; got logits "
-                            f"{list(logits.shape)}. Use output='correct' with labels= for other inputs")
+        raise MSAInputError(f"class_accuracy needs logits [C * B, K] for the B = {images} labelled images; got "
+                            f"{list(logits.shape)}")
     labels = labels.to(logits.device)
     onehot = nn.functional.one_hot(labels, logits.shape[-1]).float()
     share = onehot / onehot.sum(0).clamp(min=1.0)  # [B, K]
     correct = (logits.argmax(-1) == labels.repeat(logits.shape[0] // images)).float()
     return correct[:, None] * share.repeat(logits.shape[0] // images, 1)
+
+
+def class_accuracy_output(inputs: torch.Tensor, labels: torch.Tensor | None) -> Callable[[Any], torch.Tensor]:
+    """The ``class_accuracy`` output of a game on ``inputs`` with their ``labels [B]``."""
+    if labels is None:
+        raise MSAInputError("output='class_accuracy' needs the inputs' class labels: pass labels=[B]")
+    return lambda raw: class_accuracy(logits_of(raw), labels)
 
 
 def name_of(hidden: int, regime: str, seed: int, dataset: str = "digits") -> str:
@@ -129,7 +137,7 @@ def _card(data: Dataset, hidden: int, regime: str, seed: int) -> ModelCard:
         granularities={"hidden neurons": (Neurons("hidden"),)}, outputs=OUTPUTS,
         build=lambda: build(hidden, data.n_inputs), data=data.test_data,
         train=lambda: train(hidden, regime, seed, data.name),
-        output_fns={"class_accuracy": lambda raw: class_accuracy(logits_of(raw), data.test_data()[1])},
+        output_fns={"class_accuracy": class_accuracy_output},
         facts={"hidden": hidden, "regime": regime, "seed": seed, "data": data.description, "steps": data.steps},
     )
 

@@ -177,13 +177,14 @@ def language_logprob_fn(input_ids: torch.Tensor, languages: torch.Tensor):
     return output
 
 
-def default_output_fns() -> dict[str, Any]:
-    """The card's own outputs on the default inputs (built lazily: the held-out file is read on first use)."""
-    def language_logprob(raw: Any) -> torch.Tensor:
-        inputs, languages = game_inputs()
-        return language_logprob_fn(inputs["input_ids"], languages)(raw)
-
-    return {"language_logprob": language_logprob}
+def language_logprob_output(inputs: dict[str, torch.Tensor], labels: torch.Tensor | None):
+    """The ``language_logprob`` output of a game on the card's own held-out sentences (whose languages are known)."""
+    default, languages = game_inputs()
+    if not isinstance(inputs, dict) or not torch.equal(inputs.get("input_ids", default["input_ids"][:0]).cpu(),
+                                                       default["input_ids"]):
+        raise MSAInputError("output='language_logprob' is defined on the model's own held-out sentences, whose "
+                            "languages are known; use output='target_logprob' for other inputs")
+    return language_logprob_fn(inputs["input_ids"], languages)
 
 
 # ---------------------------------------------------------------- training (needs the Debian fortunes packages)
@@ -252,7 +253,7 @@ def cards() -> list[ModelCard]:
                        "heads": (Heads("model.layers.*.self_attn"),)},
         outputs=("target_logprob", "language_logprob"),
         build=build, data=lambda: (game_inputs()[0], None), train=train,
-        output_fns=default_output_fns(),
+        output_fns={"language_logprob": language_logprob_output},
         facts={"languages": list(LANGUAGES), "layers": LAYERS, "experts": EXPERTS, "top_k": TOP_K,
                "hidden": HIDDEN, "aux_loss": AUX_LOSS, "steps": STEPS, "seed": SEED,
                "data": "Debian fortunes, fortunes-pl, -ru, -bg, -zh"},

@@ -65,10 +65,17 @@ def test_class_accuracy_game_sums_to_per_class_accuracy_of_the_lesioned_network(
         torch.testing.assert_close(values[row].sum(0).double(), expected, atol=1e-6, rtol=0)
 
 
-def test_class_accuracy_refuses_other_inputs():
+def test_class_accuracy_scores_other_inputs_against_their_own_labels():
     loaded = load_model("mlp-digits-h16-none-s0")
-    with pytest.raises(MSAInputError, match="test subset of 360 images"):
-        loaded.game(output="class_accuracy", inputs=loaded.inputs[:7], labels=loaded.labels[:7])
+    inputs, labels = loaded.inputs[:40], loaded.labels[40:80]  # 40 images scored against other labels
+    values = loaded.game(output="class_accuracy", inputs=inputs, labels=labels)(np.ones((1, 16), bool))[0]
+    with torch.no_grad():
+        hits = loaded.model(inputs).argmax(1) == labels
+    expected = torch.stack([hits[labels == k].double().mean() if (labels == k).any() else torch.tensor(0.0)
+                            for k in range(10)])
+    torch.testing.assert_close(values.sum(0).double(), expected.double(), atol=1e-6, rtol=0)
+    with pytest.raises(MSAInputError, match="needs the inputs' class labels"):
+        loaded.game(output="class_accuracy", inputs=inputs)
 
 
 def write_idx(path, array: np.ndarray, type_code: int = 0x08) -> None:

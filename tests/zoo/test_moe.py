@@ -130,6 +130,8 @@ def test_bundled_card_inputs_outputs_and_heldout_sentences():
     expected = torch.stack([tokens[languages == i].mean() for i in range(5)])
     torch.testing.assert_close(per_language, expected)
     assert (expected > -np.log(256) / 2).all()  # trained: under half the loss of a uniform guess, every language
+    with pytest.raises(MSAInputError, match="own held-out sentences"):  # other rows: their languages are unknown
+        loaded.game("experts (all layers)", "language_logprob", inputs={"input_ids": ids[:3]})
 
 
 @bundled
