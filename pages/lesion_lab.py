@@ -8,9 +8,10 @@ import streamlit as st
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from msa_core.analysis import study2
 from msa_core.analysis.modes import available_views, classification, lesion_sets, unit_scores, view_of
 from msa_core.lesion import ModelGame
-from msa_core.zoo import LoadedModel, list_models
+from msa_core.zoo import LoadedModel, list_models, moe
 from pages.common import CURRENT_RUN, explained_errors, labels_of, model, result, run_label, runs
 
 N_RANDOM = 5  # random draws of k units in the top-k comparison
@@ -139,6 +140,48 @@ def image_view(name: str, granularity: str, coalition: np.ndarray, shown: int = 
     st.image(image_grid(rows), caption="Rows: intact, lesioned, |difference| (scaled to its maximum).")
 
 
+def token_change_figure(change: np.ndarray, labels: list[str]) -> go.Figure:
+    """Bars of each next byte's log-prob change ``[T]`` (lesioned minus intact), readable byte labels on the axis."""
+    positions = list(range(len(labels)))
+    figure = go.Figure(go.Bar(x=positions, y=change, marker_color=np.where(change < 0, "#d6604d", "#4393c3"),
+                              hovertext=labels, hovertemplate="%{hovertext}: %{y:+.3f}<extra></extra>"))
+    figure.update_layout(title="Change of each next byte's log-prob (lesioned - intact)", yaxis_title="nats",
+                         xaxis={"tickmode": "array", "tickvals": positions, "ticktext": labels, "tickangle": 0},
+                         height=300, margin={"l": 10, "r": 10, "t": 50, "b": 10})
+    return figure
+
+
+@st.cache_data(show_spinner="Generating…", max_entries=64)
+def continuation(name: str, granularity: str, prompt: str, lesioned: tuple[str, ...], n_bytes: int = 40) -> str:
+    """Greedy continuation of ``prompt`` with the ``lesioned`` units removed (cached per lesion and prompt)."""
+    loaded = model(name)
+    keep = ~np.isin(game(name, granularity, "target_logprob").player_names, lesioned)
+    generated = study2.greedy_continuation(loaded.model, moe.encode(prompt), n_bytes, keep=keep,
+                                           units=list(loaded.units(granularity)))
+    return generated.decode("utf-8", errors="replace")
+
+
+def language_model_view(name: str, granularity: str, coalition: np.ndarray, lesioned: list[str]) -> None:
+    """Per-token log-probs of the held-out sentences intact vs lesioned, and greedy continuations."""
+    ids = model(name).inputs["input_ids"]
+    values = np.concatenate([intact_values(name, granularity, "target_logprob"),
+                             values_of(game(name, granularity, "target_logprob"), coalition[None])])  # [2, B, T-1]
+    means = values.mean(axis=(1, 2))
+    cols = st.columns(3)
+    cols[0].metric("Units lesioned", f"{int((~coalition).sum())} / {len(coalition)}")
+    cols[1].metric("Mean log-prob per byte, intact", f"{means[0]:.3f}")
+    cols[2].metric("Lesioned", f"{means[1]:.3f}", delta=f"{means[1] - means[0]:+.3f}")
+    texts = [bytes(int(t) for t in row[1:]).decode("utf-8", errors="replace") for row in ids]
+    row = st.selectbox("Sentence", range(len(texts)), format_func=lambda i: texts[i], key="lesion_sentence")
+    st.plotly_chart(token_change_figure(values[1, row] - values[0, row], moe.token_labels(ids[row, 1:])),
+                    key="lesion_tokens")
+    prompt = st.text_input("Prompt for a greedy continuation", value=texts[row][:16], key="lesion_prompt")
+    if prompt:
+        left, right = st.columns(2)
+        left.markdown(f"**Intact**: {prompt}**{continuation(name, granularity, prompt, ())}**")
+        right.markdown(f"**Lesioned**: {prompt}**{continuation(name, granularity, prompt, tuple(sorted(lesioned)))}**")
+
+
 def top_k_section(name: str, granularity: str) -> None:
     """Lesion the top-k units of a stored run's ranking against k random units (classifiers)."""
     st.subheader("Top-k by Shapley mode vs k random units")
@@ -201,9 +244,11 @@ def lesion_panel(name: str, granularity: str) -> None:
             classifier_view(name, granularity, coalition)
         elif "image" in outputs:
             image_view(name, granularity, coalition)
+        elif loaded.card.family == "moe":
+            language_model_view(name, granularity, coalition, lesioned)
         else:
-            st.info(f"The lesion lab shows classifiers and image generators; {name} produces "
-                    f"{', '.join(outputs)}. Use the Experts page for language models.")
+            st.info(f"The lesion lab shows classifiers, image generators and the bundled byte-level LM; {name} "
+                    f"produces {', '.join(outputs)}.")
 
 
 def toggles_key(name: str, granularity: str) -> str:
