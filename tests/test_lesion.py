@@ -77,13 +77,7 @@ Z = torch.randn(5, 4, 1, 1, generator=torch.Generator().manual_seed(2))
 IMAGES = torch.randn(4, 1, 6, 6, generator=torch.Generator().manual_seed(3))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, which only wait on each other on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def coalitions(n: int, count: int = 10, seed: int = 0) -> np.ndarray:

@@ -40,13 +40,7 @@ def build(family: str, attn: str = "sdpa", mlp_only_layers: tuple = ()) -> nn.Mo
     return transformers.AutoModelForCausalLM.from_config(config, attn_implementation=attn).eval()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, which only wait on each other on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def coalitions(n: int, count: int = 8, seed: int = 0) -> np.ndarray:

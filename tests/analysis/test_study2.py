@@ -21,12 +21,7 @@ N_LAYERS, N_EXPERTS = 2, 4
 MSA_SEED, PERMUTATIONS = 0, 40  # fixed before measuring; bench/study2.py runs 100 and prints every number
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_model() -> torch.nn.Module:
