@@ -3,34 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from msa_core.analysis import study2
 from msa_core.runs import RunRequest, RunStore, execute
-from msa_core.zoo import list_models, moe
+from msa_core.zoo import moe
 
-APP = str(Path(__file__).parents[2] / "app.py")
 LANGUAGE_NAMES = [moe.LANGUAGE_NAMES[language] for language in moe.LANGUAGES]
-
-pytestmark = pytest.mark.skipif(moe.NAME not in [card.name for card in list_models()],
-                                reason="the MoE weights are not bundled")
-
-
-@pytest.fixture
-def cache_dir(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("MSA_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path / "cache"
-
-
-def open_experts() -> AppTest:
-    app = AppTest.from_file(APP, default_timeout=120).run()
-    app.switch_page("pages/experts.py").run()
-    assert not app.exception, [e.value for e in app.exception]
-    return app
 
 
 def charts(app: AppTest) -> dict[str, list[dict]]:
@@ -51,19 +32,19 @@ def array_of(value) -> np.ndarray:
     return np.array(value, dtype=float)
 
 
-def test_empty_store_offers_a_small_run(cache_dir):
-    app = open_experts()
+def test_empty_store_offers_a_small_run(cache_dir, open_page):
+    app = open_page("pages/experts.py")
     assert any("No finished run" in info.value for info in app.info)
     assert any(b.label == "Run now" for b in app.button)
     assert not app.error
 
 
-def test_a_stored_run_shows_its_matrix_lesions_and_per_token_modes(cache_dir):
+def test_a_stored_run_shows_its_matrix_lesions_and_per_token_modes(cache_dir, open_page):
     """About 30 s on one core: the page lesions the real model (selective lesions with 10 greedy continuations,
     66 removal-curve passes, 44 pruning passes) and runs 10 permutations on a typed text."""
     stored = execute(RunRequest(moe.NAME, units="experts (all layers)", output="target_logprob",
                                 method="permutation", n_permutations=3), RunStore(cache_dir))
-    app = open_experts()
+    app = open_page("pages/experts.py")
     assert not app.error, [e.value for e in app.error]
     figures = charts(app)
     matrix = study2.language_matrix(stored, moe.game_inputs()[1].numpy(), 5)

@@ -3,41 +3,21 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from msa_core.analysis import study3
 from msa_core.runs import RunStore, execute
-from msa_core.zoo import gan, list_models
-
-APP = str(Path(__file__).parents[2] / "app.py")
-
-pytestmark = pytest.mark.skipif(gan.name_of(0) not in [card.name for card in list_models()],
-                                reason="the GAN weights are not bundled")
-
-
-@pytest.fixture
-def cache_dir(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("MSA_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path / "cache"
-
-
-def open_gan() -> AppTest:
-    app = AppTest.from_file(APP, default_timeout=120).run()
-    app.switch_page("pages/gan.py").run()
-    assert not app.exception, [e.value for e in app.exception]
-    return app
+from msa_core.zoo import gan
 
 
 def chart_titles(app: AppTest) -> list[str]:
     return [json.loads(chart.proto.spec)["layout"]["title"]["text"] for chart in app.get("plotly_chart")]
 
 
-def test_empty_store_explains_and_the_small_run_fills_the_page(cache_dir):
+def test_empty_store_explains_and_the_small_run_fills_the_page(cache_dir, open_page):
     """Runs the page's own 5-permutation run of seed 0 (about 10 s alone on this machine)."""
-    app = open_gan()
+    app = open_page("pages/gan.py")
     assert any("No finished run" in info.value for info in app.info)
     assert not app.get("plotly_chart") and not app.error
     next(b for b in app.button if b.label == "Run now").click().run(timeout=240)
@@ -52,9 +32,9 @@ def test_empty_store_explains_and_the_small_run_fills_the_page(cache_dir):
     assert any("median spectral centroid" in md.value for md in app.markdown)
 
 
-def test_a_stored_run_can_be_browsed_by_sample_layer_and_cluster(cache_dir):
+def test_a_stored_run_can_be_browsed_by_sample_layer_and_cluster(cache_dir, open_page):
     execute(study3.study_request(gan.name_of(1), n_permutations=2), RunStore(cache_dir))
-    app = open_gan()
+    app = open_page("pages/gan.py")
     assert any("No finished run" in info.value for info in app.info)  # seed 0 has none
     app.selectbox(key="gan_model").select(gan.name_of(1)).run()
     assert not app.exception and app.selectbox(key="gan_run").value
