@@ -8,7 +8,8 @@ click to the updated page being on screen (script run finished, new content visi
   the store once; each rerun only redraws) and opening the page from the sidebar;
 - lesion toggle round trip: clicking a unit in the Lesion lab until the new predictions are shown.
 
-Targets on the 2-core CI machine: < 0.5 s and < 0.3 s. Screenshots go to assets/screenshot-<page>.png.
+Targets on the 2-core CI machine: < 0.5 s and < 0.3 s. Screenshots of every page (the study pages on
+small GAN and MoE runs) go to assets/screenshot-<page>.png.
 
     .venv/bin/python bench/browser_bench.py [--repeats 7] [--no-screenshots]
 """
@@ -35,11 +36,16 @@ PAGES = {"home": "Home", "run": "Run", "modes": "Shapley modes", "compare": "Com
          "lesion-lab": "Lesion lab", "export": "Export"}
 
 
-def fill_store(directory: Path) -> None:
-    """Three finished runs, computed here (not timed)."""
+def fill_store(directory: Path, studies: bool) -> None:
+    """Three finished MLP runs (plus small GAN and MoE runs for the study pages' screenshots), not timed."""
+    from msa_core.analysis import study3
     from msa_core.runs import RunRequest, RunStore, execute
 
     store = RunStore(directory)
+    if studies:
+        execute(study3.study_request("gan-digits-s0", 5), store)
+        execute(RunRequest("moe-fortunes-5lang", units="experts (all layers)", output="target_logprob",
+                           method="permutation", n_permutations=20), store)
     for name in MODELS:
         execute(RunRequest(name, n_permutations=PERMUTATIONS), store)
 
@@ -92,7 +98,7 @@ def main() -> None:
     args = parser.parse_args()
     cache = Path(args.store) if args.store else Path(tempfile.mkdtemp(prefix="msa-bench-"))
     started = time.perf_counter()
-    fill_store(cache)
+    fill_store(cache, studies=not args.no_screenshots)
     print(f"store filled with {len(MODELS)} runs of {PERMUTATIONS} permutations in {time.perf_counter() - started:.1f} s")
     with dashboard(cache) as url, browser_page(height=1350) as page:
         page.goto(url)
@@ -135,6 +141,10 @@ def main() -> None:
             for unit in ("hidden.n3", "hidden.n8", "hidden.n15", "hidden.n19"):
                 rerun_after(page, lambda unit=unit: pills.get_by_role("button", name=unit, exact=True).click())
             screenshot(page, "lesion-lab", charts=1)
+            rerun_after(page, lambda: go_to(page, "GAN pixel maps"))
+            screenshot(page, "gan", 1700, charts=2)
+            rerun_after(page, lambda: go_to(page, "Experts"))
+            screenshot(page, "experts", 1500, charts=1)
 
     def line(name: str, values: list[float], target: float) -> str:
         median = statistics.median(values)
