@@ -33,10 +33,12 @@ st.markdown(
     "3. **Compare** runs side by side (e.g. the same MLP trained with no, L1 or L2 regularisation): sorted "
     "contribution curves, Gini and the number of units holding 50/80/90% of the contribution, heatmaps "
     "on one colour scale.\n"
-    "4. **Lesion lab**: switch units off and see predictions and accuracy (or generated images) change at "
-    "once; lesion the top-k units by Shapley mode against k random ones.\n"
+    "4. **Lesion lab**: switch units off and see the output change at once: predictions and accuracy, "
+    "generated images, or a language model's per-token log-probs and greedy continuation; lesion the top-k "
+    "units by Shapley mode against k random ones.\n"
     "5. **Export** results (.npz, CSV) and figures (HTML, PNG).\n"
-    "\nThe **Studies** pages reproduce the paper's GAN and mixture-of-experts findings."
+    "\nThe **Studies** pages reproduce the paper's GAN and mixture-of-experts findings. Your own model: a "
+    "local Hugging Face checkpoint folder on the **Run** page, or any PyTorch module from Python (README)."
 )
 if not stored:
     st.info("The run store is empty. Start on the **Run** page: `mlp-digits-h32-none-s0` with 20 "
