@@ -130,6 +130,16 @@ def quick_run_button(request: RunRequest, key: str, spinner: str) -> None:
             st.rerun()
 
 
+def chosen_result(key: str, what: str) -> tuple[str, ModesResult]:
+    """The run picked on this page (default: the session's current run) and its result; with no stored run,
+    the page explains how to make one (``what`` the page would do) and stops."""
+    fingerprint = pick_run("Run", key=key)
+    if fingerprint is None:
+        no_runs_yet(what)
+        st.stop()
+    return fingerprint, picked_result(fingerprint)
+
+
 def no_runs_yet(what: str) -> None:
     """The empty state of a page that needs stored runs."""
     st.info(f"No finished runs yet, so there is nothing to {what}. Launch one on the **Run** page: a "

@@ -12,7 +12,7 @@ import streamlit as st
 from msa_core.analysis.modes import available_views, contribution_curve_figure, heatmap_figure, view_of
 from msa_core.result import ModesResult
 from msa_core.runs.export import export
-from pages.common import VIEW_NAMES, explained_errors, labels_of, no_runs_yet, pick_run, picked_result
+from pages.common import VIEW_NAMES, chosen_result, explained_errors, labels_of
 
 MIME = {"npz": "application/octet-stream", "csv": "text/csv", "png": "image/png", "html": "text/html"}
 
@@ -38,11 +38,7 @@ def figure_png(figure: go.Figure) -> Callable[[], bytes]:
 
 
 st.title("Export")
-fingerprint = pick_run("Run", key="export_run")
-if fingerprint is None:
-    no_runs_yet("export")
-    st.stop()
-res = picked_result(fingerprint)
+fingerprint, res = chosen_result("export_run", "export")
 
 stem = f"msa-{res.meta.get('request', {}).get('model', 'run')}-{fingerprint[:8]}"
 with explained_errors("Preparing the downloads"):

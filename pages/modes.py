@@ -7,7 +7,7 @@ import streamlit as st
 
 from msa_core.analysis.modes import (ORDERS, ModesView, available_views, concentration, contribution_curve_figure,
                                      heatmap_figure, hub_table, top_units, view_of)
-from pages.common import VIEW_NAMES, explained_errors, labels_of, no_runs_yet, pick_run, picked_result
+from pages.common import VIEW_NAMES, chosen_result, explained_errors, labels_of
 
 ORDER_NAMES = {"index": "as stored", "total": "by total |contribution|", "cluster": "clustered (similar units together)"}
 
@@ -32,11 +32,7 @@ def heatmap_panel(view: ModesView) -> None:
 
 
 st.title("Shapley modes")
-fingerprint = pick_run("Run", key="modes_run")
-if fingerprint is None:
-    no_runs_yet("show")
-    st.stop()
-res = picked_result(fingerprint)
+fingerprint, res = chosen_result("modes_run", "show")
 
 with explained_errors("Showing the run"):
     request = res.meta.get("request", {})
