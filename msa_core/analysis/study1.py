@@ -132,6 +132,21 @@ def keep_only(order: np.ndarray, ks: Sequence[int], n_units: int) -> np.ndarray:
     return coalitions
 
 
+def unit_counts(ks: Sequence[int] | None, n_units: int, what: str = "unit") -> np.ndarray:
+    """``ks`` as an int array checked to lie in 0..N (default: every count 0..N)."""
+    ks = np.arange(n_units + 1) if ks is None else np.asarray(ks, dtype=int)
+    if ks.size == 0 or ks.min() < 0 or ks.max() > n_units:
+        raise MSAInputError(f"ks must be {what} counts between 0 and {n_units}; got {ks.tolist()}")
+    return ks
+
+
+def random_keep_only(ks: np.ndarray, n_units: int, n_random: int, seed: int) -> np.ndarray:
+    """``[len(ks) * n_random, N]`` coalitions keeping k random units intact, ``n_random`` draws per k (k-major)."""
+    rng = np.random.default_rng(seed)
+    draws = np.stack([keep_only(rng.permutation(n_units), ks, n_units) for _ in range(n_random)], axis=1)
+    return draws.reshape(-1, n_units)
+
+
 @dataclass
 class RankLesion:
     """Accuracy after lesioning the top-k units by phi (``lesioned``) and after keeping only them (``kept``)."""
@@ -144,9 +159,7 @@ class RankLesion:
 def lesion_by_rank(loaded: LoadedModel, phi: np.ndarray, ks: Sequence[int] | None = None) -> RankLesion:
     """Lesion-by-rank curves over ``ks`` (default every k from 0 to N)."""
     n = len(phi)
-    ks = np.arange(n + 1) if ks is None else np.asarray(ks, dtype=int)
-    if ks.size == 0 or ks.min() < 0 or ks.max() > n:
-        raise MSAInputError(f"ks must be unit counts between 0 and {n}; got {ks.tolist()}")
+    ks = unit_counts(ks, n)
     kept = keep_only(rank_order(phi), ks, n)
     values = accuracy(loaded, np.concatenate([~kept, kept]))
     return RankLesion(ks, values[: len(ks)], values[len(ks):])
@@ -168,10 +181,8 @@ def pruning(loaded: LoadedModel, phi: np.ndarray, weight: np.ndarray, fractions:
     """Keep-only-k accuracy for k = ``fractions`` of N: top-k by phi, top-k by |weight|, ``n_random`` random sets."""
     n = len(phi)
     ks = np.unique([top_k_count(n, f) for f in fractions])
-    rng = np.random.default_rng(seed)
-    random_sets = np.stack([keep_only(rng.permutation(n), ks, n) for _ in range(n_random)], axis=1)  # [M, R, N]
     values = accuracy(loaded, np.concatenate([keep_only(rank_order(phi), ks, n), keep_only(rank_order(weight), ks, n),
-                                              random_sets.reshape(-1, n)]))
+                                              random_keep_only(ks, n, n_random, seed)]))
     random = values[2 * len(ks):].reshape(len(ks), n_random)
     return Pruning(ks, values[: len(ks)], values[len(ks): 2 * len(ks)], random.mean(axis=1), random.std(axis=1))
 

@@ -30,7 +30,7 @@ import plotly.graph_objects as go
 import torch
 from torch import nn
 
-from msa_core.analysis.study1 import keep_only, rank_order, top_k_count
+from msa_core.analysis.study1 import keep_only, random_keep_only, rank_order, top_k_count, unit_counts
 from msa_core.errors import MSAInputError
 from msa_core.lesion import ModelGame
 from msa_core.lesion.inputs import model_device
@@ -218,9 +218,7 @@ def removal_curves(model: nn.Module, inputs: dict[str, torch.Tensor], languages:
                    scores: np.ndarray, ks: Sequence[int] | None = None) -> RemovalCurves:
     """Removal curves over ``ks`` (default 0..N); loss is the mean over languages of their mean loss."""
     n = len(scores)
-    ks = np.arange(n + 1) if ks is None else np.asarray(ks, dtype=int)
-    if ks.size == 0 or ks.min() < 0 or ks.max() > n:
-        raise MSAInputError(f"ks must be expert counts between 0 and {n}; got {ks.tolist()}")
+    ks = unit_counts(ks, n, "expert")
     order = rank_order(scores)
     removed = np.concatenate([~keep_only(order, ks, n), ~keep_only(order[::-1], ks, n)])
     loss = language_losses(model, inputs, languages, removed).mean(axis=1)
@@ -242,10 +240,8 @@ def pruning(model: nn.Module, inputs: dict[str, torch.Tensor], languages: torch.
     """Keep-only-k losses for k = ``fractions`` of N: the top-k by ``scores`` vs ``n_random`` random sets."""
     n = len(scores)
     ks = np.unique([top_k_count(n, f) for f in fractions])
-    rng = np.random.default_rng(seed)
-    random_sets = np.stack([keep_only(rng.permutation(n), ks, n) for _ in range(n_random)], axis=1)
     loss = language_losses(model, inputs, languages,
-                           np.concatenate([keep_only(rank_order(scores), ks, n), random_sets.reshape(-1, n)]))
+                           np.concatenate([keep_only(rank_order(scores), ks, n), random_keep_only(ks, n, n_random, seed)]))
     loss = loss.mean(axis=1)
     random = loss[len(ks):].reshape(len(ks), n_random)
     return Pruning(ks, loss[: len(ks)], random.mean(axis=1), random.std(axis=1))
