@@ -8,6 +8,7 @@ from msa_core import shapley_modes
 from msa_core.errors import MSAInputError
 from msa_core.lesion import ModelGame
 from msa_core.zoo import gan, list_models, load_model
+from tolerances import assert_within_ulps
 
 NAMES = [gan.name_of(seed) for seed in gan.SEEDS]
 
@@ -46,7 +47,9 @@ def test_batch_norm_runs_in_eval_mode_with_running_statistics():
     assert len(norms) == 3 and not any(m.training for m in norms)
     inputs, _ = gan.default_inputs()
     with torch.inference_mode():
-        assert torch.equal(model(inputs[:1]), model(inputs)[:1])  # no batch statistics leak between samples
+        # no batch statistics leak between samples (a leak changes values by O(1)); a batch of 1 and of
+        # 32 may take different conv kernels, so the same sample agrees to float32 rounding only
+        assert_within_ulps(model(inputs[:1]), model(inputs)[:1], ulps=16)
 
 
 def test_players_sit_after_each_relu_and_the_output_activation():
