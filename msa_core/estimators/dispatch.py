@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from msa_core import __version__
 from msa_core.backends import resolve_backend
 from msa_core.coalitions import full_and_empty
 from msa_core.errors import MSAInputError
@@ -20,6 +19,7 @@ from msa_core.estimators.permutation import PermutationEstimator
 from msa_core.estimators.runner import BlockRunner, Progress, TimedGame
 from msa_core.games import as_game
 from msa_core.result import ModesResult
+from msa_core.version import __version__
 
 ESTIMATORS: dict[str, type[Estimator]] = {
     cls.name: cls for cls in (ExactEstimator, PermutationEstimator, AntitheticEstimator, KernelEstimator)

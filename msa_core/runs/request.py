@@ -10,12 +10,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from msa_core import __version__
 from msa_core.errors import MSAInputError
 from msa_core.estimators import METHODS
 from msa_core.estimators.dispatch import evaluation_budget
 from msa_core.lesion.inputs import Inputs
 from msa_core.zoo import LoadedModel
+from msa_core.version import __version__
 from msa_core.zoo.weights import tensor_digest
 
 STORE_FORMAT = 1  # bump when stored entries change meaning; older entries are then recomputed

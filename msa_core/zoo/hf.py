@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+
 import torch
 from torch import nn
 
 from msa_core.errors import MSAInputError
 from msa_core.units import Experts, Heads, Layers, UnitSpec
 from msa_core.zoo.card import LoadedModel, ModelCard
-from msa_core.zoo.weights import tensor_digest
+from msa_core.zoo.weights import hub_offline, tensor_digest
+
+hub_offline()  # before transformers is imported
 
 DEFAULT_TEXT = ("The quick brown fox jumps over the lazy dog.", "Der schnelle braune Fuchs springt über den Hund.")
 RANDOM_SHAPE = (2, 16)  # default input_ids without a tokenizer

@@ -34,7 +34,9 @@ from msa_core.errors import MSAInputError
 from msa_core.lesion.outputs import logits_of
 from msa_core.units import Experts, Heads
 from msa_core.zoo.card import ModelCard
-from msa_core.zoo.weights import ASSETS
+from msa_core.zoo.weights import ASSETS, hub_offline
+
+hub_offline()  # before transformers is imported
 
 NAME = "moe-fortunes-5lang"
 LANGUAGES = ("en", "pl", "ru", "bg", "zh")
