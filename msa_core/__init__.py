@@ -7,6 +7,9 @@
 [[1.0, 0.0], [0.0, 2.0]]
 """
 
+from msa_core.backends import (
+           RayBackend,  # also registers backend="ray" (Ray is imported only when used)
+)
 from msa_core.errors import MSAInputError
 from msa_core.estimators import METHODS, shapley_modes
 from msa_core.estimators.checkpoint import Checkpoint, FileCheckpoint
@@ -15,6 +18,5 @@ from msa_core.lesion import ModelGame
 from msa_core.result import ModesResult
 from msa_core.version import __version__
 
-__all__ = ["METHODS", "AdditiveGame", "Checkpoint", "FileCheckpoint", "FunctionGame", "Game",
-           "MSAInputError",
-           "ModelGame", "ModesResult", "UnanimityGame", "__version__", "as_game", "shapley_modes"]
+__all__ = ["METHODS", "AdditiveGame", "Checkpoint", "FileCheckpoint", "FunctionGame", "Game", "MSAInputError",
+           "ModelGame", "ModesResult", "RayBackend", "UnanimityGame", "__version__", "as_game", "shapley_modes"]

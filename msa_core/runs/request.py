@@ -10,12 +10,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from msa_core.checks import is_int, positive_int_or_none
 from msa_core.errors import MSAInputError
-from msa_core.estimators import METHODS
-from msa_core.estimators.dispatch import evaluation_budget
+from msa_core.estimators.plan import METHODS, RunPlan, evaluation_budget
 from msa_core.lesion.inputs import Inputs
-from msa_core.zoo import LoadedModel
 from msa_core.version import __version__
+from msa_core.zoo import LoadedModel
 from msa_core.zoo.weights import tensor_digest
 
 STORE_FORMAT = 1  # bump when stored entries change meaning; older entries are then recomputed
@@ -45,10 +45,8 @@ class RunRequest:
         if self.method not in METHODS:
             raise MSAInputError(f"unknown method {self.method!r}; allowed: {', '.join(METHODS)}")
         for name in ("n_permutations", "max_evaluations"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise MSAInputError(f"{name} must be a positive integer or None; got {value!r}")
-        if not isinstance(self.seed, int) or self.seed < 0:
+            positive_int_or_none(getattr(self, name), name)
+        if not is_int(self.seed) or self.seed < 0:
             raise MSAInputError(f"seed must be a non-negative integer; got {self.seed!r}")
 
     def resolved(self, loaded: LoadedModel) -> RunRequest:
@@ -76,6 +74,10 @@ class RunRequest:
     def budget(self, n_players: int) -> int:
         """Evaluations the run may use, full and empty coalitions included, as ``shapley_modes`` counts them."""
         return evaluation_budget(n_players, self.n_permutations, self.max_evaluations)
+
+    def plan(self, n_players: int) -> RunPlan:
+        """The run plan of this request on a game of ``n_players`` (see ``RunPlan.make``; raises the same errors)."""
+        return RunPlan.make(self.method, n_players, self.n_permutations, self.max_evaluations, self.seed)
 
     def fingerprint(self, loaded: LoadedModel) -> str:
         """sha256 of everything that determines the result: weights, inputs, units, request, versions."""

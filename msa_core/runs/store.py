@@ -38,6 +38,7 @@ import numpy as np
 
 from msa_core.errors import MSAInputError
 from msa_core.estimators.checkpoint import State
+from msa_core.estimators.plan import CheckpointSummary
 from msa_core.result import ModesResult
 from msa_core.runs.request import STORE_FORMAT, RunRequest
 
@@ -269,9 +270,9 @@ class RunStore:
 
 
 def _budget_of(blob: bytes) -> int:
-    """The ``run.budget`` of a checkpoint blob (-1 if unreadable)."""
+    """The budget of the run that wrote a checkpoint blob (-1 if unreadable)."""
     try:
-        return int(npz_arrays(blob)["run.budget"])
+        return CheckpointSummary.of(npz_arrays(blob)).plan.budget
     except UNREADABLE:
         return -1
 

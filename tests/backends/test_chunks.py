@@ -5,7 +5,7 @@ import pytest
 from ground_truth import RandomNonlinearGame
 
 from msa_core.backends.chunks import chunk_bounds, evaluate_chunk, merge_delta
-from msa_core.estimators.dispatch import ESTIMATORS
+from msa_core.estimators.plan import ESTIMATORS
 from msa_core.estimators.runner import BlockRunner, TimedGame
 from msa_core.games import as_game
 
