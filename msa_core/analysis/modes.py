@@ -276,20 +276,6 @@ def unit_scores(view: ModesView) -> np.ndarray:
     return view.values.mean(1)
 
 
-def lesion_sets(scores: np.ndarray, k: int, n_random: int = 5, seed: int = 0) -> np.ndarray:
-    """Coalitions ``[1 + n_random, N]`` (True = intact): the ``k`` top-scoring units lesioned, then
-    ``n_random`` draws of ``k`` random units lesioned (reproducible by ``seed``)."""
-    n = len(scores)
-    if not 0 <= k <= n:
-        raise MSAInputError(f"k must be between 0 and the number of units {n}; got {k}")
-    coalitions = np.ones((1 + n_random, n), dtype=bool)
-    coalitions[0, np.argsort(-np.asarray(scores), kind="stable")[:k]] = False
-    rng = np.random.default_rng(seed)
-    for row in range(1, 1 + n_random):
-        coalitions[row, rng.choice(n, size=k, replace=False)] = False
-    return coalitions
-
-
 def classification(logits: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Predictions ``[C, B]``, accuracy ``[C]`` and per-class accuracy ``[C, n_classes]`` of the logits
     ``[C, B, K]`` of C coalitions (a game's values) against labels ``[B]``.

@@ -30,7 +30,8 @@ import plotly.graph_objects as go
 import torch
 from torch import nn
 
-from msa_core.analysis.study1 import keep_only, random_keep_only, rank_order, top_k_count, unit_counts
+from msa_core.analysis import lesions
+from msa_core.analysis.lesions import keep_only, random_keep_only, rank_order, top_k_count
 from msa_core.errors import MSAInputError
 from msa_core.lesion import ModelGame
 from msa_core.lesion.inputs import model_device
@@ -217,12 +218,10 @@ def expert_scores(matrix: np.ndarray) -> np.ndarray:
 def removal_curves(model: nn.Module, inputs: dict[str, torch.Tensor], languages: torch.Tensor,
                    scores: np.ndarray, ks: Sequence[int] | None = None) -> RemovalCurves:
     """Removal curves over ``ks`` (default 0..N); loss is the mean over languages of their mean loss."""
-    n = len(scores)
-    ks = unit_counts(ks, n, "expert")
-    order = rank_order(scores)
-    removed = np.concatenate([~keep_only(order, ks, n), ~keep_only(order[::-1], ks, n)])
-    loss = language_losses(model, inputs, languages, removed).mean(axis=1)
-    return RemovalCurves(ks, loss[: len(ks)], loss[len(ks):])
+    counts, curves = lesions.lesion_by_rank(
+        scores, ks, lambda removed: language_losses(model, inputs, languages, removed).mean(axis=1),
+        ("lesion_top", "lesion_bottom"), "expert")
+    return RemovalCurves(counts, curves["lesion_top"], curves["lesion_bottom"])
 
 
 @dataclass
