@@ -1,8 +1,8 @@
 """Argument checks shared across the package; each failure is an ``MSAInputError`` naming what is allowed.
 
->>> positive_int_or_none(3, "workers"), positive_int_or_none(None, "workers")
+>>> positive_int(3, "workers"), positive_int(None, "workers", optional=True)
 (3, None)
->>> positive_int_or_none(0, "workers")
+>>> positive_int(0, "workers", optional=True)
 Traceback (most recent call last):
 ...
 msa_core.errors.MSAInputError: workers must be a positive integer or None; got 0
@@ -22,20 +22,24 @@ def is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-def positive_int_or_none(value: Any, name: str, meaning: str = "") -> int | None:
-    """``value`` when it is None or an integer >= 1, else an error naming ``name``.
+def positive_int(value: Any, name: str, meaning: str = "", optional: bool = False) -> Any:
+    """``value`` when it is an integer >= 1 (or None where ``optional``), else an error naming ``name``.
 
     Args:
         value: the argument as given.
         name: how the error names it (e.g. ``"batch_size"`` or ``"RayBackend workers"``).
         meaning: optional unit shown after "a positive integer", e.g. ``" (coalitions per game call)"``.
+        optional: None is allowed (and the error says so).
 
     Returns:
         ``value`` unchanged.
 
     Raises:
-        MSAInputError: when ``value`` is neither None nor a positive integer.
+        MSAInputError: when ``value`` is not a positive integer (nor None where allowed).
     """
-    if value is not None and (not is_int(value) or value < 1):
-        raise MSAInputError(f"{name} must be a positive integer{meaning} or None; got {value!r}")
+    if optional and value is None:
+        return None
+    if not is_int(value) or value < 1:
+        raise MSAInputError(f"{name} must be a positive integer{meaning}{' or None' if optional else ''}; "
+                            f"got {value!r}")
     return value

@@ -21,11 +21,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from msa_core.checks import positive_int
 from msa_core.errors import MSAInputError
 from msa_core.games import Game
 from msa_core.lesion.hooks import Hook, attached, eval_mode
 from msa_core.lesion.inputs import Inputs, batch_size, call_model, check_device, model_device
-from msa_core.lesion.outputs import make_output
+from msa_core.lesion.outputs import CustomOutput, make_output
 from msa_core.lesion.plans import make_plan
 from msa_core.lesion.sites import Site, bind
 from msa_core.units import UnitSpec, check_unique
@@ -55,7 +56,7 @@ class ModelGame(Game):
     """
 
     def __init__(self, model: nn.Module, inputs: Inputs, units: UnitSpec | Sequence[UnitSpec],
-                 output: str | Callable[[Any], torch.Tensor] = "logits", lesion: str = "zero",
+                 output: str | CustomOutput | Callable[[Any], torch.Tensor] = "logits", lesion: str = "zero",
                  labels: torch.Tensor | None = None, reference: Inputs | None = None,
                  memory_budget: int | None = None, coalitions_per_pass: int | None = None,
                  prefix_reuse: bool = True, push_forward: bool = True):
@@ -76,9 +77,8 @@ class ModelGame(Game):
             site.check_lesion(lesion)
         self._output = make_output(output, inputs, labels)
         self.forward_seconds = 0.0
-        for name, value in (("memory_budget", memory_budget), ("coalitions_per_pass", coalitions_per_pass)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise MSAInputError(f"{name} must be a positive integer or None; got {value!r}")
+        positive_int(memory_budget, "memory_budget", optional=True)
+        positive_int(coalitions_per_pass, "coalitions_per_pass", optional=True)
 
         with torch.inference_mode(), eval_mode(model):
             if lesion == "mean" and reference is not None:

@@ -10,16 +10,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from msa_core.checks import is_int, positive_int_or_none
+from msa_core.checks import is_int, positive_int
 from msa_core.errors import MSAInputError
 from msa_core.estimators.plan import METHODS, RunPlan, evaluation_budget
+from msa_core.lesion.game import LESIONS
 from msa_core.lesion.inputs import Inputs
 from msa_core.version import __version__
 from msa_core.zoo import LoadedModel
 from msa_core.zoo.weights import tensor_digest
 
 STORE_FORMAT = 1  # bump when stored entries change meaning; older entries are then recomputed
-LESIONS = ("zero", "mean")
 
 
 @dataclass(frozen=True)
@@ -45,9 +45,13 @@ class RunRequest:
         if self.method not in METHODS:
             raise MSAInputError(f"unknown method {self.method!r}; allowed: {', '.join(METHODS)}")
         for name in ("n_permutations", "max_evaluations"):
-            positive_int_or_none(getattr(self, name), name)
+            positive_int(getattr(self, name), name, optional=True)
         if not is_int(self.seed) or self.seed < 0:
             raise MSAInputError(f"seed must be a non-negative integer; got {self.seed!r}")
+        for name in ("n_permutations", "max_evaluations", "seed"):  # numpy integers as ints: JSON-ready
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, int(value))
 
     def resolved(self, loaded: LoadedModel) -> RunRequest:
         """The request with the model's default granularity and output filled in (and both checked)."""

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from msa_core.errors import MSAInputError
-from msa_core.lesion.outputs import logits_of
+from msa_core.lesion.outputs import CustomOutput, make_output
 from msa_core.units import Experts, Heads
 from msa_core.zoo.card import ModelCard
 from msa_core.zoo.weights import ASSETS, hub_offline
@@ -150,14 +150,6 @@ def prompts() -> list[torch.Tensor]:
     return [encode(sentences[language][GAME_SENTENCES], PROMPT_BYTES) for language in LANGUAGES]
 
 
-def target_logprob(raw: Any, input_ids: torch.Tensor) -> torch.Tensor:
-    """Log-prob of each true next byte ``[R, T-1]`` for logits ``[R, T, V]`` of ids ``[R', T]`` (R = copies * R')."""
-    logits = logits_of(raw)[:, :-1].float()
-    copies = logits.shape[0] // input_ids.shape[0]
-    targets = input_ids[:, 1:].to(logits.device).repeat(copies, 1)
-    return logits.log_softmax(-1).gather(-1, targets[..., None]).squeeze(-1)
-
-
 def language_weights(languages: torch.Tensor, n_languages: int = len(LANGUAGES)) -> torch.Tensor:
     """``[B, L]``: row b has B / (sentences of its language) in its language's column, so a batch mean is a per-language mean."""
     onehot = nn.functional.one_hot(languages, n_languages).double()
@@ -167,19 +159,20 @@ def language_weights(languages: torch.Tensor, n_languages: int = len(LANGUAGES))
     return (onehot * len(languages) / counts).float()
 
 
-def language_logprob_fn(input_ids: torch.Tensor, languages: torch.Tensor):
-    """Output fn: raw output for C copies -> ``[C * B, L]`` whose mean over B is each language's mean log-prob."""
+def language_logprob_fn(input_ids: torch.Tensor, languages: torch.Tensor) -> CustomOutput:
+    """The output ``[C * B, L]`` for ``input_ids [B, T]`` of sentences in ``languages [B]``: its mean over
+    B is each language's mean log-prob of the true next bytes (``target_logprob`` averaged per sentence)."""
     weights = language_weights(languages)
+    next_bytes = make_output("target_logprob", {"input_ids": input_ids}, None)
 
-    def output(raw: Any) -> torch.Tensor:
-        per_sentence = target_logprob(raw, input_ids).mean(-1)  # [C * B]
-        copies = per_sentence.shape[0] // len(languages)
+    def output(raw: Any, copies: int) -> torch.Tensor:
+        per_sentence = next_bytes(raw, copies).mean(-1)  # [C * B]
         return per_sentence[:, None] * weights.to(per_sentence.device).repeat(copies, 1)
 
-    return output
+    return CustomOutput(output)
 
 
-def language_logprob_output(inputs: dict[str, torch.Tensor], labels: torch.Tensor | None):
+def language_logprob_output(inputs: dict[str, torch.Tensor], labels: torch.Tensor | None) -> CustomOutput:
     """The ``language_logprob`` output of a game on the card's own held-out sentences (whose languages are known)."""
     default, languages = game_inputs()
     if not isinstance(inputs, dict) or not torch.equal(inputs.get("input_ids", default["input_ids"][:0]).cpu(),
