@@ -146,6 +146,8 @@ class AdditiveGame(Game):
     weights: ``[N, *out]``; baseline: ``[*out]`` (default 0).
     """
 
+    output_shape: tuple[int, ...]
+
     def __init__(self, weights: np.ndarray, baseline: np.ndarray | float = 0.0):
         self.weights = np.asarray(weights, dtype=np.float64)
         self.n_players = self.weights.shape[0]
@@ -169,6 +171,8 @@ class UnanimityGame(Game):
     Every game is such a sum (its Harsanyi dividends), so sparse ones are realistic ground truth.
     Closed form: unit i's mode is the sum of ``coefficients[t] / |support t|`` over terms containing i.
     """
+
+    output_shape: tuple[int, ...]
 
     def __init__(self, supports: np.ndarray, coefficients: np.ndarray):
         self.supports = np.asarray(supports, dtype=bool)

@@ -51,7 +51,7 @@ class ModesView:
     title: str
     stderr_is_bound: bool = False
 
-    def ordered(self, order: Sequence[int]) -> ModesView:
+    def ordered(self, order: Sequence[int] | np.ndarray) -> ModesView:
         """The view with its units (rows) in ``order``."""
         order = list(order)
         return replace(self, values=self.values[order], stderr=self.stderr[order],

@@ -125,8 +125,9 @@ def language_losses(model: nn.Module, inputs: dict[str, torch.Tensor], languages
         raise MSAInputError(f"coalitions must be [C, {game.n_players}] (one column per expert); "
                             f"got {list(coalitions.shape)}")
     per_row = -game(coalitions).double().mean(dim=-1).cpu().numpy()  # [C, B]
-    languages = np.asarray(languages)
-    return np.stack([per_row[:, languages == index].mean(axis=1) for index in range(languages.max() + 1)], axis=1)
+    row_language = np.asarray(languages)
+    return np.stack([per_row[:, row_language == index].mean(axis=1) for index in range(row_language.max() + 1)],
+                    axis=1)
 
 
 def greedy_continuation(model: nn.Module, prompt_ids: torch.Tensor, n_bytes: int,

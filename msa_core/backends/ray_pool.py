@@ -57,7 +57,8 @@ class GameWorker:
     """A Ray actor's game, built on first use (so a failing build reaches the driver as its own error)."""
 
     def __init__(self, source: Any, n_players: int | None):
-        self._source, self._n_players, self._game = source, n_players, None
+        self._source, self._n_players = source, n_players
+        self._game: Game | None = None
 
     @property
     def game(self) -> Game:

@@ -20,7 +20,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 
@@ -62,7 +62,7 @@ class FileCheckpoint:
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".npz.tmp")
         try:
             with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, **state)
+                np.savez(handle, **cast(dict[str, Any], state))  # keys are names, never savez options
             os.replace(tmp, self.path)
         finally:
             if os.path.exists(tmp):

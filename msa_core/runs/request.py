@@ -26,8 +26,18 @@ STORE_FORMAT = 1  # bump when stored entries change meaning; older entries are t
 class RunRequest:
     """A run of a bundled model: which units, lesion, output, estimator, budget and seed.
 
-    ``units`` names one of the model's granularities and ``output`` one of its outputs (None: the
-    model's defaults). The budget is ``n_permutations`` and/or ``max_evaluations`` as in ``shapley_modes``.
+    Args:
+        model: a bundled model's name (``msa_core.zoo.list_models``) or ``"hf:<folder>"``.
+        units: one of the model's granularities (None: its first).
+        output: one of the model's outputs (None: its first).
+        lesion: ``"zero"`` or ``"mean"`` (``LESIONS``).
+        method: ``"auto"`` or an estimator name (``METHODS``).
+        n_permutations, max_evaluations: the budget, as in ``shapley_modes`` (positive integers or None).
+        seed: the estimator's seed (a non-negative integer).
+
+    Raises:
+        MSAInputError: a field out of its allowed values (units and output are checked against the
+            model by ``resolved``).
     """
 
     model: str

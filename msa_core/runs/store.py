@@ -31,7 +31,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import diskcache
 import numpy as np
@@ -55,7 +55,7 @@ def default_cache_dir() -> Path:
 
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    np.savez(buffer, **cast(dict[str, Any], arrays))  # keys are names, never savez options
     return buffer.getvalue()
 
 

@@ -89,17 +89,17 @@ def decode_token(token: int) -> str:
 
 def token_labels(ids: torch.Tensor) -> list[str]:
     """Readable labels of a 1-D id sequence: each UTF-8 letter shown on its last byte, its other bytes as '·'."""
-    ids = [int(i) for i in ids]
-    labels = [decode_token(i) for i in ids]
+    tokens = [int(i) for i in ids]
+    labels = [decode_token(i) for i in tokens]
     start = None
-    for pos, token in enumerate(ids):
+    for pos, token in enumerate(tokens):
         if token == BOS or token < 0x80:
             start = None
             continue
         if token >= 0xC0:  # a UTF-8 lead byte opens a letter
             start = pos
         if start is not None:
-            chunk = bytes(ids[start: pos + 1])
+            chunk = bytes(tokens[start: pos + 1])
             try:
                 letter = chunk.decode("utf-8")
             except UnicodeDecodeError:
@@ -217,7 +217,8 @@ def train(steps: int = STEPS, seed: int = SEED, log_every: int = 100) -> nn.Modu
     heldout.cache_clear()
     torch.manual_seed(seed)
     model = build().train()
-    model.config.output_router_logits = True
+    config: Any = model.config
+    config.output_router_logits = True
     optimiser = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.01, betas=(0.9, 0.95))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: min(1.0, (s + 1) / WARMUP) * 0.5 * (
         1 + math.cos(math.pi * min(1.0, s / steps))))
@@ -233,7 +234,7 @@ def train(steps: int = STEPS, seed: int = SEED, log_every: int = 100) -> nn.Modu
         if log_every and (step % log_every == 0 or step == steps - 1):
             print(f"  step {step:5d}  loss {out.loss.item():.3f}  aux {out.aux_loss.item():.3f}  "
                   f"{time.time() - began:.0f}s", flush=True)
-    model.config.output_router_logits = False
+    config.output_router_logits = False
     return model.eval()
 
 

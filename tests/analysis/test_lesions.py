@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from msa_core import MSAInputError
-from msa_core.analysis.lesions import keep_only, lesion_by_rank, lesion_sets, random_keep_only, unit_counts
+from msa_core.analysis.lesions import (
+    keep_only,
+    lesion_by_rank,
+    lesion_sets,
+    random_keep_only,
+    unit_counts,
+)
 
 
 def test_lesion_sets_remove_the_top_k_then_random_k():

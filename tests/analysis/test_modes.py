@@ -3,10 +3,21 @@
 import numpy as np
 import pytest
 
-from msa_core import MSAInputError, ModesResult, shapley_modes
-from msa_core.analysis.modes import (classification, concentration, contribution_curve_figure, gini, heatmap_figure,
-                                     hub_table, shared_zmax, top_units, unit_contributions, unit_order,
-                                     units_for_share, view_of)
+from msa_core import ModesResult, MSAInputError, shapley_modes
+from msa_core.analysis.modes import (
+    classification,
+    concentration,
+    contribution_curve_figure,
+    gini,
+    heatmap_figure,
+    hub_table,
+    shared_zmax,
+    top_units,
+    unit_contributions,
+    unit_order,
+    units_for_share,
+    view_of,
+)
 
 
 def per_sample_result(seed: int = 0) -> tuple[ModesResult, np.ndarray]:
