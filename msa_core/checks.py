@@ -1,8 +1,8 @@
 """Argument checks shared across the package; each failure is an ``MSAInputError`` naming what is allowed.
 
->>> positive_int(3, "workers"), positive_int(None, "workers", optional=True)
+>>> check_positive_int(3, "workers"), check_positive_int(None, "workers", optional=True)
 (3, None)
->>> positive_int(0, "workers", optional=True)
+>>> check_positive_int(0, "workers", optional=True)
 Traceback (most recent call last):
 ...
 msa_core.errors.MSAInputError: workers must be a positive integer or None; got 0
@@ -22,7 +22,7 @@ def is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-def positive_int(value: Any, name: str, meaning: str = "", optional: bool = False) -> Any:
+def check_positive_int(value: Any, name: str, meaning: str = "", optional: bool = False) -> Any:
     """``value`` when it is an integer >= 1 (or None where ``optional``), else an error naming ``name``.
 
     Args:

@@ -1,15 +1,16 @@
 """Lesion sets from unit scores: which units to knock out (or keep) by rank or at random.
 
 Every function returns or takes coalitions as bool ``[C, N]`` (True = intact), the form a game
-evaluates. The studies and the Lesion lab build their lesions from these, and ``lesion_by_rank``
-evaluates the usual rank curves (top-k removed, only the top-k kept, bottom-k removed) in one call.
+evaluates. The studies and the Lesion lab build their lesions from these: ``rank_curves`` evaluates
+the usual rank curves (top-k removed, only the top-k kept, bottom-k removed) in one call, and
+``pruning_curves`` keeps the top-k by one or more rankings against k random units.
 
 >>> scores = np.array([0.1, 0.9, -0.5, 0.7])
 >>> rank_order(scores).tolist()
 [1, 3, 0, 2]
 >>> keep_only(rank_order(scores), [0, 2], 4).astype(int).tolist()
 [[0, 0, 0, 0], [0, 1, 0, 1]]
->>> ks, curves = lesion_by_rank(scores, [0, 1], lambda c: c.sum(1), ("lesion_top", "keep_top"))
+>>> ks, curves = rank_curves(scores, [0, 1], lambda c: c.sum(1), ("lesion_top", "keep_top"))
 >>> ks.tolist(), curves["lesion_top"].tolist(), curves["keep_top"].tolist()
 ([0, 1], [4, 3], [0, 1])
 """
@@ -85,7 +86,7 @@ def lesion_sets(scores: np.ndarray, k: int, n_random: int = 5, seed: int = 0) ->
     return coalitions
 
 
-def lesion_by_rank(scores: np.ndarray, ks: Sequence[int] | np.ndarray | None,
+def rank_curves(scores: np.ndarray, ks: Sequence[int] | np.ndarray | None,
                    value_of: Callable[[np.ndarray], np.ndarray], sets: Sequence[str],
                    what: str = "unit") -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Values of rank lesions: for each k of ``ks``, each of ``sets`` (keys of ``RANK_SETS``).
@@ -108,3 +109,26 @@ def lesion_by_rank(scores: np.ndarray, ks: Sequence[int] | np.ndarray | None,
     order = rank_order(scores)
     values = value_of(np.concatenate([RANK_SETS[name](order, counts, n) for name in sets]))
     return counts, {name: values[i * len(counts): (i + 1) * len(counts)] for i, name in enumerate(sets)}
+
+
+def pruning_curves(rankings: Sequence[np.ndarray], fractions: Sequence[float],
+                   value_of: Callable[[np.ndarray], np.ndarray], n_random: int,
+                   seed: int) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """Values of keeping only k units, for k = ``fractions`` of N: the top-k of each ranking, and k at random.
+
+    Args:
+        rankings: score vectors ``[N]`` (e.g. Shapley values, weight magnitudes); ranks from the highest.
+        fractions: shares of N to keep (each rounded by ``top_k_count``; repeated counts once).
+        value_of: coalitions ``[C, N]`` -> one value per coalition ``[C]``; called once with every set.
+        n_random: random draws per k; seed: their generator's seed.
+
+    Returns:
+        ``(ks [M], [values [M] per ranking], random values [M, n_random])``.
+    """
+    n = len(rankings[0])
+    ks = np.unique([top_k_count(n, fraction) for fraction in fractions])
+    values = value_of(np.concatenate([*(keep_only(rank_order(scores), ks, n) for scores in rankings),
+                                      random_keep_only(ks, n, n_random, seed)]))
+    m = len(ks)
+    ranked = [values[i * m: (i + 1) * m] for i in range(len(rankings))]
+    return ks, ranked, values[len(rankings) * m:].reshape(m, n_random)

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from msa_core.analysis import lesions
-from msa_core.analysis.lesions import keep_only, random_keep_only, rank_order, top_k_count
+from msa_core.analysis.lesions import top_k_count
 from msa_core.analysis.modes import SHARES, gini, units_for_share
 from msa_core.errors import MSAInputError
 from msa_core.result import ModesResult
@@ -123,7 +123,7 @@ class RankLesion:
 
 def lesion_by_rank(loaded: LoadedModel, phi: np.ndarray, ks: Sequence[int] | None = None) -> RankLesion:
     """Lesion-by-rank curves over ``ks`` (default every k from 0 to N)."""
-    counts, curves = lesions.lesion_by_rank(phi, ks, lambda coalitions: accuracy(loaded, coalitions),
+    counts, curves = lesions.rank_curves(phi, ks, lambda coalitions: accuracy(loaded, coalitions),
                                             ("lesion_top", "keep_top"))
     return RankLesion(counts, curves["lesion_top"], curves["keep_top"])
 
@@ -142,12 +142,9 @@ class NeuronPruning:
 def pruning(loaded: LoadedModel, phi: np.ndarray, weight: np.ndarray, fractions: Sequence[float] = PRUNE_FRACTIONS,
             n_random: int = 20, seed: int = 0) -> NeuronPruning:
     """Keep-only-k accuracy for k = ``fractions`` of N: top-k by phi, top-k by |weight|, ``n_random`` random sets."""
-    n = len(phi)
-    ks = np.unique([top_k_count(n, f) for f in fractions])
-    values = accuracy(loaded, np.concatenate([keep_only(rank_order(phi), ks, n), keep_only(rank_order(weight), ks, n),
-                                              random_keep_only(ks, n, n_random, seed)]))
-    random = values[2 * len(ks):].reshape(len(ks), n_random)
-    return NeuronPruning(ks, values[: len(ks)], values[len(ks): 2 * len(ks)], random.mean(axis=1), random.std(axis=1))
+    ks, (shapley, magnitude), random = lesions.pruning_curves(
+        [phi, weight], fractions, lambda coalitions: accuracy(loaded, coalitions), n_random, seed)
+    return NeuronPruning(ks, shapley, magnitude, random.mean(axis=1), random.std(axis=1))
 
 
 @dataclass

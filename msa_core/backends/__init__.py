@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from msa_core.checks import positive_int
+from msa_core.checks import check_positive_int
 from msa_core.errors import MSAInputError
 from msa_core.estimators.runner import Runner, register_backend
 from msa_core.games import Game, GameFactory, as_game
@@ -55,7 +55,7 @@ class RayBackend:
 
     def __post_init__(self) -> None:
         for name in ("workers", "blocks_per_chunk"):
-            positive_int(getattr(self, name), f"RayBackend {name}", optional=True)
+            check_positive_int(getattr(self, name), f"RayBackend {name}", optional=True)
         share = self.gpus_per_worker
         if share is not None and (isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1):
             raise MSAInputError(f"RayBackend gpus_per_worker must be a number in [0, 1] or None; got {share!r}")

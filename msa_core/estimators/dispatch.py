@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from msa_core.checks import is_int, positive_int
+from msa_core.checks import check_positive_int, is_int
 from msa_core.coalitions import full_and_empty
 from msa_core.errors import MSAInputError
 from msa_core.estimators.base import Estimator
@@ -88,7 +88,7 @@ def _check_options(method: str, seed: Any, batch_size: Any, target_stderr: Any, 
         raise MSAInputError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
     if not is_int(seed) or seed < 0:
         raise MSAInputError(f"seed must be a non-negative integer; got {seed!r}")
-    positive_int(batch_size, "batch_size", " (coalitions per game call)", optional=True)
+    check_positive_int(batch_size, "batch_size", " (coalitions per game call)", optional=True)
     if target_stderr is not None and not (isinstance(target_stderr, (int, float)) and target_stderr > 0):
         raise MSAInputError(f"target_stderr must be a positive number or None; got {target_stderr!r}")
     if progress is not None and not callable(progress):

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from msa_core.checks import positive_int
+from msa_core.checks import check_positive_int
 from msa_core.errors import MSAInputError
 from msa_core.estimators.antithetic import AntitheticEstimator
 from msa_core.estimators.base import Estimator
@@ -59,8 +59,8 @@ def evaluation_budget(n: int, n_permutations: Any, max_evaluations: Any) -> int:
     Raises:
         MSAInputError: when a cap is not a positive integer or None.
     """
-    positive_int(n_permutations, "n_permutations", optional=True)
-    positive_int(max_evaluations, "max_evaluations", optional=True)
+    check_positive_int(n_permutations, "n_permutations", optional=True)
+    check_positive_int(max_evaluations, "max_evaluations", optional=True)
     caps = [2 + n_permutations * (n - 1)] if n_permutations is not None else []
     caps += [max_evaluations] if max_evaluations is not None else []
     return int(min(caps)) if caps else 2 + DEFAULT_PERMUTATIONS * (n - 1)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from msa_core.checks import positive_int
+from msa_core.checks import check_positive_int
 from msa_core.errors import MSAInputError
 from msa_core.games import Game
 from msa_core.lesion.hooks import Hook, attached, eval_mode
@@ -90,8 +90,8 @@ class ModelGame(Game):
             site.check_lesion(lesion)
         self._output = make_output(output, inputs, labels)
         self.forward_seconds = 0.0
-        positive_int(memory_budget, "memory_budget", optional=True)
-        positive_int(coalitions_per_pass, "coalitions_per_pass", optional=True)
+        check_positive_int(memory_budget, "memory_budget", optional=True)
+        check_positive_int(coalitions_per_pass, "coalitions_per_pass", optional=True)
 
         with torch.inference_mode(), eval_mode(model):
             if lesion == "mean" and reference is not None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from msa_core.checks import positive_int
+from msa_core.checks import check_positive_int
 from msa_core.errors import MSAInputError
 from msa_core.runs.execute import execute, fingerprint_of
 from msa_core.runs.request import RunRequest
@@ -78,7 +78,7 @@ class JobManager:
     """
 
     def __init__(self, store: RunStore, max_workers: int = 1, checkpoint_seconds: float | None = None):
-        positive_int(max_workers, "max_workers")
+        check_positive_int(max_workers, "max_workers")
         self.store, self.max_workers, self.checkpoint_seconds = store, max_workers, checkpoint_seconds
         self._context = multiprocessing.get_context("spawn")
         self._jobs: dict[str, _Job] = {}

@@ -6,9 +6,9 @@ import pytest
 from msa_core import MSAInputError
 from msa_core.analysis.lesions import (
     keep_only,
-    lesion_by_rank,
     lesion_sets,
     random_keep_only,
+    rank_curves,
     unit_counts,
 )
 
@@ -33,7 +33,7 @@ def test_lesion_by_rank_against_unit_by_unit_masks():
         calls.append(len(coalitions))
         return coalitions.astype(float) @ weights
 
-    ks, curves = lesion_by_rank(scores, None, value_of, ("lesion_top", "keep_top", "lesion_bottom"))
+    ks, curves = rank_curves(scores, None, value_of, ("lesion_top", "keep_top", "lesion_bottom"))
     order = [1, 3, 4, 0, 2]
     assert ks.tolist() == [0, 1, 2, 3, 4, 5] and calls == [18]  # one call with every set
     for k in ks:
@@ -42,7 +42,7 @@ def test_lesion_by_rank_against_unit_by_unit_masks():
         assert curves["keep_top"][k] == weights[top].sum()
         assert curves["lesion_bottom"][k] == weights.sum() - weights[bottom].sum()
     with pytest.raises(MSAInputError, match="expert counts between 0 and 5"):
-        lesion_by_rank(scores, [6], value_of, ("lesion_top",), "expert")
+        rank_curves(scores, [6], value_of, ("lesion_top",), "expert")
 
 
 def test_random_keep_only_keeps_k_units_per_draw_k_major():
