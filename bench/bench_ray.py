@@ -34,10 +34,11 @@ import torch
 from common import table
 
 from msa_core import shapley_modes
-from msa_core.backends import GameFactory, RayBackend, ZooGame
+from msa_core.backends import GameFactory, RayBackend
 from msa_core.lesion import ModelGame
 from msa_core.units import Experts
 from msa_core.zoo import load_model
+from msa_core.zoo.recipe import ZooGame
 
 MODEL, GRANULARITY = "mlp-digits-h128-none-s0", "hidden neurons"
 

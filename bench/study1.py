@@ -34,7 +34,7 @@ paper, measured on sklearn digits (N=64, 300 permutations, 5 seeds): IDC none 0.
 
 
 def run_dataset(data: str, method: str, permutations: int, store: RunStore) -> list[tuple[study1.ModelFindings,
-                                                                                             study1.Pruning]]:
+                                                                                             study1.NeuronPruning]]:
     """Run and analyse every model of one data set, printing a row per model."""
     rows = []
     print(f"{'model':28s} {'acc':>6s} {'IDC':>6s} {'gini':>6s} {'u80%':>4s} {'les20':>6s} {'keep20':>6s} {'r(w)':>6s} {'eff.gap':>8s} "
@@ -52,7 +52,7 @@ def run_dataset(data: str, method: str, permutations: int, store: RunStore) -> l
     return rows
 
 
-def print_summary(rows: list[tuple[study1.ModelFindings, study1.Pruning]]) -> None:
+def print_summary(rows: list[tuple[study1.ModelFindings, study1.NeuronPruning]]) -> None:
     """Mean +- sd over seeds per (data, hidden, regime), with pruning against random and |weight|."""
     summary = study1.summarise([item for item, _ in rows])
     print(f"\n{'data':15s} {'N':>4s} {'regime':6s} " + " ".join(f"{f:>13s}" for f in study1.SUMMARY_FIELDS)
@@ -67,7 +67,7 @@ def print_summary(rows: list[tuple[study1.ModelFindings, study1.Pruning]]) -> No
               + f"  {beats:9.2f}  {versus_random:+9.3f}  {versus_weight:+8.3f}")
 
 
-def print_criteria(rows: list[tuple[study1.ModelFindings, study1.Pruning]]) -> None:
+def print_criteria(rows: list[tuple[study1.ModelFindings, study1.NeuronPruning]]) -> None:
     """Issue 10's study-1 criteria on digits (means over seeds)."""
     summary = study1.summarise([item for item, _ in rows])
     value = lambda hidden, regime, field: summary["sklearn digits", hidden, regime][field][0]  # noqa: E731
@@ -89,7 +89,7 @@ def print_criteria(rows: list[tuple[study1.ModelFindings, study1.Pruning]]) -> N
         print(f"  {'PASS' if passed else 'FAIL'}  {label}")
 
 
-def print_class_pairs(rows: list[tuple[study1.ModelFindings, study1.Pruning]], hidden: int, classes: list[str]) -> None:
+def print_class_pairs(rows: list[tuple[study1.ModelFindings, study1.NeuronPruning]], hidden: int, classes: list[str]) -> None:
     """The three most correlated class pairs per regime (correlation of modes over neurons, mean over seeds)."""
     print(f"\nmost correlated class pairs at N={hidden} (mean over seeds):")
     for regime in mlp.REGIMES:

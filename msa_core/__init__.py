@@ -7,18 +7,16 @@
 [[1.0, 0.0], [0.0, 2.0]]
 """
 
-import os
+from msa_core.backends import (
+           RayBackend,  # also registers backend="ray" (Ray is imported only when used)
+)
+from msa_core.errors import MSAInputError
+from msa_core.estimators import METHODS, shapley_modes
+from msa_core.estimators.checkpoint import Checkpoint, FileCheckpoint
+from msa_core.games import AdditiveGame, FunctionGame, Game, UnanimityGame, as_game
+from msa_core.lesion import ModelGame
+from msa_core.result import ModesResult
+from msa_core.version import __version__
 
-__version__ = "0.1.0"
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never fetch weights or data from a hub at run time
-
-from msa_core.errors import MSAInputError  # noqa: E402
-from msa_core.estimators import METHODS, shapley_modes  # noqa: E402
-from msa_core.estimators.checkpoint import Checkpoint, FileCheckpoint  # noqa: E402
-from msa_core.games import AdditiveGame, FunctionGame, Game, UnanimityGame, as_game  # noqa: E402
-from msa_core.lesion import ModelGame  # noqa: E402
-from msa_core.result import ModesResult  # noqa: E402
-
-__all__ = ["AdditiveGame", "Checkpoint", "FileCheckpoint", "FunctionGame", "Game", "METHODS", "MSAInputError", "ModelGame",
-           "ModesResult", "UnanimityGame", "as_game", "shapley_modes"]
+__all__ = ["METHODS", "AdditiveGame", "Checkpoint", "FileCheckpoint", "FunctionGame", "Game", "MSAInputError",
+           "ModelGame", "ModesResult", "RayBackend", "UnanimityGame", "__version__", "as_game", "shapley_modes"]

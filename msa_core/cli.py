@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from msa_core.errors import MSAInputError
 
@@ -204,7 +205,7 @@ def cmd_list(args: argparse.Namespace) -> int:
              time.strftime("%Y-%m-%d %H:%M", time.localtime(entry["created"]))) for entry in entries]
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
     for row in (header, *rows):
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     print(f"{len(entries)} runs in {store.directory}, {store.volume() / 1e6:.1f} MB")
     return 0
 
@@ -287,7 +288,7 @@ class _ProgressBar:
 
     def __init__(self, disabled: bool):
         self.disabled = disabled
-        self.bar = None
+        self.bar: Any = None  # a tqdm bar once the first update arrives
         self.updates = 0  # calls so far: 0 means this process evaluated nothing
 
     def update(self, done: int, total: int) -> None:

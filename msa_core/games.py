@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from msa_core.checks import is_int
 from msa_core.coalitions import check_coalitions
 from msa_core.errors import MSAInputError
 
@@ -55,9 +56,24 @@ class FunctionGame(Game):
         return self.fn(coalitions)
 
 
+class GameFactory:
+    """A picklable recipe ``build() -> game`` (a ``Game`` or a callable with ``n_players`` given to the run).
+
+    What a distributed backend ships to its workers instead of the game: a game holding a large model
+    is built once per worker. ``msa_core.zoo.recipe.ZooGame`` is the recipe of a bundled model's game.
+    """
+
+    def __init__(self, build: Callable[[], Any]):
+        self._build = build
+
+    def build(self) -> Any:
+        """The game, built in this process."""
+        return self._build()
+
+
 def check_n_players(n_players: Any) -> int:
     """``n_players`` as an int >= 1, or a clear error."""
-    if isinstance(n_players, bool) or not isinstance(n_players, (int, np.integer)) or n_players < 1:
+    if not is_int(n_players) or n_players < 1:
         raise MSAInputError(f"n_players must be an integer >= 1; got {n_players!r}")
     return int(n_players)
 
@@ -130,6 +146,8 @@ class AdditiveGame(Game):
     weights: ``[N, *out]``; baseline: ``[*out]`` (default 0).
     """
 
+    output_shape: tuple[int, ...]
+
     def __init__(self, weights: np.ndarray, baseline: np.ndarray | float = 0.0):
         self.weights = np.asarray(weights, dtype=np.float64)
         self.n_players = self.weights.shape[0]
@@ -153,6 +171,8 @@ class UnanimityGame(Game):
     Every game is such a sum (its Harsanyi dividends), so sparse ones are realistic ground truth.
     Closed form: unit i's mode is the sum of ``coefficients[t] / |support t|`` over terms containing i.
     """
+
+    output_shape: tuple[int, ...]
 
     def __init__(self, supports: np.ndarray, coefficients: np.ndarray):
         self.supports = np.asarray(supports, dtype=bool)
@@ -182,7 +202,7 @@ class UnanimityGame(Game):
 
     @classmethod
     def random(cls, n_players: int, n_terms: int, max_order: int, output_shape: tuple[int, ...] = (),
-               seed: int = 0) -> "UnanimityGame":
+               seed: int = 0) -> UnanimityGame:
         """A random sparse sum: ``n_terms`` supports of sizes 1..max_order, Gaussian coefficients."""
         rng = np.random.default_rng(seed)
         orders = rng.integers(1, max_order + 1, size=n_terms)

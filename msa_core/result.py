@@ -52,7 +52,7 @@ class ModesResult:
         )
 
     @classmethod
-    def load(cls, path: str | Path | BinaryIO) -> "ModesResult":
+    def load(cls, path: str | Path | BinaryIO) -> ModesResult:
         """Read a result written by ``save`` (no pickle is ever loaded)."""
         try:
             with np.load(path, allow_pickle=False) as data:

@@ -24,6 +24,7 @@ Experts, Layers). When one named spec covers several modules, the tag is ``name`
 from __future__ import annotations
 
 import difflib
+from collections import Counter
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import ClassVar
@@ -168,11 +169,10 @@ def resolve(model: nn.Module, path: Path) -> list[tuple[str, nn.Module]]:
 
 def check_unique(names: list[str]) -> None:
     """Raise a clear error when two players share a name (e.g. one module in two specs)."""
-    seen: set[str] = set()
-    dupes = [name for name in names if name in seen or seen.add(name)]
+    dupes = sorted(name for name, count in Counter(names).items() if count > 1)
     if dupes:
         raise MSAInputError(
-            f"player names must be unique; {', '.join(sorted(set(dupes))[:5])} appear more than once. "
+            f"player names must be unique; {', '.join(dupes[:5])} appear more than once. "
             "A module may appear in one spec only; give specs distinct name= tags"
         )
 

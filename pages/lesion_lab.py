@@ -9,7 +9,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from msa_core.analysis import study2
-from msa_core.analysis.modes import available_views, classification, lesion_sets, unit_scores, view_of
+from msa_core.analysis.lesions import lesion_sets
+from msa_core.analysis.modes import available_views, classification, unit_scores, view_of
 from msa_core.lesion import ModelGame
 from msa_core.zoo import LoadedModel, list_models, moe
 from pages.common import CURRENT_RUN, explained_errors, labels_of, model, result, run_label, runs

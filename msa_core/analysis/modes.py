@@ -51,7 +51,7 @@ class ModesView:
     title: str
     stderr_is_bound: bool = False
 
-    def ordered(self, order: Sequence[int]) -> ModesView:
+    def ordered(self, order: Sequence[int] | np.ndarray) -> ModesView:
         """The view with its units (rows) in ``order``."""
         order = list(order)
         return replace(self, values=self.values[order], stderr=self.stderr[order],
@@ -274,20 +274,6 @@ def contribution_curve_figure(views: Mapping[str, ModesView], cumulative: bool =
 def unit_scores(view: ModesView) -> np.ndarray:
     """One signed score per unit ``[N]``: its mode averaged over the view's outputs (the paper's phi)."""
     return view.values.mean(1)
-
-
-def lesion_sets(scores: np.ndarray, k: int, n_random: int = 5, seed: int = 0) -> np.ndarray:
-    """Coalitions ``[1 + n_random, N]`` (True = intact): the ``k`` top-scoring units lesioned, then
-    ``n_random`` draws of ``k`` random units lesioned (reproducible by ``seed``)."""
-    n = len(scores)
-    if not 0 <= k <= n:
-        raise MSAInputError(f"k must be between 0 and the number of units {n}; got {k}")
-    coalitions = np.ones((1 + n_random, n), dtype=bool)
-    coalitions[0, np.argsort(-np.asarray(scores), kind="stable")[:k]] = False
-    rng = np.random.default_rng(seed)
-    for row in range(1, 1 + n_random):
-        coalitions[row, rng.choice(n, size=k, replace=False)] = False
-    return coalitions
 
 
 def classification(logits: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

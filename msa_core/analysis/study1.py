@@ -1,6 +1,6 @@
 """Study 1: regularisation concentrates an MLP's computation in a few hub neurons (PAPER.md "Study 1").
 
-Numbers first, figures from them. The game is the bundled MLPs' ``class_accuracy`` output (per-image
+The game is the bundled MLPs' ``class_accuracy`` output (per-image
 shares of the 10 per-class accuracies on the fixed test subset), so a result's modes are
 ``[N, B, 10]`` and the paper's class modes are their sum over images (``class_modes``). Then:
 
@@ -9,7 +9,8 @@ shares of the 10 per-class accuracies on the fixed test subset), so a result's m
 - ``lesion_by_rank``: accuracy after lesioning the top-k neurons by phi and after keeping only them;
 - ``weight_magnitude`` and ``pearson``: each neuron's mean |weight| (in and out) against phi;
 - ``pruning``: keep k neurons chosen by phi, by weight magnitude or at random;
-- beside IDC: the Gini coefficient of |phi| and the fewest neurons holding 50/80/90% of it;
+- beside IDC: the Gini coefficient of |phi| and the fewest neurons holding 50/80/90% of it
+  (``modes.SHARES``);
 - ``analyse`` gathers one model's numbers, ``summarise`` the mean and spread over seeds.
 
 Accuracies of lesioned networks come from a ``ModelGame`` with output ``correct`` on the same images.
@@ -22,20 +23,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import plotly.graph_objects as go
 import torch
-from plotly.subplots import make_subplots
 from torch import nn
 
-from msa_core.analysis.modes import gini, units_for_share
+from msa_core.analysis import lesions
+from msa_core.analysis.lesions import top_k_count
+from msa_core.analysis.modes import SHARES, gini, units_for_share
 from msa_core.errors import MSAInputError
 from msa_core.result import ModesResult
 from msa_core.zoo import LoadedModel
 
-SHARES = (0.5, 0.8, 0.9)  # shares of |phi| whose holders are counted beside IDC
-TOP_FRACTION = 0.2  # "the top 20% of neurons" of the pass criteria
 PRUNE_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-REGIME_COLOURS = {"none": "#636efa", "l1": "#ef553b", "l2": "#00cc96"}
 
 
 def class_modes(result: ModesResult) -> np.ndarray:
@@ -108,43 +106,10 @@ def weight_magnitude(model: nn.Module, fan_in: str = "fc1", fan_out: str = "fc2"
         return weights.mean(dim=1).double().cpu().numpy()
 
 
-def rank_order(scores: np.ndarray) -> np.ndarray:
-    """Unit indices from the highest score to the lowest (ties: lower index first)."""
-    return np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
-
-
-def top_k_count(n_units: int, fraction: float = TOP_FRACTION) -> int:
-    """How many units "the top ``fraction``" is: rounded, at least 1."""
-    return max(1, int(round(fraction * n_units)))
-
-
 def accuracy(loaded: LoadedModel, coalitions: np.ndarray) -> np.ndarray:
     """Test-subset accuracy ``[C]`` of the model with the units lesioned where ``coalitions [C, N]`` is False."""
     values = loaded.game(output="correct")(np.asarray(coalitions, dtype=bool))
     return values.double().mean(dim=1).cpu().numpy()
-
-
-def keep_only(order: np.ndarray, ks: Sequence[int], n_units: int) -> np.ndarray:
-    """Coalitions ``[len(ks), N]`` keeping only the first k units of ``order`` intact."""
-    coalitions = np.zeros((len(ks), n_units), dtype=bool)
-    for row, k in enumerate(ks):
-        coalitions[row, order[:k]] = True
-    return coalitions
-
-
-def unit_counts(ks: Sequence[int] | None, n_units: int, what: str = "unit") -> np.ndarray:
-    """``ks`` as an int array checked to lie in 0..N (default: every count 0..N)."""
-    ks = np.arange(n_units + 1) if ks is None else np.asarray(ks, dtype=int)
-    if ks.size == 0 or ks.min() < 0 or ks.max() > n_units:
-        raise MSAInputError(f"ks must be {what} counts between 0 and {n_units}; got {ks.tolist()}")
-    return ks
-
-
-def random_keep_only(ks: np.ndarray, n_units: int, n_random: int, seed: int) -> np.ndarray:
-    """``[len(ks) * n_random, N]`` coalitions keeping k random units intact, ``n_random`` draws per k (k-major)."""
-    rng = np.random.default_rng(seed)
-    draws = np.stack([keep_only(rng.permutation(n_units), ks, n_units) for _ in range(n_random)], axis=1)
-    return draws.reshape(-1, n_units)
 
 
 @dataclass
@@ -158,15 +123,13 @@ class RankLesion:
 
 def lesion_by_rank(loaded: LoadedModel, phi: np.ndarray, ks: Sequence[int] | None = None) -> RankLesion:
     """Lesion-by-rank curves over ``ks`` (default every k from 0 to N)."""
-    n = len(phi)
-    ks = unit_counts(ks, n)
-    kept = keep_only(rank_order(phi), ks, n)
-    values = accuracy(loaded, np.concatenate([~kept, kept]))
-    return RankLesion(ks, values[: len(ks)], values[len(ks):])
+    counts, curves = lesions.rank_curves(phi, ks, lambda coalitions: accuracy(loaded, coalitions),
+                                            ("lesion_top", "keep_top"))
+    return RankLesion(counts, curves["lesion_top"], curves["keep_top"])
 
 
 @dataclass
-class Pruning:
+class NeuronPruning:
     """Accuracy when keeping only k units chosen by Shapley value, by weight magnitude or at random."""
 
     ks: np.ndarray  # [M]
@@ -177,14 +140,11 @@ class Pruning:
 
 
 def pruning(loaded: LoadedModel, phi: np.ndarray, weight: np.ndarray, fractions: Sequence[float] = PRUNE_FRACTIONS,
-            n_random: int = 20, seed: int = 0) -> Pruning:
+            n_random: int = 20, seed: int = 0) -> NeuronPruning:
     """Keep-only-k accuracy for k = ``fractions`` of N: top-k by phi, top-k by |weight|, ``n_random`` random sets."""
-    n = len(phi)
-    ks = np.unique([top_k_count(n, f) for f in fractions])
-    values = accuracy(loaded, np.concatenate([keep_only(rank_order(phi), ks, n), keep_only(rank_order(weight), ks, n),
-                                              random_keep_only(ks, n, n_random, seed)]))
-    random = values[2 * len(ks):].reshape(len(ks), n_random)
-    return Pruning(ks, values[: len(ks)], values[len(ks): 2 * len(ks)], random.mean(axis=1), random.std(axis=1))
+    ks, (shapley, magnitude), random = lesions.pruning_curves(
+        [phi, weight], fractions, lambda coalitions: accuracy(loaded, coalitions), n_random, seed)
+    return NeuronPruning(ks, shapley, magnitude, random.mean(axis=1), random.std(axis=1))
 
 
 @dataclass
@@ -247,82 +207,3 @@ def summarise(findings: Sequence[ModelFindings]) -> dict[tuple[str, int, str], d
                           float(np.std([getattr(f, field) for f in items])))
                   for field in SUMMARY_FIELDS} | {"seeds": (float(len(items)), 0.0)}
             for key, items in sorted(groups.items())}
-
-
-def idc_figure(findings: Sequence[ModelFindings]) -> go.Figure:
-    """IDC vs hidden size per regime: mean over seeds with its standard deviation, and every seed as a dot."""
-    summary = summarise(findings)
-    figure = go.Figure()
-    for regime, colour in REGIME_COLOURS.items():
-        keys = sorted(key for key in summary if key[2] == regime)
-        if not keys:
-            continue
-        figure.add_scatter(x=[key[1] for key in keys], y=[summary[key]["idc"][0] for key in keys], name=regime,
-                           mode="lines+markers", line_color=colour,
-                           error_y=dict(type="data", array=[summary[key]["idc"][1] for key in keys]))
-        seeds = [item for item in findings if item.facts["regime"] == regime]
-        figure.add_scatter(x=[item.facts["hidden"] for item in seeds], y=[item.idc for item in seeds],
-                           mode="markers", marker=dict(color=colour, size=5, opacity=0.4), showlegend=False,
-                           text=[item.name for item in seeds], hoverinfo="text+y")
-    figure.update_layout(xaxis_title="hidden neurons N", yaxis_title="IDC", xaxis_type="log",
-                         title="Index of Distributed Computation (1 = evenly spread)")
-    return figure
-
-
-def heatmap_figure(findings: Sequence[ModelFindings], class_names: Sequence[str] | None = None) -> go.Figure:
-    """Class x neuron modes side by side on one symmetric colour scale, neurons sorted by phi."""
-    limit = max(float(np.abs(item.class_modes).max()) for item in findings) or 1.0
-    figure = make_subplots(rows=1, cols=len(findings), subplot_titles=[item.name for item in findings],
-                           shared_yaxes=True)
-    for column, item in enumerate(findings, start=1):
-        order = rank_order(item.phi)
-        classes = list(class_names or range(item.class_modes.shape[1]))
-        figure.add_heatmap(z=item.class_modes[order].T, x=[f"n{i}" for i in order], y=[str(c) for c in classes],
-                           zmin=-limit, zmax=limit, colorscale="RdBu", reversescale=True, showscale=column == 1,
-                           row=1, col=column, hovertemplate="neuron %{x}<br>class %{y}<br>mode %{z:.4f}<extra></extra>")
-    figure.update_layout(title="Class x neuron modes (neurons by phi, highest first; one colour scale)")
-    return figure
-
-
-def class_correlation_figure(item: ModelFindings, class_names: Sequence[str] | None = None) -> go.Figure:
-    """Class x class correlation of the modes over neurons."""
-    names = [str(c) for c in (class_names or range(item.class_modes.shape[1]))]
-    figure = go.Figure(go.Heatmap(z=class_correlation(item.class_modes), x=names, y=names, zmin=-1, zmax=1,
-                                  colorscale="RdBu", reversescale=True))
-    figure.update_layout(title=f"Class x class mode correlation: {item.name}", yaxis_autorange="reversed")
-    return figure
-
-
-def rank_lesion_figure(curves: dict[str, RankLesion]) -> go.Figure:
-    """Accuracy vs k: lesioning the top-k by phi (solid) and keeping only the top-k (dashed), one colour per model."""
-    figure = go.Figure()
-    for label, curve in curves.items():
-        figure.add_scatter(x=curve.ks, y=curve.lesioned, name=f"{label}: lesion top-k", mode="lines")
-        figure.add_scatter(x=curve.ks, y=curve.kept, name=f"{label}: keep only top-k", mode="lines",
-                           line_dash="dash")
-    figure.update_layout(xaxis_title="k (neurons ranked by phi)", yaxis_title="accuracy", yaxis_range=[0, 1.02],
-                         title="Lesion by rank")
-    return figure
-
-
-def weight_figure(findings: Sequence[ModelFindings]) -> go.Figure:
-    """Mean |weight| vs phi per neuron, one trace per model, r in the legend."""
-    figure = go.Figure()
-    for item in findings:
-        figure.add_scatter(x=item.weight, y=item.phi, mode="markers", name=f"{item.name} (r = {item.weight_r:.2f})",
-                           marker_color=REGIME_COLOURS.get(item.facts.get("regime"), None))
-    figure.update_layout(xaxis_title="mean |weight| (in and out)", yaxis_title="phi (mean class mode)",
-                         title="Weight magnitude vs Shapley value")
-    return figure
-
-
-def pruning_figure(result: Pruning, title: str = "") -> go.Figure:
-    """Keep-only-k accuracy: by Shapley value, by weight magnitude, at random (mean +- sd)."""
-    figure = go.Figure()
-    figure.add_scatter(x=result.ks, y=result.shapley, name="top-k by Shapley value", mode="lines+markers")
-    figure.add_scatter(x=result.ks, y=result.magnitude, name="top-k by |weight|", mode="lines+markers")
-    figure.add_scatter(x=result.ks, y=result.random_mean, name="random k", mode="lines+markers",
-                       error_y=dict(type="data", array=result.random_std))
-    figure.update_layout(xaxis_title="neurons kept", yaxis_title="accuracy", yaxis_range=[0, 1.02],
-                         title=title or "Pruning: which neurons to keep")
-    return figure

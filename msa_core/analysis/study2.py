@@ -30,7 +30,8 @@ import plotly.graph_objects as go
 import torch
 from torch import nn
 
-from msa_core.analysis.study1 import keep_only, random_keep_only, rank_order, top_k_count, unit_counts
+from msa_core.analysis import lesions
+from msa_core.analysis.lesions import rank_order, top_k_count
 from msa_core.errors import MSAInputError
 from msa_core.lesion import ModelGame
 from msa_core.lesion.inputs import model_device
@@ -124,8 +125,9 @@ def language_losses(model: nn.Module, inputs: dict[str, torch.Tensor], languages
         raise MSAInputError(f"coalitions must be [C, {game.n_players}] (one column per expert); "
                             f"got {list(coalitions.shape)}")
     per_row = -game(coalitions).double().mean(dim=-1).cpu().numpy()  # [C, B]
-    languages = np.asarray(languages)
-    return np.stack([per_row[:, languages == index].mean(axis=1) for index in range(languages.max() + 1)], axis=1)
+    row_language = np.asarray(languages)
+    return np.stack([per_row[:, row_language == index].mean(axis=1) for index in range(row_language.max() + 1)],
+                    axis=1)
 
 
 def greedy_continuation(model: nn.Module, prompt_ids: torch.Tensor, n_bytes: int,
@@ -217,12 +219,10 @@ def expert_scores(matrix: np.ndarray) -> np.ndarray:
 def removal_curves(model: nn.Module, inputs: dict[str, torch.Tensor], languages: torch.Tensor,
                    scores: np.ndarray, ks: Sequence[int] | None = None) -> RemovalCurves:
     """Removal curves over ``ks`` (default 0..N); loss is the mean over languages of their mean loss."""
-    n = len(scores)
-    ks = unit_counts(ks, n, "expert")
-    order = rank_order(scores)
-    removed = np.concatenate([~keep_only(order, ks, n), ~keep_only(order[::-1], ks, n)])
-    loss = language_losses(model, inputs, languages, removed).mean(axis=1)
-    return RemovalCurves(ks, loss[: len(ks)], loss[len(ks):])
+    counts, curves = lesions.rank_curves(
+        scores, ks, lambda removed: language_losses(model, inputs, languages, removed).mean(axis=1),
+        ("lesion_top", "lesion_bottom"), "expert")
+    return RemovalCurves(counts, curves["lesion_top"], curves["lesion_bottom"])
 
 
 @dataclass
@@ -238,13 +238,9 @@ class Pruning:
 def pruning(model: nn.Module, inputs: dict[str, torch.Tensor], languages: torch.Tensor, scores: np.ndarray,
             fractions: Sequence[float] = (0.25, 0.5, 0.75, 0.9), n_random: int = 10, seed: int = 0) -> Pruning:
     """Keep-only-k losses for k = ``fractions`` of N: the top-k by ``scores`` vs ``n_random`` random sets."""
-    n = len(scores)
-    ks = np.unique([top_k_count(n, f) for f in fractions])
-    loss = language_losses(model, inputs, languages,
-                           np.concatenate([keep_only(rank_order(scores), ks, n), random_keep_only(ks, n, n_random, seed)]))
-    loss = loss.mean(axis=1)
-    random = loss[len(ks):].reshape(len(ks), n_random)
-    return Pruning(ks, loss[: len(ks)], random.mean(axis=1), random.std(axis=1))
+    ks, (shapley,), random = lesions.pruning_curves(
+        [scores], fractions, lambda kept: language_losses(model, inputs, languages, kept).mean(axis=1), n_random, seed)
+    return Pruning(ks, shapley, random.mean(axis=1), random.std(axis=1))
 
 
 # ---------------------------------------------------------------- pass criteria and a summary

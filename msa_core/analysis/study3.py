@@ -176,7 +176,7 @@ def centroid_rises(summaries: Sequence[LayerSummary], layers: Sequence[str] | No
     ``layers`` (default: the hidden ones)."""
     by_layer = {s.layer: s.centroid_with_mean if with_mean else s.spectral_centroid for s in summaries}
     values = [by_layer[layer] for layer in (hidden_layers(summaries) if layers is None else layers)]
-    return len(values) > 1 and all(a < b for a, b in zip(values, values[1:]))
+    return len(values) > 1 and all(a < b for a, b in zip(values, values[1:], strict=False))
 
 
 def summed_modes(result: ModesResult) -> dict[str, np.ndarray]:
@@ -185,21 +185,21 @@ def summed_modes(result: ModesResult) -> dict[str, np.ndarray]:
     return {layer: np.asarray(result.modes[index], dtype=float).sum(0) for layer, index in layers_of(result).items()}
 
 
-def cluster_channels(result: ModesResult, players: Sequence[int], n_clusters: int) -> list[np.ndarray]:
+def cluster_channels(result: ModesResult, players: Sequence[int] | np.ndarray, n_clusters: int) -> list[np.ndarray]:
     """Cluster ``players`` by the correlation of their modes (average linkage on 1 - r, cut into at most
     ``n_clusters``); clusters as player-index arrays, largest total |contribution| first."""
     from scipy.cluster.hierarchy import fcluster, linkage
     from scipy.spatial.distance import pdist
 
-    players = np.asarray(players, dtype=int)
-    if len(players) < 2 or n_clusters < 1:
-        raise MSAInputError(f"clustering needs at least 2 channels and 1 cluster; got {len(players)} and {n_clusters}")
-    flat = np.asarray(result.modes[players], dtype=float).reshape(len(players), -1)
+    indices = np.asarray(players, dtype=int)
+    if len(indices) < 2 or n_clusters < 1:
+        raise MSAInputError(f"clustering needs at least 2 channels and 1 cluster; got {len(indices)} and {n_clusters}")
+    flat = np.asarray(result.modes[indices], dtype=float).reshape(len(indices), -1)
     centred = flat - flat.mean(1, keepdims=True)
     silent = np.linalg.norm(centred, axis=1) < 1e-12  # constant modes have no correlation: set them apart
     distances = np.nan_to_num(pdist(np.where(silent[:, None], 0.0, centred), "correlation"), nan=1.0)
     labels = fcluster(linkage(distances, "average"), t=n_clusters, criterion="maxclust")
-    clusters = [players[labels == label] for label in np.unique(labels)]
+    clusters = [indices[labels == label] for label in np.unique(labels)]
     weight = [np.abs(result.modes[c]).sum() for c in clusters]
     return [clusters[i] for i in np.argsort(weight, kind="stable")[::-1]]
 
@@ -230,16 +230,16 @@ class ClusterLesion:
         return mass_fraction(self.difference, share)
 
 
-def cluster_lesion(game: ModelGame, players: Sequence[int]) -> ClusterLesion:
+def cluster_lesion(game: ModelGame, players: Sequence[int] | np.ndarray) -> ClusterLesion:
     """Lesion ``players`` (indices into the game's players) together: two coalitions, one game call."""
-    players = np.asarray(players, dtype=int)
-    if len(players) == 0 or players.min() < 0 or players.max() >= game.n_players:
-        raise MSAInputError(f"cluster players must be 1+ indices in 0..{game.n_players - 1}; got {players.tolist()}")
+    indices = np.asarray(players, dtype=int)
+    if len(indices) == 0 or indices.min() < 0 or indices.max() >= game.n_players:
+        raise MSAInputError(f"cluster players must be 1+ indices in 0..{game.n_players - 1}; got {indices.tolist()}")
     coalitions = np.ones((2, game.n_players), dtype=bool)
-    coalitions[1, players] = False
+    coalitions[1, indices] = False
     values = game(coalitions)
     values = values.detach().cpu().double().numpy() if isinstance(values, torch.Tensor) else np.asarray(values, float)
-    return ClusterLesion([game.player_names[i] for i in players], values[0], values[1])
+    return ClusterLesion([game.player_names[i] for i in indices], values[0], values[1])
 
 
 # -- figures --------------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
-"""Where a run's coalitions are evaluated: in this process (``backend=None`` / ``"local"``) or on Ray.
+"""Where a run's coalitions are evaluated beyond this process: Ray.
 
 ``shapley_modes(game, backend="ray")`` (or ``backend=RayBackend(workers=4)``) spreads the blocks of
 a run over Ray actors, each holding the game; the result equals the local one for the same seed.
-Ray is optional: this package imports it only when a Ray run starts.
+Ray is optional: this package imports it only when a Ray run starts. Importing the package registers
+``"ray"`` as a backend name (``msa_core.estimators.runner.register_backend``).
 """
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from msa_core.backends.factory import GameFactory, ZooGame
+from msa_core.checks import check_positive_int
 from msa_core.errors import MSAInputError
-from msa_core.games import Game, as_game
+from msa_core.estimators.runner import Runner, register_backend
+from msa_core.games import Game, GameFactory, as_game
 
-__all__ = ["GameFactory", "RayBackend", "ZooGame", "import_ray", "resolve_backend"]
-
-BACKENDS = (None, "local", "ray")
+__all__ = ["GameFactory", "RayBackend", "ZooGame", "import_ray"]
 
 
 def import_ray() -> ModuleType:
@@ -33,13 +33,19 @@ def import_ray() -> ModuleType:
 
 @dataclass(frozen=True)
 class RayBackend:
-    """Options of a Ray run.
+    """Options of a Ray run (a ``Backend``: ``game``, ``runner``, ``meta``).
 
-    workers: actors, each holding one copy of the game (default: one per CPU of the cluster, or two
-    per GPU where it has GPUs). gpus_per_worker: GPU share of each actor (default: the cluster's
-    GPUs over ``workers``, at most 1; 0 without GPUs). blocks_per_chunk: blocks per task (default:
-    about 4 tasks per worker, at most 64 blocks; 1 with ``target_stderr`` so the run stops where a
-    local one does). address: the cluster (default: ``RAY_ADDRESS``, else a Ray instance started here).
+    Args:
+        workers: actors, each holding one copy of the game (default: one per CPU of the cluster, or
+            two per GPU where it has GPUs).
+        gpus_per_worker: GPU share of each actor (default: the cluster's GPUs over ``workers``, at
+            most 1; 0 without GPUs).
+        blocks_per_chunk: blocks per task (default: about 4 tasks per worker, at most 64 blocks; 1
+            with ``target_stderr`` so the run stops where a local one does).
+        address: the cluster (default: ``RAY_ADDRESS``, else a Ray instance started here).
+
+    Raises:
+        MSAInputError: an option out of range (before Ray starts).
     """
 
     workers: int | None = None
@@ -49,9 +55,7 @@ class RayBackend:
 
     def __post_init__(self) -> None:
         for name in ("workers", "blocks_per_chunk"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise MSAInputError(f"RayBackend {name} must be a positive integer or None; got {value!r}")
+            check_positive_int(getattr(self, name), f"RayBackend {name}", optional=True)
         share = self.gpus_per_worker
         if share is not None and (isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1):
             raise MSAInputError(f"RayBackend gpus_per_worker must be a number in [0, 1] or None; got {share!r}")
@@ -68,22 +72,27 @@ class RayBackend:
             game = as_game(game, n_players)
         return RayGame.start(ray, self, game, n_players, self.address or os.environ.get("RAY_ADDRESS"))
 
-    @staticmethod
-    def runner() -> type:
-        """The runner class that plays a ``RayGame``'s blocks (``BlockRunner``'s interface)."""
+    def runner(self) -> type[Runner]:
+        """``RayBlockRunner``: plays a ``RayGame``'s blocks on its actors."""
         from msa_core.backends.ray_pool import RayBlockRunner
 
         return RayBlockRunner
 
+    def meta(self, game: Game) -> dict[str, Any] | None:
+        """The workers, their GPU share and how many were replaced or retried (``RayGame.meta``)."""
+        from msa_core.backends.ray_pool import RayGame
 
-def resolve_backend(backend: Any) -> RayBackend | None:
-    """None for a local run, the ``RayBackend`` of a Ray run, or a clear error (also when ray is missing)."""
-    if isinstance(backend, RayBackend):
-        import_ray()
-        return backend
-    if backend not in BACKENDS:
-        raise MSAInputError(f"unknown backend {backend!r}; allowed: None, 'local', 'ray' or a RayBackend(...)")
-    if backend == "ray":
-        import_ray()
-        return RayBackend()
-    return None
+        return game.meta() if isinstance(game, RayGame) else None
+
+
+register_backend("ray", RayBackend)
+
+
+def __getattr__(name: str) -> Any:
+    """``ZooGame`` lives in ``msa_core.zoo.recipe``; importable from here too without loading the zoo
+    (and its model families) with this package."""
+    if name == "ZooGame":
+        from msa_core.zoo.recipe import ZooGame
+
+        return ZooGame
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,9 +11,9 @@ merged in order, so the result is the local one up to the order of float additio
 from __future__ import annotations
 
 import heapq
-import time
 import uuid
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -21,11 +21,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from msa_core.backends.chunks import ChunkResult, chunk_bounds, evaluate_chunk, merge_delta
-from msa_core.backends.factory import GameFactory
 from msa_core.errors import MSAInputError
 from msa_core.estimators.base import Estimator
-from msa_core.estimators.runner import Progress, Tally, TimedGame
-from msa_core.games import Game, as_game, values_as_array
+from msa_core.estimators.runner import Progress, Runner, Tally, TimedGame
+from msa_core.games import Game, GameFactory, as_game, values_as_array
 
 if TYPE_CHECKING:
     from msa_core.backends import RayBackend
@@ -58,7 +57,8 @@ class GameWorker:
     """A Ray actor's game, built on first use (so a failing build reaches the driver as its own error)."""
 
     def __init__(self, source: Any, n_players: int | None):
-        self._source, self._n_players, self._game = source, n_players, None
+        self._source, self._n_players = source, n_players
+        self._game: Game | None = None
 
     @property
     def game(self) -> Game:
@@ -203,45 +203,42 @@ class RayGame(Game):
         return self.pool.meta()
 
 
-class RayBlockRunner:
-    """``BlockRunner`` for a ``RayGame``: same arguments, same ``run() -> Tally``, same saves.
+class RayBlockRunner(Runner):
+    """The ``Runner`` of a ``RayGame``: chunks of ``blocks_per_chunk`` blocks go to the actors.
 
-    Chunks of ``blocks_per_chunk`` blocks go to the actors; finished chunks are merged strictly in
-    order. With ``target_stderr`` a chunk is one block and the rule is checked after each, so the
-    run stops at the block a local run stops at. ``save(next_block)`` is called every
-    ``save_seconds``, before the last chunk, and when the run fails, at a chunk boundary.
+    Finished chunks are merged strictly in order. With ``target_stderr`` a chunk is one block and the
+    rule is checked after each, so the run stops at the block a local run stops at. Saves (``Runner``)
+    fall at chunk boundaries, the last one before the last chunk. The actors are shut down when the
+    run ends, however it ends.
     """
 
     def __init__(self, game: TimedGame, estimator: Estimator, batch_size: int,
                  target_stderr: float | None = None, progress: Progress | None = None, start_block: int = 0,
-                 save: Any = None, save_seconds: float = 5.0):
+                 save: Callable[[int], None] | None = None, save_seconds: float = 5.0):
         if not isinstance(game.game, RayGame):
             raise TypeError("RayBlockRunner plays a RayGame (from RayBackend.game)")
-        self.timed, self.pool, self.estimator = game, game.game.pool, estimator
-        self.target_stderr, self.progress, self.save, self.save_seconds = target_stderr, progress, save, save_seconds
+        super().__init__(game, estimator, batch_size, target_stderr, progress, start_block, save, save_seconds)
+        self.pool = game.game.pool
+        assert game.output_shape is not None  # the ends are evaluated before the blocks
         self.plan = ChunkPlan(type(estimator), estimator.n_players, estimator.v_full, estimator.v_empty,
                               estimator.seed, estimator.budget, batch_size, game.output_shape)
         remaining = estimator.n_blocks - start_block
         per_chunk = 1 if target_stderr is not None else self.pool.blocks_per_chunk or int(
             np.clip(-(-remaining // (CHUNKS_PER_WORKER * self.pool.workers)), 1, MAX_BLOCKS_PER_CHUNK))
         self.chunks = chunk_bounds(start_block, estimator.n_blocks, per_chunk)
-        self.total = 2 + estimator.planned_evaluations()
-        self.next_block = start_block
-        self._merging = False
-        self._saved_at = time.perf_counter()
+
+    @property
+    def last_start(self) -> int:
+        return self.chunks[-1][0]
 
     def run(self) -> Tally:
         try:
-            return self._run()
-        except BaseException:
-            if self.save is not None and self.next_block < self.estimator.n_blocks and not self._merging:
-                self.save(self.next_block)  # keep what is merged
-            raise
+            return super().run()
         finally:
             self.pool.shutdown()
 
-    def _run(self) -> Tally:
-        ray, tally = self.pool.ray, self.timed.tally
+    def _play(self) -> Tally:
+        ray, tally = self.pool.ray, self.game.tally
         lost = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError)
         plan = ray.put(self.plan)
         pending = list(range(len(self.chunks)))  # a heap: the earliest chunk goes out first
@@ -269,8 +266,7 @@ class RayBlockRunner:
             while merged in done:
                 self._merge(done.pop(merged))
                 merged += 1
-                if self._target_reached():
-                    tally.stopped_early = self.next_block < self.estimator.n_blocks
+                if self._stop_now():
                     tally.evaluated += sum(result.evaluated for result in done.values())  # evaluated, not used
                     return tally
         return tally
@@ -290,28 +286,12 @@ class RayBlockRunner:
                     load[id(actor)] += 1
 
     def _merge(self, result: ChunkResult) -> None:
-        self._merging = True
-        self.estimator.load_state_dict(merge_delta(self.estimator.state_dict(), result.delta))
-        self._merging = False
-        tally = self.timed.tally
+        with self._absorbing_state():
+            self.estimator.load_state_dict(merge_delta(self.estimator.state_dict(), result.delta))
+        tally = self.game.tally
         tally.evaluated += result.evaluated
         tally.used += result.evaluated
         tally.game_seconds += result.game_seconds
         self.next_block = result.stop
-        if self.progress is not None:
-            self.progress(tally.evaluated, self.total)
+        self._report()
         self._maybe_save()
-
-    def _maybe_save(self) -> None:
-        if self.save is None or self.next_block >= self.estimator.n_blocks:
-            return
-        now = time.perf_counter()
-        if now - self._saved_at >= self.save_seconds or self.next_block == self.chunks[-1][0]:
-            self.save(self.next_block)
-            self._saved_at = time.perf_counter()
-
-    def _target_reached(self) -> bool:
-        if self.target_stderr is None:
-            return False
-        stderr = self.estimator.max_stderr()
-        return stderr is not None and stderr <= self.target_stderr

@@ -1,8 +1,8 @@
 """Checkpoints: everything a run has absorbed, saved every few seconds so a killed run resumes.
 
-A state is a flat dict of numpy arrays: ``run.*`` (next block, counts, end values, what run it is)
-and ``est.*`` (the estimator's running sums). Blocks are fixed by the seed, so resuming from a state
-finishes with exactly the result of an uninterrupted run.
+A state is a flat dict of numpy arrays, written and read only by ``msa_core.estimators.plan``
+(``RunPlan.state``, ``CheckpointSummary``); a checkpoint keeps it without looking inside. Blocks are
+fixed by the seed, so resuming from a state finishes with exactly the result of an uninterrupted run.
 
 >>> import tempfile, pathlib
 >>> from msa_core import UnanimityGame, shapley_modes
@@ -20,11 +20,9 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
-
-from msa_core.errors import MSAInputError
 
 State = dict[str, np.ndarray]
 
@@ -64,27 +62,8 @@ class FileCheckpoint:
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".npz.tmp")
         try:
             with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, **state)
+                np.savez(handle, **cast(dict[str, Any], state))  # keys are names, never savez options
             os.replace(tmp, self.path)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-
-
-def run_identity(method: str, n_players: int, seed: int, budget: int) -> State:
-    """The ``run.*`` entries that say which run a state belongs to."""
-    return {"run.method": np.array(method), "run.n_players": np.array(n_players), "run.seed": np.array(seed),
-            "run.budget": np.array(budget)}
-
-
-def check_resumable(state: State, method: str, n_players: int, seed: int, budget: int, extendable: bool) -> None:
-    """Raise unless ``state`` was written by this run (or, for extendable methods, a smaller one)."""
-    saved = {key[4:]: state[key].item() for key in run_identity(method, n_players, seed, budget) if key in state}
-    wanted = {"method": method, "n_players": n_players, "seed": seed}
-    if any(saved.get(key) != value for key, value in wanted.items()):
-        raise MSAInputError(f"the checkpoint belongs to another run ({saved}); this run is {wanted}")
-    if saved.get("budget") != budget and not (extendable and saved.get("budget", budget + 1) < budget):
-        raise MSAInputError(
-            f"the checkpoint was written with a budget of {saved.get('budget')} evaluations and this run asks for "
-            f"{budget}; only permutation-type runs can be extended to a larger budget"
-        )

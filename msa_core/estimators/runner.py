@@ -1,17 +1,28 @@
-"""Evaluate an estimator's blocks in batches of coalitions and feed them back in block order."""
+"""Runners play an estimator's blocks on a game and feed the values back in block order; backends
+say which runner plays a run and which game it plays.
+
+``Runner`` is the base every runner derives from (saving, stopping, progress); ``BlockRunner`` plays
+blocks in this process. A ``Backend`` (``LocalBackend`` here, ``msa_core.backends.RayBackend`` on Ray)
+pairs a game with its runner class; ``resolve_backend`` turns ``shapley_modes``' ``backend`` argument
+into one, from the names in ``BACKENDS``.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
+from msa_core.errors import MSAInputError
 from msa_core.estimators.base import Estimator
-from msa_core.games import Game, values_as_array
+from msa_core.games import Game, as_game, values_as_array
 
-Progress = Callable[[int, int], None]
+Progress = Callable[[int, int], None]  # progress(evaluated, planned): evaluations done and planned so far
 
 
 @dataclass
@@ -42,14 +53,24 @@ class TimedGame:
         return values.reshape(coalitions.shape[0], -1)
 
 
-class BlockRunner:
-    """Queues blocks' coalitions into game calls of at most ``batch_size`` rows.
+class Runner(ABC):
+    """Plays an estimator's blocks on a game and absorbs them strictly in block order.
 
-    A call holds whole blocks where they fit and splits only blocks larger than a batch; finished
-    blocks are absorbed strictly in order, so results never depend on ``batch_size``. With
-    ``target_stderr`` the run stops at the first block after which the estimator's largest standard
-    error is at most that. ``save(next_block)`` is called every ``save_seconds`` of work, before the
-    last block, and when the game raises, each time at a block boundary.
+    The base owns what every runner shares: ``save(next_block)`` every ``save_seconds`` of work and
+    before the last unit of work, and once more when the run raises or is interrupted (never in the
+    middle of absorbing); the stop rule (with ``target_stderr``, stop at the first absorbed block after
+    which the estimator's largest standard error is at most that); ``progress(done, total)`` reports.
+    A subclass plays the blocks (``_play``) and says where its last unit of work starts (``last_start``).
+
+    Args:
+        game: the run's ``TimedGame`` (its tally counts what the run costs).
+        estimator: the estimator whose blocks are played (fresh, or loaded from a checkpoint).
+        batch_size: coalitions per game call, at most.
+        target_stderr: stop once the largest standard error is at most this (None: play every block).
+        progress: ``progress(evaluated, planned)`` after each game call or merged chunk.
+        start_block: the first block to play (a resumed run's ``next_block``).
+        save: ``save(next_block)`` writes a checkpoint (None: no checkpoints).
+        save_seconds: seconds of work between saves.
     """
 
     def __init__(self, game: TimedGame, estimator: Estimator, batch_size: int,
@@ -63,24 +84,82 @@ class BlockRunner:
         self.save = save
         self.save_seconds = save_seconds
         self.total = 2 + estimator.planned_evaluations()  # the full and empty coalitions, then every block
-        self._queue: list[tuple[int, np.ndarray]] = []
-        self._queued = 0
-        self._parts: dict[int, list[np.ndarray]] = {}
-        self._missing: dict[int, int] = {}
-        self._next = start_block
+        self.next_block = start_block
         self._absorbing = False
         self._saved_at = time.perf_counter()
 
     def run(self) -> Tally:
+        """Play the blocks from ``start_block`` on; returns the game's tally (``stopped_early`` set)."""
         try:
-            return self._run()
+            return self._play()
         except BaseException:
-            if self.save is not None and self._next < self.estimator.n_blocks and not self._absorbing:
-                self.save(self._next)  # the game raised or the run was interrupted: keep what is absorbed
+            if self.save is not None and self.next_block < self.estimator.n_blocks and not self._absorbing:
+                self.save(self.next_block)  # the game raised or the run was interrupted: keep what is absorbed
             raise
 
-    def _run(self) -> Tally:
-        for k in range(self._next, self.estimator.n_blocks):
+    @abstractmethod
+    def _play(self) -> Tally:
+        """Evaluate and absorb blocks from ``next_block`` on until the last or until ``_stop_now()``."""
+
+    @property
+    @abstractmethod
+    def last_start(self) -> int:
+        """The block where the run's last unit of work (block or chunk) starts: saved before it."""
+
+    @contextmanager
+    def _absorbing_state(self) -> Iterator[None]:
+        """Mark the estimator's state as half updated: no save may happen inside."""
+        self._absorbing = True
+        try:
+            yield
+        finally:
+            self._absorbing = False
+
+    def _report(self) -> None:
+        if self.progress is not None:
+            self.progress(self.game.tally.evaluated, self.total)
+
+    def _maybe_save(self) -> None:
+        """Save after ``save_seconds`` of work since the last save, and before the last unit of work."""
+        if self.save is None or self.next_block >= self.estimator.n_blocks:
+            return
+        if time.perf_counter() - self._saved_at >= self.save_seconds or self.next_block == self.last_start:
+            self.save(self.next_block)
+            self._saved_at = time.perf_counter()
+
+    def _stop_now(self) -> bool:
+        """The stop rule after an absorbed block; sets ``tally.stopped_early`` when it stops the run."""
+        if self.target_stderr is None:
+            return False
+        stderr = self.estimator.max_stderr()
+        if stderr is None or stderr > self.target_stderr:
+            return False
+        self.game.tally.stopped_early = self.next_block < self.estimator.n_blocks
+        return True
+
+
+class BlockRunner(Runner):
+    """Plays blocks in this process, queueing their coalitions into game calls of at most ``batch_size`` rows.
+
+    A call holds whole blocks where they fit and splits only blocks larger than a batch; finished
+    blocks are absorbed strictly in order, so results never depend on ``batch_size``.
+    """
+
+    def __init__(self, game: TimedGame, estimator: Estimator, batch_size: int,
+                 target_stderr: float | None = None, progress: Progress | None = None, start_block: int = 0,
+                 save: Callable[[int], None] | None = None, save_seconds: float = 5.0):
+        super().__init__(game, estimator, batch_size, target_stderr, progress, start_block, save, save_seconds)
+        self._queue: list[tuple[int, np.ndarray]] = []
+        self._queued = 0
+        self._parts: dict[int, list[np.ndarray]] = {}
+        self._missing: dict[int, int] = {}
+
+    @property
+    def last_start(self) -> int:
+        return self.estimator.n_blocks - 1
+
+    def _play(self) -> Tally:
+        for k in range(self.next_block, self.estimator.n_blocks):
             rows = self.estimator.block(k)
             self._missing[k] = rows.shape[0]
             if self._queued and self._queued + rows.shape[0] > self.batch_size and self._flush():
@@ -105,28 +184,69 @@ class BlockRunner:
             self._missing[k] -= rows.shape[0]
             offset += rows.shape[0]
         self._queue, self._queued = [], 0
-        if self.progress is not None:
-            self.progress(self.game.tally.evaluated, self.total)
-        while self._missing.get(self._next) == 0:
-            parts = self._parts.pop(self._next)
-            self._absorbing = True
-            self.estimator.absorb(self._next, np.concatenate(parts) if len(parts) > 1 else parts[0])
-            self._absorbing = False
+        self._report()
+        while self._missing.get(self.next_block) == 0:
+            parts = self._parts.pop(self.next_block)
+            with self._absorbing_state():
+                self.estimator.absorb(self.next_block, np.concatenate(parts) if len(parts) > 1 else parts[0])
             self.game.tally.used += sum(part.shape[0] for part in parts)
-            del self._missing[self._next]
-            self._next += 1
+            del self._missing[self.next_block]
+            self.next_block += 1
             self._maybe_save()
-            if self.target_stderr is not None:
-                stderr = self.estimator.max_stderr()
-                if stderr is not None and stderr <= self.target_stderr:
-                    self.game.tally.stopped_early = self._next < self.estimator.n_blocks
-                    return True
+            if self._stop_now():
+                return True
         return False
 
-    def _maybe_save(self) -> None:
-        if self.save is None or self._next >= self.estimator.n_blocks:
-            return
-        now = time.perf_counter()
-        if now - self._saved_at >= self.save_seconds or self._next == self.estimator.n_blocks - 1:
-            self.save(self._next)
-            self._saved_at = time.perf_counter()
+
+class Backend(Protocol):
+    """Where a run's coalitions are evaluated: the game the run plays and the runner that plays it."""
+
+    def game(self, game: Any, n_players: int | None) -> Game:
+        """The game as this backend plays it (``game``: a ``Game``, a callable, or what the backend builds from)."""
+        ...
+
+    def runner(self) -> type[Runner]:
+        """The runner class for ``game``'s blocks (``Runner``'s constructor)."""
+        ...
+
+    def meta(self, game: Game) -> dict[str, Any] | None:
+        """What a result records about the backend (None: nothing)."""
+        ...
+
+
+class LocalBackend:
+    """This process: the game is called directly, blocks are batched by ``BlockRunner``."""
+
+    def game(self, game: Any, n_players: int | None) -> Game:
+        return as_game(game, n_players)
+
+    def runner(self) -> type[Runner]:
+        return BlockRunner
+
+    def meta(self, game: Game) -> dict[str, Any] | None:
+        return None
+
+
+BACKENDS: dict[str, Callable[[], Backend]] = {"local": LocalBackend}  # more register with register_backend
+
+
+def register_backend(name: str, make: Callable[[], Backend]) -> None:
+    """Let ``shapley_modes(backend=name)`` run on ``make()`` (e.g. ``msa_core.backends`` registers "ray")."""
+    BACKENDS[name] = make
+
+
+def resolve_backend(backend: Any) -> Backend:
+    """The backend of a run: None or a registered name, or a backend object as is.
+
+    Raises:
+        MSAInputError: an unknown name, or an object that is not a ``Backend``.
+    """
+    if backend is None:
+        return LocalBackend()
+    if isinstance(backend, str) and backend in BACKENDS:
+        return BACKENDS[backend]()
+    if not isinstance(backend, str) and all(callable(getattr(backend, name, None)) for name in ("game", "runner", "meta")):
+        return backend
+    names = ", ".join(repr(name) for name in BACKENDS)
+    raise MSAInputError(f"unknown backend {backend!r}; allowed: None, {names} or a backend object "
+                        "(e.g. msa_core.backends.RayBackend(...))")

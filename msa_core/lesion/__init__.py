@@ -5,7 +5,7 @@ runs: whole model, prefix reuse, push-forward), ``chain`` (chain models), ``outp
 ``inputs`` (batches and devices), ``hooks`` (hook registration and per-copy masking).
 """
 
-from msa_core.lesion.game import ModelGame
-from msa_core.lesion.outputs import NAMED_OUTPUTS
+from msa_core.lesion.game import LESIONS, ModelGame
+from msa_core.lesion.outputs import NAMED_OUTPUTS, CustomOutput
 
-__all__ = ["ModelGame", "NAMED_OUTPUTS"]
+__all__ = ["LESIONS", "NAMED_OUTPUTS", "CustomOutput", "ModelGame"]

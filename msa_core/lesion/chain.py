@@ -26,7 +26,7 @@ def chain_elements(model: nn.Module) -> list[Element] | None:
     if not is_chain(model):
         return None
 
-    def flatten(seq: nn.Sequential, prefix: str) -> list[Element]:
+    def flatten(seq: nn.Module, prefix: str) -> list[Element]:
         out = []
         for key, child in seq.named_children():
             path = f"{prefix}{key}"

@@ -21,11 +21,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from msa_core.checks import check_positive_int
 from msa_core.errors import MSAInputError
 from msa_core.games import Game
 from msa_core.lesion.hooks import Hook, attached, eval_mode
 from msa_core.lesion.inputs import Inputs, batch_size, call_model, check_device, model_device
-from msa_core.lesion.outputs import make_output
+from msa_core.lesion.outputs import CustomOutput, make_output
 from msa_core.lesion.plans import make_plan
 from msa_core.lesion.sites import Site, bind
 from msa_core.units import UnitSpec, check_unique
@@ -37,25 +38,38 @@ CPU_BUDGET = 8 << 20  # bytes of activations per forward pass on CPU (cache-size
 class ModelGame(Game):
     """Values ``[C, B, ...]`` of a model on a fixed batch with each coalition's lesioned units knocked out.
 
-    model: any ``nn.Module``, run on its own device, in eval mode, under ``torch.inference_mode()``.
-    inputs: a tensor ``[B, ...]`` or a dict of tensors ``[B, ...]`` (HF style, ``model(**inputs)``).
-    units: a spec from ``msa_core.units`` or a list of them; players follow their order.
-    output: a name from ``msa_core.lesion.outputs.NAMED_OUTPUTS`` or ``fn(raw) -> tensor [C * B, ...]``.
-    lesion: ``"zero"``, or ``"mean"`` (each unit's mean over ``reference``, default ``inputs``; the
-    means are kept in each site's ``fill``).
-    labels: integer targets ``[B]`` or ``[B, T]`` for ``correct`` / ``target_logprob``.
-    memory_budget: bytes of activations per forward pass, which sets how many coalitions share one
-    pass (default 8 MiB on CPU, where passes that fit the caches run fastest; half the free memory
-    on CUDA); ``coalitions_per_pass`` sets that number directly.
-    prefix_reuse / push_forward: switch the chain-model shortcuts off (for measurements).
+    Args:
+        model: any ``nn.Module``, run on its own device, in eval mode, under ``torch.inference_mode()``.
+        inputs: a tensor ``[B, ...]`` or a dict of tensors ``[B, ...]`` (HF style, ``model(**inputs)``),
+            on the model's device.
+        units: a spec from ``msa_core.units`` or a list of them; players follow their order.
+        output: a name from ``msa_core.lesion.NAMED_OUTPUTS``, ``fn(raw) -> tensor [C * B, ...]``, or a
+            ``CustomOutput`` (``fn(raw, copies)``, told what the named outputs are told).
+        lesion: ``"zero"``, or ``"mean"`` (each unit's mean over ``reference``, default ``inputs``; the
+            means are kept in each site's ``fill``).
+        labels: integer targets ``[B]`` or ``[B, T]`` for ``correct`` / ``target_logprob``.
+        reference: inputs whose mean activations a ``"mean"`` lesion uses (default ``inputs``).
+        memory_budget: bytes of activations per forward pass, which sets how many coalitions share one
+            pass (default 8 MiB on CPU, where passes that fit the caches run fastest; half the free
+            memory on CUDA).
+        coalitions_per_pass: that number directly.
+        prefix_reuse, push_forward: False switches the chain-model shortcuts off (for measurements).
 
-    Each call repeats the batch once per coalition (in chunks) and gives each copy its own mask through
+    Raises:
+        MSAInputError: a model that is not an ``nn.Module``, an unknown lesion or output, inputs or
+            labels on another device or of another batch size, unit specs naming modules that do not
+            run, or a budget that is not a positive integer (all before any coalition is evaluated).
+
+    Calling the game with bool coalitions ``[C, N]`` (True = intact) returns values ``[C, B, ...]``
+    (``output_shape`` per coalition) on the model's device. Each call repeats the batch once per coalition (in chunks) and gives each copy its own mask through
     hooks that exist only during the call. ``forward_seconds`` accumulates the time spent running the
     model (hooks included), the rest of a call being mask and output handling.
     """
 
+    output_shape: tuple[int, ...]  # one coalition's values [B, ...], from a dry run
+
     def __init__(self, model: nn.Module, inputs: Inputs, units: UnitSpec | Sequence[UnitSpec],
-                 output: str | Callable[[Any], torch.Tensor] = "logits", lesion: str = "zero",
+                 output: str | CustomOutput | Callable[[Any], torch.Tensor] = "logits", lesion: str = "zero",
                  labels: torch.Tensor | None = None, reference: Inputs | None = None,
                  memory_budget: int | None = None, coalitions_per_pass: int | None = None,
                  prefix_reuse: bool = True, push_forward: bool = True):
@@ -76,9 +90,8 @@ class ModelGame(Game):
             site.check_lesion(lesion)
         self._output = make_output(output, inputs, labels)
         self.forward_seconds = 0.0
-        for name, value in (("memory_budget", memory_budget), ("coalitions_per_pass", coalitions_per_pass)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise MSAInputError(f"{name} must be a positive integer or None; got {value!r}")
+        check_positive_int(memory_budget, "memory_budget", optional=True)
+        check_positive_int(coalitions_per_pass, "coalitions_per_pass", optional=True)
 
         with torch.inference_mode(), eval_mode(model):
             if lesion == "mean" and reference is not None:
@@ -96,7 +109,7 @@ class ModelGame(Game):
     def _number_players(self) -> None:
         offset = 0
         for site in self.sites:
-            site.offset, offset = offset, offset + site.n_units
+            site.offset, offset = offset, offset + site.size
         self.n_players = offset
         self.player_names = [name for site in self.sites for name in site.names()]
         check_unique(self.player_names)

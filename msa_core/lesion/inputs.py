@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, overload
 
 import torch
 from torch import nn
@@ -46,6 +46,14 @@ def check_device(tensors: Any, device: torch.device | None, what: str) -> None:
             raise MSAInputError(
                 f"{name} is on {value.device} but the model is on {device}; move it with .to({str(device)!r})"
             )
+
+
+@overload
+def repeat_batch(inputs: torch.Tensor, copies: int) -> torch.Tensor: ...
+
+
+@overload
+def repeat_batch(inputs: dict[str, Any], copies: int) -> dict[str, Any]: ...
 
 
 def repeat_batch(inputs: Inputs, copies: int) -> Inputs:

@@ -5,12 +5,14 @@ and ``log_probs`` (softmax over the last dim, float32), ``correct`` (1.0 where t
 target, else 0.0), ``target_logprob`` (float32 log-probability of the target), ``image`` (a
 generator's output tensor as is). Targets are ``labels`` (one class per sample ``[B]``, or one per
 position ``[B, T]``); without labels, an LM fed ``input_ids [B, T]`` is scored on the next token,
-giving ``[B, T - 1]`` values per copy. A callable ``output(raw) -> tensor [C * B, ...]`` is used as is.
+giving ``[B, T - 1]`` values per copy. A callable ``output(raw) -> tensor [C * B, ...]`` is used as is;
+a ``CustomOutput(fn)`` is told what the named outputs are told, ``fn(raw, copies)``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -20,6 +22,17 @@ from msa_core.lesion.inputs import Inputs, repeat_batch
 
 OutputFn = Callable[[Any, int], torch.Tensor]  # (raw output for C copies, C) -> values [C * B, ...]
 NAMED_OUTPUTS = ("logits", "probs", "log_probs", "correct", "target_logprob", "image")
+
+
+@dataclass(frozen=True)
+class CustomOutput:
+    """A custom output that receives what the named outputs receive: ``fn(raw, copies)``.
+
+    ``raw`` is the model's output for ``copies`` copies of the batch (copy-major), ``fn`` returns
+    values ``[copies * B, ...]``. Build it from a named output (``make_output``) to reuse its scoring.
+    """
+
+    fn: OutputFn
 
 
 def logits_of(raw: Any) -> torch.Tensor:
@@ -44,9 +57,23 @@ def image_of(raw: Any) -> torch.Tensor:
     return raw
 
 
-def make_output(output: str | Callable[[Any], torch.Tensor], inputs: Inputs,
+def make_output(output: str | CustomOutput | Callable[[Any], torch.Tensor], inputs: Inputs,
                 labels: torch.Tensor | None) -> OutputFn:
-    """The function mapping ``(raw output, copies)`` to values ``[copies * B, ...]``."""
+    """The function mapping ``(raw output, copies)`` to values ``[copies * B, ...]``.
+
+    Args:
+        output: a name of ``NAMED_OUTPUTS``, a ``CustomOutput``, or a callable ``fn(raw)``.
+        inputs: the batch the model runs on (``input_ids`` give next-token targets).
+        labels: integer targets ``[B]`` or ``[B, T]`` for ``correct`` / ``target_logprob``, or None.
+
+    Returns:
+        ``fn(raw, copies) -> values [copies * B, ...]``.
+
+    Raises:
+        MSAInputError: an unknown name, or targets the output needs and cannot find.
+    """
+    if isinstance(output, CustomOutput):
+        return output.fn
     if callable(output):
         return lambda raw, copies: output(raw)
     if output not in NAMED_OUTPUTS:

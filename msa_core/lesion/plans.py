@@ -73,7 +73,7 @@ class PushForward(Plan):
     def __init__(self, site: ActivationSite, activation: torch.Tensor, affine: list[Element],
                  rest: list[Element], others: list[Site]):
         self.site, self.rest, self.hooked = site, rest, others
-        n = site.n_units
+        n = site.size
         one_hot = torch.cat([torch.zeros(1, n), torch.eye(n)]).to(device=activation.device, dtype=torch.bool)
         pushed = run_chain(affine, site.apply(repeat_batch(activation, n + 1), one_hot)).unflatten(0, (n + 1, -1))
         self.shape = pushed.shape[2:]  # one sample's output of the affine elements
@@ -99,8 +99,12 @@ def make_plan(model: nn.Module, inputs: Inputs, sites: list[Site], prefix_reuse:
 
     Push-forward is used when its per-unit tensors take at most ``PUSHED_BYTES``.
     """
-    elements = chain_elements(model) if prefix_reuse and isinstance(inputs, torch.Tensor) else None
-    hit = [i for i, (path, _) in enumerate(elements or []) if any(contains(path, s.path) for s in sites)]
+    if not prefix_reuse or not isinstance(inputs, torch.Tensor):
+        return WholeModel(model, inputs, sites)
+    elements = chain_elements(model)
+    if elements is None:
+        return WholeModel(model, inputs, sites)
+    hit = [i for i, (path, _) in enumerate(elements) if any(contains(path, s.path) for s in sites)]
     if not hit or any(not any(contains(path, s.path) for path, _ in elements) for s in sites):
         return WholeModel(model, inputs, sites)
     first = hit[0]
@@ -115,7 +119,7 @@ def make_plan(model: nn.Module, inputs: Inputs, sites: list[Site], prefix_reuse:
         stop += 1
     affine = elements[first + 1: stop]
     if affine:
-        pushed_bytes = (site.n_units + 1) * (activation.nbytes + run_chain(affine, activation).nbytes)
+        pushed_bytes = (site.size + 1) * (activation.nbytes + run_chain(affine, activation).nbytes)
         if pushed_bytes <= PUSHED_BYTES:
             return PushForward(site, activation, affine, elements[stop:], others)
     return MaskedChain(site, activation, elements[first + 1:], others)

@@ -31,15 +31,23 @@ class Site(ABC):
         self.fill: torch.Tensor | None = None  # values of lesioned units (lesion="mean"); None = zero
         self.offset = 0
 
+    @property
+    def size(self) -> int:
+        """``n_units`` once the probe has set it."""
+        if self.n_units is None:
+            raise RuntimeError(f"the units of {self.path} are counted by a probe, which has not run")
+        return self.n_units
+
     def names(self) -> list[str]:
-        return self.spec.unit_names(self.tag, self.n_units)
+        return self.spec.unit_names(self.tag, self.size)
 
     def own(self, keep: torch.Tensor) -> torch.Tensor:
         """This site's columns ``[C, n_units]`` of a keep matrix ``[C, N]`` over all players."""
-        return keep[:, self.offset: self.offset + self.n_units]
+        return keep[:, self.offset: self.offset + self.size]
 
     def check_lesion(self, lesion: str) -> None:
         """Raise when this site cannot take the lesion kind (all sites take "zero" and "mean")."""
+        return None  # the default: a site takes both kinds; subclasses refuse what they cannot do
 
     @abstractmethod
     def probe_hooks(self, with_mean: bool) -> list[Hook]:
@@ -92,7 +100,7 @@ class ActivationSite(Site):
     def apply(self, out: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """Lesion a module output ``[C * R, ...]`` per copy; keep: bool ``[C, n_units]``."""
         shape = [1] * out.ndim
-        shape[self.axis] = self.n_units
+        shape[self.axis] = self.size
         fill = 0.0 if self.fill is None else self.fill.view(shape)
         return where_copies(out, keep.view(keep.shape[0], *shape), fill, self.path)
 
@@ -123,8 +131,9 @@ class HeadSite(Site):
     def _head_count(self, width: int) -> int:
         count = self.n_heads or next((getattr(self.module, a) for a in HEAD_COUNTS
                                       if isinstance(getattr(self.module, a, None), int)), None)
-        if count is None and isinstance(getattr(self.module, "head_dim", None), int):
-            count = width // self.module.head_dim
+        head_dim = getattr(self.module, "head_dim", None)
+        if count is None and isinstance(head_dim, int):
+            count = width // head_dim
         if count is None:
             count = getattr(getattr(self.module, "config", None), "num_attention_heads", None)
         if not count or width % count:
@@ -142,10 +151,10 @@ class HeadSite(Site):
 
     def lesion_hooks(self, keep: torch.Tensor) -> list[Hook]:
         def lesion(module: nn.Module, args: tuple) -> tuple:
-            heads = args[0].unflatten(-1, (self.n_units, -1))  # [C * R, ..., H, D]
+            heads = args[0].unflatten(-1, (self.size, -1))  # [C * R, ..., H, D]
             shape = [1] * (heads.ndim - 1)  # keep: [C, 1, ..., H, 1] against [C, R, ..., H, D]
-            shape[-1] = self.n_units
-            fill = 0.0 if self.fill is None else self.fill.view(self.n_units, -1)
+            shape[-1] = self.size
+            fill = 0.0 if self.fill is None else self.fill.view(self.size, -1)
             lesioned = where_copies(heads, keep.view(keep.shape[0], *shape, 1), fill, self.path)
             return (lesioned.flatten(-2), *args[1:])
 
@@ -197,16 +206,20 @@ class ExpertSite(Site):
     reference tokens (routed weight x expert output, 0 where not routed).
     """
 
+    spec: Experts
+
     def __init__(self, spec: Experts, path: str, module: nn.Module, tag: str):
         super().__init__(spec, path, module, tag)
-        self.gate, self.experts = getattr(module, "gate", None), getattr(module, "experts", None)
+        self.gate: Any = getattr(module, "gate", None)  # checked below: a router module
+        self.experts: Any = getattr(module, "experts", None)
         if not (isinstance(self.gate, nn.Module) and isinstance(self.experts, nn.Module)
                 and hasattr(self.gate, "top_k") and hasattr(self.gate, "num_experts")):
             raise self._error(
                 f"Experts need a mixture-of-experts block with a router `gate` (top_k, num_experts) and fused "
                 f"`experts`, as in transformers 5.x Mixtral / OLMoE / Qwen2-MoE; this is a {type(module).__name__}"
             )
-        self.n_routed = int(self.gate.num_experts)
+        n_experts: Any = self.gate.num_experts
+        self.n_routed = int(n_experts)
         self.shared = getattr(module, "shared_expert", None) if spec.shared_expert else None
         if spec.shared_expert and not isinstance(self.shared, nn.Module):
             raise self._error(f"shared_expert=True but {type(module).__name__} has no `shared_expert`")
@@ -277,6 +290,7 @@ class ExpertSite(Site):
 
     def _add_means(self, out: torch.Tensor, lesioned: torch.Tensor) -> torch.Tensor:
         """Block output ``[C * R, ..., hidden]`` plus, per copy, the mean contributions of its lesioned experts."""
+        assert self.fill is not None  # hooked only with lesion="mean"
         added = lesioned.to(self.fill.dtype) @ self.fill[: self.n_routed]  # [C, hidden]
         per_copy = split_copies(out, lesioned.shape[0], self.path)
         return (per_copy + added.view(-1, *[1] * (per_copy.ndim - 2), added.shape[-1])).flatten(0, 1)

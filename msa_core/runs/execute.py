@@ -5,22 +5,22 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 
-from msa_core.backends.factory import ZooGame
 from msa_core.errors import MSAInputError
-from msa_core.estimators import shapley_modes
-from msa_core.estimators.checkpoint import State, check_resumable
-from msa_core.estimators.dispatch import ESTIMATORS
+from msa_core.estimators.checkpoint import State
+from msa_core.estimators.dispatch import run_plan
+from msa_core.estimators.plan import CheckpointSummary, RunPlan
+from msa_core.estimators.runner import Progress, resolve_backend
 from msa_core.result import ModesResult
 from msa_core.runs.request import RunRequest
 from msa_core.runs.store import RunStore
 from msa_core.zoo import load_model
+from msa_core.zoo.recipe import ZooGame
 
-Progress = Callable[[int, int], None]
 DEFAULT_CHECKPOINT_SECONDS = 5.0
 PROGRESS_WRITE_SECONDS = 0.25  # progress records are written at most this often (and at the end)
 
@@ -46,26 +46,21 @@ def checkpoint_seconds_default() -> float:
 
 def max_stderr_of(state: State) -> float | None:
     """Largest standard error of the estimate a checkpoint holds (None where the estimator cannot tell yet)."""
-    cls = ESTIMATORS[str(state["run.method"])]
-    estimator = cls(int(state["run.n_players"]), state["run.v_full"].ravel(), state["run.v_empty"].ravel(),
-                    int(state["run.seed"]), int(state["run.budget"]) - 2)
-    estimator.load_state_dict({key[4:]: value for key, value in state.items() if key.startswith("est.")})
-    with np.errstate(all="ignore"):
-        value = estimator.max_stderr()
-    return value if value is not None and np.isfinite(value) else None
+    return CheckpointSummary.of(state).max_stderr()
 
 
-def _resumable(state: State, request: RunRequest, n_players: int) -> bool:
-    """Whether ``request`` can resume from ``state``; if not, say why in a warning (the run starts over)."""
+def resume_or_restart(plan: RunPlan, state: State | None) -> tuple[RunPlan, CheckpointSummary] | None:
+    """``plan.resume(state)``, or None when there is no state or it cannot continue this run (then a
+    warning says why and the run starts over)."""
+    if state is None:
+        return None
     try:
-        method = request.method if request.method != "auto" else str(state["run.method"])
-        budget = 2**n_players if method == "exact" else request.budget(n_players)
-        check_resumable(state, method, n_players, request.seed, budget, ESTIMATORS[method].extendable)
-        max_stderr_of(state)
-    except (MSAInputError, KeyError, ValueError) as err:
+        resume = plan.resume(state)
+        resume[1].max_stderr()  # its sums must load into the estimator
+    except MSAInputError as err:
         warnings.warn(f"the checkpoint of this run cannot be used ({err}); the run starts over", stacklevel=3)
-        return False
-    return True
+        return None
+    return resume
 
 
 class ProgressRecorder:
@@ -78,7 +73,7 @@ class ProgressRecorder:
 
     def __init__(self, store: RunStore, fingerprint: str, callback: Progress | None):
         self.store, self.fingerprint, self.callback = store, fingerprint, callback
-        self.fields: dict = {"state": "running", "done": 0, "total": None, "resumed_from": 0, "max_stderr": None,
+        self.fields: dict[str, Any] = {"state": "running", "done": 0, "total": None, "resumed_from": 0, "max_stderr": None,
                              "eta_seconds": None, "error": None, "pid": os.getpid(), "started": time.time()}
         self._first_done: int | None = None
         self._written = 0.0
@@ -96,21 +91,23 @@ class ProgressRecorder:
         if self.callback is not None:
             self.callback(done, total)
 
-    def resumed(self, state: State) -> None:
+    def resumed(self, summary: CheckpointSummary) -> None:
         """Note the checkpoint the run starts from."""
-        self.fields.update(resumed_from=int(state["run.used"]), done=int(state["run.used"]),
-                           total=int(state["run.budget"]), max_stderr=max_stderr_of(state))
+        self.fields.update(resumed_from=summary.used, done=summary.used, total=summary.plan.budget,
+                           max_stderr=summary.max_stderr())
         self.write()
 
     def checkpointed(self, state: State) -> None:
+        """Note a new checkpoint (its largest standard error)."""
         self.fields["max_stderr"] = max_stderr_of(state)
         self.write()
 
-    def finish(self, state: str, **fields) -> None:
+    def finish(self, state: str, **fields: Any) -> None:
         self.fields.update(state=state, eta_seconds=None if state != "done" else 0.0, **fields)
         self.write()
 
     def write(self) -> None:
+        """Write the record to the store now."""
         self.store.set_progress(self.fingerprint, **self.fields)
         self._written = time.time()
 
@@ -120,10 +117,23 @@ def execute(request: RunRequest, store: RunStore, progress: Progress | None = No
     """The result of ``request``: from the store at once, or computed with checkpoints and stored.
 
     Concurrent callers of the same request (other threads or processes) wait for one computation.
-    A run killed at any point resumes from its last checkpoint (saved every ``checkpoint_seconds``
-    of work, default ``$MSA_CHECKPOINT_SECONDS`` or 5) to exactly the uninterrupted result. A request
-    that only raises the budget of a stored permutation-type run starts from that run's last checkpoint.
-    ``progress(done, total)`` gets evaluations done and planned; ``store.progress(fingerprint)`` has more.
+    A run killed at any point resumes from its last checkpoint to exactly the uninterrupted result; a
+    checkpoint that cannot continue this run is dropped with a warning. A request that only raises
+    the budget of a stored permutation-type run starts from that run's last checkpoint.
+
+    Args:
+        request: the run.
+        store: where results, checkpoints and progress records live.
+        progress: ``progress(done, total)`` gets evaluations done and planned
+            (``store.progress(fingerprint)`` has more).
+        checkpoint_seconds: seconds of work between checkpoints (default ``$MSA_CHECKPOINT_SECONDS`` or 5).
+        backend: None / ``"local"``, or ``"ray"`` (the workers build the game from its ``ZooGame`` recipe).
+
+    Returns:
+        The result; its meta adds the model, its digest, units, output, lesion and device.
+
+    Raises:
+        MSAInputError: a request the model does not fit (unknown units or output, a budget too small).
     """
     loaded = load_model(request.model)
     request = request.resolved(loaded)
@@ -139,25 +149,23 @@ def execute(request: RunRequest, store: RunStore, progress: Progress | None = No
         recipe = ZooGame(request.model, request.units, request.output, request.lesion)
         game = recipe.build()  # on the GPU when there is one
         family = request.family().fingerprint(loaded)
-        extendable = request.method in ESTIMATORS and ESTIMATORS[request.method].extendable
-        if extendable:
-            store.seed_from_base(fingerprint, family, request.budget(game.n_players))
         recorder = ProgressRecorder(store, fingerprint, progress)
-        checkpoint = store.checkpoint(fingerprint, seconds, on_save=recorder.checkpointed)
-        state = checkpoint.load()
-        if state is not None and not _resumable(state, request, game.n_players):
-            store.drop_checkpoint(fingerprint)
-            state = None
-        if state is not None:
-            recorder.resumed(state)
-        else:
-            recorder.write()
         try:
-            result = shapley_modes(  # Ray workers build the game themselves from the recipe
-                recipe if backend == "ray" else game, method=request.method, n_permutations=request.n_permutations,
-                max_evaluations=request.max_evaluations, seed=request.seed, backend=backend, progress=recorder,
-                checkpoint=checkpoint,
-            )
+            plan = request.plan(game.n_players)
+            if plan.extendable:
+                store.seed_from_base(fingerprint, family, plan.budget)
+            checkpoint = store.checkpoint(fingerprint, seconds, on_save=recorder.checkpointed)
+            resume = resume_or_restart(plan, checkpoint.load())
+            if resume is None:
+                store.drop_checkpoint(fingerprint)
+                recorder.write()
+            else:
+                recorder.resumed(resume[1])
+            wall_start = time.perf_counter()
+            where = resolve_backend(backend)
+            played = where.game(recipe if backend == "ray" else game, None)  # Ray workers build their own
+            result = run_plan(plan, played, where, resume, progress=recorder, checkpoint=checkpoint,
+                              wall_start=wall_start)
         except Exception as err:
             recorder.finish("failed", error=str(err) or type(err).__name__)
             raise
@@ -168,7 +176,7 @@ def execute(request: RunRequest, store: RunStore, progress: Progress | None = No
                            output=request.output, lesion=request.lesion, device=str(game.device))
         result.meta["versions"] = {**result.meta.get("versions", {}), "torch": torch.__version__}
         store.put(fingerprint, result, request)
-        if extendable:
+        if plan.extendable:
             store.keep_as_base(fingerprint, family)
         else:
             store.drop_checkpoint(fingerprint)

@@ -59,7 +59,7 @@ def write_csv(result: ModesResult, path: Path) -> None:
         for unit, name in enumerate(result.player_names):
             values, errors = modes[unit].ravel(), stderr[unit].ravel()
             writer.writerows([name, *map(int, position), f"{value:.17g}", f"{error:.17g}"]
-                             for position, value, error in zip(index, values, errors))
+                             for position, value, error in zip(index, values, errors, strict=True))
 
 
 def figure(result: ModesResult):

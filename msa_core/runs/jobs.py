@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from msa_core.checks import check_positive_int
 from msa_core.errors import MSAInputError
 from msa_core.runs.execute import execute, fingerprint_of
 from msa_core.runs.request import RunRequest
@@ -59,6 +60,17 @@ class _Job:
 class JobManager:
     """Runs ``RunRequest``s of ``store`` in at most ``max_workers`` worker processes at once.
 
+    Each run is ``runs.execute`` in a spawned process; results, checkpoints and progress go through
+    the store, so any process (another app session, the CLI) sees them.
+
+    Args:
+        store: the run store the workers read and write.
+        max_workers: runs at once (a positive integer); the rest wait in submission order.
+        checkpoint_seconds: seconds of work between checkpoints (default ``$MSA_CHECKPOINT_SECONDS`` or 5).
+
+    Raises:
+        MSAInputError: ``max_workers`` is not a positive integer.
+
     >>> import tempfile
     >>> manager = JobManager(RunStore(tempfile.mkdtemp()))
     >>> manager.jobs()
@@ -66,8 +78,7 @@ class JobManager:
     """
 
     def __init__(self, store: RunStore, max_workers: int = 1, checkpoint_seconds: float | None = None):
-        if not isinstance(max_workers, int) or max_workers < 1:
-            raise MSAInputError(f"max_workers must be a positive integer; got {max_workers!r}")
+        check_positive_int(max_workers, "max_workers")
         self.store, self.max_workers, self.checkpoint_seconds = store, max_workers, checkpoint_seconds
         self._context = multiprocessing.get_context("spawn")
         self._jobs: dict[str, _Job] = {}
@@ -76,8 +87,18 @@ class JobManager:
         self._scheduler: threading.Thread | None = None
 
     def submit(self, request: RunRequest) -> str:
-        """Queue a run and return its fingerprint at once; nothing starts when its result is stored
-        or it is already queued or running. Bad requests raise ``MSAInputError``."""
+        """Queue a run and return at once; nothing starts when its result is stored or it is already
+        queued or running.
+
+        Args:
+            request: the run.
+
+        Returns:
+            Its fingerprint (sha256 hex), the key of ``status``, ``cancel`` and the store.
+
+        Raises:
+            MSAInputError: a request its model does not fit (checked here, before queueing).
+        """
         fingerprint = fingerprint_of(request)
         with self._lock:
             job = self._jobs.get(fingerprint)
@@ -95,7 +116,15 @@ class JobManager:
         return fingerprint
 
     def status(self, fingerprint: str) -> JobStatus:
-        """The status of a run submitted here, or of one whose progress another process recorded."""
+        """The status of a run submitted here, or of one whose progress another process recorded.
+
+        Args:
+            fingerprint: from ``submit`` (or the store's index).
+
+        Returns:
+            A ``JobStatus``: state (queued, running, done, failed, cancelled, or None when unknown),
+            evaluations done and planned, the largest standard error so far, an ETA, the error.
+        """
         with self._lock:
             self._schedule()
             job = self._jobs.get(fingerprint)
@@ -113,7 +142,11 @@ class JobManager:
         )
 
     def cancel(self, fingerprint: str) -> None:
-        """Stop a queued or running run (a running one keeps its last checkpoint); finished runs are left alone."""
+        """Stop a queued or running run (a running one keeps its last checkpoint); finished runs are left alone.
+
+        Raises:
+            MSAInputError: no run with this fingerprint was submitted here.
+        """
         with self._lock:
             job = self._jobs.get(fingerprint)
             if job is None:

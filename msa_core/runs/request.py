@@ -10,24 +10,34 @@ from typing import Any
 import numpy as np
 import torch
 
-from msa_core import __version__
+from msa_core.checks import check_positive_int, is_int
 from msa_core.errors import MSAInputError
-from msa_core.estimators import METHODS
-from msa_core.estimators.dispatch import evaluation_budget
+from msa_core.estimators.plan import METHODS, RunPlan, evaluation_budget
+from msa_core.lesion.game import LESIONS
 from msa_core.lesion.inputs import Inputs
+from msa_core.version import __version__
 from msa_core.zoo import LoadedModel
 from msa_core.zoo.weights import tensor_digest
 
 STORE_FORMAT = 1  # bump when stored entries change meaning; older entries are then recomputed
-LESIONS = ("zero", "mean")
 
 
 @dataclass(frozen=True)
 class RunRequest:
     """A run of a bundled model: which units, lesion, output, estimator, budget and seed.
 
-    ``units`` names one of the model's granularities and ``output`` one of its outputs (None: the
-    model's defaults). The budget is ``n_permutations`` and/or ``max_evaluations`` as in ``shapley_modes``.
+    Args:
+        model: a bundled model's name (``msa_core.zoo.list_models``) or ``"hf:<folder>"``.
+        units: one of the model's granularities (None: its first).
+        output: one of the model's outputs (None: its first).
+        lesion: ``"zero"`` or ``"mean"`` (``LESIONS``).
+        method: ``"auto"`` or an estimator name (``METHODS``).
+        n_permutations, max_evaluations: the budget, as in ``shapley_modes`` (positive integers or None).
+        seed: the estimator's seed (a non-negative integer).
+
+    Raises:
+        MSAInputError: a field out of its allowed values (units and output are checked against the
+            model by ``resolved``).
     """
 
     model: str
@@ -45,11 +55,13 @@ class RunRequest:
         if self.method not in METHODS:
             raise MSAInputError(f"unknown method {self.method!r}; allowed: {', '.join(METHODS)}")
         for name in ("n_permutations", "max_evaluations"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise MSAInputError(f"{name} must be a positive integer or None; got {value!r}")
-        if not isinstance(self.seed, int) or self.seed < 0:
+            check_positive_int(getattr(self, name), name, optional=True)
+        if not is_int(self.seed) or self.seed < 0:
             raise MSAInputError(f"seed must be a non-negative integer; got {self.seed!r}")
+        for name in ("n_permutations", "max_evaluations", "seed"):  # numpy integers as ints: JSON-ready
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, int(value))
 
     def resolved(self, loaded: LoadedModel) -> RunRequest:
         """The request with the model's default granularity and output filled in (and both checked)."""
@@ -76,6 +88,10 @@ class RunRequest:
     def budget(self, n_players: int) -> int:
         """Evaluations the run may use, full and empty coalitions included, as ``shapley_modes`` counts them."""
         return evaluation_budget(n_players, self.n_permutations, self.max_evaluations)
+
+    def plan(self, n_players: int) -> RunPlan:
+        """The run plan of this request on a game of ``n_players`` (see ``RunPlan.make``; raises the same errors)."""
+        return RunPlan.make(self.method, n_players, self.n_permutations, self.max_evaluations, self.seed)
 
     def fingerprint(self, loaded: LoadedModel) -> str:
         """sha256 of everything that determines the result: weights, inputs, units, request, versions."""

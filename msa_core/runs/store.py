@@ -31,13 +31,14 @@ import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import diskcache
 import numpy as np
 
 from msa_core.errors import MSAInputError
 from msa_core.estimators.checkpoint import State
+from msa_core.estimators.plan import CheckpointSummary
 from msa_core.result import ModesResult
 from msa_core.runs.request import STORE_FORMAT, RunRequest
 
@@ -54,7 +55,7 @@ def default_cache_dir() -> Path:
 
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    np.savez(buffer, **cast(dict[str, Any], arrays))  # keys are names, never savez options
     return buffer.getvalue()
 
 
@@ -269,9 +270,9 @@ class RunStore:
 
 
 def _budget_of(blob: bytes) -> int:
-    """The ``run.budget`` of a checkpoint blob (-1 if unreadable)."""
+    """The budget of the run that wrote a checkpoint blob (-1 if unreadable)."""
     try:
-        return int(npz_arrays(blob)["run.budget"])
+        return CheckpointSummary.of(npz_arrays(blob)).plan.budget
     except UNREADABLE:
         return -1
 

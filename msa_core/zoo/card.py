@@ -10,12 +10,11 @@ import torch
 from torch import nn
 
 from msa_core.errors import MSAInputError
-from msa_core.lesion import ModelGame
+from msa_core.lesion import CustomOutput, ModelGame
 from msa_core.units import UnitSpec
 from msa_core.zoo.weights import weights_path
 
-OutputFn = Callable[[Any], torch.Tensor]  # raw model output for C copies -> values [C * B, ...]
-OutputFactory = Callable[[Any, "torch.Tensor | None"], OutputFn]  # (the game's inputs, labels) -> OutputFn
+OutputFactory = Callable[[Any, "torch.Tensor | None"], CustomOutput]  # (the game's inputs, labels) -> its output
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import sys
 from collections import OrderedDict
-from functools import cache
+from functools import cache, partial
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from msa_core.units import Channels
+from msa_core.units import Channels, UnitSpec
 from msa_core.zoo.card import ModelCard
 from msa_core.zoo.mlp import digits_split
 from msa_core.zoo.weights import load_weights, save_weights
@@ -153,7 +153,7 @@ def train_judge(seed: int = 0, steps: int = 1500) -> nn.Sequential:
 
 
 @cache
-def load_judge() -> nn.Sequential:
+def load_judge() -> nn.Module:
     """The bundled judge in eval mode."""
     return load_weights(build_judge(), JUDGE)
 
@@ -179,10 +179,10 @@ def name_of(seed: int) -> str:
     return f"gan-digits-s{seed}"
 
 
-def granularities() -> dict[str, tuple[Channels, ...]]:
+def granularities() -> dict[str, tuple[UnitSpec, ...]]:
     """"channels of every layer" (hidden blocks and the output) and one granularity per layer."""
-    return {"channels of every layer": tuple(LAYER_SPECS.values())} | {
-        f"channels of {layer}": (spec,) for layer, spec in LAYER_SPECS.items()}
+    found: dict[str, tuple[UnitSpec, ...]] = {"channels of every layer": tuple(LAYER_SPECS.values())}
+    return found | {f"channels of {layer}": (spec,) for layer, spec in LAYER_SPECS.items()}
 
 
 def cards() -> list[ModelCard]:
@@ -191,9 +191,9 @@ def cards() -> list[ModelCard]:
         name=name_of(seed), family="gan",
         description=f"conditional DCGAN (64@4x4, 32@8x8, 16@16x16 -> 1@32x32) on sklearn digits, seed {seed}",
         granularities=granularities(), outputs=("image",),
-        build=build, data=default_inputs, train=lambda seed=seed: train(seed),
+        build=build, data=default_inputs, train=partial(train, seed),
         facts={"seed": seed, "data": "sklearn digits upsampled to 32x32", "latent": LATENT,
-               "layers": dict(zip(LAYERS, (*WIDTHS, 1))), "images": N_IMAGES},
+               "layers": dict(zip(LAYERS, (*WIDTHS, 1), strict=True)), "images": N_IMAGES},
     ) for seed in SEEDS]
 
 

@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
+
 import torch
 from torch import nn
 
 from msa_core.errors import MSAInputError
 from msa_core.units import Experts, Heads, Layers, UnitSpec
 from msa_core.zoo.card import LoadedModel, ModelCard
-from msa_core.zoo.weights import tensor_digest
+from msa_core.zoo.weights import hub_offline, tensor_digest
+
+hub_offline()  # before transformers is imported
 
 DEFAULT_TEXT = ("The quick brown fox jumps over the lazy dog.", "Der schnelle braune Fuchs springt über den Hund.")
 RANDOM_SHAPE = (2, 16)  # default input_ids without a tokenizer
@@ -45,9 +49,17 @@ def decoder_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(path, module) for path, module in model.named_modules() if LAYER_PATH.match(path)]
 
 
-def is_moe_block(module: nn.Module) -> bool:
+def is_moe_block(module: Any) -> bool:
     """A sparse MoE block: routed ``experts`` plus a router ``gate`` with ``top_k``."""
     return hasattr(module, "experts") and hasattr(getattr(module, "gate", None), "top_k")
+
+
+def layer_match(path: str) -> re.Match[str]:
+    """``LAYER_PATH`` matched on a decoder layer's path (``decoder_layers`` gives only such paths)."""
+    match = LAYER_PATH.match(path)
+    if match is None:
+        raise MSAInputError(f"{path!r} is not a decoder layer path '...layers.<i>'")
+    return match
 
 
 def granularities_of(model: nn.Module) -> dict[str, tuple[UnitSpec, ...]]:
@@ -56,14 +68,14 @@ def granularities_of(model: nn.Module) -> dict[str, tuple[UnitSpec, ...]]:
     if not layers:
         raise MSAInputError(f"{type(model).__name__} has no decoder layers named '...layers.<i>'; "
                             "use ModelGame with your own unit specs instead")
-    container = LAYER_PATH.match(layers[0][0]).group(1)
+    container = layer_match(layers[0][0]).group(1)
     moe = [(f"{path}.mlp", module.mlp) for path, module in layers if is_moe_block(getattr(module, "mlp", None))]
     found: dict[str, tuple[UnitSpec, ...]] = {}
     if moe:
         shared = all(getattr(block, "shared_expert", None) is not None for _, block in moe)
         found["experts (all layers)"] = (Experts(tuple(path for path, _ in moe), shared_expert=shared),)
         for path, _ in moe:
-            found[f"experts (layer {LAYER_PATH.match(path[:-4]).group(2)})"] = (Experts(path, shared_expert=shared),)
+            found[f"experts (layer {layer_match(path[:-4]).group(2)})"] = (Experts(path, shared_expert=shared),)
     if all(hasattr(module, "self_attn") for _, module in layers):
         found["heads"] = (Heads(f"{container}.*.self_attn"),)
     found["layers"] = (Layers(container),)

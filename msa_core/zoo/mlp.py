@@ -19,7 +19,6 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
 
 import numpy as np
 import torch
@@ -27,7 +26,7 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 from msa_core.errors import MSAInputError
-from msa_core.lesion.outputs import logits_of
+from msa_core.lesion.outputs import CustomOutput, logits_of
 from msa_core.units import Neurons
 from msa_core.zoo import fashion
 from msa_core.zoo.card import ModelCard
@@ -119,11 +118,11 @@ def class_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return correct[:, None] * share.repeat(logits.shape[0] // images, 1)
 
 
-def class_accuracy_output(inputs: torch.Tensor, labels: torch.Tensor | None) -> Callable[[Any], torch.Tensor]:
+def class_accuracy_output(inputs: torch.Tensor, labels: torch.Tensor | None) -> CustomOutput:
     """The ``class_accuracy`` output of a game on ``inputs`` with their ``labels [B]``."""
     if labels is None:
         raise MSAInputError("output='class_accuracy' needs the inputs' class labels: pass labels=[B]")
-    return lambda raw: class_accuracy(logits_of(raw), labels)
+    return CustomOutput(lambda raw, copies: class_accuracy(logits_of(raw), labels))
 
 
 def name_of(hidden: int, regime: str, seed: int, dataset: str = "digits") -> str:

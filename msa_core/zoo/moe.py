@@ -31,10 +31,12 @@ import torch
 from torch import nn
 
 from msa_core.errors import MSAInputError
-from msa_core.lesion.outputs import logits_of
+from msa_core.lesion.outputs import CustomOutput, make_output
 from msa_core.units import Experts, Heads
 from msa_core.zoo.card import ModelCard
-from msa_core.zoo.weights import ASSETS
+from msa_core.zoo.weights import ASSETS, hub_offline
+
+hub_offline()  # before transformers is imported
 
 NAME = "moe-fortunes-5lang"
 LANGUAGES = ("en", "pl", "ru", "bg", "zh")
@@ -87,17 +89,17 @@ def decode_token(token: int) -> str:
 
 def token_labels(ids: torch.Tensor) -> list[str]:
     """Readable labels of a 1-D id sequence: each UTF-8 letter shown on its last byte, its other bytes as '·'."""
-    ids = [int(i) for i in ids]
-    labels = [decode_token(i) for i in ids]
+    tokens = [int(i) for i in ids]
+    labels = [decode_token(i) for i in tokens]
     start = None
-    for pos, token in enumerate(ids):
+    for pos, token in enumerate(tokens):
         if token == BOS or token < 0x80:
             start = None
             continue
         if token >= 0xC0:  # a UTF-8 lead byte opens a letter
             start = pos
         if start is not None:
-            chunk = bytes(ids[start: pos + 1])
+            chunk = bytes(tokens[start: pos + 1])
             try:
                 letter = chunk.decode("utf-8")
             except UnicodeDecodeError:
@@ -148,14 +150,6 @@ def prompts() -> list[torch.Tensor]:
     return [encode(sentences[language][GAME_SENTENCES], PROMPT_BYTES) for language in LANGUAGES]
 
 
-def target_logprob(raw: Any, input_ids: torch.Tensor) -> torch.Tensor:
-    """Log-prob of each true next byte ``[R, T-1]`` for logits ``[R, T, V]`` of ids ``[R', T]`` (R = copies * R')."""
-    logits = logits_of(raw)[:, :-1].float()
-    copies = logits.shape[0] // input_ids.shape[0]
-    targets = input_ids[:, 1:].to(logits.device).repeat(copies, 1)
-    return logits.log_softmax(-1).gather(-1, targets[..., None]).squeeze(-1)
-
-
 def language_weights(languages: torch.Tensor, n_languages: int = len(LANGUAGES)) -> torch.Tensor:
     """``[B, L]``: row b has B / (sentences of its language) in its language's column, so a batch mean is a per-language mean."""
     onehot = nn.functional.one_hot(languages, n_languages).double()
@@ -165,19 +159,20 @@ def language_weights(languages: torch.Tensor, n_languages: int = len(LANGUAGES))
     return (onehot * len(languages) / counts).float()
 
 
-def language_logprob_fn(input_ids: torch.Tensor, languages: torch.Tensor):
-    """Output fn: raw output for C copies -> ``[C * B, L]`` whose mean over B is each language's mean log-prob."""
+def language_logprob_fn(input_ids: torch.Tensor, languages: torch.Tensor) -> CustomOutput:
+    """The output ``[C * B, L]`` for ``input_ids [B, T]`` of sentences in ``languages [B]``: its mean over
+    B is each language's mean log-prob of the true next bytes (``target_logprob`` averaged per sentence)."""
     weights = language_weights(languages)
+    next_bytes = make_output("target_logprob", {"input_ids": input_ids}, None)
 
-    def output(raw: Any) -> torch.Tensor:
-        per_sentence = target_logprob(raw, input_ids).mean(-1)  # [C * B]
-        copies = per_sentence.shape[0] // len(languages)
+    def output(raw: Any, copies: int) -> torch.Tensor:
+        per_sentence = next_bytes(raw, copies).mean(-1)  # [C * B]
         return per_sentence[:, None] * weights.to(per_sentence.device).repeat(copies, 1)
 
-    return output
+    return CustomOutput(output)
 
 
-def language_logprob_output(inputs: dict[str, torch.Tensor], labels: torch.Tensor | None):
+def language_logprob_output(inputs: dict[str, torch.Tensor], labels: torch.Tensor | None) -> CustomOutput:
     """The ``language_logprob`` output of a game on the card's own held-out sentences (whose languages are known)."""
     default, languages = game_inputs()
     if not isinstance(inputs, dict) or not torch.equal(inputs.get("input_ids", default["input_ids"][:0]).cpu(),
@@ -222,7 +217,8 @@ def train(steps: int = STEPS, seed: int = SEED, log_every: int = 100) -> nn.Modu
     heldout.cache_clear()
     torch.manual_seed(seed)
     model = build().train()
-    model.config.output_router_logits = True
+    config: Any = model.config
+    config.output_router_logits = True
     optimiser = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.01, betas=(0.9, 0.95))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: min(1.0, (s + 1) / WARMUP) * 0.5 * (
         1 + math.cos(math.pi * min(1.0, s / steps))))
@@ -238,7 +234,7 @@ def train(steps: int = STEPS, seed: int = SEED, log_every: int = 100) -> nn.Modu
         if log_every and (step % log_every == 0 or step == steps - 1):
             print(f"  step {step:5d}  loss {out.loss.item():.3f}  aux {out.aux_loss.item():.3f}  "
                   f"{time.time() - began:.0f}s", flush=True)
-    model.config.output_router_logits = False
+    config.output_router_logits = False
     return model.eval()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import torch
@@ -10,6 +11,14 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 ASSETS = Path(__file__).resolve().parent.parent.parent / "assets"
+
+
+def hub_offline() -> None:
+    """Switch the Hugging Face hub off (``HF_HUB_OFFLINE=1`` unless set): models load from disk only.
+
+    Called at import by the zoo modules that import transformers, before they do.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def weights_path(name: str) -> Path:

@@ -3,10 +3,21 @@
 import numpy as np
 import pytest
 
-from msa_core import MSAInputError, ModesResult, shapley_modes
-from msa_core.analysis.modes import (classification, concentration, contribution_curve_figure, gini, heatmap_figure,
-                                     hub_table, lesion_sets, shared_zmax, top_units, unit_contributions, unit_order,
-                                     units_for_share, view_of)
+from msa_core import ModesResult, MSAInputError, shapley_modes
+from msa_core.analysis.modes import (
+    classification,
+    concentration,
+    contribution_curve_figure,
+    gini,
+    heatmap_figure,
+    hub_table,
+    shared_zmax,
+    top_units,
+    unit_contributions,
+    unit_order,
+    units_for_share,
+    view_of,
+)
 
 
 def per_sample_result(seed: int = 0) -> tuple[ModesResult, np.ndarray]:
@@ -129,16 +140,6 @@ def test_contribution_curve_ends_at_one_and_starts_with_the_largest_share():
     trace = contribution_curve_figure({"r": view_of(result)}).data[0]
     np.testing.assert_allclose(trace.y, [0.5, 0.875, 1.0, 1.0])
     np.testing.assert_allclose(trace.x, [0.25, 0.5, 0.75, 1.0])
-
-
-def test_lesion_sets_remove_the_top_k_then_random_k():
-    coalitions = lesion_sets(np.array([0.1, 0.9, -0.5, 0.7, 0.0]), k=2, n_random=3, seed=1)
-    assert coalitions.shape == (4, 5)
-    assert np.flatnonzero(~coalitions[0]).tolist() == [1, 3]
-    assert (~coalitions[1:]).sum(1).tolist() == [2, 2, 2]
-    np.testing.assert_array_equal(coalitions, lesion_sets(np.array([0.1, 0.9, -0.5, 0.7, 0.0]), 2, 3, seed=1))
-    with pytest.raises(MSAInputError, match="between 0"):
-        lesion_sets(np.zeros(3), k=4)
 
 
 def test_classification_counts_hits_per_class():

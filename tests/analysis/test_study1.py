@@ -13,7 +13,6 @@ from __future__ import annotations
 from math import log
 
 import numpy as np
-import plotly.graph_objects as go
 import pytest
 import torch
 
@@ -152,21 +151,3 @@ def test_none_minus_l1_gap_grows_with_size():
                             - findings(hidden, "l1", seed, GAP_PERMUTATIONS).idc for seed in SEEDS])
            for hidden in (16, 128)}
     assert gap[128] > gap[16]
-
-
-# ---- figures draw what the numbers say ------------------------------------------------------------
-
-def test_figures(n64):
-    items = [n64[regime, 0] for regime in REGIMES]
-    idc_figure = study1.idc_figure(list(n64.values()))
-    lines = {trace.name: trace for trace in idc_figure.data if trace.mode == "lines+markers"}
-    assert set(lines) == set(REGIMES) and lines["l1"].y[0] == pytest.approx(mean(n64, "l1", "idc"))
-    heatmaps = study1.heatmap_figure(items)
-    assert len({(trace.zmin, trace.zmax) for trace in heatmaps.data}) == 1  # one shared colour scale
-    assert heatmaps.data[0].z.shape == (10, 64)
-    correlation = study1.class_correlation_figure(items[0])
-    np.testing.assert_allclose(np.diag(correlation.data[0].z), 1.0)
-    curves = {item.facts["regime"]: study1.lesion_by_rank(load_model(item.name), item.phi) for item in items}
-    for figure in (study1.rank_lesion_figure(curves), study1.weight_figure(items),
-                   study1.pruning_figure(study1.pruning(load_model(items[1].name), items[1].phi, items[1].weight))):
-        assert isinstance(figure, go.Figure) and len(figure.data) >= 3

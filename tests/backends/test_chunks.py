@@ -5,7 +5,7 @@ import pytest
 from ground_truth import RandomNonlinearGame
 
 from msa_core.backends.chunks import chunk_bounds, evaluate_chunk, merge_delta
-from msa_core.estimators.dispatch import ESTIMATORS
+from msa_core.estimators.plan import ESTIMATORS
 from msa_core.estimators.runner import BlockRunner, TimedGame
 from msa_core.games import as_game
 
@@ -36,7 +36,7 @@ def test_chunks_merged_in_order_give_the_whole_run(method, blocks_per_chunk):
         evaluated += result.evaluated
         merged.load_state_dict(merge_delta(merged.state_dict(), result.delta))
     assert evaluated == whole.planned_evaluations()
-    for got, want in zip(merged.estimate(), whole.estimate()):
+    for got, want in zip(merged.estimate(), whole.estimate(), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
     assert merged.n_permutations == whole.n_permutations
 

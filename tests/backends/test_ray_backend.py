@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from msa_core import FileCheckpoint, MSAInputError, UnanimityGame, shapley_modes
-from msa_core.backends import GameFactory, RayBackend, ZooGame
+from msa_core.backends import GameFactory, RayBackend
 from msa_core.lesion import ModelGame
 from msa_core.units import Experts
 from msa_core.zoo import load_model
+from msa_core.zoo.recipe import ZooGame
 
 MLP = "mlp-digits-h32-none-s0"
 

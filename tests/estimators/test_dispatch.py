@@ -118,14 +118,14 @@ def test_auto_is_exact_when_all_coalitions_fit_the_budget_else_kernel():
 
 def test_auto_samples_permutations_when_the_regression_would_be_wide(monkeypatch):
     """Above KERNEL_MAX_VALUES = N x |out|, auto picks permutation sampling (also on resume)."""
-    import msa_core.estimators.dispatch as dispatch
+    import msa_core.estimators.plan as plan
 
     game = UnanimityGame.random(24, 10, 3, seed=0)
     values = 24 * shapley_modes(game, max_evaluations=100, method="permutation").v_full.size  # N x |out|
-    monkeypatch.setattr(dispatch, "KERNEL_MAX_VALUES", values - 1)
+    monkeypatch.setattr(plan, "KERNEL_MAX_VALUES", values - 1)
     wide = shapley_modes(game, max_evaluations=3000)
     assert wide.meta["method"] == "permutation" and wide.efficiency_gap() < 1e-10
-    monkeypatch.setattr(dispatch, "KERNEL_MAX_VALUES", values)
+    monkeypatch.setattr(plan, "KERNEL_MAX_VALUES", values)
     assert shapley_modes(game, max_evaluations=3000).meta["method"] == "kernel"
 
 

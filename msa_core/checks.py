@@ -1,0 +1,45 @@
+"""Argument checks shared across the package; each failure is an ``MSAInputError`` naming what is allowed.
+
+>>> check_positive_int(3, "workers"), check_positive_int(None, "workers", optional=True)
+(3, None)
+>>> check_positive_int(0, "workers", optional=True)
+Traceback (most recent call last):
+...
+msa_core.errors.MSAInputError: workers must be a positive integer or None; got 0
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from msa_core.errors import MSAInputError
+
+
+def is_int(value: Any) -> bool:
+    """True for a Python or numpy integer, False for a bool (``True`` is not a count)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def check_positive_int(value: Any, name: str, meaning: str = "", optional: bool = False) -> Any:
+    """``value`` when it is an integer >= 1 (or None where ``optional``), else an error naming ``name``.
+
+    Args:
+        value: the argument as given.
+        name: how the error names it (e.g. ``"batch_size"`` or ``"RayBackend workers"``).
+        meaning: optional unit shown after "a positive integer", e.g. ``" (coalitions per game call)"``.
+        optional: None is allowed (and the error says so).
+
+    Returns:
+        ``value`` unchanged.
+
+    Raises:
+        MSAInputError: when ``value`` is not a positive integer (nor None where allowed).
+    """
+    if optional and value is None:
+        return None
+    if not is_int(value) or value < 1:
+        raise MSAInputError(f"{name} must be a positive integer{meaning}{' or None' if optional else ''}; "
+                            f"got {value!r}")
+    return value
