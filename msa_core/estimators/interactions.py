@@ -158,9 +158,9 @@ class SampledInteractions(_PairEstimator):
         """Distinct coalitions per sample, measured on the first ``PROBE_SAMPLES`` (seeded)."""
         rows, samples, k = 0, 0, 0
         while samples < PROBE_SAMPLES:
-            coalitions, _ = self._coalitions(k)
+            coalitions, terms = self._coalitions(k)
             rows += coalitions.shape[0]
-            samples += self.per_block
+            samples += terms.shape[0]
             k += 1
         return rows / samples
 
