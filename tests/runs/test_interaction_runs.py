@@ -1,8 +1,8 @@
 """Interaction runs through the store: linked to their parent run, cached, exported, listed apart
-from runs, launched by the job manager and by the CLI."""
+from runs, launched by the CLI (the job manager runs them in
+tests/app/test_interactions_page.py)."""
 
 import csv
-import time
 
 import numpy as np
 import pytest
@@ -12,7 +12,7 @@ from msa_core.analysis.interactions import top_players
 from msa_core.cli import main
 from msa_core.errors import MSAInputError
 from msa_core.interaction_result import InteractionResult
-from msa_core.runs import JobManager, execute
+from msa_core.runs import execute
 from msa_core.runs.interaction_runs import (
     InteractionRequest,
     execute_interactions,
@@ -116,22 +116,6 @@ def test_corrupt_entry_is_dropped_and_recomputed(store, parent):
         assert stored_interactions(store, key) is None
     assert list_interactions(store) == []
     assert execute_interactions(request, store).meta["key"] == key
-
-
-def test_job_manager_runs_an_interaction_request_in_a_worker(store, parent):
-    """One spawned worker (about 5 s to import torch and load the model)."""
-    manager = JobManager(store, max_workers=1)
-    key = manager.submit(InteractionRequest(parent=parent[0], top=4, n_samples=4))
-    assert key.startswith("ix:")
-    deadline = time.monotonic() + 120
-    while manager.status(key).state in ("queued", "running"):
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    status = manager.status(key)
-    assert status.state == "done", status
-    assert stored_interactions(store, key).n_units == 4
-    assert manager.submit(InteractionRequest(parent=parent[0], top=4, n_samples=4)) == key
-    assert manager.status(key).state == "done"
 
 
 def run_cli(capsys, *args):
