@@ -6,7 +6,7 @@ the store.
    correctness, so a pair's summed interaction is its effect on accuracy).
 2. GAN: are the channel clusters of Study 3 (correlation of modes) groups of strongly interacting
    channels? The 16 channels of gan-digits-s0's last hidden layer, sampled.
-3. MoE: do a language's experts across layers interact? The top-16 experts of moe-fortunes-5lang
+3. MoE: do a language's experts across layers interact? The top-8 experts of moe-fortunes-5lang
    (language_logprob), sampled; cross-layer pairs that prefer the same language against the others.
 
 Run: ``MSA_CACHE_DIR=/tmp/x PYTHONPATH=. python bench/interaction_findings.py [mlp|gan|moe ...]``
@@ -122,7 +122,7 @@ def gan(store: RunStore, n_samples: int = 120) -> None:
     print(f"  Spearman(mode correlation, summed I): {rho.statistic:.2f} (p {rho.pvalue:.2g})")
 
 
-def moe_experts(store: RunStore, n_samples: int = 150) -> None:
+def moe_experts(store: RunStore, top: int = 8, n_samples: int = 60) -> None:
     print(
         "3. MoE experts across layers (moe-fortunes-5lang, experts (all layers), "
         "language_logprob, sampled)"
@@ -134,7 +134,7 @@ def moe_experts(store: RunStore, n_samples: int = 150) -> None:
         method="permutation",
         n_permutations=100,
     )
-    parent, result = interactions_of(store, request, top=16, n_samples=n_samples)
+    parent, result = interactions_of(store, request, top=top, n_samples=n_samples)
     _, languages = moe.game_inputs()
     n_languages = len(moe.LANGUAGES)
     matrix = study2.language_matrix(
@@ -144,7 +144,7 @@ def moe_experts(store: RunStore, n_samples: int = 150) -> None:
     layers = study2.expert_layers(parent.player_names)[result.players]
     per_language = np.asarray(result.interactions).sum(2)  # [K, K, L]: summed over sentences
     stderr = np.asarray(result.stderr).sum(2)  # an upper bound of the sum's stderr
-    iu = np.triu_indices(16, 1)
+    iu = np.triu_indices(top, 1)
     cross = (layers[:, None] != layers[None, :])[iu]
     same = (preferred[:, None] == preferred[None, :])[iu]
     own = per_language[iu[0], iu[1], preferred[iu[0]]]  # on the first expert's preferred language

@@ -142,9 +142,10 @@ class SampledInteractions(_PairEstimator):
         )
         self.n_blocks = -(-self.n_samples // self.per_block)
         self.moments = RunningMoments((self.n_pairs, self.n_outputs))
-        self._pending: dict[
-            int, np.ndarray
-        ] = {}  # block -> index of each needed coalition among the block's rows
+        self._pending: dict[int, np.ndarray] = {}  # block -> rows of its terms (see _coalitions)
+        # scratch reused by every block: fresh arrays of this size would cost page faults each time
+        self._diffs = np.empty((self.per_block * self.n_pairs, self.n_outputs))
+        self._term = np.empty_like(self._diffs)
 
     @classmethod
     def min_budget(cls, n_players: int) -> int:
@@ -209,10 +210,17 @@ class SampledInteractions(_PairEstimator):
     def absorb(self, k: int, values: np.ndarray) -> None:
         rows = self._pending.pop(k)
         table = np.concatenate([self.v_full[None], self.v_empty[None], values], dtype=np.float64)
-        diffs = (
-            table[rows[..., 3]] - table[rows[..., 1]] - table[rows[..., 2]] + table[rows[..., 0]]
-        )  # [m, P, D]
-        self.moments.add(diffs)
+        size = rows.shape[0] * self.n_pairs
+        diffs, term = self._diffs[:size], self._term[:size]
+        # v(S+i+j) - v(S+i) - v(S+j) + v(S) into reused buffers ('clip' writes straight to out)
+        np.take(table, rows[..., 3].ravel(), axis=0, out=diffs, mode="clip")
+        for column, sign in ((1, -1.0), (2, -1.0), (0, 1.0)):
+            np.take(table, rows[..., column].ravel(), axis=0, out=term, mode="clip")
+            if sign > 0:
+                diffs += term
+            else:
+                diffs -= term
+        self.moments.add(diffs.reshape(rows.shape[0], self.n_pairs, self.n_outputs))  # [m, P, D]
 
     def estimate(self) -> tuple[np.ndarray, np.ndarray]:
         return self.moments.mean.copy(), self.moments.stderr()
