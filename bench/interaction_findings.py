@@ -79,6 +79,29 @@ def mlp(store: RunStore) -> None:
             )
 
 
+def mlp32(store: RunStore, n_samples: int = 200) -> None:
+    print("1b. MLP hubs, sampled: top-16 of 32 hidden neurons (runs of 200 permutations)")
+    for regime in ("l1", "none"):
+        for seed in range(3):
+            request = RunRequest(
+                model=f"mlp-digits-h32-{regime}-s{seed}",
+                output="correct",
+                method="permutation",
+                n_permutations=200,
+            )
+            parent, result = interactions_of(store, request, top=16, n_samples=n_samples)
+            summed = np.abs(pair_values(result))
+            noise = np.asarray(result.stderr).sum(-1)  # bound of the summed value's stderr
+            iu = np.triu_indices(16, 1)
+            hubs = np.arange(16) < HUBS  # positions are in ranking order
+            hub_pairs = (hubs[:, None] & hubs[None, :])[iu]
+            print(
+                f"    {regime} s{seed}: mean |pair| {summed[iu].mean():.2f} (stderr bound "
+                f"{noise[iu].mean():.2f}); hub-hub {summed[iu][hub_pairs].mean():.2f}, "
+                f"others {summed[iu][~hub_pairs].mean():.2f}"
+            )
+
+
 def gan(store: RunStore, n_samples: int = 120) -> None:
     print("2. GAN channel clusters (gan-digits-s0, channels of up16, sampled)")
     request = RunRequest(
@@ -182,6 +205,6 @@ def moe_experts(store: RunStore, top: int = 8, n_samples: int = 60) -> None:
 
 if __name__ == "__main__":
     store = RunStore()
-    parts = sys.argv[1:] or ["mlp", "gan", "moe"]
+    parts = sys.argv[1:] or ["mlp", "mlp32", "gan", "moe"]
     for part in parts:
-        {"mlp": mlp, "gan": gan, "moe": moe_experts}[part](store)
+        {"mlp": mlp, "mlp32": mlp32, "gan": gan, "moe": moe_experts}[part](store)
