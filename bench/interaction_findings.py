@@ -21,9 +21,10 @@ from scipy.stats import spearmanr
 
 from msa_core.analysis import study2, study3
 from msa_core.analysis.interactions import pair_values, strength
+from msa_core.estimators.interactions import interaction_modes
 from msa_core.runs import RunRequest, RunStore, execute
 from msa_core.runs.interaction_runs import InteractionRequest, execute_interactions
-from msa_core.zoo import moe
+from msa_core.zoo import load_model, moe
 
 HUBS = 3  # the top neurons by |phi| compared between regimes
 
@@ -203,8 +204,76 @@ def moe_experts(store: RunStore, top: int = 8, n_samples: int = 60) -> None:
         )
 
 
+def moe_layers(
+    store: RunStore, languages: tuple[str, ...] = ("pl", "zh"), n_samples: int = 60
+) -> None:
+    """Each language's most selective expert in every layer (players picked, not top-K), sampled."""
+    print(
+        f"3b. MoE: the most selective expert per layer for {', '.join(languages)} "
+        "(language_logprob)"
+    )
+    request = RunRequest(
+        model="moe-fortunes-5lang",
+        units="experts (all layers)",
+        output="language_logprob",
+        method="permutation",
+        n_permutations=100,
+    )
+    parent = execute(request, store)
+    _, rows = moe.game_inputs()
+    matrix = study2.selectivity(
+        study2.language_matrix(parent, rows.numpy(), len(moe.LANGUAGES), "language_logprob")
+    )
+    layers = study2.expert_layers(parent.player_names)
+    players, owner = [], []
+    for language in languages:
+        index = moe.LANGUAGES.index(language)
+        for layer in np.unique(layers):
+            candidates = np.flatnonzero(layers == layer)
+            best = int(candidates[np.argmax(matrix[index, candidates])])
+            if best not in players:
+                players.append(best)
+                owner.append(index)
+    game = load_model(request.model).game(request.units, request.output)
+    result = interaction_modes(game, players=players, method="sampled", n_samples=n_samples, seed=0)
+    owner_arr, layer_of = np.array(owner), layers[players]
+    per_language = np.asarray(result.interactions).sum(2)  # [K, K, L]
+    bound = np.asarray(result.stderr).sum(2)
+    k = len(players)
+    tags = ", ".join(f"{result.player_names[i]}({moe.LANGUAGES[owner[i]]})" for i in range(k))
+    print(
+        f"  players: {tags}; {result.n_evaluations} evaluations "
+        f"({result.n_evaluations / parent.n_evaluations:.2f}x the run)"
+    )
+    iu = np.triu_indices(k, 1)
+    same_language = (owner_arr[:, None] == owner_arr[None, :])[iu]
+    cross_layer = (layer_of[:, None] != layer_of[None, :])[iu]
+    for language in sorted(set(owner)):
+        on = per_language[iu[0], iu[1], language]
+        err = bound[iu[0], iu[1], language]
+        both = same_language & (owner_arr[iu[0]] == language)
+        for what, mask in (
+            ("its experts, across layers", both & cross_layer),
+            ("other pairs", ~both),
+        ):
+            if mask.any():
+                print(
+                    f"  on {moe.LANGUAGES[language]}: {what:<27} {mask.sum():2d} pairs, mean |I| "
+                    f"{np.abs(on[mask]).mean():.3f}, signed {on[mask].mean():+.3f} (stderr bound "
+                    f"{err[mask].mean():.3f})"
+                )
+        for i in np.flatnonzero(both & cross_layer):
+            a, b = iu[0][i], iu[1][i]
+            print(
+                f"    {result.player_names[a]} x {result.player_names[b]}: {on[i]:+.3f} ± "
+                f"{err[i]:.3f}"
+            )
+
+
 if __name__ == "__main__":
     store = RunStore()
-    parts = sys.argv[1:] or ["mlp", "mlp32", "gan", "moe"]
+    parts = sys.argv[1:] or ["mlp", "mlp32", "gan", "moe", "moe_layers"]
     for part in parts:
-        {"mlp": mlp, "mlp32": mlp32, "gan": gan, "moe": moe_experts}[part](store)
+        {"mlp": mlp, "mlp32": mlp32, "gan": gan, "moe": moe_experts, "moe_layers": moe_layers}[
+            part
+        ](store)
