@@ -16,9 +16,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never fetch weights or data from
 from msa_core.errors import MSAInputError  # noqa: E402
 from msa_core.estimators import METHODS, shapley_modes  # noqa: E402
 from msa_core.estimators.checkpoint import Checkpoint, FileCheckpoint  # noqa: E402
+from msa_core.estimators.interactions import interaction_modes  # noqa: E402
 from msa_core.games import AdditiveGame, FunctionGame, Game, UnanimityGame, as_game  # noqa: E402
+from msa_core.interaction_result import InteractionResult  # noqa: E402
 from msa_core.lesion import ModelGame  # noqa: E402
 from msa_core.result import ModesResult  # noqa: E402
 
-__all__ = ["AdditiveGame", "Checkpoint", "FileCheckpoint", "FunctionGame", "Game", "METHODS", "MSAInputError", "ModelGame",
-           "ModesResult", "UnanimityGame", "as_game", "shapley_modes"]
+__all__ = ["AdditiveGame", "Checkpoint", "FileCheckpoint", "FunctionGame", "Game", "InteractionResult", "METHODS",
+           "MSAInputError", "ModelGame", "ModesResult", "UnanimityGame", "as_game", "interaction_modes", "shapley_modes"]
