@@ -92,12 +92,12 @@ def mlp32(store: RunStore, n_samples: int = 200) -> None:
             )
             parent, result = interactions_of(store, request, top=16, n_samples=n_samples)
             summed = np.abs(pair_values(result))
-            noise = np.asarray(result.stderr).sum(-1)  # bound of the summed value's stderr
+            noise = result.summed_stderr
             iu = np.triu_indices(16, 1)
             hubs = np.arange(16) < HUBS  # positions are in ranking order
             hub_pairs = (hubs[:, None] & hubs[None, :])[iu]
             print(
-                f"    {regime} s{seed}: mean |pair| {summed[iu].mean():.2f} (stderr bound "
+                f"    {regime} s{seed}: mean |pair| {summed[iu].mean():.2f} (mean stderr "
                 f"{noise[iu].mean():.2f}); hub-hub {summed[iu][hub_pairs].mean():.2f}, "
                 f"others {summed[iu][~hub_pairs].mean():.2f}"
             )
@@ -134,7 +134,8 @@ def gan(store: RunStore, n_samples: int = 120) -> None:
         f"{power[iu][~same].mean():.3f}; noise level (sum of stderr) {noise[iu].mean():.3f}"
     )
     print(
-        f"  |summed I| (net effect on total ink): within {summed[iu][same].mean():.3f}, "
+        f"  mean stderr of summed I {result.summed_stderr[iu].mean():.3f}; "
+        f"|summed I| (net effect on total ink): within {summed[iu][same].mean():.3f}, "
         f"between {summed[iu][~same].mean():.3f}"
     )
     rho = spearmanr(np.abs(correlation), power[iu] - noise[iu])

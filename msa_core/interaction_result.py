@@ -11,7 +11,16 @@ import numpy as np
 
 from msa_core.errors import MSAInputError
 
-NPZ_KEYS = ("interactions", "stderr", "players", "player_names", "v_full", "v_empty", "meta")
+NPZ_KEYS = (
+    "interactions",
+    "stderr",
+    "summed_stderr",
+    "players",
+    "player_names",
+    "v_full",
+    "v_empty",
+    "meta",
+)
 
 
 @dataclass
@@ -22,13 +31,16 @@ class InteractionResult:
     ``players[b]`` (indices into the game's N players): the weighted mean over coalitions S without
     both of ``v(S+a+b) - v(S+a) - v(S+b) + v(S)``. Symmetric; the diagonal is 0 (no pair).
     Positive: the two units do more together than apart (synergy); negative: less (redundancy).
-    ``stderr`` has the same shape (zeros for exact runs). ``n_evaluations`` counts coalitions whose
+    ``stderr`` has the same shape (zeros for exact runs); ``summed_stderr`` ``[K, K]`` is the
+    standard error of each pair's interaction summed over outputs (not a sum of ``stderr``: the
+    elements' errors are correlated). ``n_evaluations`` counts coalitions whose
     values entered the result (full and empty included); ``n_samples`` is the number of sampled
     coalitions per pair (0 for exact).
     """
 
     interactions: np.ndarray
     stderr: np.ndarray
+    summed_stderr: np.ndarray
     players: np.ndarray
     player_names: list[str]
     v_full: np.ndarray
@@ -58,6 +70,7 @@ class InteractionResult:
             path,
             interactions=self.interactions,
             stderr=self.stderr,
+            summed_stderr=self.summed_stderr,
             players=np.asarray(self.players, dtype=np.int64),
             player_names=np.array(self.player_names, dtype=str),
             v_full=self.v_full,
@@ -94,6 +107,7 @@ class InteractionResult:
         return cls(
             interactions=arrays["interactions"],
             stderr=arrays["stderr"],
+            summed_stderr=arrays["summed_stderr"],
             players=arrays["players"],
             player_names=[str(name) for name in arrays["player_names"]],
             v_full=arrays["v_full"],

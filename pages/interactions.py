@@ -227,7 +227,9 @@ def pair_panel(result: InteractionResult, parent, a: int, b: int) -> None:
     )
     cols[1].metric("Strength (sum of |interaction|)", f"{strength(result)[a, b]:.4g}")
     cols[2].metric(
-        "Largest standard error", f"{float(np.max(result.stderr[a, b], initial=0.0)):.3g}"
+        "Standard error of the sum",
+        f"{result.summed_stderr[a, b]:.3g}",
+        help="Zero for exact runs. Each output element's own standard error is in the export.",
     )
     if is_image(result.output_shape):
         st.plotly_chart(image_figure(trio), key="ix_pair_images")

@@ -84,15 +84,10 @@ def strength(result: InteractionResult) -> np.ndarray:
 
 def strongest_pairs(result: InteractionResult, n: int = 10) -> list[dict[str, Any]]:
     """The ``n`` pairs of largest strength: rows with positions ``a``, ``b``, names, ``strength``,
-    ``summed`` (signed sum over outputs) and ``stderr`` of that sum's largest element error."""
+    ``summed`` (signed sum over outputs) and ``summed stderr`` (its standard error)."""
     power, summed = strength(result), pair_values(result)
     rows, cols = np.triu_indices(result.n_units, 1)
     order = np.argsort(-power[rows, cols], kind="stable")[:n]
-    worst = (
-        np.asarray(result.stderr, dtype=float)
-        .reshape(result.n_units, result.n_units, -1)
-        .max(-1, initial=0.0)
-    )
     return [
         {
             "a": int(rows[i]),
@@ -101,7 +96,7 @@ def strongest_pairs(result: InteractionResult, n: int = 10) -> list[dict[str, An
             "unit b": result.player_names[cols[i]],
             "strength": float(power[rows[i], cols[i]]),
             "summed": float(summed[rows[i], cols[i]]),
-            "max stderr": float(worst[rows[i], cols[i]]),
+            "summed stderr": float(result.summed_stderr[rows[i], cols[i]]),
         }
         for i in order
     ]

@@ -75,6 +75,10 @@ class _PairEstimator(Estimator):
         )  # [P] unit indices of each pair
         self.n_pairs = len(rows)
 
+    def summed_stderr(self) -> np.ndarray:
+        """``[P]`` standard error of each pair's interaction summed over outputs."""
+        raise NotImplementedError
+
 
 class ExactInteractions(_PairEstimator):
     """All 2^N coalitions but the ends, in blocks of consecutive indices; ``budget`` is unused."""
@@ -122,13 +126,17 @@ class ExactInteractions(_PairEstimator):
     def estimate(self) -> tuple[np.ndarray, np.ndarray]:
         return self.sums.copy(), np.zeros_like(self.sums)
 
+    def summed_stderr(self) -> np.ndarray:
+        """``[P]`` standard error of each pair's interaction summed over outputs (zero here)."""
+        return np.zeros(self.n_pairs)
+
 
 class SampledInteractions(_PairEstimator):
     """The shared-prefix sampler of the module docstring; ``budget`` is the number of samples."""
 
     name = "sampled"
     stderr_kind = "sample standard error over samples, per pair"
-    state_fields = ("moments",)
+    state_fields = ("moments", "summed")
     extendable = True  # block k holds the same samples whatever the budget
 
     def __init__(self, n_players, v_full, v_empty, seed, budget, players):
@@ -142,6 +150,9 @@ class SampledInteractions(_PairEstimator):
         )
         self.n_blocks = -(-self.n_samples // self.per_block)
         self.moments = RunningMoments((self.n_pairs, self.n_outputs))
+        self.summed = RunningMoments(
+            (self.n_pairs,)
+        )  # of each sample's sum over outputs: its stderr
         self._pending: dict[int, np.ndarray] = {}  # block -> rows of its terms (see _coalitions)
         # scratch reused by every block: fresh arrays of this size would cost page faults each time
         self._diffs = np.empty((self.per_block * self.n_pairs, self.n_outputs))
@@ -220,13 +231,20 @@ class SampledInteractions(_PairEstimator):
                 diffs += term
             else:
                 diffs -= term
-        self.moments.add(diffs.reshape(rows.shape[0], self.n_pairs, self.n_outputs))  # [m, P, D]
+        samples = diffs.reshape(rows.shape[0], self.n_pairs, self.n_outputs)  # [m, P, D]
+        self.summed.add(samples.sum(axis=2))
+        self.moments.add(samples)  # (overwrites samples)
 
     def estimate(self) -> tuple[np.ndarray, np.ndarray]:
         return self.moments.mean.copy(), self.moments.stderr()
 
     def max_stderr(self) -> float | None:
         return float(self.moments.stderr().max()) if self.moments.count >= 2 else None
+
+    def summed_stderr(self) -> np.ndarray:
+        """``[P]`` standard error of each pair's interaction summed over outputs (sample standard
+        error of the per-sample sums: exact where the elements' errors are correlated)."""
+        return self.summed.stderr()
 
 
 INTERACTION_ESTIMATORS: dict[str, type[_PairEstimator]] = {
@@ -389,6 +407,7 @@ def interaction_modes(
     return InteractionResult(
         interactions=pair_matrix(pairs, len(chosen_players), out),
         stderr=pair_matrix(stderr, len(chosen_players), out),
+        summed_stderr=pair_matrix(estimator.summed_stderr()[:, None], len(chosen_players), ()),
         players=chosen_players,
         player_names=[names[i] for i in chosen_players],
         v_full=v_full.reshape(out),

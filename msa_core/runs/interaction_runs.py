@@ -43,7 +43,7 @@ from msa_core.runs.execute import ProgressRecorder, checkpoint_seconds_default
 from msa_core.runs.request import RunRequest
 from msa_core.runs.store import UNREADABLE, RunStore
 
-INTERACTION_FORMAT = 1  # bump when stored interaction entries change meaning
+INTERACTION_FORMAT = 2  # bump when stored interaction entries change meaning
 KEY_PREFIX = "ix:"
 INDEX_PREFIX = "ixindex:"
 DEFAULT_COST = 2.0  # evaluations of an interaction run, as a multiple of the parent run's

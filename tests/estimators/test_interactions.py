@@ -225,3 +225,21 @@ def test_result_saves_and_loads(tmp_path):
     np.save(tmp_path / "other.npy", np.zeros(2))
     with pytest.raises(MSAInputError):
         InteractionResult.load(tmp_path / "other.npy")
+
+
+def test_stderr_of_the_sum_over_outputs_is_calibrated():
+    n = 6
+    game = RandomNonlinearGame(n, out=(3, 2), seed=5)
+    truth = interactions_by_subsets(game, n).reshape(n, n, -1).sum(-1)[np.triu_indices(n, 1)]
+    z = []
+    for seed in range(30):
+        res = interaction_modes(game, n_players=n, method="sampled", n_samples=200, seed=seed)
+        summed = res.interactions.reshape(n, n, -1).sum(-1)[np.triu_indices(n, 1)]
+        z.append((summed - truth) / res.summed_stderr[np.triu_indices(n, 1)])
+    z = np.concatenate(z)
+    assert 0.9 <= np.mean(np.abs(z) < 1.96) <= 0.99 and 0.85 < z.std() < 1.15, (
+        z.std(),
+        np.mean(np.abs(z) < 1.96),
+    )
+    exact = interaction_modes(game, n_players=n, method="exact")
+    assert exact.summed_stderr.shape == (n, n) and np.all(exact.summed_stderr == 0)
