@@ -135,7 +135,7 @@ def gan(store: RunStore, n_samples: int = 120) -> None:
     )
     print(
         f"  mean stderr of summed I {result.summed_stderr[iu].mean():.3f}; "
-        f"|summed I| (net effect on total ink): within {summed[iu][same].mean():.3f}, "
+        f"|summed I| (net effect on the pixel sum): within {summed[iu][same].mean():.3f}, "
         f"between {summed[iu][~same].mean():.3f}"
     )
     rho = spearmanr(np.abs(correlation), power[iu] - noise[iu])

@@ -235,8 +235,7 @@ def pair_panel(result: InteractionResult, parent, a: int, b: int) -> None:
         st.plotly_chart(image_figure(trio), key="ix_pair_images")
         st.caption(
             "Left: the pair's interaction mode (mean over samples); then each unit's Shapley "
-            "mode, on one "
-            "scale. Red: more ink; blue: less."
+            "mode, on one scale. Red: raises the pixel; blue: lowers it."
         )
         return
     labels = labels_of(parent)
