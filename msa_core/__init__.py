@@ -22,5 +22,6 @@ from msa_core.interaction_result import InteractionResult  # noqa: E402
 from msa_core.lesion import ModelGame  # noqa: E402
 from msa_core.result import ModesResult  # noqa: E402
 
-__all__ = ["AdditiveGame", "Checkpoint", "FileCheckpoint", "FunctionGame", "Game", "InteractionResult", "METHODS",
-           "MSAInputError", "ModelGame", "ModesResult", "UnanimityGame", "as_game", "interaction_modes", "shapley_modes"]
+__all__ = ["AdditiveGame", "Checkpoint", "FileCheckpoint", "FunctionGame", "Game",
+           "InteractionResult", "METHODS", "MSAInputError", "ModelGame", "ModesResult", "UnanimityGame", "as_game",
+           "interaction_modes", "shapley_modes"]

@@ -181,8 +181,8 @@ class UnanimityGame(Game):
         return (shares @ flat).reshape(self.n_players, *self.output_shape)
 
     def pair_interactions(self) -> np.ndarray:
-        """Closed-form Shapley interaction modes ``[N, N, *out]`` (zero diagonal): pair i, j gets the
-        sum of ``coefficients[t] / (|support t| - 1)`` over the terms whose support holds both."""
+        """Closed-form Shapley interaction modes ``[N, N, *out]`` (zero diagonal): pair i, j gets
+        the sum of ``coefficients[t] / (|support t| - 1)`` over the terms holding both."""
         flat = self.coefficients.reshape(len(self.coefficients), -1)
         both = self.supports.astype(np.float64)
         shares = np.where(self._sizes > 1, 1.0 / np.maximum(self._sizes - 1, 1), 0.0)  # [T]

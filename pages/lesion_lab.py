@@ -256,8 +256,8 @@ def toggles_key(name: str, granularity: str) -> str:
 
 
 def follow_link() -> None:
-    """``?run=<fingerprint>&lesion=a,b`` (the Interactions page's shortcut): open the run's model and units
-    with those units lesioned, once."""
+    """``?run=<fingerprint>&lesion=a,b`` (the Interactions page's shortcut): open the run's model
+    and units with those units lesioned, once."""
     params = st.query_params
     if "run" in params and "lesion" in params:
         linked = result(params["run"])
@@ -265,7 +265,8 @@ def follow_link() -> None:
             request = linked.meta["request"]
             st.session_state[CURRENT_RUN] = params["run"]
             st.session_state["lesion_granularity"] = request["units"]
-            st.session_state[toggles_key(request["model"], request["units"])] = params["lesion"].split(",")
+            lesioned = params["lesion"].split(",")
+            st.session_state[toggles_key(request["model"], request["units"])] = lesioned
         st.query_params.clear()
 
 

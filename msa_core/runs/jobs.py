@@ -80,8 +80,10 @@ class JobManager:
         """Queue a run and return its fingerprint at once; nothing starts when its result is stored
         or it is already queued or running. Bad requests raise ``MSAInputError``. An
         ``InteractionRequest``'s fingerprint is its ``ix:`` key."""
-        fingerprint = (interaction_key(request, self.store) if isinstance(request, InteractionRequest)
-                       else fingerprint_of(request))
+        if isinstance(request, InteractionRequest):
+            fingerprint = interaction_key(request, self.store)
+        else:
+            fingerprint = fingerprint_of(request)
         with self._lock:
             job = self._jobs.get(fingerprint)
             if job is not None and job.state in ("queued", "running"):
@@ -216,7 +218,8 @@ def run_worker(directory: str, size_limit: int, request: dict[str, Any], fingerp
     store = RunStore(Path(directory), size_limit)
     try:
         if request.get("kind") == "interactions":
-            execute_interactions(InteractionRequest.from_dict(request), store, checkpoint_seconds=checkpoint_seconds)
+            execute_interactions(InteractionRequest.from_dict(request), store,
+                                 checkpoint_seconds=checkpoint_seconds)
         else:
             execute(RunRequest.from_dict(request), store, checkpoint_seconds=checkpoint_seconds)
     except Exception as err:  # the worker boundary: report any failure to the parent through the store
