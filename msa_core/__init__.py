@@ -23,5 +23,5 @@ from msa_core.lesion import ModelGame  # noqa: E402
 from msa_core.result import ModesResult  # noqa: E402
 
 __all__ = ["AdditiveGame", "Checkpoint", "FileCheckpoint", "FunctionGame", "Game",
-           "InteractionResult", "METHODS", "MSAInputError", "ModelGame", "ModesResult", "UnanimityGame", "as_game",
-           "interaction_modes", "shapley_modes"]
+           "InteractionResult", "METHODS", "MSAInputError", "ModelGame", "ModesResult",
+           "UnanimityGame", "as_game", "interaction_modes", "shapley_modes"]
