@@ -103,6 +103,16 @@ def test_gan_pair_modes_are_images_and_the_lesion_lab_link_lesions_the_pair(cach
     )
     np.testing.assert_allclose(array_of(images[0]["z"]), first.modes[0].reshape(-1, 32, 32).mean(0))
 
+    app.radio(key="ix_element_mode").set_value("one output element").run()
+    app.number_input(key="ix_axis_0").set_value(3).run()
+    app.number_input(key="ix_axis_2").set_value(17).run()
+    matrix = plotly_data(app)[0]
+    names = result.player_names
+    order = [names.index(name) for name in matrix["y"]]
+    expected = pair_values(result, (3, 0, 17, 0))[np.ix_(order, order)]
+    np.testing.assert_allclose(array_of(matrix["z"]), expected)
+    np.testing.assert_allclose(expected[0, 1], result.interactions[order[0], order[1], 3, 0, 17, 0])
+
     pair = result.player_names[:2]
     app.query_params["run"] = fingerprint
     app.query_params["lesion"] = ",".join(pair)
