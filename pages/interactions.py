@@ -22,6 +22,7 @@ from msa_core.analysis.modes import ORDERS, available_views, heatmap_figure, vie
 from msa_core.interaction_result import InteractionResult
 from msa_core.runs.interaction_runs import (
     InteractionRequest,
+    delete_interactions,
     list_interactions,
     stored_interactions,
 )
@@ -150,6 +151,9 @@ def pick_interactions(fingerprint: str) -> InteractionResult | None:
     key = st.selectbox(
         "Interaction run", list(labels), format_func=labels.__getitem__, key="ix_result"
     )
+    if st.button("Delete this interaction run", key="ix_delete"):
+        delete_interactions(store(), key)
+        st.rerun()
     try:
         return interaction_result(str(store().directory), key)
     except LookupError:

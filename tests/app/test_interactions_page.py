@@ -114,6 +114,9 @@ def test_gan_pair_modes_are_images_and_the_lesion_lab_link_lesions_the_pair(cach
     np.testing.assert_allclose(expected[0, 1], result.interactions[order[0], order[1], 3, 0, 17, 0])
 
     pair = result.player_names[:2]
+    next(b for b in app.button if b.label == "Delete this interaction run").click().run()
+    assert list_interactions(store, fingerprint) == [] and store.get(fingerprint) is not None
+    assert any("No interaction run of this run yet" in info.value for info in app.info)
     app.query_params["run"] = fingerprint
     app.query_params["lesion"] = ",".join(pair)
     app.switch_page("pages/lesion_lab.py").run()
