@@ -11,6 +11,7 @@ st.navigation({
               st.Page("pages/run.py", title="Run", icon=":material/play_circle:")],
     "Explore": [st.Page("pages/modes.py", title="Shapley modes", icon=":material/grid_on:"),
                 st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+                st.Page("pages/interactions.py", title="Interactions", icon=":material/link:"),
                 st.Page("pages/lesion_lab.py", title="Lesion lab", icon=":material/toggle_on:"),
                 st.Page("pages/export.py", title="Export", icon=":material/download:")],
     "Studies": [st.Page("pages/gan.py", title="GAN pixel maps", icon=":material/image:"),

@@ -13,10 +13,13 @@ from msa_core.backends import (
 from msa_core.errors import MSAInputError
 from msa_core.estimators import METHODS, shapley_modes
 from msa_core.estimators.checkpoint import Checkpoint, FileCheckpoint
+from msa_core.estimators.interactions import interaction_modes
 from msa_core.games import AdditiveGame, FunctionGame, Game, UnanimityGame, as_game
+from msa_core.interaction_result import InteractionResult
 from msa_core.lesion import ModelGame
 from msa_core.result import ModesResult
 from msa_core.version import __version__
 
-__all__ = ["METHODS", "AdditiveGame", "Checkpoint", "FileCheckpoint", "FunctionGame", "Game", "MSAInputError",
-           "ModelGame", "ModesResult", "RayBackend", "UnanimityGame", "__version__", "as_game", "shapley_modes"]
+__all__ = ["METHODS", "AdditiveGame", "Checkpoint", "FileCheckpoint", "FunctionGame", "Game",
+           "InteractionResult", "MSAInputError", "ModelGame", "ModesResult", "RayBackend",
+           "UnanimityGame", "__version__", "as_game", "interaction_modes", "shapley_modes"]

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from msa_core import interactions_cli
 from msa_core.errors import MSAInputError
 
 EXAMPLES = """\
@@ -123,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="Delete stored runs (their results, checkpoints and progress).")
     delete.add_argument("runs", nargs="*", metavar="RUN", help="ids of stored runs (first characters suffice)")
     delete.add_argument("--all", action="store_true", help="delete every stored run")
+    interactions_cli.add_parser(commands, [cache])
     return parser
 
 
@@ -255,7 +257,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"models": cmd_models, "run": cmd_run, "list": cmd_list, "show": cmd_show, "export": cmd_export,
-            "delete": cmd_delete}
+            "delete": cmd_delete, "interactions": interactions_cli.run}
 
 
 def _load(args: argparse.Namespace):

@@ -200,6 +200,16 @@ class UnanimityGame(Game):
         shares = self.supports.T.astype(np.float64) / self._sizes  # [N, T]
         return (shares @ flat).reshape(self.n_players, *self.output_shape)
 
+    def pair_interactions(self) -> np.ndarray:
+        """Closed-form Shapley interaction modes ``[N, N, *out]`` (zero diagonal): pair i, j gets
+        the sum of ``coefficients[t] / (|support t| - 1)`` over the terms holding both."""
+        flat = self.coefficients.reshape(len(self.coefficients), -1)
+        both = self.supports.astype(np.float64)
+        shares = np.where(self._sizes > 1, 1.0 / np.maximum(self._sizes - 1, 1), 0.0)  # [T]
+        pairs = np.einsum("ti,tj,t,td->ijd", both, both, shares, flat)
+        pairs[np.arange(self.n_players), np.arange(self.n_players)] = 0.0
+        return pairs.reshape(self.n_players, self.n_players, *self.output_shape)
+
     @classmethod
     def random(cls, n_players: int, n_terms: int, max_order: int, output_shape: tuple[int, ...] = (),
                seed: int = 0) -> UnanimityGame:

@@ -256,8 +256,24 @@ def toggles_key(name: str, granularity: str) -> str:
     return f"lesioned::{name}::{granularity}"
 
 
+def follow_link() -> None:
+    """``?run=<fingerprint>&lesion=a,b`` (the Interactions page's shortcut): open the run's model
+    and units with those units lesioned, once."""
+    params = st.query_params
+    if "run" in params and "lesion" in params:
+        linked = result(params["run"])
+        if linked is not None and "request" in linked.meta:
+            request = linked.meta["request"]
+            st.session_state[CURRENT_RUN] = params["run"]
+            st.session_state["lesion_granularity"] = request["units"]
+            lesioned = params["lesion"].split(",")
+            st.session_state[toggles_key(request["model"], request["units"])] = lesioned
+        st.query_params.clear()
+
+
 st.title("Lesion lab")
 st.markdown("Click units to lesion them (zeroed) or restore them; the output updates at once.")
+follow_link()
 names = [card.name for card in list_models()]
 if not names:
     st.info("No bundled model is available.")

@@ -86,3 +86,25 @@ class CountingGame:
     @property
     def rows(self) -> np.ndarray:
         return np.concatenate(self.calls)
+
+
+def interactions_by_subsets(game, n_players: int) -> np.ndarray:
+    """Shapley interaction modes ``[N, N, *out]`` (zero diagonal) by the subset formula, one
+    coalition per call (N <= 10): the sum over S without i, j of
+    ``|S|! (N-|S|-2)! / (N-1)! (v(S+i+j) - v(S+i) - v(S+j) + v(S))``."""
+    values = {}
+    for index in range(2**n_players):
+        row = np.array([[(index >> i) & 1 for i in range(n_players)]], dtype=bool)
+        values[index] = np.asarray(game(row), dtype=np.float64)[0]
+    out = np.zeros((n_players, n_players, *values[0].shape))
+    for i in range(n_players):
+        for j in range(i + 1, n_players):
+            for index in range(2**n_players):
+                if index >> i & 1 or index >> j & 1:
+                    continue
+                size = bin(index).count("1")
+                weight = 1.0 / ((n_players - 1) * comb(n_players - 2, size))
+                pi, pj = index | 1 << i, index | 1 << j
+                out[i, j] += weight * (values[pi | pj] - values[pi] - values[pj] + values[index])
+            out[j, i] = out[i, j]
+    return out

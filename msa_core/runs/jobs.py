@@ -21,6 +21,7 @@ from typing import Any
 from msa_core.checks import check_positive_int
 from msa_core.errors import MSAInputError
 from msa_core.runs.execute import execute, fingerprint_of
+from msa_core.runs.interaction_runs import InteractionRequest, execute_interactions, interaction_key
 from msa_core.runs.request import RunRequest
 from msa_core.runs.store import RunStore
 
@@ -45,12 +46,12 @@ class JobStatus:
     eta_seconds: float | None = None
     error: str | None = None
     fingerprint: str = ""
-    request: RunRequest | None = None
+    request: RunRequest | InteractionRequest | None = None
 
 
 @dataclass
 class _Job:
-    request: RunRequest
+    request: RunRequest | InteractionRequest
     fingerprint: str
     state: str = "queued"
     error: str | None = None
@@ -86,20 +87,24 @@ class JobManager:
         self._lock = threading.RLock()
         self._scheduler: threading.Thread | None = None
 
-    def submit(self, request: RunRequest) -> str:
+    def submit(self, request: RunRequest | InteractionRequest) -> str:
         """Queue a run and return at once; nothing starts when its result is stored or it is already
         queued or running.
 
         Args:
-            request: the run.
+            request: the run, or an interaction run of a stored run's top units.
 
         Returns:
-            Its fingerprint (sha256 hex), the key of ``status``, ``cancel`` and the store.
+            Its fingerprint (sha256 hex; an ``InteractionRequest``'s is its ``ix:`` key), the key of
+            ``status``, ``cancel`` and the store.
 
         Raises:
             MSAInputError: a request its model does not fit (checked here, before queueing).
         """
-        fingerprint = fingerprint_of(request)
+        if isinstance(request, InteractionRequest):
+            fingerprint = interaction_key(request, self.store)
+        else:
+            fingerprint = fingerprint_of(request)
         with self._lock:
             job = self._jobs.get(fingerprint)
             if job is not None and job.state in ("queued", "running"):
@@ -245,7 +250,11 @@ def run_worker(directory: str, size_limit: int, request: dict[str, Any], fingerp
     torch.set_num_threads(threads)
     store = RunStore(Path(directory), size_limit)
     try:
-        execute(RunRequest.from_dict(request), store, checkpoint_seconds=checkpoint_seconds)
+        if request.get("kind") == "interactions":
+            execute_interactions(InteractionRequest.from_dict(request), store,
+                                 checkpoint_seconds=checkpoint_seconds)
+        else:
+            execute(RunRequest.from_dict(request), store, checkpoint_seconds=checkpoint_seconds)
     except Exception as err:  # the worker boundary: report any failure to the parent through the store
         record = store.progress(fingerprint) or {}
         if record.get("state") != "failed" or record.get("pid") != os.getpid():

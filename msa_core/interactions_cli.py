@@ -1,0 +1,154 @@
+"""``python -m msa_core interactions RUN``: interaction run of a stored run's top units (cached).
+
+Kept apart from ``msa_core.cli`` so that file only registers the subcommand; nothing heavy is
+imported before the arguments are parsed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+EPILOG = """\
+examples:
+  python -m msa_core interactions 1a2b3c --top 16             # pairs among the run's 16 top units
+  python -m msa_core interactions 1a2b3c --top 8 --cost 4 --out pairs.csv
+  python -m msa_core interactions ix:9f8e7d --out pairs.npz     # export a stored interaction run
+"""
+
+
+def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
+    """Register the ``interactions`` subcommand on ``commands`` (argparse subparsers)."""
+    from msa_core.cli import non_negative_int, positive_int
+
+    def at_least_two(text: str) -> int:
+        value = positive_int(text)
+        if value < 2:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= 2, got {text!r}")
+        return value
+
+    def positive_number(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+        return value
+
+    parser = commands.add_parser(
+        "interactions",
+        parents=parents,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="which pairs of a run's top units work together (pairwise interaction modes)",
+        description="Compute the pairwise Shapley interaction modes of the top-K units of a stored "
+        "run (positive: the pair does more together than apart;"
+        " negative: they back each other up). "
+        "Cached like "
+        "runs; a repeated command returns at once and an interrupted one resumes.",
+    )
+    parser.add_argument(
+        "run",
+        metavar="RUN",
+        help="a stored run's id (first characters suffice), or a stored "
+        "interaction run's id (ix:...) to show or export it",
+    )
+    parser.add_argument(
+        "--top",
+        type=at_least_two,
+        default=16,
+        metavar="K",
+        help="how many of the run's top units (by total |contribution|); default 16",
+    )
+    parser.add_argument(
+        "--method",
+        choices=("auto", "exact", "sampled"),
+        default="auto",
+        help="auto: exact when all 2^N coalitions fit the budget, else sampled",
+    )
+    parser.add_argument(
+        "--cost",
+        type=positive_number,
+        default=2.0,
+        metavar="X",
+        help="budget: X times the run's evaluations (default 2)",
+    )
+    parser.add_argument(
+        "--samples",
+        type=at_least_two,
+        metavar="S",
+        help="budget in samples per pair instead of --cost",
+    )
+    parser.add_argument(
+        "--seed", type=non_negative_int, default=0, metavar="S", help="random seed (default 0)"
+    )
+    parser.add_argument("--out", metavar="PATH", help="also write the result here (.npz or .csv)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    """The ``interactions`` command (see ``add_parser``); returns the exit code."""
+    from msa_core.analysis.interactions import mean_strength, strongest_pairs
+    from msa_core.cli import _ProgressBar, _store
+    from msa_core.errors import MSAInputError
+    from msa_core.runs.interaction_runs import (
+        EXPORT_FORMATS,
+        InteractionRequest,
+        execute_interactions,
+        export_interactions,
+        resolve_interactions,
+        stored_interactions,
+    )
+
+    if args.out and args.out.rsplit(".", 1)[-1].lower() not in EXPORT_FORMATS:
+        raise MSAInputError(
+            f"--out {args.out}: allowed suffixes: {', '.join('.' + f for f in EXPORT_FORMATS)}"
+        )
+    store = _store(args)
+    started = time.perf_counter()
+    if args.run.startswith("ix:"):
+        key = resolve_interactions(store, args.run)
+        result = stored_interactions(store, key)
+        how = "found in the store"
+        if result is None:
+            raise MSAInputError(f"interaction run {args.run} could not be read from the store")
+    else:
+        request = InteractionRequest(
+            parent=store.resolve(args.run),
+            top=args.top,
+            method=args.method,
+            cost=args.cost,
+            n_samples=args.samples,
+            seed=args.seed,
+        )
+        with _ProgressBar(disabled=args.quiet) as bar:
+            result = execute_interactions(request, store, progress=bar.update)
+        how = (
+            f"computed in {time.perf_counter() - started:.1f} s"
+            if bar.updates
+            else "found in the store"
+        )
+        key = result.meta["key"]
+    meta = result.meta
+    print(
+        f"interaction run {key[:15]}: {how}; {result.n_units} units ({len(result.pairs())} pairs) "
+        f"of run "
+        f"{meta['parent'][:12]}, outputs {list(result.output_shape)}, method {meta['method']}, "
+        f"{result.n_evaluations} evaluations = {meta['cost_ratio']:.2f} x the run's"
+    )
+    print(
+        f"mean pair strength (sum of |interaction| over outputs) {mean_strength(result):.4g}; "
+        "strongest pairs:"
+    )
+    for row in strongest_pairs(result, 5):
+        print(
+            f"  {row['unit a']} x {row['unit b']}: strength {row['strength']:.4g}, "
+            f"summed {row['summed']:+.4g}"
+        )
+    if args.out:
+        print(f"written to {export_interactions(result, args.out)}")
+    sys.stdout.flush()
+    return 0
