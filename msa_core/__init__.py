@@ -5,20 +5,38 @@
 >>> res = shapley_modes(lambda c: c.astype(float) * [1.0, 2.0], n_players=2, method="exact")
 >>> res.modes.tolist()
 [[1.0, 0.0], [0.0, 2.0]]
+
+The names below are imported when first used, so ``import msa_core`` (and the CLI's argument parsing)
+does not import torch.
 """
 
 import os
+from importlib import import_module
+from typing import Any
 
-__version__ = "0.1.0"
+from msa_core.errors import MSAInputError
+from msa_core.version import __version__
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never fetch weights or data from a hub at run time
 
-from msa_core.errors import MSAInputError  # noqa: E402
-from msa_core.estimators import METHODS, shapley_modes  # noqa: E402
-from msa_core.estimators.checkpoint import Checkpoint, FileCheckpoint  # noqa: E402
-from msa_core.games import AdditiveGame, FunctionGame, Game, UnanimityGame, as_game  # noqa: E402
-from msa_core.lesion import ModelGame  # noqa: E402
-from msa_core.result import ModesResult  # noqa: E402
+HOMES = {"METHODS": "msa_core.estimators", "shapley_modes": "msa_core.estimators",
+         "Checkpoint": "msa_core.estimators.checkpoint", "FileCheckpoint": "msa_core.estimators.checkpoint",
+         "AdditiveGame": "msa_core.games", "FunctionGame": "msa_core.games", "Game": "msa_core.games",
+         "UnanimityGame": "msa_core.games", "as_game": "msa_core.games", "ModelGame": "msa_core.lesion",
+         "ModesResult": "msa_core.result"}
 
-__all__ = ["AdditiveGame", "Checkpoint", "FileCheckpoint", "FunctionGame", "Game", "METHODS", "MSAInputError", "ModelGame",
-           "ModesResult", "UnanimityGame", "as_game", "shapley_modes"]
+__all__ = ["METHODS", "AdditiveGame", "Checkpoint", "FileCheckpoint", "FunctionGame", "Game", "MSAInputError",
+           "ModelGame", "ModesResult", "UnanimityGame", "__version__", "as_game", "shapley_modes"]
+
+
+def __getattr__(name: str) -> Any:
+    """The public names of ``HOMES``, imported from their modules on first use."""
+    if name not in HOMES:
+        raise AttributeError(f"module 'msa_core' has no attribute {name!r}")
+    value = getattr(import_module(HOMES[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *HOMES})

@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from msa_core import __version__
 from msa_core.backends import resolve_backend
 from msa_core.coalitions import full_and_empty
 from msa_core.errors import MSAInputError
@@ -19,12 +18,15 @@ from msa_core.estimators.kernel import KernelEstimator
 from msa_core.estimators.permutation import PermutationEstimator
 from msa_core.estimators.runner import BlockRunner, Progress, TimedGame
 from msa_core.games import as_game
+from msa_core.names import MAX_SEED, METHODS
 from msa_core.result import ModesResult
+from msa_core.version import __version__
 
 ESTIMATORS: dict[str, type[Estimator]] = {
     cls.name: cls for cls in (ExactEstimator, PermutationEstimator, AntitheticEstimator, KernelEstimator)
 }
-METHODS = ("auto", *ESTIMATORS)
+if set(METHODS) != {"auto", *ESTIMATORS}:  # msa_core.names lists the methods for torch-free callers
+    raise ImportError(f"msa_core.names.METHODS {METHODS} does not match the estimators {list(ESTIMATORS)}")
 SAMPLED_METHODS = tuple(name for name in ESTIMATORS if name != "exact")
 BEST_SAMPLER = "kernel"  # lowest error per evaluation in bench/bench_estimators.py
 KERNEL_MAX_VALUES = 1 << 20  # auto: above N x |out| values, kernel's per-coalition regression update
@@ -137,8 +139,9 @@ def _is_int(value: Any) -> bool:
 def _check_options(method: str, seed: Any, batch_size: Any, target_stderr: Any, progress: Any) -> None:
     if method not in METHODS:
         raise MSAInputError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
-    if not _is_int(seed) or seed < 0:
-        raise MSAInputError(f"seed must be a non-negative integer; got {seed!r}")
+    if not _is_int(seed) or not 0 <= seed <= MAX_SEED:
+        raise MSAInputError(f"seed must be a whole number from 0 to 2^63 - 1 (checkpoints store it as int64); "
+                            f"got {seed!r}")
     if batch_size is not None and (not _is_int(batch_size) or batch_size < 1):
         raise MSAInputError(f"batch_size must be a positive integer (coalitions per game call) or None; got {batch_size!r}")
     if target_stderr is not None and not (isinstance(target_stderr, (int, float)) and target_stderr > 0):

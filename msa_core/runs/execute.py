@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 import warnings
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from msa_core.estimators import shapley_modes
 from msa_core.estimators.checkpoint import State, check_resumable
 from msa_core.estimators.dispatch import ESTIMATORS
 from msa_core.result import ModesResult
+from msa_core.runs.preflight import check_run
 from msa_core.runs.request import RunRequest
 from msa_core.runs.store import RunStore
 from msa_core.zoo import load_model
@@ -116,7 +118,8 @@ class ProgressRecorder:
 
 
 def execute(request: RunRequest, store: RunStore, progress: Progress | None = None,
-            checkpoint_seconds: float | None = None, backend: str | None = None) -> ModesResult:
+            checkpoint_seconds: float | None = None, backend: str | None = None,
+            wait_seconds: float | None = None) -> ModesResult:
     """The result of ``request``: from the store at once, or computed with checkpoints and stored.
 
     Concurrent callers of the same request (other threads or processes) wait for one computation.
@@ -124,6 +127,9 @@ def execute(request: RunRequest, store: RunStore, progress: Progress | None = No
     of work, default ``$MSA_CHECKPOINT_SECONDS`` or 5) to exactly the uninterrupted result. A request
     that only raises the budget of a stored permutation-type run starts from that run's last checkpoint.
     ``progress(done, total)`` gets evaluations done and planned; ``store.progress(fingerprint)`` has more.
+    ``wait_seconds``: how long to wait for another process computing the same run (None: while it lives).
+    Before evaluating, ``preflight.check_run`` refuses a budget that cannot finish or a full disk; a
+    result that cannot be stored (a full disk) is returned with a warning.
     """
     loaded = load_model(request.model)
     request = request.resolved(loaded)
@@ -132,7 +138,7 @@ def execute(request: RunRequest, store: RunStore, progress: Progress | None = No
     if result is not None:
         return result
     seconds = checkpoint_seconds if checkpoint_seconds is not None else checkpoint_seconds_default()
-    with store.lock(fingerprint):
+    with store.lock(fingerprint, timeout=wait_seconds):
         result = store.get(fingerprint)
         if result is not None:
             return result
@@ -140,6 +146,7 @@ def execute(request: RunRequest, store: RunStore, progress: Progress | None = No
         game = recipe.build()  # on the GPU when there is one
         family = request.family().fingerprint(loaded)
         extendable = request.method in ESTIMATORS and ESTIMATORS[request.method].extendable
+        check_run(game, 0 if request.method == "exact" else request.budget(game.n_players), store)  # exact: N <= 20
         if extendable:
             store.seed_from_base(fingerprint, family, request.budget(game.n_players))
         recorder = ProgressRecorder(store, fingerprint, progress)
@@ -167,11 +174,15 @@ def execute(request: RunRequest, store: RunStore, progress: Progress | None = No
         result.meta.update(model=request.model, model_digest=loaded.digest, units=request.units,
                            output=request.output, lesion=request.lesion, device=str(game.device))
         result.meta["versions"] = {**result.meta.get("versions", {}), "torch": torch.__version__}
-        store.put(fingerprint, result, request)
-        if extendable:
-            store.keep_as_base(fingerprint, family)
-        else:
-            store.drop_checkpoint(fingerprint)
+        try:
+            store.put(fingerprint, result, request)
+            if extendable:
+                store.keep_as_base(fingerprint, family)
+            else:
+                store.drop_checkpoint(fingerprint)
+        except (OSError, sqlite3.OperationalError) as err:
+            warnings.warn(f"run {fingerprint[:12]} finished but could not be stored ({type(err).__name__}: {err}); "
+                          f"its last checkpoint is kept", stacklevel=2)
         finite = result.stderr[np.isfinite(result.stderr)]
         final_stderr = float(finite.max()) if finite.size else None
         recorder.finish("done", done=result.n_evaluations, total=result.n_evaluations, max_stderr=final_stderr)

@@ -10,16 +10,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from msa_core import __version__
 from msa_core.errors import MSAInputError
 from msa_core.estimators import METHODS
 from msa_core.estimators.dispatch import evaluation_budget
 from msa_core.lesion.inputs import Inputs
+from msa_core.names import LESIONS, MAX_SEED
+from msa_core.version import __version__
 from msa_core.zoo import LoadedModel
 from msa_core.zoo.weights import tensor_digest
 
 STORE_FORMAT = 1  # bump when stored entries change meaning; older entries are then recomputed
-LESIONS = ("zero", "mean")
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,9 @@ class RunRequest:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise MSAInputError(f"{name} must be a positive integer or None; got {value!r}")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise MSAInputError(f"seed must be a non-negative integer; got {self.seed!r}")
+        if not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise MSAInputError(f"seed must be a whole number from 0 to 2^63 - 1 (checkpoints store it as int64); "
+                                f"got {self.seed!r}")
 
     def resolved(self, loaded: LoadedModel) -> RunRequest:
         """The request with the model's default granularity and output filled in (and both checked)."""
