@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -18,6 +19,7 @@ from msa_core.estimators.kernel import KernelEstimator
 from msa_core.estimators.permutation import PermutationEstimator
 from msa_core.estimators.runner import BlockRunner, Progress, TimedGame
 from msa_core.games import as_game
+from msa_core.memory import check_fits
 from msa_core.names import MAX_SEED, METHODS
 from msa_core.result import ModesResult
 from msa_core.version import __version__
@@ -74,6 +76,8 @@ def shapley_modes(game: Any, n_players: int | None = None, method: str = "auto",
         budget = 2**n
     cls = ESTIMATORS[chosen]
     _check_budget(cls, n, budget, n_permutations)
+    if getattr(game, "output_shape", None) is not None:  # known before the first evaluation
+        check_fits(n, math.prod(game.output_shape))
 
     timed = TimedGame(game)
     state = checkpoint.load() if checkpoint is not None else None
@@ -87,6 +91,7 @@ def shapley_modes(game: Any, n_players: int | None = None, method: str = "auto",
         v_full, v_empty = np.concatenate([timed(ends[i: i + (batch_size or 2)]) for i in range(0, 2, batch_size or 2)],
                                          dtype=np.float64)
         timed.tally.used = 2
+        check_fits(n, v_full.size)
     if method == "auto" and chosen == BEST_SAMPLER and n * v_full.size > KERNEL_MAX_VALUES:
         chosen, cls = "permutation", PermutationEstimator  # the regression's O(N x out) per coalition would dominate
     if state is not None:

@@ -61,6 +61,9 @@ def check_target(path: Path, fmt: str | None = None) -> str:
         MSAInputError: unknown format; a suffix naming another format than ``fmt``; a folder; a missing
         or unwritable folder; an existing file that cannot be overwritten.
     """
+    if path.is_dir():
+        raise MSAInputError(f"cannot write {path}: it is a folder; give a file name such as "
+                            f"{path / ('result.' + (fmt or 'npz'))}")
     suffix = path.suffix.lstrip(".").lower()
     if fmt is None:
         fmt = suffix
@@ -69,8 +72,6 @@ def check_target(path: Path, fmt: str | None = None) -> str:
                             f"{path.with_suffix('.' + fmt).name} or ask for format {suffix}")
     if fmt not in FORMATS:
         raise MSAInputError(f"unknown export format {fmt!r} (from {path.name!r}); allowed: {', '.join(FORMATS)}")
-    if path.is_dir():
-        raise MSAInputError(f"cannot write {path}: it is a folder; give a file name such as {path / ('result.' + fmt)}")
     if not path.parent.is_dir():
         raise MSAInputError(f"cannot write {path}: folder {path.parent} does not exist")
     try:

@@ -83,6 +83,8 @@ def value_of(folder: Path, mode: int, filename: Any, value: Any) -> Any:
     try:
         data = path.read_bytes()
         return data.decode("utf-8") if mode == MODE_TEXT else data
+    except FileNotFoundError as err:
+        raise UnreadableRow(f"its file {path} is missing") from err
     except (OSError, UnicodeDecodeError) as err:
         raise UnreadableRow(f"its file {path} cannot be read ({type(err).__name__}: {err})") from err
 
