@@ -6,8 +6,8 @@
 >>> res.modes.tolist()
 [[1.0, 0.0], [0.0, 2.0]]
 
-The names below are imported when first used, so ``import msa_core`` (and the CLI's argument parsing)
-does not import torch.
+The names below are imported when first used, so ``import msa_core`` (and the CLI's argument
+parsing) does not import torch.
 """
 
 import os
@@ -19,14 +19,35 @@ from msa_core.version import __version__
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never fetch weights or data from a hub at run time
 
-HOMES = {"METHODS": "msa_core.estimators", "shapley_modes": "msa_core.estimators",
-         "Checkpoint": "msa_core.estimators.checkpoint", "FileCheckpoint": "msa_core.estimators.checkpoint",
-         "AdditiveGame": "msa_core.games", "FunctionGame": "msa_core.games", "Game": "msa_core.games",
-         "UnanimityGame": "msa_core.games", "as_game": "msa_core.games", "ModelGame": "msa_core.lesion",
-         "ModesResult": "msa_core.result"}
+HOMES = {
+    "METHODS": "msa_core.estimators",
+    "shapley_modes": "msa_core.estimators",
+    "Checkpoint": "msa_core.estimators.checkpoint",
+    "FileCheckpoint": "msa_core.estimators.checkpoint",
+    "AdditiveGame": "msa_core.games",
+    "FunctionGame": "msa_core.games",
+    "Game": "msa_core.games",
+    "UnanimityGame": "msa_core.games",
+    "as_game": "msa_core.games",
+    "ModelGame": "msa_core.lesion",
+    "ModesResult": "msa_core.result",
+}
 
-__all__ = ["METHODS", "AdditiveGame", "Checkpoint", "FileCheckpoint", "FunctionGame", "Game", "MSAInputError",
-           "ModelGame", "ModesResult", "UnanimityGame", "__version__", "as_game", "shapley_modes"]
+__all__ = [
+    "METHODS",
+    "AdditiveGame",
+    "Checkpoint",
+    "FileCheckpoint",
+    "FunctionGame",
+    "Game",
+    "MSAInputError",
+    "ModelGame",
+    "ModesResult",
+    "UnanimityGame",
+    "__version__",
+    "as_game",
+    "shapley_modes",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,5 +1,5 @@
-"""Who the dashboard serves, from ``$MSA_DEPLOYMENT``, and what that allows (no streamlit here: pages
-ask ``deployment()`` and render accordingly).
+"""Who the dashboard serves, from ``$MSA_DEPLOYMENT``, and what that allows (no streamlit here:
+pages ask ``deployment()`` and render accordingly).
 
 - ``local`` (default): one user on their own machine (``streamlit run app.py`` listens on localhost
   only, see ``.streamlit/config.toml``). Everything is allowed.
@@ -24,16 +24,19 @@ from dataclasses import dataclass
 from msa_core.errors import MSAInputError
 
 DEPLOYMENTS = ("local", "shared")
-SHARED_MAX_RUN_EVALUATIONS = 200_000  # about a minute of a bundled MLP on one core; minutes for the GAN
+SHARED_MAX_RUN_EVALUATIONS = (
+    200_000  # about a minute of a bundled MLP on one core; minutes for the GAN
+)
 SHARED_MODEL_CACHE_ENTRIES = 4
 LOCAL_MODEL_CACHE_ENTRIES = 16
 
 
 @dataclass(frozen=True)
 class Deployment:
-    """What the app allows: ``allows_local_paths`` (load ``hf:FOLDER`` checkpoints from server paths),
-    ``allows_deletion`` (delete stored runs), ``max_run_evaluations`` (budget cap of a run launched from
-    the app, None: no cap), ``model_cache_entries`` (models kept loaded per server process)."""
+    """What the app allows: ``allows_local_paths`` (load ``hf:FOLDER`` checkpoints from server
+    paths), ``allows_deletion`` (delete stored runs), ``max_run_evaluations`` (budget cap of a run
+    launched from the app, None: no cap), ``model_cache_entries`` (models kept loaded per server
+    process)."""
 
     name: str
     allows_local_paths: bool
@@ -42,15 +45,19 @@ class Deployment:
     model_cache_entries: int
 
     def check_budget(self, evaluations: int) -> None:
-        """Raise ``MSAInputError`` when a run of ``evaluations`` evaluations exceeds this deployment's cap."""
+        """Raise ``MSAInputError`` when a run of ``evaluations`` evaluations exceeds this
+        deployment's cap."""
         if self.max_run_evaluations is not None and evaluations > self.max_run_evaluations:
-            raise MSAInputError(f"this shared dashboard runs at most {self.max_run_evaluations:,} evaluations per "
-                                f"run; this one asks for {evaluations:,}. Lower the budget, or run it with the "
-                                "command line on your own machine")
+            raise MSAInputError(
+                f"this shared dashboard runs at most {self.max_run_evaluations:,} evaluations per "
+                f"run; this one asks for {evaluations:,}. Lower the budget, or run it with the "
+                "command line on your own machine"
+            )
 
 
 def deployment(environ: Mapping[str, str] | None = None) -> Deployment:
-    """The deployment ``$MSA_DEPLOYMENT`` names (default ``local``), with its limits from the environment.
+    """The deployment ``$MSA_DEPLOYMENT`` names (default ``local``), with its limits from the
+    environment.
 
     Args:
         environ: the environment to read (default ``os.environ``).
@@ -60,13 +67,22 @@ def deployment(environ: Mapping[str, str] | None = None) -> Deployment:
     env = os.environ if environ is None else environ
     name = env.get("MSA_DEPLOYMENT", "local") or "local"
     if name not in DEPLOYMENTS:
-        raise MSAInputError(f"MSA_DEPLOYMENT={name!r} is unknown; allowed: {', '.join(DEPLOYMENTS)}")
+        raise MSAInputError(
+            f"MSA_DEPLOYMENT={name!r} is unknown; allowed: {', '.join(DEPLOYMENTS)}"
+        )
     shared = name == "shared"
     return Deployment(
-        name=name, allows_local_paths=not shared, allows_deletion=not shared,
-        max_run_evaluations=_positive(env, "MSA_MAX_RUN_EVALUATIONS", SHARED_MAX_RUN_EVALUATIONS) if shared else None,
-        model_cache_entries=_positive(env, "MSA_MODEL_CACHE_ENTRIES",
-                                      SHARED_MODEL_CACHE_ENTRIES if shared else LOCAL_MODEL_CACHE_ENTRIES),
+        name=name,
+        allows_local_paths=not shared,
+        allows_deletion=not shared,
+        max_run_evaluations=_positive(env, "MSA_MAX_RUN_EVALUATIONS", SHARED_MAX_RUN_EVALUATIONS)
+        if shared
+        else None,
+        model_cache_entries=_positive(
+            env,
+            "MSA_MODEL_CACHE_ENTRIES",
+            SHARED_MODEL_CACHE_ENTRIES if shared else LOCAL_MODEL_CACHE_ENTRIES,
+        ),
     )
 
 

@@ -1,4 +1,5 @@
-"""How much memory a run's estimate needs, checked against what the machine has before it is allocated.
+"""How much memory a run's estimate needs, checked against what the machine has before it is
+allocated.
 
 >>> estimate_bytes(10, 1000)  # 10 players x 1,000 outputs
 240000
@@ -11,12 +12,14 @@ import os
 
 from msa_core.errors import MSAInputError
 
-ARRAYS_PER_PLAYER = 3  # float64 arrays [N, out] every estimator keeps at least (sums, squares, estimate)
+ARRAYS_PER_PLAYER = (
+    3  # float64 arrays [N, out] every estimator keeps at least (sums, squares, estimate)
+)
 
 
 def available_bytes() -> int:
-    """Bytes of memory available to a new allocation: ``MemAvailable`` of /proc/meminfo, else all the
-    physical memory (where /proc is missing)."""
+    """Bytes of memory available to a new allocation: ``MemAvailable`` of /proc/meminfo, else all
+    the physical memory (where /proc is missing)."""
     try:
         with open("/proc/meminfo") as handle:
             for line in handle:
@@ -33,10 +36,13 @@ def estimate_bytes(n_players: int, n_outputs: int) -> int:
 
 
 def check_fits(n_players: int, n_outputs: int) -> None:
-    """Raise ``MSAInputError`` when the estimate of ``n_players`` x ``n_outputs`` values cannot fit in
-    the memory available now (saying how much it needs and what to reduce)."""
+    """Raise ``MSAInputError`` when the estimate of ``n_players`` x ``n_outputs`` values cannot fit
+    in the memory available now (saying how much it needs and what to reduce)."""
     needed, free = estimate_bytes(n_players, n_outputs), available_bytes()
     if needed > free:
-        raise MSAInputError(f"the Shapley modes of {n_players} players x {n_outputs:,} output values need at least "
-                            f"{needed / 1e9:.3g} GB of memory, but {free / 1e9:.3g} GB are available; measure fewer "
-                            "outputs (e.g. a summary output instead of every logit or pixel) or fewer players")
+        raise MSAInputError(
+            f"the Shapley modes of {n_players} players x {n_outputs:,} output values need at least "
+            f"{needed / 1e9:.3g} GB of memory, but {free / 1e9:.3g} GB are available; "
+            "measure fewer outputs (e.g. a summary output instead of every logit or pixel) or "
+            "fewer players"
+        )

@@ -1,11 +1,11 @@
-"""``python -m msa_core store check`` / ``store repair``: find what is damaged in a run store and rebuild
-its databases from what can still be read, the result files above all.
+"""``python -m msa_core store check`` / ``store repair``: find what is damaged in a run store and
+rebuild its databases from what can still be read, the result files above all.
 
 ``check`` only reads (``RunStore(readonly=True)`` rules). ``repair`` writes fresh ``results/`` and
 ``work/`` folders holding every readable result (from its row, or from a value file no row names any
-more, e.g. after ``cache.db`` was deleted or garbled), family bases, checkpoints and progress records,
-and a rebuilt index; the old folders are moved to ``damaged-<time>/`` for the user to delete. It refuses
-while a run holds a live lock.
+more, e.g. after ``cache.db`` was deleted or garbled), family bases, checkpoints and progress
+records, and a rebuilt index; the old folders are moved to ``damaged-<time>/`` for the user to
+delete. It refuses while a run holds a live lock.
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ class Survey:
     """What a store holds: ``problems`` (sentences), and the readable entries worth keeping."""
 
     problems: list[str] = field(default_factory=list)
-    results: dict[str, tuple[Path | None, str, float]] = field(default_factory=dict)  # fingerprint: source
+    results: dict[str, tuple[Path | None, str, float]] = field(
+        default_factory=dict
+    )  # fingerprint: source
     kept_work: list[str] = field(default_factory=list)  # ckpt:/progress: keys worth keeping
     bases: list[str] = field(default_factory=list)
     live_locks: list[str] = field(default_factory=list)
@@ -50,9 +52,15 @@ def _result_of(blob: bytes, fingerprint: str | None) -> ModesResult:
     """A stored result from its bytes, checked like ``RunStore.get`` (format, own fingerprint)."""
     result = ModesResult.load(io.BytesIO(blob))
     if result.meta.get("store_format") != STORE_FORMAT:
-        raise MSAInputError(f"format {result.meta.get('store_format')}, this version reads {STORE_FORMAT}")
+        raise MSAInputError(
+            f"format {result.meta.get('store_format')}, this version reads {STORE_FORMAT}"
+        )
     stored = result.meta.get("fingerprint")
-    if not isinstance(stored, str) or not FINGERPRINT.match(stored) or fingerprint not in (None, stored):
+    if (
+        not isinstance(stored, str)
+        or not FINGERPRINT.match(stored)
+        or fingerprint not in (None, stored)
+    ):
         raise MSAInputError(f"it names run {str(stored)[:12]}")
     return result
 
@@ -103,7 +111,9 @@ def survey(directory: Path) -> Survey:
     for row in _rows(work, found):
         where = f"work row {row.rowid}"
         if row.raw != 1 or not isinstance(row.key, str) or not row.key.startswith(WORK_PREFIXES):
-            found.problems.append(f"{where} has a key the store does not write: {str(row.key)[:40]!r}")
+            found.problems.append(
+                f"{where} has a key the store does not write: {str(row.key)[:40]!r}"
+            )
             continue
         try:
             value = value_of(work.folder, row.mode, row.filename, row.value)
@@ -141,8 +151,10 @@ def repair(directory: Path) -> tuple[list[str], Path | None]:
     """
     found = survey(directory)
     if found.live_locks:
-        raise MSAInputError(f"run(s) {', '.join(f[:12] for f in found.live_locks)} are in progress; stop them "
-                            "before repairing the store")
+        raise MSAInputError(
+            f"run(s) {', '.join(f[:12] for f in found.live_locks)} are in progress; stop them "
+            "before repairing the store"
+        )
     if not found.problems:
         return [], None
     staging = directory / f"repair-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -150,10 +162,14 @@ def repair(directory: Path) -> tuple[list[str], Path | None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the problems were listed by the survey
         for fingerprint, (path, key, created) in found.results.items():
-            blob = path.read_bytes() if path is not None else RowReader(directory / "results").get(key)
+            blob = (
+                path.read_bytes() if path is not None else RowReader(directory / "results").get(key)
+            )
             fresh.results.set(fingerprint, blob)
             result = _result_of(blob, fingerprint)
-            fresh.work.set(f"index:{fingerprint}", json.dumps(index_entry(result, created, len(blob))))
+            fresh.work.set(
+                f"index:{fingerprint}", json.dumps(index_entry(result, created, len(blob)))
+            )
         for key in found.bases:
             fresh.results.set(key, RowReader(directory / "results").get(key))
         for key in found.kept_work:
@@ -168,4 +184,3 @@ def repair(directory: Path) -> tuple[list[str], Path | None]:
         shutil.move(staging / name, directory / name)
     staging.rmdir()
     return found.problems, damaged
-

@@ -1,17 +1,19 @@
 """Reading one diskcache folder of the run store row by row, safely and without writing to it.
 
 diskcache keeps each row in ``<folder>/cache.db`` (table ``Cache``: ``key``, ``raw``, ``mode``,
-``filename``, ``value``); values over 32 KiB live in files ``<folder>/ab/cd/<28 hex>.val`` named by the
-row. The store trusts neither: ``safe_file`` accepts only a file name of that exact form that resolves
-inside the folder (no absolute path, no ``..``, no symbolic link), and ``RowReader`` reads rows through a
-read-only SQLite connection, skipping (with a warning naming the row) a pickled key or value, an unsafe
-or missing file. A damaged ``cache.db`` is an ``MSAInputError`` that names the repair command.
+``filename``, ``value``); values over 32 KiB live in files ``<folder>/ab/cd/<28 hex>.val`` named by
+the row. The store trusts neither: ``safe_file`` accepts only a file name of that exact form that
+resolves inside the folder (no absolute path, no ``..``, no symbolic link), and ``RowReader`` reads
+rows through a read-only SQLite connection, skipping (with a warning naming the row) a pickled key
+or value, an unsafe or missing file. A damaged ``cache.db`` is an ``MSAInputError`` that names the
+repair command.
 
 >>> import tempfile, pathlib
 >>> folder = pathlib.Path(tempfile.mkdtemp())
 >>> safe_file(folder, "/etc/passwd") is None, safe_file(folder, "../x.val") is None
 (True, True)
->>> safe_file(folder, "ab/cd/0123456789abcdef0123456789ab.val") == folder / "ab/cd/0123456789abcdef0123456789ab.val"
+>>> own = "ab/cd/0123456789abcdef0123456789ab.val"
+>>> safe_file(folder, own) == folder / own
 True
 >>> RowReader(folder / "missing").get("k") is None  # a folder without a database reads as empty
 True
@@ -32,7 +34,9 @@ from urllib.parse import quote
 from msa_core.errors import MSAInputError
 
 DB_NAME = "cache.db"
-FILE_NAME = re.compile(r"^[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{28}\.val$")  # diskcache.Disk.filename's form
+FILE_NAME = re.compile(
+    r"^[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{28}\.val$"
+)  # diskcache.Disk.filename's form
 MODE_RAW, MODE_BINARY, MODE_TEXT, MODE_PICKLE = 1, 2, 3, 4  # diskcache.core's value modes
 RAW_TYPES = (str, bytes, int, float)
 
@@ -47,14 +51,15 @@ def repair_hint(directory: Path) -> str:
 
 
 def safe_file(folder: str | Path, filename: Any) -> Path | None:
-    """The path of a row's value file if ``filename`` is one of the folder's own file names, else None.
+    """The path of a row's value file if ``filename`` is one of the folder's own file names, else
+    None.
 
     Args:
         folder: the diskcache folder (``results/`` or ``work/``).
         filename: the ``filename`` column of a row (diskcache writes ``ab/cd/<28 hex>.val``).
     Returns:
-        ``folder / filename`` when the name has diskcache's form and the path, symbolic links resolved,
-        stays inside ``folder``; None otherwise.
+        ``folder / filename`` when the name has diskcache's form and the path, symbolic links
+        resolved, stays inside ``folder``; None otherwise.
     """
     if not isinstance(filename, str) or not FILE_NAME.match(filename):
         return None
@@ -71,7 +76,8 @@ def value_of(folder: Path, mode: int, filename: Any, value: Any) -> Any:
     """A row's value (str/bytes/int/float) from its ``mode``/``filename``/``value`` columns.
 
     Raises:
-        UnreadableRow: a pickled value, an unsafe file name, or a file that is missing or unreadable.
+        UnreadableRow: a pickled value, an unsafe file name, or a file that is missing or
+        unreadable.
     """
     if mode == MODE_RAW:
         return bytes(value) if isinstance(value, memoryview) else value
@@ -79,14 +85,18 @@ def value_of(folder: Path, mode: int, filename: Any, value: Any) -> Any:
         raise UnreadableRow("it holds a pickled value (msa_core never writes one)")
     path = safe_file(folder, filename)
     if path is None:
-        raise UnreadableRow(f"its file name {filename!r} is not one of the store's own files inside {folder}")
+        raise UnreadableRow(
+            f"its file name {filename!r} is not one of the store's own files inside {folder}"
+        )
     try:
         data = path.read_bytes()
         return data.decode("utf-8") if mode == MODE_TEXT else data
     except FileNotFoundError as err:
         raise UnreadableRow(f"its file {path} is missing") from err
     except (OSError, UnicodeDecodeError) as err:
-        raise UnreadableRow(f"its file {path} cannot be read ({type(err).__name__}: {err})") from err
+        raise UnreadableRow(
+            f"its file {path} cannot be read ({type(err).__name__}: {err})"
+        ) from err
 
 
 @dataclass(frozen=True)
@@ -106,8 +116,8 @@ class RowReader:
     """The rows of one diskcache folder through a read-only SQLite connection (never writes to it).
 
     While another process writes (``cache.db-wal`` exists) the connection is read-only with SQLite's
-    usual locking; otherwise the file is opened immutable, so not even SQLite's lock files are created.
-    A folder without ``cache.db`` reads as empty.
+    usual locking; otherwise the file is opened immutable, so not even SQLite's lock files are
+    created. A folder without ``cache.db`` reads as empty.
     """
 
     def __init__(self, folder: str | Path):
@@ -122,12 +132,18 @@ class RowReader:
             if self._connection is None:
                 live = self.db.with_name(DB_NAME + "-wal").exists()
                 flags = "mode=ro" if live else "mode=ro&immutable=1"
-                self._connection = sqlite3.connect(f"file:{quote(str(self.db.resolve()))}?{flags}", uri=True,
-                                                   timeout=60, check_same_thread=False)
+                self._connection = sqlite3.connect(
+                    f"file:{quote(str(self.db.resolve()))}?{flags}",
+                    uri=True,
+                    timeout=60,
+                    check_same_thread=False,
+                )
             return self._connection.execute(query, args).fetchall()
         except sqlite3.DatabaseError as err:
-            raise MSAInputError(f"the run store's database {self.db} is damaged ({err}); {repair_hint(self.folder.parent)} "
-                                f"rebuilds it from the result files") from err
+            raise MSAInputError(
+                f"the run store's database {self.db} is damaged ({err}); "
+                f"{repair_hint(self.folder.parent)} rebuilds it from the result files"
+            ) from err
 
     def check(self) -> None:
         """Raise ``MSAInputError`` (naming the repair command) unless the database can be read."""
@@ -135,21 +151,30 @@ class RowReader:
 
     def rows(self) -> Iterator[Row]:
         """Every row, in insertion order."""
-        for fields in self._sql("SELECT rowid, key, raw, store_time, mode, filename, value FROM Cache ORDER BY rowid"):
+        for fields in self._sql(
+            "SELECT rowid, key, raw, store_time, mode, filename, value FROM Cache ORDER BY rowid"
+        ):
             yield Row(*fields)
 
     def keys(self, prefix: str = "") -> Iterator[str]:
-        """The raw string keys starting with ``prefix``; a pickled or foreign key is skipped with a warning."""
+        """The raw string keys starting with ``prefix``; a pickled or foreign key is skipped with a
+        warning."""
         for rowid, key, raw in self._sql("SELECT rowid, key, raw FROM Cache ORDER BY rowid"):
             if raw != 1 or not isinstance(key, str):
-                warnings.warn(f"row {rowid} of {self.db} has a pickled or non-text key; it is skipped "
-                              f"({repair_hint(self.folder.parent)} removes it)", stacklevel=2)
+                warnings.warn(
+                    f"row {rowid} of {self.db} has a pickled or non-text key; it is skipped "
+                    f"({repair_hint(self.folder.parent)} removes it)",
+                    stacklevel=2,
+                )
             elif key.startswith(prefix):
                 yield key
 
     def row(self, key: str) -> Row | None:
-        found = self._sql("SELECT rowid, key, raw, store_time, mode, filename, value FROM Cache "
-                          "WHERE key = ? AND raw = 1", (key,))
+        found = self._sql(
+            "SELECT rowid, key, raw, store_time, mode, filename, value FROM Cache "
+            "WHERE key = ? AND raw = 1",
+            (key,),
+        )
         return Row(*found[0]) if found else None
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -166,7 +191,7 @@ class RowReader:
 
     def volume(self) -> int:
         """Bytes of the values (files and inline) plus the database pages."""
-        (size,), = self._sql("SELECT coalesce(sum(size), 0) FROM Cache") or [(0,)]
+        ((size,),) = self._sql("SELECT coalesce(sum(size), 0) FROM Cache") or [(0,)]
         return int(size) + (self.db.stat().st_size if self.db.is_file() else 0)
 
     def close(self) -> None:

@@ -1,10 +1,11 @@
-"""Attacks and faults against scratch run stores, checkpoint folders and the dashboard's settings (issue 16).
+"""Attacks and faults against scratch run stores, checkpoint folders and the dashboard's settings
+(issue 16).
 
-Each test names the case of the issue it keeps fixed: (1) no file outside the store is touched, (2) no
-checkpoint code is run, (3) the server listens on localhost and a shared deployment is restricted,
-(4) one bad entry loses one entry and a damaged store can be rebuilt, (5) locks heartbeat, go stale and
-are released on SIGTERM, (6) a full disk neither kills a run nor blocks reading, (7) clear errors before
-any expensive work.
+Each test names the case of the issue it keeps fixed: (1) no file outside the store is touched, (2)
+no checkpoint code is run, (3) the server listens on localhost and a shared deployment is
+restricted, (4) one bad entry loses one entry and a damaged store can be rebuilt, (5) locks
+heartbeat, go stale and are released on SIGTERM, (6) a full disk neither kills a run nor blocks
+reading, (7) clear errors before any expensive work.
 """
 
 import hashlib
@@ -49,10 +50,19 @@ def cli(capsys, *args: str) -> tuple[int, str, str]:
 
 
 def fake_result(seed: int) -> ModesResult:
-    """A result of 8 players x 1,000 outputs (random: about 130 kB, so diskcache keeps it in a file)."""
+    """A result of 8 players x 1,000 outputs (random: about 130 kB, so diskcache keeps it in a
+    file)."""
     modes = np.random.default_rng(seed).normal(size=(8, 1000))
-    return ModesResult(modes, np.abs(modes), modes.sum(0), np.zeros(1000), 100, 3, [f"u{i}" for i in range(8)],
-                       meta={"method": "permutation"})
+    return ModesResult(
+        modes,
+        np.abs(modes),
+        modes.sum(0),
+        np.zeros(1000),
+        100,
+        3,
+        [f"u{i}" for i in range(8)],
+        meta={"method": "permutation"},
+    )
 
 
 def stored(store: RunStore, seed: int) -> str:
@@ -63,22 +73,31 @@ def stored(store: RunStore, seed: int) -> str:
 
 
 def insert_row(folder: Path, key: str, filename: str | None, mode: int = 2, value=None) -> None:
-    """Write a crafted row straight into a diskcache database, as an attacker with write access would."""
+    """Write a crafted row straight into a diskcache database, as an attacker with write access
+    would."""
     now = time.time()
     with sqlite3.connect(folder / "cache.db") as db:
-        db.execute("INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, tag, size, "
-                   "mode, filename, value) VALUES (?, 1, ?, NULL, ?, 0, NULL, 0, ?, ?, ?)",
-                   (key, now, now, mode, filename, value))
+        db.execute(
+            "INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, tag, "
+            "size, mode, filename, value) VALUES (?, 1, ?, NULL, ?, 0, NULL, 0, ?, ?, ?)",
+            (key, now, now, mode, filename, value),
+        )
 
 
 def value_file(store: RunStore, key: str) -> Path:
     """The file diskcache keeps ``results[key]`` in."""
-    (filename,), = store.results._sql("SELECT filename FROM Cache WHERE key = ?", (key,)).fetchall()
+    ((filename,),) = store.results._sql(
+        "SELECT filename FROM Cache WHERE key = ?", (key,)
+    ).fetchall()
     return store.directory / "results" / filename
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+    return {
+        str(path.relative_to(folder)): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
 
 
 def close(store: RunStore) -> None:
@@ -86,11 +105,14 @@ def close(store: RunStore) -> None:
     store.work.close()
 
 
-# -- (1) no file outside the store is read, written or deleted ----------------------------------------------
+# -- (1) no file outside the store is read, written or deleted
+# ----------------------------------------------
 @pytest.mark.parametrize("name", ["absolute", "dot-dot"])
 def test_rows_naming_files_outside_the_store_never_touch_them(capsys, store, tmp_path, name):
     victim = tmp_path / "victim.json"
-    victim.write_text(json.dumps({"fingerprint": "a" * 64}))  # readable as an index entry, as an attacker would
+    victim.write_text(
+        json.dumps({"fingerprint": "a" * 64})
+    )  # readable as an index entry, as an attacker would
     filename = str(victim) if name == "absolute" else "../../victim.json"
     kept = stored(store, 1)
     insert_row(store.directory / "work", "index:" + "a" * 64, filename)
@@ -100,7 +122,9 @@ def test_rows_naming_files_outside_the_store_never_touch_them(capsys, store, tmp
     assert code == 0 and kept[:12] in out and "a" * 12 not in out
     assert "not one of the store's own files" in err
     assert cli(capsys, "show", "b" * 12, "--cache-dir", cache)[0] == 2
-    assert store.get("b" * 64) is None  # the writable store drops the row, and refuses to delete the file
+    assert (
+        store.get("b" * 64) is None
+    )  # the writable store drops the row, and refuses to delete the file
     code, out, err = cli(capsys, "delete", "--all", "--cache-dir", cache)
     assert code == 0 and f"deleted run {kept[:12]}" in out
     assert victim.read_text() == json.dumps({"fingerprint": "a" * 64})
@@ -114,17 +138,34 @@ def test_only_the_folders_own_value_files_pass(tmp_path):
     good = "ab/cd/" + "0" * 28 + ".val"
     (folder / "ab" / "cd" / ("1" * 28 + ".val")).symlink_to(tmp_path / "elsewhere")
     assert safe_file(folder, good) == folder / good
-    for bad in ("/etc/passwd", "../" + good, "ab/cd/../../x.val", "ab/cd/" + "1" * 28 + ".val", None, 7, "AB/cd/x.val"):
+    for bad in (
+        "/etc/passwd",
+        "../" + good,
+        "ab/cd/../../x.val",
+        "ab/cd/" + "1" * 28 + ".val",
+        None,
+        7,
+        "AB/cd/x.val",
+    ):
         assert safe_file(folder, bad) is None, bad
 
 
-# -- (2) checkpoint loading never runs code; every loading failure names its file ----------------------------
+# -- (2) checkpoint loading never runs code; every loading failure names its file
+# ----------------------------
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory) -> Path:
-    """A tiny Llama saved as config.json + model.safetensors (transformers' own classes, no code of its own)."""
+    """A tiny Llama saved as config.json + model.safetensors (transformers' own classes, no code of
+    its own)."""
     transformers = pytest.importorskip("transformers")
-    config = transformers.LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=16, num_hidden_layers=1,
-                                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=32)
+    config = transformers.LlamaConfig(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=32,
+    )
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("ckpt") / "tiny-llama"
     transformers.AutoModelForCausalLM.from_config(config).save_pretrained(folder)
@@ -149,25 +190,36 @@ def test_a_checkpoint_that_names_its_own_code_is_refused_without_running_it(chec
     config = json.loads((checkpoint / "config.json").read_text())
     config["auto_map"] = {"AutoConfig": "configuration_evil.EvilConfig"}
     (checkpoint / "config.json").write_text(json.dumps(config))
-    with pytest.raises(MSAInputError, match=r"config.json names code in the folder to run \(auto_map"):
+    with pytest.raises(
+        MSAInputError, match=r"config.json names code in the folder to run \(auto_map"
+    ):
         load(checkpoint)
     assert not marker.exists()
 
 
 def test_a_tokenizer_that_names_its_own_code_is_refused(checkpoint):
-    (checkpoint / "tokenizer_config.json").write_text(json.dumps(
-        {"auto_map": {"AutoTokenizer": ["tokenization_evil.EvilTokenizer", None]}}))
-    with pytest.raises(MSAInputError, match="tokenizer_config.json names code in the folder to run"):
+    (checkpoint / "tokenizer_config.json").write_text(
+        json.dumps({"auto_map": {"AutoTokenizer": ["tokenization_evil.EvilTokenizer", None]}})
+    )
+    with pytest.raises(
+        MSAInputError, match="tokenizer_config.json names code in the folder to run"
+    ):
         load(checkpoint)
 
 
-@pytest.mark.parametrize("damage, message", [
-    ("truncated weights", r"model.safetensors is truncated: its tensors need [\d,]+ bytes but the file has"),
-    ("garbage weights", r"model.safetensors is not a readable safetensors file"),
-    ("garbled config", r"config.json is not readable JSON"),
-    ("unknown architecture", r"cannot use .*config.json: "),
-    ("garbled tokenizer", r"cannot load the tokenizer of .* \(tokenizer.json\)"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (
+            "truncated weights",
+            r"model.safetensors is truncated: its tensors need [\d,]+ bytes but the file has",
+        ),
+        ("garbage weights", r"model.safetensors is not a readable safetensors file"),
+        ("garbled config", r"config.json is not readable JSON"),
+        ("unknown architecture", r"cannot use .*config.json: "),
+        ("garbled tokenizer", r"cannot load the tokenizer of .* \(tokenizer.json\)"),
+    ],
+)
 def test_every_loading_failure_is_an_input_error_naming_the_file(checkpoint, damage, message):
     weights, config = checkpoint / "model.safetensors", checkpoint / "config.json"
     if damage == "truncated weights":
@@ -177,7 +229,9 @@ def test_every_loading_failure_is_an_input_error_naming_the_file(checkpoint, dam
     elif damage == "garbled config":
         config.write_text("{not json")
     elif damage == "unknown architecture":
-        config.write_text(json.dumps({**json.loads(config.read_text()), "model_type": "no-such-model"}))
+        config.write_text(
+            json.dumps({**json.loads(config.read_text()), "model_type": "no-such-model"})
+        )
     else:
         (checkpoint / "tokenizer.json").write_text("{not json")
     with pytest.raises(MSAInputError, match=message):
@@ -194,7 +248,8 @@ def test_damaged_bundled_weights_are_an_input_error_naming_the_file(tmp_path, mo
         weights.load_weights(get_card(MODEL).build(), MODEL)
 
 
-# -- (3) the dashboard listens on localhost; a shared deployment is restricted -------------------------------
+# -- (3) the dashboard listens on localhost; a shared deployment is restricted
+# -------------------------------
 def test_the_dashboard_listens_on_localhost_by_default():
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     assert config["server"]["address"] == "localhost"
@@ -206,17 +261,31 @@ def test_a_shared_deployment_turns_off_paths_and_deletion_and_caps_budgets_and_m
     assert not shared.allows_local_paths and not shared.allows_deletion
     assert shared.max_run_evaluations == 200_000 and shared.model_cache_entries == 4
     shared.check_budget(200_000)
-    with pytest.raises(MSAInputError, match="at most 200,000 evaluations per run; this one asks for 200,001"):
+    with pytest.raises(
+        MSAInputError, match="at most 200,000 evaluations per run; this one asks for 200,001"
+    ):
         shared.check_budget(200_001)
-    capped = deployment({"MSA_DEPLOYMENT": "shared", "MSA_MAX_RUN_EVALUATIONS": "10", "MSA_MODEL_CACHE_ENTRIES": "1"})
+    capped = deployment(
+        {
+            "MSA_DEPLOYMENT": "shared",
+            "MSA_MAX_RUN_EVALUATIONS": "10",
+            "MSA_MODEL_CACHE_ENTRIES": "1",
+        }
+    )
     assert (capped.max_run_evaluations, capped.model_cache_entries) == (10, 1)
-    with pytest.raises(MSAInputError, match="MSA_DEPLOYMENT='public' is unknown; allowed: local, shared"):
+    with pytest.raises(
+        MSAInputError, match="MSA_DEPLOYMENT='public' is unknown; allowed: local, shared"
+    ):
         deployment({"MSA_DEPLOYMENT": "public"})
-    with pytest.raises(MSAInputError, match="MSA_MAX_RUN_EVALUATIONS must be a positive whole number"):
+    with pytest.raises(
+        MSAInputError, match="MSA_MAX_RUN_EVALUATIONS must be a positive whole number"
+    ):
         deployment({"MSA_DEPLOYMENT": "shared", "MSA_MAX_RUN_EVALUATIONS": "-1"})
 
 
-def test_the_run_page_of_a_shared_deployment_offers_no_path_and_no_delete(open_page, cache_dir, monkeypatch):
+def test_the_run_page_of_a_shared_deployment_offers_no_path_and_no_delete(
+    open_page, cache_dir, monkeypatch
+):
     monkeypatch.setenv("MSA_DEPLOYMENT", "shared")
     stored(RunStore(cache_dir), 1)
     app = open_page("pages/run.py")
@@ -228,14 +297,19 @@ def test_the_run_page_of_a_shared_deployment_offers_no_path_and_no_delete(open_p
     assert [button.label for button in app.button if button.label == "Delete"] == ["Delete"]
 
 
-# -- (4) one bad entry loses one entry; a damaged store says how to rebuild it, and is rebuilt ---------------
+# -- (4) one bad entry loses one entry; a damaged store says how to rebuild it, and is rebuilt
+# ---------------
 def test_a_pickled_key_or_value_loses_only_that_entry(capsys, store):
     kept = stored(store, 1)
     with diskcache.Cache(store.directory / "work") as foreign:  # diskcache's default disk pickles
         foreign.set(("a", "tuple", "key"), "x")
         foreign.set("index:" + "c" * 64, {"a": "dict"})
     cache = str(store.directory)
-    for args in (["list"], ["show", kept[:8]], ["export", kept[:8], "--out", str(store.directory.parent / "r.csv")]):
+    for args in (
+        ["list"],
+        ["show", kept[:8]],
+        ["export", kept[:8], "--out", str(store.directory.parent / "r.csv")],
+    ):
         code, out, err = cli(capsys, *args, "--cache-dir", cache)
         assert code == 0, err
         assert "warning:" in err and "work/cache.db" in err and "pickled" in err
@@ -246,33 +320,62 @@ def test_a_pickled_key_or_value_loses_only_that_entry(capsys, store):
 
 def test_a_malformed_index_entry_is_listed_from_its_result(store):
     fingerprint = stored(store, 1)
-    store.work.set(f"index:{fingerprint}", json.dumps({"fingerprint": fingerprint, "request": "oops"}))
+    store.work.set(
+        f"index:{fingerprint}", json.dumps({"fingerprint": fingerprint, "request": "oops"})
+    )
     with pytest.warns(UserWarning, match=f"index entry {fingerprint[:12]} .* cannot be read"):
         entries = store.list()
-    assert [(entry["fingerprint"], entry["request"]["seed"]) for entry in entries] == [(fingerprint, 1)]
+    assert [(entry["fingerprint"], entry["request"]["seed"]) for entry in entries] == [
+        (fingerprint, 1)
+    ]
 
 
-def test_a_garbled_database_names_the_repair_which_rebuilds_the_store_from_the_result_files(capsys, store):
+def test_a_garbled_database_names_the_repair_which_rebuilds_the_store_from_the_result_files(
+    capsys, store
+):
     fingerprints = [stored(store, seed) for seed in (1, 2)]
     expected = store.get(fingerprints[0])
     close(store)
     for name in ("results", "work"):
         (store.directory / name / "cache.db").write_bytes(b"garbage " * 512)
     cache = str(store.directory)
-    for args in (["list"], ["show", fingerprints[0][:8]],
-                 ["run", "--model", MODEL, "--output", "correct", "--method", "permutation", "--permutations", "2"]):
+    for args in (
+        ["list"],
+        ["show", fingerprints[0][:8]],
+        [
+            "run",
+            "--model",
+            MODEL,
+            "--output",
+            "correct",
+            "--method",
+            "permutation",
+            "--permutations",
+            "2",
+        ],
+    ):
         code, out, err = cli(capsys, *args, "--cache-dir", cache)
-        assert code == 2 and "is damaged" in err and f"store repair --cache-dir {cache}" in err, (args, err)
+        assert code == 2 and "is damaged" in err and f"store repair --cache-dir {cache}" in err, (
+            args,
+            err,
+        )
     code, out, err = cli(capsys, "store", "check", "--cache-dir", cache)
-    assert code == 1 and "is damaged" in out and out.count("is in ") == 2  # the two result files were found
+    assert (
+        code == 1 and "is damaged" in out and out.count("is in ") == 2
+    )  # the two result files were found
     code, out, err = cli(capsys, "store", "repair", "--cache-dir", cache)
     assert code == 0 and "repaired" in out, err
     assert list(store.directory.glob("damaged-*/results/cache.db"))
     repaired = RunStore(store.directory, readonly=True)
     assert sorted(entry["fingerprint"] for entry in repaired.list()) == fingerprints
     assert np.array_equal(repaired.get(fingerprints[0]).modes, expected.modes)
-    assert cli(capsys, "store", "check", "--cache-dir", cache)[:2] == (0, f"0 problems in {cache}: the store is intact\n")
-    assert cli(capsys, "store", "repair", "--cache-dir", cache)[1] == f"nothing to repair in {cache}\n"
+    assert cli(capsys, "store", "check", "--cache-dir", cache)[:2] == (
+        0,
+        f"0 problems in {cache}: the store is intact\n",
+    )
+    assert (
+        cli(capsys, "store", "repair", "--cache-dir", cache)[1] == f"nothing to repair in {cache}\n"
+    )
 
 
 def test_a_lost_index_hides_no_run_and_is_rebuilt(capsys, store):
@@ -301,21 +404,29 @@ def test_a_deleted_result_file_is_reported_with_its_reason(capsys, store):
     assert code == 1 and "is missing" in out and "cannot be read" in out
 
 
-# -- (5) locks: host, pid, heartbeat; stale ones broken; SIGTERM releases; waiting has a limit --------------
+# -- (5) locks: host, pid, heartbeat; stale ones broken; SIGTERM releases; waiting has a limit
+# --------------
 def lock_row(store: RunStore, fingerprint: str, host: str, age: float, pid: int = 1) -> None:
-    store.work.set(f"lock:{fingerprint}", json.dumps({"pid": pid, "host": host, "heartbeat": time.time() - age}))
+    store.work.set(
+        f"lock:{fingerprint}",
+        json.dumps({"pid": pid, "host": host, "heartbeat": time.time() - age}),
+    )
 
 
 def test_a_lock_with_a_stale_heartbeat_is_broken_with_a_message(store):
     fingerprint = "d" * 64
     lock_row(store, fingerprint, "another-host", age=3600)
     assert not store.running(fingerprint)
-    with pytest.warns(UserWarning, match=r"broke the lock of run dddddddddddd: .*another-host.* 3600 s ago"):
+    with pytest.warns(
+        UserWarning, match=r"broke the lock of run dddddddddddd: .*another-host.* 3600 s ago"
+    ):
         with store.lock(fingerprint, poll_seconds=0.01):
             holder = store.holder(fingerprint)
             assert (holder["host"], holder["pid"]) == (socket.gethostname(), os.getpid())
     assert store.holder(fingerprint) is None
-    store.work.set(f"lock:{fingerprint}", json.dumps({"pid": 1, "host": "another-host"}))  # an old lock: no heartbeat
+    store.work.set(
+        f"lock:{fingerprint}", json.dumps({"pid": 1, "host": "another-host"})
+    )  # an old lock: no heartbeat
     assert not store.running(fingerprint)
 
 
@@ -327,7 +438,10 @@ def test_a_live_holder_elsewhere_blocks_delete_and_waiting_gives_up_with_a_messa
         store.delete(fingerprint)
     other = "e" * 64
     lock_row(store, other, "another-host", age=1, pid=4242)
-    with pytest.raises(MSAInputError, match=r"being computed by pid 4242 on host another-host.*gave up waiting after 0.2 s"):
+    with pytest.raises(
+        MSAInputError,
+        match=r"being computed by pid 4242 on host another-host.*gave up waiting after 0.2 s",
+    ):
         with store.lock(other, poll_seconds=0.01, timeout=0.2):
             pass
 
@@ -342,12 +456,27 @@ def test_a_held_lock_heartbeats(store, monkeypatch):
             time.sleep(0.01)
 
 
-def test_sigterm_stops_a_cli_run_like_ctrl_c_releasing_its_lock_and_keeping_its_checkpoint(tmp_path):
+def test_sigterm_stops_a_cli_run_like_ctrl_c_releasing_its_lock_and_keeping_its_checkpoint(
+    tmp_path,
+):
     """One CLI process (about 5 s to import torch and load the model)."""
     cache = tmp_path / "cache"
     fingerprint = fingerprint_of(small_request(n_permutations=600))
-    process = start_cli("run", "--model", MODEL, "--output", "correct", "--method", "permutation", "--permutations",
-                        "600", "--quiet", "--cache-dir", str(cache), checkpoint_seconds=0.05)
+    process = start_cli(
+        "run",
+        "--model",
+        MODEL,
+        "--output",
+        "correct",
+        "--method",
+        "permutation",
+        "--permutations",
+        "600",
+        "--quiet",
+        "--cache-dir",
+        str(cache),
+        checkpoint_seconds=0.05,
+    )
     store = RunStore(cache)
     try:
         deadline = time.monotonic() + 120
@@ -365,8 +494,11 @@ def test_sigterm_stops_a_cli_run_like_ctrl_c_releasing_its_lock_and_keeping_its_
     assert store.progress(fingerprint)["state"] == "cancelled"
 
 
-# -- (6) a full disk: checkpoints retried then skipped, free space checked first, reading never writes -------
-def test_a_failing_checkpoint_write_is_retried_then_reported_and_the_run_finishes(store, monkeypatch):
+# -- (6) a full disk: checkpoints retried then skipped, free space checked first, reading never
+# writes -------
+def test_a_failing_checkpoint_write_is_retried_then_reported_and_the_run_finishes(
+    store, monkeypatch
+):
     monkeypatch.setattr(store_module, "SAVE_RETRY_SECONDS", 0.0)
     write, tries = store.work.set, []
 
@@ -377,7 +509,10 @@ def test_a_failing_checkpoint_write_is_retried_then_reported_and_the_run_finishe
         return write(key, value, *args, **kwargs)
 
     monkeypatch.setattr(store.work, "set", full_disk)
-    with pytest.warns(UserWarning, match=r"checkpoint of run .* not saved after 3 tries .*disk is full.*the run goes on"):
+    with pytest.warns(
+        UserWarning,
+        match=r"checkpoint of run .* not saved after 3 tries .*disk is full.*the run goes on",
+    ):
         result = execute(small_request(), store, checkpoint_seconds=0.0)
     assert len(tries) >= 3 and len(tries) % 3 == 0
     reference = execute(small_request(), RunStore(store.directory.parent / "other"))
@@ -387,14 +522,20 @@ def test_a_failing_checkpoint_write_is_retried_then_reported_and_the_run_finishe
 
 def test_a_run_is_refused_before_it_starts_when_the_disk_lacks_room(store, monkeypatch):
     usage = shutil.disk_usage(store.directory)
-    monkeypatch.setattr(store_module.shutil, "disk_usage", lambda path: usage._replace(free=100_000))
-    with pytest.raises(MSAInputError, match=r"the run needs about [\d.]+ MB in .* but only 0.1 MB are free"):
+    monkeypatch.setattr(
+        store_module.shutil, "disk_usage", lambda path: usage._replace(free=100_000)
+    )
+    with pytest.raises(
+        MSAInputError, match=r"the run needs about [\d.]+ MB in .* but only 0.1 MB are free"
+    ):
         execute(small_request(), store)
     assert store.progress(fingerprint_of(small_request())) is None  # refused before it started
 
 
 def test_a_result_that_cannot_be_stored_is_still_returned(store, monkeypatch):
-    monkeypatch.setattr(store, "put", lambda *args: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+    monkeypatch.setattr(
+        store, "put", lambda *args: (_ for _ in ()).throw(OSError(28, "No space left on device"))
+    )
     with pytest.warns(UserWarning, match="finished but could not be stored .*No space left"):
         result = execute(small_request(), store)
     assert result.n_permutations == 20
@@ -405,29 +546,55 @@ def test_reading_commands_never_write_to_the_store(capsys, store, tmp_path):
     close(store)
     before = snapshot(store.directory)
     cache = str(store.directory)
-    for args in (["list"], ["show", fingerprint[:8]], ["export", fingerprint[:8], "--out", str(tmp_path / "r.csv")],
-                 ["store", "check"]):
+    for args in (
+        ["list"],
+        ["show", fingerprint[:8]],
+        ["export", fingerprint[:8], "--out", str(tmp_path / "r.csv")],
+        ["store", "check"],
+    ):
         assert cli(capsys, *args, "--cache-dir", cache)[0] == 0, args
     assert snapshot(store.directory) == before
 
 
-# -- (7) clear errors before expensive work -----------------------------------------------------------------
+# -- (7) clear errors before expensive work
+# -----------------------------------------------------------------
 @pytest.fixture
 def linear() -> torch.nn.Module:
     torch.manual_seed(0)
     return torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 3))
 
 
-@pytest.mark.parametrize("inputs, labels, message", [
-    (torch.zeros(0, 4), None, r"inputs have an empty batch \(B = 0\)"),
-    (torch.randn(5, 7), None, r"cannot run on the inputs \(\[5, 7\] float32\): .*shapes cannot be multiplied"),
-    (torch.ones(5, 4, dtype=torch.int64), None, r"cannot run on the inputs \(\[5, 4\] int64\)"),
-    (torch.randn(5, 4), torch.tensor([0, 1, 5, 0, 2]), r"labels must be class indices from 0 to 2 .*from 0 to 5"),
-    (torch.randn(5, 4), torch.tensor([0, -1, 1, 0, 2]), r"labels must be class indices from 0 to 2 .*from -1 to 2"),
-])
+@pytest.mark.parametrize(
+    "inputs, labels, message",
+    [
+        (torch.zeros(0, 4), None, r"inputs have an empty batch \(B = 0\)"),
+        (
+            torch.randn(5, 7),
+            None,
+            r"cannot run on the inputs \(\[5, 7\] float32\): .*shapes cannot be multiplied",
+        ),
+        (torch.ones(5, 4, dtype=torch.int64), None, r"cannot run on the inputs \(\[5, 4\] int64\)"),
+        (
+            torch.randn(5, 4),
+            torch.tensor([0, 1, 5, 0, 2]),
+            r"labels must be class indices from 0 to 2 .*from 0 to 5",
+        ),
+        (
+            torch.randn(5, 4),
+            torch.tensor([0, -1, 1, 0, 2]),
+            r"labels must be class indices from 0 to 2 .*from -1 to 2",
+        ),
+    ],
+)
 def test_bad_model_inputs_and_labels_are_clear_errors(linear, inputs, labels, message):
     with pytest.raises(MSAInputError, match=message):
-        ModelGame(linear, inputs, Neurons("1"), output="correct" if labels is not None else "logits", labels=labels)
+        ModelGame(
+            linear,
+            inputs,
+            Neurons("1"),
+            output="correct" if labels is not None else "logits",
+            labels=labels,
+        )
 
 
 def test_an_output_too_large_for_memory_is_refused_before_it_is_allocated(monkeypatch):
@@ -439,22 +606,47 @@ def test_an_output_too_large_for_memory_is_refused_before_it_is_allocated(monkey
         def evaluate(self, coalitions):
             raise AssertionError("evaluated before the size was checked")
 
-    with pytest.raises(MSAInputError, match=r"10 players x 100,000,000 output values need at least 24 GB .* 1 GB"):
+    with pytest.raises(
+        MSAInputError, match=r"10 players x 100,000,000 output values need at least 24 GB .* 1 GB"
+    ):
         shapley_modes(Huge(), method="permutation", n_permutations=2)
-    with pytest.raises(MSAInputError, match=r"1000 players x 100,000 output values need at least 2.4 GB"):
-        shapley_modes(lambda c: np.zeros((len(c), 10**5)), n_players=1000, method="permutation", n_permutations=2)
+    with pytest.raises(
+        MSAInputError, match=r"1000 players x 100,000 output values need at least 2.4 GB"
+    ):
+        shapley_modes(
+            lambda c: np.zeros((len(c), 10**5)),
+            n_players=1000,
+            method="permutation",
+            n_permutations=2,
+        )
 
 
 def test_an_inconsistent_result_file_is_refused_at_load(capsys, tmp_path):
     path = tmp_path / "bad.npz"
-    np.savez(path, modes=np.zeros((3, 4)), stderr=np.zeros((3, 5)), v_full=np.zeros(4), v_empty=np.zeros(4),
-             player_names=np.array(["a", "b", "c"]), meta=np.array("{}"))
-    with pytest.raises(MSAInputError, match=r"not a consistent MSA result: stderr has shape \[3, 5\] but modes"):
+    np.savez(
+        path,
+        modes=np.zeros((3, 4)),
+        stderr=np.zeros((3, 5)),
+        v_full=np.zeros(4),
+        v_empty=np.zeros(4),
+        player_names=np.array(["a", "b", "c"]),
+        meta=np.array("{}"),
+    )
+    with pytest.raises(
+        MSAInputError, match=r"not a consistent MSA result: stderr has shape \[3, 5\] but modes"
+    ):
         ModesResult.load(path)
     code, _, err = cli(capsys, "export", str(path), "--out", str(tmp_path / "bad.csv"))
     assert code == 2 and "not a consistent" in err and not (tmp_path / "bad.csv").exists()
-    np.savez(path, modes=np.zeros((3, 4)), stderr=np.zeros((3, 4)), v_full=np.zeros(4), v_empty=np.zeros(4),
-             player_names=np.array(["a", "b"]), meta=np.array("{}"))
+    np.savez(
+        path,
+        modes=np.zeros((3, 4)),
+        stderr=np.zeros((3, 4)),
+        v_full=np.zeros(4),
+        v_empty=np.zeros(4),
+        player_names=np.array(["a", "b"]),
+        meta=np.array("{}"),
+    )
     with pytest.raises(MSAInputError, match="player_names has shape .*expected 3 names"):
         ModesResult.load(path)
 
@@ -470,22 +662,53 @@ def test_a_seed_beyond_int64_is_refused_everywhere(capsys):
 
 
 def test_a_budget_that_cannot_finish_is_refused_with_a_time_estimate(capsys, tmp_path):
-    code, _, err = cli(capsys, "run", "--model", MODEL, "--output", "correct", "--method", "permutation",
-                       "--permutations", "1000000000", "--cache-dir", str(tmp_path / "cache"))
+    code, _, err = cli(
+        capsys,
+        "run",
+        "--model",
+        MODEL,
+        "--output",
+        "correct",
+        "--method",
+        "permutation",
+        "--permutations",
+        "1000000000",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    )
     assert code == 2, err
-    assert "a budget of 31,000,000,002 evaluations would take about" in err and "at most 1,000,000,000" in err
-    assert RunStore(tmp_path / "cache").progress(fingerprint_of(small_request(n_permutations=10**9))) is None
+    assert (
+        "a budget of 31,000,000,002 evaluations would take about" in err
+        and "at most 1,000,000,000" in err
+    )
+    assert (
+        RunStore(tmp_path / "cache").progress(fingerprint_of(small_request(n_permutations=10**9)))
+        is None
+    )
 
 
-@pytest.mark.parametrize("target, message", [
-    (".", "it is a folder; give a file name such as"),
-    ("/proc/msa-result.npz", "cannot create files in /proc"),
-    ("no-such-folder/r.npz", "folder .*no-such-folder does not exist"),
-])
+@pytest.mark.parametrize(
+    "target, message",
+    [
+        (".", "it is a folder; give a file name such as"),
+        ("/proc/msa-result.npz", "cannot create files in /proc"),
+        ("no-such-folder/r.npz", "folder .*no-such-folder does not exist"),
+    ],
+)
 def test_an_unwritable_out_is_refused_before_the_run(capsys, tmp_path, target, message):
     out = target if target.startswith("/") else str(tmp_path / target)
-    code, _, err = cli(capsys, "run", "--model", MODEL, "--output", "correct", "--out", out,
-                       "--cache-dir", str(tmp_path / "cache"))
+    code, _, err = cli(
+        capsys,
+        "run",
+        "--model",
+        MODEL,
+        "--output",
+        "correct",
+        "--out",
+        out,
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    )
     assert code == 2 and re.search(message, err), err
     assert not (tmp_path / "cache").exists()  # refused before the store was even opened
 
@@ -493,27 +716,54 @@ def test_an_unwritable_out_is_refused_before_the_run(capsys, tmp_path, target, m
 def test_export_writes_exactly_the_file_named_in_the_format_asked(capsys, store, tmp_path):
     fingerprint = stored(store, 1)
     cache = str(store.directory)
-    code, _, err = cli(capsys, "export", fingerprint[:8], "--format", "npz", "--out", str(tmp_path / "x.csv"),
-                       "--cache-dir", cache)
+    code, _, err = cli(
+        capsys,
+        "export",
+        fingerprint[:8],
+        "--format",
+        "npz",
+        "--out",
+        str(tmp_path / "x.csv"),
+        "--cache-dir",
+        cache,
+    )
     assert code == 2 and "the format is npz but the file name ends in .csv; name it x.npz" in err
     assert list(tmp_path.glob("x.*")) == []
-    code, out, _ = cli(capsys, "export", fingerprint[:8], "--format", "npz", "--out", str(tmp_path / "x.data"),
-                       "--cache-dir", cache)
+    code, out, _ = cli(
+        capsys,
+        "export",
+        fingerprint[:8],
+        "--format",
+        "npz",
+        "--out",
+        str(tmp_path / "x.data"),
+        "--cache-dir",
+        cache,
+    )
     assert code == 0 and out == f"written to {tmp_path / 'x.data'}\n"
     assert [path.name for path in tmp_path.glob("x.*")] == ["x.data"]
     assert np.array_equal(ModesResult.load(tmp_path / "x.data").modes, store.get(fingerprint).modes)
 
 
 def test_the_cli_reports_argument_errors_before_importing_torch():
-    code = ("import sys\nfrom msa_core.cli import main\n"
-            "for args in (['run', '--model', 'x', '--seed', '-1'], ['run', '--model', 'x', '--method', 'magic'],\n"
-            "             ['export', 'x', '--out', 'y', '--format', 'xlsx'], ['fly']):\n"
-            "    try:\n        main(args)\n    except SystemExit as stop:\n        assert stop.code == 2, stop.code\n"
-            "print('torch' in sys.modules, 'msa_core.runs' in sys.modules)\n")
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    code = (
+        "import sys\nfrom msa_core.cli import main\n"
+        "for args in (['run', '--model', 'x', '--seed', '-1'],\n"
+        "             ['run', '--model', 'x', '--method', 'magic'],\n"
+        "             ['export', 'x', '--out', 'y', '--format', 'xlsx'], ['fly']):\n"
+        "    try:\n        main(args)\n    except SystemExit as stop:\n"
+        "        assert stop.code == 2, stop.code\n"
+        "print('torch' in sys.modules, 'msa_core.runs' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "False False\n"
-    assert "invalid choice: 'magic'" in done.stderr and "--seed: expected a whole number" in done.stderr
+    assert (
+        "invalid choice: 'magic'" in done.stderr
+        and "--seed: expected a whole number" in done.stderr
+    )
 
 
 def test_the_torch_free_names_are_the_engines():
@@ -522,5 +772,6 @@ def test_the_torch_free_names_are_the_engines():
     from msa_core.names import EXPORT_FORMATS, LESIONS, METHODS
     from msa_core.runs.export import FORMATS
 
-    assert METHODS == ("auto", *ESTIMATORS) and GAME_LESIONS == LESIONS and FORMATS == EXPORT_FORMATS
-
+    assert (
+        METHODS == ("auto", *ESTIMATORS) and GAME_LESIONS == LESIONS and FORMATS == EXPORT_FORMATS
+    )
