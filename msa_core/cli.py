@@ -29,7 +29,7 @@ examples:
   python -m msa_core show 1a2b3c                  # a run, by the first characters of its id
   python -m msa_core export 1a2b3c --out modes.csv
   python -m msa_core delete 1a2b3c
-  python -m msa_core store check                  # is the store intact? (`store repair` rebuilds it)
+  python -m msa_core store check                  # is the store intact? (`store repair` fixes it)
 
 Runs are cached in --cache-dir (default $MSA_CACHE_DIR, else ~/.cache/msa-dashboard): asking for the same
 run again returns at once, and a run that was interrupted resumes from its last checkpoint.
@@ -37,7 +37,7 @@ run again returns at once, and a run that was interrupted resumes from its last 
 
 
 def whole_number(minimum: int, what: str, maximum: int | None = None) -> Callable[[str], int]:
-    """An argparse type: a whole number in [``minimum``, ``maximum``], described as ``what`` in the error."""
+    """An argparse type: a whole number in [``minimum``, ``maximum``], described as ``what``."""
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -98,15 +98,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--permutations", type=positive_int, metavar="K", help="budget in permutations (default 1000)")
     run.add_argument("--max-evaluations", type=positive_int, metavar="E", help="budget in model evaluations "
                      "(coalitions); the smaller of the two budgets wins")
-    run.add_argument("--seed", type=seed_int, default=0, metavar="S", help="random seed, 0 to 2^63 - 1 (default 0); "
-                     "same seed, same result")
-    run.add_argument("--out", metavar="PATH", help=f"also write the result here ({', '.join(EXPORT_FORMATS)}, by suffix)")
+    run.add_argument("--seed", type=seed_int, default=0, metavar="S",
+                     help="random seed, 0 to 2^63 - 1 (default 0); same seed, same result")
+    run.add_argument("--out", metavar="PATH",
+                     help=f"also write the result here ({', '.join(EXPORT_FORMATS)}, by suffix)")
     run.add_argument("--backend", choices=("local", "ray"), default="local", help="where coalitions are evaluated "
                      "(default: local)")
     run.add_argument("--address", metavar="ADDR", help="Ray cluster address (with --backend ray; sets RAY_ADDRESS)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
-    run.add_argument("--wait", type=positive_float, metavar="SECONDS", help="when another process is computing the "
-                     "same run, wait at most this long for it (default: as long as that process is alive)")
+    run.add_argument("--wait", type=positive_float, metavar="SECONDS",
+                     help="when another process is computing the same run, wait at most this "
+                     "long for it (default: as long as that process is alive)")
     run.add_argument("--checkpoint-seconds", type=positive_float, help=argparse.SUPPRESS)
 
     commands.add_parser("list", parents=[cache], help="list the stored runs, newest first",
@@ -122,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  "offline) or .png (heatmap image).")
     export.add_argument("run", metavar="RUN", help="a stored run's id (its first characters suffice) or a result .npz")
     export.add_argument("--out", required=True, metavar="PATH", help="file to write")
-    export.add_argument("--format", choices=EXPORT_FORMATS, help="format (default: from the suffix of --out)")
+    export.add_argument("--format", choices=EXPORT_FORMATS,
+                        help="format (default: from the suffix of --out)")
 
     delete = commands.add_parser("delete", parents=[cache], help="delete stored runs",
                                  description="Delete stored runs (their results, checkpoints and progress).")
@@ -130,9 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("--all", action="store_true", help="delete every stored run")
 
     store = commands.add_parser("store", parents=[cache], help="check the run store, or repair it",
-                                description="check: list what is damaged in the store (reads only; exit 1 when "
-                                "something is). repair: rebuild the store's databases from what can be read, "
-                                "the result files above all; the old databases are moved to damaged-<time>/.")
+                                description="check: list what is damaged in the store (reads "
+                                "only; exit 1 when something is). repair: rebuild the store's "
+                                "databases from what can be read, the result files above all; the "
+                                "old databases are moved to damaged-<time>/.")
     store.add_argument("action", choices=("check", "repair"), help="check or repair")
     return parser
 
@@ -141,17 +145,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     prog = f"{parser.prog} {args.command}"
-    previous = signal.signal(signal.SIGTERM, interrupt)  # SIGTERM stops a run like Ctrl-C: lock released
+    previous = signal.signal(signal.SIGTERM, interrupt)  # stops a run like Ctrl-C: lock released
     try:
         with warnings.catch_warnings():
-            warnings.showwarning = lambda message, *_, **__: print(f"{prog}: warning: {message}", file=sys.stderr)
+            warnings.showwarning = lambda message, *_, **__: print(f"{prog}: warning: {message}",
+                                                                   file=sys.stderr)
             return COMMANDS[args.command](args)
     except MSAInputError as err:
         parser.exit(2, f"{prog}: error: {err}\n")
     except sqlite3.DatabaseError as err:
         where = args.cache_dir or "the run store"
-        parser.exit(1, f"{prog}: failed: the run store's database is damaged ({err}); `python -m msa_core store "
-                    f"repair{' --cache-dir ' + args.cache_dir if args.cache_dir else ''}` rebuilds {where} from its "
+        option = f" --cache-dir {args.cache_dir}" if args.cache_dir else ""
+        parser.exit(1, f"{prog}: failed: the run store's database is damaged ({err}); "
+                    f"`python -m msa_core store repair{option}` rebuilds {where} from its "
                     "result files\n")
     except (OSError, RuntimeError) as err:
         parser.exit(1, f"{prog}: failed: {err}\n")
@@ -291,14 +297,15 @@ def cmd_store(args: argparse.Namespace) -> int:
         problems = check(directory)
         for problem in problems:
             print(f"problem: {problem}")
-        print(f"{len(problems)} problems in {directory}" + ("; `python -m msa_core store repair` fixes them"
-                                                           if problems else ": the store is intact"))
+        verdict = ("; `python -m msa_core store repair` fixes them" if problems
+                   else ": the store is intact")
+        print(f"{len(problems)} problems in {directory}{verdict}")
         return 1 if problems else 0
     problems, moved = repair(directory)
     for problem in problems:
         print(f"fixed: {problem}")
-    print(f"repaired {directory}; the old databases are in {moved} (delete it when satisfied)" if moved
-          else f"nothing to repair in {directory}")
+    print(f"repaired {directory}; the old databases are in {moved} (delete it when satisfied)"
+          if moved else f"nothing to repair in {directory}")
     return 0
 
 
@@ -317,13 +324,13 @@ def _load(args: argparse.Namespace):
     store = _store(args, readonly=True)
     result = store.get(store.resolve(args.run))
     if result is None:
-        raise MSAInputError(f"run {args.run} is listed but its result cannot be read (the warning above says why); "
-                            "`python -m msa_core store check` lists what is damaged")
+        raise MSAInputError(f"run {args.run} is listed but its result cannot be read (the warning "
+                            "above says why); `python -m msa_core store check` lists the damage")
     return result
 
 
 def check_target(path: Path, fmt: str | None = None) -> None:
-    """``--out``: refuse, before any work, a path whose format is unknown or that cannot be written."""
+    """``--out``: refuse, before any work, a path of unknown format or that cannot be written."""
     from msa_core.runs.export import check_target as check
 
     try:

@@ -96,12 +96,15 @@ def inconsistency(arrays: dict[str, np.ndarray], meta: Any) -> str | None:
         return f"stderr has shape {list(arrays['stderr'].shape)} but modes {list(modes.shape)}"
     for key in ("v_full", "v_empty"):
         if arrays[key].shape != modes.shape[1:]:
-            return f"{key} has shape {list(arrays[key].shape)}; expected the output shape {list(modes.shape[1:])}"
+            return (f"{key} has shape {list(arrays[key].shape)}; expected the output shape "
+                    f"{list(modes.shape[1:])}")
     if names.ndim != 1 or names.shape[0] != modes.shape[0] or names.dtype.kind not in "U":
-        return f"player_names has shape {list(names.shape)} ({names.dtype}); expected {modes.shape[0]} names"
+        return (f"player_names has shape {list(names.shape)} ({names.dtype}); expected "
+                f"{modes.shape[0]} names")
     if not isinstance(meta, dict):
         return "meta is not a JSON object"
     for key in ("n_evaluations", "n_permutations"):
-        if not isinstance(meta.get(key, 0), int) or isinstance(meta.get(key, 0), bool) or meta.get(key, 0) < 0:
-            return f"meta {key} is {meta.get(key)!r}; expected a whole number >= 0"
+        count = meta.get(key, 0)
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            return f"meta {key} is {count!r}; expected a whole number >= 0"
     return None

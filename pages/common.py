@@ -51,9 +51,10 @@ def jobs() -> JobManager:
     return _jobs(store_directory())
 
 
-@st.cache_resource(show_spinner="Loading the model…", max_entries=deployment().model_cache_entries)
+@st.cache_resource(show_spinner="Loading the model…",
+                   max_entries=deployment().model_cache_entries)
 def model(name: str) -> LoadedModel:
-    """A bundled model, loaded once per process (at most ``model_cache_entries`` kept, see msa_core.deployment)."""
+    """A model, loaded once per process (``deployment().model_cache_entries`` kept at most)."""
     if name.startswith(HF_PREFIX) and not deployment().allows_local_paths:
         raise MSAInputError("this shared dashboard does not load checkpoints from server paths")
     return load_model(name)

@@ -78,7 +78,7 @@ BAD_ARGUMENTS = [
     (["run", "--model", MODEL, "--permutations", "0"], "--permutations: expected a positive whole number"),
     (["run", "--model", MODEL, "--permutations", "many"], "--permutations: expected a positive whole number"),
     (["run", "--model", MODEL, "--max-evaluations", "-5"], "--max-evaluations: expected a positive whole number"),
-    (["run", "--model", MODEL, "--seed", "-1"], "--seed: expected a whole number from 0 to 2^63 - 1"),
+    (["run", "--model", MODEL, "--seed", "-1"], "--seed: expected a whole number from 0 to 2^63"),
     (["run", "--model", MODEL, "--backend", "gpu"], "invalid choice: 'gpu'"),
     (["run", "--model", MODEL, "--address", "1.2.3.4:6379"], "--address only applies to --backend ray"),
     (["run", "--model", MODEL, "--out", "/no/such/folder/r.npz"], "folder /no/such/folder does not exist"),

@@ -28,7 +28,7 @@ ESTIMATORS: dict[str, type[Estimator]] = {
     cls.name: cls for cls in (ExactEstimator, PermutationEstimator, AntitheticEstimator, KernelEstimator)
 }
 if set(METHODS) != {"auto", *ESTIMATORS}:  # msa_core.names lists the methods for torch-free callers
-    raise ImportError(f"msa_core.names.METHODS {METHODS} does not match the estimators {list(ESTIMATORS)}")
+    raise ImportError(f"msa_core.names.METHODS {METHODS} differs from {list(ESTIMATORS)}")
 SAMPLED_METHODS = tuple(name for name in ESTIMATORS if name != "exact")
 BEST_SAMPLER = "kernel"  # lowest error per evaluation in bench/bench_estimators.py
 KERNEL_MAX_VALUES = 1 << 20  # auto: above N x |out| values, kernel's per-coalition regression update
@@ -145,8 +145,8 @@ def _check_options(method: str, seed: Any, batch_size: Any, target_stderr: Any, 
     if method not in METHODS:
         raise MSAInputError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
     if not _is_int(seed) or not 0 <= seed <= MAX_SEED:
-        raise MSAInputError(f"seed must be a whole number from 0 to 2^63 - 1 (checkpoints store it as int64); "
-                            f"got {seed!r}")
+        raise MSAInputError(f"seed must be a whole number from 0 to 2^63 - 1 (checkpoints store it "
+                            f"as int64); got {seed!r}")
     if batch_size is not None and (not _is_int(batch_size) or batch_size < 1):
         raise MSAInputError(f"batch_size must be a positive integer (coalitions per game call) or None; got {batch_size!r}")
     if target_stderr is not None and not (isinstance(target_stderr, (int, float)) and target_stderr > 0):

@@ -37,7 +37,7 @@ def batch_size(inputs: Any, what: str = "inputs") -> int:
 
 def _non_empty(size: int, what: str) -> int:
     if size == 0:
-        raise MSAInputError(f"{what} have an empty batch (B = 0); give at least one sample [B >= 1, ...]")
+        raise MSAInputError(f"{what} have an empty batch (B = 0); give at least one sample")
     return size
 
 
@@ -45,7 +45,8 @@ def describe(inputs: Inputs) -> str:
     """Shapes and dtypes of inputs, e.g. ``[4, 3] float32`` or ``input_ids [2, 16] int64``."""
     if isinstance(inputs, torch.Tensor):
         return f"{list(inputs.shape)} {str(inputs.dtype).removeprefix('torch.')}"
-    return ", ".join(f"{key} {describe(value)}" for key, value in inputs.items() if isinstance(value, torch.Tensor))
+    return ", ".join(f"{key} {describe(value)}" for key, value in inputs.items()
+                     if isinstance(value, torch.Tensor))
 
 
 def check_device(tensors: Any, device: torch.device | None, what: str) -> None:
@@ -75,11 +76,12 @@ def call_model(model: nn.Module, inputs: Inputs) -> Any:
 
 
 def first_call(model: nn.Module, inputs: Inputs) -> Any:
-    """``call_model``, with the error of a model that cannot run on these inputs (wrong shape, dtype or
-    token ids) as an ``MSAInputError`` naming the inputs' shapes and dtypes."""
+    """``call_model``, with the error of a model that cannot run on these inputs (wrong shape,
+    dtype or token ids) as an ``MSAInputError`` naming the inputs' shapes and dtypes."""
     try:
         return call_model(model, inputs)
     except (RuntimeError, IndexError, TypeError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise MSAInputError(f"the model cannot run on the inputs ({describe(inputs)}): {first_line}. Give inputs "
-                            "of the shape and dtype the model's forward expects") from err
+        raise MSAInputError(f"the model cannot run on the inputs ({describe(inputs)}): "
+                            f"{first_line}. Give inputs of the shape and dtype the model's forward "
+                            "expects") from err

@@ -83,8 +83,8 @@ def make_output(output: str | Callable[[Any], torch.Tensor], inputs: Inputs,
 def _check_range(targets: torch.Tensor, classes: int) -> None:
     low, high = int(targets.min()), int(targets.max())
     if low < 0 or high >= classes:
-        raise MSAInputError(f"labels must be class indices from 0 to {classes - 1} (the logits have {classes} "
-                            f"classes); got values from {low} to {high}")
+        raise MSAInputError(f"labels must be class indices from 0 to {classes - 1} (the logits "
+                            f"have {classes} classes); got values from {low} to {high}")
 
 
 def _targets(output: str, inputs: Inputs, labels: torch.Tensor | None) -> tuple[torch.Tensor, bool]:

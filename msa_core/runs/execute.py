@@ -127,7 +127,8 @@ def execute(request: RunRequest, store: RunStore, progress: Progress | None = No
     of work, default ``$MSA_CHECKPOINT_SECONDS`` or 5) to exactly the uninterrupted result. A request
     that only raises the budget of a stored permutation-type run starts from that run's last checkpoint.
     ``progress(done, total)`` gets evaluations done and planned; ``store.progress(fingerprint)`` has more.
-    ``wait_seconds``: how long to wait for another process computing the same run (None: while it lives).
+    ``wait_seconds``: how long to wait for another process computing the same run (None: while it
+    lives).
     Before evaluating, ``preflight.check_run`` refuses a budget that cannot finish or a full disk; a
     result that cannot be stored (a full disk) is returned with a warning.
     """
@@ -146,7 +147,8 @@ def execute(request: RunRequest, store: RunStore, progress: Progress | None = No
         game = recipe.build()  # on the GPU when there is one
         family = request.family().fingerprint(loaded)
         extendable = request.method in ESTIMATORS and ESTIMATORS[request.method].extendable
-        check_run(game, 0 if request.method == "exact" else request.budget(game.n_players), store)  # exact: N <= 20
+        exact = request.method == "exact"  # its own limit, N <= 20, is checked by shapley_modes
+        check_run(game, 0 if exact else request.budget(game.n_players), store)
         if extendable:
             store.seed_from_base(fingerprint, family, request.budget(game.n_players))
         recorder = ProgressRecorder(store, fingerprint, progress)
@@ -181,8 +183,9 @@ def execute(request: RunRequest, store: RunStore, progress: Progress | None = No
             else:
                 store.drop_checkpoint(fingerprint)
         except (OSError, sqlite3.OperationalError) as err:
-            warnings.warn(f"run {fingerprint[:12]} finished but could not be stored ({type(err).__name__}: {err}); "
-                          f"its last checkpoint is kept", stacklevel=2)
+            warnings.warn(f"run {fingerprint[:12]} finished but could not be stored "
+                          f"({type(err).__name__}: {err}); its last checkpoint is kept",
+                          stacklevel=2)
         finite = result.stderr[np.isfinite(result.stderr)]
         final_stderr = float(finite.max()) if finite.size else None
         recorder.finish("done", done=result.n_evaluations, total=result.n_evaluations, max_stderr=final_stderr)

@@ -29,8 +29,8 @@ FORMATS = EXPORT_FORMATS
 
 
 def export(result: ModesResult, path: str | Path, fmt: str | None = None) -> Path:
-    """Write ``result`` to ``path`` as ``fmt`` (default: the path's suffix); returns the path written,
-    which is always ``path`` itself.
+    """Write ``result`` to ``path`` as ``fmt`` (default: the path's suffix); returns the path
+    written, which is always ``path`` itself.
 
     ``html`` is a standalone page (plotly.js inlined, works offline); ``png`` renders the same heatmap
     with kaleido and the system's Chromium. Raises ``MSAInputError`` as ``check_target`` does.
@@ -38,7 +38,7 @@ def export(result: ModesResult, path: str | Path, fmt: str | None = None) -> Pat
     path = Path(path)
     fmt = check_target(path, fmt)
     if fmt == "npz":
-        with open(path, "wb") as handle:  # a path would get ".npz" appended by numpy when it lacks it
+        with open(path, "wb") as handle:  # numpy appends ".npz" to a path that lacks it
             result.save(handle)
     elif fmt == "csv":
         write_csv(result, path)
@@ -58,8 +58,8 @@ def check_target(path: Path, fmt: str | None = None) -> str:
     Returns:
         The format.
     Raises:
-        MSAInputError: unknown format; a suffix naming another format than ``fmt``; a folder; a missing
-        or unwritable folder; an existing file that cannot be overwritten.
+        MSAInputError: unknown format; a suffix naming another format than ``fmt``; a folder; a
+        missing or unwritable folder; an existing file that cannot be overwritten.
     """
     if path.is_dir():
         raise MSAInputError(f"cannot write {path}: it is a folder; give a file name such as "
@@ -71,14 +71,16 @@ def check_target(path: Path, fmt: str | None = None) -> str:
         raise MSAInputError(f"the format is {fmt} but the file name ends in .{suffix}; name it "
                             f"{path.with_suffix('.' + fmt).name} or ask for format {suffix}")
     if fmt not in FORMATS:
-        raise MSAInputError(f"unknown export format {fmt!r} (from {path.name!r}); allowed: {', '.join(FORMATS)}")
+        raise MSAInputError(f"unknown export format {fmt!r} (from {path.name!r}); "
+                            f"allowed: {', '.join(FORMATS)}")
     if not path.parent.is_dir():
         raise MSAInputError(f"cannot write {path}: folder {path.parent} does not exist")
     try:
         with tempfile.TemporaryFile(dir=path.parent):
             pass
     except OSError as err:
-        raise MSAInputError(f"cannot write {path}: cannot create files in {path.parent} ({err.strerror})") from None
+        raise MSAInputError(f"cannot write {path}: cannot create files in {path.parent} "
+                            f"({err.strerror})") from None
     if path.exists() and not os.access(path, os.W_OK):
         raise MSAInputError(f"cannot write {path}: the file exists and is not writable")
     return fmt

@@ -49,8 +49,8 @@ class RunRequest:
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise MSAInputError(f"{name} must be a positive integer or None; got {value!r}")
         if not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
-            raise MSAInputError(f"seed must be a whole number from 0 to 2^63 - 1 (checkpoints store it as int64); "
-                                f"got {self.seed!r}")
+            raise MSAInputError(f"seed must be a whole number from 0 to 2^63 - 1 (checkpoints store "
+                                f"it as int64); got {self.seed!r}")
 
     def resolved(self, loaded: LoadedModel) -> RunRequest:
         """The request with the model's default granularity and output filled in (and both checked)."""

@@ -29,7 +29,8 @@ DEFAULT_TEXT = ("The quick brown fox jumps over the lazy dog.", "Der schnelle br
 RANDOM_SHAPE = (2, 16)  # default input_ids without a tokenizer
 OUTPUTS = ("target_logprob", "logits")
 LAYER_PATH = re.compile(r"^(.*layers)\.(\d+)$")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "merges.txt")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json",
+                   "merges.txt")
 
 
 def _check_directory(directory: Path) -> None:
@@ -48,8 +49,8 @@ def _check_directory(directory: Path) -> None:
 
 
 def _refuse_code(path: Path) -> None:
-    """Raise ``MSAInputError`` naming ``path`` when it is not a JSON object or names code to run (``auto_map``:
-    classes in the folder's own .py files, which are never run here)."""
+    """Raise ``MSAInputError`` naming ``path`` when it is not a JSON object or names code to run
+    (``auto_map``: classes in the folder's own .py files, which are never run here)."""
     if not path.exists():
         return
     try:
@@ -59,9 +60,10 @@ def _refuse_code(path: Path) -> None:
     if not isinstance(config, dict):
         raise MSAInputError(f"{path} is not a JSON object")
     if "auto_map" in config:
-        raise MSAInputError(f"{path} names code in the folder to run (auto_map: {sorted(config['auto_map'])}); "
-                            "checkpoints whose architecture needs their own Python files are not loaded "
-                            "(never trust_remote_code). Use an architecture transformers ships")
+        raise MSAInputError(f"{path} names code in the folder to run (auto_map: "
+                            f"{sorted(config['auto_map'])}); checkpoints whose architecture needs "
+                            "their own Python files are not loaded (never trust_remote_code). Use "
+                            "an architecture transformers ships")
 
 
 def decoder_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -101,12 +103,13 @@ def default_inputs(directory: Path, vocab_size: int, text: tuple[str, ...] | Non
         from transformers import AutoTokenizer
 
         try:
-            tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True, trust_remote_code=False)
+            tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True,
+                                                      trust_remote_code=False)
             ids = [tokenizer(sentence)["input_ids"] for sentence in (text or DEFAULT_TEXT)]
-        except Exception as err:  # noqa: BLE001  (tokenizers raise many kinds; each is a bad tokenizer file)
+        except Exception as err:  # noqa: BLE001  (each kind tokenizers raise means a bad file)
             files = ", ".join(name for name in TOKENIZER_FILES if (directory / name).exists())
-            raise MSAInputError(f"cannot load the tokenizer of {directory} ({files}): {type(err).__name__}: "
-                                f"{str(err).strip()[:300]}") from None
+            raise MSAInputError(f"cannot load the tokenizer of {directory} ({files}): "
+                                f"{type(err).__name__}: {str(err).strip()[:300]}") from None
         length = min(len(row) for row in ids)
         return {"input_ids": torch.tensor([row[:length] for row in ids])}
     if text is not None:
@@ -122,15 +125,18 @@ def load_checkpoint(directory: str | Path, text: tuple[str, ...] | None = None) 
     from transformers import AutoConfig, AutoModelForCausalLM
 
     try:
-        config = AutoConfig.from_pretrained(directory, local_files_only=True, trust_remote_code=False)
-    except Exception as err:  # noqa: BLE001  (transformers raises many kinds for a config it cannot use)
-        raise MSAInputError(f"cannot use {directory / 'config.json'}: {type(err).__name__}: {err}") from None
+        config = AutoConfig.from_pretrained(directory, local_files_only=True,
+                                            trust_remote_code=False)
+    except Exception as err:  # noqa: BLE001  (transformers raises many kinds for a bad config)
+        raise MSAInputError(f"cannot use {directory / 'config.json'}: "
+                            f"{type(err).__name__}: {err}") from None
     try:
-        model = AutoModelForCausalLM.from_pretrained(directory, local_files_only=True, use_safetensors=True,
-                                                     trust_remote_code=False).eval()
-    except Exception as err:  # noqa: BLE001  (weights that do not fit the config, damaged files, ...)
+        model = AutoModelForCausalLM.from_pretrained(
+            directory, local_files_only=True, use_safetensors=True, trust_remote_code=False).eval()
+    except Exception as err:  # noqa: BLE001  (weights that do not fit the config, bad files, ...)
         files = ", ".join(path.name for path in sorted(directory.glob("*.safetensors")))
-        raise MSAInputError(f"cannot load {directory} as a causal LM with transformers (config.json, {files}): "
+        raise MSAInputError(f"cannot load {directory} as a causal LM with transformers "
+                            f"(config.json, {files}): "
                             f"{type(err).__name__}: {err}") from None
     granularities = granularities_of(model)
     inputs = default_inputs(directory, config.vocab_size, text)

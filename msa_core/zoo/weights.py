@@ -48,9 +48,9 @@ MAX_HEADER_BYTES = 100 << 20  # safetensors' own limit on the JSON header
 
 
 def check_safetensors(path: Path) -> None:
-    """Raise ``MSAInputError`` naming ``path`` unless it is a complete safetensors file: an 8-byte header
-    length, a JSON header of that length, and every tensor's bytes within the file (truncated files
-    fail here, before any loader sees them)."""
+    """Raise ``MSAInputError`` naming ``path`` unless it is a complete safetensors file: an 8-byte
+    header length, a JSON header of that length, and every tensor's bytes within the file (truncated
+    files fail here, before any loader sees them)."""
     try:
         size = path.stat().st_size
         with open(path, "rb") as handle:
@@ -63,8 +63,8 @@ def check_safetensors(path: Path) -> None:
     except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
         raise MSAInputError(f"{path} is not a readable safetensors file ({err})") from None
     if needed > size:
-        raise MSAInputError(f"{path} is truncated: its tensors need {needed:,} bytes but the file has {size:,}; "
-                            "copy or save it again")
+        raise MSAInputError(f"{path} is truncated: its tensors need {needed:,} bytes but the file "
+                            f"has {size:,}; copy or save it again")
 
 
 def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
