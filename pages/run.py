@@ -11,18 +11,9 @@ from msa_core import METHODS
 from msa_core.deployment import deployment
 from msa_core.runs import RunRequest
 from msa_core.zoo import HF_PREFIX, list_models
-from pages.common import (
-    COMPARED_RUNS,
-    CURRENT_RUN,
-    explained_errors,
-    format_seconds,
-    jobs,
-    model,
-    run_label,
-    runs,
-    store,
-    timestamp,
-)
+
+from pages.common import (COMPARED_RUNS, CURRENT_RUN, explained_errors, format_seconds, jobs, model, run_label,
+                          runs, store, timestamp)
 
 JOBS = "submitted_jobs"  # session key: fingerprints of the jobs this session launched
 HF_CHOICE = "Local Hugging Face checkpoint…"
