@@ -115,14 +115,16 @@ class Row:
 class RowReader:
     """The rows of one diskcache folder through a read-only SQLite connection (never writes to it).
 
-    While another process writes (``cache.db-wal`` exists) the connection is read-only with SQLite's
-    usual locking; otherwise the file is opened immutable, so not even SQLite's lock files are
-    created. A folder without ``cache.db`` reads as empty.
+    With ``shared=True`` (the reader of a store this process also writes), or while another process
+    writes (``cache.db-wal`` exists), the connection is read-only with SQLite's usual locking;
+    otherwise the file is opened immutable, so not even SQLite's lock files are created (for a
+    short-lived reader such as a CLI command). A folder without ``cache.db`` reads as empty.
     """
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, shared: bool = False):
         self.folder = Path(folder)
         self.db = self.folder / DB_NAME
+        self.shared = shared
         self._connection: sqlite3.Connection | None = None
 
     def _sql(self, query: str, args: tuple = ()) -> list[tuple]:
@@ -130,7 +132,7 @@ class RowReader:
             return []
         try:
             if self._connection is None:
-                live = self.db.with_name(DB_NAME + "-wal").exists()
+                live = self.shared or self.db.with_name(DB_NAME + "-wal").exists()
                 flags = "mode=ro" if live else "mode=ro&immutable=1"
                 self._connection = sqlite3.connect(
                     f"file:{quote(str(self.db.resolve()))}?{flags}",

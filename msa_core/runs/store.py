@@ -241,9 +241,10 @@ class RunStore:
                 self.work = open_cache(self.directory / "work", eviction_policy="none")
             except OSError as err:
                 raise MSAInputError(f"cannot use {self.directory} as the run cache: {err}") from err
+        # read-only views for listing keys (a writable store shares its databases with writers)
         self.rows = {
-            "results": RowReader(self.directory / "results"),
-            "work": RowReader(self.directory / "work"),
+            name: RowReader(self.directory / name, shared=not readonly)
+            for name in ("results", "work")
         }
 
     def _writable(self, what: str) -> None:
