@@ -5,21 +5,62 @@
 >>> res = shapley_modes(lambda c: c.astype(float) * [1.0, 2.0], n_players=2, method="exact")
 >>> res.modes.tolist()
 [[1.0, 0.0], [0.0, 2.0]]
+
+The names below are imported when first used, so ``import msa_core`` (and the CLI's argument
+parsing) does not import torch.
 """
 
-from msa_core.backends import (
-           RayBackend,  # also registers backend="ray" (Ray is imported only when used)
-)
+from importlib import import_module
+from typing import Any
+
 from msa_core.errors import MSAInputError
-from msa_core.estimators import METHODS, shapley_modes
-from msa_core.estimators.checkpoint import Checkpoint, FileCheckpoint
-from msa_core.estimators.interactions import interaction_modes
-from msa_core.games import AdditiveGame, FunctionGame, Game, UnanimityGame, as_game
-from msa_core.interaction_result import InteractionResult
-from msa_core.lesion import ModelGame
-from msa_core.result import ModesResult
 from msa_core.version import __version__
 
-__all__ = ["METHODS", "AdditiveGame", "Checkpoint", "FileCheckpoint", "FunctionGame", "Game",
-           "InteractionResult", "MSAInputError", "ModelGame", "ModesResult", "RayBackend",
-           "UnanimityGame", "__version__", "as_game", "interaction_modes", "shapley_modes"]
+HOMES = {
+    "METHODS": "msa_core.estimators",
+    "shapley_modes": "msa_core.estimators",
+    "Checkpoint": "msa_core.estimators.checkpoint",
+    "FileCheckpoint": "msa_core.estimators.checkpoint",
+    "AdditiveGame": "msa_core.games",
+    "FunctionGame": "msa_core.games",
+    "Game": "msa_core.games",
+    "UnanimityGame": "msa_core.games",
+    "as_game": "msa_core.games",
+    "ModelGame": "msa_core.lesion",
+    "ModesResult": "msa_core.result",
+    "RayBackend": "msa_core.backends",
+    "interaction_modes": "msa_core.estimators.interactions",
+    "InteractionResult": "msa_core.interaction_result",
+}
+
+__all__ = [
+    "METHODS",
+    "AdditiveGame",
+    "Checkpoint",
+    "FileCheckpoint",
+    "FunctionGame",
+    "Game",
+    "InteractionResult",
+    "MSAInputError",
+    "ModelGame",
+    "ModesResult",
+    "RayBackend",
+    "UnanimityGame",
+    "__version__",
+    "as_game",
+    "interaction_modes",
+    "shapley_modes",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """The public names of ``HOMES``, imported from their modules on first use."""
+    if name not in HOMES:
+        raise AttributeError(f"module 'msa_core' has no attribute {name!r}")
+    value = getattr(import_module(HOMES[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *HOMES})

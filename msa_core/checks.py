@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from msa_core.errors import MSAInputError
+from msa_core.names import MAX_SEED
 
 
 def is_int(value: Any) -> bool:
@@ -43,3 +44,15 @@ def check_positive_int(value: Any, name: str, meaning: str = "", optional: bool 
         raise MSAInputError(f"{name} must be a positive integer{meaning}{' or None' if optional else ''}; "
                             f"got {value!r}")
     return value
+
+
+def check_seed(seed: Any) -> int:
+    """``seed`` when it is a whole number from 0 to ``MAX_SEED`` (checkpoints store it as int64).
+
+    Raises:
+        MSAInputError: any other value.
+    """
+    if not is_int(seed) or not 0 <= seed <= MAX_SEED:
+        raise MSAInputError(f"seed must be a whole number from 0 to 2^63 - 1 (checkpoints store it "
+                            f"as int64); got {seed!r}")
+    return int(seed)

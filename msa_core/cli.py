@@ -1,21 +1,27 @@
 """``python -m msa_core``: list bundled models, run MSA on them (cached, resumable), list/show/export/delete runs.
 
 Every command exits with 0 on success, 2 on a bad argument or request (with a message saying what is
-allowed), 1 when something else fails (e.g. PNG rendering), 130 when interrupted.
+allowed), 1 when something else fails (e.g. PNG rendering, a damaged store), 130 when interrupted
+(Ctrl-C or SIGTERM: the run keeps its last checkpoint and releases its lock). Arguments are parsed
+before torch is imported, so a bad argument is reported at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
+import sqlite3
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from msa_core import interactions_cli
 from msa_core.errors import MSAInputError
+from msa_core.names import EXPORT_FORMATS, LESIONS, MAX_SEED, METHODS
 
 EXAMPLES = """\
 examples:
@@ -25,20 +31,21 @@ examples:
   python -m msa_core show 1a2b3c                  # a run, by the first characters of its id
   python -m msa_core export 1a2b3c --out modes.csv
   python -m msa_core delete 1a2b3c
+  python -m msa_core store check                  # is the store intact? (`store repair` fixes it)
 
 Runs are cached in --cache-dir (default $MSA_CACHE_DIR, else ~/.cache/msa-dashboard): asking for the same
 run again returns at once, and a run that was interrupted resumes from its last checkpoint.
 """
 
 
-def whole_number(minimum: int, what: str) -> Callable[[str], int]:
-    """An argparse type: a whole number >= ``minimum``, described as ``what`` in the error."""
+def whole_number(minimum: int, what: str, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number in [``minimum``, ``maximum``], described as ``what``."""
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             value = minimum - 1
-        if value < minimum:
+        if value < minimum or (maximum is not None and value > maximum):
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
         return value
 
@@ -46,24 +53,28 @@ def whole_number(minimum: int, what: str) -> Callable[[str], int]:
 
 
 positive_int = whole_number(1, "a positive whole number")
-non_negative_int = whole_number(0, "a whole number >= 0")
+seed_int = whole_number(0, "a whole number from 0 to 2^63 - 1", MAX_SEED)
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return value
+def positive_number(what: str) -> Callable[[str], float]:
+    """An argparse type: a number > 0, described as ``what``."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
+
+
+positive_float = positive_number("a positive number of seconds")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from msa_core.estimators import METHODS
-    from msa_core.runs.export import FORMATS
-    from msa_core.runs.request import LESIONS
-
+    """The argument parser (imports nothing heavy: the choices come from ``msa_core.names``)."""
     cache = argparse.ArgumentParser(add_help=False)
     cache.add_argument("--cache-dir", metavar="DIR", help="run cache folder (default: $MSA_CACHE_DIR, else "
                        "$XDG_CACHE_HOME/msa-dashboard or ~/.cache/msa-dashboard)")
@@ -96,13 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--permutations", type=positive_int, metavar="K", help="budget in permutations (default 1000)")
     run.add_argument("--max-evaluations", type=positive_int, metavar="E", help="budget in model evaluations "
                      "(coalitions); the smaller of the two budgets wins")
-    run.add_argument("--seed", type=non_negative_int, default=0, metavar="S", help="random seed (default 0); same "
-                     "seed, same result")
-    run.add_argument("--out", metavar="PATH", help=f"also write the result here ({', '.join(FORMATS)}, by suffix)")
+    run.add_argument("--seed", type=seed_int, default=0, metavar="S",
+                     help="random seed, 0 to 2^63 - 1 (default 0); same seed, same result")
+    run.add_argument("--out", metavar="PATH",
+                     help=f"also write the result here ({', '.join(EXPORT_FORMATS)}, by suffix)")
     run.add_argument("--backend", choices=("local", "ray"), default="local", help="where coalitions are evaluated "
                      "(default: local)")
     run.add_argument("--address", metavar="ADDR", help="Ray cluster address (with --backend ray; sets RAY_ADDRESS)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--wait", type=positive_float, metavar="SECONDS",
+                     help="when another process is computing the same run, wait at most this "
+                     "long for it (default: as long as that process is alive)")
     run.add_argument("--checkpoint-seconds", type=positive_float, help=argparse.SUPPRESS)
 
     commands.add_parser("list", parents=[cache], help="list the stored runs, newest first",
@@ -118,33 +133,59 @@ def build_parser() -> argparse.ArgumentParser:
                                  "offline) or .png (heatmap image).")
     export.add_argument("run", metavar="RUN", help="a stored run's id (its first characters suffice) or a result .npz")
     export.add_argument("--out", required=True, metavar="PATH", help="file to write")
-    export.add_argument("--format", choices=FORMATS, help="format (default: from the suffix of --out)")
+    export.add_argument("--format", choices=EXPORT_FORMATS,
+                        help="format (default: from the suffix of --out)")
 
     delete = commands.add_parser("delete", parents=[cache], help="delete stored runs",
                                  description="Delete stored runs (their results, checkpoints and progress).")
     delete.add_argument("runs", nargs="*", metavar="RUN", help="ids of stored runs (first characters suffice)")
     delete.add_argument("--all", action="store_true", help="delete every stored run")
     interactions_cli.add_parser(commands, [cache])
+
+    store = commands.add_parser("store", parents=[cache], help="check the run store, or repair it",
+                                description="check: list what is damaged in the store (reads "
+                                "only; exit 1 when something is). repair: rebuild the store's "
+                                "databases from what can be read, the result files above all; the "
+                                "old databases are moved to damaged-<time>/.")
+    store.add_argument("action", choices=("check", "repair"), help="check or repair")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    prog = f"{parser.prog} {args.command}"
+    previous = signal.signal(signal.SIGTERM, interrupt)  # stops a run like Ctrl-C: lock released
     try:
-        return COMMANDS[args.command](args)
+        with warnings.catch_warnings():
+            warnings.showwarning = lambda message, *_, **__: print(f"{prog}: warning: {message}",
+                                                                   file=sys.stderr)
+            return COMMANDS[args.command](args)
     except MSAInputError as err:
-        parser.exit(2, f"{parser.prog} {args.command}: error: {err}\n")
+        parser.exit(2, f"{prog}: error: {err}\n")
+    except sqlite3.DatabaseError as err:
+        where = args.cache_dir or "the run store"
+        option = f" --cache-dir {args.cache_dir}" if args.cache_dir else ""
+        parser.exit(1, f"{prog}: failed: the run store's database is damaged ({err}); "
+                    f"`python -m msa_core store repair{option}` rebuilds {where} from its "
+                    "result files\n")
     except (OSError, RuntimeError) as err:
-        parser.exit(1, f"{parser.prog} {args.command}: failed: {err}\n")
+        parser.exit(1, f"{prog}: failed: {err}\n")
     except KeyboardInterrupt:
-        parser.exit(130, f"{parser.prog} {args.command}: interrupted; run the same command again to resume\n")
+        parser.exit(130, f"{prog}: interrupted; run the same command again to resume\n")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
-def _store(args: argparse.Namespace):
+def interrupt(signum: int, frame: object) -> None:
+    """A signal handler that stops the program as Ctrl-C does (``KeyboardInterrupt``)."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _store(args: argparse.Namespace, readonly: bool = False):
     from msa_core.runs.store import RunStore
 
-    return RunStore(args.cache_dir)
+    return RunStore(args.cache_dir, readonly=readonly)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -167,7 +208,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.address and args.backend != "ray":
         raise MSAInputError("--address only applies to --backend ray")
     if args.out:
-        _check_writable(Path(args.out))
+        check_target(Path(args.out))
     if args.address:
         os.environ["RAY_ADDRESS"] = args.address
     request = RunRequest(model=args.model, units=args.units, output=args.output, lesion=args.lesion,
@@ -180,7 +221,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     with _ProgressBar(disabled=args.quiet) as bar:
         result = execute(request, store, progress=bar.update, checkpoint_seconds=args.checkpoint_seconds,
-                         backend=args.backend)
+                         backend=args.backend, wait_seconds=args.wait)
     if not bar.updates:  # this process evaluated nothing
         how = "found in the store (computed earlier or by another process)"
     else:
@@ -196,7 +237,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    store = _store(args)
+    store = _store(args, readonly=True)
     entries = store.list()
     if not entries:
         print(f"no stored runs in {store.directory}")
@@ -237,6 +278,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from msa_core.runs.export import export
 
+    check_target(Path(args.out), args.format)
     result = _load(args)
     print(f"written to {export(result, args.out, args.format)}")
     return 0
@@ -256,8 +298,29 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_store(args: argparse.Namespace) -> int:
+    from msa_core.runs.repair import check, repair
+    from msa_core.runs.store import default_cache_dir
+
+    directory = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    if args.action == "check":
+        problems = check(directory)
+        for problem in problems:
+            print(f"problem: {problem}")
+        verdict = ("; `python -m msa_core store repair` fixes them" if problems
+                   else ": the store is intact")
+        print(f"{len(problems)} problems in {directory}{verdict}")
+        return 1 if problems else 0
+    problems, moved = repair(directory)
+    for problem in problems:
+        print(f"fixed: {problem}")
+    print(f"repaired {directory}; the old databases are in {moved} (delete it when satisfied)"
+          if moved else f"nothing to repair in {directory}")
+    return 0
+
+
 COMMANDS = {"models": cmd_models, "run": cmd_run, "list": cmd_list, "show": cmd_show, "export": cmd_export,
-            "delete": cmd_delete, "interactions": interactions_cli.run}
+            "delete": cmd_delete, "store": cmd_store, "interactions": interactions_cli.run}
 
 
 def _load(args: argparse.Namespace):
@@ -268,21 +331,22 @@ def _load(args: argparse.Namespace):
         if not Path(args.run).is_file():
             raise MSAInputError(f"no file {args.run}")
         return ModesResult.load(args.run)
-    store = _store(args)
+    store = _store(args, readonly=True)
     result = store.get(store.resolve(args.run))
     if result is None:
-        raise MSAInputError(f"run {args.run} could not be read from the store (see the warning above)")
+        raise MSAInputError(f"run {args.run} is listed but its result cannot be read (the warning "
+                            "above says why); `python -m msa_core store check` lists the damage")
     return result
 
 
-def _check_writable(path: Path) -> None:
-    from msa_core.runs.export import FORMATS
+def check_target(path: Path, fmt: str | None = None) -> None:
+    """``--out``: refuse, before any work, a path of unknown format or that cannot be written."""
+    from msa_core.runs.export import check_target as check
 
-    if path.suffix.lstrip(".").lower() not in FORMATS:
-        raise MSAInputError(f"--out {path}: unknown format {path.suffix!r}; allowed suffixes: "
-                            f"{', '.join('.' + fmt for fmt in FORMATS)}")
-    if not path.parent.is_dir():
-        raise MSAInputError(f"--out {path}: folder {path.parent} does not exist")
+    try:
+        check(path, fmt)
+    except MSAInputError as err:
+        raise MSAInputError(f"--out {path}: {err}") from None
 
 
 class _ProgressBar:

@@ -21,22 +21,10 @@ examples:
 
 def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     """Register the ``interactions`` subcommand on ``commands`` (argparse subparsers)."""
-    from msa_core.cli import non_negative_int, positive_int
+    from msa_core.cli import positive_number, seed_int, whole_number
 
-    def at_least_two(text: str) -> int:
-        value = positive_int(text)
-        if value < 2:
-            raise argparse.ArgumentTypeError(f"expected a whole number >= 2, got {text!r}")
-        return value
-
-    def positive_number(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = -1.0
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-        return value
+    at_least_two = whole_number(2, "a whole number >= 2")
+    positive_float = positive_number("a positive number")
 
     parser = commands.add_parser(
         "interactions",
@@ -71,7 +59,7 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
     parser.add_argument(
         "--cost",
-        type=positive_number,
+        type=positive_float,
         default=2.0,
         metavar="X",
         help="budget: X times the run's evaluations (default 2)",
@@ -83,7 +71,7 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         help="budget in samples per pair instead of --cost",
     )
     parser.add_argument(
-        "--seed", type=non_negative_int, default=0, metavar="S", help="random seed (default 0)"
+        "--seed", type=seed_int, default=0, metavar="S", help="random seed (default 0)"
     )
     parser.add_argument("--out", metavar="PATH", help="also write the result here (.npz or .csv)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

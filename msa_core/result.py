@@ -68,8 +68,43 @@ class ModesResult:
             meta = json.loads(str(arrays["meta"]))
         except ValueError as err:
             raise MSAInputError(f"{path} has unreadable meta data: {err}") from err
+        problem = inconsistency(arrays, meta)
+        if problem:
+            raise MSAInputError(f"{path} is not a consistent MSA result: {problem}")
         return cls(
             modes=arrays["modes"], stderr=arrays["stderr"], v_full=arrays["v_full"], v_empty=arrays["v_empty"],
             n_evaluations=int(meta.pop("n_evaluations", 0)), n_permutations=int(meta.pop("n_permutations", 0)),
             player_names=[str(name) for name in arrays["player_names"]], meta=meta,
         )
+
+
+def inconsistency(arrays: dict[str, np.ndarray], meta: Any) -> str | None:
+    """What is wrong with the arrays and meta of a result ``.npz`` (None when they fit together).
+
+    Args:
+        arrays: ``modes [N, *out]``, ``stderr [N, *out]``, ``v_full [*out]``, ``v_empty [*out]``,
+            ``player_names [N]``.
+        meta: the decoded ``meta`` JSON.
+    """
+    modes, names = arrays["modes"], arrays["player_names"]
+    for key in ("modes", "stderr", "v_full", "v_empty"):
+        if arrays[key].dtype.kind not in "fiu":
+            return f"{key} has dtype {arrays[key].dtype}; expected real numbers"
+    if modes.ndim < 1 or modes.shape[0] < 1:
+        return f"modes has shape {list(modes.shape)}; expected [N >= 1 players, *out]"
+    if arrays["stderr"].shape != modes.shape:
+        return f"stderr has shape {list(arrays['stderr'].shape)} but modes {list(modes.shape)}"
+    for key in ("v_full", "v_empty"):
+        if arrays[key].shape != modes.shape[1:]:
+            return (f"{key} has shape {list(arrays[key].shape)}; expected the output shape "
+                    f"{list(modes.shape[1:])}")
+    if names.ndim != 1 or names.shape[0] != modes.shape[0] or names.dtype.kind not in "U":
+        return (f"player_names has shape {list(names.shape)} ({names.dtype}); expected "
+                f"{modes.shape[0]} names")
+    if not isinstance(meta, dict):
+        return "meta is not a JSON object"
+    for key in ("n_evaluations", "n_permutations"):
+        count = meta.get(key, 0)
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            return f"meta {key} is {count!r}; expected a whole number >= 0"
+    return None

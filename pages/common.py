@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
+from msa_core.deployment import deployment
 from msa_core.errors import MSAInputError
 from msa_core.result import ModesResult
 from msa_core.runs import JobManager, RunRequest, RunStore, execute
-from msa_core.zoo import LoadedModel, load_model
+from msa_core.zoo import HF_PREFIX, LoadedModel, load_model
 
 CURRENT_RUN = "current_run"  # session key: fingerprint of the run the Modes and Export pages open
 COMPARED_RUNS = "compared_runs"  # session key: fingerprints the Compare page opens
@@ -50,9 +51,12 @@ def jobs() -> JobManager:
     return _jobs(store_directory())
 
 
-@st.cache_resource(show_spinner="Loading the model…")
+@st.cache_resource(show_spinner="Loading the model…",
+                   max_entries=deployment().model_cache_entries)
 def model(name: str) -> LoadedModel:
-    """A bundled model, loaded once per process."""
+    """A model, loaded once per process (``deployment().model_cache_entries`` kept at most)."""
+    if name.startswith(HF_PREFIX) and not deployment().allows_local_paths:
+        raise MSAInputError("this shared dashboard does not load checkpoints from server paths")
     return load_model(name)
 
 

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from msa_core import METHODS
+from msa_core.deployment import deployment
 from msa_core.runs import RunRequest
 from msa_core.zoo import HF_PREFIX, list_models
 
@@ -54,6 +55,7 @@ def launch_form(name: str) -> None:
             request = RunRequest(model=name, units=granularity, output=output, lesion=lesion, method=method,
                                  n_permutations=int(permutations), max_evaluations=int(evaluations) or None,
                                  seed=int(seed))
+            deployment().check_budget(request.budget(len(names)))
             fingerprint = jobs().submit(request)
             submitted_jobs = st.session_state.setdefault(JOBS, [])
             if fingerprint not in submitted_jobs:
@@ -132,7 +134,9 @@ def cached_runs() -> None:
     if buttons.button("Compare", disabled=len(chosen) < 2, help="Open the selected runs on the Compare page"):
         st.session_state[COMPARED_RUNS] = list(chosen)
         st.switch_page("pages/compare.py")
-    if buttons.button("Delete", disabled=not chosen, help="Forget the selected runs (a new run recomputes them)"):
+    if deployment().allows_deletion and buttons.button(
+            "Delete", disabled=not chosen,
+            help="Forget the selected runs (a new run recomputes them)"):
         for fingerprint in chosen:
             store().delete(fingerprint)
         st.session_state.pop("selected_runs", None)
@@ -143,7 +147,8 @@ st.title("Run")
 st.markdown("Pick a model and its units, then launch an MSA run. Runs are cached: the same request "
             "returns at once, and a larger budget of a permutation run extends the smaller one.")
 models = [card.name for card in list_models()]
-choice = st.selectbox("Model", [*models, HF_CHOICE], key="model",
+offered = [*models, HF_CHOICE] if deployment().allows_local_paths else models
+choice = st.selectbox("Model", offered, key="model",
                       help="Bundled models ship with weights and data; Hugging Face checkpoints are read "
                            "from a local folder (no downloads).")
 if choice == HF_CHOICE:

@@ -7,13 +7,14 @@ state continues this run), ``run_plan`` (start or resume -> run -> result).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from msa_core.checks import check_positive_int, is_int
+from msa_core.checks import check_positive_int, check_seed
 from msa_core.coalitions import full_and_empty
 from msa_core.errors import MSAInputError
 from msa_core.estimators.base import Estimator
@@ -21,6 +22,7 @@ from msa_core.estimators.checkpoint import Checkpoint
 from msa_core.estimators.plan import METHODS, CheckpointSummary, RunPlan
 from msa_core.estimators.runner import Backend, Progress, TimedGame, resolve_backend
 from msa_core.games import Game
+from msa_core.memory import check_fits
 from msa_core.result import ModesResult
 from msa_core.version import __version__
 
@@ -77,6 +79,9 @@ def shapley_modes(game: Any, n_players: int | None = None, method: str = "auto",
     where = resolve_backend(backend)
     played = where.game(game, n_players)
     plan = RunPlan.make(method, played.n_players, n_permutations, max_evaluations, seed)
+    known_shape = getattr(played, "output_shape", None)
+    if known_shape is not None:  # known before the first evaluation
+        check_fits(played.n_players, math.prod(known_shape))
     state = checkpoint.load() if checkpoint is not None else None
     resume = plan.resume(state) if state is not None else None
     return run_plan(plan, played, where, resume, batch_size, target_stderr, progress, checkpoint, wall_start)
@@ -86,8 +91,7 @@ def _check_options(method: str, seed: Any, batch_size: Any, target_stderr: Any, 
     """Refuse bad ``shapley_modes`` options before any game is built or called."""
     if method not in METHODS:
         raise MSAInputError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
-    if not is_int(seed) or seed < 0:
-        raise MSAInputError(f"seed must be a non-negative integer; got {seed!r}")
+    check_seed(seed)
     check_positive_int(batch_size, "batch_size", " (coalitions per game call)", optional=True)
     if target_stderr is not None and not (isinstance(target_stderr, (int, float)) and target_stderr > 0):
         raise MSAInputError(f"target_stderr must be a positive number or None; got {target_stderr!r}")
@@ -145,6 +149,7 @@ def start_or_resume(plan: RunPlan, timed: TimedGame, resume: tuple[RunPlan, Chec
         step = batch_size or 2
         v_full, v_empty = np.concatenate([timed(ends[i: i + step]) for i in range(0, 2, step)], dtype=np.float64)
         timed.tally.used = 2
+        check_fits(plan.n_players, v_full.size)
         plan = plan.for_outputs(v_full.size)
     if plan.n_players == 1:
         return Started(plan, timed, v_full, v_empty, None, 0)

@@ -25,13 +25,19 @@ from msa_core.checks import check_positive_int
 from msa_core.errors import MSAInputError
 from msa_core.games import Game
 from msa_core.lesion.hooks import Hook, attached, eval_mode
-from msa_core.lesion.inputs import Inputs, batch_size, call_model, check_device, model_device
+from msa_core.lesion.inputs import (
+    Inputs,
+    batch_size,
+    check_device,
+    first_call,
+    model_device,
+)
 from msa_core.lesion.outputs import CustomOutput, make_output
 from msa_core.lesion.plans import make_plan
 from msa_core.lesion.sites import Site, bind
+from msa_core.names import LESIONS
 from msa_core.units import UnitSpec, check_unique
 
-LESIONS = ("zero", "mean")
 CPU_BUDGET = 8 << 20  # bytes of activations per forward pass on CPU (cache-sized); on CUDA half the free memory
 
 
@@ -149,7 +155,7 @@ class ModelGame(Game):
         for site in self.sites:
             site.n_units = None
         with attached([hook for site in self.sites for hook in site.probe_hooks(with_mean)]):
-            call_model(self.model, inputs)
+            first_call(self.model, inputs)
         silent = [site.path for site in self.sites if site.n_units is None]
         if silent:
             raise MSAInputError(f"module(s) {', '.join(silent)} never ran when the model ran on the inputs; "

@@ -24,7 +24,7 @@ def batch_size(inputs: Any, what: str = "inputs") -> int:
     if isinstance(inputs, torch.Tensor):
         if inputs.ndim == 0:
             raise MSAInputError(f"{what} must have a batch dimension [B, ...]; got a scalar tensor")
-        return inputs.shape[0]
+        return _non_empty(inputs.shape[0], what)
     if not isinstance(inputs, dict):
         raise MSAInputError(f"{what} must be a tensor [B, ...] or a dict of tensors (HF style); got {type(inputs).__name__}")
     sizes = {key: value.shape[0] for key, value in inputs.items() if isinstance(value, torch.Tensor) and value.ndim}
@@ -32,7 +32,21 @@ def batch_size(inputs: Any, what: str = "inputs") -> int:
         raise MSAInputError(f"{what} is a dict without any tensor; give e.g. {{'input_ids': ids [B, T]}}")
     if len(set(sizes.values())) > 1:
         raise MSAInputError(f"every tensor in {what} must share the batch size B; got leading dimensions {sizes}")
-    return next(iter(sizes.values()))
+    return _non_empty(next(iter(sizes.values())), what)
+
+
+def _non_empty(size: int, what: str) -> int:
+    if size == 0:
+        raise MSAInputError(f"{what} have an empty batch (B = 0); give at least one sample")
+    return size
+
+
+def describe(inputs: Inputs) -> str:
+    """Shapes and dtypes of inputs, e.g. ``[4, 3] float32`` or ``input_ids [2, 16] int64``."""
+    if isinstance(inputs, torch.Tensor):
+        return f"{list(inputs.shape)} {str(inputs.dtype).removeprefix('torch.')}"
+    return ", ".join(f"{key} {describe(value)}" for key, value in inputs.items()
+                     if isinstance(value, torch.Tensor))
 
 
 def check_device(tensors: Any, device: torch.device | None, what: str) -> None:
@@ -67,3 +81,15 @@ def repeat_batch(inputs: Inputs, copies: int) -> Inputs:
 def call_model(model: nn.Module, inputs: Inputs) -> Any:
     """``model(x)`` for a tensor, ``model(**inputs)`` for a dict."""
     return model(**inputs) if isinstance(inputs, dict) else model(inputs)
+
+
+def first_call(model: nn.Module, inputs: Inputs) -> Any:
+    """``call_model``, with the error of a model that cannot run on these inputs (wrong shape,
+    dtype or token ids) as an ``MSAInputError`` naming the inputs' shapes and dtypes."""
+    try:
+        return call_model(model, inputs)
+    except (RuntimeError, IndexError, TypeError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise MSAInputError(f"the model cannot run on the inputs ({describe(inputs)}): "
+                            f"{first_line}. Give inputs of the shape and dtype the model's forward "
+                            "expects") from err

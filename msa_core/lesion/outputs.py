@@ -87,6 +87,7 @@ def make_output(output: str | CustomOutput | Callable[[Any], torch.Tensor], inpu
     if output == "log_probs":
         return lambda raw, copies: logits_of(raw).float().log_softmax(-1)
     targets, next_token = _targets(output, inputs, labels)
+    in_range: list[int] = []  # the class count the targets were checked against (on the first call)
 
     def scored(raw: Any, copies: int) -> torch.Tensor:
         logits = logits_of(raw)[:, :-1] if next_token else logits_of(raw)
@@ -96,11 +97,21 @@ def make_output(output: str | CustomOutput | Callable[[Any], torch.Tensor], inpu
                 f"output={output!r}: logits {list(logits.shape)} do not fit targets {list(wanted.shape)}; "
                 "labels must have the logits' shape without the last (class) dimension"
             )
+        if in_range != [logits.shape[-1]]:
+            _check_range(targets, logits.shape[-1])
+            in_range[:] = [logits.shape[-1]]
         if output == "correct":
             return (logits.argmax(-1) == wanted).float()
         return logits.float().log_softmax(-1).gather(-1, wanted[..., None]).squeeze(-1)
 
     return scored
+
+
+def _check_range(targets: torch.Tensor, classes: int) -> None:
+    low, high = int(targets.min()), int(targets.max())
+    if low < 0 or high >= classes:
+        raise MSAInputError(f"labels must be class indices from 0 to {classes - 1} (the logits "
+                            f"have {classes} classes); got values from {low} to {high}")
 
 
 def _targets(output: str, inputs: Inputs, labels: torch.Tensor | None) -> tuple[torch.Tensor, bool]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 import warnings
 from typing import Any
@@ -16,6 +17,7 @@ from msa_core.estimators.dispatch import run_plan
 from msa_core.estimators.plan import CheckpointSummary, RunPlan
 from msa_core.estimators.runner import Progress, resolve_backend
 from msa_core.result import ModesResult
+from msa_core.runs.preflight import check_run
 from msa_core.runs.request import RunRequest
 from msa_core.runs.store import RunStore
 from msa_core.zoo import load_model
@@ -113,13 +115,16 @@ class ProgressRecorder:
 
 
 def execute(request: RunRequest, store: RunStore, progress: Progress | None = None,
-            checkpoint_seconds: float | None = None, backend: str | None = None) -> ModesResult:
+            checkpoint_seconds: float | None = None, backend: str | None = None,
+            wait_seconds: float | None = None) -> ModesResult:
     """The result of ``request``: from the store at once, or computed with checkpoints and stored.
 
     Concurrent callers of the same request (other threads or processes) wait for one computation.
     A run killed at any point resumes from its last checkpoint to exactly the uninterrupted result; a
     checkpoint that cannot continue this run is dropped with a warning. A request that only raises
-    the budget of a stored permutation-type run starts from that run's last checkpoint.
+    the budget of a stored permutation-type run starts from that run's last checkpoint. Before
+    evaluating, ``preflight.check_run`` refuses a budget that cannot finish or a full disk; a result
+    that cannot be stored (a full disk) is returned with a warning.
 
     Args:
         request: the run.
@@ -128,6 +133,8 @@ def execute(request: RunRequest, store: RunStore, progress: Progress | None = No
             (``store.progress(fingerprint)`` has more).
         checkpoint_seconds: seconds of work between checkpoints (default ``$MSA_CHECKPOINT_SECONDS`` or 5).
         backend: None / ``"local"``, or ``"ray"`` (the workers build the game from its ``ZooGame`` recipe).
+        wait_seconds: how long to wait for another process computing the same run (None: while it
+            lives).
 
     Returns:
         The result; its meta adds the model, its digest, units, output, lesion and device.
@@ -142,13 +149,15 @@ def execute(request: RunRequest, store: RunStore, progress: Progress | None = No
     if result is not None:
         return result
     seconds = checkpoint_seconds if checkpoint_seconds is not None else checkpoint_seconds_default()
-    with store.lock(fingerprint):
+    with store.lock(fingerprint, timeout=wait_seconds):
         result = store.get(fingerprint)
         if result is not None:
             return result
         recipe = ZooGame(request.model, request.units, request.output, request.lesion)
         game = recipe.build()  # on the GPU when there is one
         family = request.family().fingerprint(loaded)
+        exact = request.method == "exact"  # its own limit, N <= 20, is checked by the plan
+        check_run(game, 0 if exact else request.budget(game.n_players), store)  # before any record
         recorder = ProgressRecorder(store, fingerprint, progress)
         try:
             plan = request.plan(game.n_players)
@@ -175,11 +184,16 @@ def execute(request: RunRequest, store: RunStore, progress: Progress | None = No
         result.meta.update(model=request.model, model_digest=loaded.digest, units=request.units,
                            output=request.output, lesion=request.lesion, device=str(game.device))
         result.meta["versions"] = {**result.meta.get("versions", {}), "torch": torch.__version__}
-        store.put(fingerprint, result, request)
-        if plan.extendable:
-            store.keep_as_base(fingerprint, family)
-        else:
-            store.drop_checkpoint(fingerprint)
+        try:
+            store.put(fingerprint, result, request)
+            if plan.extendable:
+                store.keep_as_base(fingerprint, family)
+            else:
+                store.drop_checkpoint(fingerprint)
+        except (OSError, sqlite3.OperationalError) as err:
+            warnings.warn(f"run {fingerprint[:12]} finished but could not be stored "
+                          f"({type(err).__name__}: {err}); its last checkpoint is kept",
+                          stacklevel=2)
         finite = result.stderr[np.isfinite(result.stderr)]
         final_stderr = float(finite.max()) if finite.size else None
         recorder.finish("done", done=result.n_evaluations, total=result.n_evaluations, max_stderr=final_stderr)

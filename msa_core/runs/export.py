@@ -15,30 +15,31 @@ read back exactly.
 from __future__ import annotations
 
 import csv
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from msa_core.errors import MSAInputError
+from msa_core.names import EXPORT_FORMATS
 from msa_core.result import ModesResult
 
-FORMATS = ("npz", "csv", "html", "png")
+FORMATS = EXPORT_FORMATS
 
 
 def export(result: ModesResult, path: str | Path, fmt: str | None = None) -> Path:
-    """Write ``result`` to ``path`` as ``fmt`` (default: the path's suffix); returns the path written.
+    """Write ``result`` to ``path`` as ``fmt`` (default: the path's suffix); returns the path
+    written, which is always ``path`` itself.
 
     ``html`` is a standalone page (plotly.js inlined, works offline); ``png`` renders the same heatmap
-    with kaleido and the system's Chromium.
+    with kaleido and the system's Chromium. Raises ``MSAInputError`` as ``check_target`` does.
     """
     path = Path(path)
-    fmt = fmt or path.suffix.lstrip(".").lower()
-    if fmt not in FORMATS:
-        raise MSAInputError(f"unknown export format {fmt!r} (from {path.name!r}); allowed: {', '.join(FORMATS)}")
-    if not path.parent.is_dir():
-        raise MSAInputError(f"cannot write {path}: folder {path.parent} does not exist")
+    fmt = check_target(path, fmt)
     if fmt == "npz":
-        result.save(path)
+        with open(path, "wb") as handle:  # numpy appends ".npz" to a path that lacks it
+            result.save(handle)
     elif fmt == "csv":
         write_csv(result, path)
     elif fmt == "html":
@@ -46,6 +47,43 @@ def export(result: ModesResult, path: str | Path, fmt: str | None = None) -> Pat
     else:
         write_png(result, path)
     return path
+
+
+def check_target(path: Path, fmt: str | None = None) -> str:
+    """The format to write ``path`` in, after checking (before any work) that it can be written.
+
+    Args:
+        path: the file to write.
+        fmt: one of ``FORMATS``, or None for the path's suffix.
+    Returns:
+        The format.
+    Raises:
+        MSAInputError: unknown format; a suffix naming another format than ``fmt``; a folder; a
+        missing or unwritable folder; an existing file that cannot be overwritten.
+    """
+    if path.is_dir():
+        raise MSAInputError(f"cannot write {path}: it is a folder; give a file name such as "
+                            f"{path / ('result.' + (fmt or 'npz'))}")
+    suffix = path.suffix.lstrip(".").lower()
+    if fmt is None:
+        fmt = suffix
+    elif suffix in FORMATS and suffix != fmt:
+        raise MSAInputError(f"the format is {fmt} but the file name ends in .{suffix}; name it "
+                            f"{path.with_suffix('.' + fmt).name} or ask for format {suffix}")
+    if fmt not in FORMATS:
+        raise MSAInputError(f"unknown export format {fmt!r} (from {path.name!r}); "
+                            f"allowed: {', '.join(FORMATS)}")
+    if not path.parent.is_dir():
+        raise MSAInputError(f"cannot write {path}: folder {path.parent} does not exist")
+    try:
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as err:
+        raise MSAInputError(f"cannot write {path}: cannot create files in {path.parent} "
+                            f"({err.strerror})") from None
+    if path.exists() and not os.access(path, os.W_OK):
+        raise MSAInputError(f"cannot write {path}: the file exists and is not writable")
+    return fmt
 
 
 def write_csv(result: ModesResult, path: Path) -> None:
@@ -72,7 +110,7 @@ def figure(result: ModesResult):
 
 def write_png(result: ModesResult, path: Path) -> None:
     try:
-        figure(result).write_image(path, scale=2)
+        figure(result).write_image(path, format="png", scale=2)
     except (ImportError, ValueError, RuntimeError, OSError) as err:
         raise RuntimeError(f"cannot render {path.name}: PNG export needs the kaleido package and Chromium "
                            f"(apt-get install chromium); {type(err).__name__}: {err}. HTML export works without "

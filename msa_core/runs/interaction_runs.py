@@ -30,12 +30,12 @@ import torch
 from msa_core.analysis.interactions import DEFAULT_TOP, top_players
 from msa_core.errors import MSAInputError
 from msa_core.estimators.checkpoint import State
-from msa_core.estimators.plan import CheckpointSummary
 from msa_core.estimators.interactions import (
     INTERACTION_METHODS,
     checkpoint_max_stderr,
     interaction_modes,
 )
+from msa_core.estimators.plan import CheckpointSummary
 from msa_core.interaction_result import InteractionResult
 from msa_core.result import ModesResult
 from msa_core.runs.execute import ProgressRecorder, checkpoint_seconds_default

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from msa_core.checks import check_positive_int, is_int
+from msa_core.checks import check_positive_int, check_seed
 from msa_core.errors import MSAInputError
 from msa_core.estimators.plan import METHODS, RunPlan, evaluation_budget
 from msa_core.lesion.game import LESIONS
@@ -56,8 +56,7 @@ class RunRequest:
             raise MSAInputError(f"unknown method {self.method!r}; allowed: {', '.join(METHODS)}")
         for name in ("n_permutations", "max_evaluations"):
             check_positive_int(getattr(self, name), name, optional=True)
-        if not is_int(self.seed) or self.seed < 0:
-            raise MSAInputError(f"seed must be a non-negative integer; got {self.seed!r}")
+        check_seed(self.seed)
         for name in ("n_permutations", "max_evaluations", "seed"):  # numpy integers as ints: JSON-ready
             value = getattr(self, name)
             if value is not None:

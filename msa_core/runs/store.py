@@ -1,9 +1,11 @@
-"""``RunStore``: finished results, checkpoints, locks and progress in diskcache, shared by processes.
+"""``RunStore``: finished results, checkpoints, locks and progress in diskcache, shared by
+processes.
 
 Layout under one directory (default ``$MSA_CACHE_DIR``, else ``$XDG_CACHE_HOME/msa-dashboard``, else
 ``~/.cache/msa-dashboard``):
 
-- ``results/``: finished results as ``.npz`` bytes keyed by fingerprint, and ``base:<family>`` the last
+- ``results/``: finished results as ``.npz`` bytes keyed by fingerprint, and ``base:<family>`` the
+last
   checkpoint of a finished permutation-type run (a larger run of its family extends it). The least
   recently used entries go past ``size_limit`` bytes. Only finished runs live here, so a run in
   progress is never evicted.
@@ -11,7 +13,11 @@ Layout under one directory (default ``$MSA_CACHE_DIR``, else ``$XDG_CACHE_HOME/m
   ``index:`` JSON.
 
 Only bytes, strings and numbers are stored, and the disk layer refuses anything else, so nothing is
-ever unpickled.
+ever unpickled. Every row and file name read is checked (``msa_core.runs.rows``): a row the store
+did not write, or cannot read, costs that one entry and a warning naming it, never a file outside
+the store. ``RunStore(directory, readonly=True)`` (what ``list``, ``show`` and ``export`` use) reads
+through a read-only connection and never writes; ``msa_core.runs.repair`` checks a store and
+rebuilds its index from the result files.
 
 >>> import tempfile
 >>> store = RunStore(tempfile.mkdtemp())
@@ -24,8 +30,13 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
+import shutil
 import socket
+import sqlite3
+import threading
 import time
+import uuid
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator
@@ -41,13 +52,27 @@ from msa_core.estimators.checkpoint import State
 from msa_core.estimators.plan import CheckpointSummary
 from msa_core.result import ModesResult
 from msa_core.runs.request import STORE_FORMAT, RunRequest
+from msa_core.runs.rows import RowReader, UnreadableRow, repair_hint, safe_file
 
 DEFAULT_SIZE_LIMIT = 2 << 30  # bytes of finished results kept before the least recently used go
-UNREADABLE = (MSAInputError, OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile)  # a damaged npz
+UNREADABLE = (
+    MSAInputError,
+    OSError,
+    ValueError,
+    EOFError,
+    KeyError,
+    zipfile.BadZipFile,
+)  # a damaged npz
+FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
+HEARTBEAT_SECONDS = 5.0  # a lock holder rewrites its heartbeat this often
+DEFAULT_STALE_SECONDS = 60.0  # a lock whose heartbeat is older is broken ($MSA_LOCK_STALE_SECONDS)
+SAVE_ATTEMPTS = 3  # a failed checkpoint write is tried this often before the run goes on without it
+SAVE_RETRY_SECONDS = 0.5
 
 
 def default_cache_dir() -> Path:
-    """``$MSA_CACHE_DIR``, else ``$XDG_CACHE_HOME/msa-dashboard``, else ``~/.cache/msa-dashboard``."""
+    """``$MSA_CACHE_DIR``, else ``$XDG_CACHE_HOME/msa-dashboard``, else
+    ``~/.cache/msa-dashboard``."""
     if os.environ.get("MSA_CACHE_DIR"):
         return Path(os.environ["MSA_CACHE_DIR"])
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "msa-dashboard"
@@ -65,7 +90,8 @@ def npz_arrays(blob: bytes) -> dict[str, np.ndarray]:
 
 
 class RawDisk(diskcache.Disk):
-    """diskcache's disk layer restricted to raw keys and values (str, bytes, int, float): never pickles."""
+    """diskcache's disk layer restricted to raw keys and values (str, bytes, int, float): never
+    pickles, and never reads or removes a file that is not one of its folder's own value files."""
 
     def put(self, key: Any) -> tuple[Any, bool]:
         if type(key) not in (str, bytes, int, float):
@@ -74,7 +100,7 @@ class RawDisk(diskcache.Disk):
 
     def get(self, key: Any, raw: bool) -> Any:
         if not raw:
-            raise ValueError("the run store holds a pickled key; it was not written by msa_core")
+            raise UnreadableRow("the run store holds a pickled key; it was not written by msa_core")
         return super().get(key, raw)
 
     def store(self, value: Any, read: bool, key: Any = diskcache.core.UNKNOWN) -> tuple:
@@ -84,65 +110,185 @@ class RawDisk(diskcache.Disk):
 
     def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> Any:
         if mode == diskcache.core.MODE_PICKLE:
-            raise ValueError("the run store holds a pickled value; it was not written by msa_core")
-        return super().fetch(mode, filename, value, read)
+            raise UnreadableRow(
+                "the run store holds a pickled value; it was not written by msa_core"
+            )
+        if mode != diskcache.core.MODE_RAW and safe_file(self._directory, filename) is None:
+            raise UnreadableRow(
+                f"a row names the file {filename!r}, not one of the store's own files"
+            )
+        try:
+            return super().fetch(mode, filename, value, read)
+        except FileNotFoundError as err:  # diskcache would answer "no such key" without a word
+            raise UnreadableRow(f"its file {filename} is missing") from err
+
+    def remove(self, file_path: str) -> None:
+        if safe_file(self._directory, file_path) is None:
+            warnings.warn(
+                f"the run store did not delete {file_path!r}: not one of its own files",
+                stacklevel=2,
+            )
+            return
+        super().remove(file_path)
 
 
 class StoreCheckpoint:
-    """The ``Checkpoint`` of one run, kept in the store's work cache; ``on_save(state)`` is told each save."""
+    """The ``Checkpoint`` of one run, kept in the store's work cache; ``on_save(state)`` is told
+    each save.
 
-    def __init__(self, store: RunStore, fingerprint: str, every_seconds: float,
-                 on_save: Callable[[State], None] | None = None):
-        self.store, self.key, self.every_seconds, self.on_save = store, f"ckpt:{fingerprint}", every_seconds, on_save
+    A write that fails (a full disk) is tried ``SAVE_ATTEMPTS`` times; then the run goes on with a
+    warning, its progress kept in memory (only an interruption would lose the unsaved part).
+    """
+
+    def __init__(
+        self,
+        store: RunStore,
+        fingerprint: str,
+        every_seconds: float,
+        on_save: Callable[[State], None] | None = None,
+    ):
+        self.store, self.key, self.every_seconds, self.on_save = (
+            store,
+            f"ckpt:{fingerprint}",
+            every_seconds,
+            on_save,
+        )
+        self.failed_saves = 0
 
     def load(self) -> State | None:
-        blob = self.store.work.get(self.key)
-        if blob is None:
-            return None
         try:
+            blob = self.store.work.get(self.key)
+            if blob is None:
+                return None
             return npz_arrays(blob)
         except UNREADABLE as err:
-            warnings.warn(f"the checkpoint of run {self.key[5:17]} is corrupt ({err}); the run starts over",
-                          stacklevel=2)
+            warnings.warn(
+                f"the checkpoint of run {self.key[5:17]} is corrupt ({err}); the run starts over",
+                stacklevel=2,
+            )
             self.store.work.delete(self.key)
             return None
 
     def save(self, state: State) -> None:
-        self.store.work.set(self.key, npz_bytes(state))
+        blob = npz_bytes(state)
+        for attempt in range(SAVE_ATTEMPTS):
+            try:
+                self.store.work.set(self.key, blob)
+                break
+            except (OSError, sqlite3.OperationalError, diskcache.Timeout) as err:
+                if attempt + 1 < SAVE_ATTEMPTS:
+                    time.sleep(SAVE_RETRY_SECONDS)
+                    continue
+                self.failed_saves += 1
+                warnings.warn(
+                    f"checkpoint of run {self.key[5:17]} not saved after {SAVE_ATTEMPTS} tries "
+                    f"({type(err).__name__}: {err}); the run goes on, but an interruption now "
+                    f"would lose the work since its last saved checkpoint. Free space in "
+                    f"{self.store.directory}",
+                    stacklevel=2,
+                )
+                return
         if self.on_save is not None:
             self.on_save(state)
+
+
+def open_cache(folder: Path, **settings: Any) -> diskcache.Cache:
+    """A writable diskcache of raw values; a damaged database is an ``MSAInputError`` naming the
+    repair."""
+    try:
+        return diskcache.Cache(folder, disk=RawDisk, **settings)
+    except sqlite3.DatabaseError as err:
+        raise MSAInputError(
+            f"the run store's database {folder / 'cache.db'} is damaged ({err}); "
+            f"{repair_hint(folder.parent)} rebuilds it from the result files"
+        ) from err
 
 
 class RunStore:
     """Results, checkpoints and progress of MSA runs in one directory, safe for many processes.
 
     ``size_limit``: bytes of finished results kept (default ``$MSA_CACHE_SIZE_LIMIT`` or 2 GiB).
+    ``readonly``: read through read-only connections (never writes, not even to a full disk; a
+    missing folder reads as an empty store); the methods that write raise ``MSAInputError``.
     """
 
-    def __init__(self, directory: str | Path | None = None, size_limit: int | None = None):
+    def __init__(
+        self,
+        directory: str | Path | None = None,
+        size_limit: int | None = None,
+        readonly: bool = False,
+    ):
         self.directory = Path(directory) if directory else default_cache_dir()
-        self.size_limit = size_limit or int(os.environ.get("MSA_CACHE_SIZE_LIMIT", DEFAULT_SIZE_LIMIT))
-        try:
-            self.results = diskcache.Cache(self.directory / "results", size_limit=self.size_limit,
-                                           eviction_policy="least-recently-used", disk=RawDisk)
-            self.work = diskcache.Cache(self.directory / "work", eviction_policy="none", disk=RawDisk)
-        except OSError as err:
-            raise MSAInputError(f"cannot use {self.directory} as the run cache: {err}") from err
+        self.size_limit = size_limit or int(
+            os.environ.get("MSA_CACHE_SIZE_LIMIT", DEFAULT_SIZE_LIMIT)
+        )
+        self.readonly = readonly
+        self.results: Any
+        self.work: Any
+        if readonly:
+            self.results, self.work = (
+                RowReader(self.directory / "results"),
+                RowReader(self.directory / "work"),
+            )
+            self.results.check()
+            self.work.check()
+        else:
+            try:
+                self.results = open_cache(
+                    self.directory / "results",
+                    size_limit=self.size_limit,
+                    eviction_policy="least-recently-used",
+                )
+                self.work = open_cache(self.directory / "work", eviction_policy="none")
+            except OSError as err:
+                raise MSAInputError(f"cannot use {self.directory} as the run cache: {err}") from err
+        # read-only views for listing keys (a writable store shares its databases with writers)
+        self.rows = {
+            name: RowReader(self.directory / name, shared=not readonly)
+            for name in ("results", "work")
+        }
+
+    def _writable(self, what: str) -> None:
+        if self.readonly:
+            raise MSAInputError(
+                f"cannot {what}: the run store {self.directory} was opened read-only"
+            )
 
     # -- finished results -------------------------------------------------------------------
     def get(self, fingerprint: str) -> ModesResult | None:
-        """The stored result, or None. A corrupt or older-format entry is dropped with a warning."""
+        """The stored result, or None. A corrupt or older-format entry is dropped with a warning
+        (kept, in a read-only store)."""
+        if not isinstance(fingerprint, str) or not FINGERPRINT.match(fingerprint):
+            return None
         try:
             blob = self.results.get(fingerprint)
             if blob is None:
                 return None
+            if not isinstance(blob, bytes):
+                raise MSAInputError(
+                    f"its value is a {type(blob).__name__}, not the bytes of a result"
+                )
             result = ModesResult.load(io.BytesIO(blob))
             if result.meta.get("store_format") != STORE_FORMAT:
-                raise MSAInputError(f"format {result.meta.get('store_format')}, this version reads {STORE_FORMAT}")
+                raise MSAInputError(
+                    f"format {result.meta.get('store_format')}, this version reads {STORE_FORMAT}"
+                )
+            if result.meta.get("fingerprint") != fingerprint:
+                raise MSAInputError(f"it holds run {str(result.meta.get('fingerprint'))[:12]}")
             return result
         except UNREADABLE as err:
-            warnings.warn(f"stored run {fingerprint[:12]} cannot be read ({err}); it will be recomputed", stacklevel=2)
-            self.delete(fingerprint)
+            if self.readonly:
+                warnings.warn(
+                    f"stored run {fingerprint[:12]} cannot be read ({err}); "
+                    f"{repair_hint(self.directory)} removes it",
+                    stacklevel=2,
+                )
+            else:
+                warnings.warn(
+                    f"stored run {fingerprint[:12]} cannot be read ({err}); it will be recomputed",
+                    stacklevel=2,
+                )
+                self.delete(fingerprint)
             return None
 
     def __contains__(self, fingerprint: str) -> bool:
@@ -150,38 +296,59 @@ class RunStore:
 
     def put(self, fingerprint: str, result: ModesResult, request: RunRequest) -> None:
         """Store a finished result and its index entry."""
-        result.meta.update(store_format=STORE_FORMAT, fingerprint=fingerprint, request=request.to_dict())
+        self._writable("store a result")
+        result.meta.update(
+            store_format=STORE_FORMAT, fingerprint=fingerprint, request=request.to_dict()
+        )
         buffer = io.BytesIO()
         result.save(buffer)
         self.results.set(fingerprint, buffer.getvalue())
-        self.work.set(f"index:{fingerprint}", json.dumps({
-            "fingerprint": fingerprint, "request": request.to_dict(), "created": time.time(),
-            "method": result.meta.get("method"), "n_players": result.n_players,
-            "output_shape": list(result.output_shape), "n_evaluations": result.n_evaluations,
-            "n_permutations": result.n_permutations, "wall_seconds": result.meta.get("wall_seconds"),
-            "bytes": buffer.getbuffer().nbytes,
-        }))
+        self.work.set(
+            f"index:{fingerprint}",
+            json.dumps(index_entry(result, time.time(), buffer.getbuffer().nbytes)),
+        )
 
     def list(self) -> list[dict[str, Any]]:
-        """Index entries of the stored results, newest first (entries whose result was evicted are dropped)."""
-        entries = []
-        for key in list(self.work.iterkeys()):
-            if not key.startswith("index:"):
+        """Index entries of the stored results, newest first; never writes.
+
+        A result without a readable index entry (``work/`` lost or damaged) is listed from the
+        result itself; an index entry without its result (evicted) is left out; a row that cannot be
+        read is left out with a warning naming it.
+        """
+        entries = {}
+        for key in self.rows["work"].keys("index:"):
+            fingerprint = key[6:]
+            try:
+                entries[fingerprint] = checked_entry(
+                    json.loads(self.rows["work"].get(key)), fingerprint
+                )
+            except (UnreadableRow, ValueError, TypeError) as err:
+                warnings.warn(
+                    f"index entry {fingerprint[:12]} of {self.directory} cannot be read ({err}); "
+                    f"the run is listed from its result if that can be read",
+                    stacklevel=2,
+                )
+        listed = []
+        for fingerprint in self.rows["results"].keys():
+            if not FINGERPRINT.match(fingerprint):
                 continue
-            raw = self.work.get(key)
-            if raw is None:
+            if fingerprint in entries:
+                listed.append(entries[fingerprint])
                 continue
-            entry = json.loads(raw)
-            if entry.get("fingerprint") in self.results:
-                entries.append(entry)
-            else:
-                self.work.delete(key)
-        return sorted(entries, key=lambda entry: -entry["created"])
+            result = self.get(fingerprint)
+            row = self.rows["results"].row(fingerprint)
+            if result is not None and row is not None:
+                listed.append(
+                    index_entry(result, row.store_time or 0.0, row_size(self.rows["results"], row))
+                )
+        return sorted(listed, key=lambda entry: -entry["created"])
 
     def resolve(self, prefix: str) -> str:
         """The fingerprint of the one stored run whose fingerprint starts with ``prefix``."""
         stored = self.list()
-        matches = [entry["fingerprint"] for entry in stored if entry["fingerprint"].startswith(prefix)]
+        matches = [
+            entry["fingerprint"] for entry in stored if entry["fingerprint"].startswith(prefix)
+        ]
         if len(matches) != 1 or not prefix:
             known = ", ".join(entry["fingerprint"][:12] for entry in stored) or "none"
             what = "no stored run" if not matches else f"{len(matches)} stored runs"
@@ -189,9 +356,13 @@ class RunStore:
         return matches[0]
 
     def delete(self, fingerprint: str) -> None:
-        """Forget a run: its result, index entry, checkpoint and progress (not a run in progress)."""
+        """Forget a run: its result, index entry, checkpoint and progress (not a run in
+        progress)."""
+        self._writable("delete a run")
         if self.running(fingerprint):
-            raise MSAInputError(f"run {fingerprint[:12]} is in progress; cancel it before deleting it")
+            raise MSAInputError(
+                f"run {fingerprint[:12]} is in progress; cancel it before deleting it"
+            )
         self.results.delete(fingerprint)
         for prefix in ("index", "ckpt", "progress"):
             self.work.delete(f"{prefix}:{fingerprint}")
@@ -200,28 +371,49 @@ class RunStore:
         """Bytes the finished results take on disk (what ``size_limit`` bounds)."""
         return self.results.volume()
 
+    def check_free_space(self, needed: int) -> None:
+        """Raise ``MSAInputError`` unless the store's disk has ``needed`` bytes free (plus 5%
+        headroom)."""
+        folder = self.directory if self.directory.exists() else self.directory.parent
+        free = shutil.disk_usage(folder).free
+        if free < needed * 1.05:
+            raise MSAInputError(
+                f"the run needs about {needed / 1e6:.1f} MB in {self.directory} for its result and "
+                f"checkpoints, but only {free / 1e6:.1f} MB are free; free some space (e.g. "
+                f"`python -m msa_core delete ...`) or set --cache-dir / $MSA_CACHE_DIR elsewhere"
+            )
+
     # -- runs in progress ---------------------------------------------------------------------
-    def checkpoint(self, fingerprint: str, every_seconds: float = 5.0,
-                   on_save: Callable[[State], None] | None = None) -> StoreCheckpoint:
+    def checkpoint(
+        self,
+        fingerprint: str,
+        every_seconds: float = 5.0,
+        on_save: Callable[[State], None] | None = None,
+    ) -> StoreCheckpoint:
         return StoreCheckpoint(self, fingerprint, every_seconds, on_save)
 
     def has_checkpoint(self, fingerprint: str) -> bool:
         return f"ckpt:{fingerprint}" in self.work
 
     def keep_as_base(self, fingerprint: str, family: str) -> None:
-        """Keep a finished run's last checkpoint as its family's base, unless the base has a larger budget."""
+        """Keep a finished run's last checkpoint as its family's base, unless the base has a larger
+        budget."""
         blob = self.work.pop(f"ckpt:{fingerprint}")
         if blob is not None and _budget_of(blob) >= self.base_budget(family):
             self.results.set(f"base:{family}", blob)
 
     def base_budget(self, family: str) -> int:
-        """The budget (evaluations) of the family's base checkpoint; -1 when there is none or it is unreadable."""
-        blob = self.results.get(f"base:{family}")
+        """The budget (evaluations) of the family's base checkpoint; -1 when there is none or it is
+        unreadable."""
+        try:
+            blob = self.results.get(f"base:{family}")
+        except UnreadableRow:
+            return -1
         return _budget_of(blob) if blob is not None else -1
 
     def seed_from_base(self, fingerprint: str, family: str, budget: int) -> bool:
-        """Start a run of ``budget`` evaluations from its family's base checkpoint, if that base is smaller
-        and the run has no checkpoint of its own; True if seeded."""
+        """Start a run of ``budget`` evaluations from its family's base checkpoint, if that base is
+        smaller and the run has no checkpoint of its own; True if seeded."""
         if self.has_checkpoint(fingerprint) or not 0 <= self.base_budget(family) < budget:
             return False
         blob = self.results.get(f"base:{family}")
@@ -231,42 +423,211 @@ class RunStore:
         self.work.delete(f"ckpt:{fingerprint}")
 
     def set_progress(self, fingerprint: str, **fields: Any) -> None:
-        """Record a run's progress (``state``, ``done``, ``total``, ...) for any process to read."""
-        self.work.set(f"progress:{fingerprint}", json.dumps({**fields, "updated": time.time()}))
+        """Record a run's progress (``state``, ``done``, ``total``, ...) for any process to read; a
+        failed write (a full disk) is a warning, not the end of the run."""
+        try:
+            self.work.set(f"progress:{fingerprint}", json.dumps({**fields, "updated": time.time()}))
+        except (OSError, sqlite3.OperationalError, diskcache.Timeout) as err:
+            warnings.warn(
+                f"progress of run {fingerprint[:12]} not recorded ({type(err).__name__}: {err})",
+                stacklevel=2,
+            )
 
     def progress(self, fingerprint: str) -> dict[str, Any] | None:
         """The last progress record of a run: ``state``, ``done``, ``total``, ``max_stderr``,
-        ``eta_seconds``, ``resumed_from``, ``error``, ``updated`` (None if the run never started here)."""
-        raw = self.work.get(f"progress:{fingerprint}")
-        return json.loads(raw) if raw is not None else None
+        ``eta_seconds``, ``resumed_from``, ``error``, ``updated`` (None if the run never started
+        here)."""
+        try:
+            raw = self.work.get(f"progress:{fingerprint}")
+            record = json.loads(raw) if raw is not None else None
+        except (UnreadableRow, ValueError, TypeError) as err:
+            warnings.warn(
+                f"the progress record of run {fingerprint[:12]} cannot be read ({err})",
+                stacklevel=2,
+            )
+            return None
+        return record if isinstance(record, dict) else None
+
+    def holder(self, fingerprint: str) -> dict[str, Any] | None:
+        """The lock record of a run (``pid``, ``host``, ``heartbeat``, ``token``), None when
+        unlocked or unreadable."""
+        try:
+            held = json.loads(self.work.get(f"lock:{fingerprint}") or "null")
+        except (UnreadableRow, ValueError, TypeError):
+            return None
+        return held if isinstance(held, dict) else None
 
     def running(self, fingerprint: str) -> bool:
-        """True while a live process holds the run's lock."""
-        held = self.work.get(f"lock:{fingerprint}")
-        return held is not None and _holder_alive(json.loads(held))
+        """True while a live process holds the run's lock (one that heartbeats, see ``lock``)."""
+        held = self.holder(fingerprint)
+        return held is not None and stale_because(held) is None
 
     @contextmanager
-    def lock(self, fingerprint: str, poll_seconds: float = 0.2) -> Iterator[None]:
-        """Hold the run's lock (wait while another live process holds it; a dead holder's lock is broken).
+    def lock(
+        self, fingerprint: str, poll_seconds: float = 0.2, timeout: float | None = None
+    ) -> Iterator[None]:
+        """Hold the run's lock while the body runs; the lock records host, pid and a heartbeat that
+        a thread rewrites every ``HEARTBEAT_SECONDS``.
 
-        Stops waiting as soon as the result is stored, so the caller can read it instead.
+        Waits while another live process holds it, at most ``timeout`` seconds (None: as long as the
+        holder heartbeats; then ``MSAInputError`` saying who holds it). A holder found dead (same
+        host, no such process) or whose heartbeat is older than ``$MSA_LOCK_STALE_SECONDS`` (default
+        60 s, e.g. a container restarted or another machine on a shared folder stopped) is broken
+        with a warning. Stops waiting as soon as the result is stored, so the caller can read it
+        instead.
         """
+        self._writable("run")
         key = f"lock:{fingerprint}"
-        owner = json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
-        while not self.work.add(key, owner):
+        token = uuid.uuid4().hex
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.work.add(key, _lock_record(token)):
             if fingerprint in self.results:
                 break
-            with self.work.transact():  # break a lock left by a killed process, unless someone took it since
-                held = self.work.get(key)
-                if held is not None and not _holder_alive(json.loads(held)):
+            with self.work.transact():  # break a dead or stale lock, unless someone took it since
+                held = self.holder(fingerprint)
+                why = stale_because(held) if held is not None else "unreadable"
+                if why is not None:
                     self.work.delete(key)
+            if why is not None:
+                warnings.warn(f"broke the lock of run {fingerprint[:12]}: {why}", stacklevel=3)
+                continue
+            if deadline is not None and time.monotonic() > deadline:
+                raise MSAInputError(
+                    f"run {fingerprint[:12]} is being computed by {_describe(held)}; gave up "
+                    f"waiting after {timeout:g} s. Run the command again to wait longer (or "
+                    f"without a wait limit); its result is then read from the store"
+                )
             time.sleep(poll_seconds)
+        stop = threading.Event()
+        beat = threading.Thread(
+            target=self._heartbeat,
+            args=(key, token, stop),
+            daemon=True,
+            name=f"msa-lock-{fingerprint[:8]}",
+        )
+        beat.start()
         try:
             yield
         finally:
+            stop.set()
+            beat.join()
             with self.work.transact():
-                if self.work.get(key) == owner:
+                if (self.holder(fingerprint) or {}).get("token") == token:
                     self.work.delete(key)
+
+    def _heartbeat(self, key: str, token: str, stop: threading.Event) -> None:
+        """Rewrite the lock's heartbeat until ``stop`` (only while the lock is still ours)."""
+        while not stop.wait(HEARTBEAT_SECONDS):
+            try:
+                with self.work.transact():
+                    if (self.holder(key[5:]) or {}).get("token") == token:
+                        self.work.set(key, _lock_record(token))
+            except (OSError, sqlite3.OperationalError, diskcache.Timeout):
+                continue  # a missed beat; the lock goes stale only after many
+
+
+def _lock_record(token: str) -> str:
+    return json.dumps(
+        {"pid": os.getpid(), "host": socket.gethostname(), "heartbeat": time.time(), "token": token}
+    )
+
+
+def stale_seconds() -> float:
+    """Seconds without a heartbeat after which a lock is broken: ``$MSA_LOCK_STALE_SECONDS``, else
+    60."""
+    raw = os.environ.get("MSA_LOCK_STALE_SECONDS")
+    try:
+        seconds = float(raw) if raw is not None else DEFAULT_STALE_SECONDS
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise MSAInputError(
+            f"MSA_LOCK_STALE_SECONDS must be a positive number of seconds; got {raw!r}"
+        )
+    return seconds
+
+
+def stale_because(holder: dict[str, Any]) -> str | None:
+    """Why a lock holder is dead or stale (a sentence), or None while it may be alive.
+
+    Dead: on this host, its pid names no process. Stale: its last heartbeat is older than
+    ``stale_seconds()`` (a lock without a heartbeat counts as stale unless its process is alive
+    here).
+    """
+    here = holder.get("host") == socket.gethostname()
+    pid = holder.get("pid")
+    if here and (not isinstance(pid, int) or pid <= 0 or not _process_exists(pid)):
+        return f"its holder, pid {pid} on this host ({holder.get('host')}), no longer runs"
+    beat = holder.get("heartbeat")
+    if not isinstance(beat, (int, float)):
+        return None if here else f"its holder {_describe(holder)} records no heartbeat"
+    age = time.time() - beat
+    limit = stale_seconds()
+    if age > limit:
+        return (
+            f"its holder {_describe(holder)} last sent a heartbeat {age:.0f} s ago "
+            f"(stale after {limit:g} s)"
+        )
+    return None
+
+
+def _describe(holder: dict[str, Any] | None) -> str:
+    if not holder:
+        return "another process"
+    beat = holder.get("heartbeat")
+    age = f", heartbeat {time.time() - beat:.0f} s ago" if isinstance(beat, (int, float)) else ""
+    return f"pid {holder.get('pid')} on host {holder.get('host')}{age}"
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def index_entry(result: ModesResult, created: float, size: int) -> dict[str, Any]:
+    """The ``index:`` entry of a stored result (what ``list`` shows)."""
+    return {
+        "fingerprint": result.meta.get("fingerprint"),
+        "request": result.meta.get("request"),
+        "created": created,
+        "method": result.meta.get("method"),
+        "n_players": result.n_players,
+        "output_shape": list(result.output_shape),
+        "n_evaluations": result.n_evaluations,
+        "n_permutations": result.n_permutations,
+        "wall_seconds": result.meta.get("wall_seconds"),
+        "bytes": size,
+    }
+
+
+REQUEST_TEXT = ("model", "lesion", "method")  # request fields every index entry must name as text
+
+
+def checked_entry(entry: Any, fingerprint: str) -> dict[str, Any]:
+    """``entry`` if it is a well-formed index entry of ``fingerprint``; else ``ValueError`` saying
+    why."""
+    if not isinstance(entry, dict) or entry.get("fingerprint") != fingerprint:
+        raise ValueError("not an index entry of this run")
+    request = entry.get("request")
+    if not isinstance(request, dict) or not all(
+        isinstance(request.get(key), str) for key in REQUEST_TEXT
+    ):
+        raise ValueError("its request is malformed")
+    for key in ("created", "n_evaluations", "n_players"):
+        if not isinstance(entry.get(key), (int, float)) or isinstance(entry.get(key), bool):
+            raise ValueError(f"its {key} is not a number")
+    return entry
+
+
+def row_size(rows: RowReader, row: Any) -> int:
+    """Bytes of a row's value (its file, or inline)."""
+    path = safe_file(rows.folder, row.filename)
+    return path.stat().st_size if path is not None and path.exists() else len(row.value or b"")
 
 
 def _budget_of(blob: bytes) -> int:
@@ -275,19 +636,3 @@ def _budget_of(blob: bytes) -> int:
         return CheckpointSummary.of(npz_arrays(blob)).plan.budget
     except UNREADABLE:
         return -1
-
-
-def _holder_alive(holder: dict[str, Any]) -> bool:
-    """Whether a lock holder may still be alive (a holder on another host is assumed alive)."""
-    if holder.get("host") != socket.gethostname():
-        return True
-    pid = holder.get("pid")
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

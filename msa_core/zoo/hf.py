@@ -13,6 +13,7 @@ layers. Weights load only from safetensors, never from the network. Default inpu
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from torch import nn
 from msa_core.errors import MSAInputError
 from msa_core.units import Experts, Heads, Layers, UnitSpec
 from msa_core.zoo.card import LoadedModel, ModelCard
-from msa_core.zoo.weights import hub_offline, tensor_digest
+from msa_core.zoo.weights import check_safetensors, hub_offline, tensor_digest
 
 hub_offline()  # before transformers is imported
 
@@ -31,6 +32,8 @@ DEFAULT_TEXT = ("The quick brown fox jumps over the lazy dog.", "Der schnelle br
 RANDOM_SHAPE = (2, 16)  # default input_ids without a tokenizer
 OUTPUTS = ("target_logprob", "logits")
 LAYER_PATH = re.compile(r"^(.*layers)\.(\d+)$")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json",
+                   "merges.txt")
 
 
 def _check_directory(directory: Path) -> None:
@@ -42,6 +45,28 @@ def _check_directory(directory: Path) -> None:
     if not any(directory.glob("*.safetensors")):
         raise MSAInputError(f"{directory} has no *.safetensors weights (other formats are not loaded: they "
                             "may run code); convert them with save_pretrained(folder, safe_serialization=True)")
+    for name in ("config.json", "tokenizer_config.json"):
+        _refuse_code(directory / name)
+    for path in sorted(directory.glob("*.safetensors")):
+        check_safetensors(path)
+
+
+def _refuse_code(path: Path) -> None:
+    """Raise ``MSAInputError`` naming ``path`` when it is not a JSON object or names code to run
+    (``auto_map``: classes in the folder's own .py files, which are never run here)."""
+    if not path.exists():
+        return
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise MSAInputError(f"{path} is not readable JSON ({err})") from None
+    if not isinstance(config, dict):
+        raise MSAInputError(f"{path} is not a JSON object")
+    if "auto_map" in config:
+        raise MSAInputError(f"{path} names code in the folder to run (auto_map: "
+                            f"{sorted(config['auto_map'])}); checkpoints whose architecture needs "
+                            "their own Python files are not loaded (never trust_remote_code). Use "
+                            "an architecture transformers ships")
 
 
 def decoder_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -84,12 +109,18 @@ def granularities_of(model: nn.Module) -> dict[str, tuple[UnitSpec, ...]]:
 
 def default_inputs(directory: Path, vocab_size: int, text: tuple[str, ...] | None) -> dict[str, torch.Tensor]:
     """``{"input_ids": [B, T]}``: ``text`` through the folder's tokenizer, or seeded random ids without one."""
-    has_tokenizer = any((directory / name).exists() for name in ("tokenizer.json", "tokenizer_config.json"))
+    has_tokenizer = any((directory / name).exists() for name in TOKENIZER_FILES[:2])
     if has_tokenizer:
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
-        ids = [tokenizer(sentence)["input_ids"] for sentence in (text or DEFAULT_TEXT)]
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True,
+                                                      trust_remote_code=False)
+            ids = [tokenizer(sentence)["input_ids"] for sentence in (text or DEFAULT_TEXT)]
+        except Exception as err:  # noqa: BLE001  (each kind tokenizers raise means a bad file)
+            files = ", ".join(name for name in TOKENIZER_FILES if (directory / name).exists())
+            raise MSAInputError(f"cannot load the tokenizer of {directory} ({files}): "
+                                f"{type(err).__name__}: {str(err).strip()[:300]}") from None
         length = min(len(row) for row in ids)
         return {"input_ids": torch.tensor([row[:length] for row in ids])}
     if text is not None:
@@ -105,10 +136,19 @@ def load_checkpoint(directory: str | Path, text: tuple[str, ...] | None = None) 
     from transformers import AutoConfig, AutoModelForCausalLM
 
     try:
-        config = AutoConfig.from_pretrained(directory, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(directory, local_files_only=True, use_safetensors=True).eval()
-    except (OSError, ValueError, KeyError) as err:
-        raise MSAInputError(f"cannot load {directory} as a causal LM with transformers: {err}") from None
+        config = AutoConfig.from_pretrained(directory, local_files_only=True,
+                                            trust_remote_code=False)
+    except Exception as err:  # noqa: BLE001  (transformers raises many kinds for a bad config)
+        raise MSAInputError(f"cannot use {directory / 'config.json'}: "
+                            f"{type(err).__name__}: {err}") from None
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            directory, local_files_only=True, use_safetensors=True, trust_remote_code=False).eval()
+    except Exception as err:  # noqa: BLE001  (weights that do not fit the config, bad files, ...)
+        files = ", ".join(path.name for path in sorted(directory.glob("*.safetensors")))
+        raise MSAInputError(f"cannot load {directory} as a causal LM with transformers "
+                            f"(config.json, {files}): "
+                            f"{type(err).__name__}: {err}") from None
     granularities = granularities_of(model)
     inputs = default_inputs(directory, config.vocab_size, text)
 

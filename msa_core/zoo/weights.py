@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from msa_core.errors import MSAInputError
 
 ASSETS = Path(__file__).resolve().parent.parent.parent / "assets"
 
@@ -35,9 +39,41 @@ def save_weights(model: nn.Module, name: str) -> Path:
 
 
 def load_weights(model: nn.Module, name: str) -> nn.Module:
-    """Load bundled safetensors weights into ``model`` (strict) and return it in eval mode."""
-    model.load_state_dict(load_file(weights_path(name)))
+    """Load bundled safetensors weights into ``model`` (strict) and return it in eval mode.
+
+    Raises:
+        MSAInputError: the file is damaged or does not fit the model (naming the file).
+    """
+    path = weights_path(name)
+    check_safetensors(path)
+    try:
+        model.load_state_dict(load_file(path))
+    except (SafetensorError, RuntimeError, OSError, ValueError) as err:
+        raise MSAInputError(f"cannot load the weights {path}: {err}") from None
     return model.eval()
+
+
+MAX_HEADER_BYTES = 100 << 20  # safetensors' own limit on the JSON header
+
+
+def check_safetensors(path: Path) -> None:
+    """Raise ``MSAInputError`` naming ``path`` unless it is a complete safetensors file: an 8-byte
+    header length, a JSON header of that length, and every tensor's bytes within the file (truncated
+    files fail here, before any loader sees them)."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            length = int.from_bytes(handle.read(8), "little")
+            if size < 8 or length > min(size - 8, MAX_HEADER_BYTES):
+                raise ValueError(f"its header claims {length} bytes but the file has {size}")
+            header = json.loads(handle.read(length))
+        ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"]
+        needed = 8 + length + max(ends, default=0)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
+        raise MSAInputError(f"{path} is not a readable safetensors file ({err})") from None
+    if needed > size:
+        raise MSAInputError(f"{path} is truncated: its tensors need {needed:,} bytes but the file "
+                            f"has {size:,}; copy or save it again")
 
 
 def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:

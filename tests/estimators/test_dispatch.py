@@ -164,7 +164,7 @@ def _ok(c):
     (_ok, dict(n_players=5, method="kernel", max_evaluations=5), "too small for method='kernel'"),
     (_ok, dict(n_players=5, n_permutations=0), "n_permutations must be a positive integer"),
     (_ok, dict(n_players=5, max_evaluations=-3), "max_evaluations must be a positive integer"),
-    (_ok, dict(n_players=5, seed=-1), "seed must be a non-negative integer"),
+    (_ok, dict(n_players=5, seed=-1), "seed must be a whole number from 0 to 2^63 - 1"),
     (_ok, dict(n_players=5, batch_size=0), "batch_size must be a positive integer"),
     (_ok, dict(n_players=5, target_stderr=0), "target_stderr must be a positive number"),
     (_ok, dict(n_players=5, backend="dask"), "unknown backend 'dask'"),

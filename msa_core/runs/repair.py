@@ -1,0 +1,186 @@
+"""``python -m msa_core store check`` / ``store repair``: find what is damaged in a run store and
+rebuild its databases from what can still be read, the result files above all.
+
+``check`` only reads (``RunStore(readonly=True)`` rules). ``repair`` writes fresh ``results/`` and
+``work/`` folders holding every readable result (from its row, or from a value file no row names any
+more, e.g. after ``cache.db`` was deleted or garbled), family bases, checkpoints and progress
+records, and a rebuilt index; the old folders are moved to ``damaged-<time>/`` for the user to
+delete. It refuses while a run holds a live lock.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from msa_core.errors import MSAInputError
+from msa_core.result import ModesResult
+from msa_core.runs.request import STORE_FORMAT
+from msa_core.runs.rows import RowReader, UnreadableRow, safe_file, value_files, value_of
+from msa_core.runs.store import (
+    FINGERPRINT,
+    UNREADABLE,
+    RunStore,
+    index_entry,
+    npz_arrays,
+    stale_because,
+)
+
+WORK_PREFIXES = ("index:", "ckpt:", "progress:", "lock:")
+
+
+@dataclass
+class Survey:
+    """What a store holds: ``problems`` (sentences), and the readable entries worth keeping."""
+
+    problems: list[str] = field(default_factory=list)
+    results: dict[str, tuple[Path | None, str, float]] = field(
+        default_factory=dict
+    )  # fingerprint: source
+    kept_work: list[str] = field(default_factory=list)  # ckpt:/progress: keys worth keeping
+    bases: list[str] = field(default_factory=list)
+    live_locks: list[str] = field(default_factory=list)
+
+
+def _result_of(blob: bytes, fingerprint: str | None) -> ModesResult:
+    """A stored result from its bytes, checked like ``RunStore.get`` (format, own fingerprint)."""
+    result = ModesResult.load(io.BytesIO(blob))
+    if result.meta.get("store_format") != STORE_FORMAT:
+        raise MSAInputError(
+            f"format {result.meta.get('store_format')}, this version reads {STORE_FORMAT}"
+        )
+    stored = result.meta.get("fingerprint")
+    if (
+        not isinstance(stored, str)
+        or not FINGERPRINT.match(stored)
+        or fingerprint not in (None, stored)
+    ):
+        raise MSAInputError(f"it names run {str(stored)[:12]}")
+    return result
+
+
+def _rows(reader: RowReader, survey: Survey) -> Iterator:
+    try:
+        reader.check()
+        yield from reader.rows()
+    except MSAInputError as err:
+        survey.problems.append(str(err))
+
+
+def survey(directory: Path) -> Survey:
+    """Read every row and value file of the store at ``directory`` (never writes)."""
+    found = Survey()
+    results, work = RowReader(directory / "results"), RowReader(directory / "work")
+    named: set[Path] = set()
+    for row in _rows(results, found):
+        where = f"results row {row.rowid}"
+        path = safe_file(results.folder, row.filename)
+        if path is not None:
+            named.add(path.resolve())
+        if row.raw != 1 or not isinstance(row.key, str):
+            found.problems.append(f"{where} has a pickled or non-text key")
+            continue
+        try:
+            blob = value_of(results.folder, row.mode, row.filename, row.value)
+            if row.key.startswith("base:"):
+                npz_arrays(blob)
+                found.bases.append(row.key)
+                continue
+            _result_of(blob, row.key)
+            found.results[row.key] = (None, row.key, row.store_time or time.time())
+        except (UnreadableRow, *UNREADABLE) as err:
+            found.problems.append(f"{where} ({row.key[:17]!r}) cannot be read: {err}")
+    for path in value_files(results.folder):
+        if path.resolve() in named:
+            continue
+        try:
+            fingerprint = _result_of(path.read_bytes(), None).meta["fingerprint"]
+        except UNREADABLE:
+            found.problems.append(f"{path} belongs to no row and is not a readable result")
+            continue
+        if fingerprint not in found.results:
+            found.problems.append(f"result {fingerprint[:12]} is in {path} but not in the database")
+            found.results[fingerprint] = (path, fingerprint, path.stat().st_mtime)
+    indexed = set()
+    for row in _rows(work, found):
+        where = f"work row {row.rowid}"
+        if row.raw != 1 or not isinstance(row.key, str) or not row.key.startswith(WORK_PREFIXES):
+            found.problems.append(
+                f"{where} has a key the store does not write: {str(row.key)[:40]!r}"
+            )
+            continue
+        try:
+            value = value_of(work.folder, row.mode, row.filename, row.value)
+            if row.key.startswith("ckpt:"):
+                npz_arrays(value)
+            else:
+                record = json.loads(value)
+                if row.key.startswith("lock:") and stale_because(record) is None:
+                    found.live_locks.append(row.key[5:])
+                indexed |= {row.key[6:]} if row.key.startswith("index:") else set()
+            if row.key.startswith(("ckpt:", "progress:")):
+                found.kept_work.append(row.key)
+        except (UnreadableRow, *UNREADABLE) as err:
+            found.problems.append(f"{where} ({row.key[:17]!r}) cannot be read: {err}")
+    for fingerprint in sorted(set(found.results) - indexed):
+        found.problems.append(f"result {fingerprint[:12]} has no index entry")
+    for fingerprint in sorted(indexed - set(found.results)):
+        found.problems.append(f"index entry {fingerprint[:12]} has no readable result")
+    return found
+
+
+def check(directory: Path) -> list[str]:
+    """The problems of the store at ``directory`` (empty when healthy); only reads."""
+    return survey(directory).problems
+
+
+def repair(directory: Path) -> tuple[list[str], Path | None]:
+    """Rebuild the store at ``directory`` from what can be read (see the module docstring).
+
+    Returns:
+        The problems found (empty: nothing was changed) and the folder the old databases were moved
+        to (None when nothing was changed).
+    Raises:
+        MSAInputError: a run holds a live lock (stop it first).
+    """
+    found = survey(directory)
+    if found.live_locks:
+        raise MSAInputError(
+            f"run(s) {', '.join(f[:12] for f in found.live_locks)} are in progress; stop them "
+            "before repairing the store"
+        )
+    if not found.problems:
+        return [], None
+    staging = directory / f"repair-{time.strftime('%Y%m%d-%H%M%S')}"
+    fresh = RunStore(staging)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the problems were listed by the survey
+        for fingerprint, (path, key, created) in found.results.items():
+            blob = (
+                path.read_bytes() if path is not None else RowReader(directory / "results").get(key)
+            )
+            fresh.results.set(fingerprint, blob)
+            result = _result_of(blob, fingerprint)
+            fresh.work.set(
+                f"index:{fingerprint}", json.dumps(index_entry(result, created, len(blob)))
+            )
+        for key in found.bases:
+            fresh.results.set(key, RowReader(directory / "results").get(key))
+        for key in found.kept_work:
+            fresh.work.set(key, RowReader(directory / "work").get(key))
+    fresh.results.close()
+    fresh.work.close()
+    damaged = directory / f"damaged-{time.strftime('%Y%m%d-%H%M%S')}"
+    damaged.mkdir()
+    for name in ("results", "work"):
+        if (directory / name).exists():
+            shutil.move(directory / name, damaged / name)
+        shutil.move(staging / name, directory / name)
+    staging.rmdir()
+    return found.problems, damaged
