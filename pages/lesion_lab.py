@@ -1,27 +1,37 @@
-"""Lesion lab: switch units off and see the model's output change at once; top-k by Shapley mode vs random."""
+"""Lesion lab: switch units off and see the model's output change at once; units ranked by a run's
+Shapley values, and the score after lesioning the top, random or bottom k units for every k.
+
+It opens on the current run (the URL's ``run``, else the session's): its model, units and lesion kind.
+The model, units, lesion kind, lesioned units, ranking run and k live in the URL.
+"""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from msa_core.analysis import study2
-from msa_core.analysis.modes import available_views, classification, lesion_sets, unit_scores, view_of
+from msa_core.analysis.lesion_curves import KCurves, k_curve_figure, k_curves, k_grid
+from msa_core.analysis.modes import available_views, classification, unit_scores, view_of
 from msa_core.lesion import ModelGame
+from msa_core.runs.request import LESIONS
 from msa_core.zoo import LoadedModel, list_models, moe
-from pages.common import CURRENT_RUN, explained_errors, labels_of, model, result, run_label, runs
+from pages.common import (CURRENT_RUN, RUN_ID_LENGTH, explained_errors, labels_of, model, result, run_label, runs,
+                          seed_from_url, share_in_url, url_run)
 
-N_RANDOM = 5  # random draws of k units in the top-k comparison
+N_RANDOM = 5  # random draws of k units per k on the lesion curve
 GALLERY = 8  # changed samples shown
+LESION_NAMES = {"zero": "zero (unit set to 0)", "mean": "mean (unit set to its mean over the inputs)"}
 
 
 @st.cache_resource(show_spinner=False)
-def game(name: str, granularity: str, output: str) -> ModelGame:
-    """The model's game over the units of ``granularity`` (built once per process)."""
-    return model(name).game(granularity, output)
+def game(name: str, granularity: str, output: str, lesion: str = "zero") -> ModelGame:
+    """The model's game over the units of ``granularity`` with ``lesion`` (built once per process)."""
+    return model(name).game(granularity, output, lesion=lesion)
 
 
 @st.cache_resource(show_spinner=False)
@@ -78,12 +88,12 @@ def digit_gallery(inputs: np.ndarray, indices: np.ndarray, captions: list[str], 
     return gallery
 
 
-def classifier_view(name: str, granularity: str, coalition: np.ndarray) -> None:
+def classifier_view(name: str, granularity: str, coalition: np.ndarray, lesion: str) -> None:
     """Predictions and accuracy with every unit intact vs with the toggled units lesioned."""
     loaded = model(name)
     labels = loaded.labels.cpu().numpy()
     values = np.concatenate([intact_values(name, granularity, "logits"),
-                             values_of(game(name, granularity, "logits"), coalition[None])])
+                             values_of(game(name, granularity, "logits", lesion), coalition[None])])
     predictions, accuracy, per_class = classification(values, labels)
     changed = np.flatnonzero(predictions[0] != predictions[1])
     cols = st.columns(4)
@@ -124,10 +134,10 @@ def image_grid(rows: np.ndarray, scale: int = 3, gap: int = 4) -> Image.Image:
     return Image.fromarray(pixels[..., 0] if c == 1 else pixels)
 
 
-def image_view(name: str, granularity: str, coalition: np.ndarray, shown: int = 8) -> None:
+def image_view(name: str, granularity: str, coalition: np.ndarray, lesion: str, shown: int = 8) -> None:
     """Generated images with every unit intact, with the toggled units lesioned, and their difference."""
     values = np.concatenate([intact_values(name, granularity, "image"),
-                             values_of(game(name, granularity, "image"), coalition[None])])[:, :shown]
+                             values_of(game(name, granularity, "image", lesion), coalition[None])])[:, :shown]
     if values.ndim != 5 or values.shape[2] not in (1, 3):
         st.info(f"The generator's output {list(values.shape[1:])} is not a batch of images to show.")
         return
@@ -161,11 +171,11 @@ def continuation(name: str, granularity: str, prompt: str, lesioned: tuple[str, 
     return generated.decode("utf-8", errors="replace")
 
 
-def language_model_view(name: str, granularity: str, coalition: np.ndarray, lesioned: list[str]) -> None:
+def language_model_view(name: str, granularity: str, coalition: np.ndarray, lesioned: list[str], lesion: str) -> None:
     """Per-token log-probs of the held-out sentences intact vs lesioned, and greedy continuations."""
     ids = model(name).inputs["input_ids"]
     values = np.concatenate([intact_values(name, granularity, "target_logprob"),
-                             values_of(game(name, granularity, "target_logprob"), coalition[None])])  # [2, B, T-1]
+                             values_of(game(name, granularity, "target_logprob", lesion), coalition[None])])  # [2, B, T-1]
     means = values.mean(axis=(1, 2))
     cols = st.columns(3)
     cols[0].metric("Units lesioned", f"{int((~coalition).sum())} / {len(coalition)}")
@@ -182,45 +192,104 @@ def language_model_view(name: str, granularity: str, coalition: np.ndarray, lesi
         right.markdown(f"**Lesioned**: {prompt}**{continuation(name, granularity, prompt, tuple(sorted(lesioned)))}**")
 
 
-def top_k_section(name: str, granularity: str) -> None:
-    """Lesion the top-k units of a stored run's ranking against k random units (classifiers)."""
-    st.subheader("Top-k by Shapley mode vs k random units")
+def score_of(loaded: LoadedModel) -> tuple[str, str]:
+    """(output, what its score is) of the lesion curve: accuracy for classifiers, mean next-byte log-prob
+    for the LM, mean |pixel change| against the intact images for generators."""
+    if is_classifier(loaded):
+        return "logits", "accuracy"
+    if "target_logprob" in loaded.card.outputs:
+        return "target_logprob", "mean log-prob per byte"
+    return loaded.card.outputs[0], "mean |change| of the output"
+
+
+@st.cache_data(show_spinner="Lesioning k units for every k…", max_entries=32)
+def lesion_curves(name: str, granularity: str, lesion: str, fingerprint: str, ranking: tuple[float, ...]):
+    """The top / random / bottom k curves of the model's score (cached per run, lesion and model)."""
+    loaded = model(name)
+    output, _ = score_of(loaded)
+    g = game(name, granularity, output, lesion)
+    intact = intact_values(name, granularity, output)
+    labels = loaded.labels
+
+    def evaluate(coalitions: np.ndarray) -> np.ndarray:
+        values = values_of(g, coalitions)
+        if output == "logits":
+            return classification(values, labels)[1]
+        if output == "target_logprob":
+            return values.reshape(len(values), -1).mean(1)
+        return np.abs(values - intact).reshape(len(values), -1).mean(1)
+
+    return k_curves(evaluate, np.asarray(ranking), n_random=N_RANDOM, seed=0)
+
+
+def ranking_section(name: str, granularity: str, lesion: str, wanted_run: str | None) -> dict[str, tuple[int, float]]:
+    """Rank the units by a stored run's Shapley values (rank and value per unit) and draw the lesion curves;
+    returns {unit: (rank, value)} (empty without a run of this model and granularity)."""
+    st.subheader("Units ranked by Shapley value; lesion curves")
     entries = [e for e in runs() if e["request"]["model"] == name and e["request"]["units"] == granularity]
     if not entries:
         st.info("No stored run of this model and granularity yet, so there is no ranking of its units. "
                 "Launch one on the Run page.")
-        return
+        return {}
     labels_by_fp = {e["fingerprint"]: run_label(e) for e in entries}
+    if st.session_state.get("lesion_rank_run") not in labels_by_fp:
+        st.session_state["lesion_rank_run"] = wanted_run if wanted_run in labels_by_fp else next(iter(labels_by_fp))
     fingerprint = st.selectbox("Rank units by the run", list(labels_by_fp), format_func=labels_by_fp.get,
                                key="lesion_rank_run")
+    share_in_url(run=fingerprint[:RUN_ID_LENGTH])
     res = result(fingerprint)
     if res is None:
         st.warning("That run is no longer in the store.")
-        return
-    g = game(name, granularity, "logits")
-    k = st.slider("k", 1, g.n_players, max(1, g.n_players // 5), key="lesion_k")
+        return {}
     labels = labels_of(res)
     view = view_of(res, "class" if "class" in available_views(res, labels) else None, labels)
     scores = unit_scores(view)
-    if st.button(f"Lesion the top {k} vs {k} random units", type="primary"):
-        coalitions = lesion_sets(scores, k, N_RANDOM, seed=0)
-        keep_only = ~coalitions[:1]  # only the top k intact
-        _, accuracy, _ = classification(values_of(g, np.concatenate([coalitions, keep_only])),
-                                        model(name).labels)
-        st.session_state["lesion_rank"] = {"key": (fingerprint, k), "top": accuracy[0],
-                                           "random": accuracy[1:-1], "keep": accuracy[-1]}
-    outcome = st.session_state.get("lesion_rank")
-    if outcome and outcome["key"] == (fingerprint, k):
-        intact = classification(intact_values(name, granularity, "logits"), model(name).labels)[1][0]
-        cols = st.columns(4)
-        cols[0].metric("Intact", f"{intact:.1%}")
-        cols[1].metric(f"Top {k} lesioned", f"{outcome['top']:.1%}", delta=f"{outcome['top'] - intact:+.1%}")
-        cols[2].metric(f"{k} random lesioned", f"{outcome['random'].mean():.1%}",
-                       delta=f"{outcome['random'].mean() - intact:+.1%}",
-                       help=f"mean of {N_RANDOM} random draws (sd {outcome['random'].std():.1%})")
-        cols[3].metric(f"Only top {k} kept", f"{outcome['keep']:.1%}", delta=f"{outcome['keep'] - intact:+.1%}")
-    top = [g.player_names[i] for i in np.argsort(-scores, kind="stable")[:k]]
-    st.button(f"Set the toggles to the top {k} lesion", on_click=apply_lesion, args=(toggles_key(name, granularity), top))
+    order = np.argsort(-scores, kind="stable")
+    ranks = {view.units[i]: (rank + 1, float(scores[i])) for rank, i in enumerate(order)}
+    loaded = model(name)
+    _, score_name = score_of(loaded)
+    left, right = st.columns([2, 3])
+    left.dataframe(pd.DataFrame({"rank": np.arange(1, len(order) + 1), "unit": [view.units[i] for i in order],
+                                 "Shapley value": scores[order]}), hide_index=True, height=380,
+                   column_config={"Shapley value": st.column_config.NumberColumn(
+                       format="%.4g", help=f"The unit's mode averaged over the outputs of the run's "
+                                           f"{view.title} view")})
+    drawn = is_classifier(loaded) or st.session_state.get("lesion_curves_for") == (name, granularity, lesion)
+    with right:
+        if not drawn:  # the LM and generators take seconds: on request
+            st.caption(f"The lesion curves run the model {(2 + N_RANDOM) * len(k_grid(len(scores)))} times.")
+            if st.button("Draw the lesion curves", key="lesion_draw_curves"):
+                st.session_state["lesion_curves_for"] = (name, granularity, lesion)
+                drawn = True
+        if drawn:
+            curves = lesion_curves(name, granularity, lesion, fingerprint, tuple(scores.tolist()))
+            st.plotly_chart(k_curve_figure(curves, score_name, len(scores)), key="lesion_curve")
+    seed_from_url("lesion_k", "k", range(1, len(scores) + 1), cast=int)
+    if "lesion_k" not in st.session_state:
+        st.session_state["lesion_k"] = max(1, len(scores) // 5)
+    k = st.slider("k", 1, len(scores), key="lesion_k")
+    share_in_url(k=k)
+    if drawn:
+        k_metrics(curves, k, lesion, score_name)
+    top = [view.units[i] for i in order[:k]]
+    st.button(f"Set the toggles to the top {k} lesion", on_click=apply_lesion,
+              args=(toggles_key(name, granularity), top))
+    return ranks
+
+
+def k_metrics(curves: KCurves, k: int, lesion: str, score_name: str) -> None:
+    """The curves' scores at the grid's k nearest ``k``."""
+    at = int(np.argmin(np.abs(curves.ks - k)))
+    shown = (lambda value: f"{value:.1%}") if score_name == "accuracy" else (lambda value: f"{value:.4g}")
+    cols = st.columns(4)
+    cols[0].metric("Intact", shown(curves.top[0]) if curves.ks[0] == 0 else "?")
+    cols[1].metric(f"Top {curves.ks[at]} lesioned", shown(curves.top[at]))
+    cols[2].metric(f"{curves.ks[at]} random lesioned", shown(curves.random_mean[at]),
+                   help=f"mean of {N_RANDOM} random draws (range {shown(curves.random_low[at])} to "
+                        f"{shown(curves.random_high[at])})")
+    cols[3].metric(f"Bottom {curves.ks[at]} lesioned", shown(curves.bottom[at]))
+    st.caption(f"{score_name.capitalize()} with {LESION_NAMES[lesion]} lesions. The curve's points are every k "
+               "up to 16 units, else an even grid (the metrics show the grid's k nearest the slider).")
 
 
 def is_classifier(loaded: LoadedModel) -> bool:
@@ -229,23 +298,30 @@ def is_classifier(loaded: LoadedModel) -> bool:
 
 
 @st.fragment
-def lesion_panel(name: str, granularity: str) -> None:
-    """The unit toggles and the output they give; a toggle reruns only this panel."""
+def lesion_panel(name: str, granularity: str, lesion: str, ranks: dict[str, tuple[int, float]]) -> None:
+    """The unit toggles (by rank when a run ranks them) and the output they give; a toggle reruns only
+    this panel."""
     loaded = model(name)
-    g = game(name, granularity, loaded.card.outputs[0])
+    g = game(name, granularity, loaded.card.outputs[0], lesion)
     key = toggles_key(name, granularity)
-    lesioned = st.pills(f"Lesioned units (of {g.n_players})", g.player_names, selection_mode="multi", key=key,
-                        help="Highlighted units are lesioned.")
+    units = sorted(g.player_names, key=lambda unit: ranks[unit][0]) if set(ranks) == set(g.player_names) \
+        else list(g.player_names)
+    seed_from_url(key, "off", units, many=True)
+    shown = (lambda unit: f"#{ranks[unit][0]} {unit} ({ranks[unit][1]:+.3g})") if ranks else str
+    lesioned = st.pills(f"Lesioned units (of {g.n_players})", units, selection_mode="multi", key=key,
+                        format_func=shown, help="Highlighted units are lesioned. With a ranking run, units are "
+                                                "in the order of their Shapley value: #rank, name (value).")
+    share_in_url(off=list(lesioned))
     st.button("Restore all units", on_click=restore_all, args=(key,), disabled=not lesioned)
     coalition = ~np.isin(g.player_names, lesioned)
     outputs = loaded.card.outputs
     with explained_errors("Running the lesioned model"):
         if is_classifier(loaded):
-            classifier_view(name, granularity, coalition)
+            classifier_view(name, granularity, coalition, lesion)
         elif "image" in outputs:
-            image_view(name, granularity, coalition)
+            image_view(name, granularity, coalition, lesion)
         elif loaded.card.family == "moe":
-            language_model_view(name, granularity, coalition, lesioned)
+            language_model_view(name, granularity, coalition, lesioned, lesion)
         else:
             st.info(f"The lesion lab shows classifiers, image generators and the bundled byte-level LM; {name} "
                     f"produces {', '.join(outputs)}.")
@@ -256,19 +332,36 @@ def toggles_key(name: str, granularity: str) -> str:
 
 
 st.title("Lesion lab")
-st.markdown("Click units to lesion them (zeroed) or restore them; the output updates at once.")
+st.markdown("Click units to lesion them or restore them; the output updates at once.")
 names = [card.name for card in list_models()]
 if not names:
     st.info("No bundled model is available.")
     st.stop()
-current = result(st.session_state[CURRENT_RUN]) if st.session_state.get(CURRENT_RUN) else None
-current_model = current.meta.get("request", {}).get("model") if current is not None else None
-left, right = st.columns(2)
-name = left.selectbox("Model", names, index=names.index(current_model) if current_model in names else 0,
-                      key="lesion_model", help="Defaults to the model of the run you opened last.")
+entries = runs()
+opened = url_run([e["fingerprint"] for e in entries]) or st.session_state.get(CURRENT_RUN)
+current = next((e["request"] for e in entries if e["fingerprint"] == opened), {})
+seed_from_url("lesion_model", "model", names)
+if "lesion_model" not in st.session_state and current.get("model") in names:
+    st.session_state["lesion_model"] = current["model"]
+left, middle, right = st.columns(3)
+name = left.selectbox("Model", names, key="lesion_model", help="Opens on the model of the run you opened last.")
 with explained_errors(f"Loading {name}"):
     loaded = model(name)
-    granularity = right.selectbox("Unit granularity", list(loaded.card.granularities), key="lesion_granularity")
-    lesion_panel(name, granularity)
-    if is_classifier(loaded):
-        top_k_section(name, granularity)
+    granularities = list(loaded.card.granularities)
+    seed_from_url("lesion_granularity", "units", granularities)
+    if st.session_state.get("lesion_granularity") not in granularities:
+        st.session_state["lesion_granularity"] = current.get("units") if current.get("model") == name \
+            and current.get("units") in granularities else granularities[0]
+    granularity = middle.selectbox("Unit granularity", granularities, key="lesion_granularity")
+    seed_from_url("lesion_kind", "lesion", LESIONS)
+    if "lesion_kind" not in st.session_state:
+        st.session_state["lesion_kind"] = current.get("lesion") if current.get("lesion") in LESIONS else LESIONS[0]
+    lesion = right.radio("Lesion", LESIONS, key="lesion_kind", horizontal=True, format_func=LESION_NAMES.get,
+                         help="How a lesioned unit is removed: set to zero, or to its mean over the model's inputs.")
+    share_in_url(model=name, units=granularity, lesion=lesion)
+    panel = st.container()  # drawn first, filled last: its toggles show the ranking's ranks
+    ranks = ranking_section(name, granularity, lesion, opened if current.get("model") == name else None)
+    if not ranks:
+        share_in_url(run=None, k=None)
+    with panel:
+        lesion_panel(name, granularity, lesion, ranks)

@@ -111,8 +111,12 @@ def figure_bytes(figure: go.Figure, fmt: str = "png", scale: float = 2.0) -> byt
     """
     if fmt not in IMAGE_FORMATS:
         raise MSAInputError(f"unknown image format {fmt!r}; allowed: {', '.join(IMAGE_FORMATS)}")
+    laid_out = publishable(figure)
     try:
-        return publishable(figure).to_image(format=fmt, scale=scale if fmt == "png" else 1)
+        try:
+            return laid_out.to_image(format=fmt, scale=scale if fmt == "png" else 1)
+        except RuntimeError:  # kaleido under load may script its page before it loaded: once more
+            return laid_out.to_image(format=fmt, scale=scale if fmt == "png" else 1)
     except (ImportError, ValueError, RuntimeError, OSError) as err:
         raise RuntimeError(f"cannot render a {fmt.upper()}: figure export needs the kaleido package and Chromium "
                            f"(apt-get install chromium); {type(err).__name__}: {err}. HTML export works without "
