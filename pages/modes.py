@@ -11,17 +11,40 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from msa_core.analysis.modes import (ORDERS, ModesView, available_views, concentration, contribution_curve_figure,
-                                     heatmap_figure, hub_table, top_units, view_of)
+from msa_core.analysis.modes import (
+    ORDERS,
+    ModesView,
+    available_views,
+    concentration,
+    contribution_curve_figure,
+    heatmap_figure,
+    hub_table,
+    top_units,
+    view_of,
+)
 from msa_core.analysis.samples import SampleInput, sample_input, unit_mode_figure
 from msa_core.errors import MSAInputError
 from msa_core.result import ModesResult
 from msa_core.runs.report import run_facts
-from pages.common import (VIEW_NAMES, chosen_result, explained_errors, labels_of, model, seed_from_url, share_in_url,
-                          url_flag)
+from pages.common import (
+    VIEW_NAMES,
+    chosen_result,
+    explained_errors,
+    labels_of,
+    model,
+    seed_from_url,
+    share_in_url,
+    url_flag,
+)
 
-ORDER_NAMES = {"index": "as stored", "total": "by total |contribution|", "cluster": "clustered (similar units together)"}
-SCROLL_HEIGHT = 760  # pixels: a taller heatmap scrolls inside a box of this height (hover keeps working)
+ORDER_NAMES = {
+    "index": "as stored",
+    "total": "by total |contribution|",
+    "cluster": "clustered (similar units together)",
+}
+SCROLL_HEIGHT = (
+    760  # pixels: a taller heatmap scrolls inside a box of this height (hover keeps working)
+)
 TABS = ("Hub statistics", "Top units per output")
 
 
@@ -40,9 +63,14 @@ def show_input(shown: SampleInput) -> None:
     if shown.label is not None:
         facts.append(f"label **{shown.label}**")
     if shown.prediction is not None:
-        facts.append(f"prediction **{shown.prediction}**" + (" (wrong)" if shown.prediction != shown.label else ""))
+        facts.append(
+            f"prediction **{shown.prediction}**"
+            + (" (wrong)" if shown.prediction != shown.label else "")
+        )
     if shown.image is not None:
-        picture = Image.fromarray(np.uint8(255 * (1 - shown.image))).resize((112, 112), Image.Resampling.NEAREST)
+        picture = Image.fromarray(np.uint8(255 * (1 - shown.image))).resize(
+            (112, 112), Image.Resampling.NEAREST
+        )
         st.image(picture, caption=", ".join(facts).replace("**", ""))
     else:
         st.markdown("Input: " + ", ".join(facts))
@@ -64,26 +92,47 @@ def heatmap_panel(res: ModesResult, view: ModesView, sample: int | None) -> None
     seed_from_url("modes_order", "order", ORDERS)
     order = left.selectbox("Unit order", ORDERS, format_func=ORDER_NAMES.get, key="modes_order")
     seed_from_url("modes_stderr", "stderr", cast=url_flag)
-    show_stderr = right.toggle("Show stderr", key="modes_stderr",
-                               help="Standard errors of the estimates (zero for exact runs), as a second heatmap "
-                                    "below; the hover of the modes' heatmap shows them too.")
+    show_stderr = right.toggle(
+        "Show stderr",
+        key="modes_stderr",
+        help="Standard errors of the estimates (zero for exact runs), as a second heatmap "
+        "below; the hover of the modes' heatmap shows them too.",
+    )
     figure = heatmap_figure(view, order)
-    box = st.container(height=SCROLL_HEIGHT) if figure.layout.height > SCROLL_HEIGHT else st.container()
+    box = (
+        st.container(height=SCROLL_HEIGHT)
+        if figure.layout.height > SCROLL_HEIGHT
+        else st.container()
+    )
     box.plotly_chart(figure, key="heatmap", on_select=pick_unit, selection_mode="points")
-    st.caption("Red: the unit pushes that output up; blue: down; white: no work for it. Each column's modes "
-               "add up to the output with all units intact minus the output with all lesioned. Click a cell to "
-               "see its unit's mode below." + (" The tree on the right joins units with similar modes."
-                                              if order == "cluster" else ""))
+    st.caption(
+        "Red: the unit pushes that output up; blue: down; white: no work for it. Each column's modes "
+        "add up to the output with all units intact minus the output with all lesioned. Click a cell to "
+        "see its unit's mode below."
+        + (" The tree on the right joins units with similar modes." if order == "cluster" else "")
+    )
     if show_stderr:
         if view.stderr_is_bound:
-            st.caption("Standard errors of a sum or mean over samples are shown as an upper bound (the sum or "
-                       "mean of the samples' errors).")
+            st.caption(
+                "Standard errors of a sum or mean over samples are shown as an upper bound (the sum or "
+                "mean of the samples' errors)."
+            )
         errors = heatmap_figure(view, order, stderr=True)
-        box = st.container(height=SCROLL_HEIGHT) if errors.layout.height > SCROLL_HEIGHT else st.container()
+        box = (
+            st.container(height=SCROLL_HEIGHT)
+            if errors.layout.height > SCROLL_HEIGHT
+            else st.container()
+        )
         box.plotly_chart(errors, key="stderr_heatmap")
     seed_from_url("modes_unit", "unit", view.units)
-    unit = st.selectbox("Unit", view.units, key="modes_unit", index=None, placeholder="click a cell or pick a unit",
-                        help="The selected unit's mode in the output's own form.")
+    unit = st.selectbox(
+        "Unit",
+        view.units,
+        key="modes_unit",
+        index=None,
+        placeholder="click a cell or pick a unit",
+        help="The selected unit's mode in the output's own form.",
+    )
     share_in_url(order=order, stderr=show_stderr, unit=unit)
     if unit is not None:
         st.plotly_chart(unit_mode_figure(res, view, unit, sample), key="unit_mode")
@@ -94,25 +143,40 @@ fingerprint, res = chosen_result("modes_run", "show")
 
 with explained_errors("Showing the run"):
     facts = run_facts(res)
-    st.markdown(" · ".join(f"**{key}** {value}" for key, value in facts.items()
-                           if key not in ("fingerprint", "units (players)")))
+    st.markdown(
+        " · ".join(
+            f"**{key}** {value}"
+            for key, value in facts.items()
+            if key not in ("fingerprint", "units (players)")
+        )
+    )
 
     labels = labels_of(res)
     views = available_views(res, labels)
     seed_from_url("modes_view", "view", views)
     left, right = st.columns([3, 1])
-    view_name = left.radio("View", views, format_func=VIEW_NAMES.get, horizontal=True, key="modes_view",
-                           help="Per class: each sample's mode on its own class, averaged over the class's samples.")
+    view_name = left.radio(
+        "View",
+        views,
+        format_func=VIEW_NAMES.get,
+        horizontal=True,
+        key="modes_view",
+        help="Per class: each sample's mode on its own class, averaged over the class's samples.",
+    )
     sample = None
     shown = None
     if view_name == "sample":
         n_samples = res.output_shape[0]
         seed_from_url("modes_sample", "sample", range(n_samples), cast=int)
-        sample = int(right.number_input("Sample", min_value=0, max_value=n_samples - 1, key="modes_sample"))
+        sample = int(
+            right.number_input("Sample", min_value=0, max_value=n_samples - 1, key="modes_sample")
+        )
         shown = the_input(res.meta.get("request", {}).get("model", ""), sample)
     names = None
     if shown is not None and shown.tokens and len(shown.tokens) == res.output_shape[-1]:
-        names = [f"{position} {token}" for position, token in enumerate(shown.tokens)]  # unique column names
+        names = [
+            f"{position} {token}" for position, token in enumerate(shown.tokens)
+        ]  # unique column names
     view = view_of(res, view_name, labels, sample or 0, class_names=names)
     share_in_url(view=view_name, sample=sample)
     if shown is not None:
@@ -128,16 +192,29 @@ with explained_errors("Showing the run"):
         with hubs:
             metrics = concentration(view)
             cols = st.columns(5)
-            cols[0].metric("Gini", f"{metrics['gini']:.2f}",
-                           help="0: all units contribute equally; near 1: one unit does all")
+            cols[0].metric(
+                "Gini",
+                f"{metrics['gini']:.2f}",
+                help="0: all units contribute equally; near 1: one unit does all",
+            )
             for col, share in zip(cols[1:4], ("50%", "80%", "90%")):
-                col.metric(f"Units for {share}", int(metrics[f"units for {share}"]),
-                           help=f"The fewest units holding {share} of the total |contribution|")
+                col.metric(
+                    f"Units for {share}",
+                    int(metrics[f"units for {share}"]),
+                    help=f"The fewest units holding {share} of the total |contribution|",
+                )
             cols[4].metric("Top unit's share", f"{metrics['top unit share']:.0%}")
             left, right = st.columns(2)
-            left.dataframe(pd.DataFrame(hub_table(view)), hide_index=True, width="stretch",
-                           column_config={"share of |contribution|": st.column_config.ProgressColumn(
-                               format="percent", min_value=0.0, max_value=1.0)})
+            left.dataframe(
+                pd.DataFrame(hub_table(view)),
+                hide_index=True,
+                width="stretch",
+                column_config={
+                    "share of |contribution|": st.column_config.ProgressColumn(
+                        format="percent", min_value=0.0, max_value=1.0
+                    )
+                },
+            )
             right.plotly_chart(contribution_curve_figure({"this run": view}), key="curve")
     if tops.open:
         with tops:

@@ -63,14 +63,23 @@ def k_coalitions(scores: np.ndarray, ks: Sequence[int], n_random: int, seed: int
     return coalitions.reshape(-1, n)
 
 
-def k_curves(evaluate: Callable[[np.ndarray], np.ndarray], scores: np.ndarray, ks: Sequence[int] | None = None,
-             n_random: int = 5, seed: int = 0) -> KCurves:
+def k_curves(
+    evaluate: Callable[[np.ndarray], np.ndarray],
+    scores: np.ndarray,
+    ks: Sequence[int] | None = None,
+    n_random: int = 5,
+    seed: int = 0,
+) -> KCurves:
     """The three lesion curves over ``ks`` (default ``k_grid``) of ``evaluate``, called on chunks of
     ``CHUNK`` coalitions ``[C, N]`` and returning one score per coalition ``[C]``."""
     ks = k_grid(len(scores)) if ks is None else np.asarray(ks, dtype=int)
     coalitions = k_coalitions(scores, ks, n_random, seed)
-    values = np.concatenate([np.asarray(evaluate(coalitions[start:start + CHUNK]), dtype=float).reshape(-1)
-                             for start in range(0, len(coalitions), CHUNK)])
+    values = np.concatenate(
+        [
+            np.asarray(evaluate(coalitions[start : start + CHUNK]), dtype=float).reshape(-1)
+            for start in range(0, len(coalitions), CHUNK)
+        ]
+    )
     blocks = values.reshape(2 + n_random, len(ks))
     random = blocks[2:] if n_random else np.full((1, len(ks)), np.nan)
     return KCurves(ks, blocks[0], blocks[1], random.mean(0), random.min(0), random.max(0))
@@ -80,15 +89,35 @@ def k_curve_figure(curves: KCurves, score_name: str, n_units: int) -> go.Figure:
     """The score against k for top-k, random-k (mean and the range of the draws) and bottom-k."""
     figure = go.Figure()
     ks = curves.ks.tolist()
-    figure.add_scatter(x=ks + ks[::-1], y=curves.random_high.tolist() + curves.random_low.tolist()[::-1],
-                       fill="toself", fillcolor="rgba(127,127,127,0.2)", line={"width": 0}, hoverinfo="skip",
-                       name="random k: range of the draws")
-    for name, values in (("top k by Shapley value", curves.top), ("random k (mean)", curves.random_mean),
-                         ("bottom k by Shapley value", curves.bottom)):
+    figure.add_scatter(
+        x=ks + ks[::-1],
+        y=curves.random_high.tolist() + curves.random_low.tolist()[::-1],
+        fill="toself",
+        fillcolor="rgba(127,127,127,0.2)",
+        line={"width": 0},
+        hoverinfo="skip",
+        name="random k: range of the draws",
+    )
+    for name, values in (
+        ("top k by Shapley value", curves.top),
+        ("random k (mean)", curves.random_mean),
+        ("bottom k by Shapley value", curves.bottom),
+    ):
         colour = COLOURS[name.split()[0]]
-        figure.add_scatter(x=ks, y=values, mode="lines+markers", name=name, line={"color": colour},
-                           hovertemplate="k = %{x}: %{y:.4g}<extra>" + name + "</extra>")
-    figure.update_layout(title=f"{score_name} after lesioning k of {n_units} units",
-                         xaxis_title="k (units lesioned)", yaxis_title=score_name, height=380,
-                         margin={"l": 10, "r": 10, "t": 50, "b": 10}, legend={"orientation": "h", "y": -0.25})
+        figure.add_scatter(
+            x=ks,
+            y=values,
+            mode="lines+markers",
+            name=name,
+            line={"color": colour},
+            hovertemplate="k = %{x}: %{y:.4g}<extra>" + name + "</extra>",
+        )
+    figure.update_layout(
+        title=f"{score_name} after lesioning k of {n_units} units",
+        xaxis_title="k (units lesioned)",
+        yaxis_title=score_name,
+        height=380,
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+        legend={"orientation": "h", "y": -0.25},
+    )
     return figure

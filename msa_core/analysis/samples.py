@@ -53,14 +53,22 @@ def sample_input(loaded: LoadedModel, index: int) -> SampleInput:
     inputs = loaded.inputs
     if isinstance(inputs, dict) and "input_ids" in inputs:  # a byte-level LM: BOS, then UTF-8 bytes
         from msa_core.zoo import moe
+
         ids = inputs["input_ids"][index]
         data = bytes(int(t) for t in ids[1:] if 0 <= int(t) < 256)
-        language = moe.LANGUAGES[int(labels[index])] if label is not None and loaded.card.family == "moe" \
+        language = (
+            moe.LANGUAGES[int(labels[index])]
+            if label is not None and loaded.card.family == "moe"
             else label
-        return SampleInput(index, language, text=data.decode("utf-8", errors="replace"),
-                           tokens=moe.token_labels(ids[1:]))
+        )
+        return SampleInput(
+            index,
+            language,
+            text=data.decode("utf-8", errors="replace"),
+            tokens=moe.token_labels(ids[1:]),
+        )
     with torch.no_grad():
-        output = loaded.model(inputs[index: index + 1].to(next(loaded.model.parameters()).device))
+        output = loaded.model(inputs[index : index + 1].to(next(loaded.model.parameters()).device))
     output = output.detach().float().cpu()
     if output.ndim == 4:  # a generator: the picture it makes of this latent
         picture = output[0].mean(0).numpy()
@@ -75,7 +83,9 @@ def sample_input(loaded: LoadedModel, index: int) -> SampleInput:
     return SampleInput(index, label, prediction, image=image)
 
 
-def unit_mode_figure(result: ModesResult, view: ModesView, unit: str, sample: int | None = None) -> go.Figure:
+def unit_mode_figure(
+    result: ModesResult, view: ModesView, unit: str, sample: int | None = None
+) -> go.Figure:
     """One unit's mode in the output's own form: for image outputs ``[N, B, C, H, W]`` the pixel map of
     sample ``sample`` (default the mean over samples, channels averaged); else bars over the view's
     outputs with their standard errors.
@@ -84,28 +94,58 @@ def unit_mode_figure(result: ModesResult, view: ModesView, unit: str, sample: in
         MSAInputError: ``unit`` is not one of the view's units.
     """
     if unit not in view.units:
-        raise MSAInputError(f"unknown unit {unit!r}; the run's units are {', '.join(view.units[:5])}...")
+        raise MSAInputError(
+            f"unknown unit {unit!r}; the run's units are {', '.join(view.units[:5])}..."
+        )
     suffix = f" ({view.value_unit})" if view.value_unit else ""
     modes = np.asarray(result.modes)
     if modes.ndim == 5:
         row = modes[result.player_names.index(unit)]
         pixels = (row[sample] if sample is not None else row.mean(0)).mean(0)  # [H, W]
         limit = float(np.abs(pixels).max()) or 1.0
-        figure = go.Figure(go.Heatmap(z=pixels, colorscale="RdBu_r", zmin=-limit, zmax=limit, zmid=0.0,
-                                      colorbar={"title": {"text": f"mode{suffix}"}},
-                                      hovertemplate="row %{y}, column %{x}: %{z:.3g}<extra></extra>"))
+        figure = go.Figure(
+            go.Heatmap(
+                z=pixels,
+                colorscale="RdBu_r",
+                zmin=-limit,
+                zmax=limit,
+                zmid=0.0,
+                colorbar={"title": {"text": f"mode{suffix}"}},
+                hovertemplate="row %{y}, column %{x}: %{z:.3g}<extra></extra>",
+            )
+        )
         where = f"sample {sample}" if sample is not None else "mean over samples"
-        figure.update_layout(title=f"{unit}: its mode on each pixel, {where}",
-                             yaxis={"autorange": "reversed", "scaleanchor": "x", "visible": False},
-                             xaxis={"visible": False}, height=420, plot_bgcolor="white")
+        figure.update_layout(
+            title=f"{unit}: its mode on each pixel, {where}",
+            yaxis={"autorange": "reversed", "scaleanchor": "x", "visible": False},
+            xaxis={"visible": False},
+            height=420,
+            plot_bgcolor="white",
+        )
         return figure
     row = view.units.index(unit)
     values, errors = view.values[row], view.stderr[row]
-    figure = go.Figure(go.Bar(x=view.outputs, y=values, error_y={"type": "data", "array": errors},
-                              marker_color=np.where(values < 0, "#4393c3", "#d6604d"),
-                              hovertemplate="%{x}: %{y:.4g}<extra></extra>"))
-    figure.update_layout(title=f"{unit}: its mode on each output, {view.title}", yaxis_title=f"mode{suffix}",
-                         xaxis={"type": "category", "tickmode": "array", "tickvals": view.outputs,
-                                "ticktext": view.outputs, "title": "output", "automargin": True},
-                         height=340, margin={"l": 10, "r": 10, "t": 50, "b": 10})
+    figure = go.Figure(
+        go.Bar(
+            x=view.outputs,
+            y=values,
+            error_y={"type": "data", "array": errors},
+            marker_color=np.where(values < 0, "#4393c3", "#d6604d"),
+            hovertemplate="%{x}: %{y:.4g}<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        title=f"{unit}: its mode on each output, {view.title}",
+        yaxis_title=f"mode{suffix}",
+        xaxis={
+            "type": "category",
+            "tickmode": "array",
+            "tickvals": view.outputs,
+            "ticktext": view.outputs,
+            "title": "output",
+            "automargin": True,
+        },
+        height=340,
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+    )
     return figure

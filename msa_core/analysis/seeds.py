@@ -32,7 +32,12 @@ SEED_SUFFIX = re.compile(r"-s(\d+)$")
 def setup_of(request: Mapping[str, Any]) -> tuple[str, str, str, str]:
     """The setup of a run request: (model without its ``-sN`` seed suffix, units, output, lesion)."""
     model = SEED_SUFFIX.sub("", str(request.get("model", "")))
-    return model, str(request.get("units")), str(request.get("output")), str(request.get("lesion", "zero"))
+    return (
+        model,
+        str(request.get("units")),
+        str(request.get("output")),
+        str(request.get("lesion", "zero")),
+    )
 
 
 def seed_of(model: str) -> int | None:
@@ -83,16 +88,29 @@ def welch_test(a: Sequence[float], b: Sequence[float], level: float = LEVEL) -> 
     """
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if x.size < 2 or y.size < 2:
-        raise MSAInputError(f"Welch's test needs at least 2 values per group; got {x.size} and {y.size}")
+        raise MSAInputError(
+            f"Welch's test needs at least 2 values per group; got {x.size} and {y.size}"
+        )
     difference = float(x.mean() - y.mean())
     vx, vy = x.var(ddof=1) / x.size, y.var(ddof=1) / y.size
     se = float(np.sqrt(vx + vy))
     if se == 0.0:
-        return {"difference": difference, "low": difference, "high": difference,
-                "t": float("inf") if difference else float("nan"), "df": float(x.size + y.size - 2),
-                "p": 0.0 if difference else 1.0}
+        return {
+            "difference": difference,
+            "low": difference,
+            "high": difference,
+            "t": float("inf") if difference else float("nan"),
+            "df": float(x.size + y.size - 2),
+            "p": 0.0 if difference else 1.0,
+        }
     df = float((vx + vy) ** 2 / (vx**2 / (x.size - 1) + vy**2 / (y.size - 1)))
     t = difference / se
     half = float(stats.t.ppf(0.5 + level / 2, df)) * se
-    return {"difference": difference, "low": difference - half, "high": difference + half, "t": t, "df": df,
-            "p": float(2 * stats.t.sf(abs(t), df))}
+    return {
+        "difference": difference,
+        "low": difference - half,
+        "high": difference + half,
+        "t": t,
+        "df": df,
+        "p": float(2 * stats.t.sf(abs(t), df)),
+    }

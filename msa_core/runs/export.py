@@ -14,8 +14,8 @@ read back exactly.
 
 from __future__ import annotations
 
-import csv
 import copy
+import csv
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,7 +30,9 @@ IMAGE_FORMATS = ("png", "svg")
 Progress = Callable[[int, int], None]  # (rows written, rows in all)
 
 
-def export(result: ModesResult, path: str | Path, fmt: str | None = None, progress: Progress | None = None) -> Path:
+def export(
+    result: ModesResult, path: str | Path, fmt: str | None = None, progress: Progress | None = None
+) -> Path:
     """Write ``result`` to ``path`` as ``fmt`` (default: the path's suffix); returns the path written.
 
     ``html`` is the run's report (``msa_core.runs.report``: facts, numbers and every figure; plotly.js
@@ -40,7 +42,9 @@ def export(result: ModesResult, path: str | Path, fmt: str | None = None, progre
     path = Path(path)
     fmt = fmt or path.suffix.lstrip(".").lower()
     if fmt not in FORMATS:
-        raise MSAInputError(f"unknown export format {fmt!r} (from {path.name!r}); allowed: {', '.join(FORMATS)}")
+        raise MSAInputError(
+            f"unknown export format {fmt!r} (from {path.name!r}); allowed: {', '.join(FORMATS)}"
+        )
     if not path.parent.is_dir():
         raise MSAInputError(f"cannot write {path}: folder {path.parent} does not exist")
     if fmt == "npz":
@@ -49,6 +53,7 @@ def export(result: ModesResult, path: str | Path, fmt: str | None = None, progre
         write_csv(result, path, progress)
     elif fmt == "html":
         from msa_core.runs.report import report_html
+
         path.write_text(report_html(result), encoding="utf-8")
     else:
         path.write_bytes(figure_bytes(figure(result), fmt))
@@ -60,17 +65,27 @@ def write_csv(result: ModesResult, path: Path, progress: Progress | None = None)
     hears (rows written, rows in all) after each unit."""
     modes, stderr = np.asarray(result.modes), np.asarray(result.stderr)
     out_shape = modes.shape[1:]
-    index = np.indices(out_shape).reshape(len(out_shape), -1).T if out_shape else np.zeros((1, 0), dtype=int)
+    index = (
+        np.indices(out_shape).reshape(len(out_shape), -1).T
+        if out_shape
+        else np.zeros((1, 0), dtype=int)
+    )
     prefixes = ["".join(f",{int(i)}" for i in position) for position in index]
     per_unit, total = len(prefixes), len(prefixes) * len(result.player_names)
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["unit", *(f"output_{axis}" for axis in range(len(out_shape))), "value", "stderr"])
+        writer.writerow(
+            ["unit", *(f"output_{axis}" for axis in range(len(out_shape))), "value", "stderr"]
+        )
         for unit, name in enumerate(result.player_names):
             values, errors = modes[unit].ravel(), stderr[unit].ravel()
             quoted = _csv_field(name)
-            handle.write("".join(f"{quoted}{prefix},{value:.17g},{error:.17g}\r\n"
-                                 for prefix, value, error in zip(prefixes, values.tolist(), errors.tolist())))
+            handle.write(
+                "".join(
+                    f"{quoted}{prefix},{value:.17g},{error:.17g}\r\n"
+                    for prefix, value, error in zip(prefixes, values.tolist(), errors.tolist())
+                )
+            )
             if progress is not None:
                 progress((unit + 1) * per_unit, total)
 
@@ -84,7 +99,9 @@ def figure(result: ModesResult) -> go.Figure:
     """The units x outputs heatmap of ``msa_core.analysis.modes`` (the first view, centred at 0)."""
     from msa_core.analysis.modes import heatmap_figure
 
-    title = " · ".join(str(result.meta[key]) for key in ("model", "units", "output") if result.meta.get(key))
+    title = " · ".join(
+        str(result.meta[key]) for key in ("model", "units", "output") if result.meta.get(key)
+    )
     return heatmap_figure(result, title=f"Shapley modes: {title}" if title else None)
 
 
@@ -94,9 +111,13 @@ def publishable(figure: go.Figure, width: int | None = None) -> go.Figure:
     title in its own room above the plot, white background."""
     out = go.Figure(copy.deepcopy(figure.to_dict()))
     meta = out.layout.meta if isinstance(out.layout.meta, dict) else {}
-    out.update_layout(width=width or int(meta.get("natural_width", 900)), height=out.layout.height or 520,
-                      paper_bgcolor="white", title={"automargin": True, "yref": "paper", "pad": {"b": 12}},
-                      margin={"l": 20, "r": 20, "t": 30, "b": 20})
+    out.update_layout(
+        width=width or int(meta.get("natural_width", 900)),
+        height=out.layout.height or 520,
+        paper_bgcolor="white",
+        title={"automargin": True, "yref": "paper", "pad": {"b": 12}},
+        margin={"l": 20, "r": 20, "t": 30, "b": 20},
+    )
     out.update_xaxes(automargin=True)
     out.update_yaxes(automargin=True)
     return out
@@ -118,6 +139,8 @@ def figure_bytes(figure: go.Figure, fmt: str = "png", scale: float = 2.0) -> byt
         except RuntimeError:  # kaleido under load may script its page before it loaded: once more
             return laid_out.to_image(format=fmt, scale=scale if fmt == "png" else 1)
     except (ImportError, ValueError, RuntimeError, OSError) as err:
-        raise RuntimeError(f"cannot render a {fmt.upper()}: figure export needs the kaleido package and Chromium "
-                           f"(apt-get install chromium); {type(err).__name__}: {err}. HTML export works without "
-                           f"them.") from err
+        raise RuntimeError(
+            f"cannot render a {fmt.upper()}: figure export needs the kaleido package and Chromium "
+            f"(apt-get install chromium); {type(err).__name__}: {err}. HTML export works without "
+            f"them."
+        ) from err

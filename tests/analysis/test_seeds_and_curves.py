@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy import stats
 
-from msa_core import MSAInputError, ModesResult, shapley_modes
+from msa_core import ModesResult, MSAInputError, shapley_modes
 from msa_core.analysis.lesion_curves import k_coalitions, k_curve_figure, k_curves, k_grid
 from msa_core.analysis.modes import heatmap_figure, unit_order, view_of
 from msa_core.analysis.samples import sample_input, unit_mode_figure
@@ -18,7 +18,9 @@ def test_t_interval_matches_scipy_and_collapses_without_spread():
     values = [0.61, 0.58, 0.66]
     mean, low, high = t_interval(values)
     expected = stats.t.interval(0.95, 2, loc=np.mean(values), scale=stats.sem(values))
-    assert mean == pytest.approx(np.mean(values)) and (low, high) == pytest.approx(expected, rel=1e-12)
+    assert mean == pytest.approx(np.mean(values)) and (low, high) == pytest.approx(
+        expected, rel=1e-12
+    )
     assert t_interval([0.5, 0.5, 0.5]) == (0.5, 0.5, 0.5) and t_interval([2.0]) == (2.0, 2.0, 2.0)
     with pytest.raises(MSAInputError):
         t_interval([])
@@ -30,15 +32,25 @@ def test_welch_test_matches_scipy():
     reference = stats.ttest_ind(a, b, equal_var=False)
     assert outcome["t"] == pytest.approx(reference.statistic, rel=1e-10)
     assert outcome["p"] == pytest.approx(reference.pvalue, rel=1e-8)
-    assert (outcome["low"], outcome["high"]) == pytest.approx(tuple(reference.confidence_interval(0.95)), rel=1e-8)
+    assert (outcome["low"], outcome["high"]) == pytest.approx(
+        tuple(reference.confidence_interval(0.95)), rel=1e-8
+    )
     assert outcome["difference"] == pytest.approx(np.mean(a) - np.mean(b))
-    assert welch_test([1.0, 1.0], [2.0, 2.0])["p"] == 0.0 and welch_test([1.0, 1.0], [1.0, 1.0])["p"] == 1.0
+    assert (
+        welch_test([1.0, 1.0], [2.0, 2.0])["p"] == 0.0
+        and welch_test([1.0, 1.0], [1.0, 1.0])["p"] == 1.0
+    )
     with pytest.raises(MSAInputError, match="at least 2 values per group"):
         welch_test([1.0], [1.0, 2.0])
 
 
 def test_setups_drop_only_the_seed():
-    request = {"model": "mlp-digits-h32-l1-s2", "units": "hidden neurons", "output": "logits", "lesion": "mean"}
+    request = {
+        "model": "mlp-digits-h32-l1-s2",
+        "units": "hidden neurons",
+        "output": "logits",
+        "lesion": "mean",
+    }
     assert setup_of(request) == setup_of(dict(request, model="mlp-digits-h32-l1-s0"))
     assert setup_of(request) != setup_of(dict(request, model="mlp-digits-h32-l2-s2"))
     assert seed_of("mlp-digits-h32-l1-s2") == 2 and seed_of("moe-fortunes-5lang") is None
@@ -46,9 +58,15 @@ def test_setups_drop_only_the_seed():
 
 def test_view_metrics_of_one_hub():
     modes = np.diag([4.0, 0.0, 0.0, 0.0])[:, :1]  # one unit does all
-    res = ModesResult(modes, np.zeros_like(modes), modes.sum(0), np.zeros(1), 8, 1, ["a", "b", "c", "d"])
+    res = ModesResult(
+        modes, np.zeros_like(modes), modes.sum(0), np.zeros(1), 8, 1, ["a", "b", "c", "d"]
+    )
     metrics = view_metrics(view_of(res))
-    assert metrics["gini"] == pytest.approx(0.75) and metrics["units for 90%"] == 1 and metrics["idc"] == 0.0
+    assert (
+        metrics["gini"] == pytest.approx(0.75)
+        and metrics["units for 90%"] == 1
+        and metrics["idc"] == 0.0
+    )
 
 
 def test_lesion_curves_of_an_additive_game_are_sums_of_the_ranked_scores():
@@ -57,9 +75,15 @@ def test_lesion_curves_of_an_additive_game_are_sums_of_the_ranked_scores():
     ranked = np.sort(scores)[::-1]
     assert curves.ks.tolist() == [0, 1, 2, 3, 4, 5]  # every k for few units
     np.testing.assert_allclose(curves.top, scores.sum() - np.concatenate([[0], np.cumsum(ranked)]))
-    np.testing.assert_allclose(curves.bottom, scores.sum() - np.concatenate([[0], np.cumsum(ranked[::-1])]))
-    assert np.all(curves.bottom >= curves.random_mean - 1e-12) and np.all(curves.random_mean >= curves.top - 1e-12)
-    assert np.all(curves.random_low <= curves.random_mean) and np.all(curves.random_mean <= curves.random_high)
+    np.testing.assert_allclose(
+        curves.bottom, scores.sum() - np.concatenate([[0], np.cumsum(ranked[::-1])])
+    )
+    assert np.all(curves.bottom >= curves.random_mean - 1e-12) and np.all(
+        curves.random_mean >= curves.top - 1e-12
+    )
+    assert np.all(curves.random_low <= curves.random_mean) and np.all(
+        curves.random_mean <= curves.random_high
+    )
     coalitions = k_coalitions(scores, [2], n_random=3, seed=0)
     assert coalitions.shape == (5, 5) and (~coalitions).sum(1).tolist() == [2] * 5
     assert len(k_curve_figure(curves, "value", 5).data) == 4  # band, top, random, bottom
@@ -69,8 +93,12 @@ def test_lesion_curves_of_an_additive_game_are_sums_of_the_ranked_scores():
 
 
 def test_clustered_heatmap_draws_a_dendrogram_whose_leaves_are_its_rows():
-    values = np.random.default_rng(4).normal(size=(5, 3))  # distinct rows: every merge above height 0
-    res = ModesResult(values, np.zeros_like(values), values.sum(0), np.zeros(2), 8, 1, list("abcde"))
+    values = np.random.default_rng(4).normal(
+        size=(5, 3)
+    )  # distinct rows: every merge above height 0
+    res = ModesResult(
+        values, np.zeros_like(values), values.sum(0), np.zeros(2), 8, 1, list("abcde")
+    )
     figure = heatmap_figure(view_of(res), "cluster")
     heat, *branches = figure.data
     assert list(heat.y) == [list("abcde")[i] for i in unit_order(values, "cluster")]
@@ -84,7 +112,9 @@ def test_sample_input_shows_the_digit_its_label_and_the_intact_prediction():
     loaded = load_model("mlp-digits-h32-none-s0")
     shown = sample_input(loaded, 7)
     flat = loaded.inputs[7].numpy()
-    np.testing.assert_allclose(shown.image, (flat.reshape(8, 8) - flat.min()) / np.ptp(flat), atol=1e-6)
+    np.testing.assert_allclose(
+        shown.image, (flat.reshape(8, 8) - flat.min()) / np.ptp(flat), atol=1e-6
+    )
     with torch.no_grad():
         assert shown.prediction == str(int(loaded.model(loaded.inputs[7:8]).argmax()))
     assert shown.label == str(int(loaded.labels[7]))
@@ -101,13 +131,16 @@ def test_sample_input_of_the_language_model_is_its_text():
 
 
 def test_unit_mode_figure_takes_the_outputs_own_form():
-    res = shapley_modes(lambda c: np.stack([c.astype(float), -2 * c.astype(float)], 1), n_players=3,
-                        method="exact")  # modes [3, 2, 3]
+    res = shapley_modes(
+        lambda c: np.stack([c.astype(float), -2 * c.astype(float)], 1), n_players=3, method="exact"
+    )  # modes [3, 2, 3]
     view = view_of(res, "sum")
     bars = unit_mode_figure(res, view, "u1").data[0]
     np.testing.assert_allclose(np.array(bars.y), view.values[1])
     images = np.arange(2 * 3 * 1 * 4 * 5, dtype=float).reshape(2, 3, 1, 4, 5)
-    pictures = ModesResult(images, np.zeros_like(images), images.sum(0), np.zeros((3, 1, 4, 5)), 4, 1, ["a", "b"])
+    pictures = ModesResult(
+        images, np.zeros_like(images), images.sum(0), np.zeros((3, 1, 4, 5)), 4, 1, ["a", "b"]
+    )
     pixels = unit_mode_figure(pictures, view_of(pictures, "sum"), "b", sample=2).data[0]
     np.testing.assert_allclose(np.array(pixels.z), images[1, 2, 0])
     with pytest.raises(MSAInputError, match="unknown unit"):

@@ -55,7 +55,9 @@ def test_a_scalar_output_has_no_index_columns(tmp_path):
 
 def test_html_is_a_standalone_heatmap_centred_at_zero(result, tmp_path):
     html = export(result, tmp_path / "r.html").read_text()
-    assert "<html>" in html and "<script src=" not in html and len(html) > 1e6  # plotly.js inlined: works offline
+    assert (
+        "<html>" in html and "<script src=" not in html and len(html) > 1e6
+    )  # plotly.js inlined: works offline
     assert '"type":"heatmap"' in html and '"zmid":0.0' in html
 
 
@@ -72,13 +74,27 @@ def test_html_report_holds_every_figure_and_the_runs_numbers(result, tmp_path):
 
 
 def test_report_figures_follow_the_views_and_cluster_with_a_dendrogram():
-    res, labels = shapley_modes(lambda c: np.stack([c.astype(float), 2 * c.astype(float)], 1), n_players=5,
-                                method="exact"), np.array([0, 1])
+    res, labels = (
+        shapley_modes(
+            lambda c: np.stack([c.astype(float), 2 * c.astype(float)], 1),
+            n_players=5,
+            method="exact",
+        ),
+        np.array([0, 1]),
+    )
     figures = run_figures(res, labels)
-    assert set(figures) == {"heatmap, sum", "heatmap, mean", "heatmap, class", "heatmap, clustered",
-                            "standard errors", "sorted contribution curve"}
+    assert set(figures) == {
+        "heatmap, sum",
+        "heatmap, mean",
+        "heatmap, class",
+        "heatmap, clustered",
+        "standard errors",
+        "sorted contribution curve",
+    }
     clustered = figures["heatmap, clustered"]
-    assert clustered.data[0].type == "heatmap" and len(clustered.data) == 1 + 4  # 5 leaves: 4 merges
+    assert (
+        clustered.data[0].type == "heatmap" and len(clustered.data) == 1 + 4
+    )  # 5 leaves: 4 merges
 
 
 def svg_texts(svg: bytes) -> list[tuple[str, float, float]]:
@@ -100,8 +116,16 @@ def many_units() -> ModesResult:
     """64 units with long names and 10 outputs: enough rows that an unsized figure skips labels."""
     rng = np.random.default_rng(1)
     modes = rng.normal(size=(64, 10))
-    return ModesResult(modes, np.abs(modes) / 5, modes.sum(0), np.zeros(10), 100, 3,
-                       [f"block{i // 8}.layer.neuron_{i:02d}" for i in range(64)], meta={"model": "toy"})
+    return ModesResult(
+        modes,
+        np.abs(modes) / 5,
+        modes.sum(0),
+        np.zeros(10),
+        100,
+        3,
+        [f"block{i // 8}.layer.neuron_{i:02d}" for i in range(64)],
+        meta={"model": "toy"},
+    )
 
 
 def test_svg_shows_every_unit_label_inside_the_canvas_and_the_title_above_the_plot(many_units):
@@ -115,7 +139,9 @@ def test_svg_shows_every_unit_label_inside_the_canvas_and_the_title_above_the_pl
     assert set(many_units.player_names) <= set(shown)  # every unit, not every second one
     assert all(str(k) in shown for k in range(10))
     longest = max(len(name) for name in many_units.player_names)
-    for name in many_units.player_names:  # right-aligned tick labels: the left end is x - the text's width
+    for (
+        name
+    ) in many_units.player_names:  # right-aligned tick labels: the left end is x - the text's width
         x, y = shown[name]
         assert x - 0.5 * 11 * longest >= 0 and 0 < y < height
     rows = sorted(shown[name][1] for name in many_units.player_names)
@@ -143,7 +169,9 @@ def test_csv_export_reports_its_progress_per_unit(result, tmp_path):
 
 
 def test_bad_formats_and_folders_are_clear_errors(result, tmp_path):
-    with pytest.raises(MSAInputError, match="unknown export format 'xlsx'.*allowed: npz, csv, html, png"):
+    with pytest.raises(
+        MSAInputError, match="unknown export format 'xlsx'.*allowed: npz, csv, html, png"
+    ):
         export(result, tmp_path / "r.xlsx")
     with pytest.raises(MSAInputError, match="unknown image format 'jpg'"):
         figure_bytes(figure(result), "jpg")
