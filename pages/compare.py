@@ -1,5 +1,6 @@
-"""Compare: runs side by side (contribution curves, concentration, heatmaps on one scale), and setups over
-their training seeds: mean metrics with 95% intervals and Welch's t-test of the difference.
+"""Compare: runs side by side (contribution curves, concentration, heatmaps on one scale), and
+setups over their training seeds: mean metrics with 95% intervals and Welch's t-test of the
+difference.
 
 The chosen runs, view, order and the two setups tested live in the URL.
 """
@@ -55,8 +56,8 @@ def setup_name(setup: tuple[str, str, str, str]) -> str:
 
 
 def seeds_section(requests: list[dict], view_name: str) -> None:
-    """Every stored run of the chosen runs' setups, grouped over seeds: mean and 95% interval per metric,
-    and Welch's t-test between two setups."""
+    """Every stored run of the chosen runs' setups, grouped over seeds: mean and 95% interval per
+    metric, and Welch's t-test between two setups."""
     st.subheader("Over training seeds")
     setups: dict[tuple[str, str, str, str], dict[int, str]] = {}
     chosen_setups = {setup_of(request) for request in requests}
@@ -86,7 +87,7 @@ def seeds_section(requests: list[dict], view_name: str) -> None:
                         request = dict(template[setup], model=f"{setup[0]}-s{seed}")
                         jobs().submit(RunRequest.from_dict(request))
                 st.toast(
-                    "Launched; the runs join this table when they finish (progress on the Run page)."
+                    "Launched; the runs join this table when they finish (progress: Run page)."
                 )
     metrics_by_setup: dict[tuple[str, str, str, str], dict[int, dict[str, float]]] = {}
     for setup, seeds in setups.items():
@@ -113,8 +114,9 @@ def seeds_section(requests: list[dict], view_name: str) -> None:
         return
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     st.caption(
-        f"Mean over seeds with its {LEVEL:.0%} t-interval [low, high] (n - 1 degrees of freedom; with "
-        "3 seeds the interval is the mean ± 4.3 standard errors). A single seed shows its value only."
+        f"Mean over seeds with its {LEVEL:.0%} t-interval [low, high] (n - 1 degrees of freedom; "
+        "with 3 seeds the interval is the mean ± 4.3 standard errors). A single seed shows its "
+        "value only."
     )
     testable = [setup for setup, per_seed in metrics_by_setup.items() if len(per_seed) >= 2]
     if len(testable) < 2:
@@ -165,7 +167,7 @@ def seeds_section(requests: list[dict], view_name: str) -> None:
 
 
 def request_of(setup: tuple[str, str, str, str], setups: dict) -> dict:
-    """The request of a stored run of ``setup`` (its budget and method are reused for the missing seeds)."""
+    """The request of a stored run of ``setup`` (its budget and method serve the missing seeds)."""
     fingerprint = next(iter(setups[setup].values()))
     return next(entry["request"] for entry in runs() if entry["fingerprint"] == fingerprint)
 
@@ -237,7 +239,8 @@ with explained_errors("Comparing the runs"):
         },
     )
     st.caption(
-        "Gini 0: every unit contributes equally; higher: a few hubs carry the output. 'Units for 80%': "
+        "Gini 0: every unit contributes equally; higher: a few hubs carry the output. "
+        "'Units for 80%': "
         "the fewest units whose |contribution| adds up to 80% of the total."
     )
     curve = contribution_curve_figure({names[fp]: view for fp, view in views.items()})
@@ -256,7 +259,7 @@ with explained_errors("Comparing the runs"):
     zmax = shared_zmax(list(views.values()))
     fps = list(views)
     for start in range(0, len(fps), COLUMNS):
-        for column, fp in zip(st.columns(COLUMNS), fps[start : start + COLUMNS]):
+        for column, fp in zip(st.columns(COLUMNS), fps[start : start + COLUMNS], strict=False):
             figure = heatmap_figure(views[fp], order, zmax=zmax, title=names[fp])
             figure.update_traces(colorbar={"thickness": 12}, selector={"type": "heatmap"})
             figure.update_layout(yaxis_title=None)

@@ -1,4 +1,4 @@
-"""Export: a run's result (.npz, CSV), its report (standalone HTML) and its figures (PNG, SVG, HTML).
+"""Export: a run's result (.npz, CSV), its report (standalone HTML), its figures (PNG, SVG, HTML).
 
 The run and the figure live in the URL.
 """
@@ -74,8 +74,9 @@ with explained_errors("Preparing the downloads"):
     labels = labels_of(res)
     st.subheader("Result and report")
     st.markdown(
-        "The `.npz` holds `modes`, `stderr`, `v_full`, `v_empty`, `player_names` and `meta` (JSON) and "
-        "loads with `ModesResult.load`; the CSV has one row per unit and output element; the report is "
+        "The `.npz` holds `modes`, `stderr`, `v_full`, `v_empty`, `player_names` and `meta` (JSON) "
+        "and loads with `ModesResult.load`; the CSV has one row per unit and output element; the "
+        "report is "
         "one HTML page with the run's facts, numbers and every figure below (opens offline)."
     )
     cols = st.columns(3)
@@ -152,6 +153,7 @@ with explained_errors("Preparing the downloads"):
         icon=":material/download:",
     )
     st.caption(
-        "PNG and SVG show every unit and output label, sized to the figure's content, rendered on the "
-        "server with kaleido and Chromium (a few seconds). The HTML opens offline (plotly.js is inside)."
+        "PNG and SVG show every unit and output label, sized to the figure's content, rendered on "
+        "the server with kaleido and Chromium (a few seconds). The HTML opens offline (plotly.js "
+        "is inside)."
     )

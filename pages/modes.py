@@ -1,4 +1,5 @@
-"""Shapley modes: heatmap of one run (sorted / clustered, per class or sample), stderr, top units and hubs.
+"""Shapley modes: heatmap of one run (sorted / clustered, per class or sample), stderr, top units,
+hubs.
 
 Everything the page shows lives in the URL (run, view, sample, order, stderr, unit, tab, k), so a
 copied URL opens the same view.
@@ -50,7 +51,7 @@ TABS = ("Hub statistics", "Top units per output")
 
 @st.cache_resource(show_spinner=False, max_entries=256)
 def the_input(name: str, index: int) -> SampleInput | None:
-    """Sample ``index`` of a bundled model's inputs in its own form (None when the run's model is not bundled)."""
+    """Sample ``index`` of a bundled model's inputs in its own form (None: not bundled)."""
     try:
         return sample_input(model(name), index)
     except MSAInputError:
@@ -58,7 +59,7 @@ def the_input(name: str, index: int) -> SampleInput | None:
 
 
 def show_input(shown: SampleInput) -> None:
-    """The sample the view is about: its picture or text, label and the intact model's prediction."""
+    """The sample the view is about: its picture or text, label and the intact prediction."""
     facts = [f"sample **{shown.index}**"]
     if shown.label is not None:
         facts.append(f"label **{shown.label}**")
@@ -87,7 +88,8 @@ def pick_unit() -> None:
 
 @st.fragment
 def heatmap_panel(res: ModesResult, view: ModesView, sample: int | None) -> None:
-    """Unit order, stderr switch, the heatmap(s) and the clicked unit's mode; a change reruns only this panel."""
+    """Unit order, stderr switch, the heatmap(s) and the clicked unit's mode; a change reruns only
+    this panel."""
     left, right = st.columns([3, 1])
     seed_from_url("modes_order", "order", ORDERS)
     order = left.selectbox("Unit order", ORDERS, format_func=ORDER_NAMES.get, key="modes_order")
@@ -106,15 +108,17 @@ def heatmap_panel(res: ModesResult, view: ModesView, sample: int | None) -> None
     )
     box.plotly_chart(figure, key="heatmap", on_select=pick_unit, selection_mode="points")
     st.caption(
-        "Red: the unit pushes that output up; blue: down; white: no work for it. Each column's modes "
-        "add up to the output with all units intact minus the output with all lesioned. Click a cell to "
+        "Red: the unit pushes that output up; blue: down; white: no work for it. Each column's "
+        "modes add up to the output with all units intact minus the output with all lesioned. "
+        "Click a cell to "
         "see its unit's mode below."
         + (" The tree on the right joins units with similar modes." if order == "cluster" else "")
     )
     if show_stderr:
         if view.stderr_is_bound:
             st.caption(
-                "Standard errors of a sum or mean over samples are shown as an upper bound (the sum or "
+                "Standard errors of a sum or mean over samples are shown as an upper bound (the "
+                "sum or "
                 "mean of the samples' errors)."
             )
         errors = heatmap_figure(view, order, stderr=True)
@@ -197,7 +201,7 @@ with explained_errors("Showing the run"):
                 f"{metrics['gini']:.2f}",
                 help="0: all units contribute equally; near 1: one unit does all",
             )
-            for col, share in zip(cols[1:4], ("50%", "80%", "90%")):
+            for col, share in zip(cols[1:4], ("50%", "80%", "90%"), strict=True):
                 col.metric(
                     f"Units for {share}",
                     int(metrics[f"units for {share}"]),

@@ -1,5 +1,5 @@
-"""Lesion curves: a model's score after lesioning the k units with the highest Shapley value, the k with
-the lowest, and k random units, for a grid of k.
+"""Lesion curves: a model's score after lesioning the k units with the highest Shapley value, the k
+with the lowest, and k random units, for a grid of k.
 
 If the ranking means something, lesioning the top k hurts more than k random units, which hurt more
 than the bottom k. ``k_curves`` takes any ``evaluate(coalitions [C, N]) -> scores [C]`` (accuracy of
@@ -26,7 +26,7 @@ COLOURS = {"top": "#d6604d", "random": "#7f7f7f", "bottom": "#4393c3"}
 
 
 def k_grid(n_units: int, max_points: int = 17) -> np.ndarray:
-    """Unit counts ``[M]`` from 0 to ``n_units``: every k for small N, else ``max_points`` spread evenly."""
+    """Unit counts ``[M]`` from 0 to ``n_units``: every k for small N, else ``max_points`` k."""
     if n_units < 1:
         raise MSAInputError(f"a lesion curve needs at least one unit; got {n_units}")
     return np.unique(np.linspace(0, n_units, min(n_units + 1, max_points)).round().astype(int))
@@ -45,20 +45,20 @@ class KCurves:
 
 
 def k_coalitions(scores: np.ndarray, ks: Sequence[int], n_random: int, seed: int) -> np.ndarray:
-    """Coalitions ``[(2 + n_random) * M, N]`` (True = intact): per k of ``ks`` the top k lesioned, the
-    bottom k lesioned, then ``n_random`` draws of k random units lesioned (block order: top, bottom,
-    random draw by draw)."""
+    """Coalitions ``[(2 + n_random) * M, N]`` (True = intact): per k of ``ks`` the top k lesioned,
+    the bottom k lesioned, then ``n_random`` draws of k random units lesioned (block order: top,
+    bottom, random draw by draw)."""
     scores = np.asarray(scores, dtype=float)
     n = len(scores)
-    ks = np.asarray(ks, dtype=int)
-    if ks.size == 0 or ks.min() < 0 or ks.max() > n:
-        raise MSAInputError(f"ks must be unit counts between 0 and {n}; got {ks.tolist()}")
+    counts = np.asarray(ks, dtype=int)
+    if counts.size == 0 or counts.min() < 0 or counts.max() > n:
+        raise MSAInputError(f"ks must be unit counts between 0 and {n}; got {counts.tolist()}")
     order = np.argsort(-scores, kind="stable")
     rng = np.random.default_rng(seed)
     orders = [order, order[::-1]] + [rng.permutation(n) for _ in range(n_random)]
-    coalitions = np.ones((len(orders), len(ks), n), dtype=bool)
+    coalitions = np.ones((len(orders), len(counts), n), dtype=bool)
     for block, ranked in enumerate(orders):
-        for row, k in enumerate(ks):
+        for row, k in enumerate(counts):
             coalitions[block, row, ranked[:k]] = False
     return coalitions.reshape(-1, n)
 
@@ -72,17 +72,17 @@ def k_curves(
 ) -> KCurves:
     """The three lesion curves over ``ks`` (default ``k_grid``) of ``evaluate``, called on chunks of
     ``CHUNK`` coalitions ``[C, N]`` and returning one score per coalition ``[C]``."""
-    ks = k_grid(len(scores)) if ks is None else np.asarray(ks, dtype=int)
-    coalitions = k_coalitions(scores, ks, n_random, seed)
+    counts = k_grid(len(scores)) if ks is None else np.asarray(ks, dtype=int)
+    coalitions = k_coalitions(scores, counts.tolist(), n_random, seed)
     values = np.concatenate(
         [
             np.asarray(evaluate(coalitions[start : start + CHUNK]), dtype=float).reshape(-1)
             for start in range(0, len(coalitions), CHUNK)
         ]
     )
-    blocks = values.reshape(2 + n_random, len(ks))
-    random = blocks[2:] if n_random else np.full((1, len(ks)), np.nan)
-    return KCurves(ks, blocks[0], blocks[1], random.mean(0), random.min(0), random.max(0))
+    blocks = values.reshape(2 + n_random, len(counts))
+    random = blocks[2:] if n_random else np.full((1, len(counts)), np.nan)
+    return KCurves(counts, blocks[0], blocks[1], random.mean(0), random.min(0), random.max(0))
 
 
 def k_curve_figure(curves: KCurves, score_name: str, n_units: int) -> go.Figure:

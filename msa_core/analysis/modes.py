@@ -172,7 +172,7 @@ def dendrogram_traces(tree: np.ndarray) -> list[go.Scatter]:
     drawn = dendrogram(tree, no_plot=True)
     return [go.Scatter(x=heights, y=(np.asarray(positions) - 5.0) / 10.0, mode="lines", showlegend=False,
                        line={"color": "#555", "width": 1}, hoverinfo="skip")
-            for positions, heights in zip(drawn["icoord"], drawn["dcoord"])]
+            for positions, heights in zip(drawn["icoord"], drawn["dcoord"], strict=True)]
 
 
 def heatmap_size(n_rows: int, n_columns: int) -> tuple[int, int]:
@@ -195,7 +195,7 @@ def heatmap_figure(view: ModesView | ModesResult, order: str = "index", zmax: fl
     """
     view = view_of(view) if isinstance(view, ModesResult) else view
     tree = cluster_tree(view.values) if order == "cluster" else None
-    view = view.ordered(unit_order(view.values, order))
+    view = view.ordered(unit_order(view.values, order).tolist())
     z, other = (view.stderr, view.values) if stderr else (view.values, view.stderr)
     limit = float(zmax) if zmax is not None else float(np.max(np.abs(z), initial=0.0)) or 1.0
     what = ("stderr (upper bound)" if view.stderr_is_bound else "stderr") if stderr else "Shapley mode"

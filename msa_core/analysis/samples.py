@@ -23,7 +23,7 @@ from msa_core.zoo import LoadedModel
 
 @dataclass
 class SampleInput:
-    """One input of a model: ``image [H, W]`` (values in [0, 1], 1 = ink) or ``text``, and its names."""
+    """One input of a model: ``image [H, W]`` (in [0, 1], 1 = ink) or ``text``, and its names."""
 
     index: int
     label: str | None = None
@@ -57,7 +57,7 @@ def sample_input(loaded: LoadedModel, index: int) -> SampleInput:
         ids = inputs["input_ids"][index]
         data = bytes(int(t) for t in ids[1:] if 0 <= int(t) < 256)
         language = (
-            moe.LANGUAGES[int(labels[index])]
+            moe.LANGUAGES[int(label)]
             if label is not None and loaded.card.family == "moe"
             else label
         )
@@ -86,9 +86,9 @@ def sample_input(loaded: LoadedModel, index: int) -> SampleInput:
 def unit_mode_figure(
     result: ModesResult, view: ModesView, unit: str, sample: int | None = None
 ) -> go.Figure:
-    """One unit's mode in the output's own form: for image outputs ``[N, B, C, H, W]`` the pixel map of
-    sample ``sample`` (default the mean over samples, channels averaged); else bars over the view's
-    outputs with their standard errors.
+    """One unit's mode in the output's own form: for image outputs ``[N, B, C, H, W]`` the pixel
+    map of sample ``sample`` (default the mean over samples, channels averaged); else bars over the
+    view's outputs with their standard errors.
 
     Raises:
         MSAInputError: ``unit`` is not one of the view's units.

@@ -1,11 +1,12 @@
-"""Runs of the same setup over several training seeds: per-seed concentration metrics, their mean with a
-95% t-interval, and Welch's t-test of the difference between two setups.
+"""Runs of the same setup over several training seeds: per-seed concentration metrics, their mean
+with a 95% t-interval, and Welch's t-test of the difference between two setups.
 
 A *setup* is a run request without its model's seed (``mlp-digits-h32-l1-s0`` and ``-s1`` share
 ``mlp-digits-h32-l1``). With three seeds per setup the t-interval has 2 degrees of freedom, so it is
 wide (the mean +- 4.3 standard errors): that is the honest width for three seeds.
 
->>> setup_of({"model": "mlp-digits-h32-l1-s2", "units": "hidden neurons", "output": "logits", "lesion": "zero"})
+>>> setup_of({"model": "mlp-digits-h32-l1-s2", "units": "hidden neurons", "output": "logits",
+...           "lesion": "zero"})
 ('mlp-digits-h32-l1', 'hidden neurons', 'logits', 'zero')
 >>> mean, low, high = t_interval([1.0, 2.0, 3.0])
 >>> mean, round(low, 3), round(high, 3)
@@ -30,7 +31,7 @@ SEED_SUFFIX = re.compile(r"-s(\d+)$")
 
 
 def setup_of(request: Mapping[str, Any]) -> tuple[str, str, str, str]:
-    """The setup of a run request: (model without its ``-sN`` seed suffix, units, output, lesion)."""
+    """The setup of a run request: (model without its ``-sN`` seed, units, output, lesion)."""
     model = SEED_SUFFIX.sub("", str(request.get("model", "")))
     return (
         model,
@@ -77,8 +78,8 @@ def t_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float, fl
 
 
 def welch_test(a: Sequence[float], b: Sequence[float], level: float = LEVEL) -> dict[str, float]:
-    """Welch's two-sample t-test of mean(a) - mean(b) (unequal variances, Welch-Satterthwaite degrees
-    of freedom): the difference, its ``level`` interval, t, df and the two-sided p-value.
+    """Welch's two-sample t-test of mean(a) - mean(b) (unequal variances, Welch-Satterthwaite
+    degrees of freedom): the difference, its ``level`` interval, t, df and the two-sided p-value.
 
     With no spread in either sample t is infinite (p = 0) for a non-zero difference and undefined
     (NaN, p = 1) for none.

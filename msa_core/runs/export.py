@@ -33,11 +33,12 @@ Progress = Callable[[int, int], None]  # (rows written, rows in all)
 def export(
     result: ModesResult, path: str | Path, fmt: str | None = None, progress: Progress | None = None
 ) -> Path:
-    """Write ``result`` to ``path`` as ``fmt`` (default: the path's suffix); returns the path written.
+    """Write ``result`` to ``path`` as ``fmt`` (default: the path's suffix); returns the path.
 
-    ``html`` is the run's report (``msa_core.runs.report``: facts, numbers and every figure; plotly.js
-    inlined, works offline); ``png``/``svg`` render its heatmap, sized to show every label, with kaleido
-    and the system's Chromium. progress: called with (rows written, rows in all) while a CSV is written.
+    ``html`` is the run's report (``msa_core.runs.report``: facts, numbers and every figure;
+    plotly.js inlined, works offline); ``png``/``svg`` render its heatmap, sized to show every
+    label, with kaleido and the system's Chromium. progress: called with (rows written, rows in
+    all) while a CSV is written.
     """
     path = Path(path)
     fmt = fmt or path.suffix.lstrip(".").lower()
@@ -61,8 +62,8 @@ def export(
 
 
 def write_csv(result: ModesResult, path: Path, progress: Progress | None = None) -> None:
-    """Long format: one row per unit and output element (C order), see the module docstring; ``progress``
-    hears (rows written, rows in all) after each unit."""
+    """Long format: one row per unit and output element (C order), see the module docstring;
+    ``progress`` hears (rows written, rows in all) after each unit."""
     modes, stderr = np.asarray(result.modes), np.asarray(result.stderr)
     out_shape = modes.shape[1:]
     index = (
@@ -83,7 +84,9 @@ def write_csv(result: ModesResult, path: Path, progress: Progress | None = None)
             handle.write(
                 "".join(
                     f"{quoted}{prefix},{value:.17g},{error:.17g}\r\n"
-                    for prefix, value, error in zip(prefixes, values.tolist(), errors.tolist())
+                    for prefix, value, error in zip(
+                        prefixes, values.tolist(), errors.tolist(), strict=True
+                    )
                 )
             )
             if progress is not None:
@@ -91,7 +94,7 @@ def write_csv(result: ModesResult, path: Path, progress: Progress | None = None)
 
 
 def _csv_field(text: str) -> str:
-    """``text`` as one CSV field (quoted when it holds a comma, quote or line break, as ``csv`` does)."""
+    """``text`` as one CSV field (quoted if it holds a comma, quote or line break, as csv does)."""
     return f'"{text.replace(chr(34), chr(34) * 2)}"' if any(c in text for c in ',"\r\n') else text
 
 
@@ -106,9 +109,9 @@ def figure(result: ModesResult) -> go.Figure:
 
 
 def publishable(figure: go.Figure, width: int | None = None) -> go.Figure:
-    """A copy of ``figure`` laid out for a file: its natural width (``layout.meta["natural_width"]`` of a
-    heatmap, else 900 px) and height, margins that grow to fit every tick label and axis title, the
-    title in its own room above the plot, white background."""
+    """A copy of ``figure`` laid out for a file: its natural width (``layout.meta["natural_width"]``
+    of a heatmap, else 900 px) and height, margins that grow to fit every tick label and axis title,
+    the title in its own room above the plot, white background."""
     out = go.Figure(copy.deepcopy(figure.to_dict()))
     meta = out.layout.meta if isinstance(out.layout.meta, dict) else {}
     out.update_layout(

@@ -1,12 +1,13 @@
 """Everything a run shows, as one standalone HTML page: its facts, numbers and every figure.
 
-``run_figures`` is the one list of a run's figures (the dashboard's Export page offers the same ones);
+``run_figures`` is the one list of a run's figures (the dashboard's Export page offers the same);
 ``report_html`` puts them with the run's facts, concentration metrics, hub units and top units per
 output on a page that opens offline (plotly.js inlined once).
 
 >>> import numpy as np
 >>> from msa_core import shapley_modes
->>> res = shapley_modes(lambda c: c.astype(float) @ np.diag([3.0, 1.0, 0.0]), n_players=3, method="exact")
+>>> res = shapley_modes(lambda c: c.astype(float) @ np.diag([3.0, 1.0, 0.0]), n_players=3,
+...                     method="exact")
 >>> sorted(run_figures(res))
 ['heatmap, clustered', 'heatmap, mean', 'sorted contribution curve', 'standard errors']
 """
@@ -37,8 +38,8 @@ VIEW_TITLES = {"sum": "sum over samples", "mean": "mean over samples", "class": 
 def run_figures(
     result: ModesResult, labels: np.ndarray | None = None, class_names: Sequence[str] | None = None
 ) -> dict[str, go.Figure]:
-    """The run's figures by name: a heatmap per view (not per sample), the clustered heatmap with its
-    dendrogram, the standard errors and the sorted contribution curve.
+    """The run's figures by name: a heatmap per view (not per sample), the clustered heatmap with
+    its dendrogram, the standard errors and the sorted contribution curve.
 
     labels: per-sample classes ``[B]`` (adds the per-class view); class_names: names of the outputs.
     """
@@ -140,7 +141,8 @@ def report_html(
             )
         )
     style = (
-        "body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;margin:1em 0}"
+        "body{font-family:sans-serif;margin:2em;max-width:1400px}"
+        "table{border-collapse:collapse;margin:1em 0}"
         "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
     )
     return (

@@ -1,5 +1,5 @@
-"""Ground truth for seed aggregates (t-interval, Welch's test against scipy), lesion curves (additive game)
-and the per-sample input and unit-mode figures."""
+"""Ground truth for seed aggregates (t-interval, Welch's test against scipy), lesion curves
+(additive game) and the per-sample input and unit-mode figures."""
 
 import numpy as np
 import pytest
@@ -103,7 +103,8 @@ def test_clustered_heatmap_draws_a_dendrogram_whose_leaves_are_its_rows():
     heat, *branches = figure.data
     assert list(heat.y) == [list("abcde")[i] for i in unit_order(values, "cluster")]
     assert len(branches) == 4
-    leaf_ends = {float(y) for branch in branches for x, y in zip(branch.x, branch.y) if x == 0}
+    ends = [(x, y) for branch in branches for x, y in zip(branch.x, branch.y, strict=True)]
+    leaf_ends = {float(y) for x, y in ends if x == 0}
     assert leaf_ends == {0.0, 1.0, 2.0, 3.0, 4.0}  # one leaf per heatmap row, at that row
     assert list(figure.layout.yaxis.tickvals) == list(heat.y)  # every label drawn
 

@@ -1,5 +1,6 @@
 """Shareable views: each page's state comes from the URL's query string and goes back into it, so a
-copied URL reproduces the view; and what each view then shows (input, dendrogram, unit mode, seeds, ranks)."""
+copied URL reproduces the view; and what each view then shows (input, dendrogram, unit mode, seeds,
+ranks)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ MODEL = "mlp-digits-h32-none-s0"
 
 @pytest.fixture
 def store_runs(cache_dir):
-    """Small runs (4 permutations, a fraction of a second each) of the given models, in the test's store."""
+    """Small runs (4 permutations, a fraction of a second each) of the models, in the store."""
 
     def made(*models: str) -> list[str]:
         store = RunStore(cache_dir)
@@ -33,7 +34,7 @@ def store_runs(cache_dir):
 
 
 def opened_with(page: str, params: dict) -> AppTest:
-    """The app opened on ``page`` with ``params`` in the URL, as a fresh session (a pasted link) sees it."""
+    """The app opened on ``page`` with ``params`` in the URL, as a fresh session (a pasted link)."""
     app = AppTest.from_file(
         str(__import__("pathlib").Path(__file__).parents[2] / "app.py"), default_timeout=120
     )

@@ -1,4 +1,5 @@
-"""Export round trips: .npz loads to the same result, CSV parses back to the same numbers, figures render."""
+"""Export round trips: .npz loads to the same result, CSV parses back to the same numbers, figures
+render with every label, the HTML report holds every figure."""
 
 import csv
 import re
@@ -16,7 +17,7 @@ from msa_core.runs.report import run_figures
 
 @pytest.fixture(scope="module")
 def result() -> ModesResult:
-    """Exact modes of a game with values [2 samples, 3 classes] and 4 players (awkward floats included)."""
+    """Exact modes of a game with values [2 samples, 3 classes] and 4 players (awkward floats)."""
     weights = np.random.default_rng(0).normal(size=(4, 2, 3)) / 3.0
 
     def game(coalitions):
@@ -98,7 +99,7 @@ def test_report_figures_follow_the_views_and_cluster_with_a_dendrogram():
 
 
 def svg_texts(svg: bytes) -> list[tuple[str, float, float]]:
-    """(text, x, y) of each <text> element of an SVG, with the translate() of its own transform added."""
+    """(text, x, y) of each <text> element of an SVG, plus the translate() of its own transform."""
     import xml.etree.ElementTree as ElementTree
 
     texts = []
