@@ -22,7 +22,7 @@ from msa_core.zoo import LoadedModel, load_model
 
 CURRENT_RUN = "current_run"  # session key: fingerprint of the run the Modes and Export pages open
 COMPARED_RUNS = "compared_runs"  # session key: fingerprints the Compare page opens
-RUN_ID_LENGTH = 12  # characters of a run's fingerprint in a shared URL (a prefix the store resolves)
+RUN_ID_LENGTH = 12  # characters of a run's fingerprint in a shared URL (a unique prefix)
 VIEW_NAMES = {"sum": "sum over samples", "mean": "mean over samples", "class": "per class", "sample": "one sample"}
 
 
@@ -101,7 +101,8 @@ def labels_of(result: ModesResult) -> np.ndarray | None:
 
 def pick_run(label: str, key: str, entries: list[dict[str, Any]] | None = None) -> str | None:
     """A select box over stored runs, opening on the URL's ``run`` (a fingerprint prefix), else the
-    session's current run, else the newest; writes the choice back to the URL; returns a fingerprint."""
+    session's current run, else the newest; writes the choice back to the URL; returns a
+    fingerprint."""
     entries = runs() if entries is None else entries
     if not entries:
         return None
@@ -123,14 +124,15 @@ def url_run(fingerprints: Sequence[str], param: str = "run") -> str | None:
     return matches[0] if len(matches) == 1 else None
 
 
-# Shareable views: a page keeps its state (run, view, order, selected units, lesions...) in the URL's
-# query string, so a copied URL opens the same view in a fresh browser. A widget's value is taken from
-# the URL once, when the widget is first drawn in the session, and written back after every change.
+# Shareable views: a page keeps its state (run, view, order, selected units, lesions...) in the
+# URL's query string, so a copied URL opens the same view in a fresh browser. A widget's value is
+# taken from the URL once, when the widget is first drawn in the session, and written back after
+# every change.
 
 def url_value(param: str, allowed: Sequence[Any] | None = None, cast: Callable[[str], Any] = str,
               many: bool = False) -> Any:
-    """The URL's ``param`` cast by ``cast`` (a list of them when ``many``); None when it is absent, does
-    not cast, or is not in ``allowed`` (for ``many``: the values that are)."""
+    """The URL's ``param`` cast by ``cast`` (a list of them when ``many``); None when it is absent,
+    does not cast, or is not in ``allowed`` (for ``many``: the values that are)."""
     if param not in st.query_params:
         return None
     texts = st.query_params.get_all(param)
@@ -147,8 +149,8 @@ def url_value(param: str, allowed: Sequence[Any] | None = None, cast: Callable[[
 
 def seed_from_url(key: str, param: str, allowed: Sequence[Any] | None = None,
                   cast: Callable[[str], Any] = str, many: bool = False) -> None:
-    """Call before drawing the widget ``key``: on its first draw in this session it opens on the URL's
-    ``param`` (when present and allowed). Draw the widget without a default value then."""
+    """Call before drawing the widget ``key``: on its first draw in this session it opens on the
+    URL's ``param`` (when present and allowed). Draw the widget without a default value then."""
     if key in st.session_state:
         return
     value = url_value(param, allowed, cast, many)

@@ -1,7 +1,8 @@
 """Lesion lab: switch units off and see the model's output change at once; units ranked by a run's
 Shapley values, and the score after lesioning the top, random or bottom k units for every k.
 
-It opens on the current run (the URL's ``run``, else the session's): its model, units and lesion kind.
+It opens on the current run (the URL's ``run``, else the session's): its model, units and lesion
+kind.
 The model, units, lesion kind, lesioned units, ranking run and k live in the URL.
 """
 
@@ -44,7 +45,7 @@ LESION_NAMES = {
 
 @st.cache_resource(show_spinner=False)
 def game(name: str, granularity: str, output: str, lesion: str = "zero") -> ModelGame:
-    """The model's game over the units of ``granularity`` with ``lesion`` (built once per process)."""
+    """The model's game over the units of ``granularity`` with ``lesion`` (built once)."""
     return model(name).game(granularity, output, lesion=lesion)
 
 
@@ -279,7 +280,8 @@ def language_model_view(
 
 
 def score_of(loaded: LoadedModel) -> tuple[str, str]:
-    """(output, what its score is) of the lesion curve: accuracy for classifiers, mean next-byte log-prob
+    """(output, what its score is) of the lesion curve: accuracy for classifiers, mean next-byte
+    log-prob
     for the LM, mean |pixel change| against the intact images for generators."""
     if is_classifier(loaded):
         return "logits", "accuracy"
@@ -292,7 +294,7 @@ def score_of(loaded: LoadedModel) -> tuple[str, str]:
 def lesion_curves(
     name: str, granularity: str, lesion: str, fingerprint: str, ranking: tuple[float, ...]
 ):
-    """The top / random / bottom k curves of the model's score (cached per run, lesion and model)."""
+    """The top / random / bottom k curves of the model's score (cached per run, lesion, model)."""
     loaded = model(name)
     output, _ = score_of(loaded)
     g = game(name, granularity, output, lesion)
@@ -313,7 +315,8 @@ def lesion_curves(
 def ranking_section(
     name: str, granularity: str, lesion: str, wanted_run: str | None
 ) -> dict[str, tuple[int, float]]:
-    """Rank the units by a stored run's Shapley values (rank and value per unit) and draw the lesion curves;
+    """Rank the units by a stored run's Shapley values (rank and value per unit) and draw the lesion
+    curves;
     returns {unit: (rank, value)} (empty without a run of this model and granularity)."""
     st.subheader("Units ranked by Shapley value; lesion curves")
     entries = [
@@ -374,7 +377,8 @@ def ranking_section(
     with right:
         if not drawn:  # the LM and generators take seconds: on request
             st.caption(
-                f"The lesion curves run the model {(2 + N_RANDOM) * len(k_grid(len(scores)))} times."
+                f"The lesion curves run the model "
+                f"{(2 + N_RANDOM) * len(k_grid(len(scores)))} times."
             )
             if st.button("Draw the lesion curves", key="lesion_draw_curves"):
                 st.session_state["lesion_curves_for"] = (name, granularity, lesion)
@@ -417,7 +421,8 @@ def k_metrics(curves: KCurves, k: int, lesion: str, score_name: str) -> None:
     )
     cols[3].metric(f"Bottom {curves.ks[at]} lesioned", shown(curves.bottom[at]))
     st.caption(
-        f"{score_name.capitalize()} with {LESION_NAMES[lesion]} lesions. The curve's points are every k "
+        f"{score_name.capitalize()} with {LESION_NAMES[lesion]} lesions. The curve's points are "
+        "every k "
         "up to 16 units, else an even grid (the metrics show the grid's k nearest the slider)."
     )
 
@@ -431,7 +436,8 @@ def is_classifier(loaded: LoadedModel) -> bool:
 def lesion_panel(
     name: str, granularity: str, lesion: str, ranks: dict[str, tuple[int, float]]
 ) -> None:
-    """The unit toggles (by rank when a run ranks them) and the output they give; a toggle reruns only
+    """The unit toggles (by rank when a run ranks them) and the output they give; a toggle reruns
+    only
     this panel."""
     loaded = model(name)
     g = game(name, granularity, loaded.card.outputs[0], lesion)

@@ -33,7 +33,8 @@ from msa_core.result import ModesResult
 VIEWS = ("sum", "mean", "class", "sample")
 OUTPUT_UNITS = {  # what a mode of each named output is measured in (colour bars, axis titles)
     "logits": "logit", "log_probs": "nats", "probs": "probability", "correct": "fraction correct",
-    "class_accuracy": "accuracy", "target_logprob": "nats", "language_logprob": "nats", "image": "pixel value",
+    "class_accuracy": "accuracy", "target_logprob": "nats", "language_logprob": "nats",
+    "image": "pixel value",
 }
 ROW_PITCH = 16  # pixels per heatmap row or column: room for one 11 px tick label each
 ORDERS = ("index", "total", "cluster")
@@ -114,7 +115,8 @@ def view_of(result: ModesResult, view: str | None = None, labels: np.ndarray | N
         values = reduce(modes.reshape(n, -1, modes.shape[-1]), axis=1)
         errors = reduce(stderr.reshape(n, -1, modes.shape[-1]), axis=1)
         bound, names, title = True, _names(values.shape[1], class_names), f"{view} over samples"
-    return ModesView(values, errors, list(result.player_names), names, title, bound, output_unit(result))
+    return ModesView(values, errors, list(result.player_names), names, title, bound,
+                     output_unit(result))
 
 
 def output_unit(result: ModesResult) -> str:
@@ -150,15 +152,15 @@ def unit_order(values: np.ndarray, order: str = "index") -> np.ndarray:
 
 
 def cluster_tree(values: np.ndarray) -> np.ndarray | None:
-    """The average-linkage tree ``[N-1, 4]`` (scipy linkage, optimal leaf order) of the rows of ``values
-    [N, K]`` by correlation (Euclidean distance for one column); None for fewer than 3 rows."""
+    """The average-linkage tree ``[N-1, 4]`` (scipy linkage, optimal leaf order) of the rows of
+    ``values [N, K]`` by correlation (Euclidean distance for one column); None for fewer than 3 rows."""
     values = np.asarray(values, dtype=float)
     if len(values) < 3:
         return None
     from scipy.cluster.hierarchy import linkage, optimal_leaf_ordering
     from scipy.spatial.distance import pdist
     centred = values - values.mean(1, keepdims=True)
-    flat = np.linalg.norm(centred, axis=1) < 1e-12  # constant rows have no correlation: park them apart
+    flat = np.linalg.norm(centred, axis=1) < 1e-12  # constant rows have no correlation: apart
     distances = pdist(np.where(flat[:, None], 0.0, centred), "cosine") if values.shape[1] > 1 \
         else pdist(values, "euclidean")
     distances = np.nan_to_num(distances, nan=1.0)
@@ -166,12 +168,12 @@ def cluster_tree(values: np.ndarray) -> np.ndarray | None:
 
 
 def dendrogram_traces(tree: np.ndarray) -> list[go.Scatter]:
-    """Line traces of the tree's dendrogram with leaf i at y = i (the i-th row of the ordered heatmap)
-    and the merge height on x."""
+    """Line traces of the tree's dendrogram with leaf i at y = i (the i-th row of the ordered
+    heatmap) and the merge height on x."""
     from scipy.cluster.hierarchy import dendrogram
     drawn = dendrogram(tree, no_plot=True)
-    return [go.Scatter(x=heights, y=(np.asarray(positions) - 5.0) / 10.0, mode="lines", showlegend=False,
-                       line={"color": "#555", "width": 1}, hoverinfo="skip")
+    return [go.Scatter(x=heights, y=(np.asarray(positions) - 5.0) / 10.0, mode="lines",
+                       showlegend=False, line={"color": "#555", "width": 1}, hoverinfo="skip")
             for positions, heights in zip(drawn["icoord"], drawn["dcoord"], strict=True)]
 
 
@@ -189,8 +191,8 @@ def heatmap_figure(view: ModesView | ModesResult, order: str = "index", zmax: fl
     zmax: the colour limit (share it between figures to compare them); default the view's max |value|.
     stderr: show the standard errors instead of the modes (on a sequential scale from 0).
     colorbar: False leaves the colour bar out (side-by-side figures on one scale need only one).
-    order ``cluster`` adds the dendrogram on the right. Every unit and output is labelled; the height
-    gives each row ``ROW_PITCH`` pixels and ``layout.meta["natural_width"]`` the width that does the
+    order ``cluster`` adds the dendrogram on the right. Every unit and output is labelled; the
+    height gives each row ``ROW_PITCH`` pixels and ``layout.meta["natural_width"]`` the width that does the
     same for the columns (exports use it).
     """
     view = view_of(view) if isinstance(view, ModesResult) else view
@@ -201,9 +203,10 @@ def heatmap_figure(view: ModesView | ModesResult, order: str = "index", zmax: fl
     what = ("stderr (upper bound)" if view.stderr_is_bound else "stderr") if stderr else "Shapley mode"
     unit = f" ({view.value_unit})" if view.value_unit else ""
     heatmap = go.Heatmap(
-        z=z, x=view.outputs, y=view.units, zmin=0.0 if stderr else -limit, zmax=limit, customdata=other,
-        colorscale="Viridis" if stderr else "RdBu_r", zmid=None if stderr else 0.0,
-        colorbar={"title": {"text": f"{what}<br>{unit.strip()}", "side": "right"}}, showscale=colorbar,
+        z=z, x=view.outputs, y=view.units, zmin=0.0 if stderr else -limit, zmax=limit,
+        customdata=other, colorscale="Viridis" if stderr else "RdBu_r", zmid=None if stderr else 0.0,
+        colorbar={"title": {"text": f"{what}<br>{unit.strip()}", "side": "right"}},
+        showscale=colorbar,
         hovertemplate=f"unit %{{y}}<br>output %{{x}}<br>{what} %{{z:.4g}}{unit}<br>"
                       f"{'mode' if stderr else 'stderr'} %{{customdata:.3g}}<extra></extra>",
     )
@@ -218,15 +221,18 @@ def heatmap_figure(view: ModesView | ModesResult, order: str = "index", zmax: fl
         for trace in dendrogram_traces(tree):
             figure.add_trace(trace, row=1, col=2)
         rows = len(view.units)
-        figure.update_layout(xaxis2={"visible": False, "autorange": False, "range": [0, float(tree[:, 2].max()) or 1.0]},
+        top = float(tree[:, 2].max()) or 1.0
+        figure.update_layout(xaxis2={"visible": False, "autorange": False, "range": [0, top]},
                              yaxis2={"visible": False, "range": [rows - 0.5, -0.5]})
         width += 120
     figure.update_layout(
-        yaxis={**every, "tickvals": view.units, "ticktext": view.units, "autorange": "reversed", "title": "unit"},
+        yaxis={**every, "tickvals": view.units, "ticktext": view.units, "autorange": "reversed",
+               "title": "unit"},
         xaxis={**every, "tickvals": view.outputs, "ticktext": view.outputs, "title": "output"},
     )
     figure.update_layout(
-        title={"text": title if title is not None else f"{what}: {view.title}", "automargin": True, "yref": "paper"},
+        title={"text": title if title is not None else f"{what}: {view.title}", "automargin": True,
+               "yref": "paper"},
         height=height or natural_height, margin={"l": 10, "r": 10, "t": 40, "b": 10},
         meta={"natural_width": width}, plot_bgcolor="white",
     )

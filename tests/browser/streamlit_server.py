@@ -74,7 +74,7 @@ def browser_page(width: int = 1280, height: int = 860) -> Iterator[object]:
 
 @contextmanager
 def fresh_page(page, url: str) -> Iterator[object]:
-    """``url`` opened in a new context of ``page``'s browser (a new session, as a pasted link), once idle."""
+    """``url`` opened in a new context of ``page``'s browser (a new session, as a pasted link)."""
     context = page.context.browser.new_context(viewport=page.viewport_size)
     try:
         other = context.new_page()

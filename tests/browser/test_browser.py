@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from streamlit_server import (CHROMIUM, browser_page, dashboard, fresh_page, go_to, metric_value, rerun_after,
-                              select_option, wait_idle)
+from streamlit_server import (CHROMIUM, browser_page, dashboard, fresh_page, go_to, metric_value,
+                              rerun_after, select_option, wait_idle)
 
 pytest.importorskip("playwright", reason="the browser test needs playwright (requirements-test.txt)")
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() and not os.environ.get("CI"),  # CI installs it: fail there
@@ -24,8 +24,8 @@ def tick_texts(plot) -> list[str]:
 
 def test_launch_a_run_see_its_heatmap_and_toggle_a_lesion(tmp_path):
     """Takes about 60 s: a streamlit server, Chromium, and a run in a spawned worker process (which imports
-    torch) on an empty cache, as a new user would see it. URLs copied from the Modes page and the Lesion
-    lab reopen the same view in a fresh browser context (no cookies, no session)."""
+    torch) on an empty cache, as a new user would see it. URLs copied from the Modes page and the
+    Lesion lab reopen the same view in a fresh browser context (no cookies, no session)."""
     with dashboard(tmp_path / "cache") as url, browser_page() as page:
         page.goto(url)
         wait_idle(page)
@@ -42,12 +42,13 @@ def test_launch_a_run_see_its_heatmap_and_toggle_a_lesion(tmp_path):
         heatmap.wait_for()
         assert heatmap.locator(".heatmaplayer").count() == 1
         units = tick_texts(heatmap)
-        assert units == [f"hidden.n{i}" for i in range(32)]  # every unit labelled, not every second one
+        assert units == [f"hidden.n{i}" for i in range(32)]  # every unit labelled, not every 2nd
         rerun_after(page, lambda: page.get_by_text("per class", exact=True).click())
         assert "view=class" in page.url
-        with fresh_page(page, page.url) as shared:  # the copied URL in a new browser context: same view
+        with fresh_page(page, page.url) as shared:  # the copied URL in a new browser context
             assert shared.get_by_role("radio", name="per class").is_checked()
-            shared_heatmap = shared.locator(".js-plotly-plot").filter(has=shared.locator(".heatmaplayer")).first
+            plots = shared.locator(".js-plotly-plot")
+            shared_heatmap = plots.filter(has=shared.locator(".heatmaplayer")).first
             shared_heatmap.wait_for()
             assert tick_texts(shared_heatmap) == units
 
@@ -58,7 +59,7 @@ def test_launch_a_run_see_its_heatmap_and_toggle_a_lesion(tmp_path):
         assert metric_value(page, "Accuracy, lesioned") == intact
         pills = page.get_by_test_id("stButtonGroup")
         for unit in ("hidden.n0", "hidden.n1", "hidden.n2", "hidden.n3", "hidden.n4", "hidden.n5"):
-            toggle = pills.get_by_role("button").filter(has_text=f" {unit} (")  # "#rank unit (Shapley value)"
+            toggle = pills.get_by_role("button").filter(has_text=f" {unit} (")  # "#rank unit (value)"
             rerun_after(page, lambda toggle=toggle: toggle.click())
         deadline = time.time() + 10
         while metric_value(page, "Units lesioned") != "6 / 32" and time.time() < deadline:
@@ -67,5 +68,6 @@ def test_launch_a_run_see_its_heatmap_and_toggle_a_lesion(tmp_path):
         assert metric_value(page, "Accuracy, lesioned") != intact
         with fresh_page(page, page.url) as shared:  # the lesion travels with the URL
             assert metric_value(shared, "Units lesioned") == "6 / 32"
-            assert metric_value(shared, "Accuracy, lesioned") == metric_value(page, "Accuracy, lesioned")
+            lesioned = metric_value(page, "Accuracy, lesioned")
+            assert metric_value(shared, "Accuracy, lesioned") == lesioned
         assert not page.get_by_test_id("stException").count()
