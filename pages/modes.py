@@ -22,6 +22,7 @@ from msa_core.analysis.modes import (
     hub_table,
     top_units,
     view_of,
+    with_click_targets,
 )
 from msa_core.analysis.samples import SampleInput, sample_input, unit_mode_figure
 from msa_core.errors import MSAInputError
@@ -106,7 +107,8 @@ def heatmap_panel(res: ModesResult, view: ModesView, sample: int | None) -> None
         if figure.layout.height > SCROLL_HEIGHT
         else st.container()
     )
-    box.plotly_chart(figure, key="heatmap", on_select=pick_unit, selection_mode="points")
+    box.plotly_chart(with_click_targets(figure), key="heatmap", on_select=pick_unit,
+                     selection_mode="points")
     st.caption(
         "Red: the unit pushes that output up; blue: down; white: no work for it. Each column's "
         "modes add up to the output with all units intact minus the output with all lesioned. "

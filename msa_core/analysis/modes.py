@@ -239,6 +239,29 @@ def heatmap_figure(view: ModesView | ModesResult, order: str = "index", zmax: fl
     return figure
 
 
+MAX_CLICK_TARGETS = 20_000  # cells; a larger heatmap is read by hover and the unit picker only
+
+
+def with_click_targets(figure: go.Figure) -> go.Figure:
+    """``figure`` (a ``heatmap_figure``) with an invisible marker on every cell that carries the cell's
+    hover text, so a click selects the cell's unit (plotly reports clicks on markers, not on heatmap
+    cells); unchanged above ``MAX_CLICK_TARGETS`` cells."""
+    heat = figure.data[0]
+    rows, columns = list(heat.y), list(heat.x)
+    if len(rows) * len(columns) > MAX_CLICK_TARGETS:
+        return figure
+    z, other = np.asarray(heat.z), np.asarray(heat.customdata)
+    figure.add_trace(go.Scatter(
+        x=np.tile(columns, len(rows)), y=np.repeat(rows, len(columns)), mode="markers",
+        marker={"size": 14, "opacity": 0.0, "symbol": "square"}, showlegend=False,
+        customdata=np.stack([z.ravel(), other.ravel()], axis=1),
+        hovertemplate=heat.hovertemplate.replace("%{z", "%{customdata[0]").replace(
+            "%{customdata:", "%{customdata[1]:"),
+    ), row=1 if len(figure.data) > 1 else None, col=1 if len(figure.data) > 1 else None)
+    figure.update_traces(hoverinfo="skip", hovertemplate=None, selector={"type": "heatmap"})
+    return figure
+
+
 def shared_zmax(views: Sequence[ModesView]) -> float:
     """One colour limit for several views: the largest |value| among them."""
     return max((float(np.max(np.abs(view.values), initial=0.0)) for view in views), default=0.0) or 1.0

@@ -8,7 +8,7 @@ from scipy import stats
 
 from msa_core import ModesResult, MSAInputError, shapley_modes
 from msa_core.analysis.lesion_curves import k_coalitions, k_curve_figure, k_curves, k_grid
-from msa_core.analysis.modes import heatmap_figure, unit_order, view_of
+from msa_core.analysis.modes import heatmap_figure, unit_order, view_of, with_click_targets
 from msa_core.analysis.samples import sample_input, unit_mode_figure
 from msa_core.analysis.seeds import seed_of, setup_of, t_interval, view_metrics, welch_test
 from msa_core.zoo import load_model
@@ -146,3 +146,17 @@ def test_unit_mode_figure_takes_the_outputs_own_form():
     np.testing.assert_allclose(np.array(pixels.z), images[1, 2, 0])
     with pytest.raises(MSAInputError, match="unknown unit"):
         unit_mode_figure(res, view, "zz")
+
+
+def test_click_targets_cover_every_cell_and_carry_its_hover():
+    values = np.random.default_rng(5).normal(size=(4, 3))
+    res = ModesResult(values, np.abs(values), values.sum(0), np.zeros(3), 8, 1, list("abcd"))
+    figure = with_click_targets(heatmap_figure(view_of(res), "total"))
+    heat, targets = figure.data
+    assert len(targets.x) == 12 and targets.marker.opacity == 0 and heat.hoverinfo == "skip"
+    placed = zip(targets.x, targets.y, targets.customdata, strict=True)
+    cells = {(y, x): (z, e) for x, y, (z, e) in placed}
+    for row, unit in enumerate(heat.y):
+        for column, output in enumerate(heat.x):
+            assert cells[unit, output] == (heat.z[row][column], heat.customdata[row][column])
+    assert "customdata[0]" in targets.hovertemplate and "customdata[1]" in targets.hovertemplate

@@ -77,7 +77,10 @@ def test_modes_page_opens_the_urls_view_and_writes_changes_back(cache_dir, store
     view = view_of(stored, "sample", sample=7)
     heatmap, errors, unit, _curve = charts(app)  # the hub tab's contribution curve last
     assert heatmap["data"][0]["y"] == [view.units[i] for i in unit_order(view.values, "cluster")]
-    assert len(heatmap["data"]) > 1  # the dendrogram's branches beside the clustered heatmap
+    branches = [trace for trace in heatmap["data"] if trace.get("mode") == "lines"]
+    assert len(branches) == 31  # the dendrogram beside the clustered heatmap: 32 leaves, 31 merges
+    [targets] = [trace for trace in heatmap["data"] if trace.get("mode") == "markers"]
+    assert targets["marker"]["opacity"] == 0  # invisible click targets, one per cell
     assert (
         heatmap["data"][0]["colorbar"]["title"]["text"].endswith("accuracy)")
         or "accuracy" in heatmap["data"][0]["colorbar"]["title"]["text"]
