@@ -26,6 +26,23 @@ RUN_ID_LENGTH = 12  # characters of a run's fingerprint in a shared URL (a uniqu
 VIEW_NAMES = {"sum": "sum over samples", "mean": "mean over samples", "class": "per class", "sample": "one sample"}
 
 
+def leave_the_pages_folder_navigation() -> None:
+    """Run app.py's navigation even when a page's own URL is a fresh server's first request.
+
+    Streamlit runs that first request with its legacy pages-folder navigation (app.py sits next to a
+    ``pages/`` folder): the sidebar would list the files, and a shared link would not show the
+    dashboard's navigation. The rerun keeps the URL, so the page opens on the same view.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+leave_the_pages_folder_navigation()
+
+
 def store_directory() -> str:
     """The run store directory: ``$MSA_CACHE_DIR`` if set, else the store's default."""
     return os.environ.get("MSA_CACHE_DIR", "")

@@ -71,3 +71,20 @@ def test_launch_a_run_see_its_heatmap_and_toggle_a_lesion(tmp_path):
             lesioned = metric_value(page, "Accuracy, lesioned")
             assert metric_value(shared, "Accuracy, lesioned") == lesioned
         assert not page.get_by_test_id("stException").count()
+
+
+def test_a_shared_link_is_a_fresh_servers_first_request(tmp_path):
+    """About 20 s. A bookmark opened right after the dashboard starts: Streamlit runs that first
+    request with its legacy pages-folder navigation unless the page switches to app.py's."""
+    from msa_core.runs import RunRequest, RunStore, execute
+
+    stored = execute(RunRequest(MODEL, n_permutations=4), RunStore(tmp_path / "cache"))
+    run = stored.meta["fingerprint"]
+    with dashboard(tmp_path / "cache") as url, browser_page() as page:
+        page.goto(f"{url}/modes?run={run[:12]}&view=class&order=cluster")
+        wait_idle(page)
+        page.get_by_role("radio", name="per class").wait_for()
+        assert page.get_by_role("radio", name="per class").is_checked()
+        navigation = page.get_by_test_id("stSidebarNav").inner_text()
+        assert "Shapley modes" in navigation and "common" not in navigation
+        assert "order=cluster" in page.url and f"run={run[:12]}" in page.url
