@@ -4,5 +4,5 @@ before it imports torch): estimator methods, lesions, export formats, the larges
 
 METHODS = ("auto", "exact", "permutation", "antithetic", "kernel")  # "auto" picks one of the others
 LESIONS = ("zero", "mean")
-EXPORT_FORMATS = ("npz", "csv", "html", "png")
+EXPORT_FORMATS = ("npz", "csv", "html", "png", "svg")
 MAX_SEED = 2**63 - 1  # checkpoints store the seed as int64

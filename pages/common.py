@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -23,7 +23,25 @@ from msa_core.zoo import HF_PREFIX, LoadedModel, load_model
 
 CURRENT_RUN = "current_run"  # session key: fingerprint of the run the Modes and Export pages open
 COMPARED_RUNS = "compared_runs"  # session key: fingerprints the Compare page opens
+RUN_ID_LENGTH = 12  # characters of a run's fingerprint in a shared URL (a unique prefix)
 VIEW_NAMES = {"sum": "sum over samples", "mean": "mean over samples", "class": "per class", "sample": "one sample"}
+
+
+def leave_the_pages_folder_navigation() -> None:
+    """Run app.py's navigation even when a page's own URL is a fresh server's first request.
+
+    Streamlit runs that first request with its legacy pages-folder navigation (app.py sits next to a
+    ``pages/`` folder): the sidebar would list the files, and a shared link would not show the
+    dashboard's navigation. The rerun keeps the URL, so the page opens on the same view.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+leave_the_pages_folder_navigation()
 
 
 def store_directory() -> str:
@@ -103,17 +121,89 @@ def labels_of(result: ModesResult) -> np.ndarray | None:
 
 
 def pick_run(label: str, key: str, entries: list[dict[str, Any]] | None = None) -> str | None:
-    """A select box over stored runs, defaulting to the session's current run; returns a fingerprint."""
+    """A select box over stored runs, opening on the URL's ``run`` (a fingerprint prefix), else the
+    session's current run, else the newest; writes the choice back to the URL; returns a
+    fingerprint."""
     entries = runs() if entries is None else entries
     if not entries:
         return None
     fingerprints = [entry["fingerprint"] for entry in entries]
     labels = {entry["fingerprint"]: run_label(entry) for entry in entries}
-    current = st.session_state.get(CURRENT_RUN)
-    index = fingerprints.index(current) if current in fingerprints else 0
-    chosen = st.selectbox(label, fingerprints, index=index, format_func=labels.__getitem__, key=key)
+    if st.session_state.get(key) not in fingerprints:
+        wanted = url_run(fingerprints) or st.session_state.get(CURRENT_RUN)
+        st.session_state[key] = wanted if wanted in fingerprints else fingerprints[0]
+    chosen = st.selectbox(label, fingerprints, format_func=labels.__getitem__, key=key)
     st.session_state[CURRENT_RUN] = chosen
+    share_in_url(run=chosen[:RUN_ID_LENGTH])
     return chosen
+
+
+def url_run(fingerprints: Sequence[str], param: str = "run") -> str | None:
+    """The one fingerprint of ``fingerprints`` starting with the URL's ``param``, else None."""
+    prefix = st.query_params.get(param, "")
+    matches = [fp for fp in fingerprints if prefix and fp.startswith(prefix)]
+    return matches[0] if len(matches) == 1 else None
+
+
+# Shareable views: a page keeps its state (run, view, order, selected units, lesions...) in the
+# URL's query string, so a copied URL opens the same view in a fresh browser. A widget's value is
+# taken from the URL once, when the widget is first drawn in the session, and written back after
+# every change.
+
+def url_value(param: str, allowed: Sequence[Any] | None = None, cast: Callable[[str], Any] = str,
+              many: bool = False) -> Any:
+    """The URL's ``param`` cast by ``cast`` (a list of them when ``many``); None when it is absent,
+    does not cast, or is not in ``allowed`` (for ``many``: the values that are)."""
+    if param not in st.query_params:
+        return None
+    texts = st.query_params.get_all(param)
+    values = []
+    for text in texts if many else texts[-1:]:
+        try:
+            value = cast(text)
+        except ValueError:
+            continue
+        if allowed is None or value in allowed:
+            values.append(value)
+    return values if many else (values[0] if values else None)
+
+
+def seed_from_url(key: str, param: str, allowed: Sequence[Any] | None = None,
+                  cast: Callable[[str], Any] = str, many: bool = False) -> None:
+    """Call before drawing the widget ``key``: on its first draw in this session it opens on the
+    URL's ``param`` (when present and allowed). Draw the widget without a default value then."""
+    if key in st.session_state:
+        return
+    value = url_value(param, allowed, cast, many)
+    if value is not None:
+        st.session_state[key] = value
+
+
+def share_in_url(**params: Any) -> None:
+    """Write the view's state to the URL: a value as text (booleans as 1/0), a list as repeated
+    parameters; None or an empty list removes the parameter. Unchanged parameters are left alone."""
+    for param, value in params.items():
+        if value is None or (isinstance(value, (list, tuple)) and not value):
+            if param in st.query_params:
+                del st.query_params[param]
+            continue
+        if isinstance(value, (list, tuple)):
+            texts: str | list[str] = [str(v) for v in value]
+            if st.query_params.get_all(param) != texts:
+                st.query_params[param] = texts
+            continue
+        text = str(int(value)) if isinstance(value, bool) else str(value)
+        if st.query_params.get_all(param) != [text]:
+            st.query_params[param] = text
+
+
+def url_flag(text: str) -> bool:
+    """A URL's boolean (1/0, true/false)."""
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)
 
 
 def picked_result(fingerprint: str) -> ModesResult:

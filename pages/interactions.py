@@ -27,6 +27,7 @@ from msa_core.runs.interaction_runs import (
     stored_interactions,
 )
 from pages.common import (
+    RUN_ID_LENGTH,
     VIEW_NAMES,
     chosen_result,
     explained_errors,
@@ -262,7 +263,7 @@ def lesion_links(result: InteractionResult, fingerprint: str, a: int, b: int) ->
         "pages/lesion_lab.py",
         label=f"Open the Lesion lab with {names[0]} and {names[1]} lesioned",
         icon=":material/toggle_on:",
-        query_params={"run": fingerprint, "lesion": ",".join(names)},
+        query_params=[("run", fingerprint[:RUN_ID_LENGTH]), *(("off", name) for name in names)],
     )
     if st.button(
         "Lesion the pair here",

@@ -31,6 +31,12 @@ from msa_core.errors import MSAInputError
 from msa_core.result import ModesResult
 
 VIEWS = ("sum", "mean", "class", "sample")
+OUTPUT_UNITS = {  # what a mode of each named output is measured in (colour bars, axis titles)
+    "logits": "logit", "log_probs": "nats", "probs": "probability", "correct": "fraction correct",
+    "class_accuracy": "accuracy", "target_logprob": "nats", "language_logprob": "nats",
+    "image": "pixel value",
+}
+ROW_PITCH = 16  # pixels per heatmap row or column: room for one 11 px tick label each
 ORDERS = ("index", "total", "cluster")
 SHARES = (0.5, 0.8, 0.9)
 CURVE_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b")  # distinct, colour-blind aware
@@ -50,6 +56,7 @@ class ModesView:
     outputs: list[str]
     title: str
     stderr_is_bound: bool = False
+    value_unit: str = ""  # what one unit of the values means, e.g. "logit" (colour-bar label)
 
     def ordered(self, order: Sequence[int] | np.ndarray) -> ModesView:
         """The view with its units (rows) in ``order``."""
@@ -108,7 +115,14 @@ def view_of(result: ModesResult, view: str | None = None, labels: np.ndarray | N
         values = reduce(modes.reshape(n, -1, modes.shape[-1]), axis=1)
         errors = reduce(stderr.reshape(n, -1, modes.shape[-1]), axis=1)
         bound, names, title = True, _names(values.shape[1], class_names), f"{view} over samples"
-    return ModesView(values, errors, list(result.player_names), names, title, bound)
+    return ModesView(values, errors, list(result.player_names), names, title, bound,
+                     output_unit(result))
+
+
+def output_unit(result: ModesResult) -> str:
+    """The unit of the result's output (``OUTPUT_UNITS``), "" when the output is not a named one."""
+    request = result.meta.get("request") or {}
+    return OUTPUT_UNITS.get(str(request.get("output") or result.meta.get("output") or ""), "")
 
 
 def _names(k: int, class_names: Sequence[str] | None) -> list[str]:
@@ -129,18 +143,44 @@ def unit_order(values: np.ndarray, order: str = "index") -> np.ndarray:
     if order == "total":
         return np.argsort(-unit_contributions(values), kind="stable")
     if order == "cluster":
-        if len(values) < 3:
+        tree = cluster_tree(values)
+        if tree is None:
             return np.arange(len(values))
-        from scipy.cluster.hierarchy import leaves_list, linkage, optimal_leaf_ordering
-        from scipy.spatial.distance import pdist
-        centred = values - values.mean(1, keepdims=True)
-        flat = np.linalg.norm(centred, axis=1) < 1e-12  # constant rows have no correlation: park them apart
-        distances = pdist(np.where(flat[:, None], 0.0, centred), "cosine") if values.shape[1] > 1 \
-            else pdist(values, "euclidean")
-        distances = np.nan_to_num(distances, nan=1.0)
-        tree = linkage(distances, "average")
-        return leaves_list(optimal_leaf_ordering(tree, distances))
+        from scipy.cluster.hierarchy import leaves_list
+        return leaves_list(tree)
     raise MSAInputError(f"unknown order {order!r}; allowed: {', '.join(ORDERS)}")
+
+
+def cluster_tree(values: np.ndarray) -> np.ndarray | None:
+    """The average-linkage tree ``[N-1, 4]`` (scipy linkage, optimal leaf order) of the rows of
+    ``values [N, K]`` by correlation (Euclidean distance for one column); None for fewer than 3 rows."""
+    values = np.asarray(values, dtype=float)
+    if len(values) < 3:
+        return None
+    from scipy.cluster.hierarchy import linkage, optimal_leaf_ordering
+    from scipy.spatial.distance import pdist
+    centred = values - values.mean(1, keepdims=True)
+    flat = np.linalg.norm(centred, axis=1) < 1e-12  # constant rows have no correlation: apart
+    distances = pdist(np.where(flat[:, None], 0.0, centred), "cosine") if values.shape[1] > 1 \
+        else pdist(values, "euclidean")
+    distances = np.nan_to_num(distances, nan=1.0)
+    return optimal_leaf_ordering(linkage(distances, "average"), distances)
+
+
+def dendrogram_traces(tree: np.ndarray) -> list[go.Scatter]:
+    """Line traces of the tree's dendrogram with leaf i at y = i (the i-th row of the ordered
+    heatmap) and the merge height on x."""
+    from scipy.cluster.hierarchy import dendrogram
+    drawn = dendrogram(tree, no_plot=True)
+    return [go.Scatter(x=heights, y=(np.asarray(positions) - 5.0) / 10.0, mode="lines",
+                       showlegend=False, line={"color": "#555", "width": 1}, hoverinfo="skip")
+            for positions, heights in zip(drawn["icoord"], drawn["dcoord"], strict=True)]
+
+
+def heatmap_size(n_rows: int, n_columns: int) -> tuple[int, int]:
+    """(width, height) in pixels giving every row and column ``ROW_PITCH`` pixels plus room for the
+    title, labels and colour bar."""
+    return 260 + max(420, ROW_PITCH * n_columns), 190 + max(160, ROW_PITCH * n_rows)
 
 
 def heatmap_figure(view: ModesView | ModesResult, order: str = "index", zmax: float | None = None,
@@ -151,24 +191,74 @@ def heatmap_figure(view: ModesView | ModesResult, order: str = "index", zmax: fl
     zmax: the colour limit (share it between figures to compare them); default the view's max |value|.
     stderr: show the standard errors instead of the modes (on a sequential scale from 0).
     colorbar: False leaves the colour bar out (side-by-side figures on one scale need only one).
+    order ``cluster`` adds the dendrogram on the right. Every unit and output is labelled; the
+    height gives each row ``ROW_PITCH`` pixels and ``layout.meta["natural_width"]`` the width that does the
+    same for the columns (exports use it).
     """
     view = view_of(view) if isinstance(view, ModesResult) else view
-    view = view.ordered(unit_order(view.values, order))
-    z = view.stderr if stderr else view.values
+    tree = cluster_tree(view.values) if order == "cluster" else None
+    view = view.ordered(unit_order(view.values, order).tolist())
+    z, other = (view.stderr, view.values) if stderr else (view.values, view.stderr)
     limit = float(zmax) if zmax is not None else float(np.max(np.abs(z), initial=0.0)) or 1.0
     what = ("stderr (upper bound)" if view.stderr_is_bound else "stderr") if stderr else "Shapley mode"
+    unit = f" ({view.value_unit})" if view.value_unit else ""
     heatmap = go.Heatmap(
         z=z, x=view.outputs, y=view.units, zmin=0.0 if stderr else -limit, zmax=limit,
-        colorscale="Viridis" if stderr else "RdBu_r", zmid=None if stderr else 0.0,
-        colorbar={"title": {"text": what}}, showscale=colorbar,
-        hovertemplate="unit %{y}<br>output %{x}<br>" + what + " %{z:.4g}<extra></extra>",
+        customdata=other, colorscale="Viridis" if stderr else "RdBu_r", zmid=None if stderr else 0.0,
+        colorbar={"title": {"text": f"{what}<br>{unit.strip()}", "side": "right"}},
+        showscale=colorbar,
+        hovertemplate=f"unit %{{y}}<br>output %{{x}}<br>{what} %{{z:.4g}}{unit}<br>"
+                      f"{'mode' if stderr else 'stderr'} %{{customdata:.3g}}<extra></extra>",
     )
-    figure = go.Figure(heatmap)
+    every = {"type": "category", "tickmode": "array", "automargin": True, "tickfont": {"size": 11}}
+    width, natural_height = heatmap_size(len(view.units), len(view.outputs))
+    if tree is None:
+        figure = go.Figure(heatmap)
+    else:  # the dendrogram on the right, its leaves facing the rows they order
+        from plotly.subplots import make_subplots
+        figure = make_subplots(rows=1, cols=2, column_widths=[0.85, 0.15], horizontal_spacing=0.01)
+        figure.add_trace(heatmap, row=1, col=1)
+        for trace in dendrogram_traces(tree):
+            figure.add_trace(trace, row=1, col=2)
+        rows = len(view.units)
+        top = float(tree[:, 2].max()) or 1.0
+        figure.update_layout(xaxis2={"visible": False, "autorange": False, "range": [0, top]},
+                             yaxis2={"visible": False, "range": [rows - 0.5, -0.5]})
+        width += 120
     figure.update_layout(
-        title=title if title is not None else f"{what}: {view.title}", xaxis_title="output",
-        yaxis_title="unit", yaxis={"type": "category", "autorange": "reversed"}, xaxis={"type": "category"},
-        height=height or min(900, 160 + 14 * len(view.units)), margin={"l": 10, "r": 10, "t": 50, "b": 10},
+        yaxis={**every, "tickvals": view.units, "ticktext": view.units, "autorange": "reversed",
+               "title": "unit"},
+        xaxis={**every, "tickvals": view.outputs, "ticktext": view.outputs, "title": "output"},
     )
+    figure.update_layout(
+        title={"text": title if title is not None else f"{what}: {view.title}", "automargin": True,
+               "yref": "paper"},
+        height=height or natural_height, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        meta={"natural_width": width}, plot_bgcolor="white",
+    )
+    return figure
+
+
+MAX_CLICK_TARGETS = 20_000  # cells; a larger heatmap is read by hover and the unit picker only
+
+
+def with_click_targets(figure: go.Figure) -> go.Figure:
+    """``figure`` (a ``heatmap_figure``) with an invisible marker on every cell that carries the cell's
+    hover text, so a click selects the cell's unit (plotly reports clicks on markers, not on heatmap
+    cells); unchanged above ``MAX_CLICK_TARGETS`` cells."""
+    heat = figure.data[0]
+    rows, columns = list(heat.y), list(heat.x)
+    if len(rows) * len(columns) > MAX_CLICK_TARGETS:
+        return figure
+    z, other = np.asarray(heat.z), np.asarray(heat.customdata)
+    figure.add_trace(go.Scatter(
+        x=np.tile(columns, len(rows)), y=np.repeat(rows, len(columns)), mode="markers",
+        marker={"size": 14, "opacity": 0.0, "symbol": "square"}, showlegend=False,
+        customdata=np.stack([z.ravel(), other.ravel()], axis=1),
+        hovertemplate=heat.hovertemplate.replace("%{z", "%{customdata[0]").replace(
+            "%{customdata:", "%{customdata[1]:"),
+    ), row=1 if len(figure.data) > 1 else None, col=1 if len(figure.data) > 1 else None)
+    figure.update_traces(hoverinfo="skip", hovertemplate=None, selector={"type": "heatmap"})
     return figure
 
 

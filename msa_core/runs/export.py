@@ -1,4 +1,4 @@
-"""Write a result as ``.npz``, long-format CSV, or a units x outputs heatmap (standalone HTML or PNG).
+"""Write a result as ``.npz``, long-format CSV, a standalone HTML report, or its heatmap as PNG/SVG.
 
 CSV columns: ``unit`` (the player's name), one ``output_<axis>`` index column per output axis,
 ``value`` (the Shapley mode) and ``stderr``; floats are written with 17 significant digits, so they
@@ -14,26 +14,35 @@ read back exactly.
 
 from __future__ import annotations
 
+import copy
 import csv
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import plotly.graph_objects as go
 
 from msa_core.errors import MSAInputError
 from msa_core.names import EXPORT_FORMATS
 from msa_core.result import ModesResult
 
 FORMATS = EXPORT_FORMATS
+IMAGE_FORMATS = ("png", "svg")
+Progress = Callable[[int, int], None]  # (rows written, rows in all)
 
 
-def export(result: ModesResult, path: str | Path, fmt: str | None = None) -> Path:
+def export(
+    result: ModesResult, path: str | Path, fmt: str | None = None, progress: Progress | None = None
+) -> Path:
     """Write ``result`` to ``path`` as ``fmt`` (default: the path's suffix); returns the path
     written, which is always ``path`` itself.
 
-    ``html`` is a standalone page (plotly.js inlined, works offline); ``png`` renders the same heatmap
-    with kaleido and the system's Chromium. Raises ``MSAInputError`` as ``check_target`` does.
+    ``html`` is the run's report (``msa_core.runs.report``: facts, numbers and every figure;
+    plotly.js inlined, works offline); ``png``/``svg`` render its heatmap, sized to show every
+    label, with kaleido and the system's Chromium. progress: called with (rows written, rows in
+    all) while a CSV is written. Raises ``MSAInputError`` as ``check_target`` does.
     """
     path = Path(path)
     fmt = check_target(path, fmt)
@@ -41,11 +50,13 @@ def export(result: ModesResult, path: str | Path, fmt: str | None = None) -> Pat
         with open(path, "wb") as handle:  # numpy appends ".npz" to a path that lacks it
             result.save(handle)
     elif fmt == "csv":
-        write_csv(result, path)
+        write_csv(result, path, progress)
     elif fmt == "html":
-        figure(result).write_html(path, include_plotlyjs=True, full_html=True)
+        from msa_core.runs.report import report_html
+
+        path.write_text(report_html(result), encoding="utf-8")
     else:
-        write_png(result, path)
+        path.write_bytes(figure_bytes(figure(result), fmt))
     return path
 
 
@@ -86,32 +97,89 @@ def check_target(path: Path, fmt: str | None = None) -> str:
     return fmt
 
 
-def write_csv(result: ModesResult, path: Path) -> None:
-    """Long format: one row per unit and output element (C order), see the module docstring."""
+def write_csv(result: ModesResult, path: Path, progress: Progress | None = None) -> None:
+    """Long format: one row per unit and output element (C order), see the module docstring;
+    ``progress`` hears (rows written, rows in all) after each unit."""
     modes, stderr = np.asarray(result.modes), np.asarray(result.stderr)
     out_shape = modes.shape[1:]
-    index = np.indices(out_shape).reshape(len(out_shape), -1).T if out_shape else np.zeros((1, 0), dtype=int)
+    index = (
+        np.indices(out_shape).reshape(len(out_shape), -1).T
+        if out_shape
+        else np.zeros((1, 0), dtype=int)
+    )
+    prefixes = ["".join(f",{int(i)}" for i in position) for position in index]
+    per_unit, total = len(prefixes), len(prefixes) * len(result.player_names)
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["unit", *(f"output_{axis}" for axis in range(len(out_shape))), "value", "stderr"])
+        writer.writerow(
+            ["unit", *(f"output_{axis}" for axis in range(len(out_shape))), "value", "stderr"]
+        )
         for unit, name in enumerate(result.player_names):
             values, errors = modes[unit].ravel(), stderr[unit].ravel()
-            writer.writerows([name, *map(int, position), f"{value:.17g}", f"{error:.17g}"]
-                             for position, value, error in zip(index, values, errors, strict=True))
+            quoted = _csv_field(name)
+            handle.write(
+                "".join(
+                    f"{quoted}{prefix},{value:.17g},{error:.17g}\r\n"
+                    for prefix, value, error in zip(
+                        prefixes, values.tolist(), errors.tolist(), strict=True
+                    )
+                )
+            )
+            if progress is not None:
+                progress((unit + 1) * per_unit, total)
 
 
-def figure(result: ModesResult):
-    """The units x outputs heatmap of ``msa_core.analysis.modes`` (mean over samples, centred at 0)."""
+def _csv_field(text: str) -> str:
+    """``text`` as one CSV field (quoted if it holds a comma, quote or line break, as csv does)."""
+    return f'"{text.replace(chr(34), chr(34) * 2)}"' if any(c in text for c in ',"\r\n') else text
+
+
+def figure(result: ModesResult) -> go.Figure:
+    """The units x outputs heatmap of ``msa_core.analysis.modes`` (the first view, centred at 0)."""
     from msa_core.analysis.modes import heatmap_figure
 
-    title = " · ".join(str(result.meta[key]) for key in ("model", "units", "output") if result.meta.get(key))
+    title = " · ".join(
+        str(result.meta[key]) for key in ("model", "units", "output") if result.meta.get(key)
+    )
     return heatmap_figure(result, title=f"Shapley modes: {title}" if title else None)
 
 
-def write_png(result: ModesResult, path: Path) -> None:
+def publishable(figure: go.Figure, width: int | None = None) -> go.Figure:
+    """A copy of ``figure`` laid out for a file: its natural width (``layout.meta["natural_width"]``
+    of a heatmap, else 900 px) and height, margins that grow to fit every tick label and axis title,
+    the title in its own room above the plot, white background."""
+    out = go.Figure(copy.deepcopy(figure.to_dict()))
+    meta = out.layout.meta if isinstance(out.layout.meta, dict) else {}
+    out.update_layout(
+        width=width or int(meta.get("natural_width", 900)),
+        height=out.layout.height or 520,
+        paper_bgcolor="white",
+        title={"automargin": True, "yref": "paper", "pad": {"b": 12}},
+        margin={"l": 20, "r": 20, "t": 30, "b": 20},
+    )
+    out.update_xaxes(automargin=True)
+    out.update_yaxes(automargin=True)
+    return out
+
+
+def figure_bytes(figure: go.Figure, fmt: str = "png", scale: float = 2.0) -> bytes:
+    """The ``publishable`` figure as PNG (``scale`` x its pixel size) or SVG bytes.
+
+    Raises:
+        MSAInputError: ``fmt`` is not png or svg.
+        RuntimeError: kaleido or Chromium is missing (HTML works without them).
+    """
+    if fmt not in IMAGE_FORMATS:
+        raise MSAInputError(f"unknown image format {fmt!r}; allowed: {', '.join(IMAGE_FORMATS)}")
+    laid_out = publishable(figure)
     try:
-        figure(result).write_image(path, format="png", scale=2)
+        try:
+            return laid_out.to_image(format=fmt, scale=scale if fmt == "png" else 1)
+        except RuntimeError:  # kaleido under load may script its page before it loaded: once more
+            return laid_out.to_image(format=fmt, scale=scale if fmt == "png" else 1)
     except (ImportError, ValueError, RuntimeError, OSError) as err:
-        raise RuntimeError(f"cannot render {path.name}: PNG export needs the kaleido package and Chromium "
-                           f"(apt-get install chromium); {type(err).__name__}: {err}. HTML export works without "
-                           f"them.") from err
+        raise RuntimeError(
+            f"cannot render a {fmt.upper()}: figure export needs the kaleido package and Chromium "
+            f"(apt-get install chromium); {type(err).__name__}: {err}. HTML export works without "
+            f"them."
+        ) from err

@@ -117,8 +117,8 @@ def test_gan_pair_modes_are_images_and_the_lesion_lab_link_lesions_the_pair(cach
     next(b for b in app.button if b.label == "Delete this interaction run").click().run()
     assert list_interactions(store, fingerprint) == [] and store.get(fingerprint) is not None
     assert any("No interaction run of this run yet" in info.value for info in app.info)
-    app.query_params["run"] = fingerprint
-    app.query_params["lesion"] = ",".join(pair)
+    app.query_params["run"] = fingerprint[:12]  # what the page's Lesion lab link carries
+    app.query_params["off"] = list(pair)
     app.switch_page("pages/lesion_lab.py").run()
     assert not app.exception and not app.error, [e.value for e in app.error]
     assert app.selectbox(key="lesion_model").value == "gan-digits-s0"

@@ -72,6 +72,20 @@ def browser_page(width: int = 1280, height: int = 860) -> Iterator[object]:
             browser.close()
 
 
+@contextmanager
+def fresh_page(page, url: str) -> Iterator[object]:
+    """``url`` opened in a new context of ``page``'s browser (a new session, as a pasted link)."""
+    context = page.context.browser.new_context(viewport=page.viewport_size)
+    try:
+        other = context.new_page()
+        other.set_default_timeout(30_000)
+        other.goto(url)
+        wait_idle(other)
+        yield other
+    finally:
+        context.close()
+
+
 SCRIPT_STATE = "() => document.querySelector('[data-testid=\"stApp\"]')?.getAttribute('data-test-script-state')"
 
 

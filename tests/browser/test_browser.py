@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from streamlit_server import (CHROMIUM, browser_page, dashboard, go_to, metric_value, rerun_after, select_option,
-                              wait_idle)
+from streamlit_server import (CHROMIUM, browser_page, dashboard, fresh_page, go_to, metric_value,
+                              rerun_after, select_option, wait_idle)
 
 pytest.importorskip("playwright", reason="the browser test needs playwright (requirements-test.txt)")
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() and not os.environ.get("CI"),  # CI installs it: fail there
@@ -17,9 +17,15 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() and not os.environ.g
 MODEL = "mlp-digits-h32-none-s0"
 
 
+def tick_texts(plot) -> list[str]:
+    """The y-axis tick labels a plotly chart draws (SVG text), top to bottom."""
+    return plot.locator("g.ytick text").evaluate_all("ticks => ticks.map(tick => tick.textContent)")
+
+
 def test_launch_a_run_see_its_heatmap_and_toggle_a_lesion(tmp_path):
     """Takes about 60 s: a streamlit server, Chromium, and a run in a spawned worker process (which imports
-    torch) on an empty cache, as a new user would see it."""
+    torch) on an empty cache, as a new user would see it. URLs copied from the Modes page and the
+    Lesion lab reopen the same view in a fresh browser context (no cookies, no session)."""
     with dashboard(tmp_path / "cache") as url, browser_page() as page:
         page.goto(url)
         wait_idle(page)
@@ -35,7 +41,16 @@ def test_launch_a_run_see_its_heatmap_and_toggle_a_lesion(tmp_path):
         heatmap = page.locator(".js-plotly-plot").first
         heatmap.wait_for()
         assert heatmap.locator(".heatmaplayer").count() == 1
-        assert "hidden.n31" in heatmap.inner_text()  # unit names on the y axis
+        units = tick_texts(heatmap)
+        assert units == [f"hidden.n{i}" for i in range(32)]  # every unit labelled, not every 2nd
+        rerun_after(page, lambda: page.get_by_text("per class", exact=True).click())
+        assert "view=class" in page.url
+        with fresh_page(page, page.url) as shared:  # the copied URL in a new browser context
+            assert shared.get_by_role("radio", name="per class").is_checked()
+            plots = shared.locator(".js-plotly-plot")
+            shared_heatmap = plots.filter(has=shared.locator(".heatmaplayer")).first
+            shared_heatmap.wait_for()
+            assert tick_texts(shared_heatmap) == units
 
         rerun_after(page, lambda: go_to(page, "Lesion lab"))
         page.get_by_text("Lesioned units (of 32)").wait_for()
@@ -44,10 +59,32 @@ def test_launch_a_run_see_its_heatmap_and_toggle_a_lesion(tmp_path):
         assert metric_value(page, "Accuracy, lesioned") == intact
         pills = page.get_by_test_id("stButtonGroup")
         for unit in ("hidden.n0", "hidden.n1", "hidden.n2", "hidden.n3", "hidden.n4", "hidden.n5"):
-            rerun_after(page, lambda unit=unit: pills.get_by_role("button", name=unit, exact=True).click())
+            toggle = pills.get_by_role("button").filter(has_text=f" {unit} (")  # "#rank unit (value)"
+            rerun_after(page, lambda toggle=toggle: toggle.click())
         deadline = time.time() + 10
         while metric_value(page, "Units lesioned") != "6 / 32" and time.time() < deadline:
             time.sleep(0.1)
         assert metric_value(page, "Units lesioned") == "6 / 32"
         assert metric_value(page, "Accuracy, lesioned") != intact
+        with fresh_page(page, page.url) as shared:  # the lesion travels with the URL
+            assert metric_value(shared, "Units lesioned") == "6 / 32"
+            lesioned = metric_value(page, "Accuracy, lesioned")
+            assert metric_value(shared, "Accuracy, lesioned") == lesioned
         assert not page.get_by_test_id("stException").count()
+
+
+def test_a_shared_link_is_a_fresh_servers_first_request(tmp_path):
+    """About 20 s. A bookmark opened right after the dashboard starts: Streamlit runs that first
+    request with its legacy pages-folder navigation unless the page switches to app.py's."""
+    from msa_core.runs import RunRequest, RunStore, execute
+
+    stored = execute(RunRequest(MODEL, n_permutations=4), RunStore(tmp_path / "cache"))
+    run = stored.meta["fingerprint"]
+    with dashboard(tmp_path / "cache") as url, browser_page() as page:
+        page.goto(f"{url}/modes?run={run[:12]}&view=class&order=cluster")
+        wait_idle(page)
+        page.get_by_role("radio", name="per class").wait_for()
+        assert page.get_by_role("radio", name="per class").is_checked()
+        navigation = page.get_by_test_id("stSidebarNav").inner_text()
+        assert "Shapley modes" in navigation and "common" not in navigation
+        assert "order=cluster" in page.url and f"run={run[:12]}" in page.url
