@@ -68,6 +68,14 @@ def _resumable(state: State, request: RunRequest, n_players: int) -> bool:
     return True
 
 
+def planned_total(request: RunRequest, n_players: int) -> int:
+    """Evaluations a fresh run of ``request`` on ``n_players`` plans, before the estimator reports its own."""
+    if request.method == "exact":
+        return 2**n_players
+    budget = request.budget(n_players)
+    return min(budget, 2**n_players) if request.method == "auto" and n_players <= 20 else budget
+
+
 class ProgressRecorder:
     """Writes a run's progress to the store (throttled) and forwards ``(done, total)`` to a callback.
 
@@ -76,19 +84,22 @@ class ProgressRecorder:
     ``eta_seconds``, ``pid``.
     """
 
-    def __init__(self, store: RunStore, fingerprint: str, callback: Progress | None):
+    def __init__(self, store: RunStore, fingerprint: str, callback: Progress | None,
+                 request: RunRequest | None = None):
         self.store, self.fingerprint, self.callback = store, fingerprint, callback
+        previous = store.progress(fingerprint) or {}
         self.fields: dict = {"state": "running", "done": 0, "total": None, "resumed_from": 0, "max_stderr": None,
-                             "eta_seconds": None, "error": None, "pid": os.getpid(), "started": time.time()}
-        self._first_done: int | None = None
+                             "eta_seconds": None, "error": None, "pid": os.getpid(), "started": time.time(),
+                             "request": request.to_dict() if request is not None else previous.get("request"),
+                             "submitted": previous.get("submitted", time.time())}
+        self._start_done, self._start_at = 0, time.time()
         self._written = 0.0
 
     def __call__(self, done: int, total: int) -> None:
         now = time.time()
-        if self._first_done is None:
-            self._first_done, self._first_at = done, now
-        elif done > self._first_done:
-            rate = (done - self._first_done) / max(now - self._first_at, 1e-9)
+        done = max(done, int(self.fields["done"] or 0))  # monotone, whatever order blocks report in
+        if done > self._start_done:  # the rate since the estimation started: an ETA from the first block on
+            rate = (done - self._start_done) / max(now - self._start_at, 1e-9)
             self.fields["eta_seconds"] = (total - done) / rate
         self.fields.update(done=done, total=total)
         if now - self._written >= PROGRESS_WRITE_SECONDS or done >= total:
@@ -100,6 +111,12 @@ class ProgressRecorder:
         """Note the checkpoint the run starts from."""
         self.fields.update(resumed_from=int(state["run.used"]), done=int(state["run.used"]),
                            total=int(state["run.budget"]), max_stderr=max_stderr_of(state))
+        self.estimating()
+
+    def estimating(self, total: int | None = None) -> None:
+        """Note that the game is built and the estimation starts now (the ETA counts from here)."""
+        self.fields["total"] = self.fields["total"] or total
+        self._start_done, self._start_at = int(self.fields["done"] or 0), time.time()
         self.write()
 
     def checkpointed(self, state: State) -> None:
@@ -136,13 +153,14 @@ def execute(request: RunRequest, store: RunStore, progress: Progress | None = No
         result = store.get(fingerprint)
         if result is not None:
             return result
+        recorder = ProgressRecorder(store, fingerprint, progress, request)
+        recorder.write()  # running, total unknown: loading the model and building the game
         recipe = ZooGame(request.model, request.units, request.output, request.lesion)
         game = recipe.build()  # on the GPU when there is one
         family = request.family().fingerprint(loaded)
         extendable = request.method in ESTIMATORS and ESTIMATORS[request.method].extendable
         if extendable:
             store.seed_from_base(fingerprint, family, request.budget(game.n_players))
-        recorder = ProgressRecorder(store, fingerprint, progress)
         checkpoint = store.checkpoint(fingerprint, seconds, on_save=recorder.checkpointed)
         state = checkpoint.load()
         if state is not None and not _resumable(state, request, game.n_players):
@@ -151,7 +169,7 @@ def execute(request: RunRequest, store: RunStore, progress: Progress | None = No
         if state is not None:
             recorder.resumed(state)
         else:
-            recorder.write()
+            recorder.estimating(planned_total(request, game.n_players))
         try:
             result = shapley_modes(  # Ray workers build the game themselves from the recipe
                 recipe if backend == "ray" else game, method=request.method, n_permutations=request.n_permutations,
