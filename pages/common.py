@@ -17,7 +17,8 @@ import streamlit as st
 
 from msa_core.errors import MSAInputError
 from msa_core.result import ModesResult
-from msa_core.runs import JobManager, RunRequest, RunStore, execute
+from msa_core.runs import JobManager, RunRequest, RunStore
+from msa_core.runs.budget import Probe, plan_run, probe_game
 from msa_core.zoo import LoadedModel, load_model
 
 CURRENT_RUN = "current_run"  # session key: fingerprint of the run the Modes and Export pages open
@@ -121,13 +122,25 @@ def picked_result(fingerprint: str) -> ModesResult:
     return res
 
 
-def quick_run_button(request: RunRequest, key: str, spinner: str) -> None:
-    """A "Run now" button computing a small run in this process with a progress bar, then reloading the page."""
+@st.cache_resource(show_spinner="Timing a few evaluations of this game…", max_entries=32)
+def probe(name: str, granularity: str | None, output: str | None, lesion: str) -> Probe:
+    """A measured probe of the game a run of model ``name`` would play (built and timed once per process)."""
+    return probe_game(model(name).game(granularity, output, lesion))
+
+
+def quick_run_button(request: RunRequest, key: str) -> None:
+    """A "Run now" button that hands a small run to the background worker (its progress is in the jobs
+    panel; the page fills in when it finishes), with what it will take from a measured probe."""
+    with explained_errors("Planning the run"):
+        plan = plan_run(request, probe(request.model, request.units, request.output, request.lesion))
+        st.caption(f"{plan.evaluations:,} evaluations of {plan.n_players} units: about "
+                   f"{format_seconds(plan.seconds)} of model evaluations (measured on this machine), plus a few "
+                   "seconds to start the background worker.")
     if st.button("Run now", key=key):
-        with explained_errors("The run"), st.spinner(spinner):
-            bar = st.progress(0.0)
-            execute(request, store(), progress=lambda done, total: bar.progress(min(1.0, done / max(total, 1))))
-            st.rerun()
+        with explained_errors("Launching the run"):
+            jobs().submit(request)
+            st.info("Running in the background: follow it in the **Jobs** panel of the sidebar. This page fills "
+                    "in when it finishes, also if you leave and come back.", icon=":material/hourglass_top:")
 
 
 def chosen_result(key: str, what: str) -> tuple[str, ModesResult]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import streamlit as st
 
 from msa_core.runs import JobStatus
-
 from pages.common import CURRENT_RUN, explained_errors, format_seconds, jobs
 
 SHOWN_JOBS = 6  # the most recently submitted jobs the panel lists

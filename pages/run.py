@@ -11,11 +11,11 @@ import streamlit as st
 from msa_core import METHODS
 from msa_core.errors import MSAInputError
 from msa_core.runs import RunRequest, fingerprint_of
-from msa_core.runs.budget import Probe, format_bytes, plan_run, probe_game
+from msa_core.runs.budget import format_bytes, plan_run
 from msa_core.zoo import HF_PREFIX, list_models
 
-from pages.common import (COMPARED_RUNS, CURRENT_RUN, explained_errors, format_seconds, jobs, model, run_label,
-                          runs, store, timestamp)
+from pages.common import (COMPARED_RUNS, CURRENT_RUN, explained_errors, format_seconds, jobs, model, probe,
+                          run_label, runs, store, timestamp)
 
 HF_CHOICE = "Local Hugging Face checkpoint…"
 LESION_HELP = {"zero": "zero: a lesioned unit outputs 0 (the paper's lesion)",
@@ -26,12 +26,6 @@ LESION_HELP = {"zero": "zero: a lesioned unit outputs 0 (the paper's lesion)",
 def unit_names(name: str, granularity: str) -> list[str]:
     """The players a granularity offers (names of the units)."""
     return model(name).game(granularity).player_names
-
-
-@st.cache_resource(show_spinner="Timing a few evaluations of this game…", max_entries=32)
-def probe(name: str, granularity: str, output: str, lesion: str) -> Probe:
-    """A measured probe of the game a run would play (built and timed once per process)."""
-    return probe_game(model(name).game(granularity, output, lesion))
 
 
 def plan_box(request: RunRequest, name: str) -> bool:
