@@ -23,6 +23,17 @@ from msa_core.zoo import LoadedModel, load_model
 
 CURRENT_RUN = "current_run"  # session key: fingerprint of the run the Modes and Export pages open
 COMPARED_RUNS = "compared_runs"  # session key: fingerprints the Compare page opens
+OUTPUT_HELP = {  # every output a bundled model offers, in one line (the game's value under a lesion)
+    "class_accuracy": "the paper's game: each image's share of its class's accuracy [images x classes]; summed over "
+                      "images it is the 10 per-class accuracies",
+    "logits": "the raw class scores (or next-token scores) [inputs x classes]",
+    "probs": "softmax probabilities of each class [inputs x classes]",
+    "log_probs": "log-softmax of each class [inputs x classes]",
+    "correct": "1 where the input is classified correctly, else 0 [inputs]",
+    "target_logprob": "log-probability of the true class or of each true next byte [inputs (x positions)]",
+    "image": "the generated images, pixel by pixel [samples x channels x height x width]",
+    "language_logprob": "mean log-probability per byte of each language's held-out sentences [languages]",
+}
 VIEW_NAMES = {"sum": "sum over samples", "mean": "mean over samples", "class": "per class", "sample": "one sample"}
 
 
@@ -170,6 +181,11 @@ def explained_errors(what: str) -> Iterator[None]:
     except Exception as err:  # noqa: BLE001  (the page must stay up; Streamlit's rerun/stop are BaseExceptions)
         st.error(f"{what} failed unexpectedly ({type(err).__name__}: {err}). Please report this with the "
                  "steps that led to it.")
+
+
+def output_help(output: str) -> str:
+    """``output: what it is``, one line (the name alone for an output without a note)."""
+    return f"{output}: {OUTPUT_HELP[output]}" if output in OUTPUT_HELP else output
 
 
 def format_seconds(seconds: float | None) -> str:

@@ -14,8 +14,8 @@ from msa_core.runs import RunRequest, fingerprint_of
 from msa_core.runs.budget import format_bytes, plan_run
 from msa_core.zoo import HF_PREFIX, list_models
 
-from pages.common import (COMPARED_RUNS, CURRENT_RUN, explained_errors, format_seconds, jobs, model, probe,
-                          run_label, runs, store, timestamp)
+from pages.common import (COMPARED_RUNS, CURRENT_RUN, explained_errors, format_seconds, jobs, model,
+                          output_help, probe, run_label, runs, store, timestamp)
 
 HF_CHOICE = "Local Hugging Face checkpoint…"
 LESION_HELP = {"zero": "zero: a lesioned unit outputs 0 (the paper's lesion)",
@@ -61,6 +61,7 @@ def launch_form(name: str) -> None:
         left, right = st.columns(2)
         output = left.selectbox("Output (the game's value)", card.outputs, key="run_output",
                                 help="What the model produces under each lesion; the modes have its shape.")
+        left.caption(output_help(output))
         lesion = right.selectbox("Lesion", list(LESION_HELP), format_func=LESION_HELP.get, key="run_lesion")
         method = left.selectbox("Method", METHODS, key="run_method", help="auto: exact when all 2^N coalitions "
                                 "fit the budget, else the most accurate sampler per evaluation.")
