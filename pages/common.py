@@ -22,6 +22,7 @@ from msa_core.runs.budget import Probe, plan_run, probe_game
 from msa_core.zoo import LoadedModel, load_model
 
 CURRENT_RUN = "current_run"  # session key: fingerprint of the run the Modes and Export pages open
+NOTICE = "job_notice"  # session key: a message about the job just submitted, shown after the rerun
 COMPARED_RUNS = "compared_runs"  # session key: fingerprints the Compare page opens
 OUTPUT_HELP = {  # every output a bundled model offers, in one line (the game's value under a lesion)
     "class_accuracy": "the paper's game: each image's share of its class's accuracy [images x classes]; summed over "
@@ -149,9 +150,25 @@ def quick_run_button(request: RunRequest, key: str) -> None:
                    "seconds to start the background worker.")
     if st.button("Run now", key=key):
         with explained_errors("Launching the run"):
-            jobs().submit(request)
-            st.info("Running in the background: follow it in the **Jobs** panel of the sidebar. This page fills "
-                    "in when it finishes, also if you leave and come back.", icon=":material/hourglass_top:")
+            submit_job(request, ("info", "Running in the background: follow it in the **Jobs** panel of the "
+                                 "sidebar. This page fills in when it finishes, also if you leave and come back."))
+    show_notice()
+
+
+def submit_job(request: RunRequest, notice: tuple[str, str]) -> None:
+    """Hand ``request`` to the background worker and rerun the app, so that the sidebar's jobs panel (drawn
+    before the page) lists it at once; ``notice`` (an ``st`` message kind and its text) is shown by the
+    page's ``show_notice()`` after that rerun."""
+    jobs().submit(request)
+    st.session_state[NOTICE] = notice
+    st.rerun()
+
+
+def show_notice() -> None:
+    """The notice a ``submit_job`` left for this page, once."""
+    kind, text = st.session_state.pop(NOTICE, (None, None))
+    if kind is not None:
+        getattr(st, kind)(text)
 
 
 def chosen_result(key: str, what: str) -> tuple[str, ModesResult]:

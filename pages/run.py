@@ -14,8 +14,9 @@ from msa_core.runs import RunRequest, fingerprint_of
 from msa_core.runs.budget import format_bytes, plan_run
 from msa_core.zoo import HF_PREFIX, list_models
 
-from pages.common import (COMPARED_RUNS, CURRENT_RUN, explained_errors, format_seconds, jobs, model,
-                          output_help, probe, run_label, runs, store, timestamp)
+from pages.common import (COMPARED_RUNS, CURRENT_RUN, explained_errors, format_seconds, model,
+                          output_help, probe, run_label, runs, show_notice, store, submit_job,
+                          timestamp)
 
 HF_CHOICE = "Local Hugging Face checkpoint…"
 LESION_HELP = {"zero": "zero: a lesioned unit outputs 0 (the paper's lesion)",
@@ -86,24 +87,26 @@ def launch_form(name: str) -> None:
     if st.button("Launch run", type="primary", disabled=not runnable) and request is not None:
         with explained_errors("Launching the run"):
             launch(request)
+    show_notice()
 
 
 def launch(request: RunRequest) -> None:
-    """Submit ``request`` to the background worker, saying when it is cached or failed before."""
+    """Submit ``request`` to the background worker, saying when it is cached, failed before or resumes."""
     fingerprint = fingerprint_of(request)
-    if fingerprint in store():
-        st.success("This exact run is already in the store: nothing to compute. Open it in the jobs panel or "
-                   "in the table below.", icon=":material/cached:")
-        st.session_state[CURRENT_RUN] = fingerprint
     before = store().progress(fingerprint) or {}
-    jobs().submit(request)
-    if before.get("state") == "failed":
-        st.warning(f"This run failed before ({before.get('error')}); it is launched again and retries from the "
-                   "start.", icon=":material/replay:")
-    elif before.get("state") in ("cancelled", "running") and store().has_checkpoint(fingerprint):
-        st.info("This run was stopped before; it resumes from its last checkpoint.", icon=":material/replay:")
-    elif fingerprint not in store():
-        st.toast("Run launched: follow it in the jobs panel (sidebar)")
+    if fingerprint in store():
+        st.session_state[CURRENT_RUN] = fingerprint
+        notice = ("success", "This exact run is already in the store: nothing to compute. Open it in the jobs "
+                             "panel or in the table below.")
+    elif before.get("state") == "failed":
+        notice = ("warning", f"This run failed before ({before.get('error')}); it is launched again and retries "
+                             "from the start. Follow it in the jobs panel (sidebar).")
+    elif store().has_checkpoint(fingerprint):
+        notice = ("info", "This run was stopped before; it resumes from its last checkpoint. Follow it in the "
+                          "jobs panel (sidebar).")
+    else:
+        notice = ("info", "Run launched in the background: follow it in the jobs panel (sidebar).")
+    submit_job(request, notice)
 
 
 def cached_runs() -> None:
