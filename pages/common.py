@@ -140,11 +140,19 @@ def probe(name: str, granularity: str | None, output: str | None, lesion: str) -
     return probe_game(model(name).game(granularity, output, lesion))
 
 
-def quick_run_button(request: RunRequest, key: str) -> None:
+def measured_probe(entry: dict[str, Any]) -> Probe | None:
+    """The cost of a game as a finished run of it measured it (seconds per evaluation over the whole run)."""
+    if not entry.get("wall_seconds") or not entry.get("n_evaluations"):
+        return None
+    return Probe(entry["n_players"], int(np.prod(entry["output_shape"])), entry["wall_seconds"] / entry["n_evaluations"])
+
+
+def quick_run_button(request: RunRequest, key: str, measured: Probe | None = None) -> None:
     """A "Run now" button that hands a small run to the background worker (its progress is in the jobs
-    panel; the page fills in when it finishes), with what it will take from a measured probe."""
+    panel; the page fills in when it finishes), with what it will take: from ``measured`` (a finished run
+    of the same game) or else from a probe of the game."""
     with explained_errors("Planning the run"):
-        plan = plan_run(request, probe(request.model, request.units, request.output, request.lesion))
+        plan = plan_run(request, measured or probe(request.model, request.units, request.output, request.lesion))
         st.caption(f"{plan.evaluations:,} evaluations of {plan.n_players} units: about "
                    f"{format_seconds(plan.seconds)} of model evaluations (measured on this machine), plus a few "
                    "seconds to start the background worker.")

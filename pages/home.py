@@ -94,9 +94,11 @@ with explained_errors("Listing the models"):
                              key="home_size", placeholder="all sizes")
     regimes = regularisation.multiselect("Regularisation (MLPs)", sorted(set(table["regularisation"]) - {""}),
                                          key="home_regularisation", placeholder="any")
-    shown = table[(table["family"].isin(families) if families else True)
-                  & (table["size"].isin(sizes) if sizes else True)
-                  & (table["regularisation"].isin(regimes) if regimes else True)]
+    keep = pd.Series(True, index=table.index)
+    for column, chosen in (("family", families), ("size", sizes), ("regularisation", regimes)):
+        if chosen:
+            keep &= table[column].isin(chosen)
+    shown = table[keep]
     st.dataframe(shown, hide_index=True, width="stretch",
                  column_config={"size": st.column_config.NumberColumn("size", help="hidden neurons", format="%d")})
     st.caption(f"{len(shown)} of {len(table)} models. MLPs: none / L1 / L2 regularisation, several seeds each.")

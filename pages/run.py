@@ -13,10 +13,21 @@ from msa_core.errors import MSAInputError
 from msa_core.runs import RunRequest, fingerprint_of
 from msa_core.runs.budget import format_bytes, plan_run
 from msa_core.zoo import HF_PREFIX, list_models
-
-from pages.common import (COMPARED_RUNS, CURRENT_RUN, explained_errors, format_seconds, model,
-                          output_help, probe, run_label, runs, show_notice, store, submit_job,
-                          timestamp)
+from pages.common import (
+    COMPARED_RUNS,
+    CURRENT_RUN,
+    explained_errors,
+    format_seconds,
+    model,
+    output_help,
+    probe,
+    run_label,
+    runs,
+    show_notice,
+    store,
+    submit_job,
+    timestamp,
+)
 
 HF_CHOICE = "Local Hugging Face checkpoint…"
 LESION_HELP = {"zero": "zero: a lesioned unit outputs 0 (the paper's lesion)",

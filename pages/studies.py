@@ -10,7 +10,7 @@ import streamlit as st
 from msa_core.result import ModesResult
 from msa_core.runs import RunRequest
 from msa_core.zoo import LoadedModel, list_models
-from pages.common import model, pick_run, picked_result, quick_run_button, runs
+from pages.common import measured_probe, model, pick_run, picked_result, quick_run_button, runs
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,10 @@ def study_run(family: str, key: str, quick: RunRequest, quick_note: str, missing
     with st.expander("Launch a small run of this model" if entries else "Launch a small run", expanded=not entries):
         st.markdown(quick_note + " Larger budgets go through the **Run** page; every run goes to the background "
                     "worker, so you can leave this page meanwhile.")
-        quick_run_button(replace(quick, model=name), f"{key}_quick_run")
+        quick = replace(quick, model=name)
+        same_game = [entry for entry in entries if entry["request"]["units"] == quick.units
+                     and entry["request"]["output"] == quick.output and entry["request"]["lesion"] == quick.lesion]
+        quick_run_button(quick, f"{key}_quick_run", measured_probe(same_game[0]) if same_game else None)
     if not entries:
         st.info(no_run.format(name=name))
         st.stop()

@@ -71,3 +71,15 @@ def test_a_cached_repeat_says_so_and_a_failed_run_says_it_retries(cache_dir, ope
     app.number_input(key="run_permutations").set_value(5).run()
     launch_button(app).click().run()
     assert any("failed before (out of memory)" in w.value and "retries" in w.value for w in app.warning)
+
+
+def test_the_model_list_filters_by_family_size_and_regularisation(cache_dir):
+    app = AppTest.from_file(APP, default_timeout=60).run()
+    assert not app.error, [e.value for e in app.error]
+    everything = app.dataframe[0].value
+    assert {"gan", "mlp", "moe"} <= set(everything["family"])
+    app.multiselect(key="home_size").select(128).run()
+    app.multiselect(key="home_regularisation").select("l1").run()
+    shown = app.dataframe[0].value
+    assert len(shown) > 0 and set(shown["size"]) == {128} and set(shown["regularisation"]) == {"l1"}
+    assert set(shown["model"]) == {name for name in everything["model"] if "-h128-l1-" in name}
