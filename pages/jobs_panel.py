@@ -1,6 +1,6 @@
-"""The jobs panel in the sidebar of every page: the store's recent runs (this app's, other apps' and the
-CLI's), with progress, ETA, max stderr, cancel, resume and errors in words. It reads the store, so it
-survives reloads; it polls once a second while a job is queued or running."""
+"""The jobs panel in the sidebar of every page: the store's recent runs (this app's, other apps'
+and the CLI's), with progress, ETA, max stderr, cancel, resume and errors in words. It reads the
+store, so it survives reloads; it polls once a second while a job is queued or running."""
 
 from __future__ import annotations
 
@@ -11,14 +11,23 @@ from pages.common import CURRENT_RUN, explained_errors, format_seconds, jobs
 
 SHOWN_JOBS = 6  # the most recently submitted jobs the panel lists
 ACTIVE = ("queued", "running")
-STATE_WORDS = {"queued": "queued", "running": "running", "done": "done", "failed": "failed",
-               "cancelled": "stopped"}
+STATE_WORDS = {
+    "queued": "queued",
+    "running": "running",
+    "done": "done",
+    "failed": "failed",
+    "cancelled": "stopped",
+}
 
 
 def job_title(status: JobStatus) -> str:
     """``model · units · state``: what a job is, in one line."""
     request = status.request
-    what = f"{request.model} · {request.units or 'default units'}" if request is not None else status.fingerprint[:8]
+    what = (
+        f"{request.model} · {request.units or 'default units'}"
+        if request is not None
+        else status.fingerprint[:8]
+    )
     return f"**{what}** · {STATE_WORDS.get(status.state, status.state)}"
 
 
@@ -31,8 +40,11 @@ def job_progress(status: JobStatus) -> tuple[float, str]:
     fraction = min(1.0, status.done / status.total) if status.total else 0.0
     text = f"{status.done:,} / {status.total:,} evaluations"
     if status.state == "running":
-        text += f" · about {format_seconds(status.eta_seconds)} left" if status.eta_seconds is not None \
+        text += (
+            f" · about {format_seconds(status.eta_seconds)} left"
+            if status.eta_seconds is not None
             else " · time left: after the first block"
+        )
     if status.max_stderr is not None:
         text += f" · max stderr {status.max_stderr:.3g}"
     return fraction, text
@@ -49,7 +61,11 @@ def job_row(status: JobStatus) -> None:
     elif status.state == "cancelled":
         st.caption(f"Stopped ({status.error}). Resuming continues from its last checkpoint.")
     buttons = st.container(horizontal=True)
-    if status.state in ACTIVE and status.here and buttons.button("Cancel", key=f"jobs-cancel-{fingerprint}"):
+    if (
+        status.state in ACTIVE
+        and status.here
+        and buttons.button("Cancel", key=f"jobs-cancel-{fingerprint}")
+    ):
         jobs().cancel(fingerprint)
         st.rerun(scope="app")
     if status.state in ACTIVE and not status.here:
@@ -59,14 +75,16 @@ def job_row(status: JobStatus) -> None:
         if buttons.button(label, key=f"jobs-resume-{fingerprint}"):
             jobs().submit(status.request)
             st.rerun(scope="app")
-    if status.state == "done" and buttons.button("Open in Shapley modes", key=f"jobs-open-{fingerprint}"):
+    if status.state == "done" and buttons.button(
+        "Open in Shapley modes", key=f"jobs-open-{fingerprint}"
+    ):
         st.session_state[CURRENT_RUN] = fingerprint
         st.switch_page("pages/modes.py")
 
 
 def jobs_panel() -> None:
-    """The sidebar's jobs: polled every second while one is active; when the last one ends the whole page
-    reruns, so the page's run lists show the new result."""
+    """The sidebar's jobs: polled every second while one is active; when the last one ends the
+    whole page reruns, so the page's run lists show the new result."""
     with explained_errors("Reading the jobs"):
         polling = any(status.state in ACTIVE for status in jobs().recorded(SHOWN_JOBS))
 
@@ -75,7 +93,9 @@ def jobs_panel() -> None:
         with explained_errors("Reading the jobs"):
             statuses = jobs().recorded(SHOWN_JOBS)
             if not statuses:
-                st.caption("No jobs yet. Runs launched here or with the CLI on this store show up here.")
+                st.caption(
+                    "No jobs yet. Runs launched here or with the CLI on this store show up here."
+                )
                 return
             for status in statuses:
                 with st.container(border=True):

@@ -1,5 +1,5 @@
-"""What the study pages (GAN pixel maps, Experts) share: pick the family's model, offer a small background
-run, pick a finished run of it, or explain what is missing and stop the page."""
+"""What the study pages (GAN pixel maps, Experts) share: pick the family's model, offer a small
+background run, pick a finished run of it, or explain what is missing and stop the page."""
 
 from __future__ import annotations
 
@@ -23,10 +23,17 @@ class StudyRun:
     result: ModesResult
 
 
-def study_run(family: str, key: str, quick: RunRequest, quick_note: str, missing_weights: str,
-              no_run: str, units: str | None = None) -> StudyRun:
-    """Model picker (models of ``family``), a background "Run now" of ``quick`` on the picked model, and a
-    picker of the model's finished runs.
+def study_run(
+    family: str,
+    key: str,
+    quick: RunRequest,
+    quick_note: str,
+    missing_weights: str,
+    no_run: str,
+    units: str | None = None,
+) -> StudyRun:
+    """Model picker (models of ``family``), a background "Run now" of ``quick`` on the picked
+    model, and a picker of the model's finished runs.
 
     Args:
         family: the model family the page studies ("gan", "moe").
@@ -34,7 +41,8 @@ def study_run(family: str, key: str, quick: RunRequest, quick_note: str, missing
         quick: the page's small run (its ``model`` is replaced by the picked model).
         quick_note: one line on what the small run computes.
         missing_weights: shown (then the page stops) when no model of the family is bundled.
-        no_run: shown (then the page stops) when the picked model has no finished run (``{name}``: its name).
+        no_run: shown (then the page stops) when the picked model has no finished run
+            (``{name}``: its name).
         units: only runs over this granularity count (None: any).
 
     Returns:
@@ -47,15 +55,32 @@ def study_run(family: str, key: str, quick: RunRequest, quick_note: str, missing
     name = st.selectbox("Model", names, key=f"{key}_model")
     loaded = model(name)
     st.caption(loaded.card.description)
-    entries = [entry for entry in runs() if entry["request"]["model"] == name
-               and (units is None or entry["request"]["units"] == units)]
-    with st.expander("Launch a small run of this model" if entries else "Launch a small run", expanded=not entries):
-        st.markdown(quick_note + " Larger budgets go through the **Run** page; every run goes to the background "
-                    "worker, so you can leave this page meanwhile.")
+    entries = [
+        entry
+        for entry in runs()
+        if entry["request"]["model"] == name
+        and (units is None or entry["request"]["units"] == units)
+    ]
+    with st.expander(
+        "Launch a small run of this model" if entries else "Launch a small run",
+        expanded=not entries,
+    ):
+        st.markdown(
+            quick_note
+            + " Larger budgets go through the **Run** page; every run goes to the background "
+            "worker, so you can leave this page meanwhile."
+        )
         quick = replace(quick, model=name)
-        same_game = [entry for entry in entries if entry["request"]["units"] == quick.units
-                     and entry["request"]["output"] == quick.output and entry["request"]["lesion"] == quick.lesion]
-        quick_run_button(quick, f"{key}_quick_run", measured_probe(same_game[0]) if same_game else None)
+        same_game = [
+            entry
+            for entry in entries
+            if entry["request"]["units"] == quick.units
+            and entry["request"]["output"] == quick.output
+            and entry["request"]["lesion"] == quick.lesion
+        ]
+        quick_run_button(
+            quick, f"{key}_quick_run", measured_probe(same_game[0]) if same_game else None
+        )
     if not entries:
         st.info(no_run.format(name=name))
         st.stop()

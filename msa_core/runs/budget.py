@@ -1,7 +1,9 @@
 """Before launch: what a run will cost (estimator, evaluations, time, memory), or why it cannot run.
 
-``probe_game`` times a few game evaluations once per game; ``plan_run`` turns a request and that probe
-into a ``Plan`` and raises ``MSAInputError`` for budgets that cannot work (too small for the estimator,
+``probe_game`` times a few game evaluations once per game; ``plan_run`` turns a request and that
+probe
+into a ``Plan`` and raises ``MSAInputError`` for budgets that cannot work (too small for the
+estimator,
 exact on too many players, more memory than the machine has, or longer than ``MAX_SECONDS``), so a
 page or the CLI can say so beside the form instead of a worker failing later.
 """
@@ -36,7 +38,7 @@ MEMORY_SHARE = 0.8  # of the machine's physical memory a run may plan to use
 
 @dataclass(frozen=True)
 class Probe:
-    """What one game costs: ``n_players``, ``n_outputs`` values per evaluation, seconds per evaluation."""
+    """What one game costs: ``n_players``, ``n_outputs`` values per evaluation, seconds per one."""
 
     n_players: int
     n_outputs: int
@@ -46,7 +48,8 @@ class Probe:
 @dataclass(frozen=True)
 class Plan:
     """What a request will do: the estimator ``method`` (``reason``: why, in words), ``evaluations``
-    (full and empty coalitions included), ``seconds`` of game evaluations and estimator ``memory_bytes``."""
+    (full and empty coalitions included), ``seconds`` of game evaluations and estimator
+    ``memory_bytes``."""
 
     method: str
     reason: str
@@ -57,7 +60,8 @@ class Plan:
 
 
 def probe_game(game: Any, n_coalitions: int = PROBE_COALITIONS, seed: int = 0) -> Probe:
-    """Time ``game`` (a ``Game``: ``n_players``, called on bool coalitions ``[C, N]``) on random coalitions.
+    """Time ``game`` (a ``Game``: ``n_players``, called on bool coalitions ``[C, N]``) on random
+    coalitions.
 
     Args:
         game: the game of the run (built as the worker builds it).
@@ -65,7 +69,8 @@ def probe_game(game: Any, n_coalitions: int = PROBE_COALITIONS, seed: int = 0) -
         seed: of the random coalitions.
 
     Returns:
-        The ``Probe``: players, values per evaluation ``prod(out)``, median seconds per evaluation of 3 calls.
+        The ``Probe``: players, values per evaluation ``prod(out)``, median seconds per evaluation
+        of 3 calls.
     """
     rng = np.random.default_rng(seed)
     coalitions = rng.random((n_coalitions, game.n_players)) < 0.5
@@ -84,18 +89,22 @@ def machine_memory() -> int:
 
 
 def plan_run(request: RunRequest, probe: Probe, memory_limit: int | None = None) -> Plan:
-    """The ``Plan`` of ``request`` on the probed game, or ``MSAInputError`` saying why it cannot run.
+    """The ``Plan`` of ``request`` on the probed game, or ``MSAInputError`` saying why it cannot
+    run.
 
     Args:
         request: the run (its method and budget are what is checked).
         probe: ``probe_game`` of the request's game.
-        memory_limit: bytes the estimator may plan to hold (default ``MEMORY_SHARE`` of this machine's).
+        memory_limit: bytes the estimator may plan to hold (default ``MEMORY_SHARE`` of this
+        machine's).
 
     Returns:
-        The plan: estimator (``auto`` resolved as ``shapley_modes`` resolves it), evaluations, seconds, memory.
+        The plan: estimator (``auto`` resolved as ``shapley_modes`` resolves it), evaluations,
+        seconds, memory.
 
     Raises:
-        MSAInputError: a budget too small for the estimator, exact on more than 20 players or with a cap
+        MSAInputError: a budget too small for the estimator, exact on more than 20 players or with
+        a cap
             below 2^N, more memory than ``memory_limit``, or more than ``MAX_SECONDS``.
     """
     n, d = probe.n_players, probe.n_outputs
@@ -120,7 +129,8 @@ def plan_run(request: RunRequest, probe: Probe, memory_limit: int | None = None)
         )
     if seconds > MAX_SECONDS:
         raise MSAInputError(
-            f"this budget ({evaluations:,} evaluations at {probe.seconds_per_evaluation * 1e3:.2g} ms "
+            f"this budget ({evaluations:,} evaluations at {probe.seconds_per_evaluation * 1e3:.2g} "
+            "ms "
             f"each) would take about {seconds / 86400:,.0f} days; at most "
             f"{MAX_SECONDS / 86400:.0f} days are allowed. Lower the permutations or set a cap."
         )
@@ -130,7 +140,7 @@ def plan_run(request: RunRequest, probe: Probe, memory_limit: int | None = None)
 
 
 def _evaluations(method: str, n: int, budget: int) -> int:
-    """Evaluations the estimator will really use (a permutation run uses whole permutations only)."""
+    """Evaluations the estimator really uses (a permutation run uses whole permutations only)."""
     if method == "exact" or n == 1:
         return 2**n
     if method in ("permutation", "antithetic"):
@@ -141,7 +151,7 @@ def _evaluations(method: str, n: int, budget: int) -> int:
 
 
 def _kernel_rows(n: int, budget: int) -> tuple[list[int], int]:
-    """Coalition sizes the kernel estimator enumerates, and the pairs it samples (as ``KernelEstimator``)."""
+    """Coalition sizes the kernel estimator enumerates, and the pairs it samples (as it does)."""
     inner = budget - 2  # the estimator's budget: full and empty are evaluated before it starts
     enumerated = border_sizes(n, inner)
     sampled = [s for s in range(1, n // 2 + 1) if s not in enumerated]
@@ -149,7 +159,7 @@ def _kernel_rows(n: int, budget: int) -> tuple[list[int], int]:
 
 
 def _estimator_bytes(method: str, n: int, d: int, budget: int) -> int:
-    """Bytes the estimator holds (float64 accumulators, one block of values, kernel's pair schedule)."""
+    """Bytes the estimator holds (float64 sums, a block of values, kernel's pair schedule)."""
     if method == "exact":
         return 8 * (n * d + 2 * samples_per_block(1, d) * d)
     if method in ("permutation", "antithetic"):
@@ -172,7 +182,8 @@ def _reason(requested: str, method: str, n: int, d: int, budget: int) -> str:
             f"(exact would need 2^{n} evaluations)"
         )
     return (
-        f"auto picked {method}: {n} units x {d:,} output values exceed 2^20, where kernel's regression "
+        f"auto picked {method}: {n} units x {d:,} output values exceed 2^20, where kernel's "
+        "regression "
         "would cost more time than its lower error saves"
     )
 

@@ -1,4 +1,5 @@
-"""Budgets checked before launch: the plan's estimator and evaluations match what ``shapley_modes`` does,
+"""Budgets checked before launch: the plan's estimator and evaluations match what ``shapley_modes``
+does,
 impossible budgets are refused with the reason, progress records are monotone with an early ETA."""
 
 import numpy as np
