@@ -21,6 +21,7 @@ import numpy as np
 from msa_core.errors import MSAInputError
 from msa_core.estimators.base import samples_per_block
 from msa_core.estimators.dispatch import (
+    BATCH_VALUES,
     BEST_SAMPLER,
     ESTIMATORS,
     KERNEL_MAX_VALUES,
@@ -33,7 +34,8 @@ from msa_core.runs.request import RunRequest
 
 PROBE_COALITIONS = 8  # coalitions per timed probe call
 MAX_SECONDS = 30 * 24 * 3600.0  # a run estimated to take longer than this is refused as impossible
-MEMORY_SHARE = 0.8  # of the machine's physical memory a run may plan to use
+MEMORY_SHARE = 0.8
+PROGRESS_SECONDS = 1.0  # a run reports progress about this often (each game call takes about this)  # of the machine's physical memory a run may plan to use
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ class Plan:
     memory_bytes: int
 
 
-def probe_game(game: Any, n_coalitions: int = PROBE_COALITIONS, seed: int = 0) -> Probe:
+def probe_game(game: Any, n_coalitions: int = PROBE_COALITIONS, seed: int = 0, repeats: int = 3) -> Probe:
     """Time ``game`` (a ``Game``: ``n_players``, called on bool coalitions ``[C, N]``) on random
     coalitions.
 
@@ -67,20 +69,30 @@ def probe_game(game: Any, n_coalitions: int = PROBE_COALITIONS, seed: int = 0) -
         game: the game of the run (built as the worker builds it).
         n_coalitions: coalitions per timed call; one untimed call warms the game up first.
         seed: of the random coalitions.
+        repeats: timed calls.
 
     Returns:
-        The ``Probe``: players, values per evaluation ``prod(out)``, median seconds per evaluation
-        of 3 calls.
+        The ``Probe``: players, values per evaluation ``prod(out)``, median seconds per evaluation.
     """
     rng = np.random.default_rng(seed)
     coalitions = rng.random((n_coalitions, game.n_players)) < 0.5
-    values = np.asarray(game(coalitions))  # warm-up (lazy buffers, first-call kernels)
+    values = game(coalitions)  # warm-up (lazy buffers, first-call kernels)
     seconds = []
-    for _ in range(3):
+    for _ in range(repeats):
         start = time.perf_counter()
         game(coalitions)
         seconds.append(time.perf_counter() - start)
-    return Probe(game.n_players, int(values[0].size), float(np.median(seconds)) / n_coalitions)
+    n_outputs = int(np.prod(tuple(values.shape[1:])))
+    return Probe(game.n_players, n_outputs, float(np.median(seconds)) / n_coalitions)
+
+
+def progress_batch_size(probe: Probe) -> int | None:
+    """Coalitions per game call such that a call, and so a progress report, takes about
+    ``PROGRESS_SECONDS``; None where ``shapley_modes``'s default batch is already that quick.
+    Results never depend on the batch size."""
+    default = int(np.clip(BATCH_VALUES // max(1, probe.n_outputs), 1, 1024))
+    rows = int(PROGRESS_SECONDS / max(probe.seconds_per_evaluation, 1e-12))
+    return max(1, rows) if rows < default else None
 
 
 def machine_memory() -> int:

@@ -16,6 +16,7 @@ from msa_core.estimators import shapley_modes
 from msa_core.estimators.checkpoint import State, check_resumable
 from msa_core.estimators.dispatch import ESTIMATORS
 from msa_core.result import ModesResult
+from msa_core.runs.budget import probe_game, progress_batch_size
 from msa_core.runs.request import RunRequest
 from msa_core.runs.store import RunStore
 from msa_core.zoo import load_model
@@ -171,10 +172,12 @@ def execute(request: RunRequest, store: RunStore, progress: Progress | None = No
         else:
             recorder.estimating(planned_total(request, game.n_players))
         try:
+            # game calls of about a second each, so progress is reported that often (results do not change)
+            batch = progress_batch_size(probe_game(game, 4, repeats=1)) if backend != "ray" else None
             result = shapley_modes(  # Ray workers build the game themselves from the recipe
                 recipe if backend == "ray" else game, method=request.method, n_permutations=request.n_permutations,
                 max_evaluations=request.max_evaluations, seed=request.seed, backend=backend, progress=recorder,
-                checkpoint=checkpoint,
+                checkpoint=checkpoint, batch_size=batch,
             )
         except Exception as err:
             recorder.finish("failed", error=str(err) or type(err).__name__)

@@ -9,7 +9,7 @@ from runs_support import small_request
 from msa_core import shapley_modes
 from msa_core.errors import MSAInputError
 from msa_core.runs import execute
-from msa_core.runs.budget import Probe, plan_run, probe_game
+from msa_core.runs.budget import Probe, plan_run, probe_game, progress_batch_size
 from msa_core.runs.execute import ProgressRecorder
 from msa_core.zoo import load_model
 
@@ -104,3 +104,9 @@ def test_a_run_records_its_request_for_the_jobs_panel(store):
     record = store.progress(fingerprint)
     assert record["state"] == "done"
     assert record["request"] == {**small_request().to_dict(), "units": "hidden neurons"}  # resolved
+
+
+def test_game_calls_are_sized_to_report_progress_about_every_second():
+    assert progress_batch_size(Probe(32, 640, 0.018)) == 55  # MoE-like: 409 rows would take 7 s
+    assert progress_batch_size(Probe(32, 360, 2.5e-5)) is None  # MLP: the default batch takes 18 ms
+    assert progress_batch_size(Probe(32, 10, 5.0)) == 1  # slower than a second per evaluation
