@@ -34,8 +34,8 @@ from msa_core.runs.request import RunRequest
 
 PROBE_COALITIONS = 8  # coalitions per timed probe call
 MAX_SECONDS = 30 * 24 * 3600.0  # a run estimated to take longer than this is refused as impossible
-MEMORY_SHARE = 0.8
-PROGRESS_SECONDS = 1.0  # a run reports progress about this often (each game call takes about this)  # of the machine's physical memory a run may plan to use
+MEMORY_SHARE = 0.8  # of the machine's physical memory a run may plan to use
+PROGRESS_SECONDS = 1.0  # a run reports progress about this often (each game call takes about this)
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,9 @@ class Plan:
     memory_bytes: int
 
 
-def probe_game(game: Any, n_coalitions: int = PROBE_COALITIONS, seed: int = 0, repeats: int = 3) -> Probe:
+def probe_game(
+    game: Any, n_coalitions: int = PROBE_COALITIONS, seed: int = 0, repeats: int = 3
+) -> Probe:
     """Time ``game`` (a ``Game``: ``n_players``, called on bool coalitions ``[C, N]``) on random
     coalitions.
 
