@@ -48,7 +48,7 @@ study = study_run(
     "(about 20 minutes on one core; needs the Debian fortunes packages).",
     "No finished run of **{name}** over *experts (all layers)* yet. Launch the small one above, or a larger "
     "one on the **Run** page.", units=UNITS)
-name, loaded, fingerprint, res = study.name, study.loaded, study.fingerprint, study.result
+name, fingerprint, res = study.name, study.fingerprint, study.result
 game_inputs, game_languages = game_sentences()
 output = (res.meta.get("request") or {}).get("output", "target_logprob")
 st.caption(f"{res.n_permutations} permutations, {res.n_evaluations:,} evaluations; "
@@ -60,7 +60,7 @@ st.caption(f"{res.n_permutations} permutations, {res.n_evaluations:,} evaluation
 def lesions_of(fingerprint: str, k: int) -> list[study2.SelectiveLesion]:
     """Every language's selective lesion of ``k`` experts (evaluation sentences, not the game's)."""
     eval_inputs, eval_languages = moe.eval_inputs()
-    return study2.selective_lesions(loaded.model, eval_inputs, eval_languages, matrix_of(fingerprint), k=k,
+    return study2.selective_lesions(model(name).model, eval_inputs, eval_languages, matrix_of(fingerprint), k=k,
                                     prompts=moe.prompts(), n_bytes=moe.CONTINUATION_BYTES)
 
 
@@ -72,14 +72,14 @@ def matrix_of(fingerprint: str) -> np.ndarray:
 @st.cache_resource(show_spinner="Removing experts by rank (66 lesioned passes, once per run)…", max_entries=8)
 def curves_of(fingerprint: str) -> study2.RemovalCurves:
     eval_inputs, eval_languages = moe.eval_inputs()
-    return study2.removal_curves(loaded.model, eval_inputs, eval_languages, study2.expert_scores(matrix_of(fingerprint)))
+    return study2.removal_curves(model(name).model, eval_inputs, eval_languages, study2.expert_scores(matrix_of(fingerprint)))
 
 
 @st.cache_resource(show_spinner="Keeping only k experts, by Shapley value and at random (44 passes, once per run)…",
                    max_entries=8)
 def pruning_of(fingerprint: str) -> study2.Pruning:
     eval_inputs, eval_languages = moe.eval_inputs()
-    return study2.pruning(loaded.model, eval_inputs, eval_languages, study2.expert_scores(matrix_of(fingerprint)))
+    return study2.pruning(model(name).model, eval_inputs, eval_languages, study2.expert_scores(matrix_of(fingerprint)))
 
 
 @st.cache_data(show_spinner=f"Estimating per-token modes of your text ({TEXT_PERMUTATIONS} permutations)…",

@@ -52,7 +52,8 @@ study = study_run(
     "`python -m msa_core.zoo.train gan-digits-s0` (a few minutes on one core).",
     "No finished run of **{name}** yet. Launch the small one above, or a larger one on the **Run** page "
     "(granularity *channels of every layer* shows the whole hierarchy).")
-name, loaded, fingerprint, res = study.name, study.loaded, study.fingerprint, study.result
+name, fingerprint, res = study.name, study.fingerprint, study.result
+loaded = model(name)
 if res.modes.ndim not in (4, 5):
     st.warning(f"This run's output has shape {list(res.output_shape)}, not images; pick a run with output *image*.")
     st.stop()

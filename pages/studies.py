@@ -9,16 +9,15 @@ import streamlit as st
 
 from msa_core.result import ModesResult
 from msa_core.runs import RunRequest
-from msa_core.zoo import LoadedModel, list_models
-from pages.common import measured_probe, model, pick_run, picked_result, quick_run_button, runs
+from msa_core.zoo import get_card, list_models
+from pages.common import measured_probe, pick_run, picked_result, quick_run_button, runs
 
 
 @dataclass(frozen=True)
 class StudyRun:
-    """The model and finished run a study page shows."""
+    """The model (by name) and finished run a study page shows."""
 
     name: str
-    loaded: LoadedModel
     fingerprint: str
     result: ModesResult
 
@@ -53,8 +52,7 @@ def study_run(
         st.info(missing_weights)
         st.stop()
     name = st.selectbox("Model", names, key=f"{key}_model")
-    loaded = model(name)
-    st.caption(loaded.card.description)
+    st.caption(get_card(name).description)  # the model itself is loaded only where a view needs it
     entries = [
         entry
         for entry in runs()
@@ -85,4 +83,4 @@ def study_run(
         st.info(no_run.format(name=name))
         st.stop()
     fingerprint = pick_run("Finished run", f"{key}_run", entries)
-    return StudyRun(name, loaded, fingerprint, picked_result(fingerprint))
+    return StudyRun(name, fingerprint, picked_result(fingerprint))
