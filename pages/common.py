@@ -18,12 +18,25 @@ import streamlit as st
 from msa_core.deployment import deployment
 from msa_core.errors import MSAInputError
 from msa_core.result import ModesResult
-from msa_core.runs import JobManager, RunRequest, RunStore, execute
+from msa_core.runs import JobManager, RunRequest, RunStore
+from msa_core.runs.budget import Probe, plan_run, probe_game
 from msa_core.zoo import HF_PREFIX, LoadedModel, load_model
 
 CURRENT_RUN = "current_run"  # session key: fingerprint of the run the Modes and Export pages open
+NOTICE = "job_notice"  # session key: a message about the job just submitted, shown after the rerun
 COMPARED_RUNS = "compared_runs"  # session key: fingerprints the Compare page opens
 RUN_ID_LENGTH = 12  # characters of a run's fingerprint in a shared URL (a unique prefix)
+OUTPUT_HELP = {  # every output a bundled model offers, in one line (the game's value under a lesion)
+    "class_accuracy": "the paper's game: each image's share of its class's accuracy [images x classes]; summed over "
+                      "images it is the 10 per-class accuracies",
+    "logits": "the raw class scores (or next-token scores) [inputs x classes]",
+    "probs": "softmax probabilities of each class [inputs x classes]",
+    "log_probs": "log-softmax of each class [inputs x classes]",
+    "correct": "1 where the input is classified correctly, else 0 [inputs]",
+    "target_logprob": "log-probability of the true class or of each true next byte [inputs (x positions)]",
+    "image": "the generated images, pixel by pixel [samples x channels x height x width]",
+    "language_logprob": "mean log-probability per byte of each language's held-out sentences [languages]",
+}
 VIEW_NAMES = {"sum": "sum over samples", "mean": "mean over samples", "class": "per class", "sample": "one sample"}
 
 
@@ -215,13 +228,49 @@ def picked_result(fingerprint: str) -> ModesResult:
     return res
 
 
-def quick_run_button(request: RunRequest, key: str, spinner: str) -> None:
-    """A "Run now" button computing a small run in this process with a progress bar, then reloading the page."""
+@st.cache_resource(show_spinner="Timing a few evaluations of this game…", max_entries=32)
+def probe(name: str, granularity: str | None, output: str | None, lesion: str) -> Probe:
+    """A measured probe of the game a run of model ``name`` would play (built and timed once per process)."""
+    return probe_game(model(name).game(granularity, output, lesion))
+
+
+def measured_probe(entry: dict[str, Any]) -> Probe | None:
+    """The cost of a game as a finished run of it measured it (seconds per evaluation over the whole run)."""
+    if not entry.get("wall_seconds") or not entry.get("n_evaluations"):
+        return None
+    return Probe(entry["n_players"], int(np.prod(entry["output_shape"])), entry["wall_seconds"] / entry["n_evaluations"])
+
+
+def quick_run_button(request: RunRequest, key: str, measured: Probe | None = None) -> None:
+    """A "Run now" button that hands a small run to the background worker (its progress is in the jobs
+    panel; the page fills in when it finishes), with what it will take: from ``measured`` (a finished run
+    of the same game) or else from a probe of the game."""
+    with explained_errors("Planning the run"):
+        plan = plan_run(request, measured or probe(request.model, request.units, request.output, request.lesion))
+        st.caption(f"{plan.evaluations:,} evaluations of {plan.n_players} units: about "
+                   f"{format_seconds(plan.seconds)} of model evaluations (measured on this machine), plus a few "
+                   "seconds to start the background worker.")
     if st.button("Run now", key=key):
-        with explained_errors("The run"), st.spinner(spinner):
-            bar = st.progress(0.0)
-            execute(request, store(), progress=lambda done, total: bar.progress(min(1.0, done / max(total, 1))))
-            st.rerun()
+        with explained_errors("Launching the run"):
+            submit_job(request, ("info", "Running in the background: follow it in the **Jobs** panel of the "
+                                 "sidebar. This page fills in when it finishes, also if you leave and come back."))
+    show_notice()
+
+
+def submit_job(request: RunRequest, notice: tuple[str, str]) -> None:
+    """Hand ``request`` to the background worker and rerun the app, so that the sidebar's jobs panel (drawn
+    before the page) lists it at once; ``notice`` (an ``st`` message kind and its text) is shown by the
+    page's ``show_notice()`` after that rerun."""
+    jobs().submit(request)
+    st.session_state[NOTICE] = notice
+    st.rerun()
+
+
+def show_notice() -> None:
+    """The notice a ``submit_job`` left for this page, once."""
+    kind, text = st.session_state.pop(NOTICE, (None, None))
+    if kind is not None:
+        getattr(st, kind)(text)
 
 
 def chosen_result(key: str, what: str) -> tuple[str, ModesResult]:
@@ -251,6 +300,11 @@ def explained_errors(what: str) -> Iterator[None]:
     except Exception as err:  # noqa: BLE001  (the page must stay up; Streamlit's rerun/stop are BaseExceptions)
         st.error(f"{what} failed unexpectedly ({type(err).__name__}: {err}). Please report this with the "
                  "steps that led to it.")
+
+
+def output_help(output: str) -> str:
+    """``output: what it is``, one line (the name alone for an output without a note)."""
+    return f"{output}: {OUTPUT_HELP[output]}" if output in OUTPUT_HELP else output
 
 
 def format_seconds(seconds: float | None) -> str:

@@ -8,16 +8,25 @@ import streamlit as st
 
 from msa_core.analysis import study3
 from msa_core.lesion import ModelGame
-from msa_core.zoo import list_models
-from pages.common import explained_errors, model, pick_run, picked_result, quick_run_button, result, runs
+from msa_core.zoo import gan
+from pages.common import explained_errors, model, result
+from pages.studies import study_run
 
-QUICK_PERMUTATIONS = 5  # the page's own small run: about 10 s on one CPU core
+QUICK_PERMUTATIONS = 5  # the page's own small run (its time is shown, measured, beside the button)
+TAB_NAMES = ["Layer hierarchy", "Channel gallery", "Cluster lesion"]
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def summaries_of(fingerprint: str) -> list[study3.LayerSummary]:
     """A stored run's per-layer numbers, computed once per process."""
     return study3.layer_summaries(result(fingerprint))
+
+
+@st.cache_resource(show_spinner="Clustering the channels…", max_entries=32)
+def clusters_of(fingerprint: str, layer: str, n_clusters: int) -> list[np.ndarray]:
+    """The channels of ``layer`` of a stored run in ``n_clusters`` clusters, computed once per process."""
+    res = result(fingerprint)
+    return study3.cluster_channels(res, study3.layers_of(res)[layer], n_clusters)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -36,31 +45,15 @@ st.markdown(
     "|contribution|**."
 )
 
-gan_models = [card.name for card in list_models() if card.family == "gan"]
-if not gan_models:
-    st.info("No GAN weights are bundled in `assets/`, so there is nothing to show. Train them with "
-            "`python -m msa_core.zoo.train gan-digits-s0` (a few minutes on one core).")
-    st.stop()
-
-name = st.selectbox("GAN model", gan_models, key="gan_model",
-                    help="Conditional DCGANs on sklearn digits upsampled to 32x32, one per seed.")
+study = study_run(
+    "gan", "gan", study3.study_request(gan.name_of(0), QUICK_PERMUTATIONS),
+    f"Runs {QUICK_PERMUTATIONS} permutations of every channel of every layer on the model's fixed latents.",
+    "No GAN weights are bundled in `assets/`, so there is nothing to show. Train them with "
+    "`python -m msa_core.zoo.train gan-digits-s0` (a few minutes on one core).",
+    "No finished run of **{name}** yet. Launch the small one above, or a larger one on the **Run** page "
+    "(granularity *channels of every layer* shows the whole hierarchy).")
+name, fingerprint, res = study.name, study.fingerprint, study.result
 loaded = model(name)
-st.caption(loaded.card.description)
-entries = [entry for entry in runs() if entry["request"]["model"] == name]
-
-with st.expander("Launch a small run of this model here" if entries else "Launch a small run", expanded=not entries):
-    st.markdown(f"Runs {QUICK_PERMUTATIONS} permutations of every channel of every layer on the model's "
-                f"{loaded.card.facts.get('images', 32)} fixed latents (about 10 s). Larger budgets go "
-                "through the **Run** page, in the background.")
-    quick_run_button(study3.study_request(name, QUICK_PERMUTATIONS), "gan_quick_run", "Estimating the channel modes…")
-
-if not entries:
-    st.info(f"No finished run of **{name}** yet. Launch the small one above, or a larger one on the **Run** page "
-            "(granularity *channels of every layer* shows the whole hierarchy).")
-    st.stop()
-
-fingerprint = pick_run("Finished run", "gan_run", entries)
-res = picked_result(fingerprint)
 if res.modes.ndim not in (4, 5):
     st.warning(f"This run's output has shape {list(res.output_shape)}, not images; pick a run with output *image*.")
     st.stop()
@@ -75,9 +68,9 @@ st.caption(f"Sample {sample} asks for the digit **{digit_labels[sample]}**. "
 groups = study3.layers_of(res)
 layers = list(groups)
 clustered = [layer for layer in layers if len(groups[layer]) > 1]  # hidden layers (the output has one channel)
-tab_hierarchy, tab_gallery, tab_lesion = st.tabs(["Layer hierarchy", "Channel gallery", "Cluster lesion"])
 
-with tab_hierarchy, explained_errors("The layer summary"):
+
+def hierarchy_tab() -> None:
     summaries = summaries_of(fingerprint)
     st.plotly_chart(study3.layer_summary_figure(summaries), key="gan_summary")
     st.dataframe(pd.DataFrame([s.row() for s in summaries]), hide_index=True)
@@ -89,32 +82,39 @@ with tab_hierarchy, explained_errors("The layer summary"):
     st.caption("Each layer's summed mode is what the layer paints as a whole; with the output channel they add up "
                "to the generated image minus the all-lesioned one.")
 
-with tab_gallery, explained_errors("The gallery"):
+
+def gallery_tab() -> None:
     layer = st.selectbox("Layer", layers, index=layers.index(clustered[-1]) if clustered else 0,
                          key="gan_gallery_layer")
     st.plotly_chart(study3.gallery_figure(res, layer, sample), key="gan_gallery")
     st.caption("Channels ordered by |mode| in this sample; red adds ink, blue removes it; one colour scale per layer.")
 
-with tab_lesion, explained_errors("The cluster lesion"):
+
+def lesion_tab() -> None:
     left, right = st.columns(2)
     if not clustered:
         st.info("No layer of this run has more than one channel to cluster.")
-    else:
-        where = left.selectbox("Cluster the channels of", clustered, index=len(clustered) - 1,
-                               key="gan_cluster_layer")
-        n_clusters = right.slider("Clusters", 2, 12, study3.SHOWCASE_CLUSTERS, key="gan_n_clusters")
-        clusters = study3.cluster_channels(res, groups[where], n_clusters)
-        options = list(range(len(clusters)))
-        chosen = st.selectbox(
-            "Cluster (largest |contribution| first)", options, key="gan_cluster",
-            format_func=lambda k: f"cluster {k + 1}: {len(clusters[k])} channels "
-                                  f"({', '.join(res.player_names[i].rpartition('.')[2] for i in clusters[k][:8])}"
-                                  f"{', …' if len(clusters[k]) > 8 else ''})")
-        extra = st.multiselect("Lesion these channels too", res.player_names, key="gan_extra")
-        players = sorted(set(clusters[chosen].tolist()) | {res.player_names.index(p) for p in extra})
-        request = res.meta.get("request") or {}
-        game = lesion_game(name, request.get("units"), request.get("output"), request.get("lesion", "zero"))
-        lesion = study3.cluster_lesion(game, players)
-        st.plotly_chart(study3.lesion_figure(lesion, sample), key="gan_lesion")
-        st.markdown(f"Half of the total |difference| (all samples) lies in **{lesion.concentration():.1%}** of the "
-                    "pixels: the lesion edits a confined region, not the whole image.")
+        return
+    where = left.selectbox("Cluster the channels of", clustered, index=len(clustered) - 1, key="gan_cluster_layer")
+    n_clusters = right.slider("Clusters", 2, 12, study3.SHOWCASE_CLUSTERS, key="gan_n_clusters")
+    clusters = clusters_of(fingerprint, where, n_clusters)
+    chosen = st.selectbox(
+        "Cluster (largest |contribution| first)", list(range(len(clusters))), key="gan_cluster",
+        format_func=lambda k: f"cluster {k + 1}: {len(clusters[k])} channels "
+                              f"({', '.join(res.player_names[i].rpartition('.')[2] for i in clusters[k][:8])}"
+                              f"{', …' if len(clusters[k]) > 8 else ''})")
+    extra = st.multiselect("Lesion these channels too", res.player_names, key="gan_extra")
+    players = sorted(set(clusters[chosen].tolist()) | {res.player_names.index(p) for p in extra})
+    request = res.meta.get("request") or {}
+    game = lesion_game(name, request.get("units"), request.get("output"), request.get("lesion", "zero"))
+    lesion = study3.cluster_lesion(game, players)
+    st.plotly_chart(study3.lesion_figure(lesion, sample), key="gan_lesion")
+    st.markdown(f"Half of the total |difference| (all samples) lies in **{lesion.concentration():.1%}** of the "
+                "pixels: the lesion edits a confined region, not the whole image.")
+
+
+tabs = st.tabs(TAB_NAMES, key="gan_tab", on_change="rerun")  # only the open tab is computed and drawn
+for tab, tab_name, draw in zip(tabs, TAB_NAMES, (hierarchy_tab, gallery_tab, lesion_tab)):
+    if tab.open:
+        with tab, explained_errors(tab_name):
+            draw()

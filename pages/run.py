@@ -1,4 +1,5 @@
-"""Run: choose a model, units, lesion, output, estimator and budget; launch; watch progress; manage cached runs."""
+"""Run: choose a model, units, lesion, output, estimator and budget; see what it will cost before launch;
+launch it in the background (progress in the sidebar's jobs panel); manage cached runs."""
 
 from __future__ import annotations
 
@@ -9,13 +10,26 @@ import streamlit as st
 
 from msa_core import METHODS
 from msa_core.deployment import deployment
-from msa_core.runs import RunRequest
+from msa_core.errors import MSAInputError
+from msa_core.runs import RunRequest, fingerprint_of
+from msa_core.runs.budget import format_bytes, plan_run
 from msa_core.zoo import HF_PREFIX, list_models
+from pages.common import (
+    COMPARED_RUNS,
+    CURRENT_RUN,
+    explained_errors,
+    format_seconds,
+    model,
+    output_help,
+    probe,
+    run_label,
+    runs,
+    show_notice,
+    store,
+    submit_job,
+    timestamp,
+)
 
-from pages.common import (COMPARED_RUNS, CURRENT_RUN, explained_errors, format_seconds, jobs, model, run_label,
-                          runs, store, timestamp)
-
-JOBS = "submitted_jobs"  # session key: fingerprints of the jobs this session launched
 HF_CHOICE = "Local Hugging Face checkpoint…"
 LESION_HELP = {"zero": "zero: a lesioned unit outputs 0 (the paper's lesion)",
                "mean": "mean: a lesioned unit outputs its mean over the model's inputs"}
@@ -27,8 +41,26 @@ def unit_names(name: str, granularity: str) -> list[str]:
     return model(name).game(granularity).player_names
 
 
+def plan_box(request: RunRequest, name: str) -> bool:
+    """What the request will cost (evaluations, estimator, time, memory) or why it cannot run; True if it can."""
+    try:
+        plan = plan_run(request, probe(name, request.units, request.output, request.lesion))
+        deployment().check_budget(plan.evaluations)  # a shared server's cap (MSA_DEPLOYMENT=shared)
+    except MSAInputError as err:
+        st.error(f"This budget cannot run: {err}", icon=":material/block:")
+        return False
+    st.markdown(f"**{plan.evaluations:,} evaluations** of {plan.n_players} units")
+    st.markdown(f"Estimator: {plan.reason}.")
+    st.markdown(f"Time: about **{format_seconds(plan.seconds)}** of model evaluations (measured: "
+                f"{plan.seconds / max(plan.evaluations, 1) * 1e3:.2g} ms each), plus a few seconds to start the "
+                "worker.")
+    st.markdown(f"Estimator memory: about **{format_bytes(plan.memory_bytes)}**.")
+    return True
+
+
 def launch_form(name: str) -> None:
-    """Granularity, units, lesion, output, method and budget of a run of model ``name``; submit it.
+    """Granularity, units, lesion, output, method and budget of a run of model ``name``; its plan beside the
+    form (checked before launch); submit it to the background worker.
 
     ``name`` is a bundled model or ``hf:<folder>``, a local Hugging Face checkpoint."""
     loaded = model(name)
@@ -38,75 +70,56 @@ def launch_form(name: str) -> None:
     names = unit_names(name, granularity)
     shown = ", ".join(names[:6]) + (f", … {names[-1]}" if len(names) > 6 else "")
     st.markdown(f"**{len(names)} units** (players): {shown}")
-    with st.form("launch"):
+    form, plan_column = st.columns([3, 2])
+    with form:
         left, right = st.columns(2)
         output = left.selectbox("Output (the game's value)", card.outputs, key="run_output",
                                 help="What the model produces under each lesion; the modes have its shape.")
+        left.caption(output_help(output))
         lesion = right.selectbox("Lesion", list(LESION_HELP), format_func=LESION_HELP.get, key="run_lesion")
-        method = left.selectbox("Method", METHODS, key="run_method", help="auto: exact when all 2^N coalitions fit the budget, "
-                                "else the most accurate sampler per evaluation.")
-        permutations = right.number_input("Budget: permutations", min_value=1, value=100, step=10, key="run_permutations",
+        method = left.selectbox("Method", METHODS, key="run_method", help="auto: exact when all 2^N coalitions "
+                                "fit the budget, else the most accurate sampler per evaluation.")
+        permutations = right.number_input("Budget: permutations", min_value=0, value=100, step=10,
+                                          key="run_permutations",
                                           help="A permutation costs about N evaluations; the paper used 1,000.")
-        evaluations = left.number_input("Cap on evaluations (0 = none)", min_value=0, value=0, step=1000, key="run_evaluations")
+        evaluations = left.number_input("Cap on evaluations (0 = none)", min_value=0, value=0, step=1000,
+                                        key="run_evaluations")
         seed = right.number_input("Seed", min_value=0, value=0, step=1, key="run_seed")
-        submitted = st.form_submit_button("Launch run", type="primary")
-    if submitted:
+    with plan_column, st.container(border=True):
+        st.markdown("**Before launch**")
+        request, runnable = None, False
+        with explained_errors("Checking the budget"):
+            try:
+                request = RunRequest(model=name, units=granularity, output=output, lesion=lesion, method=method,
+                                     n_permutations=int(permutations) if method != "exact" else None,
+                                     max_evaluations=int(evaluations) or None, seed=int(seed))
+            except MSAInputError as err:
+                st.error(f"This budget cannot run: {err}", icon=":material/block:")
+            else:
+                runnable = plan_box(request, name)
+    if st.button("Launch run", type="primary", disabled=not runnable) and request is not None:
         with explained_errors("Launching the run"):
-            request = RunRequest(model=name, units=granularity, output=output, lesion=lesion, method=method,
-                                 n_permutations=int(permutations), max_evaluations=int(evaluations) or None,
-                                 seed=int(seed))
-            deployment().check_budget(request.budget(len(names)))
-            fingerprint = jobs().submit(request)
-            submitted_jobs = st.session_state.setdefault(JOBS, [])
-            if fingerprint not in submitted_jobs:
-                submitted_jobs.insert(0, fingerprint)
-            st.toast("Run launched")
+            launch(request)
+    show_notice()
 
 
-def job_rows() -> bool:
-    """Progress of this session's jobs; True while any is still queued or running."""
-    active = False
-    for fingerprint in st.session_state.get(JOBS, []):
-        status = jobs().status(fingerprint)
-        state = status.state
-        label = f"`{fingerprint[:8]}` · {state}"
-        if state == "cancelled":
-            st.info(f"Run `{fingerprint[:8]}` was cancelled ({status.error}); launching it again resumes it.")
-            continue
-        if state == "failed":
-            st.error(f"Run `{fingerprint[:8]}` failed: {status.error}")
-            continue
-        fraction = min(1.0, status.done / status.total) if status.total else 0.0
-        finished = state == "done"
-        active = active or state in ("queued", "running")
-        stderr = f" · max stderr {status.max_stderr:.3g}" if status.max_stderr is not None else ""
-        eta = "" if finished else f" · about {format_seconds(status.eta_seconds)} left"
-        total = f"{status.total:,}" if status.total else "?"
-        st.progress(fraction, text=f"{label} · {status.done:,} / {total} evaluations{stderr}{eta}")
-        if finished and st.button("Open in Shapley modes", key=f"open-{fingerprint}"):
-            st.session_state[CURRENT_RUN] = fingerprint
-            st.switch_page("pages/modes.py")
-        if active and st.button("Cancel", key=f"cancel-{fingerprint}"):
-            jobs().cancel(fingerprint)
-    return active
-
-
-def progress_panel() -> None:
-    """This session's jobs, polled every second by a fragment while one is queued or running."""
-    submitted = st.session_state.get(JOBS, [])
-    if not submitted:
-        return
-    with explained_errors("Reading the progress"):
-        polling = any(jobs().status(fingerprint).state in ("queued", "running") for fingerprint in submitted)
-
-    @st.fragment(run_every=1.0 if polling else None)
-    def panel() -> None:
-        with explained_errors("Reading the progress"):
-            if not job_rows() and polling:  # the last job just ended: refresh the page so the run list shows it
-                st.rerun(scope="app")
-
-    st.subheader("Progress")
-    panel()
+def launch(request: RunRequest) -> None:
+    """Submit ``request`` to the background worker, saying when it is cached, failed before or resumes."""
+    fingerprint = fingerprint_of(request)
+    before = store().progress(fingerprint) or {}
+    if fingerprint in store():
+        st.session_state[CURRENT_RUN] = fingerprint
+        notice = ("success", "This exact run is already in the store: nothing to compute. Open it in the jobs "
+                             "panel or in the table below.")
+    elif before.get("state") == "failed":
+        notice = ("warning", f"This run failed before ({before.get('error')}); it is launched again and retries "
+                             "from the start. Follow it in the jobs panel (sidebar).")
+    elif store().has_checkpoint(fingerprint):
+        notice = ("info", "This run was stopped before; it resumes from its last checkpoint. Follow it in the "
+                          "jobs panel (sidebar).")
+    else:
+        notice = ("info", "Run launched in the background: follow it in the jobs panel (sidebar).")
+    submit_job(request, notice)
 
 
 def cached_runs() -> None:
@@ -161,6 +174,5 @@ if choice == HF_CHOICE:
 else:
     with explained_errors(f"Preparing {choice}"):
         launch_form(choice)
-progress_panel()
 with explained_errors("Listing the cached runs"):
     cached_runs()

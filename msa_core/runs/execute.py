@@ -17,6 +17,7 @@ from msa_core.estimators.dispatch import run_plan
 from msa_core.estimators.plan import CheckpointSummary, RunPlan
 from msa_core.estimators.runner import Progress, resolve_backend
 from msa_core.result import ModesResult
+from msa_core.runs.budget import probe_game, progress_batch_size
 from msa_core.runs.preflight import check_run
 from msa_core.runs.request import RunRequest
 from msa_core.runs.store import RunStore
@@ -73,19 +74,23 @@ class ProgressRecorder:
     ``eta_seconds``, ``pid``.
     """
 
-    def __init__(self, store: RunStore, fingerprint: str, callback: Progress | None):
+    def __init__(self, store: RunStore, fingerprint: str, callback: Progress | None,
+                 request: RunRequest | None = None):
         self.store, self.fingerprint, self.callback = store, fingerprint, callback
-        self.fields: dict[str, Any] = {"state": "running", "done": 0, "total": None, "resumed_from": 0, "max_stderr": None,
-                             "eta_seconds": None, "error": None, "pid": os.getpid(), "started": time.time()}
-        self._first_done: int | None = None
+        previous = store.progress(fingerprint) or {}
+        self.fields: dict[str, Any] = {
+            "state": "running", "done": 0, "total": None, "resumed_from": 0, "max_stderr": None,
+            "eta_seconds": None, "error": None, "pid": os.getpid(), "started": time.time(),
+            "request": request.to_dict() if request is not None else previous.get("request"),
+            "submitted": previous.get("submitted", time.time())}
+        self._start_done, self._start_at = 0, time.time()
         self._written = 0.0
 
     def __call__(self, done: int, total: int) -> None:
         now = time.time()
-        if self._first_done is None:
-            self._first_done, self._first_at = done, now
-        elif done > self._first_done:
-            rate = (done - self._first_done) / max(now - self._first_at, 1e-9)
+        done = max(done, int(self.fields["done"] or 0))  # monotone, whatever order blocks report in
+        if done > self._start_done:  # the rate since the estimation started: an ETA from the first block on
+            rate = (done - self._start_done) / max(now - self._start_at, 1e-9)
             self.fields["eta_seconds"] = (total - done) / rate
         self.fields.update(done=done, total=total)
         if now - self._written >= PROGRESS_WRITE_SECONDS or done >= total:
@@ -97,6 +102,12 @@ class ProgressRecorder:
         """Note the checkpoint the run starts from."""
         self.fields.update(resumed_from=summary.used, done=summary.used, total=summary.plan.budget,
                            max_stderr=summary.max_stderr())
+        self.estimating()
+
+    def estimating(self, total: int | None = None) -> None:
+        """Note that the game is built and the estimation starts now (the ETA counts from here)."""
+        self.fields["total"] = self.fields["total"] or total
+        self._start_done, self._start_at = int(self.fields["done"] or 0), time.time()
         self.write()
 
     def checkpointed(self, state: State) -> None:
@@ -153,12 +164,12 @@ def execute(request: RunRequest, store: RunStore, progress: Progress | None = No
         result = store.get(fingerprint)
         if result is not None:
             return result
+        recorder = ProgressRecorder(store, fingerprint, progress, request)  # jobs wrote "queued"
         recipe = ZooGame(request.model, request.units, request.output, request.lesion)
         game = recipe.build()  # on the GPU when there is one
         family = request.family().fingerprint(loaded)
         exact = request.method == "exact"  # its own limit, N <= 20, is checked by the plan
         check_run(game, 0 if exact else request.budget(game.n_players), store)  # before any record
-        recorder = ProgressRecorder(store, fingerprint, progress)
         try:
             plan = request.plan(game.n_players)
             if plan.extendable:
@@ -167,13 +178,15 @@ def execute(request: RunRequest, store: RunStore, progress: Progress | None = No
             resume = resume_or_restart(plan, checkpoint.load())
             if resume is None:
                 store.drop_checkpoint(fingerprint)
-                recorder.write()
+                recorder.estimating(plan.budget)
             else:
                 recorder.resumed(resume[1])
             wall_start = time.perf_counter()
+            # game calls of about a second each, so progress is reported that often (same results)
+            batch = progress_batch_size(probe_game(game, 4, repeats=1)) if backend != "ray" else None
             where = resolve_backend(backend)
             played = where.game(recipe if backend == "ray" else game, None)  # Ray workers build their own
-            result = run_plan(plan, played, where, resume, progress=recorder, checkpoint=checkpoint,
+            result = run_plan(plan, played, where, resume, batch_size=batch, progress=recorder, checkpoint=checkpoint,
                               wall_start=wall_start)
         except Exception as err:
             recorder.finish("failed", error=str(err) or type(err).__name__)

@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,8 @@ class JobStatus:
     error: str | None = None
     fingerprint: str = ""
     request: RunRequest | InteractionRequest | None = None
+    submitted: float | None = None  # epoch seconds
+    here: bool = False  # submitted to this manager (it can cancel it); else a run of another process
 
 
 @dataclass
@@ -113,6 +116,10 @@ class JobManager:
             if fingerprint in self.store:
                 job.state = "done"
                 return fingerprint
+            previous = self.store.progress(fingerprint) or {}
+            self.store.set_progress(fingerprint, state="queued", request=request.to_dict(), submitted=time.time(),
+                                    done=int(previous.get("done") or 0), total=previous.get("total"),
+                                    max_stderr=previous.get("max_stderr"), pid=os.getpid())
             self._queue.append(fingerprint)
             self._schedule()
             if self._scheduler is None or not self._scheduler.is_alive():
@@ -140,11 +147,22 @@ class JobManager:
         if state in ("failed", "cancelled") and error is None:
             error = record.get("error")
         done, total = int(record.get("done") or 0), record.get("total")
+        request = job.request if job is not None else _request_of(record)
         return JobStatus(
             state=state, done=total if state == "done" and total else done, total=total,
             max_stderr=record.get("max_stderr"), eta_seconds=record.get("eta_seconds") if state == "running" else None,
-            error=error, fingerprint=fingerprint, request=job.request if job is not None else None,
+            error=error, fingerprint=fingerprint, request=request, submitted=record.get("submitted"),
+            here=job is not None,
         )
+
+    def recorded(self, limit: int = 20) -> list[JobStatus]:
+        """Statuses of the runs whose progress the store holds (this manager's, other apps' and the CLI's),
+        the ``limit`` most recently submitted first."""
+        records = []
+        for fingerprint in self.store.progress_fingerprints():
+            record = self.store.progress(fingerprint) or {}
+            records.append((record.get("submitted") or record.get("started") or 0.0, fingerprint))
+        return [self.status(fingerprint) for _, fingerprint in sorted(records, reverse=True)[:limit]]
 
     def cancel(self, fingerprint: str) -> None:
         """Stop a queued or running run (a running one keeps its last checkpoint); finished runs are left alone.
@@ -163,6 +181,9 @@ class JobManager:
             else:
                 return
             job.state, job.error = "cancelled", "cancelled by the user"
+            record = self.store.progress(fingerprint) or {}
+            self.store.set_progress(fingerprint, **{**record, "state": "cancelled", "error": job.error,
+                                                    "eta_seconds": None})
 
     def jobs(self) -> list[JobStatus]:
         """Statuses of every run submitted here, in submission order."""
@@ -224,8 +245,30 @@ class JobManager:
             raise MSAInputError(f"no run {fingerprint[:12]} was submitted here or recorded in {self.store.directory}")
         if record.get("state") == "running" and not self.store.running(fingerprint):
             return "cancelled", "interrupted; submitting it again resumes from its last checkpoint"
+        if record.get("state") == "queued" and not _alive(record.get("pid")):
+            return "cancelled", "its app stopped before it started; submitting it again starts it"
         state = record.get("state")
         return (state if state in STATES else "failed"), record.get("error")
+
+
+def _request_of(record: dict[str, Any]) -> RunRequest | None:
+    try:
+        return RunRequest.from_dict(record["request"]) if record.get("request") else None
+    except (MSAInputError, TypeError):
+        return None
+
+
+def _alive(pid: Any) -> bool:
+    """Whether process ``pid`` of this host still runs."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _stop(process: Any) -> None:

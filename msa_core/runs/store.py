@@ -433,6 +433,11 @@ class RunStore:
                 stacklevel=2,
             )
 
+    def progress_fingerprints(self) -> tuple[str, ...]:
+        """Fingerprints of the runs that have a progress record (this process's, other apps' and the
+        CLI's); never writes."""
+        return tuple(key[len("progress:"):] for key in self.rows["work"].keys("progress:"))
+
     def progress(self, fingerprint: str) -> dict[str, Any] | None:
         """The last progress record of a run: ``state``, ``done``, ``total``, ``max_stderr``,
         ``eta_seconds``, ``resumed_from``, ``error``, ``updated`` (None if the run never started

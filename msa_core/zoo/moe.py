@@ -78,6 +78,11 @@ def encode(text: str, max_bytes: int | None = None) -> torch.Tensor:
     return torch.tensor([BOS, *data], dtype=torch.long)
 
 
+def decode(ids: torch.Tensor) -> str:
+    """The text of an id sequence ``[T]`` (BOS dropped; a letter cut in half shows as U+FFFD)."""
+    return bytes(int(i) for i in ids if int(i) != BOS).decode("utf-8", errors="replace")
+
+
 def decode_token(token: int) -> str:
     """A readable label of one token: the byte's character, its hex for bytes inside a multi-byte letter."""
     if token == BOS:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 from streamlit.testing.v1 import AppTest
 
@@ -16,20 +17,32 @@ def chart_titles(app: AppTest) -> list[str]:
 
 
 def test_empty_store_explains_and_the_small_run_fills_the_page(cache_dir, open_page):
-    """Runs the page's own 5-permutation run of seed 0 (about 10 s alone on this machine)."""
+    """Runs the page's own 5-permutation run of seed 0 in the background worker (about 15 s on this machine)."""
     app = open_page("pages/gan.py")
     assert any("No finished run" in info.value for info in app.info)
     assert not app.get("plotly_chart") and not app.error
-    next(b for b in app.button if b.label == "Run now").click().run(timeout=240)
+    promise = next(c.value for c in app.caption if "evaluations of" in c.value)
+    assert promise.startswith("562 evaluations of 113 units: about")  # 2 + 5 x 112, measured time per evaluation
+    next(b for b in app.button if b.label == "Run now").click().run()
+    assert any("Running in the background" in info.value for info in app.info)  # the page is not blocked
+    deadline = time.time() + 240
+    while not RunStore(cache_dir).list() and time.time() < deadline:
+        time.sleep(0.5)
+    app.run()
     assert not app.exception and not app.error, [e.value for e in app.error]
     titles = chart_titles(app)
     assert any(t.startswith("Layer hierarchy") for t in titles)
     assert any(t.startswith("Per-layer summed modes of sample 0") for t in titles)
-    assert any(t.startswith("up16.relu: channel modes of sample 0") for t in titles)
-    assert any(t.startswith("Cluster lesion, sample 0") for t in titles)
     table = app.dataframe[0].value
     assert table["layer"].tolist() == ["up4.relu", "up8.relu", "up16.relu", "out.act"]
     assert any("median spectral centroid" in md.value for md in app.markdown)
+    assert not any(t.startswith("Cluster lesion") for t in titles)  # closed tabs are not computed
+    app.session_state["gan_tab"] = "Channel gallery"
+    app.run()
+    assert any(t.startswith("up16.relu: channel modes of sample 0") for t in chart_titles(app))
+    app.session_state["gan_tab"] = "Cluster lesion"
+    app.run()
+    assert any(t.startswith("Cluster lesion, sample 0") for t in chart_titles(app))
 
 
 def test_a_stored_run_can_be_browsed_by_sample_layer_and_cluster(cache_dir, open_page):
@@ -39,11 +52,14 @@ def test_a_stored_run_can_be_browsed_by_sample_layer_and_cluster(cache_dir, open
     app.selectbox(key="gan_model").select(gan.name_of(1)).run()
     assert not app.exception and app.selectbox(key="gan_run").value
     app.slider(key="gan_sample").set_value(7).run()
+    app.session_state["gan_tab"] = "Channel gallery"
+    app.run()
     app.selectbox(key="gan_gallery_layer").select("up4.relu").run()
+    assert any(t.startswith("up4.relu: channel modes of sample 7") for t in chart_titles(app))
+    app.session_state["gan_tab"] = "Cluster lesion"
+    app.run()
     app.selectbox(key="gan_cluster").select(1).run()
     app.multiselect(key="gan_extra").select("up8.relu.c0").run()
     assert not app.exception and not app.error, [e.value for e in app.error]
-    titles = chart_titles(app)
-    assert any(t.startswith("up4.relu: channel modes of sample 7") for t in titles)
-    assert any(t.startswith("Cluster lesion, sample 7") for t in titles)
+    assert any(t.startswith("Cluster lesion, sample 7") for t in chart_titles(app))
     assert any("digit **7**" in caption.value for caption in app.caption)

@@ -33,7 +33,7 @@ def test_launch_a_run_see_its_heatmap_and_toggle_a_lesion(tmp_path):
 
         rerun_after(page, lambda: go_to(page, "Run"))
         rerun_after(page, lambda: select_option(page, "Model", MODEL))
-        page.get_by_text("32 units").wait_for()
+        page.get_by_text("32 units", exact=True).wait_for()
         page.get_by_role("spinbutton", name="Budget: permutations").fill("4")
         page.get_by_role("button", name="Launch run").click()
         page.get_by_role("button", name="Open in Shapley modes").wait_for(timeout=120_000)
@@ -88,3 +88,37 @@ def test_a_shared_link_is_a_fresh_servers_first_request(tmp_path):
         navigation = page.get_by_test_id("stSidebarNav").inner_text()
         assert "Shapley modes" in navigation and "common" not in navigation
         assert "order=cluster" in page.url and f"run={run[:12]}" in page.url
+
+
+def test_experts_page_renders_a_cached_run_and_a_reload_mid_run_shows_the_job(tmp_path):
+    """About 60 s: a small MoE run is stored first (not timed); the Experts page draws its matrix without
+    computing any lesion; a GAN run launched on the Run page is still listed, running, in the sidebar's jobs
+    panel after a reload, and can be cancelled there."""
+    from msa_core.runs import RunRequest, RunStore, execute
+
+    execute(RunRequest("moe-fortunes-5lang", units="experts (all layers)", output="target_logprob",
+                       method="permutation", n_permutations=2), RunStore(tmp_path / "cache"))
+    with dashboard(tmp_path / "cache") as url, browser_page() as page:
+        page.goto(url)
+        wait_idle(page)
+        rerun_after(page, lambda: go_to(page, "Experts"))
+        page.locator(".js-plotly-plot .heatmaplayer").first.wait_for()
+        assert "L3.E7" in page.locator(".js-plotly-plot").first.inner_text()
+        assert not page.get_by_text("Greedy continuation").count()  # the lesion tab is not computed unopened
+        assert not page.get_by_test_id("stException").count()
+
+        rerun_after(page, lambda: go_to(page, "Run"))
+        rerun_after(page, lambda: select_option(page, "Model", "gan-digits-s0"))
+        page.get_by_text("113 units", exact=True).wait_for()
+        rerun_after(page, lambda: page.get_by_role("spinbutton", name="Budget: permutations").fill("200"))
+        page.get_by_role("button", name="Launch run").click()
+        sidebar = page.get_by_test_id("stSidebar")
+        sidebar.get_by_text("gan-digits-s0 · channels of every layer", exact=False).wait_for()
+        page.reload()
+        wait_idle(page)
+        row = sidebar.get_by_test_id("stMarkdownContainer").filter(has_text="gan-digits-s0").first
+        row.wait_for()
+        assert any(state in row.inner_text() for state in ("queued", "running"))
+        sidebar.get_by_role("button", name="Cancel").click()
+        sidebar.get_by_text("stopped", exact=False).first.wait_for(timeout=60_000)
+        assert not page.get_by_test_id("stException").count()

@@ -28,6 +28,10 @@ def test_jobs_queue_run_report_progress_and_cancel_in_worker_processes(store):
     failing = manager.submit(small_request(method="exact", n_permutations=None))  # 32 players: too many for exact
     assert manager.status(short_run).state == "queued"  # one worker at a time, first in first out
     assert manager.submit(small_request(seed=3)) == short_run  # already queued: not queued twice
+    elsewhere = JobManager(store)  # another app (or a reloaded one) reads the jobs from the store
+    listed = {status.fingerprint: status for status in elsewhere.recorded()}
+    assert set(listed) == {long_run, short_run, failing} and not any(s.here for s in listed.values())
+    assert listed[short_run].state == "queued" and listed[short_run].request == small_request(seed=3)
 
     # progress is published before the first checkpoint is written: on a loaded machine the gap is long
     running = wait_for_state(manager, long_run, ("running",),
@@ -48,6 +52,8 @@ def test_jobs_queue_run_report_progress_and_cancel_in_worker_processes(store):
     assert failed.state == "failed" and "exact" in failed.error and "N <= 20" in failed.error
     assert [status.fingerprint for status in manager.jobs()] == [long_run, short_run, failing]
     assert store.has_checkpoint(long_run)  # a cancelled run keeps its last checkpoint and resumes later
+    listed = {status.fingerprint: status.state for status in elsewhere.recorded()}
+    assert listed == {long_run: "cancelled", short_run: "done", failing: "failed"}
 
 
 def test_a_stored_result_starts_no_worker(store):
@@ -56,7 +62,8 @@ def test_a_stored_result_starts_no_worker(store):
     assert manager.submit(small_request()) == fingerprint
     status = manager.status(fingerprint)
     assert status == JobStatus(state="done", done=status.total, total=status.total, max_stderr=status.max_stderr,
-                               eta_seconds=None, error=None, fingerprint=fingerprint, request=small_request())
+                               eta_seconds=None, error=None, fingerprint=fingerprint, request=small_request(),
+                               submitted=status.submitted, here=True)
     assert status.total > 0 and manager._scheduler is None
 
 

@@ -1,0 +1,107 @@
+"""The jobs panel in the sidebar of every page: the store's recent runs (this app's, other apps'
+and the CLI's), with progress, ETA, max stderr, cancel, resume and errors in words. It reads the
+store, so it survives reloads; it polls once a second while a job is queued or running."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from msa_core.runs import JobStatus
+from pages.common import CURRENT_RUN, explained_errors, format_seconds, jobs
+
+SHOWN_JOBS = 6  # the most recently submitted jobs the panel lists
+ACTIVE = ("queued", "running")
+STATE_WORDS = {
+    "queued": "queued",
+    "running": "running",
+    "done": "done",
+    "failed": "failed",
+    "cancelled": "stopped",
+}
+
+
+def job_title(status: JobStatus) -> str:
+    """``model · units · state``: what a job is, in one line."""
+    request = status.request
+    what = (
+        f"{request.model} · {request.units or 'default units'}"
+        if request is not None
+        else status.fingerprint[:8]
+    )
+    return f"**{what}** · {STATE_WORDS.get(status.state, status.state)}"
+
+
+def job_progress(status: JobStatus) -> tuple[float, str]:
+    """The bar's fraction and text: evaluations done/total, ETA, max stderr."""
+    if status.state == "queued":
+        return 0.0, "waiting for the worker"
+    if status.total is None:
+        return 0.0, "starting: loading the model and building the game"
+    fraction = min(1.0, status.done / status.total) if status.total else 0.0
+    text = f"{status.done:,} / {status.total:,} evaluations"
+    if status.state == "running":
+        text += (
+            f" · about {format_seconds(status.eta_seconds)} left"
+            if status.eta_seconds is not None
+            else " · time left: after the first block"
+        )
+    if status.max_stderr is not None:
+        text += f" · max stderr {status.max_stderr:.3g}"
+    return fraction, text
+
+
+def job_row(status: JobStatus) -> None:
+    """One job: title, bar, error in words, and its buttons."""
+    fingerprint = status.fingerprint
+    st.markdown(job_title(status))
+    fraction, text = job_progress(status)
+    st.progress(fraction, text=text)
+    if status.state == "failed":
+        st.error(f"It failed: {status.error}", icon=":material/error:")
+    elif status.state == "cancelled":
+        st.caption(f"Stopped ({status.error}). Resuming continues from its last checkpoint.")
+    buttons = st.container(horizontal=True)
+    if (
+        status.state in ACTIVE
+        and status.here
+        and buttons.button("Cancel", key=f"jobs-cancel-{fingerprint}")
+    ):
+        jobs().cancel(fingerprint)
+        st.rerun(scope="app")
+    if status.state in ACTIVE and not status.here:
+        st.caption("Started by another process (the CLI or another app): stop it there.")
+    if status.state in ("failed", "cancelled") and status.request is not None:
+        label = "Retry" if status.state == "failed" else "Resume"
+        if buttons.button(label, key=f"jobs-resume-{fingerprint}"):
+            jobs().submit(status.request)
+            st.rerun(scope="app")
+    if status.state == "done" and buttons.button(
+        "Open in Shapley modes", key=f"jobs-open-{fingerprint}"
+    ):
+        st.session_state[CURRENT_RUN] = fingerprint
+        st.switch_page("pages/modes.py")
+
+
+def jobs_panel() -> None:
+    """The sidebar's jobs: polled every second while one is active; when the last one ends the
+    whole page reruns, so the page's run lists show the new result."""
+    with explained_errors("Reading the jobs"):
+        polling = any(status.state in ACTIVE for status in jobs().recorded(SHOWN_JOBS))
+
+    @st.fragment(run_every=1.0 if polling else None)
+    def panel() -> None:
+        with explained_errors("Reading the jobs"):
+            statuses = jobs().recorded(SHOWN_JOBS)
+            if not statuses:
+                st.caption(
+                    "No jobs yet. Runs launched here or with the CLI on this store show up here."
+                )
+                return
+            for status in statuses:
+                with st.container(border=True):
+                    job_row(status)
+            if polling and not any(status.state in ACTIVE for status in statuses):
+                st.rerun(scope="app")  # the last job just ended
+
+    st.subheader("Jobs")
+    panel()
