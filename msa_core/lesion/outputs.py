@@ -6,6 +6,8 @@ target, else 0.0), ``target_logprob`` (float32 log-probability of the target), `
 generator's output tensor as is). Targets are ``labels`` (one class per sample ``[B]``, or one per
 position ``[B, T]``); without labels, an LM fed ``input_ids [B, T]`` is scored on the next token,
 giving ``[B, T - 1]`` values per copy. A callable ``output(raw) -> tensor [C * B, ...]`` is used as is.
+Per-position targets make a ``TokenScores``, whose ``positions`` let a plan compute the LM head only
+where it is read; a ``TokenScores`` built by hand scores any positions (e.g. a task's targets).
 """
 
 from __future__ import annotations
@@ -44,9 +46,11 @@ def image_of(raw: Any) -> torch.Tensor:
     return raw
 
 
-def make_output(output: str | Callable[[Any], torch.Tensor], inputs: Inputs,
+def make_output(output: str | Callable[[Any], torch.Tensor] | TokenScores, inputs: Inputs,
                 labels: torch.Tensor | None) -> OutputFn:
     """The function mapping ``(raw output, copies)`` to values ``[copies * B, ...]``."""
+    if isinstance(output, TokenScores):
+        return output
     if callable(output):
         return lambda raw, copies: output(raw)
     if output not in NAMED_OUTPUTS:
@@ -60,9 +64,13 @@ def make_output(output: str | Callable[[Any], torch.Tensor], inputs: Inputs,
     if output == "log_probs":
         return lambda raw, copies: logits_of(raw).float().log_softmax(-1)
     targets, next_token = _targets(output, inputs, labels)
+    if targets.ndim == 2:  # a target per position: the LM head is needed only where one is scored
+        positions = torch.arange(targets.shape[1], device=targets.device)
+        return TokenScores(positions, targets, correct=output == "correct", name=output,
+                           length=targets.shape[1] + next_token)
 
     def scored(raw: Any, copies: int) -> torch.Tensor:
-        logits = logits_of(raw)[:, :-1] if next_token else logits_of(raw)
+        logits = logits_of(raw)
         wanted = repeat_batch(targets, copies)
         if logits.shape[:-1] != wanted.shape:
             raise MSAInputError(
@@ -74,6 +82,43 @@ def make_output(output: str | Callable[[Any], torch.Tensor], inputs: Inputs,
         return logits.float().log_softmax(-1).gather(-1, wanted[..., None]).squeeze(-1)
 
     return scored
+
+
+class TokenScores:
+    """Output of a language model scored at some positions: values ``[C * B, P]``.
+
+    ``positions``: long ``[P]``, the sequence positions whose logits are read (the same for every
+    sample); ``targets``: long ``[B, P]``, the token scored at each of them. Values: the float32
+    log-probability of the target (``correct=False``) or 1.0 where the argmax is the target.
+    Called on a raw output whose logits cover every position ``[C * B, T, V]`` (T = ``length`` when
+    given, else any T past the last position) or only the scored ones ``[C * B, P, V]``; plans that
+    know ``positions`` compute the LM head only there.
+    """
+
+    def __init__(self, positions: torch.Tensor, targets: torch.Tensor, correct: bool = False,
+                 name: str = "target_logprob", length: int | None = None):
+        if positions.ndim != 1 or targets.ndim != 2 or targets.shape[1] != positions.shape[0]:
+            raise MSAInputError(f"{name}: positions must be [P] and targets [B, P]; "
+                                f"got {list(positions.shape)} and {list(targets.shape)}")
+        self.positions, self.targets, self.correct, self.name = positions, targets, correct, name
+        self.length = length
+
+    def __call__(self, raw: Any, copies: int) -> torch.Tensor:
+        logits = logits_of(raw)
+        wanted = repeat_batch(self.targets, copies)
+        full = self.length or int(self.positions.max()) + 1
+        if logits.ndim == 3 and logits.shape[1] != wanted.shape[1] and (
+                logits.shape[1] == full if self.length else logits.shape[1] >= full):
+            logits = logits[:, self.positions.to(logits.device)]
+        if logits.shape[:-1] != wanted.shape:
+            raise MSAInputError(
+                f"output={self.name!r}: logits {list(logits.shape)} do not fit targets "
+                f"{list(wanted.shape)}; "
+                "labels must have the logits' shape without the last (class) dimension"
+            )
+        if self.correct:
+            return (logits.argmax(-1) == wanted).float()
+        return logits.float().log_softmax(-1).gather(-1, wanted[..., None]).squeeze(-1)
 
 
 def _targets(output: str, inputs: Inputs, labels: torch.Tensor | None) -> tuple[torch.Tensor, bool]:
