@@ -72,6 +72,9 @@ def permutation_prefixes(n: int, orders: int, seed: int = 0) -> np.ndarray:
 
 
 def no_hooks_left(model: torch.nn.Module) -> bool:
+    """No hook stays registered and no module keeps a swapped-in forward (layer sharing)."""
+    if any("forward" in m.__dict__ for m in model.modules()):
+        return False
     return not any(
         m._forward_hooks or m._forward_pre_hooks or m._forward_hooks_with_kwargs
         for m in model.modules()
@@ -101,36 +104,38 @@ def test_layer_reuse_gives_the_plain_values(family, units, lesion):
     assert no_hooks_left(model)
 
 
-def test_layer_reuse_runs_each_layer_once_per_group():
-    """Prefixes of one order over 2 layers x 4 experts: layer 0 runs once per layer-0 pattern."""
+def test_layer_reuse_runs_each_layer_once_per_group_and_shares_what_precedes_a_lesion():
+    """Prefixes of one order over 2 layers x 4 experts, in one pass: layer l runs once per distinct
+    pattern of layers <= l, and its attention (before the router, where experts are lesioned) once
+    per distinct pattern of layers < l."""
     model = build("mixtral")
     game = ModelGame(model, INPUTS, UNITS["experts"], output="target_logprob")
-    calls = [0, 0]
-    handles = [
+    assert game.plan.share
+    rows = permutation_prefixes(game.n_players, 1, seed=3)
+    game.coalitions_per_pass, game.plan.carried = len(rows), None
+    seen: dict[str, list[int]] = {"layer": [], "attention": []}
+    hooks = [
         model.model.layers[i].register_forward_hook(
-            lambda m, a, o, i=i: calls.__setitem__(i, calls[i] + 1)
+            lambda m, a, o: seen["layer"].append(o.shape[0])
         )
         for i in range(N_LAYERS)
     ]
-    rows = permutation_prefixes(game.n_players, 1, seed=3)
-    game.plan.carried = None
-    game.coalitions_per_pass = len(rows)
+    hooks += [  # inside the attention: its outputs are repeated for each copy after it ran
+        model.model.layers[i].self_attn.q_proj.register_forward_pre_hook(
+            lambda m, a: seen["attention"].append(a[0].shape[0])
+        )
+        for i in range(N_LAYERS)
+    ]
     try:
         game(rows)
     finally:
-        for handle in handles:
-            handle.remove()
-    assert calls == [1, 1]  # one pass: one call per layer
-    # rows through layer 0 = distinct layer-0 patterns among the prefixes
-    distinct0 = len({tuple(r[:4]) for r in rows})
-    seen = []
-    hook = model.model.layers[0].register_forward_hook(lambda m, a, o: seen.append(o.shape[0]))
-    game.plan.carried = None
-    try:
-        game(rows)
-    finally:
-        hook.remove()
-    assert seen == [distinct0 * INPUTS["input_ids"].shape[0]] and distinct0 < len(rows)
+        for hook in hooks:
+            hook.remove()
+    patterns = [len({tuple(r[: 4 * (i + 1)]) for r in rows}) for i in range(N_LAYERS)]
+    samples = INPUTS["input_ids"].shape[0]
+    assert seen["layer"] == [p * samples for p in patterns]
+    assert seen["attention"] == [p * samples for p in [1, *patterns[:-1]]]
+    assert patterns[0] < len(rows) and no_hooks_left(model)
 
 
 @pytest.mark.parametrize("prefix_reuse", [True, False])

@@ -22,7 +22,9 @@ on the intact model (checked once, at construction); otherwise ``layer_plan`` re
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -34,7 +36,8 @@ from msa_core.lesion.hooks import Hook, attached
 from msa_core.lesion.inputs import Inputs, batch_size, call_model, repeat_batch
 from msa_core.lesion.outputs import logits_of
 from msa_core.lesion.plans import Plan
-from msa_core.lesion.sites import Site, first_tensor
+from msa_core.lesion.sites import ExpertSite, Site, first_tensor
+from msa_core.units import Experts
 
 CACHES = (
     "cache",
@@ -134,6 +137,101 @@ def _pick(x: torch.Tensor, groups: np.ndarray, rows: int) -> torch.Tensor:
     return x.unflatten(0, (-1, rows)).index_select(0, index).flatten(0, 1)
 
 
+class Sharing:
+    """Forwards of a layer's modules for ``copies`` copies whose inputs agree within each parent:
+    ``rep [P]`` is one copy per parent, ``expand [copies]`` each copy's parent among them."""
+
+    def __init__(self, copies: int, rep: torch.Tensor, expand: torch.Tensor):
+        self.copies, self.rep, self.expand = copies, rep, expand
+
+    def _down(self, value: Any, rows: int) -> Any:
+        if isinstance(value, torch.Tensor) and value.ndim and value.shape[0] == rows:
+            return value.unflatten(0, (self.copies, -1)).index_select(0, self.rep).flatten(0, 1)
+        if isinstance(value, (tuple, list)):
+            return type(value)(self._down(v, rows) for v in value)
+        return value
+
+    def _up(self, value: Any, rows: int) -> Any:
+        if isinstance(value, torch.Tensor) and value.ndim and value.shape[0] == rows:
+            picked = value.unflatten(0, (len(self.rep), -1)).index_select(0, self.expand)
+            return picked.flatten(0, 1)
+        if isinstance(value, (tuple, list)):
+            return type(value)(self._up(v, rows) for v in value)
+        return value
+
+    def once_per_parent(self, forward: Callable) -> Callable:
+        """``forward`` run on one copy per parent, its output repeated for every copy. Tensor
+        arguments with the first one's first dimension (the rows) are cut to those copies."""
+
+        def shared(*args: Any, **kwargs: Any) -> Any:
+            main = next((v for v in (*args, *kwargs.values()) if isinstance(v, torch.Tensor)), None)
+            if main is None or not main.ndim or main.shape[0] % self.copies:
+                return forward(*args, **kwargs)
+            rows = main.shape[0]
+            out = forward(
+                *self._down(args, rows), **{k: self._down(v, rows) for k, v in kwargs.items()}
+            )
+            return self._up(out, rows // self.copies * len(self.rep))
+
+        return shared
+
+    def weighted_per_copy(self, forward: Callable) -> Callable:
+        """Fused experts ``forward(hidden, top_k_index, top_k_weights)``, linear in the weights, run
+        once per parent and slot with weight 1; each copy then weighs the slots with its own weights
+        (removed experts: weight 0). Needs the same top-k indices in every copy of a parent."""
+
+        def weighted(
+            hidden: torch.Tensor, index: torch.Tensor, weights: torch.Tensor
+        ) -> torch.Tensor:
+            if hidden.shape[0] % self.copies:
+                return forward(hidden, index, weights)
+            rows = hidden.shape[0]
+            x, chosen = self._down(hidden, rows), self._down(index, rows)
+            ones = torch.ones(chosen.shape[0], 1, dtype=weights.dtype, device=weights.device)
+            slots = torch.stack(
+                [forward(x, chosen[:, j : j + 1], ones) for j in range(chosen.shape[1])], 1
+            )
+            per_copy = self._up(slots, slots.shape[0])  # [copies * R, k, hidden]
+            return (per_copy * weights[..., None].to(per_copy.dtype)).sum(1)
+
+        return weighted
+
+
+def shared_modules(
+    layer: nn.Module, sites: list[Site], run_layer: Callable[[], Any]
+) -> list[nn.Module]:
+    """The largest submodules of ``layer`` whose every call ends before the first lesion of
+    ``sites`` would act (seen in one call ``run_layer()``): their inputs depend on the layer's
+    input only, so copies that enter the layer with the same stream can share their outputs."""
+    events: list[tuple[str, int]] = []
+    every = list(layer.named_modules())  # the layer itself too: a Layers unit lesions its output
+    hooks = [Hook(m, lambda *a, m=m: events.append(("enter", id(m))), pre=True) for _, m in every]
+    hooks += [Hook(m, lambda *a, m=m: events.append(("exit", id(m)))) for _, m in every]
+    named = every[1:]
+    with attached(hooks):
+        run_layer()
+    lesions = [
+        hook
+        for site in sites
+        for hook in site.lesion_hooks(torch.ones(1, site.n_units or 0, dtype=torch.bool))
+    ]
+    points = [
+        events.index(("enter" if h.pre else "exit", id(h.module)))
+        for h in lesions
+        if ("enter" if h.pre else "exit", id(h.module)) in events
+    ]
+    if not points:
+        return []
+    point = min(points)
+    done = [
+        (name, m)
+        for name, m in named
+        if ("exit", id(m)) in events[: point + 1] and ("enter", id(m)) not in events[point + 1 :]
+    ]
+    names = [name for name, _ in done]
+    return [m for name, m in done if not any(name.startswith(f"{other}.") for other in names)]
+
+
 class LayerReuse(Plan):
     """Runs each decoder layer once per group of coalitions that agree on the units up to it.
 
@@ -180,6 +278,41 @@ class LayerReuse(Plan):
             for here in self.sites
         ]
         self.carried: tuple[np.ndarray, list[torch.Tensor]] | None = None  # (keep row [N], streams)
+        self.share = False  # set by layer_plan once sharing within layers is checked
+        self.early: list[list[nn.Module]] = [[] for _ in layers]
+        self.experts: list[list[nn.Module]] = [[] for _ in layers]
+
+    @contextmanager
+    def _sharing(self, layer: int, parents: np.ndarray, device: torch.device) -> Iterator[None]:
+        """While layer ``layer`` runs copies whose streams come from ``parents [G]``: the work
+        before its first lesion is done once per parent (see ``shared_modules``)."""
+        _, rep, expand = np.unique(parents, return_index=True, return_inverse=True)
+        early, experts = self.early[layer], self.experts[layer]
+        if not self.share or len(rep) == len(parents) or not (early or experts):
+            yield
+            return
+        shares = Sharing(
+            len(parents),
+            torch.from_numpy(rep).to(device),
+            torch.from_numpy(expand.ravel()).to(device),
+        )
+        swapped = [(m, shares.once_per_parent(m.forward)) for m in early]
+        swapped += [(m, shares.weighted_per_copy(m.forward)) for m in experts]
+        try:
+            for module, forward in swapped:
+                module.forward = forward
+            yield
+        finally:
+            for module, _ in swapped:
+                del module.forward  # back to the class's forward
+
+    def call_layer(self, index: int, x: torch.Tensor, groups: int) -> torch.Tensor:
+        """Layer ``index`` on a stream ``x [groups * B, T, H]`` with its recorded arguments."""
+        args, kwargs = self.calls[index]
+        layer = self.layers[index]
+        return first_tensor(
+            layer(x, *(a(groups) for a in args), **{k: v(groups) for k, v in kwargs.items()})
+        )
 
     def order(self, coalitions: np.ndarray) -> np.ndarray:
         """Order ``[C]`` to run coalitions ``[C, N]`` in: by layer 0's units, then 1's..."""
@@ -195,16 +328,16 @@ class LayerReuse(Plan):
             keep = torch.cat([torch.from_numpy(carried[0][None]).to(keep.device), keep])
         group = np.zeros(len(rows), np.int64)  # each coalition's group at the current layer
         h, streams = self.hidden, []
-        for i, (layer, (args, kwargs), sites, columns) in enumerate(
-            zip(self.layers, self.calls, self.sites, self.columns, strict=True)
-        ):
+        for i, (sites, columns) in enumerate(zip(self.sites, self.columns, strict=True)):
             if columns.size:
                 key = np.concatenate([group[:, None], rows[:, columns]], axis=1)
                 _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
-                h = _pick(h, group[first], self.rows)
+                parent = group[first]
+                h = _pick(h, parent, self.rows)
                 group = inverse.ravel()
             else:
                 first = np.unique(group, return_index=True)[1]
+                parent = np.arange(len(first))
             streams.append(_pick(h, group[-1:], self.rows))
             run = (
                 np.arange(len(first))
@@ -215,14 +348,8 @@ class LayerReuse(Plan):
                 own = keep.index_select(0, torch.from_numpy(first[run]).to(keep.device))
                 hooks = [hook for site in sites for hook in site.lesion_hooks(site.own(own))]
                 x = h if carried is None else _pick(h, run, self.rows)
-                with attached(hooks):
-                    out = first_tensor(
-                        layer(
-                            x,
-                            *(a(len(run)) for a in args),
-                            **{k: v(len(run)) for k, v in kwargs.items()},
-                        )
-                    )
+                with attached(hooks), self._sharing(i, parent[run], x.device):
+                    out = self.call_layer(i, x, len(run))
             if carried is None:
                 h = out
             else:  # the carried coalition's group takes its known stream
@@ -299,5 +426,32 @@ def layer_plan(
         mine, expected, rtol=CHECK_TOLERANCE, atol=scale
     ):
         return None
+    _share_within_layers(plan, [call[0] for call in once], players)  # type: ignore[index]
     plan.carried = None  # so that the game's dry run measures a pass that runs every layer
     return plan
+
+
+def _share_within_layers(plan: LayerReuse, inputs: list[torch.Tensor], players: int) -> None:
+    """Find each layer's shared modules (and fused experts weighed per copy), then switch sharing
+    on if it reproduces the plain plan's logits on coalitions that lesion one unit of a layer."""
+    for i, (layer, sites) in enumerate(zip(plan.layers, plan.sites, strict=True)):
+        if sites:
+            plan.early[i] = shared_modules(layer, sites, partial(plan.call_layer, i, inputs[i], 1))
+            plan.experts[i] = [
+                site.experts
+                for site in sites
+                if isinstance(site, ExpertSite)
+                and isinstance(site.spec, Experts)
+                and site.spec.mode == "remove"
+                and isinstance(site.experts, nn.Module)
+            ]
+    rows = np.ones((1 + sum(1 for c in plan.columns if c.size), players), dtype=bool)
+    for row, columns in zip(rows[1:], [c for c in plan.columns if c.size], strict=True):
+        row[columns[0]] = False
+    keep = torch.from_numpy(rows).to(plan.hidden.device)
+    plan.carried = None
+    plain = plan.run(keep)
+    plan.share, plan.carried = True, None
+    shared = plan.run(keep)
+    scale = CHECK_TOLERANCE * float(plain.abs().max())
+    plan.share = bool(torch.allclose(shared, plain, rtol=CHECK_TOLERANCE, atol=scale))
