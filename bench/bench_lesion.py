@@ -42,8 +42,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(1)
 
 from msa_core import shapley_modes  # noqa: E402
-from msa_core.lesion import ModelGame  # noqa: E402
 from msa_core.coalitions import from_ranks  # noqa: E402
+from msa_core.lesion import ModelGame  # noqa: E402
 from msa_core.lesion.outputs import TokenScores  # noqa: E402
 from msa_core.units import Channels, Experts, Heads, Neurons, UnitSpec  # noqa: E402
 
@@ -190,7 +190,7 @@ LM_TRICKS = {  # label -> ModelGame switches, each row adding one trick to the o
 
 
 def smollm2_shape(seed: int = 0) -> nn.Module:
-    """A random-init Llama of SmolLM2-135M's configuration (stands in while the real one is absent)."""
+    """A random-init Llama of SmolLM2-135M's configuration (stands in for the real one)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536,
@@ -218,26 +218,30 @@ def plain_forward_seconds(model: nn.Module, inputs: dict, repeats: int = 5) -> f
 
 
 def lm_cost_rows(name: str, model: nn.Module, inputs: dict, units: UnitSpec, output,
-                 orders: int) -> list:
-    """Per trick: CPU seconds per evaluation / those of one plain forward, on ``orders`` orders."""
+                 orders: int, repeats: int) -> list:
+    """Per trick: CPU seconds per evaluation / those of one plain forward, on ``orders`` orders
+    (least of ``repeats`` game calls; the plain forward's least of 10)."""
     games = {label: ModelGame(model, inputs, units, output=output, **switches)
              for label, switches in LM_TRICKS.items()}
     n = next(iter(games.values())).n_players
     ranks = np.random.default_rng(0).random((orders, n)).argsort(1).argsort(1)
     rows = from_ranks(ranks, np.arange(1, n))
-    plain = plain_forward_seconds(model, inputs)
+    plain = plain_forward_seconds(model, inputs, 10)
     fractions, reference = [], None
     for label, game in games.items():
-        start = time.process_time()
-        values = game(rows)
-        per_eval = (time.process_time() - start) / len(rows)
+        seconds = []
+        for _ in range(repeats):
+            start = time.process_time()
+            values = game(rows)
+            seconds.append(time.process_time() - start)
+        per_eval = min(seconds) / len(rows)
         fractions.append(f"{per_eval / plain:.2f} ({game.coalitions_per_pass}/pass)")
         if reference is None:
             reference = values
         scale = float(reference.abs().max())  # float32 rounding of reordered sums, well within 1e-4
         torch.testing.assert_close(values, reference, rtol=0, atol=1e-4 * max(1.0, scale),
                                    msg=label)
-    plain_after = plain_forward_seconds(model, inputs)
+    plain_after = plain_forward_seconds(model, inputs, 10)
     return [(name, f"{n}", f"{len(rows)}", f"{plain:.3f} / {plain_after:.3f}", *fractions)]
 
 
@@ -252,15 +256,16 @@ def lm_costs(scale: float) -> None:
     task = TokenScores(last4, prompt["input_ids"][:, last4 + 1])
     orders = max(1, int(4 * scale))
     experts, heads = Experts("model.layers.*.mlp"), Heads("model.layers.*.self_attn")
-    rows = [("model, units", "players", "coalitions", "plain forward s (before / after)", *LM_TRICKS)]
-    for name, model, inputs, units, output, k in (
-        ("MoE, experts (4 x 8)", moe.model, moe.inputs, experts, "target_logprob", orders),
-        ("MoE, heads (4 x 4)", moe.model, moe.inputs, heads, "target_logprob", orders),
+    rows = [("model, units", "players", "coalitions", "plain forward s (before / after)",
+             *LM_TRICKS)]
+    for name, model, inputs, units, output, k, repeats in (
+        ("MoE, experts (4 x 8)", moe.model, moe.inputs, experts, "target_logprob", orders, 3),
+        ("MoE, heads (4 x 4)", moe.model, moe.inputs, heads, "target_logprob", orders, 3),
         ("SmolLM2 shape, heads, all 19 next tokens", smol, prompt, heads, "target_logprob",
-         max(1, int(scale))),
-        ("SmolLM2 shape, heads, last 4 tokens", smol, prompt, heads, task, max(1, int(scale))),
+         max(1, int(scale)), 1),
+        ("SmolLM2 shape, heads, last 4 tokens", smol, prompt, heads, task, max(1, int(scale)), 1),
     ):
-        rows += lm_cost_rows(name, model, inputs, units, output, k)
+        rows += lm_cost_rows(name, model, inputs, units, output, k, repeats)
         print(f"done {name}", flush=True)
     print("\nOne LM evaluation's cost as a fraction of one plain forward of the same batch (CPU "
           "time, one thread; prefixes of random orders in one game call; target <= 0.5)\n")

@@ -49,9 +49,10 @@ class ModelGame(Game):
     means are kept in each site's ``fill``).
     labels: integer targets ``[B]`` or ``[B, T]`` for ``correct`` / ``target_logprob``.
     memory_budget: bytes of activations per forward pass, which sets how many coalitions share one
-    pass (default 8 MiB on CPU, where passes that fit the caches run fastest; half the free memory
-    on CUDA); ``coalitions_per_pass`` sets that number directly. A pass that runs out of GPU memory
-    is retried with half as many coalitions (down to one), and later passes keep the smaller number.
+    pass (default 8 MiB on CPU, where passes that fit the caches run fastest, or the plan's own
+    ``cpu_budget``; half the free memory on CUDA); ``coalitions_per_pass`` sets that number
+    directly. A pass that runs out of GPU memory is retried with half as many coalitions (down to
+    one), and later passes keep the smaller number.
     prefix_reuse / push_forward: switch the shortcuts off (for measurements): prefix reuse covers
     chain models and, for decoder-only transformers, layer reuse (``msa_core.lesion.layer_reuse``).
     scored_positions: run an LM's head only at the positions the output reads (``TokenScores``).
@@ -109,8 +110,7 @@ class ModelGame(Game):
             values, copy_bytes = self._dry_run()
         self.output_shape = tuple(values.shape)
         budget = memory_budget or self._default_budget()
-        fewest = 1 if memory_budget else getattr(self.plan, "fewest_per_pass", 1)
-        self.coalitions_per_pass = coalitions_per_pass or max(fewest, budget // copy_bytes)
+        self.coalitions_per_pass = coalitions_per_pass or max(1, budget // copy_bytes)
 
     def _number_players(self) -> None:
         offset = 0
@@ -198,4 +198,4 @@ class ModelGame(Game):
     def _default_budget(self) -> int:
         if self.device is not None and self.device.type == "cuda":
             return torch.cuda.mem_get_info(self.device)[0] // 2
-        return CPU_BUDGET
+        return getattr(self.plan, "cpu_budget", CPU_BUDGET)

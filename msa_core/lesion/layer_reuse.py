@@ -186,12 +186,12 @@ class Sharing:
             if hidden.shape[0] % self.copies:
                 return forward(hidden, index, weights)
             rows = hidden.shape[0]
-            x, chosen = self._down(hidden, rows), self._down(index, rows)
-            ones = torch.ones(chosen.shape[0], 1, dtype=weights.dtype, device=weights.device)
-            slots = torch.stack(
-                [forward(x, chosen[:, j : j + 1], ones) for j in range(chosen.shape[1])], 1
-            )
-            per_copy = self._up(slots, slots.shape[0])  # [copies * R, k, hidden]
+            x, chosen = self._down(hidden, rows), self._down(index, rows)  # [P * R, ...]
+            k = chosen.shape[1]
+            ones = torch.ones(k * chosen.shape[0], 1, dtype=weights.dtype, device=weights.device)
+            # one call, slot-major: row j * P * R + r is token r sent to its j-th expert alone
+            slots = forward(x.repeat(k, 1), chosen.T.reshape(-1, 1), ones).unflatten(0, (k, -1))
+            per_copy = self._up(slots.transpose(0, 1), x.shape[0])  # [copies * R, k, hidden]
             return (per_copy * weights[..., None].to(per_copy.dtype)).sum(1)
 
         return weighted
@@ -242,9 +242,9 @@ class LayerReuse(Plan):
     """
 
     name = "layer reuse"
-    fewest_per_pass = (
-        8  # default pass size at least this: a layer runs only the groups, so passes may be wider
-    )
+    # Passes of a transformer do not fit CPU caches anyway; wider ones share more (each pass
+    # recomputes the shared work of the groups it has in common with the carried coalition).
+    cpu_budget = 256 << 20
 
     def __init__(
         self,
