@@ -104,28 +104,30 @@ def test_layer_reuse_gives_the_plain_values(family, units, lesion):
     assert no_hooks_left(model)
 
 
-def test_layer_reuse_runs_each_layer_once_per_group_and_shares_what_precedes_a_lesion():
-    """Prefixes of one order over 2 layers x 4 experts, in one pass: layer l runs once per distinct
-    pattern of layers <= l, and its attention (before the router, where experts are lesioned) once
-    per distinct pattern of layers < l."""
+@pytest.mark.parametrize("units", ["experts", "heads"])
+def test_layer_reuse_runs_each_layer_once_per_group_and_shares_what_precedes_a_lesion(units):
+    """Prefixes of one order over 2 layers x 4 units, in one pass: layer l's rows (here: the input
+    of the o_proj, where heads are lesioned) are one copy per distinct pattern of layers <= l; the
+    attention's projections (before any lesion of layer l) see one per pattern of layers < l."""
     model = build("mixtral")
-    game = ModelGame(model, INPUTS, UNITS["experts"], output="target_logprob")
+    game = ModelGame(model, INPUTS, UNITS[units], output="target_logprob")
     assert game.plan.share
     rows = permutation_prefixes(game.n_players, 1, seed=3)
     game.coalitions_per_pass, game.plan.carried = len(rows), None
     seen: dict[str, list[int]] = {"layer": [], "attention": []}
-    hooks = [
-        model.model.layers[i].register_forward_hook(
-            lambda m, a, o: seen["layer"].append(o.shape[0])
+    hooks = []
+    for layer in model.model.layers:
+        attention = layer.self_attn
+        hooks.append(
+            attention.o_proj.register_forward_hook(
+                lambda m, a, o: seen["layer"].append(a[0].shape[0])
+            )
         )
-        for i in range(N_LAYERS)
-    ]
-    hooks += [  # inside the attention: its outputs are repeated for each copy after it ran
-        model.model.layers[i].self_attn.q_proj.register_forward_pre_hook(
-            lambda m, a: seen["attention"].append(a[0].shape[0])
+        hooks.append(
+            attention.q_proj.register_forward_pre_hook(
+                lambda m, a: seen["attention"].append(a[0].shape[0])
+            )
         )
-        for i in range(N_LAYERS)
-    ]
     try:
         game(rows)
     finally:
@@ -133,9 +135,11 @@ def test_layer_reuse_runs_each_layer_once_per_group_and_shares_what_precedes_a_l
             hook.remove()
     patterns = [len({tuple(r[: 4 * (i + 1)]) for r in rows}) for i in range(N_LAYERS)]
     samples = INPUTS["input_ids"].shape[0]
-    assert seen["layer"] == [p * samples for p in patterns]
-    assert seen["attention"] == [p * samples for p in [1, *patterns[:-1]]]
-    assert patterns[0] < len(rows) and no_hooks_left(model)
+    parents = [p * samples for p in [1, *patterns[:-1]]]
+    assert seen["attention"] == parents and patterns[0] < len(rows)
+    # experts are lesioned after the attention: its o_proj runs per parent too
+    assert seen["layer"] == (parents if units == "experts" else [p * samples for p in patterns])
+    assert no_hooks_left(model)
 
 
 @pytest.mark.parametrize("prefix_reuse", [True, False])

@@ -36,7 +36,7 @@ from msa_core.lesion.hooks import Hook, attached
 from msa_core.lesion.inputs import Inputs, batch_size, call_model, repeat_batch
 from msa_core.lesion.outputs import logits_of
 from msa_core.lesion.plans import Plan
-from msa_core.lesion.sites import ExpertSite, Site, first_tensor
+from msa_core.lesion.sites import ExpertSite, HeadSite, Site, first_tensor
 from msa_core.units import Experts
 
 CACHES = (
@@ -175,6 +175,16 @@ class Sharing:
 
         return shared
 
+    def split_input(self, module: nn.Module, args: tuple) -> tuple | None:
+        """Forward pre-hook: a first argument with one copy per parent repeated for every copy."""
+        x = args[0]
+        if not isinstance(x, torch.Tensor) or not x.ndim or x.shape[0] % len(self.rep):
+            return None
+        return (
+            x.unflatten(0, (len(self.rep), -1)).index_select(0, self.expand).flatten(0, 1),
+            *args[1:],
+        )
+
     def weighted_per_copy(self, forward: Callable) -> Callable:
         """Fused experts ``forward(hidden, top_k_index, top_k_weights)``, linear in the weights, run
         once per parent and slot with weight 1; each copy then weighs the slots with its own weights
@@ -281,13 +291,14 @@ class LayerReuse(Plan):
         self.share = False  # set by layer_plan once sharing within layers is checked
         self.early: list[list[nn.Module]] = [[] for _ in layers]
         self.experts: list[list[nn.Module]] = [[] for _ in layers]
+        self.splits: list[list[nn.Module]] = [[] for _ in layers]  # copies split at their input
 
     @contextmanager
     def _sharing(self, layer: int, parents: np.ndarray, device: torch.device) -> Iterator[None]:
         """While layer ``layer`` runs copies whose streams come from ``parents [G]``: the work
         before its first lesion is done once per parent (see ``shared_modules``)."""
         _, rep, expand = np.unique(parents, return_index=True, return_inverse=True)
-        early, experts = self.early[layer], self.experts[layer]
+        early, experts, splits = self.early[layer], self.experts[layer], self.splits[layer]
         if not self.share or len(rep) == len(parents) or not (early or experts):
             yield
             return
@@ -298,11 +309,16 @@ class LayerReuse(Plan):
         )
         swapped = [(m, shares.once_per_parent(m.forward)) for m in early]
         swapped += [(m, shares.weighted_per_copy(m.forward)) for m in experts]
+        handles = []
         try:
             for module, forward in swapped:
                 module.forward = forward
+            for module in splits:  # before the lesion hooks there: they need every copy's rows
+                handles.append(module.register_forward_pre_hook(shares.split_input, prepend=True))
             yield
         finally:
+            for handle in handles:
+                handle.remove()
             for module, _ in swapped:
                 del module.forward  # back to the class's forward
 
@@ -437,6 +453,12 @@ def _share_within_layers(plan: LayerReuse, inputs: list[torch.Tensor], players: 
     for i, (layer, sites) in enumerate(zip(plan.layers, plan.sites, strict=True)):
         if sites:
             plan.early[i] = shared_modules(layer, sites, partial(plan.call_layer, i, inputs[i], 1))
+            heads = [site for site in sites if isinstance(site, HeadSite)]
+            if len(heads) == len(sites) == 1:  # the attention runs once per parent up to its o_proj
+                inside = {id(m) for m in heads[0].module.modules()}
+                plan.early[i] = [m for m in plan.early[i] if id(m) not in inside]
+                plan.early[i].append(heads[0].module)
+                plan.splits[i] = [heads[0].proj]
             plan.experts[i] = [
                 site.experts
                 for site in sites
