@@ -196,6 +196,9 @@ def test_out_of_memory_halves_the_pass_and_retries():
 # bfloat16 keeps 8 significant bits: each matmul input is rounded with relative error <= 2^-8, so a
 # product's sum is off by <= 2 * 2^-8 of its sum of magnitudes; (L + 1) such stages, carried forward
 # with gains of order 1, give the bound below relative to the largest log-prob (float16: 2^-11).
+# It holds for dense models. In an MoE, a token whose router scores for two experts are closer than
+# that rounding may go to the other expert: a jump, not a rounding error (measured on the bundled
+# MoE in bfloat16: mean error 0.014, largest 3.2 on log-probs up to 18), so MoE is not tested here.
 HALF_UNIT = {"bfloat16": 2.0**-8, "float16": 2.0**-11}
 
 
@@ -208,10 +211,10 @@ def test_half_precision_stays_within_its_rounding(precision):
             torch.ones(2, 2, device=device) @ torch.ones(2, 2, device=device)
     except RuntimeError as err:  # older CPU builds lack float16 autocast
         pytest.skip(f"torch.autocast({device!r}, {precision}) unsupported here: {err}")
-    model = build("mixtral").to(device)
+    model = llama().to(device)
     inputs = {"input_ids": INPUTS["input_ids"].to(device)}
-    exact = ModelGame(model, inputs, UNITS["experts"], output="target_logprob")
-    half = ModelGame(model, inputs, UNITS["experts"], output="target_logprob", precision=precision)
+    exact = ModelGame(model, inputs, UNITS["heads"], output="target_logprob")
+    half = ModelGame(model, inputs, UNITS["heads"], output="target_logprob", precision=precision)
     rows = permutation_prefixes(exact.n_players, 2)
     expected, values = exact(rows), half(rows)
     bound = (N_LAYERS + 1) * 2 * HALF_UNIT[precision] * max(1.0, float(expected.abs().max()))
