@@ -58,7 +58,8 @@ class ModelGame(Game):
     scored_positions: run an LM's head only at the positions the output reads (``TokenScores``).
     precision: ``"float32"``, or ``"bfloat16"`` / ``"float16"`` to run the passes under
     ``torch.autocast`` (meant for CUDA; values then differ from float32 by the half type's
-    rounding, bounded in tests/test_lesion_reuse.py).
+    rounding, bounded in tests/test_lesion_reuse.py for dense models; an MoE token whose router
+    scores tie within that rounding may switch experts, a jump rather than a rounding error).
 
     Each call repeats the batch once per coalition (in chunks) and gives each copy its own mask through
     hooks that exist only during the call. ``forward_seconds`` accumulates the time spent running the
