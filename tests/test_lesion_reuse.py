@@ -235,3 +235,16 @@ def test_units_outside_the_layers_fall_back_to_the_whole_model():
     assert game.plan.name == "whole model"
     with pytest.raises(Exception, match="unknown precision 'int8'"):
         ModelGame(model, INPUTS, UNITS["heads"], precision="int8")
+
+
+def test_padded_batches_keep_their_attention_mask_per_copy():
+    model = llama()
+    mask = torch.ones_like(INPUTS["input_ids"])
+    mask[1, :3] = 0  # left padding in one sample: the causal mask differs per sample
+    inputs = {**INPUTS, "attention_mask": mask}
+    plain = ModelGame(model, inputs, UNITS["heads"], output="target_logprob", **PLAIN)
+    reuse = ModelGame(model, inputs, UNITS["heads"], output="target_logprob", coalitions_per_pass=4)
+    assert isinstance(reuse.plan, LayerReuse) and reuse.plan.share
+    rows = permutation_prefixes(reuse.n_players, 2)
+    expected = plain(rows)
+    torch.testing.assert_close(reuse(rows), expected, rtol=0, atol=float32_tolerance(expected))
