@@ -310,6 +310,9 @@ class LayerReuse(Plan):
         swapped = [(m, shares.once_per_parent(m.forward)) for m in early]
         swapped += [(m, shares.weighted_per_copy(m.forward)) for m in experts]
         handles = []
+        own = [
+            (module, module.__dict__.get("forward")) for module, _ in swapped
+        ]  # e.g. accelerate's
         try:
             for module, forward in swapped:
                 module.forward = forward
@@ -319,8 +322,11 @@ class LayerReuse(Plan):
         finally:
             for handle in handles:
                 handle.remove()
-            for module, _ in swapped:
-                del module.forward  # back to the class's forward
+            for module, before in own:  # back to the instance's own forward, or the class's
+                if before is None:
+                    del module.forward
+                else:
+                    module.forward = before
 
     def call_layer(self, index: int, x: torch.Tensor, groups: int) -> torch.Tensor:
         """Layer ``index`` on a stream ``x [groups * B, T, H]`` with its recorded arguments."""
