@@ -9,7 +9,14 @@ units of layer l; a layer without units keeps them). The groups come from the ke
 permutation (each adds one unit) share every layer before the added unit's layer, and prefixes
 of different permutations share a layer's groups where they agree below it (e.g. "all of layer 0
 intact"). Exact: every group runs the operations the plain forward runs for its coalitions; only
-the number of rows per matmul changes (float32 rounding of a reordered sum, not more).
+the number of rows per matmul changes (float32 rounding of a reordered sum, not more). Passes
+follow each other in sorted order and each carries its last coalition's streams to the next.
+
+Within layer l, what runs before its first lesion depends on the layer's input only, so it runs
+once per *parent* (distinct pattern of layers < l) and is repeated per copy (``shared_modules``);
+fused experts lesioned by removal run once per parent too and are weighed per copy, and a layer
+whose units are heads runs its attention once per parent up to the output projection. This
+sharing is switched on only when it reproduces the unshared plan on test coalitions.
 
 The residual stream entering layer 0 and the keyword arguments each layer receives (causal mask,
 rotary embeddings) are recorded from plain forwards on 1 and 2 copies of the batch; tensors whose
@@ -39,19 +46,15 @@ from msa_core.lesion.plans import Plan
 from msa_core.lesion.sites import ExpertSite, HeadSite, Site, first_tensor
 from msa_core.units import Experts
 
-CACHES = (
-    "cache",
-    "past_key_values",
-    "past_key_value",
-)  # layer kwargs that must not carry a KV cache
-CHECK_TOLERANCE = (
-    1e-4  # relative: the intact plan's logits against the plain forward's (a structure check)
-)
+# layer kwargs that must not carry a KV cache
+CACHES = ("cache", "past_key_values", "past_key_value")
+# relative: the plan's logits against the plain ones' (a check of structure, not of rounding)
+CHECK_TOLERANCE = 1e-4
 
-PerGroup = Callable[[int], Any]  # groups -> a layer argument for that many copies of the batch
-LayerCall = tuple[
-    tuple[PerGroup, ...], dict[str, PerGroup]
-]  # a layer's positional and keyword arguments
+# groups -> a layer argument for that many copies of the batch
+PerGroup = Callable[[int], Any]
+# a layer's positional and keyword arguments
+LayerCall = tuple[tuple[PerGroup, ...], dict[str, PerGroup]]
 
 
 def decoder_stack(model: nn.Module) -> tuple[list[nn.Module], nn.Module, nn.Module] | None:
