@@ -11,7 +11,15 @@ forward hook. Our side is then re-run with the tricks switched on one at a time 
 pass -> batching -> prefix reuse -> push-forward) to give each trick's factor, and reports the share
 of wall time spent outside the model's own forward (estimator, masks, value conversion).
 
-    python bench/bench_lesion.py [--scale 1.0]    # scale multiplies the permutation counts
+Then the cost of one evaluation of a language model as a fraction of one plain forward of the same
+batch (``model(**inputs)``, one coalition's worth of work), on the coalitions permutation sampling
+asks for (prefixes of random orders, one game call): the bundled MoE (``moe-fortunes-5lang``,
+experts and heads, 20 sentences x 33 bytes, every next byte scored) and a Llama-architecture model
+of SmolLM2-135M's shape (random init; 30 layers x 9 heads, hidden 576, vocab 49152), one 20-token
+prompt, scored on every next token or on its last 4 tokens only (a task's target). Tricks in turn:
+batched passes of the whole model -> layer reuse -> LM head only at the scored positions.
+
+    python bench/bench_lesion.py [--scale 1.0] [--part all|msapy|lm]    # scale: permutation counts
 """
 
 from __future__ import annotations
@@ -34,8 +42,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(1)
 
 from msa_core import shapley_modes  # noqa: E402
+from msa_core.coalitions import from_ranks  # noqa: E402
 from msa_core.lesion import ModelGame  # noqa: E402
-from msa_core.units import Channels, Experts, Neurons, UnitSpec  # noqa: E402
+from msa_core.lesion.outputs import TokenScores  # noqa: E402
+from msa_core.units import Channels, Experts, Heads, Neurons, UnitSpec  # noqa: E402
 
 TRICKS = {  # label -> ModelGame switches, each row adding one trick to the one above
     "1 coalition / pass": dict(coalitions_per_pass=1, prefix_reuse=False, push_forward=False),
@@ -172,10 +182,106 @@ def run_ours(case: Case, switches: dict) -> tuple[np.ndarray, float, float, str]
     return res.modes, seconds, 1.0 - game.forward_seconds / seconds, game.plan.name
 
 
+LM_TRICKS = {  # label -> ModelGame switches, each row adding one trick to the one above
+    "whole model": dict(prefix_reuse=False, scored_positions=False),
+    "+ layer reuse": dict(scored_positions=False),
+    "+ scored positions only": {},
+}
+
+
+def smollm2_shape(seed: int = 0) -> nn.Module:
+    """A random-init Llama of SmolLM2-135M's configuration (stands in for the real one)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536,
+                         num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+                         max_position_embeddings=2048,
+                         tie_word_embeddings=True, rope_theta=100000.0, rms_norm_eps=1e-5,
+                         bos_token_id=None, eos_token_id=None, pad_token_id=None)
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config).eval()
+
+
+def plain_forward_seconds(model: nn.Module, inputs: dict, repeats: int = 5) -> float:
+    """Least CPU time of ``repeats`` plain forwards of the batch (no lesion, no cache).
+
+    CPU time of this process rather than wall time: on one thread it counts the same work, and it
+    does not count the time other processes on a shared machine hold the core.
+    """
+    times = []
+    with torch.inference_mode():
+        for _ in range(repeats):
+            start = time.process_time()
+            model(**inputs, use_cache=False)
+            times.append(time.process_time() - start)
+    return min(times)
+
+
+def lm_cost_rows(name: str, model: nn.Module, inputs: dict, units: UnitSpec, output,
+                 orders: int, repeats: int) -> list:
+    """Per trick: CPU seconds per evaluation / those of one plain forward, on ``orders`` orders
+    (least of ``repeats`` game calls; the plain forward's least of 10)."""
+    games = {label: ModelGame(model, inputs, units, output=output, **switches)
+             for label, switches in LM_TRICKS.items()}
+    n = next(iter(games.values())).n_players
+    ranks = np.random.default_rng(0).random((orders, n)).argsort(1).argsort(1)
+    rows = from_ranks(ranks, np.arange(1, n))
+    plain = plain_forward_seconds(model, inputs, 10)
+    fractions, reference = [], None
+    for label, game in games.items():
+        seconds = []
+        for _ in range(repeats):
+            start = time.process_time()
+            values = game(rows)
+            seconds.append(time.process_time() - start)
+        per_eval = min(seconds) / len(rows)
+        fractions.append(f"{per_eval / plain:.2f} ({game.coalitions_per_pass}/pass)")
+        if reference is None:
+            reference = values
+        scale = float(reference.abs().max())  # float32 rounding of reordered sums, well within 1e-4
+        torch.testing.assert_close(values, reference, rtol=0, atol=1e-4 * max(1.0, scale),
+                                   msg=label)
+    plain_after = plain_forward_seconds(model, inputs, 10)
+    return [(name, f"{n}", f"{len(rows)}", f"{plain:.3f} / {plain_after:.3f}", *fractions)]
+
+
+def lm_costs(scale: float) -> None:
+    from msa_core.zoo import load_model
+
+    moe = load_model("moe-fortunes-5lang")
+    smol = smollm2_shape()
+    ids = torch.randint(0, 49152, (1, 20), generator=torch.Generator().manual_seed(0))
+    prompt = {"input_ids": ids}
+    last4 = torch.arange(15, 19)  # logits at positions 15..18 score tokens 16..19
+    task = TokenScores(last4, prompt["input_ids"][:, last4 + 1])
+    orders = max(1, int(4 * scale))
+    experts, heads = Experts("model.layers.*.mlp"), Heads("model.layers.*.self_attn")
+    rows = [("model, units", "players", "coalitions", "plain forward s (before / after)",
+             *LM_TRICKS)]
+    for name, model, inputs, units, output, k, repeats in (
+        ("MoE, experts (4 x 8)", moe.model, moe.inputs, experts, "target_logprob", orders, 3),
+        ("MoE, heads (4 x 4)", moe.model, moe.inputs, heads, "target_logprob", orders, 3),
+        ("SmolLM2 shape, heads, all 19 next tokens", smol, prompt, heads, "target_logprob",
+         max(1, int(scale)), 1),
+        ("SmolLM2 shape, heads, last 4 tokens", smol, prompt, heads, task, max(1, int(scale)), 1),
+    ):
+        rows += lm_cost_rows(name, model, inputs, units, output, k, repeats)
+        print(f"done {name}", flush=True)
+    print("\nOne LM evaluation's cost as a fraction of one plain forward of the same batch (CPU "
+          "time, one thread; prefixes of random orders in one game call; target <= 0.5)\n")
+    print(table(rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every permutation count")
+    parser.add_argument("--part", choices=("all", "msapy", "lm"), default="all",
+                        help="msapy: the comparison with msapy; lm: LM evaluation cost only")
     args = parser.parse_args()
+    if args.part != "msapy":
+        lm_costs(args.scale)
+    if args.part == "lm":
+        return
     summary = [("case", "permutations", "msapy s", "ours s", "speed-up", "outside forward", "r(modes)")]
     tricks = [("case", *TRICKS, "plan")]
     for case in cases(args.scale):

@@ -13,6 +13,7 @@ torch.Size([2, 5, 2])
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -28,16 +29,19 @@ from msa_core.lesion.hooks import Hook, attached, eval_mode
 from msa_core.lesion.inputs import (
     Inputs,
     batch_size,
+    call_model,
     check_device,
     first_call,
     model_device,
 )
+from msa_core.lesion.layer_reuse import LayerReuse, head_options, layer_plan
 from msa_core.lesion.outputs import CustomOutput, make_output
 from msa_core.lesion.plans import make_plan
 from msa_core.lesion.sites import Site, bind
 from msa_core.names import LESIONS
 from msa_core.units import UnitSpec, check_unique
 
+PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 CPU_BUDGET = 8 << 20  # bytes of activations per forward pass on CPU (cache-sized); on CUDA half the free memory
 
 
@@ -50,16 +54,26 @@ class ModelGame(Game):
             on the model's device.
         units: a spec from ``msa_core.units`` or a list of them; players follow their order.
         output: a name from ``msa_core.lesion.NAMED_OUTPUTS``, ``fn(raw) -> tensor [C * B, ...]``, or a
-            ``CustomOutput`` (``fn(raw, copies)``, told what the named outputs are told).
+            ``CustomOutput`` (``fn(raw, copies)``, told what the named outputs are told), or a
+            ``TokenScores`` (log-probs of chosen tokens at chosen positions).
         lesion: ``"zero"``, or ``"mean"`` (each unit's mean over ``reference``, default ``inputs``; the
             means are kept in each site's ``fill``).
         labels: integer targets ``[B]`` or ``[B, T]`` for ``correct`` / ``target_logprob``.
         reference: inputs whose mean activations a ``"mean"`` lesion uses (default ``inputs``).
         memory_budget: bytes of activations per forward pass, which sets how many coalitions share one
-            pass (default 8 MiB on CPU, where passes that fit the caches run fastest; half the free
-            memory on CUDA).
+            pass (default 8 MiB on CPU, where passes that fit the caches run fastest, or the plan's
+            own ``cpu_budget``; half the free memory on CUDA). A pass that runs out of GPU memory is
+            retried with half as many coalitions (down to one), and later passes keep the smaller
+            number.
         coalitions_per_pass: that number directly.
-        prefix_reuse, push_forward: False switches the chain-model shortcuts off (for measurements).
+        prefix_reuse, push_forward: False switches the shortcuts off (for measurements): prefix reuse
+            covers chain models and, for decoder-only transformers, layer reuse
+            (``msa_core.lesion.layer_reuse``).
+        scored_positions: run an LM's head only at the positions the output reads (``TokenScores``).
+        precision: ``"float32"``, or ``"bfloat16"`` / ``"float16"`` to run the passes under
+            ``torch.autocast`` (meant for CUDA; values then differ from float32 by the half type's
+            rounding, bounded in tests/test_lesion_reuse.py for dense models; an MoE token whose
+            router scores tie within that rounding may switch experts, a jump, not a rounding error).
 
     Raises:
         MSAInputError: a model that is not an ``nn.Module``, an unknown lesion or output, inputs or
@@ -78,11 +92,16 @@ class ModelGame(Game):
                  output: str | CustomOutput | Callable[[Any], torch.Tensor] = "logits", lesion: str = "zero",
                  labels: torch.Tensor | None = None, reference: Inputs | None = None,
                  memory_budget: int | None = None, coalitions_per_pass: int | None = None,
-                 prefix_reuse: bool = True, push_forward: bool = True):
+                 prefix_reuse: bool = True, push_forward: bool = True,
+                 scored_positions: bool = True, precision: str = "float32"):
         if not isinstance(model, nn.Module):
             raise MSAInputError(f"model must be a torch.nn.Module; got {type(model).__name__}")
         if lesion not in LESIONS:
             raise MSAInputError(f"unknown lesion {lesion!r}; allowed: {', '.join(LESIONS)}")
+        if precision not in PRECISIONS:
+            raise MSAInputError(f"unknown precision {precision!r}; "
+                                f"allowed: {', '.join(PRECISIONS)}")
+        self.precision = precision
         self.model, self.inputs, self.lesion = model, inputs, lesion
         self.device = model_device(model)
         self.batch_size = batch_size(inputs)
@@ -106,7 +125,10 @@ class ModelGame(Game):
             for site in self.sites:
                 site.fill = site.mean if lesion == "mean" else None
             self._number_players()
-            self.plan = make_plan(model, inputs, self.sites, prefix_reuse, push_forward)
+            positions = getattr(self._output, "positions", None) if scored_positions else None
+            reuse = layer_plan(model, inputs, self.sites, positions) if prefix_reuse else None
+            self.plan = reuse or make_plan(model, inputs, self.sites, prefix_reuse, push_forward,
+                                           head_options(model, inputs, positions))
             values, copy_bytes = self._dry_run()
         self.output_shape = tuple(values.shape)
         budget = memory_budget or self._default_budget()
@@ -122,19 +144,38 @@ class ModelGame(Game):
 
     def evaluate(self, coalitions: np.ndarray) -> torch.Tensor:
         """bool ``[C, N]`` (True = intact) -> values ``[C, B, ...]`` on the model's device."""
-        keep = torch.from_numpy(coalitions).to(self.device)
-        step = self.coalitions_per_pass
+        order = self.plan.order(coalitions) if isinstance(self.plan, LayerReuse) else None
+        keep = torch.from_numpy(coalitions if order is None else coalitions[order]).to(self.device)
+        parts: list[torch.Tensor] = []
+        start = 0
         with torch.inference_mode(), eval_mode(self.model):
-            parts = [self._run(keep[start: start + step]) for start in range(0, keep.shape[0], step)]
+            while start < keep.shape[0]:
+                step = self.coalitions_per_pass
+                try:
+                    parts.append(self._run(keep[start: start + step]))
+                    start += step
+                    continue
+                except torch.OutOfMemoryError:
+                    if step == 1:
+                        raise
+                self.coalitions_per_pass = step // 2  # the failed pass's tensors are freed by now
+                if self.device is not None and self.device.type == "cuda":
+                    torch.cuda.empty_cache()
         if len(parts) != 1:
             parts = [torch.cat(parts) if parts else torch.empty(0, *self.output_shape, device=self.device)]
-        return parts[0].view(keep.shape[0], *self.output_shape)
+        values = parts[0].view(keep.shape[0], *self.output_shape)
+        if order is None:
+            return values
+        return values.index_select(0, torch.from_numpy(np.argsort(order)).to(values.device))
 
     def _run(self, keep: torch.Tensor) -> torch.Tensor:
         """Values ``[C * B, ...]`` of one chunk ``keep [C, N]``."""
         hooks = [hook for site in self.plan.hooked for hook in site.lesion_hooks(site.own(keep))]
         start = time.perf_counter()
-        with attached(hooks):
+        dtype = PRECISIONS[self.precision]
+        autocast = (torch.autocast(self.device.type if self.device else "cpu", dtype=dtype) if dtype
+                    else contextlib.nullcontext())
+        with attached(hooks), autocast:
             raw = self.plan.run(keep)
         if raw_device := getattr(raw, "device", None):
             if raw_device.type == "cuda":
@@ -179,4 +220,4 @@ class ModelGame(Game):
     def _default_budget(self) -> int:
         if self.device is not None and self.device.type == "cuda":
             return torch.cuda.mem_get_info(self.device)[0] // 2
-        return CPU_BUDGET
+        return getattr(self.plan, "cpu_budget", CPU_BUDGET)

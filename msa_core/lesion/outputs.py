@@ -7,6 +7,8 @@ generator's output tensor as is). Targets are ``labels`` (one class per sample `
 position ``[B, T]``); without labels, an LM fed ``input_ids [B, T]`` is scored on the next token,
 giving ``[B, T - 1]`` values per copy. A callable ``output(raw) -> tensor [C * B, ...]`` is used as is;
 a ``CustomOutput(fn)`` is told what the named outputs are told, ``fn(raw, copies)``.
+Per-position targets make a ``TokenScores``, whose ``positions`` let a plan compute the LM head only
+where it is read; a ``TokenScores`` built by hand scores any positions (e.g. a task's targets).
 """
 
 from __future__ import annotations
@@ -57,12 +59,13 @@ def image_of(raw: Any) -> torch.Tensor:
     return raw
 
 
-def make_output(output: str | CustomOutput | Callable[[Any], torch.Tensor], inputs: Inputs,
+def make_output(output: str | CustomOutput | TokenScores | Callable[[Any], torch.Tensor], inputs: Inputs,
                 labels: torch.Tensor | None) -> OutputFn:
     """The function mapping ``(raw output, copies)`` to values ``[copies * B, ...]``.
 
     Args:
-        output: a name of ``NAMED_OUTPUTS``, a ``CustomOutput``, or a callable ``fn(raw)``.
+        output: a name of ``NAMED_OUTPUTS``, a ``CustomOutput``, a ``TokenScores``, or a callable
+            ``fn(raw)``.
         inputs: the batch the model runs on (``input_ids`` give next-token targets).
         labels: integer targets ``[B]`` or ``[B, T]`` for ``correct`` / ``target_logprob``, or None.
 
@@ -74,6 +77,8 @@ def make_output(output: str | CustomOutput | Callable[[Any], torch.Tensor], inpu
     """
     if isinstance(output, CustomOutput):
         return output.fn
+    if isinstance(output, TokenScores):
+        return output
     if callable(output):
         return lambda raw, copies: output(raw)
     if output not in NAMED_OUTPUTS:
@@ -87,10 +92,14 @@ def make_output(output: str | CustomOutput | Callable[[Any], torch.Tensor], inpu
     if output == "log_probs":
         return lambda raw, copies: logits_of(raw).float().log_softmax(-1)
     targets, next_token = _targets(output, inputs, labels)
+    if targets.ndim == 2:  # a target per position: the LM head is needed only where one is scored
+        positions = torch.arange(targets.shape[1], device=targets.device)
+        return TokenScores(positions, targets, correct=output == "correct", name=output,
+                           length=targets.shape[1] + next_token)
     in_range: list[int] = []  # the class count the targets were checked against (on the first call)
 
     def scored(raw: Any, copies: int) -> torch.Tensor:
-        logits = logits_of(raw)[:, :-1] if next_token else logits_of(raw)
+        logits = logits_of(raw)
         wanted = repeat_batch(targets, copies)
         if logits.shape[:-1] != wanted.shape:
             raise MSAInputError(
@@ -112,6 +121,47 @@ def _check_range(targets: torch.Tensor, classes: int) -> None:
     if low < 0 or high >= classes:
         raise MSAInputError(f"labels must be class indices from 0 to {classes - 1} (the logits "
                             f"have {classes} classes); got values from {low} to {high}")
+
+
+class TokenScores:
+    """Output of a language model scored at some positions: values ``[C * B, P]``.
+
+    ``positions``: long ``[P]``, the sequence positions whose logits are read (the same for every
+    sample); ``targets``: long ``[B, P]``, the token scored at each of them. Values: the float32
+    log-probability of the target (``correct=False``) or 1.0 where the argmax is the target.
+    Called on a raw output whose logits cover every position ``[C * B, T, V]`` (T = ``length`` when
+    given, else any T past the last position) or only the scored ones ``[C * B, P, V]``; plans that
+    know ``positions`` compute the LM head only there.
+    """
+
+    def __init__(self, positions: torch.Tensor, targets: torch.Tensor, correct: bool = False,
+                 name: str = "target_logprob", length: int | None = None):
+        if positions.ndim != 1 or targets.ndim != 2 or targets.shape[1] != positions.shape[0]:
+            raise MSAInputError(f"{name}: positions must be [P] and targets [B, P]; "
+                                f"got {list(positions.shape)} and {list(targets.shape)}")
+        self.positions, self.targets, self.correct, self.name = positions, targets, correct, name
+        self.length = length
+        self._in_range: int | None = None  # the class count the targets were checked against
+
+    def __call__(self, raw: Any, copies: int) -> torch.Tensor:
+        logits = logits_of(raw)
+        wanted = repeat_batch(self.targets, copies)
+        full = self.length or int(self.positions.max()) + 1
+        if logits.ndim == 3 and logits.shape[1] != wanted.shape[1] and (
+                logits.shape[1] == full if self.length else logits.shape[1] >= full):
+            logits = logits[:, self.positions.to(logits.device)]
+        if logits.shape[:-1] != wanted.shape:
+            raise MSAInputError(
+                f"output={self.name!r}: logits {list(logits.shape)} do not fit targets "
+                f"{list(wanted.shape)}; "
+                "labels must have the logits' shape without the last (class) dimension"
+            )
+        if self._in_range != logits.shape[-1]:
+            _check_range(self.targets, logits.shape[-1])
+            self._in_range = logits.shape[-1]
+        if self.correct:
+            return (logits.argmax(-1) == wanted).float()
+        return logits.float().log_softmax(-1).gather(-1, wanted[..., None]).squeeze(-1)
 
 
 def _targets(output: str, inputs: Inputs, labels: torch.Tensor | None) -> tuple[torch.Tensor, bool]:

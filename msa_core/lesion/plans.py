@@ -34,13 +34,19 @@ class Plan(ABC):
 
 
 class WholeModel(Plan):
+    """``options``: keyword arguments passed to the model as they are (not repeated per copy)."""
+
     name = "whole model"
 
-    def __init__(self, model: nn.Module, inputs: Inputs, sites: list[Site]):
-        self.model, self.inputs, self.hooked = model, inputs, sites
+    def __init__(self, model: nn.Module, inputs: Inputs, sites: list[Site],
+                 options: dict | None = None):
+        self.model, self.inputs, self.hooked, self.options = model, inputs, sites, options or {}
 
     def run(self, keep: torch.Tensor) -> Any:
-        return call_model(self.model, repeat_batch(self.inputs, keep.shape[0]))
+        repeated = repeat_batch(self.inputs, keep.shape[0])
+        if self.options and not isinstance(repeated, torch.Tensor):  # options join HF-style dict inputs
+            return call_model(self.model, {**repeated, **self.options})
+        return call_model(self.model, repeated)
 
 
 class ChainSuffix(Plan):
@@ -94,19 +100,21 @@ class PushForward(Plan):
 PUSHED_BYTES = 1 << 30  # largest per-unit contribution tensors push-forward may keep
 
 
-def make_plan(model: nn.Module, inputs: Inputs, sites: list[Site], prefix_reuse: bool, push_forward: bool) -> Plan:
+def make_plan(model: nn.Module, inputs: Inputs, sites: list[Site], prefix_reuse: bool,
+              push_forward: bool, options: dict | None = None) -> Plan:
     """The fastest exact plan for these sites; call under ``torch.inference_mode()`` and eval mode.
 
-    Push-forward is used when its per-unit tensors take at most ``PUSHED_BYTES``.
+    Push-forward is used when its per-unit tensors take at most ``PUSHED_BYTES``. ``options`` go to
+    a whole-model plan's calls (e.g. ``logits_to_keep``; dict inputs only).
     """
     if not prefix_reuse or not isinstance(inputs, torch.Tensor):
-        return WholeModel(model, inputs, sites)
+        return WholeModel(model, inputs, sites, options)
     elements = chain_elements(model)
     if elements is None:
-        return WholeModel(model, inputs, sites)
+        return WholeModel(model, inputs, sites, options)
     hit = [i for i, (path, _) in enumerate(elements) if any(contains(path, s.path) for s in sites)]
     if not hit or any(not any(contains(path, s.path) for path, _ in elements) for s in sites):
-        return WholeModel(model, inputs, sites)
+        return WholeModel(model, inputs, sites, options)
     first = hit[0]
     site = next((s for s in sites if s.path == elements[first][0] and isinstance(s, ActivationSite)), None)
     if site is None:
