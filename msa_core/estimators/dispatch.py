@@ -90,7 +90,7 @@ def shapley_modes(game: Any, n_players: int | None = None, method: str = "auto",
     if state is not None:
         check_resumable(state, chosen, n, seed, budget, cls.extendable)
     if n == 1:
-        modes, stderr, n_perm = (v_full - v_empty)[None, :], np.zeros((1, v_full.size)), 0
+        modes, stderr, n_perm, dof = (v_full - v_empty)[None, :], np.zeros((1, v_full.size)), 0, np.inf
     else:
         estimator = cls(n, v_full, v_empty, seed, budget - 2)
         start = 0
@@ -112,13 +112,14 @@ def shapley_modes(game: Any, n_players: int | None = None, method: str = "auto",
                save=save if checkpoint is not None else None,
                save_seconds=checkpoint.every_seconds if checkpoint is not None else 0.0).run()
         modes, stderr = estimator.estimate()
-        n_perm = estimator.n_permutations
+        n_perm, dof = estimator.n_permutations, estimator.stderr_dof()
     out = timed.output_shape
     tally = timed.tally
     meta = {
         "method": chosen, "requested_method": method, "seed": seed, "n_players": n, "output_shape": list(out),
         "max_evaluations": budget, "target_stderr": target_stderr, "stopped_early": tally.stopped_early,
         "evaluations_discarded": tally.evaluated - tally.used, "stderr_kind": cls.stderr_kind,
+        "stderr_dof": None if np.isinf(dof) else dof,  # None: normal quantile (ModesResult.interval)
         "game_seconds": tally.game_seconds, "wall_seconds": time.perf_counter() - wall_start,
         "versions": {"msa_core": __version__, "numpy": np.__version__},
         **({} if remote is None else {"backend": game.meta()}),

@@ -6,10 +6,10 @@ contributions of one order telescope to ``v(full) - v(empty)``, so efficiency ho
 
 Streaming: each prefix value is added to the unit that completed the prefix and subtracted from
 the unit added next (``index_add_``, float64), which sums every marginal contribution without
-materialising it. Standard error: the sample standard error over permutations, per output element;
-the variance comes from explicit contributions of every block until 32 samples are in and of one
-block in ``VARIANCE_EVERY`` after that (an unbiased estimate from a deterministic subsample,
-divided by the full sample count).
+materialising it. Standard error: the sample standard error over permutations, per output element,
+from the explicit contributions of every permutation (a subsample of blocks gave intervals that
+covered the truth too rarely on skewed games); intervals use Student-t quantiles with
+``samples - 1`` degrees of freedom.
 """
 
 from __future__ import annotations
@@ -20,15 +20,12 @@ import torch
 from msa_core.coalitions import from_ranks
 from msa_core.estimators.base import Estimator, RunningMoments, block_rng, samples_per_block
 
-VARIANCE_WARMUP = 32  # samples whose contributions all feed the variance
-VARIANCE_EVERY = 8  # after the warm-up, one block in this many feeds it
-
 
 class PermutationEstimator(Estimator):
     """Plain Monte-Carlo over uniformly random permutations; one sample = one permutation."""
 
     name = "permutation"
-    stderr_kind = "sample standard error over permutations (variance from a deterministic subsample of blocks)"
+    stderr_kind = "sample standard error over permutations (t, samples - 1 degrees of freedom)"
     permutations_per_sample = 1
     state_fields = ("sums", "first_counts", "last_counts", "n_permutations", "moments")
     extendable = True  # block k holds the same orders whatever the budget
@@ -85,8 +82,7 @@ class PermutationEstimator(Estimator):
         self.first_counts += np.bincount(order[:, 0], minlength=n)
         self.last_counts += np.bincount(order[:, -1], minlength=n)
         self.n_permutations += n_perm
-        if self.moments.count < VARIANCE_WARMUP or k % VARIANCE_EVERY == 0:
-            self.moments.add(self.combine(self._contributions(ranks, prefix_values.numpy())))
+        self.moments.add(self.combine(self._contributions(ranks, prefix_values.numpy())))
 
     def _contributions(self, ranks: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Each unit's marginal contribution in each order, ``[P, N, D]``, from prefix values ``[P * (N-1), D]``."""
@@ -105,10 +101,10 @@ class PermutationEstimator(Estimator):
         totals = (self.sums + self.last_counts[:, None] * self.v_full
                   - self.first_counts[:, None] * self.v_empty)
         modes = totals / max(self.n_permutations, 1)
-        n_samples = self.n_permutations // self.permutations_per_sample
-        if self.moments.count < 2:
-            return modes, np.full_like(modes, np.nan)
-        return modes, self.moments.stderr() * np.sqrt(self.moments.count / n_samples)
+        return modes, self.moments.stderr()
+
+    def stderr_dof(self) -> float:
+        return float(max(self.moments.count - 1, 1))
 
     def max_stderr(self) -> float | None:
         return float(self.estimate()[1].max()) if self.moments.count >= 2 else None
