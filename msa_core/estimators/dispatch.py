@@ -18,13 +18,14 @@ from msa_core.estimators.exact import EXACT_MAX_PLAYERS, ExactEstimator
 from msa_core.estimators.kernel import KernelEstimator
 from msa_core.estimators.leverage import LeverageEstimator
 from msa_core.estimators.permutation import PermutationEstimator
+from msa_core.estimators.regression_adjusted import RegressionAdjustedEstimator
 from msa_core.estimators.runner import BlockRunner, Progress, TimedGame
 from msa_core.games import as_game
 from msa_core.result import ModesResult
 
 ESTIMATORS: dict[str, type[Estimator]] = {
     cls.name: cls for cls in (ExactEstimator, PermutationEstimator, AntitheticEstimator, KernelEstimator,
-                              LeverageEstimator)
+                              LeverageEstimator, RegressionAdjustedEstimator)
 }
 METHODS = ("auto", *ESTIMATORS)
 SAMPLED_METHODS = tuple(name for name in ESTIMATORS if name != "exact")

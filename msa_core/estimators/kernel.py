@@ -27,6 +27,7 @@ enumerated (then the result is exact).
 
 from __future__ import annotations
 
+from functools import lru_cache
 from itertools import chain, combinations
 from math import comb
 
@@ -83,6 +84,20 @@ def pair_schedule(n_players: int, sizes: list[int], n_pairs: int, rng: np.random
     counts = np.floor(share).astype(np.int64)
     counts[np.argsort(counts - share, kind="stable")[: n_pairs - counts.sum()]] += 1
     return rng.permutation(np.repeat(sizes, counts))
+
+
+@lru_cache(maxsize=1)
+def _size_combinations(n_players: int, size: int) -> np.ndarray:
+    """All index sets of one size, ``[C(N, size), size]`` (the size in use is cached)."""
+    flat = np.fromiter(chain.from_iterable(combinations(range(n_players), size)), dtype=np.int64)
+    return flat.reshape(-1, size)
+
+
+def coalitions_of_size(n_players: int, size: int, start: int, stop: int) -> np.ndarray:
+    """Coalitions ``start:stop`` of all those of one size, in lexicographic order: bool ``[stop - start, N]``."""
+    rows = np.zeros((stop - start, n_players), dtype=bool)
+    np.put_along_axis(rows, _size_combinations(n_players, size)[start:stop], True, axis=1)
+    return rows
 
 
 def sum_zero_basis(n_players: int) -> np.ndarray:
@@ -147,7 +162,6 @@ class KernelEstimator(Estimator):
         self.b_groups = np.zeros((self.n_groups, n, d))
         self.group_rows = np.zeros(self.n_groups, dtype=np.int64)
         self.sampled_blocks_done = 0
-        self._combos: tuple[int, np.ndarray] | None = None
 
     def planned_evaluations(self) -> int:
         return sum(stop - start for _, start, stop in self.segments) + self.planned_rows
@@ -156,19 +170,9 @@ class KernelEstimator(Estimator):
     def min_budget(cls, n_players: int) -> int:
         return min(2 * n_players, 2**n_players - 2)
 
-    def _size_combinations(self, size: int) -> np.ndarray:
-        """All index sets of one size, ``[C(N, size), size]``, cached for the size in use."""
-        if self._combos is None or self._combos[0] != size:
-            flat = np.fromiter(chain.from_iterable(combinations(range(self.n_players), size)), dtype=np.int64)
-            self._combos = (size, flat.reshape(-1, size))
-        return self._combos[1]
-
     def block(self, k: int) -> np.ndarray:
         if k < len(self.segments):
-            size, start, stop = self.segments[k]
-            rows = np.zeros((stop - start, self.n_players), dtype=bool)
-            np.put_along_axis(rows, self._size_combinations(size)[start:stop], True, axis=1)
-            return rows
+            return coalitions_of_size(self.n_players, *self.segments[k])
         first = (k - len(self.segments)) * self.pairs_per_block
         sizes = self.schedule[first: first + self.pairs_per_block]
         ranks = block_rng(self.seed, k).random((sizes.size, self.n_players)).argsort(axis=1).argsort(axis=1)

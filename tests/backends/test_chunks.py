@@ -10,7 +10,8 @@ from msa_core.estimators.runner import BlockRunner, TimedGame
 from msa_core.games import as_game
 
 N = 11
-BUDGETS = {"exact": 2**N - 2, "permutation": 120 * (N - 1), "antithetic": 120 * (N - 1), "kernel": 1500}
+BUDGETS = {"exact": 2**N - 2, "permutation": 120 * (N - 1), "antithetic": 120 * (N - 1), "kernel": 1500,
+           "leverage": 1500, "regression_adjusted": 1500}
 
 
 def run_whole(game, method: str):

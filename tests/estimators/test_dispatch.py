@@ -7,7 +7,8 @@ from ground_truth import CountingGame, RandomNonlinearGame, shapley_by_subsets
 
 from msa_core import METHODS, MSAInputError, UnanimityGame, shapley_modes
 
-SAMPLED = ["permutation", "antithetic", "kernel"]
+SAMPLED = ["permutation", "antithetic", "kernel", "leverage", "regression_adjusted"]
+REGRESSIONS = ("kernel", "leverage", "regression_adjusted")  # estimates from a fit: null players ~0, not 0
 ALL = ["exact", *SAMPLED]
 
 
@@ -24,7 +25,7 @@ def test_null_player_gets_zero(method):
     inner = RandomNonlinearGame(6, out=(5,), seed=2)
     game = lambda c: inner(c[:, :6])  # noqa: E731  player 6 never matters
     res = shapley_modes(game, n_players=7, method=method, max_evaluations=None if method == "exact" else 700)
-    if method == "kernel":  # a regression coefficient: zero up to sampling noise
+    if method in REGRESSIONS:  # a regression coefficient: zero up to sampling noise
         assert np.all(np.abs(res.modes[6]) <= 4 * res.stderr[6] + 1e-12)
     else:  # zero up to the rounding of sums of values
         np.testing.assert_allclose(res.modes[6], 0.0, atol=1e-12 * np.abs(res.v_full).max())
@@ -183,4 +184,4 @@ def test_bad_input_is_refused_before_any_evaluation():
 
 
 def test_methods_are_listed():
-    assert METHODS == ("auto", "exact", "permutation", "antithetic", "kernel")
+    assert METHODS == ("auto", "exact", "permutation", "antithetic", "kernel", "leverage", "regression_adjusted")
