@@ -71,8 +71,11 @@ class RegressionAdjustedEstimator(Estimator):
         p = np.append(shapley_weights(n), 0.0)  # p[s], s = 0..N (p[N] unused)
         self.p_in = np.concatenate([[0.0], p[:-1]])  # weight of a unit inside a coalition of size s: p(s-1)
         self.p_out = p  # weight of a unit outside it: p(s)
-        # a sampled pair's terms, scaled by 1 / (probability of its first coalition): n_sizes C(N, s) / 2
-        self.pair_scale = np.array([n_sizes * comb(n, s) / 2.0 for s in sizes])
+        # a sampled pair's terms, scaled by 1 / (probability of its first coalition): C(N, s) / q(class),
+        # halved for s = N/2, where both coalitions of a pair are of the class's one size
+        self.pair_scale = np.zeros(n + 1)
+        for s, q in zip(self.sampled_sizes, self.class_probability):
+            self.pair_scale[s] = comb(n, int(s)) / q / (2.0 if 2 * s == n else 1.0)
         # fit weights ~ sum_i w_i(S)^2 / D(S)^2: the residual's weight in the Monte Carlo variance
         spread = sizes * self.p_in**2 + (n - sizes) * self.p_out**2
         self.fit_weight = np.zeros(n + 1)
@@ -146,19 +149,25 @@ class RegressionAdjustedEstimator(Estimator):
         ridge = RIDGE * max(float(np.trace(gram)) / gram.shape[0], 1e-300)
         return np.linalg.solve(gram + ridge * np.eye(gram.shape[0]), xv)
 
-    def _group_estimates(self) -> np.ndarray:
-        """Cross-fitted estimates of the groups that hold pairs, ``[G', N, D]``."""
-        gram_total = self.gram_shared + self.gram.sum(axis=0)
-        xv_total = self.xv_shared + self.xv.sum(axis=0)
+    def _group_estimates(self, columns: np.ndarray) -> np.ndarray:
+        """Cross-fitted estimates ``[G', N, D]`` of the groups that hold pairs, surrogate on ``columns``."""
+        gram_total = (self.gram_shared + self.gram.sum(axis=0))[np.ix_(columns, columns)]
+        xv_total = (self.xv_shared + self.xv.sum(axis=0))[columns]
+        shapley, exact_x = self.features.shapley[columns], self.exact_x[:, columns]
         estimates = []
         for g in np.flatnonzero(self.pairs):
-            beta = self._fit(gram_total - self.gram[g], xv_total - self.xv[g])
-            residual = (self.rv[g] - self.rx[g] @ beta) / self.pairs[g]
-            estimates.append(self.features.shapley.T @ beta + self.exact_v - self.exact_x @ beta + residual)
+            beta = self._fit(gram_total - self.gram[g][np.ix_(columns, columns)], xv_total - self.xv[g][columns])
+            residual = (self.rv[g] - self.rx[g][:, columns] @ beta) / self.pairs[g]
+            estimates.append(shapley.T @ beta + self.exact_v - exact_x @ beta + residual)
         return np.stack(estimates) if estimates else np.zeros((0, self.n_players, self.n_outputs))
 
     def estimate(self) -> tuple[np.ndarray, np.ndarray]:
-        groups = self._group_estimates()
+        """The estimate of the surrogate, with or without the pairwise features, whose variance is smaller."""
+        candidates = [np.arange(self.features.n_features)]
+        if self.features.pairs:
+            candidates.append(np.arange(self.features.n_features - self.features.n_pairs))
+        groups = min((self._group_estimates(columns) for columns in candidates),
+                     key=lambda g: float(np.sum(g.var(axis=0, ddof=1))) if g.shape[0] > 1 else 0.0)
         if groups.shape[0] >= 2:
             return groups.mean(axis=0), groups.std(axis=0, ddof=1) / np.sqrt(groups.shape[0])
         if groups.shape[0] == 1:
