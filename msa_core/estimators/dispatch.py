@@ -29,7 +29,7 @@ ESTIMATORS: dict[str, type[Estimator]] = {
 }
 METHODS = ("auto", *ESTIMATORS)
 SAMPLED_METHODS = tuple(name for name in ESTIMATORS if name != "exact")
-BEST_SAMPLER = "kernel"  # lowest error per evaluation in bench/bench_estimators.py
+BEST_SAMPLER = "regression_adjusted"  # lowest error per evaluation on every game of bench/bench_estimators.py
 KERNEL_MAX_VALUES = 1 << 20  # auto: above N x |out| values, kernel's per-coalition regression update
 #   (O(N x |out|), against O(|out|) for permutation) costs more wall time than its lower error saves
 #   (measured: 113 GAN channels x 32,768 pixels, kernel 3.3x slower at equal evaluations)
@@ -46,8 +46,10 @@ def shapley_modes(game: Any, n_players: int | None = None, method: str = "auto",
 
     game: ``Game`` or callable mapping bool coalitions ``[C, N]`` (True = intact) to values ``[C, *out]``.
     method: ``"exact"`` (all 2^N coalitions, N <= 20), ``"permutation"``, ``"antithetic"``, ``"kernel"``
-    (paired kernel regression), or ``"auto"``: exact when 2^N fits the budget, else kernel, or
-    permutation when N x |out| exceeds ``KERNEL_MAX_VALUES`` (2^20).
+    (paired kernel regression), ``"leverage"`` (the regression on leverage-score samples),
+    ``"regression_adjusted"`` (a fitted surrogate plus Monte Carlo on its residual), or ``"auto"``:
+    exact when 2^N fits the budget, else regression_adjusted, or permutation when N x |out| exceeds
+    ``KERNEL_MAX_VALUES`` (2^20). ``result.interval(level)`` gives calibrated confidence intervals.
     Budget: ``n_permutations`` (a permutation costs N-1 evaluations; samplers that do not draw
     permutations get the same number of evaluations) and/or ``max_evaluations`` (hard cap, full and
     empty coalitions included); the smaller wins; default 1000 permutations.

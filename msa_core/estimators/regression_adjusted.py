@@ -36,7 +36,8 @@ from msa_core.estimators.surrogate import CoalitionFeatures
 
 GROUPS = 16  # cross-fitting groups (and batch-means groups of the standard error)
 GROUP_VALUES = 1 << 26  # numbers held by all groups' sums together, at most (about 512 MB)
-PAIR_ROWS = 4  # pairwise features only with at least this many fitted coalitions per feature
+PAIR_ROWS = 4  # pairwise features only with at least this many fitted coalitions per feature,
+PAIR_MAX_VALUES = 1 << 20  # and at most this many numbers (features x outputs) per coalition's update
 RIDGE = 1e-8  # relative ridge on the fit, only against exactly collinear features
 
 
@@ -58,10 +59,10 @@ class RegressionAdjustedEstimator(Estimator):
         # a pair class {s, N-s} is drawn in proportion to its number of sizes (1 when s = N-s)
         classes = np.array([1.0 if 2 * s == n else 2.0 for s in self.sampled_sizes])
         self.class_probability = classes / classes.sum() if classes.size else classes
-        fitted_rows = budget - 2
-        pairs = fitted_rows >= PAIR_ROWS * CoalitionFeatures.count(n, pairs=True)
+        with_pairs = CoalitionFeatures.count(n, pairs=True)
+        pairs = budget - 2 >= PAIR_ROWS * with_pairs and with_pairs * d <= PAIR_MAX_VALUES
         per_group = lambda f: f * f + (f + n) * d + n * f  # noqa: E731
-        if pairs and GROUP_VALUES // per_group(CoalitionFeatures.count(n, True)) < GROUPS:
+        if pairs and GROUP_VALUES // per_group(with_pairs) < GROUPS:
             pairs = False  # wide outputs: no room for the pairwise fit in every group
         self.features = CoalitionFeatures(n, pairs)
         f = self.features.n_features

@@ -109,12 +109,12 @@ def test_progress_reports_evaluations_up_to_the_total():
     assert {t for _, t in seen} == {res.n_evaluations}
 
 
-def test_auto_is_exact_when_all_coalitions_fit_the_budget_else_kernel():
+def test_auto_is_exact_when_all_coalitions_fit_the_budget_else_the_best_sampler():
     small = shapley_modes(RandomNonlinearGame(8, seed=0), n_players=8)
     assert small.meta["method"] == "exact"
     np.testing.assert_allclose(small.modes, shapley_by_subsets(RandomNonlinearGame(8, seed=0), 8), atol=1e-11)
     large = shapley_modes(UnanimityGame.random(24, 10, 3, seed=0), max_evaluations=3000)
-    assert large.meta["method"] == "kernel" and large.n_evaluations <= 3000
+    assert large.meta["method"] == "regression_adjusted" and large.n_evaluations <= 3000
 
 
 def test_auto_samples_permutations_when_the_regression_would_be_wide(monkeypatch):
@@ -127,7 +127,7 @@ def test_auto_samples_permutations_when_the_regression_would_be_wide(monkeypatch
     wide = shapley_modes(game, max_evaluations=3000)
     assert wide.meta["method"] == "permutation" and wide.efficiency_gap() < 1e-10
     monkeypatch.setattr(dispatch, "KERNEL_MAX_VALUES", values)
-    assert shapley_modes(game, max_evaluations=3000).meta["method"] == "kernel"
+    assert shapley_modes(game, max_evaluations=3000).meta["method"] == "regression_adjusted"
 
 
 def test_one_player_game():
