@@ -6,8 +6,8 @@
    - mlp-digits-h16-l1-s0 and mlp-digits-h16-none-s0: per-class accuracy ``[10]`` of the 360
      held-out digits, players = the 16 hidden neurons;
    - gan-digits-s0: the 32 default images ``[32, 1, 32, 32]``, players = the 16 channels of up16;
-   - moe-fortunes-5lang: log-prob of each true next byte ``[5, 32]`` of one held-out sentence per
-     language, players = the 8 experts of layers 0 and 1.
+   - moe-fortunes-5lang: log-prob of each true next byte ``[5, 16]`` of the first 16 bytes of one
+     held-out sentence per language, players = the 8 experts of layers 0 and 1.
    Budget 100 x N evaluations (full and empty included), ``--repeats`` seeds per method. Printed per
    game and method: mean squared error over all elements, the MSE ratio against plain permutation
    sampling, the share of elements inside the 95% interval (``ModesResult.interval``; a rounding
@@ -40,8 +40,16 @@ OUT = Path(__file__).parent / "out"
 N = 16
 METHODS = ("permutation", "antithetic", "kernel", "leverage", "regression_adjusted", "auto")
 TABLE_MAX_BYTES = 256 << 20  # keep every coalition's values when the table is at most this large
-SHAPIQ = ("KernelSHAP", "KernelSHAP paired", "UnbiasedKernelSHAP", "SVARM", "PermutationSamplingSV",
-          "StratifiedSamplingSV", "OwenSamplingSV", "kADDSHAP")
+SHAPIQ = (
+    "KernelSHAP",
+    "KernelSHAP paired",
+    "UnbiasedKernelSHAP",
+    "SVARM",
+    "PermutationSamplingSV",
+    "StratifiedSamplingSV",
+    "OwenSamplingSV",
+    "kADDSHAP",
+)
 
 
 def class_accuracy_game(name: str):
@@ -57,22 +65,34 @@ def gan_game():
 
 def moe_game():
     loaded = load_model("moe-fortunes-5lang")
-    inputs = {key: value[:: 4] for key, value in loaded.inputs.items()}  # one sentence per language
-    game = ModelGame(loaded.model, inputs, [Experts("model.layers.0.mlp"), Experts("model.layers.1.mlp")],
-                     output="target_logprob")
+    inputs = {
+        key: value[::4, :17] for key, value in loaded.inputs.items()
+    }  # 1 sentence per language, 16 bytes
+    game = ModelGame(
+        loaded.model,
+        inputs,
+        [Experts("model.layers.0.mlp"), Experts("model.layers.1.mlp")],
+        output="target_logprob",
+    )
     return lambda c: np.asarray(game(c), dtype=np.float64)
 
 
 GAMES = {
-    "mlp-digits-h16-l1-s0, per-class accuracy": ("mlp-l1", lambda: class_accuracy_game("mlp-digits-h16-l1-s0")),
-    "mlp-digits-h16-none-s0, per-class accuracy": ("mlp-none", lambda: class_accuracy_game("mlp-digits-h16-none-s0")),
+    "mlp-digits-h16-l1-s0, per-class accuracy": (
+        "mlp-l1",
+        lambda: class_accuracy_game("mlp-digits-h16-l1-s0"),
+    ),
+    "mlp-digits-h16-none-s0, per-class accuracy": (
+        "mlp-none",
+        lambda: class_accuracy_game("mlp-digits-h16-none-s0"),
+    ),
     "gan-digits-s0, channels of up16, images": ("gan-up16", gan_game),
     "moe-fortunes-5lang, experts of layers 0-1, log-probs": ("moe-l01", moe_game),
 }
 
 
 class TableGame:
-    """A game read from the values of all 2^N coalitions, ``table [2^N, D]`` (index bit i = unit i intact)."""
+    """A game read from the values of all coalitions, ``table [2^N, D]`` (bit i: unit i intact)."""
 
     def __init__(self, values: np.ndarray):
         self.values = values
@@ -83,7 +103,7 @@ class TableGame:
 
 
 def enumerate_game(key: str, build) -> dict[str, np.ndarray]:
-    """Exact modes ``[N, D]``, the scalar game's table ``[2^N]`` and, if small, the full table ``[2^N, D]``.
+    """Exact modes ``[N, D]``, the scalar game's table ``[2^N]``, if small the full ``[2^N, D]``.
 
     Computed once (all 2^N coalitions, in blocks) and cached in ``bench/out/estimators-KEY.npz``.
     """
@@ -114,8 +134,10 @@ def enumerate_game(key: str, build) -> dict[str, np.ndarray]:
     return data
 
 
-def run_methods(game, truth: np.ndarray, methods, budget: int, repeats: int) -> dict[str, dict[str, float]]:
-    """Mean squared error, share of elements inside the 95% interval and seconds per run, per method."""
+def run_methods(
+    game, truth: np.ndarray, methods, budget: int, repeats: int
+) -> dict[str, dict[str, float]]:
+    """Per method: mean squared error, share inside the 95% interval, seconds per run."""
     tol = 1e-9 * np.abs(truth).max()
     out = {}
     for method in methods:
@@ -128,13 +150,17 @@ def run_methods(game, truth: np.ndarray, methods, budget: int, repeats: int) -> 
             low, high = (bound.reshape(truth.shape) for bound in res.interval(0.95))
             errors.append(np.mean((modes - truth) ** 2))
             inside.append(np.mean((low - tol <= truth) & (truth <= high + tol)))
-        out[method] = {"mse": float(np.mean(errors)), "coverage": float(np.mean(inside)),
-                       "seconds": float(np.mean(seconds)), "chosen": res.meta["method"]}
+        out[method] = {
+            "mse": float(np.mean(errors)),
+            "coverage": float(np.mean(inside)),
+            "seconds": float(np.mean(seconds)),
+            "chosen": res.meta["method"],
+        }
     return out
 
 
 def shapiq_errors(scalar_game, truth: np.ndarray, budget: int, repeats: int) -> dict[str, float]:
-    """Mean squared error of each shapiq Shapley-value approximator on a scalar game ``[C, N] -> [C]``."""
+    """Mean squared error of each shapiq approximator on a scalar game ``[C, N] -> [C]``."""
     from shapiq import approximator as approx
 
     makers = {
@@ -149,8 +175,10 @@ def shapiq_errors(scalar_game, truth: np.ndarray, budget: int, repeats: int) -> 
     }
     errors = {}
     for name in SHAPIQ:
-        runs = [makers[name](seed).approximate(budget=budget, game=scalar_game).get_n_order_values(1)
-                for seed in range(repeats)]
+        runs = [
+            makers[name](seed).approximate(budget=budget, game=scalar_game).get_n_order_values(1)
+            for seed in range(repeats)
+        ]
         errors[name] = float(np.mean([np.mean((np.asarray(r) - truth) ** 2) for r in runs]))
     return errors
 
@@ -158,31 +186,66 @@ def shapiq_errors(scalar_game, truth: np.ndarray, budget: int, repeats: int) -> 
 def bench_models(budget: int, repeats: int) -> tuple[str, str]:
     """Tables of sections 1 and 2."""
     header = ("game", *[f"{m}: MSE ratio / coverage / s" for m in METHODS])
-    rows, scalar_rows = [header], [("game (scalar: mean over outputs)", "best shapiq (MSE)",
-                                    "regression_adjusted MSE", "best shapiq / regression_adjusted",
-                                    "kernel MSE", "best shapiq / kernel")]
+    rows, scalar_rows = (
+        [header],
+        [
+            (
+                "game (scalar: mean over outputs)",
+                "best shapiq (MSE)",
+                "regression_adjusted MSE",
+                "best shapiq / regression_adjusted",
+                "kernel MSE",
+                "best shapiq / kernel",
+            )
+        ],
+    )
     for label, (key, build) in GAMES.items():
         data = enumerate_game(key, build)
         truth = data["truth"]
         game = TableGame(data["table"]) if "table" in data else build()
         result = run_methods(game, truth, METHODS, budget, repeats)
         base = result["permutation"]["mse"]
-        cells = [f"{base / r['mse']:.1f}x / {r['coverage']:.3f} / {r['seconds']:.2f}" for r in result.values()]
+        cells = [
+            f"{base / r['mse']:.1f}x / {r['coverage']:.3f} / {r['seconds']:.2f}"
+            for r in result.values()
+        ]
         cells[-1] += f" ({result['auto']['chosen']})"
         rows.append((label, *cells))
-        print(f"  {label}: MSE permutation {base:.3g}; " + ", ".join(
-            f"{m} {r['mse']:.3g} (coverage {r['coverage']:.3f})" for m, r in result.items()), flush=True)
+        print(
+            f"  {label}: MSE permutation {base:.3g}; "
+            + ", ".join(
+                f"{m} {r['mse']:.3g} (coverage {r['coverage']:.3f})" for m, r in result.items()
+            ),
+            flush=True,
+        )
 
         scalar_truth = truth.mean(axis=tuple(range(1, truth.ndim)))
         scalar_game = TableGame(data["scalar"][:, None])
-        ours = run_methods(scalar_game, scalar_truth[:, None], ("regression_adjusted", "kernel"), budget, repeats)
-        theirs = shapiq_errors(lambda c: data["scalar"][c.astype(bool) @ (1 << np.arange(N))], scalar_truth,
-                               budget, repeats)
+        ours = run_methods(
+            scalar_game, scalar_truth[:, None], ("regression_adjusted", "kernel"), budget, repeats
+        )
+        theirs = shapiq_errors(
+            lambda c, game=scalar_game: game(np.atleast_2d(c).astype(bool))[:, 0],
+            scalar_truth,
+            budget,
+            repeats,
+        )
         best = min(theirs, key=theirs.get)
         ra, kernel = ours["regression_adjusted"]["mse"], ours["kernel"]["mse"]
-        scalar_rows.append((label, f"{best} ({theirs[best]:.3g})", f"{ra:.3g}", f"{theirs[best] / ra:.1f}x",
-                            f"{kernel:.3g}", f"{theirs[best] / kernel:.1f}x"))
-        print("  shapiq: " + ", ".join(f"{name} {err:.3g}" for name, err in theirs.items()), flush=True)
+        scalar_rows.append(
+            (
+                label,
+                f"{best} ({theirs[best]:.3g})",
+                f"{ra:.3g}",
+                f"{theirs[best] / ra:.1f}x",
+                f"{kernel:.3g}",
+                f"{theirs[best] / kernel:.1f}x",
+            )
+        )
+        print(
+            "  shapiq: " + ", ".join(f"{name} {err:.3g}" for name, err in theirs.items()),
+            flush=True,
+        )
     return table(rows), table(scalar_rows)
 
 
@@ -198,14 +261,16 @@ class HiddenNeuronGame:
         return self.model[2](hidden * mask)
 
     def full_forward(self, coalitions: np.ndarray) -> torch.Tensor:
-        """Logits ``[C, B, 10]``: the whole forward pass once per coalition, all coalitions batched."""
+        """Logits ``[C, B, 10]``: the whole forward pass per coalition, all coalitions batched."""
         with torch.inference_mode():
             repeated = self.images.repeat(len(coalitions), 1)
-            hidden = self.model[1](self.model[0](repeated)).reshape(len(coalitions), *self.images.shape[:1], -1)
+            hidden = self.model[1](self.model[0](repeated)).reshape(
+                len(coalitions), *self.images.shape[:1], -1
+            )
             return self._readout(hidden, coalitions)
 
     def prefix_once(self, coalitions: np.ndarray) -> torch.Tensor:
-        """Logits ``[C, B, 10]`` with the coalition-independent hidden layer computed once per call."""
+        """Logits ``[C, B, 10]``, the coalition-independent hidden layer computed once per call."""
         with torch.inference_mode():
             return self._readout(self.model[1](self.model[0](self.images))[None], coalitions)
 
@@ -223,39 +288,93 @@ def bench_speed(n_permutations: int) -> list[tuple[str, ...]]:
     model, images, _ = digits_mlp(hidden=32)
     game = HiddenNeuronGame(model, images)
     units = list(range(32))
-    theirs, t_theirs = timed(lambda: msa.interface(elements=units, objective_function=game.lesioned,
-                                                   n_permutations=n_permutations, n_parallel_games=1,
-                                                   random_seed=1, dual_progress_bars=False))
+    theirs, t_theirs = timed(
+        lambda: msa.interface(
+            elements=units,
+            objective_function=game.lesioned,
+            n_permutations=n_permutations,
+            n_parallel_games=1,
+            random_seed=1,
+            dual_progress_bars=False,
+        )
+    )
     modes_theirs = np.stack([np.asarray(theirs[u]).reshape(200, 10) for u in units])
-    rows = [("run", "wall time", "inside the game", "speed-up vs msapy", "engine overhead", "r with msapy")]
-    rows.append((f"msapy, per-coalition objective, {n_permutations} permutations", f"{t_theirs:.2f} s", "-", "1.0x", "-", "-"))
-    for label, fn in (("full forward per coalition, batched", game.full_forward),
-                      ("hidden layer once per call, batched", game.prefix_once)):
-        ours, t_ours = timed(lambda: shapley_modes(fn, n_players=32, method="permutation",
-                                                   n_permutations=n_permutations, seed=0))
+    rows = [
+        (
+            "run",
+            "wall time",
+            "inside the game",
+            "speed-up vs msapy",
+            "engine overhead",
+            "r with msapy",
+        )
+    ]
+    rows.append(
+        (
+            f"msapy, per-coalition objective, {n_permutations} permutations",
+            f"{t_theirs:.2f} s",
+            "-",
+            "1.0x",
+            "-",
+            "-",
+        )
+    )
+    for label, fn in (
+        ("full forward per coalition, batched", game.full_forward),
+        ("hidden layer once per call, batched", game.prefix_once),
+    ):
+        ours, t_ours = timed(
+            lambda fn=fn: shapley_modes(
+                fn, n_players=32, method="permutation", n_permutations=n_permutations, seed=0
+            )
+        )
         inside = ours.meta["game_seconds"]
         agree = np.corrcoef(ours.modes.ravel(), modes_theirs.ravel())[0, 1]
-        rows.append((f"shapley_modes, {label}", f"{t_ours:.2f} s", f"{inside:.2f} s", f"{t_theirs / t_ours:.1f}x",
-                     f"{t_ours / inside:.2f}x", f"{agree:.4f}"))
+        rows.append(
+            (
+                f"shapley_modes, {label}",
+                f"{t_ours:.2f} s",
+                f"{inside:.2f} s",
+                f"{t_theirs / t_ours:.1f}x",
+                f"{t_ours / inside:.2f}x",
+                f"{agree:.4f}",
+            )
+        )
     return rows
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--budget", type=int, default=100 * N, help="evaluations per run (full and empty included)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--budget", type=int, default=100 * N, help="evaluations per run (full and empty included)"
+    )
     parser.add_argument("--repeats", type=int, default=10, help="seeds per method and game")
-    parser.add_argument("--speed", action="store_true", help="also run the speed comparison with msapy")
-    parser.add_argument("--permutations", type=int, default=1000, help="permutations for the speed comparison")
+    parser.add_argument(
+        "--speed", action="store_true", help="also run the speed comparison with msapy"
+    )
+    parser.add_argument(
+        "--permutations", type=int, default=1000, help="permutations for the speed comparison"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     vector, scalar = bench_models(args.budget, args.repeats)
-    print(f"\n## 1. Games with 16 players, {args.budget} evaluations, {args.repeats} seeds: MSE of plain permutation "
-          f"sampling / MSE of the method, share of elements inside the 95% interval, seconds per run\n\n{vector}\n")
-    print(f"## 2. The same games reduced to scalars, {args.budget} evaluations, {args.repeats} seeds: "
-          f"against shapiq's approximators\n\n{scalar}\n")
+    print(
+        f"\n## 1. Games with 16 players, {args.budget} evaluations, {args.repeats} seeds: MSE of "
+        f"plain permutation sampling / MSE of the method, share of elements inside the 95% "
+        f"interval, seconds per run\n\n{vector}\n"
+    )
+    print(
+        f"## 2. The same games reduced to scalars, {args.budget} evaluations, "
+        f"{args.repeats} seeds: "
+        f"against shapiq's approximators\n\n{scalar}\n"
+    )
     if args.speed:
-        print(f"## 3. Speed: 32-neuron digits MLP, logits 200 x 10, one torch thread\n\n"
-              f"{table(bench_speed(args.permutations))}")
+        print(
+            f"## 3. Speed: 32-neuron digits MLP, logits 200 x 10, one torch thread\n\n"
+            f"{table(bench_speed(args.permutations))}"
+        )
 
 
 if __name__ == "__main__":

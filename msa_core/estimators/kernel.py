@@ -76,11 +76,13 @@ def pair_schedule(n_players: int, sizes: list[int], n_pairs: int, rng: np.random
     """Size of the first coalition of each sampled pair, ``[n_pairs]``, in shuffled order.
 
     sizes: the sampled sizes s <= N/2 (each pair holds one coalition of size s and its complement).
-    Pairs are allotted to sizes by largest remainder, in proportion to ``pair_mass ** power``.
+    Pairs are allotted to sizes by largest remainder, in proportion to the sum of ``mass ** power``
+    over the pair's sizes (s and N-s; one size where s = N/2), so ``power=0`` spreads coalitions
+    evenly over the sizes.
     """
     mass = kernel_mass(n_players)
-    pair_mass = np.array([mass[s] + (mass[n_players - s] if 2 * s != n_players else 0.0) for s in sizes])
-    share = pair_mass**power / (pair_mass**power).sum() * n_pairs
+    pair_mass = np.array([mass[s] ** power * (1.0 if 2 * s == n_players else 2.0) for s in sizes])
+    share = pair_mass / pair_mass.sum() * n_pairs
     counts = np.floor(share).astype(np.int64)
     counts[np.argsort(counts - share, kind="stable")[: n_pairs - counts.sum()]] += 1
     return rng.permutation(np.repeat(sizes, counts))

@@ -1,4 +1,4 @@
-"""Leverage-score sampling for the paired Shapley regression (Leverage SHAP, Musco & Witter, ICLR 2025).
+"""Leverage-score sampling for the paired Shapley regression (Musco & Witter, ICLR 2025).
 
 The Shapley regression of ``kernel.py`` solved on coalitions drawn in proportion to their leverage
 scores. Musco & Witter show the leverage score of coalition S in that regression is
@@ -21,7 +21,9 @@ class LeverageEstimator(KernelEstimator):
     """Paired regression with pairs spread evenly over sizes (leverage scores ``1 / C(N, |S|)``)."""
 
     name = "leverage"
-    stderr_kind = ("delete-a-group jackknife over interleaved groups of leverage-sampled pairs "
-                   "(t, groups - 1 degrees of freedom)")
+    stderr_kind = (
+        "delete-a-group jackknife over interleaved groups of leverage-sampled pairs "
+        "(t, groups - 1 degrees of freedom)"
+    )
     size_power = 0.0
     border_power = 0.0

@@ -2,11 +2,11 @@
 
 A surrogate ``f`` with closed-form Shapley values (``surrogate.CoalitionFeatures``: size curve,
 size-dependent unit effects, pairwise products) is fitted to the sampled values by weighted least
-squares; the modes are ``phi(f) + phi(v - f)``, the first exact, the second a Monte Carlo estimate on
-the residual. Shapley values are linear, so this is unbiased whatever ``f`` is, as long as ``f`` was
-not fitted on the samples that estimate its residual: the sampled pairs are dealt into G groups,
-and group g's residual is estimated with the surrogate fitted on every other group (cross-fitting).
-The result is the mean of the G group estimates.
+squares; the modes are ``phi(f) + phi(v - f)``, the first exact, the second a Monte Carlo
+estimate on the residual. Shapley values are linear, so this is unbiased whatever ``f`` is, as
+long as ``f`` was not fitted on the samples that estimate its residual: the sampled pairs are
+dealt into G groups, and group g's residual is estimated with the surrogate fitted on every other
+group (cross-fitting). The result is the mean of the G group estimates.
 
 Monte Carlo part ("maximum sample reuse"): every coalition feeds every unit. The Shapley value is
 ``sum_S v(S) w_i(S)`` with ``w_i(S) = p(|S|-1)`` for i in S and ``-p(|S|)`` otherwise (``p`` the
@@ -14,8 +14,8 @@ Shapley weights of ``exact.py``); sizes that the sampler would draw at least exh
 exactly (as in ``kernel.py``), the full and empty coalitions too; for the other sizes, complement
 pairs ``(S, N \\ S)`` are drawn with the size uniform over the sampled sizes (leverage-score
 proportions, ``leverage.py``) and S uniform of that size, and each pair adds its importance-weighted
-terms. Since ``sum_i w_i(S) = 0`` for every coalition between the ends, each group's estimate sums to
-``v(full) - v(empty)`` exactly: efficiency holds to float precision.
+terms. Since ``sum_i w_i(S) = 0`` for every coalition between the ends, each group's estimate
+sums to ``v(full) - v(empty)`` exactly: efficiency holds to float precision.
 
 Streaming: only sums are kept, per group ``[F, F]``, ``[F, D]`` (the fit) and ``[N, D]``, ``[N, F]``
 (the residual terms of the values and of each feature); the fits are solved at ``estimate()``.
@@ -37,23 +37,39 @@ from msa_core.estimators.surrogate import CoalitionFeatures
 GROUPS = 16  # cross-fitting groups (and batch-means groups of the standard error)
 GROUP_VALUES = 1 << 26  # numbers held by all groups' sums together, at most (about 512 MB)
 PAIR_ROWS = 4  # pairwise features only with at least this many fitted coalitions per feature,
-PAIR_MAX_VALUES = 1 << 20  # and at most this many numbers (features x outputs) per coalition's update
+PAIR_MAX_VALUES = (
+    1 << 20
+)  # and at most this many numbers (features x outputs) per coalition's update
 RIDGE = 1e-8  # relative ridge on the fit, only against exactly collinear features
 
 
 class RegressionAdjustedEstimator(Estimator):
-    """Exactly summed border sizes first (in blocks of rows), then blocks of sampled complement pairs."""
+    """Exactly summed border sizes first (blocks of rows), then blocks of sampled pairs."""
 
     name = "regression_adjusted"
-    stderr_kind = "batch means over cross-fitted groups of sampled pairs (t, groups - 1 degrees of freedom)"
-    state_fields = ("gram_shared", "xv_shared", "exact_v", "exact_x", "gram", "xv", "rv", "rx", "pairs",
-                    "sampled_blocks_done")
+    stderr_kind = (
+        "batch means over cross-fitted groups of sampled pairs (t, groups - 1 degrees of freedom)"
+    )
+    state_fields = (
+        "gram_shared",
+        "xv_shared",
+        "exact_v",
+        "exact_x",
+        "gram",
+        "xv",
+        "rv",
+        "rx",
+        "pairs",
+        "sampled_blocks_done",
+    )
 
     def __init__(self, n_players, v_full, v_empty, seed, budget):
         super().__init__(n_players, v_full, v_empty, seed, budget)
         n, d = n_players, self.n_outputs
         enumerated = border_sizes(n, budget, power=0.0)
-        self.sampled_sizes = np.array([s for s in range(1, n // 2 + 1) if s not in enumerated], dtype=np.int64)
+        self.sampled_sizes = np.array(
+            [s for s in range(1, n // 2 + 1) if s not in enumerated], dtype=np.int64
+        )
         n_sizes = sum(1 for s in range(1, n) if s not in enumerated)  # sizes drawn, both halves
         self.n_pairs = (budget - sum(comb(n, s) for s in enumerated)) // 2 if n_sizes else 0
         # a pair class {s, N-s} is drawn in proportion to its number of sizes (1 when s = N-s)
@@ -70,12 +86,14 @@ class RegressionAdjustedEstimator(Estimator):
 
         sizes = np.arange(n + 1)
         p = np.append(shapley_weights(n), 0.0)  # p[s], s = 0..N (p[N] unused)
-        self.p_in = np.concatenate([[0.0], p[:-1]])  # weight of a unit inside a coalition of size s: p(s-1)
+        self.p_in = np.concatenate(
+            [[0.0], p[:-1]]
+        )  # weight of a unit inside a coalition of size s: p(s-1)
         self.p_out = p  # weight of a unit outside it: p(s)
-        # a sampled pair's terms, scaled by 1 / (probability of its first coalition): C(N, s) / q(class),
+        # a sampled pair's terms, scaled by 1 / probability of its first coalition: C(N, s) / q,
         # halved for s = N/2, where both coalitions of a pair are of the class's one size
         self.pair_scale = np.zeros(n + 1)
-        for s, q in zip(self.sampled_sizes, self.class_probability):
+        for s, q in zip(self.sampled_sizes, self.class_probability, strict=True):
             self.pair_scale[s] = comb(n, int(s)) / q / (2.0 if 2 * s == n else 1.0)
         # fit weights ~ sum_i w_i(S)^2 / D(S)^2: the residual's weight in the Monte Carlo variance
         spread = sizes * self.p_in**2 + (n - sizes) * self.p_out**2
@@ -84,15 +102,22 @@ class RegressionAdjustedEstimator(Estimator):
         self.fit_weight[1:-1] /= self.fit_weight[1:-1].mean()
 
         rows = samples_per_block(1, d)
-        self.segments = [(s, start, min(start + rows, comb(n, s)))
-                         for s in enumerated for start in range(0, comb(n, s), rows)]
-        self.pairs_per_block = max(1, min(samples_per_block(2, d), -(-self.n_pairs // (8 * self.n_groups))))
+        self.segments = [
+            (s, start, min(start + rows, comb(n, s)))
+            for s in enumerated
+            for start in range(0, comb(n, s), rows)
+        ]
+        self.pairs_per_block = max(
+            1, min(samples_per_block(2, d), -(-self.n_pairs // (8 * self.n_groups)))
+        )
         self.n_blocks = len(self.segments) + -(-self.n_pairs // self.pairs_per_block)
 
         ends = self.features(np.array([[True] * n, [False] * n]))
         self.gram_shared = np.zeros((f, f))
         self.xv_shared = np.zeros((f, d))
-        self.exact_v = np.tile((v_full - v_empty) / n, (n, 1))  # the two ends: +-p(N-1) = +-p(0) = 1/N
+        self.exact_v = np.tile(
+            (v_full - v_empty) / n, (n, 1)
+        )  # the two ends: +-p(N-1) = +-p(0) = 1/N
         self.exact_x = np.tile((ends[0] - ends[1]) / n, (n, 1))
         g = self.n_groups
         self.gram, self.xv = np.zeros((g, f, f)), np.zeros((g, f, d))
@@ -151,36 +176,42 @@ class RegressionAdjustedEstimator(Estimator):
         return np.linalg.solve(gram + ridge * np.eye(gram.shape[0]), xv)
 
     def _group_estimates(self, columns: np.ndarray) -> np.ndarray:
-        """Cross-fitted estimates ``[G', N, D]`` of the groups that hold pairs, surrogate on ``columns``."""
+        """Cross-fitted estimates ``[G', N, D]`` of the groups with pairs (surrogate: ``columns``)."""
         gram_total = (self.gram_shared + self.gram.sum(axis=0))[np.ix_(columns, columns)]
         xv_total = (self.xv_shared + self.xv.sum(axis=0))[columns]
         shapley, exact_x = self.features.shapley[columns], self.exact_x[:, columns]
         estimates = []
         for g in np.flatnonzero(self.pairs):
-            beta = self._fit(gram_total - self.gram[g][np.ix_(columns, columns)], xv_total - self.xv[g][columns])
+            beta = self._fit(
+                gram_total - self.gram[g][np.ix_(columns, columns)], xv_total - self.xv[g][columns]
+            )
             residual = (self.rv[g] - self.rx[g][:, columns] @ beta) / self.pairs[g]
             estimates.append(shapley.T @ beta + self.exact_v - exact_x @ beta + residual)
         return np.stack(estimates) if estimates else np.zeros((0, self.n_players, self.n_outputs))
 
     def estimate(self) -> tuple[np.ndarray, np.ndarray]:
-        """The estimate of the surrogate, with or without the pairwise features, whose variance is smaller."""
+        """The estimate with or without the pairwise surrogate features, whichever varies less."""
         candidates = [np.arange(self.features.n_features)]
         if self.features.pairs:
             candidates.append(np.arange(self.features.n_features - self.features.n_pairs))
-        groups = min((self._group_estimates(columns) for columns in candidates),
-                     key=lambda g: float(np.sum(g.var(axis=0, ddof=1))) if g.shape[0] > 1 else 0.0)
+        groups = min(
+            (self._group_estimates(columns) for columns in candidates),
+            key=lambda g: float(np.sum(g.var(axis=0, ddof=1))) if g.shape[0] > 1 else 0.0,
+        )
         if groups.shape[0] >= 2:
             return groups.mean(axis=0), groups.std(axis=0, ddof=1) / np.sqrt(groups.shape[0])
         if groups.shape[0] == 1:
             return groups[0], np.full_like(groups[0], np.nan)
         if self.sampled_sizes.size == 0:  # every coalition summed exactly
             return self.exact_v.copy(), np.zeros_like(self.exact_v)
-        beta = self._fit(self.gram_shared, self.xv_shared)  # no pair yet: the surrogate fills the sizes left
+        beta = self._fit(
+            self.gram_shared, self.xv_shared
+        )  # no pair yet: the surrogate fills the sizes left
         modes = self.features.shapley.T @ beta + self.exact_v - self.exact_x @ beta
         return modes, np.full_like(modes, np.nan)
 
     def stderr_dof(self) -> float:
-        return float(max(np.count_nonzero(self.pairs) - 1, 1))
+        return float(max(int(np.count_nonzero(self.pairs)) - 1, 1))
 
     def max_stderr(self) -> float | None:
         """Told after each full round of sampled blocks over the groups."""

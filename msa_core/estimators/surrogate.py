@@ -2,8 +2,8 @@
 
 A surrogate is ``f(S) = x(S) @ beta`` with a fixed feature map ``x`` of the coalition and
 coefficients ``beta [F, D]`` fitted to the sampled values. Every feature's Shapley values are known
-(``shapley [F, N]``), so the surrogate's modes are ``shapley.T @ beta``, exactly. With ``t = |S| / N``
-and ``z_A`` = 1 when every unit of the set A is intact, the features are
+(``shapley [F, N]``), so the surrogate's modes are ``shapley.T @ beta``, exactly. With
+``t = |S| / N`` and ``z_A`` = 1 when every unit of the set A is intact, the features are
 
 - ``1[|S| = s]`` for s = 1..N-1: the mean value at each coalition size (Shapley value 0: a
   function of the size alone splits ``g(N) - g(0)`` equally, and these vanish at both ends);
@@ -12,9 +12,9 @@ and ``z_A`` = 1 when every unit of the set A is intact, the features are
 - optionally ``z_i z_j t`` for i < j: pairwise interactions that grow with the coalition.
 
 Why not plain ``z_i z_j``: the estimator samples complement pairs, and its Monte Carlo estimate is
-already exact for any game of order at most 2 (the odd part ``(f(S) - f(N \\ S)) / 2`` of such a game
-is linear), so a pairwise product as control variate cancels out (measured: the same estimates to
-1e-7). ``z_i z_j t`` has a third-order odd part, which the sampling does not resolve.
+already exact for any game of order at most 2 (the odd part ``(f(S) - f(N \\ S)) / 2`` of such a
+game is linear), so a pairwise product as control variate cancels out (measured: the same
+estimates to 1e-7). ``z_i z_j t`` has a third-order odd part, which the sampling does not resolve.
 
 Shapley values of ``z_A h(|S|)``, |A| = a (the Shapley weight of a coalition of size s that excludes
 a unit is ``1 / (N C(N-1, s))``): a unit of A gets ``sum_s C(N-a, s-a+1) h(s+1) / (N C(N-1, s))``
@@ -35,12 +35,16 @@ from math import comb
 
 import numpy as np
 
-POWERS = (0, 1, 2)  # z_i t^k: unit effects that are constant, linear and quadratic in the share intact
+POWERS = (
+    0,
+    1,
+    2,
+)  # z_i t^k: unit effects that are constant, linear and quadratic in the share intact
 PAIR_POWER = 1  # z_i z_j t^PAIR_POWER
 
 
 def product_shapley(n_players: int, order: int, h: np.ndarray) -> tuple[float, float]:
-    """Shapley values of ``z_A h(|S|)`` for a set A of ``order`` units: (a unit in A, a unit outside A).
+    """Shapley values of ``z_A h(|S|)``, A a set of ``order`` units: (a unit in A, one outside A).
 
     h: ``[N + 1]``, the factor at each coalition size 0..N.
 
@@ -49,7 +53,9 @@ def product_shapley(n_players: int, order: int, h: np.ndarray) -> tuple[float, f
     """
     n, a = n_players, order
     inside = sum(comb(n - a, s - a + 1) * h[s + 1] / (n * comb(n - 1, s)) for s in range(a - 1, n))
-    outside = sum(comb(n - a - 1, s - a) * (h[s + 1] - h[s]) / (n * comb(n - 1, s)) for s in range(a, n))
+    outside = sum(
+        comb(n - a - 1, s - a) * (h[s + 1] - h[s]) / (n * comb(n - 1, s)) for s in range(a, n)
+    )
     return float(inside), float(outside)
 
 
@@ -62,7 +68,8 @@ class CoalitionFeatures:
     def __init__(self, n_players: int, pairs: bool):
         self.n_players = n = n_players
         self.pairs = pairs
-        self._first, self._second = np.triu_indices(n, k=1) if pairs else (np.zeros(0, int), np.zeros(0, int))
+        empty = np.zeros(0, dtype=np.int64)
+        self._first, self._second = np.triu_indices(n, k=1) if pairs else (empty, empty)
         self.n_pairs = self._first.size  # the pairwise features come last
         self.n_features = self.count(n, pairs)
         self.shapley = self._shapley()
@@ -70,7 +77,11 @@ class CoalitionFeatures:
     @staticmethod
     def count(n_players: int, pairs: bool) -> int:
         """Number of features of ``CoalitionFeatures(n_players, pairs)``, without building it."""
-        return (n_players - 1) + n_players * len(POWERS) + (n_players * (n_players - 1) // 2 if pairs else 0)
+        return (
+            (n_players - 1)
+            + n_players * len(POWERS)
+            + (n_players * (n_players - 1) // 2 if pairs else 0)
+        )
 
     def __call__(self, coalitions: np.ndarray) -> np.ndarray:
         """Features ``[C, F]`` (float64) of bool coalitions ``[C, N]``."""

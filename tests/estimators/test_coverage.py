@@ -19,13 +19,15 @@ from msa_core.result import interval_multiplier
 SEEDS = 40
 
 
-def coverage(game, truth: np.ndarray, method: str, budget: int,
-             n_players: int | None = None) -> tuple[float, int]:
+def coverage(
+    game, truth: np.ndarray, method: str, budget: int, n_players: int | None = None
+) -> tuple[float, int]:
     """Share of elements inside the 95% interval over ``SEEDS`` runs, and how many were counted."""
     inside = []
     for seed in range(SEEDS):
-        res = shapley_modes(game, n_players=n_players, method=method, max_evaluations=budget,
-                            seed=seed)
+        res = shapley_modes(
+            game, n_players=n_players, method=method, max_evaluations=budget, seed=seed
+        )
         low, high = res.interval(0.95)
         inside.append((low <= truth) & (truth <= high))
     return float(np.mean(inside)), int(np.size(inside))
