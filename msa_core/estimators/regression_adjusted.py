@@ -176,7 +176,7 @@ class RegressionAdjustedEstimator(Estimator):
         return np.linalg.solve(gram + ridge * np.eye(gram.shape[0]), xv)
 
     def _group_estimates(self, columns: np.ndarray) -> np.ndarray:
-        """Cross-fitted estimates ``[G', N, D]`` of the groups with pairs (surrogate: ``columns``)."""
+        """Cross-fitted estimates ``[G', N, D]`` of groups with pairs (surrogate on ``columns``)."""
         gram_total = (self.gram_shared + self.gram.sum(axis=0))[np.ix_(columns, columns)]
         xv_total = (self.xv_shared + self.xv.sum(axis=0))[columns]
         shapley, exact_x = self.features.shapley[columns], self.exact_x[:, columns]
