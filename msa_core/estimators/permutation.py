@@ -6,10 +6,20 @@ contributions of one order telescope to ``v(full) - v(empty)``, so efficiency ho
 
 Streaming: each prefix value is added to the unit that completed the prefix and subtracted from
 the unit added next (``index_add_``, float64), which sums every marginal contribution without
-materialising it. Standard error: the sample standard error over permutations, per output element,
-from the explicit contributions of every permutation (a subsample of blocks gave intervals that
-covered the truth too rarely on skewed games); intervals use Student-t quantiles with
-``samples - 1`` degrees of freedom.
+materialising it.
+
+Standard error: from the explicit contributions of every permutation, per output element, with the
+variance moderated by empirical Bayes (Smyth 2004, as in limma): the unit's mean variance over its
+outputs enters as a prior worth ``PRIOR_SHARE`` of the samples,
+``var = (d0 * prior + d * sample_var) / (d0 + d)`` with ``d = samples - 1``,
+``d0 = PRIOR_SHARE * samples``, and intervals use Student-t quantiles with ``d + d0`` degrees of
+freedom. Without the prior, an element whose contributions are rare events (a neuron that
+changes one class's accuracy in a few orders in a thousand) often shows no spread at all in 100
+permutations, and its interval has width 0: measured on mlp-digits-h16-none-s0's per-class accuracy, 89% of elements were covered at
+the nominal 95%, 94% with the prior (bench/bench_estimators.py). A unit that never changes any
+output (a null player) keeps a standard error of exactly 0. The prior assumes the outputs of a game
+are on one scale (pixels, classes, tokens); on outputs of very different scales it widens the
+intervals of the small ones.
 """
 
 from __future__ import annotations
@@ -20,12 +30,15 @@ import torch
 from msa_core.coalitions import from_ranks
 from msa_core.estimators.base import Estimator, RunningMoments, block_rng, samples_per_block
 
+PRIOR_SHARE = 0.1  # weight of the unit's mean variance over its outputs, as a share of the samples
+
 
 class PermutationEstimator(Estimator):
     """Plain Monte-Carlo over uniformly random permutations; one sample = one permutation."""
 
     name = "permutation"
-    stderr_kind = "sample standard error over permutations (t, samples - 1 degrees of freedom)"
+    stderr_kind = ("standard error over permutations, variance moderated toward the unit's mean "
+                   "(t, 1.1 x samples - 1 degrees of freedom)")
     permutations_per_sample = 1
     state_fields = ("sums", "first_counts", "last_counts", "n_permutations", "moments")
     extendable = True  # block k holds the same orders whatever the budget
@@ -101,10 +114,16 @@ class PermutationEstimator(Estimator):
         totals = (self.sums + self.last_counts[:, None] * self.v_full
                   - self.first_counts[:, None] * self.v_empty)
         modes = totals / max(self.n_permutations, 1)
-        return modes, self.moments.stderr()
+        count = self.moments.count
+        if count < 2:
+            return modes, np.full_like(modes, np.nan)
+        variance = self.moments.stderr() ** 2 * count  # sample variance per element
+        prior = variance.mean(axis=1, keepdims=True)  # the unit's mean over its outputs
+        d, d0 = count - 1, PRIOR_SHARE * count
+        return modes, np.sqrt((d0 * prior + d * variance) / ((d0 + d) * count))
 
     def stderr_dof(self) -> float:
-        return float(max(self.moments.count - 1, 1))
+        return float(max((1 + PRIOR_SHARE) * self.moments.count - 1, 1))
 
     def max_stderr(self) -> float | None:
         return float(self.estimate()[1].max()) if self.moments.count >= 2 else None

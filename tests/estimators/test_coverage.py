@@ -1,11 +1,13 @@
 """Calibrated standard errors: 95% intervals hold the truth for about 95% of elements over seeds.
 
 Each check runs one sampler on a game with exact truth for ``SEEDS`` seeds and counts the elements
-(seeds x players x outputs) inside ``result.interval(0.95)``. The outputs carry independent random
-coefficients, so their errors are uncorrelated; the band is 4 binomial standard errors of that count
-around 0.95 (about +-1.4 points), wide enough for the correlation left between players (their modes
-sum to a fixed total) and narrow enough to catch the normal quantile on 8 batch-means groups (92%)
-or a too-small variance (the 84-91% the issue measured).
+(seeds x players x outputs) inside ``result.interval(0.95)``. The target is issue 15's: 93-97% of
+elements. The outputs carry independent random coefficients, so their errors are uncorrelated; the
+band is that range widened by 3 binomial standard errors of the count (about 1 point), wide enough
+for the correlation left between players (their modes sum to a fixed total) and for the moderated
+variance of the permutation samplers (which covers 96-97% on smooth games, to cover 93-94% on games
+of rare events), and narrow enough to catch the normal quantile on 8 batch-means groups (90%) or a
+too-small variance (the 84-91% issue 15 measured).
 """
 
 import numpy as np
@@ -34,8 +36,9 @@ def coverage(
 
 
 def assert_calibrated(share: float, count: int) -> None:
-    band = 4 * np.sqrt(0.95 * 0.05 / count)
-    assert abs(share - 0.95) <= band, f"95% intervals hold the truth for {share:.3f} of {count}"
+    slack = 3 * np.sqrt(0.95 * 0.05 / count)
+    message = f"95% intervals hold the truth for {share:.3f} of {count} elements"
+    assert 0.93 - slack <= share <= 0.97 + slack, message
 
 
 @pytest.mark.parametrize("method", SAMPLED_METHODS)
@@ -55,10 +58,10 @@ def test_degrees_of_freedom_are_stored_and_old_results_use_the_normal_quantile(t
     half_width = lambda result: result.interval()[1] - result.modes  # noqa: E731
     game = UnanimityGame.random(12, n_terms=20, max_order=3, output_shape=(2,), seed=0)
     res = shapley_modes(game, method="permutation", n_permutations=30)
-    assert res.meta["stderr_dof"] == 29
+    assert res.meta["stderr_dof"] == pytest.approx(1.1 * 30 - 1)
     res.save(tmp_path / "r.npz")
     loaded = ModesResult.load(tmp_path / "r.npz")
-    np.testing.assert_allclose(half_width(loaded), interval_multiplier(29) * res.stderr)
+    np.testing.assert_allclose(half_width(loaded), interval_multiplier(1.1 * 30 - 1) * res.stderr)
     del loaded.meta["stderr_dof"]  # a result saved before degrees of freedom were recorded
     np.testing.assert_allclose(half_width(loaded), 1.959964 * res.stderr, rtol=1e-6)
     assert shapley_modes(game, method="exact").meta["stderr_dof"] is None
