@@ -15,11 +15,11 @@ outputs enters as a prior worth ``PRIOR_SHARE`` of the samples,
 ``d0 = PRIOR_SHARE * samples``, and intervals use Student-t quantiles with ``d + d0`` degrees of
 freedom. Without the prior, an element whose contributions are rare events (a neuron that
 changes one class's accuracy in a few orders in a thousand) often shows no spread at all in 100
-permutations, and its interval has width 0: measured on mlp-digits-h16-none-s0's per-class accuracy, 89% of elements were covered at
-the nominal 95%, 94% with the prior (bench/bench_estimators.py). A unit that never changes any
-output (a null player) keeps a standard error of exactly 0. The prior assumes the outputs of a game
-are on one scale (pixels, classes, tokens); on outputs of very different scales it widens the
-intervals of the small ones.
+permutations, and its interval has width 0: measured on mlp-digits-h16-none-s0's per-class
+accuracy, 89% of elements were covered at the nominal 95%, 94% with the prior
+(bench/bench_estimators.py). A unit that never changes any output (a null player) keeps a standard
+error of exactly 0. The prior assumes the outputs of a game are on one scale (pixels, classes,
+tokens); on outputs of very different scales it widens the intervals of the small ones.
 """
 
 from __future__ import annotations
