@@ -30,7 +30,7 @@ import torch
 from msa_core.coalitions import from_ranks
 from msa_core.estimators.base import Estimator, RunningMoments, block_rng, samples_per_block
 
-PRIOR_SHARE = 0.1  # weight of the prior variance (unit mean x output mean), as a share of the samples
+PRIOR_SHARE = 0.1  # weight of the prior variance (unit mean x output mean), a share of the samples
 
 
 class PermutationEstimator(Estimator):
@@ -118,8 +118,9 @@ class PermutationEstimator(Estimator):
         if count < 2:
             return modes, np.full_like(modes, np.nan)
         variance = self.moments.stderr() ** 2 * count  # sample variance per element
-        by_unit, by_output = variance.mean(axis=1, keepdims=True), variance.mean(axis=0, keepdims=True)
-        prior = by_unit * by_output / max(float(by_output.mean()), 1e-300)  # rank one: unit x output
+        by_unit = variance.mean(axis=1, keepdims=True)
+        by_output = variance.mean(axis=0, keepdims=True)
+        prior = by_unit * by_output / max(float(by_output.mean()), 1e-300)  # rank one
         d, d0 = count - 1, PRIOR_SHARE * count
         return modes, np.sqrt((d0 * prior + d * variance) / ((d0 + d) * count))
 
