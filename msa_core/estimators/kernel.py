@@ -217,7 +217,7 @@ class KernelEstimator(Estimator):
         return modes, np.sqrt(spread * (filled.size - 1) / filled.size)
 
     def stderr_dof(self) -> float:
-        return float(max(np.count_nonzero(self.group_rows) - 1, 1))
+        return float(max(int(np.count_nonzero(self.group_rows)) - 1, 1))
 
     def max_stderr(self) -> float | None:
         """Told after each full round of sampled blocks over the groups."""
