@@ -14,6 +14,20 @@ from msa_core.errors import MSAInputError
 NPZ_KEYS = ("modes", "stderr", "v_full", "v_empty", "player_names", "meta")
 
 
+def interval_multiplier(dof: float | None, level: float = 0.95) -> float:
+    """Half-width of a two-sided ``level`` interval in standard errors.
+
+    Student-t with ``dof`` degrees of freedom; the normal quantile for None.
+
+    >>> round(interval_multiplier(None), 3), round(interval_multiplier(15), 3)
+    (1.96, 2.131)
+    """
+    from scipy.stats import norm, t  # scipy comes with scikit-learn; imported only where needed
+
+    upper = 0.5 + level / 2
+    return float(norm.ppf(upper) if dof is None else t.ppf(upper, dof))
+
+
 @dataclass
 class ModesResult:
     """Shapley modes ``[N, *out]`` with their standard errors and the end values ``[*out]``.
@@ -38,6 +52,21 @@ class ModesResult:
     @property
     def output_shape(self) -> tuple[int, ...]:
         return self.modes.shape[1:]
+
+    def interval(self, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+        """Two-sided confidence interval ``(low, high)``, each ``[N, *out]``, at 0 < ``level`` < 1.
+
+        ``modes +- q * stderr`` with q the Student-t quantile for ``meta["stderr_dof"]`` degrees
+        of freedom, or the normal quantile where that is None or absent (results saved before it
+        existed).
+
+        Raises:
+            MSAInputError: ``level`` outside (0, 1).
+        """
+        if not 0 < level < 1:
+            raise MSAInputError(f"level must lie strictly between 0 and 1; got {level!r}")
+        half = interval_multiplier(self.meta.get("stderr_dof"), level) * self.stderr
+        return self.modes - half, self.modes + half
 
     def efficiency_gap(self) -> float:
         """Largest absolute deviation of ``modes.sum(0)`` from ``v_full - v_empty``."""

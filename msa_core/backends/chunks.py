@@ -7,9 +7,8 @@ its coalitions. The driver folds deltas into its estimator in chunk order (``mer
 gives the state of a local run over the same blocks, up to the order of float additions.
 
 Every state field is a sum over blocks except ``RunningMoments``, whose shifted sums are merged by
-moving them to one shift. The permutation samplers feed the variance from every block until
-``VARIANCE_WARMUP`` samples are in: a chunk's copy is told how many samples a whole run would hold
-before its first block (``ChunkMoments``), so it picks the same blocks as the local run.
+moving them to one shift. A chunk's copy of a permutation sampler is told how many samples a whole
+run would hold before its first block (``ChunkMoments``), so its counts read as the local run's.
 
 >>> import numpy as np
 >>> from msa_core import UnanimityGame
@@ -85,7 +84,7 @@ def prepare_chunk(estimator: Estimator, first: int, stop: int) -> None:
     """Make a fresh estimator evaluate only blocks ``[first, stop)`` as a whole run would."""
     estimator.n_blocks = stop  # this copy's run ends with the chunk
     if isinstance(estimator, PermutationEstimator):
-        # while under the warm-up every earlier block fed the variance with per_block samples
+        # every earlier block fed the variance with per_block samples
         estimator.moments = ChunkMoments(estimator.moments.shift.shape, first * estimator.per_block)
 
 

@@ -2,7 +2,7 @@
 
 A unit early in one order is late in its reverse, so the pair's mean contribution varies less
 than two independent orders' whenever contributions depend monotonically on coalition size.
-Standard error: the sample standard error over pairs.
+Standard error: over pairs, moderated as in ``permutation.py``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ class AntitheticEstimator(PermutationEstimator):
     """Permutation sampling over (order, reversed order) pairs; one sample = one pair."""
 
     name = "antithetic"
-    stderr_kind = "sample standard error over antithetic pairs"
+    stderr_kind = ("standard error over antithetic pairs, variance moderated toward the unit's "
+                   "mean (t, 1.1 x pairs - 1 degrees of freedom)")
     permutations_per_sample = 2
 
     def sample_ranks(self, rng: np.random.Generator, n_samples: int) -> np.ndarray:

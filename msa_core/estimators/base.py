@@ -8,6 +8,7 @@ gives the same result whatever the batching.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
@@ -69,6 +70,13 @@ class Estimator(ABC):
     def max_stderr(self) -> float | None:
         """Largest standard error now, or None where it cannot be told at this block."""
         return None
+
+    def stderr_dof(self) -> float:
+        """Degrees of freedom of ``estimate()``'s standard error.
+
+        Intervals use Student-t quantiles with this many (``inf``: the normal quantile).
+        """
+        return math.inf
 
     def planned_evaluations(self) -> int:
         """Coalitions all blocks together ask for."""

@@ -44,8 +44,10 @@ def shapley_modes(game: Any, n_players: int | None = None, method: str = "auto",
             (built on each worker).
         n_players: N; required for a bare callable, checked against a ``Game``.
         method: ``"exact"`` (all 2^N coalitions, N <= 20), ``"permutation"``, ``"antithetic"``,
-            ``"kernel"`` (paired kernel regression), or ``"auto"``: exact when 2^N fits the budget, else
-            kernel, or permutation when N x |out| exceeds ``plan.KERNEL_MAX_VALUES`` (2^20).
+            ``"kernel"`` (paired kernel regression), ``"leverage"`` (the regression on leverage-score
+            samples), ``"regression_adjusted"`` (a fitted surrogate plus Monte Carlo on its
+            residual), or ``"auto"``: exact when 2^N fits the budget, else regression_adjusted, or
+            permutation when N x |out| exceeds ``plan.KERNEL_MAX_VALUES`` (2^20).
         n_permutations: budget in permutations (one costs N-1 evaluations; samplers that do not draw
             permutations get the same number of evaluations).
         max_evaluations: hard cap on evaluations, full and empty coalitions included. With both
@@ -183,9 +185,10 @@ def result_of(started: Started, game: Game, backend: Backend, target_stderr: flo
     plan, timed, n = started.plan, started.timed, started.plan.n_players
     if started.estimator is None:
         modes, stderr, n_perm = (started.v_full - started.v_empty)[None, :], np.zeros((1, started.v_full.size)), 0
+        dof = np.inf
     else:
         modes, stderr = started.estimator.estimate()
-        n_perm = started.estimator.n_permutations
+        n_perm, dof = started.estimator.n_permutations, started.estimator.stderr_dof()
     out = timed.output_shape
     assert out is not None
     tally = timed.tally
@@ -195,6 +198,7 @@ def result_of(started: Started, game: Game, backend: Backend, target_stderr: flo
         "output_shape": list(out), "max_evaluations": plan.budget, "target_stderr": target_stderr,
         "stopped_early": tally.stopped_early, "evaluations_discarded": tally.evaluated - tally.used,
         "stderr_kind": plan.estimator_class.stderr_kind, "game_seconds": tally.game_seconds,
+        "stderr_dof": None if np.isinf(dof) else dof,  # None: normal quantile (ModesResult.interval)
         "wall_seconds": time.perf_counter() - wall_start,
         "versions": {"msa_core": __version__, "numpy": np.__version__},
         **({} if backend_meta is None else {"backend": backend_meta}),

@@ -16,14 +16,18 @@ Sampling:
   equal the kernel mass.
 Efficiency is imposed exactly by solving in the subspace of vectors that sum to zero.
 
-Standard error: batch means. Sampled pairs are dealt block by block into interleaved groups;
-each group with the enumerated part gives its own estimate, and the standard error is the
-standard deviation of the group estimates over sqrt(groups). It is zero when every coalition is
+Standard error: delete-a-group jackknife. Sampled pairs are dealt block by block into
+interleaved groups; leaving out one group at a time gives G estimates whose spread, times
+sqrt((G-1)/G) and summed over groups, is the standard error; intervals use Student-t quantiles with
+G-1 degrees of freedom. (Measured on the digits MLP's per-class accuracy, 16 neurons, 1,600
+evaluations, 40 seeds: 8 groups with the normal quantile covered 92% of elements at the nominal 95%;
+with t quantiles, batch means and the jackknife both cover 95%.) It is zero when every coalition is
 enumerated (then the result is exact).
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from itertools import chain, combinations
 from math import comb
 
@@ -31,7 +35,7 @@ import numpy as np
 
 from msa_core.estimators.base import Estimator, block_rng, samples_per_block
 
-GROUPS = 8  # batch-means groups for the standard error
+GROUPS = 16  # jackknife groups for the standard error
 GROUP_VALUES = 1 << 27  # numbers held by all groups' accumulators together, at most (about 1 GB)
 SIZE_POWER = 0.5  # pairs per size proportional to (kernel mass of the size) ** SIZE_POWER
 
@@ -44,16 +48,17 @@ def kernel_mass(n_players: int) -> np.ndarray:
     return mass
 
 
-def border_sizes(n_players: int, budget: int) -> list[int]:
-    """Sizes whose coalitions are all enumerated: those the kernel would sample at least exhaustively.
+def border_sizes(n_players: int, budget: int, power: float = 1.0) -> list[int]:
+    """Sizes whose coalitions are all enumerated: those the sampler would draw at least exhaustively.
 
     Sizes are taken in pairs (s, N-s), most heavily weighted first, while the budget left for
-    sampling would draw each coalition of the pair at least once in expectation.
+    sampling, shared in proportion to ``kernel mass ** power``, would draw each coalition of the
+    pair at least once in expectation.
 
     >>> border_sizes(10, 100)
     [1, 9]
     """
-    mass = kernel_mass(n_players)
+    mass = kernel_mass(n_players) ** power
     left, enumerated = budget, []
     for s in range(1, n_players // 2 + 1):
         pair = sorted({s, n_players - s})
@@ -66,18 +71,35 @@ def border_sizes(n_players: int, budget: int) -> list[int]:
     return sorted(enumerated)
 
 
-def pair_schedule(n_players: int, sizes: list[int], n_pairs: int, rng: np.random.Generator) -> np.ndarray:
+def pair_schedule(n_players: int, sizes: list[int], n_pairs: int, rng: np.random.Generator,
+                  power: float = SIZE_POWER) -> np.ndarray:
     """Size of the first coalition of each sampled pair, ``[n_pairs]``, in shuffled order.
 
     sizes: the sampled sizes s <= N/2 (each pair holds one coalition of size s and its complement).
-    Pairs are allotted to sizes by largest remainder, in proportion to ``pair_mass ** SIZE_POWER``.
+    Pairs are allotted to sizes by largest remainder, in proportion to the sum of ``mass ** power``
+    over the pair's sizes (s and N-s; one size where s = N/2), so ``power=0`` spreads coalitions
+    evenly over the sizes.
     """
     mass = kernel_mass(n_players)
-    pair_mass = np.array([mass[s] + (mass[n_players - s] if 2 * s != n_players else 0.0) for s in sizes])
-    share = pair_mass**SIZE_POWER / (pair_mass**SIZE_POWER).sum() * n_pairs
+    pair_mass = np.array([mass[s] ** power * (1.0 if 2 * s == n_players else 2.0) for s in sizes])
+    share = pair_mass / pair_mass.sum() * n_pairs
     counts = np.floor(share).astype(np.int64)
     counts[np.argsort(counts - share, kind="stable")[: n_pairs - counts.sum()]] += 1
     return rng.permutation(np.repeat(sizes, counts))
+
+
+@lru_cache(maxsize=1)
+def _size_combinations(n_players: int, size: int) -> np.ndarray:
+    """All index sets of one size, ``[C(N, size), size]`` (the size in use is cached)."""
+    flat = np.fromiter(chain.from_iterable(combinations(range(n_players), size)), dtype=np.int64)
+    return flat.reshape(-1, size)
+
+
+def coalitions_of_size(n_players: int, size: int, start: int, stop: int) -> np.ndarray:
+    """Coalitions ``start:stop`` of all those of one size, in lexicographic order: bool ``[stop - start, N]``."""
+    rows = np.zeros((stop - start, n_players), dtype=bool)
+    np.put_along_axis(rows, _size_combinations(n_players, size)[start:stop], True, axis=1)
+    return rows
 
 
 def sum_zero_basis(n_players: int) -> np.ndarray:
@@ -105,17 +127,20 @@ class KernelEstimator(Estimator):
     """Enumerated border sizes first (in blocks of rows), then blocks of sampled pairs."""
 
     name = "kernel"
-    stderr_kind = "batch means over interleaved groups of sampled pairs"
+    stderr_kind = "delete-a-group jackknife over interleaved groups of sampled pairs (t, groups - 1 degrees of freedom)"
+    size_power = SIZE_POWER  # pairs per sampled size ∝ (kernel mass of the size) ** size_power
+    border_power = 1.0  # enumerated sizes: those kernel mass ** border_power would sample exhaustively
     state_fields = ("a_enumerated", "b_enumerated", "a_groups", "b_groups", "group_rows", "sampled_blocks_done")
 
     def __init__(self, n_players, v_full, v_empty, seed, budget):
         super().__init__(n_players, v_full, v_empty, seed, budget)
         n, d = n_players, self.n_outputs
         mass = kernel_mass(n)
-        enumerated = border_sizes(n, budget)
+        enumerated = border_sizes(n, budget, self.border_power)
         sampled = [s for s in range(1, n // 2 + 1) if s not in enumerated]
         n_pairs = (budget - sum(comb(n, s) for s in enumerated)) // 2 if sampled else 0
-        self.schedule = pair_schedule(n, sampled, n_pairs, np.random.default_rng([seed, n])) if n_pairs else \
+        self.schedule = pair_schedule(n, sampled, n_pairs, np.random.default_rng([seed, n]),
+                                      self.size_power) if n_pairs else \
             np.zeros(0, dtype=np.int64)
         rows_of_size = np.bincount(np.concatenate([self.schedule, n - self.schedule]), minlength=n + 1)
         self.weights = np.zeros(n + 1)  # weight of one coalition, by size
@@ -139,7 +164,6 @@ class KernelEstimator(Estimator):
         self.b_groups = np.zeros((self.n_groups, n, d))
         self.group_rows = np.zeros(self.n_groups, dtype=np.int64)
         self.sampled_blocks_done = 0
-        self._combos: tuple[int, np.ndarray] | None = None
 
     def planned_evaluations(self) -> int:
         return sum(stop - start for _, start, stop in self.segments) + self.planned_rows
@@ -148,19 +172,9 @@ class KernelEstimator(Estimator):
     def min_budget(cls, n_players: int) -> int:
         return min(2 * n_players, 2**n_players - 2)
 
-    def _size_combinations(self, size: int) -> np.ndarray:
-        """All index sets of one size, ``[C(N, size), size]``, cached for the size in use."""
-        if self._combos is None or self._combos[0] != size:
-            flat = np.fromiter(chain.from_iterable(combinations(range(self.n_players), size)), dtype=np.int64)
-            self._combos = (size, flat.reshape(-1, size))
-        return self._combos[1]
-
     def block(self, k: int) -> np.ndarray:
         if k < len(self.segments):
-            size, start, stop = self.segments[k]
-            rows = np.zeros((stop - start, self.n_players), dtype=bool)
-            np.put_along_axis(rows, self._size_combinations(size)[start:stop], True, axis=1)
-            return rows
+            return coalitions_of_size(self.n_players, *self.segments[k])
         first = (k - len(self.segments)) * self.pairs_per_block
         sizes = self.schedule[first: first + self.pairs_per_block]
         ranks = block_rng(self.seed, k).random((sizes.size, self.n_players)).argsort(axis=1).argsort(axis=1)
@@ -189,15 +203,21 @@ class KernelEstimator(Estimator):
                                  self.delta, self.basis)
 
     def estimate(self) -> tuple[np.ndarray, np.ndarray]:
-        modes = self._solve(self.a_groups.sum(axis=0), self.b_groups.sum(axis=0), int(self.group_rows.sum()))
+        a_total, b_total = self.a_groups.sum(axis=0), self.b_groups.sum(axis=0)
+        rows = int(self.group_rows.sum())
+        modes = self._solve(a_total, b_total, rows)
         filled = np.flatnonzero(self.group_rows)
         if filled.size == 0:
             return modes, np.zeros_like(modes)
         if filled.size < 2:
             return modes, np.full_like(modes, np.nan)
-        per_group = np.stack([self._solve(self.a_groups[g], self.b_groups[g], int(self.group_rows[g]))
-                              for g in filled])
-        return modes, per_group.std(axis=0, ddof=1) / np.sqrt(filled.size)
+        left_out = np.stack([self._solve(a_total - self.a_groups[g], b_total - self.b_groups[g],
+                                         rows - int(self.group_rows[g])) for g in filled])
+        spread = ((left_out - left_out.mean(axis=0)) ** 2).sum(axis=0)
+        return modes, np.sqrt(spread * (filled.size - 1) / filled.size)
+
+    def stderr_dof(self) -> float:
+        return float(max(int(np.count_nonzero(self.group_rows)) - 1, 1))
 
     def max_stderr(self) -> float | None:
         """Told after each full round of sampled blocks over the groups."""

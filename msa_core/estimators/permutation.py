@@ -6,10 +6,20 @@ contributions of one order telescope to ``v(full) - v(empty)``, so efficiency ho
 
 Streaming: each prefix value is added to the unit that completed the prefix and subtracted from
 the unit added next (``index_add_``, float64), which sums every marginal contribution without
-materialising it. Standard error: the sample standard error over permutations, per output element;
-the variance comes from explicit contributions of every block until 32 samples are in and of one
-block in ``VARIANCE_EVERY`` after that (an unbiased estimate from a deterministic subsample,
-divided by the full sample count).
+materialising it.
+
+Standard error: from the explicit contributions of every permutation, per output element, with the
+variance moderated by empirical Bayes (Smyth 2004, as in limma): a prior variance per element,
+the product of the unit's mean variance over its outputs and the output's mean over the units
+(normalised by the grand mean), enters worth ``PRIOR_SHARE`` of the samples,
+``var = (d0 * prior + d * sample_var) / (d0 + d)`` with ``d = samples - 1``,
+``d0 = PRIOR_SHARE * samples``, and intervals use Student-t quantiles with ``d + d0`` degrees of
+freedom. Without the prior, an element whose contributions are rare events (a neuron that
+changes one class's accuracy in a few orders in a thousand) often shows no spread at all in 100
+permutations, and its interval has width 0: measured on mlp-digits-h16-none-s0's per-class
+accuracy, 89% of elements were covered at the nominal 95%, 93-94% with the prior; on the other
+bench games it moves coverage from 94-96% to 95-97% (bench/bench_estimators.py). A unit that never
+changes any output (a null player) keeps a standard error of exactly 0.
 """
 
 from __future__ import annotations
@@ -20,15 +30,15 @@ import torch
 from msa_core.coalitions import from_ranks
 from msa_core.estimators.base import Estimator, RunningMoments, block_rng, samples_per_block
 
-VARIANCE_WARMUP = 32  # samples whose contributions all feed the variance
-VARIANCE_EVERY = 8  # after the warm-up, one block in this many feeds it
+PRIOR_SHARE = 0.1  # weight of the prior variance (unit mean x output mean), a share of the samples
 
 
 class PermutationEstimator(Estimator):
     """Plain Monte-Carlo over uniformly random permutations; one sample = one permutation."""
 
     name = "permutation"
-    stderr_kind = "sample standard error over permutations (variance from a deterministic subsample of blocks)"
+    stderr_kind = ("standard error over permutations, variance moderated toward the unit's mean "
+                   "(t, 1.1 x samples - 1 degrees of freedom)")
     permutations_per_sample = 1
     state_fields = ("sums", "first_counts", "last_counts", "n_permutations", "moments")
     extendable = True  # block k holds the same orders whatever the budget
@@ -85,8 +95,7 @@ class PermutationEstimator(Estimator):
         self.first_counts += np.bincount(order[:, 0], minlength=n)
         self.last_counts += np.bincount(order[:, -1], minlength=n)
         self.n_permutations += n_perm
-        if self.moments.count < VARIANCE_WARMUP or k % VARIANCE_EVERY == 0:
-            self.moments.add(self.combine(self._contributions(ranks, prefix_values.numpy())))
+        self.moments.add(self.combine(self._contributions(ranks, prefix_values.numpy())))
 
     def _contributions(self, ranks: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Each unit's marginal contribution in each order, ``[P, N, D]``, from prefix values ``[P * (N-1), D]``."""
@@ -105,10 +114,18 @@ class PermutationEstimator(Estimator):
         totals = (self.sums + self.last_counts[:, None] * self.v_full
                   - self.first_counts[:, None] * self.v_empty)
         modes = totals / max(self.n_permutations, 1)
-        n_samples = self.n_permutations // self.permutations_per_sample
-        if self.moments.count < 2:
+        count = self.moments.count
+        if count < 2:
             return modes, np.full_like(modes, np.nan)
-        return modes, self.moments.stderr() * np.sqrt(self.moments.count / n_samples)
+        variance = self.moments.stderr() ** 2 * count  # sample variance per element
+        by_unit = variance.mean(axis=1, keepdims=True)
+        by_output = variance.mean(axis=0, keepdims=True)
+        prior = by_unit * by_output / max(float(by_output.mean()), 1e-300)  # rank one
+        d, d0 = count - 1, PRIOR_SHARE * count
+        return modes, np.sqrt((d0 * prior + d * variance) / ((d0 + d) * count))
+
+    def stderr_dof(self) -> float:
+        return float(max((1 + PRIOR_SHARE) * self.moments.count - 1, 1))
 
     def max_stderr(self) -> float | None:
         return float(self.estimate()[1].max()) if self.moments.count >= 2 else None

@@ -30,17 +30,20 @@ from msa_core.estimators.base import Estimator
 from msa_core.estimators.checkpoint import State
 from msa_core.estimators.exact import EXACT_MAX_PLAYERS, ExactEstimator
 from msa_core.estimators.kernel import KernelEstimator
+from msa_core.estimators.leverage import LeverageEstimator
 from msa_core.estimators.permutation import PermutationEstimator
+from msa_core.estimators.regression_adjusted import RegressionAdjustedEstimator
 from msa_core.estimators.runner import Tally
 from msa_core.names import METHODS
 
 ESTIMATORS: dict[str, type[Estimator]] = {
-    cls.name: cls for cls in (ExactEstimator, PermutationEstimator, AntitheticEstimator, KernelEstimator)
+    cls.name: cls for cls in (ExactEstimator, PermutationEstimator, AntitheticEstimator, KernelEstimator,
+                              LeverageEstimator, RegressionAdjustedEstimator)
 }
 if set(METHODS) != {"auto", *ESTIMATORS}:  # msa_core.names lists them for torch-free callers (the CLI)
     raise ImportError(f"msa_core.names.METHODS {METHODS} differs from the estimators {list(ESTIMATORS)}")
 SAMPLED_METHODS = tuple(name for name in ESTIMATORS if name != "exact")
-BEST_SAMPLER = "kernel"  # lowest error per evaluation in bench/bench_estimators.py
+BEST_SAMPLER = "regression_adjusted"  # lowest error per evaluation on every game of bench/bench_estimators.py
 KERNEL_MAX_VALUES = 1 << 20  # auto: above N x |out| values, kernel's per-coalition regression update
 #   (O(N x |out|), against O(|out|) for permutation) costs more wall time than its lower error saves
 #   (measured: 113 GAN channels x 32,768 pixels, kernel 3.3x slower at equal evaluations)

@@ -10,7 +10,8 @@ from msa_core.estimators.runner import BlockRunner, TimedGame
 from msa_core.games import as_game
 
 N = 11
-BUDGETS = {"exact": 2**N - 2, "permutation": 120 * (N - 1), "antithetic": 120 * (N - 1), "kernel": 1500}
+BUDGETS = {"exact": 2**N - 2, "permutation": 120 * (N - 1), "antithetic": 120 * (N - 1), "kernel": 1500,
+           "leverage": 1500, "regression_adjusted": 1500}
 
 
 def run_whole(game, method: str):
@@ -24,7 +25,7 @@ def run_whole(game, method: str):
 @pytest.mark.parametrize("method", list(ESTIMATORS))
 @pytest.mark.parametrize("blocks_per_chunk", [1, 3])
 def test_chunks_merged_in_order_give_the_whole_run(method, blocks_per_chunk):
-    # wide outputs make blocks small, so chunks start inside and after the permutation variance warm-up
+    # wide outputs make blocks small, so a run has many blocks to split into chunks
     game = as_game(RandomNonlinearGame(N, out=(300,), seed=2), N)
     whole, ends = run_whole(game, method)
     assert whole.n_blocks >= 4
@@ -41,13 +42,12 @@ def test_chunks_merged_in_order_give_the_whole_run(method, blocks_per_chunk):
     assert merged.n_permutations == whole.n_permutations
 
 
-def test_a_chunk_past_the_warm_up_feeds_the_variance_like_the_whole_run():
+def test_a_late_chunk_feeds_the_variance_with_all_its_samples():
     game = as_game(RandomNonlinearGame(N, out=(300,), seed=2), N)
     whole, ends = run_whole(game, "permutation")
     fresh = ESTIMATORS["permutation"](N, ends[0], ends[1], 7, BUDGETS["permutation"])
     first = whole.n_blocks - 2
     delta = evaluate_chunk(game, fresh, first, whole.n_blocks, 64).delta
-    # only blocks divisible by VARIANCE_EVERY feed the variance this late; a fresh copy would take both
-    fed = [k for k in range(first, whole.n_blocks) if k % 8 == 0]
-    expected = sum(min(whole.per_block, whole.n_samples - k * whole.per_block) for k in fed)
+    # the variance comes from every permutation, so the chunk's moments hold all its samples
+    expected = whole.n_samples - first * whole.per_block
     assert int(delta["moments.count"]) == expected

@@ -77,7 +77,7 @@ def assert_same_result(got, want, rtol: float = 1e-9, atol: float = 1e-12):
 def test_neuron_game_on_ray_equals_the_local_run_and_checkpoints_the_local_format(ray_session, tmp_path):
     """Permutation sampling of the MLP's 32 hidden neurons, built on each worker from its zoo name.
 
-    3600 outputs make blocks of 2 permutations: 20 blocks, chunks of 3, the last ones past the variance warm-up.
+    3600 outputs make blocks of 2 permutations: 20 blocks, chunks of 3.
     """
     kwargs = dict(method="permutation", n_permutations=40, seed=5)
     local = shapley_modes(load_model(MLP).game("hidden neurons"), **kwargs)

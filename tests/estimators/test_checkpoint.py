@@ -25,7 +25,8 @@ class CrashingGame:
 
 
 KW = {"exact": dict(), "permutation": dict(n_permutations=60), "antithetic": dict(n_permutations=60),
-      "kernel": dict(max_evaluations=1500)}
+      "kernel": dict(max_evaluations=1500), "leverage": dict(max_evaluations=1500),
+      "regression_adjusted": dict(max_evaluations=1500)}
 
 
 @pytest.mark.parametrize("method", list(KW))

@@ -7,7 +7,8 @@ from ground_truth import CountingGame, RandomNonlinearGame, shapley_by_subsets
 
 from msa_core import METHODS, MSAInputError, UnanimityGame, shapley_modes
 
-SAMPLED = ["permutation", "antithetic", "kernel"]
+SAMPLED = ["permutation", "antithetic", "kernel", "leverage", "regression_adjusted"]
+REGRESSIONS = ("kernel", "leverage", "regression_adjusted")  # estimates from a fit: null players ~0, not 0
 ALL = ["exact", *SAMPLED]
 
 
@@ -24,7 +25,7 @@ def test_null_player_gets_zero(method):
     inner = RandomNonlinearGame(6, out=(5,), seed=2)
     game = lambda c: inner(c[:, :6])  # noqa: E731  player 6 never matters
     res = shapley_modes(game, n_players=7, method=method, max_evaluations=None if method == "exact" else 700)
-    if method == "kernel":  # a regression coefficient: zero up to sampling noise
+    if method in REGRESSIONS:  # a regression coefficient: zero up to sampling noise
         assert np.all(np.abs(res.modes[6]) <= 4 * res.stderr[6] + 1e-12)
     else:  # zero up to the rounding of sums of values
         np.testing.assert_allclose(res.modes[6], 0.0, atol=1e-12 * np.abs(res.v_full).max())
@@ -108,12 +109,12 @@ def test_progress_reports_evaluations_up_to_the_total():
     assert {t for _, t in seen} == {res.n_evaluations}
 
 
-def test_auto_is_exact_when_all_coalitions_fit_the_budget_else_kernel():
+def test_auto_is_exact_when_all_coalitions_fit_the_budget_else_the_best_sampler():
     small = shapley_modes(RandomNonlinearGame(8, seed=0), n_players=8)
     assert small.meta["method"] == "exact"
     np.testing.assert_allclose(small.modes, shapley_by_subsets(RandomNonlinearGame(8, seed=0), 8), atol=1e-11)
     large = shapley_modes(UnanimityGame.random(24, 10, 3, seed=0), max_evaluations=3000)
-    assert large.meta["method"] == "kernel" and large.n_evaluations <= 3000
+    assert large.meta["method"] == "regression_adjusted" and large.n_evaluations <= 3000
 
 
 def test_auto_samples_permutations_when_the_regression_would_be_wide(monkeypatch):
@@ -126,7 +127,7 @@ def test_auto_samples_permutations_when_the_regression_would_be_wide(monkeypatch
     wide = shapley_modes(game, max_evaluations=3000)
     assert wide.meta["method"] == "permutation" and wide.efficiency_gap() < 1e-10
     monkeypatch.setattr(plan, "KERNEL_MAX_VALUES", values)
-    assert shapley_modes(game, max_evaluations=3000).meta["method"] == "kernel"
+    assert shapley_modes(game, max_evaluations=3000).meta["method"] == "regression_adjusted"
 
 
 def test_one_player_game():
@@ -183,4 +184,4 @@ def test_bad_input_is_refused_before_any_evaluation():
 
 
 def test_methods_are_listed():
-    assert METHODS == ("auto", "exact", "permutation", "antithetic", "kernel")
+    assert METHODS == ("auto", "exact", "permutation", "antithetic", "kernel", "leverage", "regression_adjusted")
