@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--lesion", choices=LESIONS, default="zero", help="how a unit is removed: set to zero, or to its "
                      "mean over the inputs (default: zero)")
     run.add_argument("--method", choices=METHODS, default="auto", help="estimator (default: auto = exact for few "
-                     "units, else kernel)")
+                     "units, else regression_adjusted)")
     run.add_argument("--permutations", type=positive_int, metavar="K", help="budget in permutations (default 1000)")
     run.add_argument("--max-evaluations", type=positive_int, metavar="E", help="budget in model evaluations "
                      "(coalitions); the smaller of the two budgets wins")
@@ -127,10 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
                                description="Describe one run: its request, cost and most important units.")
     show.add_argument("run", metavar="RUN", help="a stored run's id (its first characters suffice) or a result .npz")
 
-    export = commands.add_parser("export", parents=[cache], help="write a run as npz, csv, html or png",
+    export = commands.add_parser("export", parents=[cache], help="write a run as npz, csv, html, png or svg",
                                  description="Write a run's result: .npz (the full result), .csv (long format: "
-                                 "unit, output index..., value, stderr), .html (interactive heatmap, works "
-                                 "offline) or .png (heatmap image).")
+                                 "unit, output index..., value, stderr), .html (the run's report: facts, "
+                                 "numbers and every figure, works offline) or .png/.svg (the heatmap, "
+                                 "every label shown).")
     export.add_argument("run", metavar="RUN", help="a stored run's id (its first characters suffice) or a result .npz")
     export.add_argument("--out", required=True, metavar="PATH", help="file to write")
     export.add_argument("--format", choices=EXPORT_FORMATS,

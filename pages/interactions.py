@@ -19,6 +19,7 @@ from msa_core.analysis.interactions import (
     strongest_pairs,
 )
 from msa_core.analysis.modes import ORDERS, available_views, heatmap_figure, view_of
+from msa_core.deployment import deployment
 from msa_core.interaction_result import InteractionResult
 from msa_core.runs.interaction_runs import (
     InteractionRequest,
@@ -152,7 +153,7 @@ def pick_interactions(fingerprint: str) -> InteractionResult | None:
     key = st.selectbox(
         "Interaction run", list(labels), format_func=labels.__getitem__, key="ix_result"
     )
-    if st.button("Delete this interaction run", key="ix_delete"):
+    if deployment().allows_deletion and st.button("Delete this interaction run", key="ix_delete"):
         delete_interactions(store(), key)
         st.rerun()
     try:

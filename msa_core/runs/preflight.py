@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 
+from msa_core.deployment import deployment
 from msa_core.errors import MSAInputError
 from msa_core.games import Game
 from msa_core.runs.store import RunStore
@@ -53,7 +54,8 @@ def describe_seconds(seconds: float) -> str:
 
 
 def check_run(game: Game, budget: int, store: RunStore) -> None:
-    """Refuse a run before it evaluates anything when its budget is above ``MAX_EVALUATIONS`` (with
+    """Refuse a run before it evaluates anything when its budget is above the deployment's cap or
+    ``MAX_EVALUATIONS`` (with
     an estimate of its time) or its store's disk lacks the room ``needed_bytes`` says it needs.
 
     Args:
@@ -63,6 +65,7 @@ def check_run(game: Game, budget: int, store: RunStore) -> None:
     Raises:
         MSAInputError: saying what was asked, what is allowed, and the estimate.
     """
+    deployment().check_budget(budget)  # a shared server's cap, whoever submitted the run
     if budget > MAX_EVALUATIONS:
         estimate = describe_seconds(budget * seconds_per_evaluation(game))
         raise MSAInputError(
