@@ -40,11 +40,16 @@ class ZooGame(GameFactory):
     granularity: str | None = None
     output: str | None = None
     lesion: str = "zero"
+    task: str | None = None  # a task file or bundled task set (msa_core.tasks) for a language model
 
     def build(self) -> ModelGame:
         from msa_core.zoo import load_model  # the zoo loads data and weights: only where the game is built
 
         loaded = load_model(self.name)
+        if self.task is not None:
+            from msa_core.tasks import with_task
+
+            loaded = with_task(loaded, self.task)
         if torch.cuda.is_available():  # a copy on the GPU: the cached model stays on the CPU
             device = torch.device("cuda")
             loaded = replace(loaded, model=copy.deepcopy(loaded.model).to(device),

@@ -18,7 +18,7 @@ from msa_core.estimators.dispatch import ESTIMATORS
 from msa_core.result import ModesResult
 from msa_core.runs.request import RunRequest
 from msa_core.runs.store import RunStore
-from msa_core.zoo import load_model
+from msa_core.tasks import task_meta
 
 Progress = Callable[[int, int], None]
 DEFAULT_CHECKPOINT_SECONDS = 5.0
@@ -27,7 +27,7 @@ PROGRESS_WRITE_SECONDS = 0.25  # progress records are written at most this often
 
 def fingerprint_of(request: RunRequest) -> str:
     """The fingerprint of a request (loads its model, cached per process)."""
-    return request.fingerprint(load_model(request.model))
+    return request.fingerprint(request.load())
 
 
 def checkpoint_seconds_default() -> float:
@@ -125,7 +125,7 @@ def execute(request: RunRequest, store: RunStore, progress: Progress | None = No
     that only raises the budget of a stored permutation-type run starts from that run's last checkpoint.
     ``progress(done, total)`` gets evaluations done and planned; ``store.progress(fingerprint)`` has more.
     """
-    loaded = load_model(request.model)
+    loaded = request.load()
     request = request.resolved(loaded)
     fingerprint = request.fingerprint(loaded)
     result = store.get(fingerprint)
@@ -136,7 +136,7 @@ def execute(request: RunRequest, store: RunStore, progress: Progress | None = No
         result = store.get(fingerprint)
         if result is not None:
             return result
-        recipe = ZooGame(request.model, request.units, request.output, request.lesion)
+        recipe = ZooGame(request.model, request.units, request.output, request.lesion, request.task)
         game = recipe.build()  # on the GPU when there is one
         family = request.family().fingerprint(loaded)
         extendable = request.method in ESTIMATORS and ESTIMATORS[request.method].extendable
@@ -166,6 +166,8 @@ def execute(request: RunRequest, store: RunStore, progress: Progress | None = No
             raise
         result.meta.update(model=request.model, model_digest=loaded.digest, units=request.units,
                            output=request.output, lesion=request.lesion, device=str(game.device))
+        if loaded.task is not None:
+            result.meta["task"] = task_meta(loaded.task.task)
         result.meta["versions"] = {**result.meta.get("versions", {}), "torch": torch.__version__}
         store.put(fingerprint, result, request)
         if extendable:

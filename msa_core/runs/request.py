@@ -15,7 +15,7 @@ from msa_core.errors import MSAInputError
 from msa_core.estimators import METHODS
 from msa_core.estimators.dispatch import evaluation_budget
 from msa_core.lesion.inputs import Inputs
-from msa_core.zoo import LoadedModel
+from msa_core.zoo import LoadedModel, load_model
 from msa_core.zoo.weights import tensor_digest
 
 STORE_FORMAT = 1  # bump when stored entries change meaning; older entries are then recomputed
@@ -28,6 +28,8 @@ class RunRequest:
 
     ``units`` names one of the model's granularities and ``output`` one of its outputs (None: the
     model's defaults). The budget is ``n_permutations`` and/or ``max_evaluations`` as in ``shapley_modes``.
+    ``task``: a task file (``.jsonl``/``.csv``) or bundled task set that a language model is scored on
+    (``msa_core.tasks``); its content hash, not its path, is part of the run's identity.
     """
 
     model: str
@@ -38,6 +40,7 @@ class RunRequest:
     n_permutations: int | None = None
     max_evaluations: int | None = None
     seed: int = 0
+    task: str | None = None
 
     def __post_init__(self) -> None:
         if self.lesion not in LESIONS:
@@ -50,6 +53,17 @@ class RunRequest:
                 raise MSAInputError(f"{name} must be a positive integer or None; got {value!r}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise MSAInputError(f"seed must be a non-negative integer; got {self.seed!r}")
+        if self.task is not None and (not isinstance(self.task, str) or not self.task):
+            raise MSAInputError(f"task must be a task file path or a bundled task name; got {self.task!r}")
+
+    def load(self) -> LoadedModel:
+        """The request's model (cached per process), with its task as inputs when it names one."""
+        loaded = load_model(self.model)
+        if self.task is None:
+            return loaded
+        from msa_core.tasks import with_task
+
+        return with_task(loaded, self.task)
 
     def resolved(self, loaded: LoadedModel) -> RunRequest:
         """The request with the model's default granularity and output filled in (and both checked)."""
@@ -80,12 +94,15 @@ class RunRequest:
     def fingerprint(self, loaded: LoadedModel) -> str:
         """sha256 of everything that determines the result: weights, inputs, units, request, versions."""
         request = self.resolved(loaded)
+        fields = {key: value for key, value in request.to_dict().items() if key != "task"}  # its path: no
         payload = {
-            "format": STORE_FORMAT, "request": request.to_dict(), "weights": loaded.digest,
+            "format": STORE_FORMAT, "request": fields, "weights": loaded.digest,
             "inputs": inputs_digest(loaded.inputs, loaded.labels),
             "units": [repr(spec) for spec in loaded.units(request.units)],
             "versions": {"msa_core": __version__, "torch": torch.__version__, "numpy": np.__version__},
         }
+        if loaded.task is not None:  # the task's content, whatever file it came from
+            payload["task"] = loaded.task.task.digest()
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     def family(self) -> RunRequest:
