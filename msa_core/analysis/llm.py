@@ -1,0 +1,288 @@
+"""The paper's task x unit study on a real LLM: a game whose values are per-example task scores.
+
+A result of a task game (``msa_core.tasks``, output ``task_logprob``) has modes ``[N, B]``: each
+unit's Shapley value for each example's target log-prob. By linearity the mean over a group's
+examples is the unit's value for the group's mean score, giving the group x unit matrix ``[G, N]``
+(``group_matrix``). Units are named ``L<layer>.<unit>``, so the matrix groups by layer.
+
+Losses here are the negative target log-prob (nats per example, averaged over a group), so that the
+numeric helpers and records of Study 2 (``layer_shares``, ``selectivity``, ``task_correlation``,
+``SelectiveLesion``, ``RemovalCurves``) apply unchanged: a lesion hurting a group raises its loss.
+
+- ``top_vs_random``: each group's loss with its top fraction of units (by Shapley value for that
+  group) removed, against the same number of random units (mean of several draws);
+- ``selective_lesions``: each group's top-k units by selectivity (its contribution minus the mean
+  of the others) removed; every group's loss before and after, and greedy continuations;
+- ``removal_curves``: mean loss vs k units removed, highest-Shapley-first and lowest-first.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+
+from msa_core.analysis.study1 import (
+    keep_only,
+    random_keep_only,
+    rank_order,
+    top_k_count,
+    unit_counts,
+)
+from msa_core.analysis.study2 import RemovalCurves, SelectiveLesion, selectivity
+from msa_core.errors import MSAInputError
+from msa_core.lesion import ModelGame
+from msa_core.lesion.hooks import attached
+from msa_core.result import ModesResult
+from msa_core.tasks import Task, group_means
+
+LAYER_OF_NAME = re.compile(r"^L(\d+)(?:\.|$)")
+TOP_FRACTION, RANDOM_DRAWS = 0.1, 5
+
+
+def unit_layers(player_names: Sequence[str]) -> np.ndarray:
+    """``[N]`` layer index of each player named ``L<i>`` or ``L<i>.<unit>``.
+
+    Raises:
+        MSAInputError: a name without a layer.
+    """
+    layers = []
+    for name in player_names:
+        match = LAYER_OF_NAME.match(name)
+        if match is None:
+            raise MSAInputError(
+                f"player {name!r} is not named L<layer>.<unit>; the LLM study needs layered units"
+            )
+        layers.append(int(match.group(1)))
+    return np.array(layers)
+
+
+def group_matrix(result: ModesResult, task: Task) -> np.ndarray:
+    """``[G, N]``: each unit's mean mode over a group's examples (its value for the group's mean).
+
+    Raises:
+        MSAInputError: the result's outputs are not one value per example of ``task``.
+    """
+    if result.output_shape != (len(task.examples),):
+        raise MSAInputError(
+            f"the result has outputs {list(result.output_shape)}; a task game over "
+            f"{len(task.examples)} examples has [{len(task.examples)}]"
+        )
+    return group_means(result.modes, task.group_index(), len(task.groups)).T
+
+
+def group_losses(game: ModelGame, task: Task, coalitions: np.ndarray) -> np.ndarray:
+    """``[C, G]``: each group's mean loss (negative task log-prob) per coalition ``[C, N]``."""
+    coalitions = np.asarray(coalitions, dtype=bool)
+    if coalitions.ndim != 2 or coalitions.shape[1] != game.n_players:
+        raise MSAInputError(
+            f"coalitions must be [C, {game.n_players}]; got {list(coalitions.shape)}"
+        )
+    values = -game(coalitions).double().cpu().numpy()  # [C, B]
+    return group_means(values, task.group_index(), len(task.groups))
+
+
+@dataclass
+class TopVsRandom:
+    """Per group: its loss intact, without its top units, and without as many random units."""
+
+    k: int
+    intact: np.ndarray  # [G]
+    top: np.ndarray  # [G]
+    random: np.ndarray  # [G, draws]
+
+    def passed(self) -> np.ndarray:
+        """``[G]`` bool: removing the top units raised the loss more than the random mean did."""
+        return self.top > self.random.mean(axis=1)
+
+
+def top_vs_random(
+    game: ModelGame,
+    task: Task,
+    matrix: np.ndarray,
+    fraction: float = TOP_FRACTION,
+    draws: int = RANDOM_DRAWS,
+    seed: int = 0,
+) -> TopVsRandom:
+    """Each group's top ``fraction`` of units by its Shapley value removed vs random units.
+
+    Args:
+        game: the task game (values ``[C, B]``); matrix: ``[G, N]`` from ``group_matrix``.
+    Returns:
+        losses of all groups' lesions, evaluated in one call of ``game``.
+    """
+    n_groups, n = matrix.shape
+    k = top_k_count(n, fraction)
+    rows = [np.ones(n, bool)]
+    for scores in matrix:
+        rows.append(~keep_only(rank_order(scores), [k], n)[0])
+    rows += list(~random_keep_only(np.array([k]), n, draws, seed))
+    losses = group_losses(game, task, np.stack(rows))
+    random = losses[1 + n_groups :]  # [draws, G]: the same random sets for every group
+    return TopVsRandom(k, losses[0], losses[np.arange(n_groups) + 1, np.arange(n_groups)], random.T)
+
+
+def greedy_continuation(
+    game: ModelGame, tokenizer, prompt: str, keep: np.ndarray | None = None, max_new_tokens: int = 8
+) -> str:
+    """The greedy continuation of ``prompt`` with the units where ``keep [N]`` is False lesioned."""
+    keep_row = np.ones(game.n_players, bool) if keep is None else np.asarray(keep, bool)
+    mask = torch.from_numpy(keep_row[None]).to(game.device)
+    hooks = [hook for site in game.sites for hook in site.lesion_hooks(site.own(mask))]
+    ids = tokenizer(prompt, return_tensors="pt")["input_ids"].to(game.device)
+    with torch.inference_mode(), attached(hooks):
+        out = game.model.generate(  # type: ignore[operator]
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
+        )
+    return tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
+
+
+def selective_lesions(
+    game: ModelGame, task: Task, matrix: np.ndarray, k: int, tokenizer=None, max_new_tokens: int = 8
+) -> list[SelectiveLesion]:
+    """For each group, remove its top-``k`` units by ``selectivity(matrix)``; every group's loss
+    before and after, and (with a tokenizer) the greedy continuation of the group's first prompt."""
+    n_groups, n = matrix.shape
+    if not 1 <= k <= n:
+        raise MSAInputError(f"k must be between 1 and {n} units; got {k}")
+    picks = [rank_order(row)[:k] for row in selectivity(matrix)]
+    coalitions = np.ones((n_groups + 1, n), bool)
+    for group, units in enumerate(picks):
+        coalitions[group + 1, units] = False
+    losses = group_losses(game, task, coalitions)
+    lesions = []
+    for group, units in enumerate(picks):
+        lesion = SelectiveLesion(group, [int(u) for u in units], losses[0], losses[group + 1])
+        if tokenizer is not None:
+            prompt = next(e.prompt for e in task.examples if e.group == task.groups[group])
+            lesion.continuation_before = greedy_continuation(
+                game, tokenizer, prompt, None, max_new_tokens
+            )
+            lesion.continuation_after = greedy_continuation(
+                game, tokenizer, prompt, coalitions[group + 1], max_new_tokens
+            )
+        lesions.append(lesion)
+    return lesions
+
+
+def removal_curves(
+    game: ModelGame, task: Task, scores: np.ndarray, ks: Sequence[int] | None = None
+) -> RemovalCurves:
+    """Mean loss over groups after removing k units, highest-Shapley-first and lowest-first.
+
+    scores: ``[N]`` (e.g. ``matrix.mean(0)``: the value for the mean of the groups' scores).
+    """
+    n = len(scores)
+    counts = unit_counts(ks, n)
+    order = rank_order(scores)
+    removed = np.concatenate([~keep_only(order, counts, n), ~keep_only(order[::-1], counts, n)])
+    loss = group_losses(game, task, removed).mean(axis=1)
+    return RemovalCurves(counts, loss[: len(counts)], loss[len(counts) :])
+
+
+# ---------------------------------------------------------------- figures
+
+
+def _layer_lines(layers: np.ndarray) -> list[dict]:
+    return [
+        dict(type="line", x0=b, x1=b, yref="paper", y0=0, y1=1, line=dict(color="black", width=0.5))
+        for b in np.flatnonzero(np.diff(layers)) + 0.5
+    ]
+
+
+def matrix_figure(
+    matrix: np.ndarray, player_names: Sequence[str], groups: Sequence[str]
+) -> go.Figure:
+    """Heatmap ``[G, N]``, units in layer order, lines between layers, diverging scale centred on 0."""
+    limit = float(np.abs(matrix).max()) or 1.0
+    figure = go.Figure(
+        go.Heatmap(
+            z=matrix,
+            x=list(player_names),
+            y=list(groups),
+            zmid=0,
+            zmin=-limit,
+            zmax=limit,
+            colorscale="RdBu_r",
+            colorbar=dict(title="mode (nats)"),
+        )
+    )
+    figure.update_layout(
+        title="Group x unit contribution (target log-prob)",
+        xaxis_title="unit (by layer)",
+        yaxis_title="group",
+        shapes=_layer_lines(unit_layers(player_names)),
+    )
+    return figure
+
+
+def layer_share_figure(shares: np.ndarray, groups: Sequence[str]) -> go.Figure:
+    """Lines: each group's share of |contribution| per layer."""
+    figure = go.Figure(
+        [
+            go.Scatter(x=np.arange(shares.shape[1]), y=row, name=group, mode="lines+markers")
+            for group, row in zip(groups, shares, strict=True)
+        ]
+    )
+    figure.update_layout(
+        title="Share of |contribution| per layer", xaxis_title="layer", yaxis_title="share"
+    )
+    return figure
+
+
+def correlation_figure(correlation: np.ndarray, groups: Sequence[str]) -> go.Figure:
+    """Group x group correlation of contribution vectors."""
+    figure = go.Figure(
+        go.Heatmap(
+            z=correlation,
+            x=list(groups),
+            y=list(groups),
+            zmin=-1,
+            zmax=1,
+            colorscale="RdBu_r",
+            text=np.round(correlation, 2),
+            texttemplate="%{text}",
+        )
+    )
+    figure.update_layout(title="Correlation of groups' contribution vectors")
+    return figure
+
+
+def lesion_figure(lesion: SelectiveLesion, groups: Sequence[str]) -> go.Figure:
+    """Every group's loss before and after removing one group's selective units."""
+    figure = go.Figure(
+        [
+            go.Bar(name="intact", x=list(groups), y=lesion.loss_before),
+            go.Bar(
+                name=f"without {len(lesion.experts)} units", x=list(groups), y=lesion.loss_after
+            ),
+        ]
+    )
+    figure.update_layout(
+        barmode="group",
+        yaxis_title="loss (nats per example)",
+        title=f"Selective lesion for {groups[lesion.language]}: ratio {lesion.ratio:.1f}x",
+    )
+    return figure
+
+
+def removal_figure(curves: RemovalCurves) -> go.Figure:
+    """Mean loss vs units removed, highest-Shapley-first and lowest-first."""
+    figure = go.Figure(
+        [
+            go.Scatter(x=curves.ks, y=curves.highest_first, name="highest Shapley first"),
+            go.Scatter(x=curves.ks, y=curves.lowest_first, name="lowest Shapley first"),
+        ]
+    )
+    figure.update_layout(
+        title="Removal curves", xaxis_title="units removed", yaxis_title="mean loss (nats)"
+    )
+    return figure
