@@ -381,3 +381,12 @@ def task_meta(task: Task) -> dict[str, Any]:
 def task_of_meta(meta: dict[str, Any]) -> Task:
     """The task a stored result's ``meta["task"]`` describes."""
     return task_from_rows(meta["examples"], meta["name"])
+
+
+def save_task(task: Task, directory: str | Path) -> Path:
+    """Write a task as ``<directory>/<digest>.jsonl`` (e.g. an upload, so that a run can name it)."""
+    path = Path(directory) / f"{task.digest()[:16]}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        path.write_text(task.to_jsonl(), encoding="utf-8")
+    return path

@@ -33,7 +33,13 @@ from msa_core.analysis.study1 import (
     top_k_count,
     unit_counts,
 )
-from msa_core.analysis.study2 import RemovalCurves, SelectiveLesion, selectivity
+from msa_core.analysis.study2 import (
+    RemovalCurves,
+    SelectiveLesion,
+    layer_shares,
+    selectivity,
+    task_correlation,
+)
 from msa_core.errors import MSAInputError
 from msa_core.lesion import ModelGame
 from msa_core.lesion.hooks import attached
@@ -286,3 +292,85 @@ def removal_figure(curves: RemovalCurves) -> go.Figure:
         title="Removal curves", xaxis_title="units removed", yaxis_title="mean loss (nats)"
     )
     return figure
+
+
+# ---------------------------------------------------------------- the whole study
+
+SELECTIVE_RATIO, SELECTIVE_GROUPS = 2.0, 2  # pass: at least 2 groups whose lesion is 2x selective
+
+
+@dataclass
+class Findings:
+    """The study's numbers for one task result (lesions evaluated on the game's own examples)."""
+
+    groups: list[str]
+    player_names: list[str]
+    accuracy: np.ndarray  # [G] intact greedy accuracy per group
+    matrix: np.ndarray  # [G, N]
+    shares: np.ndarray  # [G, n_layers]
+    correlation: np.ndarray  # [G, G]
+    top_vs_random: TopVsRandom
+    lesions: list[SelectiveLesion]
+    curves: RemovalCurves
+    efficiency_gap: float  # largest |sum of modes - (v_full - v_empty)| over examples
+
+    def verdicts(self) -> dict[str, bool]:
+        """The issue's pass criteria: top beats random for every group; >= 2 groups 2x selective."""
+        ratios = [lesion.ratio for lesion in self.lesions]
+        return {
+            "top 10% beats random, every group": bool(self.top_vs_random.passed().all()),
+            f"{SELECTIVE_GROUPS}+ groups selective {SELECTIVE_RATIO:g}x": sum(
+                r >= SELECTIVE_RATIO for r in ratios
+            )
+            >= SELECTIVE_GROUPS,
+        }
+
+
+def analyse(
+    loaded,
+    result: ModesResult,
+    k: int = 10,
+    ks: Sequence[int] | None = None,
+    fraction: float = TOP_FRACTION,
+    draws: int = RANDOM_DRAWS,
+    seed: int = 0,
+    max_new_tokens: int = 8,
+) -> Findings:
+    """Every number of the study for ``result``, a ``task_logprob`` run of ``loaded`` (a task model).
+
+    Args:
+        loaded: the ``LoadedModel`` with the task as inputs (``msa_core.tasks.with_task``).
+        k: units removed per selective lesion; ks: unit counts of the removal curves (default 8 steps).
+    Raises:
+        MSAInputError: the model has no task, or the result does not fit it.
+    """
+    if loaded.task is None:
+        raise MSAInputError(
+            "the LLM study needs a model whose inputs are a task (msa_core.tasks.with_task)"
+        )
+    task = loaded.task.task
+    units = result.meta.get("units") or next(iter(loaded.card.granularities))
+    game = loaded.game(units, "task_logprob")
+    if game.player_names != list(result.player_names):
+        raise MSAInputError(f"the result's units are not the {units!r} of {loaded.card.name!r}")
+    matrix = group_matrix(result, task)
+    n = matrix.shape[1]
+    accuracy = loaded.game(units, "task_accuracy")(np.ones((1, n), bool))[0].double().cpu().numpy()
+    layers = unit_layers(result.player_names)
+    ks = (
+        ks
+        if ks is not None
+        else sorted({int(round(f * n)) for f in (0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)})
+    )
+    return Findings(
+        groups=list(task.groups),
+        player_names=list(result.player_names),
+        accuracy=group_means(accuracy, task.group_index(), len(task.groups)),
+        matrix=matrix,
+        shares=layer_shares(matrix, layers),
+        correlation=task_correlation(matrix),
+        top_vs_random=top_vs_random(game, task, matrix, fraction, draws, seed),
+        lesions=selective_lesions(game, task, matrix, k, loaded.tokenizer, max_new_tokens),
+        curves=removal_curves(game, task, matrix.mean(axis=0), ks),
+        efficiency_gap=result.efficiency_gap(),
+    )

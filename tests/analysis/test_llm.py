@@ -123,3 +123,33 @@ def test_greedy_continuation_under_a_lesion_equals_generation_with_edited_weight
     assert not any(
         m._forward_pre_hooks or m._forward_hooks for m in model.modules()
     )  # hooks removed
+
+
+def test_analyse_gives_every_number_of_the_study(setup, tmp_path):
+    from msa_core.tasks import with_task
+    from msa_core.zoo.hf import load_checkpoint
+
+    model, tokenizer, task, _, _ = setup
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    loaded = with_task(load_checkpoint(tmp_path), ROWS)
+    result = shapley_modes(loaded.game("heads"), method="permutation", n_permutations=2, seed=0)
+    result.meta["units"] = "heads"
+    findings = llm.analyse(loaded, result, k=2, draws=2, max_new_tokens=3)
+    assert findings.groups == ["capital", "addition", "letters"] and findings.matrix.shape == (3, 8)
+    assert findings.shares.shape == (3, 2) and np.allclose(findings.shares.sum(1), 1)
+    assert findings.efficiency_gap < 1e-4 and len(findings.lesions) == 3
+    assert set(findings.verdicts()) == {
+        "top 10% beats random, every group",
+        "2+ groups selective 2x",
+    }
+    assert list(findings.curves.ks) == [0, 1, 2, 4, 8]
+    assert isinstance(findings.lesions[0].continuation_after, str)
+    for figure in (
+        llm.matrix_figure(findings.matrix, findings.player_names, findings.groups),
+        llm.layer_share_figure(findings.shares, findings.groups),
+        llm.correlation_figure(findings.correlation, findings.groups),
+        llm.lesion_figure(findings.lesions[0], findings.groups),
+        llm.removal_figure(findings.curves),
+    ):
+        assert figure.data
