@@ -3,7 +3,8 @@
     python bench/llm_study.py [--units heads] [--permutations 3] [--k 10] [--task smollm2-study]
 
 One torch thread. The MSA run goes through the run store ($MSA_CACHE_DIR): a stored run is reused,
-an interrupted one resumes. Prints the run's wall time and efficiency gap, intact accuracy per group,
+an interrupted one resumes. Prints the run's wall time and efficiency gap, intact accuracy per
+group,
 layer shares, the group correlation, top-10% vs random lesions, each group's selective lesion
 (every group's loss before and after, the ratio, greedy continuations), removal curves, and the
 pass criteria; ``--json PATH`` also writes the numbers.
@@ -49,8 +50,10 @@ def main() -> None:
     began = time.time()
     result = execute(request, RunStore())
     print(
-        f"run: {result.n_players} units x {result.output_shape[0]} examples, {result.n_evaluations} evaluations, "
-        f"{result.meta.get('wall_seconds', 0):.0f} s when computed ({time.time() - began:.0f} s now)"
+        f"run: {result.n_players} units x {result.output_shape[0]} examples, "
+        f"{result.n_evaluations} evaluations, "
+        f"{result.meta.get('wall_seconds', 0):.0f} s when computed "
+        f"({time.time() - began:.0f} s now)"
     )
     began = time.time()
     findings = llm.analyse(request.load(), result, k=args.k, seed=args.seed)
@@ -63,15 +66,18 @@ def main() -> None:
     check = findings.top_vs_random
     for g, group in enumerate(groups):
         print(
-            f"top {check.k} vs random, {group}: loss {check.intact[g]:.3f} -> top {check.top[g]:.3f}, "
+            f"top {check.k} vs random, {group}: loss {check.intact[g]:.3f} -> "
+            f"top {check.top[g]:.3f}, "
             f"random {check.random[g].mean():.3f} (draws {check.random[g].round(3).tolist()})"
         )
     for lesion in findings.lesions:
         names = [findings.player_names[u] for u in lesion.experts]
         print(
             f"selective lesion {groups[lesion.language]}: ratio {lesion.ratio:.2f}; units {names}\n"
-            f"  loss before {lesion.loss_before.round(3).tolist()} after {lesion.loss_after.round(3).tolist()}\n"
-            f"  continuation before {lesion.continuation_before!r} after {lesion.continuation_after!r}"
+            f"  loss before {lesion.loss_before.round(3).tolist()}\n"
+            f"  loss after {lesion.loss_after.round(3).tolist()}\n"
+            f"  continuation before {lesion.continuation_before!r}\n"
+            f"  continuation after {lesion.continuation_after!r}"
         )
     high, low = findings.curves.rises()
     print(

@@ -384,7 +384,7 @@ def task_of_meta(meta: dict[str, Any]) -> Task:
 
 
 def save_task(task: Task, directory: str | Path) -> Path:
-    """Write a task as ``<directory>/<digest>.jsonl`` (e.g. an upload, so that a run can name it)."""
+    """Write a task as ``<directory>/<digest>.jsonl`` (an upload, so that a run can name it)."""
     path = Path(directory) / f"{task.digest()[:16]}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():

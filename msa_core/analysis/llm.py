@@ -189,7 +189,8 @@ def removal_curves(
     n = len(scores)
     counts = unit_counts(ks, n)
     order = rank_order(scores)
-    removed = np.concatenate([~keep_only(order, counts, n), ~keep_only(order[::-1], counts, n)])
+    steps = counts.tolist()
+    removed = np.concatenate([~keep_only(order, steps, n), ~keep_only(order[::-1], steps, n)])
     loss = group_losses(game, task, removed).mean(axis=1)
     return RemovalCurves(counts, loss[: len(counts)], loss[len(counts) :])
 
@@ -207,7 +208,7 @@ def _layer_lines(layers: np.ndarray) -> list[dict]:
 def matrix_figure(
     matrix: np.ndarray, player_names: Sequence[str], groups: Sequence[str]
 ) -> go.Figure:
-    """Heatmap ``[G, N]``, units in layer order, lines between layers, diverging scale centred on 0."""
+    """Heatmap ``[G, N]``, units in layer order, lines between layers, scale centred on 0."""
     limit = float(np.abs(matrix).max()) or 1.0
     figure = go.Figure(
         go.Heatmap(
@@ -336,11 +337,11 @@ def analyse(
     seed: int = 0,
     max_new_tokens: int = 8,
 ) -> Findings:
-    """Every number of the study for ``result``, a ``task_logprob`` run of ``loaded`` (a task model).
+    """Every number of the study for ``result``, a ``task_logprob`` run of task model ``loaded``.
 
     Args:
         loaded: the ``LoadedModel`` with the task as inputs (``msa_core.tasks.with_task``).
-        k: units removed per selective lesion; ks: unit counts of the removal curves (default 8 steps).
+        k: units removed per selective lesion; ks: unit counts of the removal curves.
     Raises:
         MSAInputError: the model has no task, or the result does not fit it.
     """

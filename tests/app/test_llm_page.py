@@ -1,5 +1,5 @@
-"""AppTest of the LLM page: the empty state says how to fetch a model; with a (tiny, stand-in) model in
-the model store and a stored task run, the page shows the group x unit matrix and a selective lesion."""
+"""AppTest of the LLM page: the empty state says how to fetch a model; with a tiny stand-in model
+in the model store and a stored task run, the page shows the group x unit matrix and a lesion."""
 
 from __future__ import annotations
 
