@@ -269,3 +269,29 @@ def test_cli_run_with_a_task_file_stores_the_task_with_the_result(checkpoint, tm
         exit_info.value.code == 2
         and "five.jsonl line 1: missing field 'target'" in capsys.readouterr().err
     )
+
+
+def test_a_run_of_a_game_with_one_coalition_per_pass_reports_progress_as_it_goes(checkpoint):
+    from msa_core import shapley_modes
+    from msa_core.lesion import ModelGame
+    from msa_core.tasks import task_output_fn
+    from msa_core.units import Heads
+
+    _, model = checkpoint
+    encoded = encode_task(task_from_rows(ROWS), word_tokenizer())
+    game = ModelGame(
+        model,
+        encoded.inputs,
+        Heads("model.layers.*.self_attn"),
+        output=task_output_fn(encoded, "task_logprob"),
+        coalitions_per_pass=1,
+    )
+    calls = []
+    result = shapley_modes(
+        game,
+        method="permutation",
+        n_permutations=8,
+        seed=0,
+        progress=lambda done, total: calls.append(done),
+    )
+    assert len(calls) >= 4 and calls[-1] == result.n_evaluations  # not one report at the very end

@@ -32,6 +32,7 @@ KERNEL_MAX_VALUES = 1 << 20  # auto: above N x |out| values, kernel's per-coalit
 #   (measured: 113 GAN channels x 32,768 pixels, kernel 3.3x slower at equal evaluations)
 DEFAULT_PERMUTATIONS = 1000  # the paper's budget, used when neither budget is given
 BATCH_VALUES = 1 << 18  # default batch: coalitions x outputs per game call (cache-sized on CPU)
+PROGRESS_PASSES = 16  # default batch of a ModelGame: at most max(this, its coalitions per forward pass)
 
 
 def shapley_modes(game: Any, n_players: int | None = None, method: str = "auto",
@@ -107,6 +108,9 @@ def shapley_modes(game: Any, n_players: int | None = None, method: str = "auto",
             })
 
         rows = batch_size or int(np.clip(BATCH_VALUES // v_full.size, 1, 1024))
+        if batch_size is None and isinstance(getattr(game, "coalitions_per_pass", None), int):
+            # a model whose passes hold few coalitions (an LLM: one) reports progress every few passes
+            rows = min(rows, max(PROGRESS_PASSES, game.coalitions_per_pass))
         runner = BlockRunner if remote is None else remote.runner()
         runner(timed, estimator, rows, target_stderr, progress, start_block=start,
                save=save if checkpoint is not None else None,
