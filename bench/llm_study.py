@@ -30,7 +30,7 @@ def main() -> None:
     )
     parser.add_argument("--units", default="heads")
     parser.add_argument("--permutations", type=int, default=3)
-    parser.add_argument("--k", type=int, default=10, help="units per selective lesion")
+    parser.add_argument("--k", type=int, default=4, help="units per selective lesion (paper: 4)")
     parser.add_argument(
         "--task", default=None, help="task file or bundled set (default: the model's own)"
     )

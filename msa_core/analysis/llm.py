@@ -330,7 +330,7 @@ class Findings:
 def analyse(
     loaded,
     result: ModesResult,
-    k: int = 10,
+    k: int = 4,
     ks: Sequence[int] | None = None,
     fraction: float = TOP_FRACTION,
     draws: int = RANDOM_DRAWS,
