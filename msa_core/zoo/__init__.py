@@ -42,7 +42,7 @@ def fetched_cards() -> list[ModelCard]:
 @cache
 def _fetched_card(name: str, folder: str) -> ModelCard:
     from msa_core.zoo.fetch import FETCHABLE
-    from msa_core.zoo.hf import checkpoint_card  # imports transformers: only once a model is fetched
+    from msa_core.zoo.hf import checkpoint_card  # transformers: only once a model is fetched
 
     item = next(item for item in FETCHABLE.values() if item.name == name)
     return checkpoint_card(folder, name, item.description, {"task": item.task, "source": item.package})
