@@ -177,7 +177,7 @@ with explained_errors("The analysis"):
     left, right = st.columns(2)
     group = left.selectbox("Group", groups)
     k = right.slider(
-        "Units removed (top by selectivity)", 1, min(50, matrix.shape[1]), min(10, matrix.shape[1])
+        "Units removed (top by selectivity)", 1, min(50, matrix.shape[1]), min(4, matrix.shape[1])
     )
     lesion = lesions_of(fingerprint, k)[groups.index(group)]
     st.plotly_chart(llm.lesion_figure(lesion, groups), width="stretch")
