@@ -1,6 +1,6 @@
 """The paper's task x unit study on SmolLM2-135M (after ``python -m msa_core.zoo.fetch smollm2``).
 
-    python bench/llm_study.py [--units heads] [--permutations 3] [--k 10] [--task smollm2-study]
+    python bench/llm_study.py [--units heads] [--permutations 6] [--k 4] [--task smollm2-study]
 
 One torch thread. The MSA run goes through the run store ($MSA_CACHE_DIR): a stored run is reused,
 an interrupted one resumes. Prints the run's wall time and efficiency gap, intact accuracy per
@@ -29,7 +29,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--units", default="heads")
-    parser.add_argument("--permutations", type=int, default=3)
+    parser.add_argument("--permutations", type=int, default=6)
     parser.add_argument("--k", type=int, default=4, help="units per selective lesion (paper: 4)")
     parser.add_argument(
         "--task", default=None, help="task file or bundled set (default: the model's own)"
