@@ -17,7 +17,8 @@ page = st.navigation({
                 st.Page("pages/lesion_lab.py", title="Lesion lab", icon=":material/toggle_on:"),
                 st.Page("pages/export.py", title="Export", icon=":material/download:")],
     "Studies": [st.Page("pages/gan.py", title="GAN pixel maps", icon=":material/image:"),
-                st.Page("pages/experts.py", title="Experts", icon=":material/hub:")],
+                st.Page("pages/experts.py", title="Experts", icon=":material/hub:"),
+                st.Page("pages/llm.py", title="LLM", icon=":material/chat:")],
 })
 with st.sidebar:
     jobs_panel()

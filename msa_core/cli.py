@@ -27,6 +27,7 @@ EXAMPLES = """\
 examples:
   python -m msa_core models                       # what can be analysed
   python -m msa_core run --model mlp-digits-h32-none-s0 --method permutation --permutations 100 --out r.npz
+  python -m msa_core run --model smollm2-135m --units heads --task my-task.jsonl --permutations 20
   python -m msa_core list                         # stored runs (the app sees the same ones)
   python -m msa_core show 1a2b3c                  # a run, by the first characters of its id
   python -m msa_core export 1a2b3c --out modes.csv
@@ -100,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default: the model's first granularity)")
     run.add_argument("--output", metavar="OUT",
                      help="what is measured, e.g. logits (default: the model's first output)")
+    run.add_argument("--task", metavar="FILE", help="what a language model is scored on: a .jsonl or .csv file "
+                     "of prompt,target[,group] rows, or a bundled task set (outputs task_logprob, task_accuracy)")
     run.add_argument("--lesion", choices=LESIONS, default="zero", help="how a unit is removed: set to zero, or to its "
                      "mean over the inputs (default: zero)")
     run.add_argument("--method", choices=METHODS, default="auto", help="estimator (default: auto = exact for few "
@@ -214,7 +217,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         os.environ["RAY_ADDRESS"] = args.address
     request = RunRequest(model=args.model, units=args.units, output=args.output, lesion=args.lesion,
                          method=args.method, n_permutations=args.permutations, max_evaluations=args.max_evaluations,
-                         seed=args.seed)
+                         seed=args.seed, task=args.task)
     store = _store(args)
     fingerprint = fingerprint_of(request)
     if store.running(fingerprint):

@@ -3,19 +3,21 @@
 A spec names module paths (dotted names of ``model.named_modules()``; ``*`` matches one path segment,
 a list names several modules) and a granularity:
 
-- ``Neurons(path)``: entries of the last dimension of the module's output (Linear layers, MLP blocks).
+- ``Neurons(path)``: entries of the last dimension of the module's output (Linear layers, MLP blocks);
+  ``Neurons(path, of="input")``: of its input instead (a transformer MLP's neurons at its down projection).
 - ``Channels(path)``: dim 1 of the module's output ``[B, C, *spatial]`` (conv, conv-transpose, their
   activations).
 - ``Heads(path)``: heads of an attention module, cut at the input of its output projection.
 - ``Experts(path, mode)``: routed experts of a mixture-of-experts block, cut at its router.
+- ``Blocks(path)``: sublayers (an attention or MLP module) whose whole output is set to zero (or its mean).
 - ``Layers(path)``: residual blocks skipped whole (output = input); ``path`` is a container of blocks
   (ModuleList / Sequential), a wildcard, or a list of block paths.
 
 Several specs combine into one player set by passing a list to ``ModelGame``; players keep the order
 of the specs, then of the modules, then of the units. Player names are ``<tag>.<unit>``: ``fc1.n17``,
-``main.5.c3``, ``L0.H3``, ``L1.E5``, ``L1.Eshared``, ``L2``. The tag of a module is the spec's ``name``
+``main.5.c3``, ``L0.H3``, ``L1.E5``, ``L1.Eshared``, ``L0.mlp``, ``L2``. The tag of a module is the spec's ``name``
 or, by default, its path (Neurons, Channels) or ``L<i>`` with ``i`` the last integer in its path (Heads,
-Experts, Layers). When one named spec covers several modules, the tag is ``name`` + that integer.
+Experts, Layers; ``L<i>.<last path segment>`` for Blocks). When one named spec covers several modules, the tag is ``name`` + that integer.
 
 >>> Experts("model.layers.*.mlp", mode="reroute").mode
 'reroute'
@@ -65,10 +67,16 @@ class UnitSpec:
 
 @dataclass(frozen=True)
 class Neurons(UnitSpec):
-    """Entries of the last dimension of the module's output; players ``<tag>.n<i>``."""
+    """Entries of the last dimension of the module's output (``of="input"``: of its first input);
+    players ``<tag>.n<i>``."""
 
+    of: str = "output"
     granularity = "neurons"
     letter = "n"
+
+    def __post_init__(self) -> None:
+        if self.of not in ("output", "input"):
+            raise MSAInputError(f"Neurons of= must be 'output' or 'input'; got {self.of!r}")
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,25 @@ class Experts(UnitSpec):
     def unit_names(self, tag: str, n_units: int) -> list[str]:
         routed = super().unit_names(tag, n_units - self.shared_expert)
         return routed + [f"{tag}.Eshared"] if self.shared_expert else routed
+
+
+@dataclass(frozen=True)
+class Blocks(UnitSpec):
+    """Sublayers, each one player ``L<i>.<name>`` (e.g. ``L3.mlp``) whose lesion sets its whole output
+    (the first tensor of a tuple) to zero, or to its mean over tokens for lesion="mean"."""
+
+    granularity = "blocks"
+    letter = ""
+    layered = True
+
+    def tag(self, path: str, n_modules: int) -> str:
+        index = last_index(path)
+        if self.name is not None or index is None:
+            return super().tag(path, n_modules)
+        return f"L{index}.{path.rsplit('.', 1)[-1]}"
+
+    def unit_names(self, tag: str, n_units: int) -> list[str]:
+        return [tag]
 
 
 @dataclass(frozen=True)

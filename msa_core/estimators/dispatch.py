@@ -29,6 +29,8 @@ from msa_core.version import __version__
 __all__ = ["METHODS", "run_plan", "shapley_modes"]
 
 BATCH_VALUES = 1 << 18  # default batch: coalitions x outputs per game call (cache-sized on CPU)
+PROGRESS_PASSES = 16  # default batch of a ModelGame: at most max(this, its coalitions per forward pass)
+PROGRESS_PASSES = 16  # default batch of a ModelGame: at most max(this, its coalitions per forward pass)
 
 
 def shapley_modes(game: Any, n_players: int | None = None, method: str = "auto",
@@ -174,6 +176,10 @@ def play(started: Started, backend: Backend, batch_size: int | None, target_stde
                                    timed.output_shape))
 
     rows = batch_size or int(np.clip(BATCH_VALUES // started.v_full.size, 1, 1024))
+    passes = getattr(timed.game, "coalitions_per_pass", None)
+    if batch_size is None and isinstance(passes, int):
+        # a model whose passes hold few coalitions (an LLM: one) reports progress every few passes
+        rows = min(rows, max(PROGRESS_PASSES, passes))
     backend.runner()(timed, estimator, rows, target_stderr, progress, start_block=started.start_block,
                      save=save if checkpoint is not None else None,
                      save_seconds=checkpoint.every_seconds if checkpoint is not None else 0.0).run()

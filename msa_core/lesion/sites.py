@@ -18,7 +18,7 @@ from torch import nn
 
 from msa_core.errors import MSAInputError
 from msa_core.lesion.hooks import Hook, split_copies, where_copies
-from msa_core.units import Channels, Experts, Heads, Neurons, UnitSpec
+from msa_core.units import Blocks, Channels, Experts, Heads, Neurons, UnitSpec
 
 
 class Site(ABC):
@@ -108,7 +108,59 @@ class ActivationSite(Site):
         return [Hook(self.module, lambda module, args, out: self.apply(out, keep))]
 
 
-OUT_PROJECTIONS = ("o_proj", "out_proj", "c_proj")
+def first_tensor(value: Any) -> torch.Tensor:
+    """A tensor, or the first element of a tuple output."""
+    return value[0] if isinstance(value, (tuple, list)) else value
+
+
+class InputNeuronSite(Site):
+    """Entries of the last dimension of a module's first input (``Neurons(path, of="input")``)."""
+
+    def probe_hooks(self, with_mean: bool) -> list[Hook]:
+        def probe(module: nn.Module, args: tuple) -> None:
+            if not args or not isinstance(args[0], torch.Tensor) or args[0].ndim < 2:
+                raise self._error("Neurons(of='input') need a module whose first input is a tensor [B, ..., units]")
+            self.n_units = args[0].shape[-1]
+            if with_mean:
+                self.mean = mean_except(args[0], -1)
+
+        return [Hook(self.module, probe, pre=True)]
+
+    def lesion_hooks(self, keep: torch.Tensor) -> list[Hook]:
+        def lesion(module: nn.Module, args: tuple) -> tuple:
+            x = args[0]
+            fill = 0.0 if self.fill is None else self.fill
+            shape = [keep.shape[0], *[1] * (x.ndim - 1), self.size]  # [C, 1, ..., units] against [C, R, ..., units]
+            return (where_copies(x, keep.view(shape), fill, self.path), *args[1:])
+
+        return [Hook(self.module, lesion, pre=True)]
+
+
+class BlockSite(Site):
+    """A sublayer as one unit: lesioned, its output (the first tensor of a tuple) is zero or its mean."""
+
+    def probe_hooks(self, with_mean: bool) -> list[Hook]:
+        def probe(module: nn.Module, args: tuple, out: Any) -> None:
+            y = first_tensor(out)
+            if not isinstance(y, torch.Tensor) or y.ndim < 2:
+                raise self._error("Blocks need a module whose output (or its first element) is a tensor [B, ..., d]")
+            self.n_units = 1
+            if with_mean:
+                self.mean = mean_except(y, -1)
+
+        return [Hook(self.module, probe)]
+
+    def lesion_hooks(self, keep: torch.Tensor) -> list[Hook]:
+        def lesion(module: nn.Module, args: tuple, out: Any) -> Any:
+            y = first_tensor(out)
+            fill = 0.0 if self.fill is None else self.fill
+            kept = where_copies(y, keep.view(-1, *[1] * y.ndim), fill, self.path)
+            return (kept, *out[1:]) if isinstance(out, (tuple, list)) else kept
+
+        return [Hook(self.module, lesion)]
+
+
+OUT_PROJECTIONS = ("o_proj", "out_proj", "c_proj", "dense")
 HEAD_COUNTS = ("num_heads", "num_attention_heads", "n_head", "n_heads")
 
 
@@ -159,11 +211,6 @@ class HeadSite(Site):
             return (lesioned.flatten(-2), *args[1:])
 
         return [Hook(self.proj, lesion, pre=True)]
-
-
-def first_tensor(value: Any) -> torch.Tensor:
-    """A tensor, or the first element of a tuple output."""
-    return value[0] if isinstance(value, (tuple, list)) else value
 
 
 class LayerSite(Site):
@@ -298,6 +345,8 @@ class ExpertSite(Site):
 
 def make_site(spec: UnitSpec, path: str, module: nn.Module, tag: str) -> Site:
     """The site class of a spec's granularity."""
+    if isinstance(spec, Neurons) and spec.of == "input":
+        return InputNeuronSite(spec, path, module, tag)
     if isinstance(spec, Neurons):
         return ActivationSite(spec, path, module, tag, axis=-1)
     if isinstance(spec, Channels):
@@ -306,6 +355,8 @@ def make_site(spec: UnitSpec, path: str, module: nn.Module, tag: str) -> Site:
         return HeadSite(spec, path, module, tag)
     if isinstance(spec, Experts):
         return ExpertSite(spec, path, module, tag)
+    if isinstance(spec, Blocks):
+        return BlockSite(spec, path, module, tag)
     return LayerSite(spec, path, module, tag)
 
 

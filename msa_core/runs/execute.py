@@ -21,7 +21,7 @@ from msa_core.runs.budget import probe_game, progress_batch_size
 from msa_core.runs.preflight import check_run
 from msa_core.runs.request import RunRequest
 from msa_core.runs.store import RunStore
-from msa_core.zoo import load_model
+from msa_core.tasks import task_meta
 from msa_core.zoo.recipe import ZooGame
 
 DEFAULT_CHECKPOINT_SECONDS = 5.0
@@ -30,7 +30,7 @@ PROGRESS_WRITE_SECONDS = 0.25  # progress records are written at most this often
 
 def fingerprint_of(request: RunRequest) -> str:
     """The fingerprint of a request (loads its model, cached per process)."""
-    return request.fingerprint(load_model(request.model))
+    return request.fingerprint(request.load())
 
 
 def checkpoint_seconds_default() -> float:
@@ -153,7 +153,7 @@ def execute(request: RunRequest, store: RunStore, progress: Progress | None = No
     Raises:
         MSAInputError: a request the model does not fit (unknown units or output, a budget too small).
     """
-    loaded = load_model(request.model)
+    loaded = request.load()
     request = request.resolved(loaded)
     fingerprint = request.fingerprint(loaded)
     result = store.get(fingerprint)
@@ -165,7 +165,7 @@ def execute(request: RunRequest, store: RunStore, progress: Progress | None = No
         if result is not None:
             return result
         recorder = ProgressRecorder(store, fingerprint, progress, request)  # jobs wrote "queued"
-        recipe = ZooGame(request.model, request.units, request.output, request.lesion)
+        recipe = ZooGame(request.model, request.units, request.output, request.lesion, request.task)
         game = recipe.build()  # on the GPU when there is one
         family = request.family().fingerprint(loaded)
         exact = request.method == "exact"  # its own limit, N <= 20, is checked by the plan
@@ -196,6 +196,8 @@ def execute(request: RunRequest, store: RunStore, progress: Progress | None = No
             raise
         result.meta.update(model=request.model, model_digest=loaded.digest, units=request.units,
                            output=request.output, lesion=request.lesion, device=str(game.device))
+        if loaded.task is not None:
+            result.meta["task"] = task_meta(loaded.task.task)
         result.meta["versions"] = {**result.meta.get("versions", {}), "torch": torch.__version__}
         try:
             store.put(fingerprint, result, request)

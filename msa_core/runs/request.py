@@ -16,7 +16,7 @@ from msa_core.estimators.plan import METHODS, RunPlan, evaluation_budget
 from msa_core.lesion.game import LESIONS
 from msa_core.lesion.inputs import Inputs
 from msa_core.version import __version__
-from msa_core.zoo import LoadedModel
+from msa_core.zoo import LoadedModel, load_model
 from msa_core.zoo.weights import tensor_digest
 
 STORE_FORMAT = 1  # bump when stored entries change meaning; older entries are then recomputed
@@ -34,6 +34,8 @@ class RunRequest:
         method: ``"auto"`` or an estimator name (``METHODS``).
         n_permutations, max_evaluations: the budget, as in ``shapley_modes`` (positive integers or None).
         seed: the estimator's seed (a non-negative integer).
+        task: a task file (``.jsonl``/``.csv``) or bundled task set that a language model is scored
+            on (``msa_core.tasks``); its content hash, not its path, is part of the run's identity.
 
     Raises:
         MSAInputError: a field out of its allowed values (units and output are checked against the
@@ -48,6 +50,7 @@ class RunRequest:
     n_permutations: int | None = None
     max_evaluations: int | None = None
     seed: int = 0
+    task: str | None = None
 
     def __post_init__(self) -> None:
         if self.lesion not in LESIONS:
@@ -61,6 +64,17 @@ class RunRequest:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, int(value))
+        if self.task is not None and (not isinstance(self.task, str) or not self.task):
+            raise MSAInputError(f"task must be a task file path or a bundled task name; got {self.task!r}")
+
+    def load(self) -> LoadedModel:
+        """The request's model (cached per process), with its task as inputs when it names one."""
+        loaded = load_model(self.model)
+        if self.task is None:
+            return loaded
+        from msa_core.tasks import with_task
+
+        return with_task(loaded, self.task)
 
     def resolved(self, loaded: LoadedModel) -> RunRequest:
         """The request with the model's default granularity and output filled in (and both checked)."""
@@ -95,12 +109,15 @@ class RunRequest:
     def fingerprint(self, loaded: LoadedModel) -> str:
         """sha256 of everything that determines the result: weights, inputs, units, request, versions."""
         request = self.resolved(loaded)
+        fields = {key: value for key, value in request.to_dict().items() if key != "task"}  # its path: no
         payload = {
-            "format": STORE_FORMAT, "request": request.to_dict(), "weights": loaded.digest,
+            "format": STORE_FORMAT, "request": fields, "weights": loaded.digest,
             "inputs": inputs_digest(loaded.inputs, loaded.labels),
             "units": [repr(spec) for spec in loaded.units(request.units)],
             "versions": {"msa_core": __version__, "torch": torch.__version__, "numpy": np.__version__},
         }
+        if loaded.task is not None:  # the task's content, whatever file it came from
+            payload["task"] = loaded.task.task.digest()
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     def family(self) -> RunRequest:

@@ -26,13 +26,40 @@ __all__ = ["CARDS", "HF_PREFIX", "LoadedModel", "ModelCard", "get_card", "list_m
 
 
 def list_models(bundled_only: bool = True) -> list[ModelCard]:
-    """Cards of the models whose weights ship in ``assets/`` (or of every known model), sorted by name."""
-    return sorted((card for card in CARDS.values() if card.bundled or not bundled_only), key=lambda c: c.name)
+    """Cards of the models whose weights ship in ``assets/`` (or of every known model) and of the real
+    LLMs fetched into the model store (``python -m msa_core.zoo.fetch``), sorted by name."""
+    cards = [card for card in CARDS.values() if card.bundled or not bundled_only] + fetched_cards()
+    return sorted(cards, key=lambda c: c.name)
+
+
+def fetched_cards() -> list[ModelCard]:
+    """Cards of the fetched LLMs in the model store (``$MSA_CACHE_DIR/models``); none before a fetch."""
+    from msa_core.zoo.fetch import fetched
+
+    return [_fetched_card(item.name, str(folder)) for item, folder in fetched()]
+
+
+@cache
+def _fetched_card(name: str, folder: str) -> ModelCard:
+    from msa_core.zoo.fetch import FETCHABLE
+    from msa_core.zoo.hf import checkpoint_card  # transformers: only once a model is fetched
+
+    item = next(item for item in FETCHABLE.values() if item.name == name)
+    return checkpoint_card(folder, name, item.description, {"task": item.task, "source": item.package})
 
 
 def get_card(name: str) -> ModelCard:
     """The card of ``name``, or a clear error listing the bundled models."""
+    fetched = {card.name: card for card in fetched_cards()} if name not in CARDS else {}
+    if name in fetched:
+        return fetched[name]
     if name not in CARDS:
+        from msa_core.zoo.fetch import FETCHABLE
+
+        hint = next((f"; fetch it first: python -m msa_core.zoo.fetch {item.key}" for item in FETCHABLE.values()
+                     if item.name == name), "")
+        if hint:
+            raise MSAInputError(f"model {name!r} is not in the model store{hint}")
         raise MSAInputError(f"unknown model {name!r}; bundled: {', '.join(c.name for c in list_models())}; "
                             f"or a local Hugging Face checkpoint folder as '{HF_PREFIX}/path/to/folder'")
     return CARDS[name]
@@ -52,6 +79,10 @@ def load_model(name: str) -> LoadedModel:
 
         return load_checkpoint(name[len(HF_PREFIX):])
     card = get_card(name)
+    if card.checkpoint is not None:
+        from msa_core.zoo.hf import load_checkpoint
+
+        return load_checkpoint(card.checkpoint, name=name, task=card.facts["task"], facts=card.facts)
     if not card.bundled:
         raise MSAInputError(f"model {name!r} has no weights in assets/; train them with "
                             f"`python -m msa_core.zoo.train {name}`")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -37,9 +38,13 @@ class ModelCard:
     train: Callable[[], nn.Module] = field(repr=False)
     output_fns: dict[str, OutputFactory] = field(default_factory=dict, repr=False)
     facts: dict[str, Any] = field(default_factory=dict)
+    checkpoint: str | None = None  # a checkpoint folder in the model store (fetched LLMs), else None
 
     @property
     def bundled(self) -> bool:
+        """Whether its weights are here: in ``assets/``, or in its checkpoint folder."""
+        if self.checkpoint is not None:
+            return Path(self.checkpoint, "model.safetensors").exists()
         return weights_path(self.name).exists()
 
 
@@ -52,6 +57,8 @@ class LoadedModel:
     inputs: Any
     labels: torch.Tensor | None
     digest: str  # sha256 of the weights: the model's identity in the run store
+    tokenizer: Any = None  # a language model's tokenizer, when it has one
+    task: Any = None  # the ``msa_core.tasks.EncodedTask`` its inputs are, when they are a task
 
     def units(self, granularity: str | None = None) -> tuple[UnitSpec, ...]:
         """The unit specs of a granularity (default: the first)."""

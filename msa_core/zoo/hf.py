@@ -5,16 +5,18 @@
 dict_keys(['experts (all layers)', 'experts (layer 0)', ..., 'heads'])
 >>> loaded.game("experts (all layers)", "target_logprob")     # doctest: +SKIP
 
-Mixtral, OLMoE and Qwen2-MoE checkpoints offer their routed experts (all MoE layers, and each layer;
-Qwen2-MoE's shared expert as one more player) and attention heads; a dense causal LM offers heads and
-layers. Weights load only from safetensors, never from the network. Default inputs: ``input_ids`` of
-``text`` through the directory's tokenizer when it has one, else a fixed seeded batch of token ids.
+Mixtral, OLMoE and Qwen2-MoE checkpoints offer their routed experts (all MoE layers, and each
+layer; Qwen2-MoE's shared expert as one more player); every decoder-only LM (Llama, Mistral,
+Qwen2/3, GPT-2, GPT-NeoX, Phi and the MoE families) offers heads, attention and MLP blocks, the
+neurons of each dense MLP, and layers. Weights load only from safetensors, never from the network.
+Default inputs: ``input_ids`` of ``text`` through the directory's tokenizer when it has one, else a
+fixed seeded batch of token ids; ``task=`` (``msa_core.tasks``) makes a task the inputs instead.
 """
 
 from __future__ import annotations
 
 import json
-import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,29 +24,45 @@ import torch
 from torch import nn
 
 from msa_core.errors import MSAInputError
-from msa_core.units import Experts, Heads, Layers, UnitSpec
+from msa_core.tasks import TASK_OUTPUTS
+from msa_core.units import Blocks, Experts, Heads, Layers, Neurons, UnitSpec, last_index
 from msa_core.zoo.card import LoadedModel, ModelCard
 from msa_core.zoo.weights import check_safetensors, hub_offline, tensor_digest
 
 hub_offline()  # before transformers is imported
 
-DEFAULT_TEXT = ("The quick brown fox jumps over the lazy dog.", "Der schnelle braune Fuchs springt über den Hund.")
+DEFAULT_TEXT = (
+    "The quick brown fox jumps over the lazy dog.",
+    "Der schnelle braune Fuchs springt über den Hund.",
+)
 RANDOM_SHAPE = (2, 16)  # default input_ids without a tokenizer
 OUTPUTS = ("target_logprob", "logits")
-LAYER_PATH = re.compile(r"^(.*layers)\.(\d+)$")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json",
                    "merges.txt")
+ATTENTIONS = ("self_attn", "attn", "attention")  # Llama/Mistral/Qwen/Phi/MoE, GPT-2, GPT-NeoX
+DOWN_PROJECTIONS = (
+    "down_proj",
+    "c_proj",
+    "dense_4h_to_h",
+    "fc2",
+)  # an MLP's last projection, by family
 
 
 def _check_directory(directory: Path) -> None:
     if not directory.is_dir():
-        raise MSAInputError(f"{directory} is not a directory; give a local Hugging Face checkpoint folder")
+        raise MSAInputError(
+            f"{directory} is not a directory; give a local Hugging Face checkpoint folder"
+        )
     if not (directory / "config.json").exists():
-        raise MSAInputError(f"{directory} has no config.json; a checkpoint folder needs config.json and "
-                            "*.safetensors weights (model.save_pretrained(folder) writes both)")
+        raise MSAInputError(
+            f"{directory} has no config.json; a checkpoint folder needs config.json and "
+            "*.safetensors weights (model.save_pretrained(folder) writes both)"
+        )
     if not any(directory.glob("*.safetensors")):
-        raise MSAInputError(f"{directory} has no *.safetensors weights (other formats are not loaded: they "
-                            "may run code); convert them with save_pretrained(folder, safe_serialization=True)")
+        raise MSAInputError(
+            f"{directory} has no *.safetensors weights (other formats are not loaded: they "
+            "may run code); convert them with save_pretrained(folder, safe_serialization=True)"
+        )
     for name in ("config.json", "tokenizer_config.json"):
         _refuse_code(directory / name)
     for path in sorted(directory.glob("*.safetensors")):
@@ -69,9 +87,35 @@ def _refuse_code(path: Path) -> None:
                             "an architecture transformers ships")
 
 
+
+def attention_name(block: nn.Module) -> str | None:
+    """The name of a decoder block's attention module (``self_attn``, ``attn``, ``attention``)."""
+    return next(
+        (name for name in ATTENTIONS if isinstance(getattr(block, name, None), nn.Module)), None
+    )
+
+
+def block_container(model: nn.Module) -> str | None:
+    """Path of the first ``ModuleList`` of decoder blocks (every child has an attention module)."""
+    return next(
+        (
+            path
+            for path, module in model.named_modules()
+            if isinstance(module, nn.ModuleList)
+            and len(module)
+            and all(attention_name(block) for block in module)
+        ),
+        None,
+    )
+
+
 def decoder_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """``(path, module)`` of each decoder layer (modules named ``...layers.<i>``), in order."""
-    return [(path, module) for path, module in model.named_modules() if LAYER_PATH.match(path)]
+    """``(path, module)`` of each decoder block, in order (empty when there are none)."""
+    container = block_container(model)
+    if container is None:
+        return []
+    blocks = model.get_submodule(container).named_children()
+    return [(f"{container}.{key}", block) for key, block in blocks]
 
 
 def is_moe_block(module: Any) -> bool:
@@ -79,58 +123,150 @@ def is_moe_block(module: Any) -> bool:
     return hasattr(module, "experts") and hasattr(getattr(module, "gate", None), "top_k")
 
 
-def layer_match(path: str) -> re.Match[str]:
-    """``LAYER_PATH`` matched on a decoder layer's path (``decoder_layers`` gives only such paths)."""
-    match = LAYER_PATH.match(path)
-    if match is None:
-        raise MSAInputError(f"{path!r} is not a decoder layer path '...layers.<i>'")
-    return match
+def down_projection(mlp: nn.Module) -> str | None:
+    """The name of a dense MLP's output projection (its input entries are the neurons), if any."""
+    if is_moe_block(mlp):
+        return None
+    return next(
+        (name for name in DOWN_PROJECTIONS if isinstance(getattr(mlp, name, None), nn.Module)), None
+    )
 
 
 def granularities_of(model: nn.Module) -> dict[str, tuple[UnitSpec, ...]]:
-    """Experts (all MoE layers, and each), heads and layers of a decoder-only transformers model."""
+    """The unit granularities of a decoder-only transformers model.
+
+    Returns:
+        ``{name: specs}`` in this order: "experts (all layers)" and "experts (layer i)" where there
+        are MoE blocks, "heads" (query heads, cut before the output projection), "attention blocks"
+        and "mlp blocks" (one player per layer, its output zeroed), "mlp neurons (layer i)" for each
+        dense MLP (entries of its down projection's input), "layers" (whole blocks skipped).
+    Raises:
+        MSAInputError: the model has no list of decoder blocks with attention modules.
+    """
     layers = decoder_layers(model)
     if not layers:
-        raise MSAInputError(f"{type(model).__name__} has no decoder layers named '...layers.<i>'; "
-                            "use ModelGame with your own unit specs instead")
-    container = layer_match(layers[0][0]).group(1)
-    moe = [(f"{path}.mlp", module.mlp) for path, module in layers if is_moe_block(getattr(module, "mlp", None))]
+        raise MSAInputError(
+            f"{type(model).__name__} has no list of decoder blocks with an attention module "
+            f"({' / '.join(ATTENTIONS)}); use ModelGame with your own unit specs instead"
+        )
+    container = layers[0][0].rsplit(".", 1)[0]
+    attention = attention_name(layers[0][1])
+    mlps = [(path, getattr(block, "mlp", None)) for path, block in layers]
+    moe = [
+        (f"{path}.mlp", mlp)
+        for path, mlp in mlps
+        if isinstance(mlp, nn.Module) and is_moe_block(mlp)
+    ]
     found: dict[str, tuple[UnitSpec, ...]] = {}
     if moe:
         shared = all(getattr(block, "shared_expert", None) is not None for _, block in moe)
-        found["experts (all layers)"] = (Experts(tuple(path for path, _ in moe), shared_expert=shared),)
+        found["experts (all layers)"] = (
+            Experts(tuple(path for path, _ in moe), shared_expert=shared),
+        )
         for path, _ in moe:
-            found[f"experts (layer {layer_match(path[:-4]).group(2)})"] = (Experts(path, shared_expert=shared),)
-    if all(hasattr(module, "self_attn") for _, module in layers):
-        found["heads"] = (Heads(f"{container}.*.self_attn"),)
+            found[f"experts (layer {last_index(path)})"] = (Experts(path, shared_expert=shared),)
+    found["heads"] = (Heads(f"{container}.*.{attention}"),)
+    found["attention blocks"] = (Blocks(f"{container}.*.{attention}"),)
+    if all(isinstance(mlp, nn.Module) for _, mlp in mlps):
+        found["mlp blocks"] = (Blocks(f"{container}.*.mlp"),)
+    for i, (path, mlp) in enumerate(mlps):
+        down = down_projection(mlp) if isinstance(mlp, nn.Module) else None
+        if down:
+            found[f"mlp neurons (layer {i})"] = (
+                Neurons(f"{path}.mlp.{down}", of="input", name=f"L{i}.mlp"),
+            )
     found["layers"] = (Layers(container),)
     return found
 
 
-def default_inputs(directory: Path, vocab_size: int, text: tuple[str, ...] | None) -> dict[str, torch.Tensor]:
-    """``{"input_ids": [B, T]}``: ``text`` through the folder's tokenizer, or seeded random ids without one."""
-    has_tokenizer = any((directory / name).exists() for name in TOKENIZER_FILES[:2])
-    if has_tokenizer:
-        from transformers import AutoTokenizer
+def load_tokenizer(directory: Path) -> Any:
+    """The folder's tokenizer, or None when it has none.
 
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True,
-                                                      trust_remote_code=False)
-            ids = [tokenizer(sentence)["input_ids"] for sentence in (text or DEFAULT_TEXT)]
-        except Exception as err:  # noqa: BLE001  (each kind tokenizers raise means a bad file)
-            files = ", ".join(name for name in TOKENIZER_FILES if (directory / name).exists())
-            raise MSAInputError(f"cannot load the tokenizer of {directory} ({files}): "
-                                f"{type(err).__name__}: {str(err).strip()[:300]}") from None
+    Raises:
+        MSAInputError: the tokenizer files cannot be loaded (naming them); never runs their code.
+    """
+    if not any((directory / name).exists() for name in TOKENIZER_FILES[:2]):
+        return None
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(directory, local_files_only=True,
+                                             trust_remote_code=False)
+    except Exception as err:  # noqa: BLE001  (each kind tokenizers raise means a bad file)
+        files = ", ".join(name for name in TOKENIZER_FILES if (directory / name).exists())
+        raise MSAInputError(f"cannot load the tokenizer of {directory} ({files}): "
+                            f"{type(err).__name__}: {str(err).strip()[:300]}") from None
+
+
+def default_inputs(
+    tokenizer: Any, vocab_size: int, text: tuple[str, ...] | None, directory: Path
+) -> dict[str, torch.Tensor]:
+    """``{"input_ids": [B, T]}``: ``text`` through the tokenizer, else seeded random ids."""
+    if tokenizer is not None:
+        ids = [tokenizer(sentence)["input_ids"] for sentence in (text or DEFAULT_TEXT)]
         length = min(len(row) for row in ids)
         return {"input_ids": torch.tensor([row[:length] for row in ids])}
     if text is not None:
-        raise MSAInputError(f"{directory} has no tokenizer; pass inputs={{'input_ids': ...}} to game() instead of text")
+        raise MSAInputError(
+            f"{directory} has no tokenizer; pass inputs={{'input_ids': ...}} to game(), not text"
+        )
     generator = torch.Generator().manual_seed(0)
     return {"input_ids": torch.randint(0, vocab_size, RANDOM_SHAPE, generator=generator)}
 
 
-def load_checkpoint(directory: str | Path, text: tuple[str, ...] | None = None) -> LoadedModel:
-    """Load a local checkpoint folder as a ``LoadedModel`` (eval mode, on CPU; move ``.model`` to a GPU as you like)."""
+def _not_trainable(name: str) -> Callable[[], nn.Module]:
+    def refuse() -> nn.Module:
+        raise MSAInputError(f"{name} is a user checkpoint; it is not trained here")
+
+    return refuse
+
+
+def checkpoint_card(
+    directory: str | Path, name: str, description: str, facts: dict[str, Any]
+) -> ModelCard:
+    """The card of a checkpoint folder in the model store that scores a task, from its config alone.
+
+    No weights are read: the model is built on the meta device to find its units.
+    """
+    directory = Path(directory)
+    _check_directory(directory)
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(directory, local_files_only=True)
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(config)
+    return ModelCard(
+        name=name,
+        family="hf",
+        description=description,
+        granularities=granularities_of(skeleton),
+        outputs=TASK_OUTPUTS,
+        build=lambda: load_checkpoint(directory).model,
+        data=lambda: (None, None),
+        train=_not_trainable(name),
+        checkpoint=str(directory),
+        facts={"path": str(directory), "model_type": config.model_type, **facts},
+    )
+
+
+def load_checkpoint(
+    directory: str | Path,
+    text: tuple[str, ...] | None = None,
+    name: str | None = None,
+    task: str | None = None,
+    facts: dict[str, Any] | None = None,
+) -> LoadedModel:
+    """Load a local checkpoint folder as a ``LoadedModel`` (eval mode, on CPU).
+
+    Args:
+        directory: ``config.json`` + ``*.safetensors`` (+ a tokenizer for text and tasks).
+        text: sentences for the default inputs (default: two fixed sentences).
+        name: the model's name (default: the folder's name).
+        task: a task its games score by default (``msa_core.tasks.load_task``).
+        facts: more facts for the card.
+    Raises:
+        MSAInputError: not a loadable checkpoint folder.
+    """
     directory = Path(directory).expanduser()
     _check_directory(directory)
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -150,14 +286,25 @@ def load_checkpoint(directory: str | Path, text: tuple[str, ...] | None = None) 
                             f"(config.json, {files}): "
                             f"{type(err).__name__}: {err}") from None
     granularities = granularities_of(model)
-    inputs = default_inputs(directory, config.vocab_size, text)
+    tokenizer = load_tokenizer(directory)
+    inputs = default_inputs(tokenizer, config.vocab_size, text, directory)
+    name = name or directory.name
+    card = ModelCard(
+        name=name,
+        family="hf",
+        description=f"{config.model_type} checkpoint at {directory}",
+        granularities=granularities,
+        outputs=OUTPUTS,
+        build=lambda: model,
+        data=lambda: (inputs, None),
+        train=_not_trainable(name),
+        facts={"path": str(directory), "model_type": config.model_type, **(facts or {})},
+    )
+    loaded = LoadedModel(
+        card, model, inputs, None, tensor_digest(model.state_dict()), tokenizer=tokenizer
+    )
+    if task is None:
+        return loaded
+    from msa_core.tasks import with_task
 
-    def not_trainable() -> nn.Module:
-        raise MSAInputError(f"{directory.name} is a user checkpoint; it is not trained here")
-
-    card = ModelCard(name=directory.name, family="hf", description=f"{config.model_type} checkpoint at {directory}",
-                     granularities=granularities, outputs=OUTPUTS, build=lambda: model,
-                     data=lambda: (inputs, None), train=not_trainable,
-                     facts={"path": str(directory), "model_type": config.model_type})
-    return LoadedModel(card, model, inputs, None, tensor_digest(model.state_dict()))
-
+    return with_task(loaded, task)

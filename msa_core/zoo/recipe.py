@@ -22,16 +22,22 @@ from msa_core.zoo import load_model
 
 @dataclass
 class ZooGame(GameFactory):
-    """A bundled model's game (``msa_core.zoo``): model name, granularity, output, lesion."""
+    """A bundled model's game (``msa_core.zoo``): model name, granularity, output, lesion, and for a
+    language model optionally a task."""
 
     name: str
     granularity: str | None = None
     output: str | None = None
     lesion: str = "zero"
+    task: str | None = None  # a task file or bundled task set (msa_core.tasks) for a language model
 
     def build(self) -> ModelGame:
         """The game, on this process's GPU when it has one (the cached model stays on the CPU)."""
         loaded = load_model(self.name)
+        if self.task is not None:
+            from msa_core.tasks import with_task
+
+            loaded = with_task(loaded, self.task)
         if torch.cuda.is_available():
             device = torch.device("cuda")
             loaded = replace(loaded, model=copy.deepcopy(loaded.model).to(device),

