@@ -30,7 +30,6 @@ __all__ = ["METHODS", "run_plan", "shapley_modes"]
 
 BATCH_VALUES = 1 << 18  # default batch: coalitions x outputs per game call (cache-sized on CPU)
 PROGRESS_PASSES = 16  # default batch of a ModelGame: at most max(this, its coalitions per forward pass)
-PROGRESS_PASSES = 16  # default batch of a ModelGame: at most max(this, its coalitions per forward pass)
 
 
 def shapley_modes(game: Any, n_players: int | None = None, method: str = "auto",
