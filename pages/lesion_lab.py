@@ -96,8 +96,9 @@ def class_accuracy_figure(per_class: np.ndarray) -> go.Figure:
 def digit_gallery(
     inputs: np.ndarray, indices: np.ndarray, captions: list[str], per_row: int = 4
 ) -> Image.Image | None:
-    """One picture of the flat square inputs ``[B, side*side]`` at ``indices``, each over its caption, ``per_row``
-    to a row (one image keeps a rerun to a single download); None when the inputs are not square pictures."""
+    """One picture of the flat square inputs ``[B, side*side]`` at ``indices``, each over its
+    caption, ``per_row`` to a row (one image keeps a rerun to a single download); None when the
+    inputs are not square pictures."""
     side = int(round(np.sqrt(inputs.shape[-1]))) if inputs.ndim == 2 else 0
     if side == 0 or side * side != inputs.shape[-1]:
         return None
@@ -170,7 +171,9 @@ def classifier_view(name: str, granularity: str, coalition: np.ndarray, lesion: 
 
 
 def image_grid(rows: np.ndarray, scale: int = 3, gap: int = 4) -> Image.Image:
-    """One picture of image rows ``[R, n, C, H, W]`` (C = 1 or 3, values in [0, 1]), upscaled ``scale`` times."""
+    """One picture of image rows ``[R, n, C, H, W]`` (C = 1 or 3, values in [0, 1]), upscaled
+    ``scale`` times.
+    """
     r, n, c, h, w = rows.shape
     tiles = np.clip(rows, 0.0, 1.0).transpose(0, 1, 3, 4, 2)  # [R, n, H, W, C]
     tiles = np.repeat(np.repeat(tiles, scale, axis=2), scale, axis=3)
@@ -186,7 +189,9 @@ def image_grid(rows: np.ndarray, scale: int = 3, gap: int = 4) -> Image.Image:
 def image_view(
     name: str, granularity: str, coalition: np.ndarray, lesion: str, shown: int = 8
 ) -> None:
-    """Generated images with every unit intact, with the toggled units lesioned, and their difference."""
+    """Generated images with every unit intact, with the toggled units lesioned, and their
+    difference.
+    """
     values = np.concatenate(
         [
             intact_values(name, granularity, "image"),
@@ -210,7 +215,9 @@ def image_view(
 
 
 def token_change_figure(change: np.ndarray, labels: list[str]) -> go.Figure:
-    """Bars of each next byte's log-prob change ``[T]`` (lesioned minus intact), readable byte labels on the axis."""
+    """Bars of each next byte's log-prob change ``[T]`` (lesioned minus intact), readable byte
+    labels on the axis.
+    """
     positions = list(range(len(labels)))
     figure = go.Figure(
         go.Bar(
@@ -235,7 +242,9 @@ def token_change_figure(change: np.ndarray, labels: list[str]) -> go.Figure:
 def continuation(
     name: str, granularity: str, prompt: str, lesioned: tuple[str, ...], n_bytes: int = 40
 ) -> str:
-    """Greedy continuation of ``prompt`` with the ``lesioned`` units removed (cached per lesion and prompt)."""
+    """Greedy continuation of ``prompt`` with the ``lesioned`` units removed (cached per lesion and
+    prompt).
+    """
     loaded = model(name)
     keep = ~np.isin(game(name, granularity, "target_logprob").player_names, lesioned)
     generated = study2.greedy_continuation(

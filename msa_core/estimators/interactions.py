@@ -542,7 +542,11 @@ def checkpoint_max_stderr(state: State) -> float | None:
     summary = CheckpointSummary.of(state)
     saved = summary.plan
     estimator = INTERACTION_ESTIMATORS[saved.method](
-        saved.n_players, summary.v_full.ravel(), summary.v_empty.ravel(), saved.seed, saved.budget,
+        saved.n_players,
+        summary.v_full.ravel(),
+        summary.v_empty.ravel(),
+        saved.seed,
+        saved.budget,
         state["run.players"],
     )
     estimator.load_state_dict(summary.estimator_state)

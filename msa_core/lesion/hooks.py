@@ -33,7 +33,11 @@ def attached(hooks: Iterable[Hook]) -> Iterator[None]:
     handles = []
     try:
         for hook in hooks:
-            register = hook.module.register_forward_pre_hook if hook.pre else hook.module.register_forward_hook
+            register = (
+                hook.module.register_forward_pre_hook
+                if hook.pre
+                else hook.module.register_forward_hook
+            )
             handles.append(register(hook.fn, with_kwargs=hook.with_kwargs))
         yield
     finally:
@@ -63,10 +67,12 @@ def split_copies(x: torch.Tensor, copies: int, where: str) -> torch.Tensor:
     return x.unflatten(0, (copies, -1))
 
 
-def where_copies(x: torch.Tensor, keep: torch.Tensor, fill: torch.Tensor | float, where: str) -> torch.Tensor:
+def where_copies(
+    x: torch.Tensor, keep: torch.Tensor, fill: torch.Tensor | float, where: str
+) -> torch.Tensor:
     """Per copy, keep ``x`` where ``keep`` is True, else ``fill``.
 
-    x: ``[C * R, ...]``; keep: bool ``[C, ...]`` broadcastable against ``[C, R, ...]``; fill: a scalar
-    or a tensor broadcastable against ``[R, ...]``. Returns ``[C * R, ...]``.
+    x: ``[C * R, ...]``; keep: bool ``[C, ...]`` broadcastable against ``[C, R, ...]``; fill: a
+    scalar or a tensor broadcastable against ``[R, ...]``. Returns ``[C * R, ...]``.
     """
     return torch.where(keep, split_copies(x, keep.shape[0], where), fill).flatten(0, 1)
