@@ -34,9 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
-
 from common import digits_mlp, table
+from torch import nn
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(1)
@@ -81,8 +80,9 @@ def dcgan16(nz: int = 32, seed: int = 0) -> nn.Sequential:
 
 
 TEXT = (
-    "The quick brown fox jumps over the lazy dog. Der schnelle braune Fuchs springt über den faulen "
-    "Hund. Le renard brun rapide saute par-dessus le chien paresseux. El rápido zorro marrón salta."
+    "The quick brown fox jumps over the lazy dog. Der schnelle braune Fuchs springt über den "
+    "faulen Hund. Le renard brun rapide saute par-dessus le chien paresseux. El rápido zorro "
+    "marrón salta."
 )
 
 
@@ -208,7 +208,8 @@ def cases(scale: float) -> list[Case]:
 
 
 def run_msapy(case: Case, n_players: int) -> tuple[np.ndarray, float]:
-    """msapy's permutation sampling with a full forward per coalition; modes [N, *out] and seconds."""
+    """msapy's permutation sampling with a full forward per coalition; modes [N, *out] and
+    seconds."""
     from msapy import msa
 
     def objective(lesioned: tuple) -> np.ndarray:
@@ -240,7 +241,8 @@ def run_msapy(case: Case, n_players: int) -> tuple[np.ndarray, float]:
 
 
 def run_ours(case: Case, switches: dict) -> tuple[np.ndarray, float, float, str]:
-    """shapley_modes on a ModelGame: modes, wall seconds, share of it outside the model, plan name."""
+    """shapley_modes on a ModelGame: modes, wall seconds, share of it outside the model, plan
+    name."""
     game = ModelGame(case.model, case.inputs, case.units, output=case.output, **switches)
     start = time.perf_counter()
     res = shapley_modes(game, method="permutation", n_permutations=case.permutations, seed=0)
@@ -400,13 +402,13 @@ def main() -> None:
         )
         times = [results[label][1] for label in TRICKS]
         factors = [f"{times[0]:.2f} s"] + [
-            f"{t:.2f} s ({before / t:.1f}x)" for before, t in zip(times, times[1:])
+            f"{t:.2f} s ({before / t:.1f}x)" for before, t in zip(times, times[1:], strict=False)
         ]
         tricks.append((case.name, *factors, plan))
         print(f"done {case.name}", flush=True)
     print(
-        "\nmsapy (full forward per coalition, hook lesion) vs shapley_modes(ModelGame), one torch thread, "
-        "equal permutations\n"
+        "\nmsapy (full forward per coalition, hook lesion) vs shapley_modes(ModelGame), one torch "
+        "thread, equal permutations\n"
     )
     print(table(summary))
     print("\nEach trick added in turn (time of shapley_modes; factor over the row before)\n")

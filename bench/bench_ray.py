@@ -113,9 +113,8 @@ def run(label: str, game, backend, permutations: int) -> tuple[list[str], np.nda
     )
     wall = time.perf_counter() - clock.start
     rate = clock.steady_rate()
-    busy = result.meta["game_seconds"] / (
-        wall - clock.points[0][0]
-    )  # workers in the game at a time, on average
+    # workers in the game at a time, on average
+    busy = result.meta["game_seconds"] / (wall - clock.points[0][0])
     row = [
         label,
         f"{wall:.1f}",
@@ -161,9 +160,8 @@ def main() -> None:
             permutations,
         )
         rows.append(tuple(row))
-        scale = np.abs(
-            reference
-        ).max()  # float32 models: sums differ with how coalitions share a forward pass
+        # float32 models: sums differ with how coalitions share a forward pass
+        scale = np.abs(reference).max()
         assert np.allclose(modes, reference, rtol=1e-4, atol=1e-5 * scale), (
             "a Ray run differs from the local one"
         )

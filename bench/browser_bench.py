@@ -92,9 +92,8 @@ def screenshot(page, name: str, height: int = 1350, charts: int = 0) -> None:
     from PIL import Image
 
     page.set_viewport_size({"width": 1280, "height": height})
-    page.evaluate(
-        "document.activeElement && document.activeElement.blur()"
-    )  # no focused widget in the picture
+    # no focused widget in the picture
+    page.evaluate("document.activeElement && document.activeElement.blur()")
     page.mouse.move(1270, 1)
     wait_idle(page)
     page.wait_for_function(
@@ -135,8 +134,9 @@ def order_rerender(page, order: str) -> float:
 
     def done():
         page.wait_for_function(
-            "() => document.querySelector('[data-testid=\"stApp\"]').getAttribute('data-test-script-state')"
-            " === 'notRunning' && document.querySelector('.js-plotly-plot .heatmaplayer')"
+            "() => document.querySelector('[data-testid=\"stApp\"]')"
+            ".getAttribute('data-test-script-state') === 'notRunning' && "
+            "document.querySelector('.js-plotly-plot .heatmaplayer')"
         )
 
     return timed(action, done)
@@ -154,8 +154,8 @@ def main() -> None:
     started = time.perf_counter()
     fill_store(cache)
     print(
-        f"store filled with {len(MODELS)} runs of {PERMUTATIONS} permutations (and a GAN and a MoE run) in "
-        f"{time.perf_counter() - started:.1f} s"
+        f"store filled with {len(MODELS)} runs of {PERMUTATIONS} permutations (and a GAN and a MoE "
+        f"run) in {time.perf_counter() - started:.1f} s"
     )
     with dashboard(cache) as url, browser_page(height=1350) as page:
         page.goto(url)
@@ -210,10 +210,11 @@ def main() -> None:
             )
             toggles.append(
                 timed(
-                    lambda: pills.get_by_role("button", name=unit, exact=True).click(),
-                    lambda: page.wait_for_function(
+                    lambda unit=unit: pills.get_by_role("button", name=unit, exact=True).click(),
+                    lambda count=count: page.wait_for_function(
                         "(want) => [...document.querySelectorAll('[data-testid=\"stMetric\"]')]"
-                        ".some(m => m.innerText.includes('Units lesioned') && m.innerText.includes(want))",
+                        ".some(m => m.innerText.includes('Units lesioned') && "
+                        "m.innerText.includes(want))",
                         arg=f"{count} / 32",
                     ),
                 )

@@ -29,9 +29,14 @@ from msa_core.runs.request import RunRequest
 from msa_core.runs.store import RunStore
 from msa_core.zoo import fashion, load_model, mlp
 
-PAPER = """paper (MNIST, 10 seeds): IDC at N=100 L1 0.69 / L2 0.78 / none 0.84; at N=200 0.60 / 0.67 / 0.77.
-paper, measured on sklearn digits (N=64, 300 permutations, 5 seeds): IDC none 0.90, L1 0.66, L2 0.86;
-  accuracy after lesioning the top 20%: 0.85 / 0.33 / 0.66; r(|weight|, phi): 0.52 / 0.93 / 0.75."""
+PAPER = (
+    "paper (MNIST, 10 seeds): IDC at N=100 L1 0.69 / L2 0.78 / none 0.84; "
+    "at N=200 0.60 / 0.67 / 0.77.\n"
+    "paper, measured on sklearn digits (N=64, 300 permutations, 5 seeds): "
+    "IDC none 0.90, L1 0.66, L2 0.86;\n"
+    "  accuracy after lesioning the top 20%: 0.85 / 0.33 / 0.66; "
+    "r(|weight|, phi): 0.52 / 0.93 / 0.75."
+)
 
 
 def run_dataset(
@@ -40,8 +45,8 @@ def run_dataset(
     """Run and analyse every model of one data set, printing a row per model."""
     rows = []
     print(
-        f"{'model':28s} {'acc':>6s} {'IDC':>6s} {'gini':>6s} {'u80%':>4s} {'les20':>6s} {'keep20':>6s} {'r(w)':>6s} {'eff.gap':>8s} "
-        f"{'evals':>7s} {'secs':>6s}"
+        f"{'model':28s} {'acc':>6s} {'IDC':>6s} {'gini':>6s} {'u80%':>4s} {'les20':>6s} "
+        f"{'keep20':>6s} {'r(w)':>6s} {'eff.gap':>8s} {'evals':>7s} {'secs':>6s}"
     )
     for card in (
         card for card in mlp.cards() if card.facts["data"] == mlp.DATASETS[data].description
@@ -56,15 +61,18 @@ def run_dataset(
         item = study1.analyse(loaded, result)
         rows.append((item, study1.pruning(loaded, item.phi, item.weight)))
         print(
-            f"{item.name:28s} {item.accuracy:6.3f} {item.idc:6.3f} {item.gini:6.3f} {item.units_for[0.8]:4d} {item.lesion_top:6.3f} {item.keep_top:6.3f} "
-            f"{item.weight_r:6.3f} {item.efficiency_gap:8.1e} {item.n_evaluations:7d} {seconds:6.1f}",
+            f"{item.name:28s} {item.accuracy:6.3f} {item.idc:6.3f} {item.gini:6.3f} "
+            f"{item.units_for[0.8]:4d} {item.lesion_top:6.3f} {item.keep_top:6.3f} "
+            f"{item.weight_r:6.3f} {item.efficiency_gap:8.1e} {item.n_evaluations:7d} "
+            f"{seconds:6.1f}",
             flush=True,
         )
     return rows
 
 
 def print_summary(rows: list[tuple[study1.ModelFindings, study1.NeuronPruning]]) -> None:
-    """Mean +- sd over seeds per (data, hidden, regime), with pruning against random and |weight|."""
+    """Mean +- sd over seeds per (data, hidden, regime), with pruning against random and
+    |weight|."""
     summary = study1.summarise([item for item, _ in rows])
     print(
         f"\n{'data':15s} {'N':>4s} {'regime':6s} "
@@ -168,7 +176,8 @@ def main() -> None:
         store = RunStore(args.store or scratch)
         for data in args.data:
             print(
-                f"\n== {mlp.DATASETS[data].description}: {args.method}, {args.permutations} permutations =="
+                f"\n== {mlp.DATASETS[data].description}: {args.method}, {args.permutations} "
+                "permutations =="
             )
             start = time.perf_counter()
             rows = run_dataset(data, args.method, args.permutations, store)
@@ -179,8 +188,8 @@ def main() -> None:
             classes = [str(k) for k in range(10)] if data == "digits" else list(fashion.CLASSES)
             print_class_pairs(rows, 64, classes)
             print(
-                f"\n{data}: {len(rows)} models in {elapsed:.0f} s wall ({elapsed / 60:.1f} min) on this CPU, "
-                "one thread, through the run store"
+                f"\n{data}: {len(rows)} models in {elapsed:.0f} s wall ({elapsed / 60:.1f} min) on "
+                "this CPU, one thread, through the run store"
             )
 
 

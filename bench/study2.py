@@ -19,8 +19,8 @@ import torch
 from safetensors.torch import load_file
 
 from msa_core import shapley_modes
-from msa_core.lesion import ModelGame
 from msa_core.analysis import study2
+from msa_core.lesion import ModelGame
 from msa_core.zoo import moe
 from msa_core.zoo.weights import load_weights
 
@@ -51,8 +51,8 @@ def main() -> None:
     )
     shapley_seconds = time.perf_counter() - began
     print(
-        f"MSA: {game.n_players} experts, {args.permutations} permutations, {result.n_evaluations} evaluations, "
-        f"{shapley_seconds:.1f} s wall; efficiency gap {result.efficiency_gap():.2e}"
+        f"MSA: {game.n_players} experts, {args.permutations} permutations, {result.n_evaluations} "
+        f"evaluations, {shapley_seconds:.1f} s wall; efficiency gap {result.efficiency_gap():.2e}"
     )
     began = time.perf_counter()
     found = study2.analyse(
@@ -68,22 +68,23 @@ def main() -> None:
     print(f"analysis: {time.perf_counter() - began:.1f} s wall")
     print(
         "intact loss per language (nats/byte, evaluation sentences):",
-        dict(zip(names, np.round(found.lesions[0].loss_before, 3))),
+        dict(zip(names, np.round(found.lesions[0].loss_before, 3), strict=False)),
     )
     print("language x expert matrix (rows: languages; columns L0.E0 .. L3.E7):")
     print(found.matrix)
     print("layer shares of |contribution| (rows: languages, columns: layers):")
     print(found.shares)
     print(
-        f"largest hub {found.player_names[found.hub]}: share per language {np.round(found.hub_share, 3)}"
+        f"largest hub {found.player_names[found.hub]}: share per language "
+        f"{np.round(found.hub_share, 3)}"
     )
     print("language correlation:")
     print(found.correlation)
     for lesion in found.lesions:
         removed = [found.player_names[e] for e in lesion.experts]
         print(
-            f"selective lesion {names[lesion.language]}: remove {removed}; rise {np.round(lesion.rise, 3)}; "
-            f"ratio {lesion.ratio:.2f}"
+            f"selective lesion {names[lesion.language]}: remove {removed}; rise "
+            f"{np.round(lesion.rise, 3)}; ratio {lesion.ratio:.2f}"
         )
         print(f"    before: {lesion.continuation_before!r}")
         print(f"    after:  {lesion.continuation_after!r}")
@@ -94,7 +95,8 @@ def main() -> None:
     print(f"removal verdict: {found.removal}")
     print(
         f"pruning ks {found.pruning.ks}: shapley {np.round(found.pruning.shapley, 3)}, "
-        f"random {np.round(found.pruning.random_mean, 3)} +- {np.round(found.pruning.random_std, 3)}"
+        f"random {np.round(found.pruning.random_mean, 3)} +- "
+        f"{np.round(found.pruning.random_std, 3)}"
     )
 
 

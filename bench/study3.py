@@ -18,7 +18,6 @@ import time
 
 import numpy as np
 import torch
-
 from common import table
 
 torch.set_num_threads(1)
@@ -38,7 +37,8 @@ def main() -> None:
     directory = args.store or tempfile.mkdtemp(prefix="msa-study3-")
     store = RunStore(directory)
     print(
-        f"study 3: {len(gan.SEEDS)} seeds, {args.permutations} permutations each, store {directory}\n"
+        f"study 3: {len(gan.SEEDS)} seeds, {args.permutations} permutations each, store "
+        f"{directory}\n"
     )
     start = time.perf_counter()
     hidden_centroids, rising, rising_with_mean = [], 0, 0
@@ -78,17 +78,18 @@ def main() -> None:
         cluster = study3.showcase_cluster(result)
         lesion = study3.cluster_lesion(loaded.game(study3.STUDY_UNITS), cluster)
         print(
-            f"## {name}: {result.n_players} players, {result.n_evaluations:,} evaluations, run {run_seconds:.1f} s, "
-            f"efficiency gap {result.efficiency_gap():.1e}"
+            f"## {name}: {result.n_players} players, {result.n_evaluations:,} evaluations, run "
+            f"{run_seconds:.1f} s, efficiency gap {result.efficiency_gap():.1e}"
         )
         print(table(rows))
         print(f"centroid rises over {' -> '.join(hidden)}: {rises}")
         print(
-            f"showcased cluster ({len(cluster)} channels: {', '.join(lesion.players)}): 50% of |difference| in "
-            f"{lesion.concentration():.1%} of pixels (criterion <= 25%)"
+            f"showcased cluster ({len(cluster)} channels: {', '.join(lesion.players)}): 50% of "
+            f"|difference| in {lesion.concentration():.1%} of pixels (criterion <= 25%)"
         )
         print(
-            f"judge agrees with the requested label on {gan.agreement(loaded.model):.1%} of 500 samples\n"
+            f"judge agrees with the requested label on {gan.agreement(loaded.model):.1%} of 500 "
+            "samples\n"
         )
     mean = np.mean(hidden_centroids, axis=0)
     print(

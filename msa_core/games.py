@@ -43,7 +43,8 @@ class Game(ABC):
 
     @abstractmethod
     def evaluate(self, coalitions: np.ndarray) -> Any:
-        """Values ``[C, *out]`` (numpy array or torch tensor) of a checked bool ``[C, N]`` matrix."""
+        """Values ``[C, *out]`` (numpy array or torch tensor) of a checked bool ``[C, N]``
+        matrix."""
 
 
 class FunctionGame(Game):
@@ -109,7 +110,8 @@ def as_game(game: Any, n_players: int | None = None) -> Game:
         return game
     if not callable(game):
         raise MSAInputError(
-            f"game must be callable (coalitions [C, N] bool -> values [C, *out]); got {type(game).__name__}"
+            "game must be callable (coalitions [C, N] bool -> values [C, *out]); got "
+            f"{type(game).__name__}"
         )
     if n_players is None:
         raise MSAInputError(
@@ -134,8 +136,8 @@ def values_as_array(
         raw = raw.cpu().numpy()
     elif not isinstance(raw, np.ndarray):
         raise MSAInputError(
-            f"the game must return a numpy array or torch tensor of shape [C, *out] with C = {n_coalitions}; "
-            f"got {type(raw).__name__}"
+            "the game must return a numpy array or torch tensor of shape [C, *out] with C = "
+            f"{n_coalitions}; got {type(raw).__name__}"
         )
     if raw.dtype.kind not in "biuf":
         raise MSAInputError(f"game values must be real numbers; got dtype {raw.dtype}")
@@ -146,8 +148,8 @@ def values_as_array(
         )
     if output_shape is not None and raw.shape[1:] != output_shape:
         raise MSAInputError(
-            f"the game returned values of per-coalition shape {list(raw.shape[1:])} but earlier calls "
-            f"returned {list(output_shape)}; every call must return the same output shape"
+            f"the game returned values of per-coalition shape {list(raw.shape[1:])} but earlier "
+            f"calls returned {list(output_shape)}; every call must return the same output shape"
         )
     values = raw if raw.dtype in (np.float32, np.float64) else raw.astype(np.float64)
     if not np.isfinite(values).all():
@@ -202,7 +204,8 @@ class UnanimityGame(Game):
             raise MSAInputError("supports must be a bool [T, N] matrix whose rows are non-empty")
         if self.coefficients.shape[0] != self.supports.shape[0]:
             raise MSAInputError(
-                f"coefficients has {self.coefficients.shape[0]} rows but supports has {self.supports.shape[0]}"
+                f"coefficients has {self.coefficients.shape[0]} rows but supports has "
+                f"{self.supports.shape[0]}"
             )
         self.n_players = self.supports.shape[1]
         self.player_names = default_player_names(self.n_players, None)
@@ -240,7 +243,8 @@ class UnanimityGame(Game):
         output_shape: tuple[int, ...] = (),
         seed: int = 0,
     ) -> UnanimityGame:
-        """A random sparse sum: ``n_terms`` supports of sizes 1..max_order, Gaussian coefficients."""
+        """A random sparse sum: ``n_terms`` supports of sizes 1..max_order, Gaussian
+        coefficients."""
         rng = np.random.default_rng(seed)
         orders = rng.integers(1, max_order + 1, size=n_terms)
         supports = np.zeros((n_terms, n_players), dtype=bool)

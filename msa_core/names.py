@@ -2,6 +2,7 @@
 before it imports torch): estimator methods, lesions, export formats, the largest seed.
 ``estimators.plan`` checks ``METHODS`` against its estimators when imported."""
 
+# "auto" picks one of the others
 METHODS = (
     "auto",
     "exact",
@@ -10,7 +11,7 @@ METHODS = (
     "kernel",
     "leverage",
     "regression_adjusted",
-)  # "auto" picks one of the others
+)
 LESIONS = ("zero", "mean")
 EXPORT_FORMATS = ("npz", "csv", "html", "png", "svg")
 MAX_SEED = 2**63 - 1  # checkpoints store the seed as int64

@@ -1,4 +1,5 @@
-"""``ModesResult``: Shapley modes of every unit, their standard errors, and how they were obtained."""
+"""``ModesResult``: Shapley modes of every unit, their standard errors, and how they were
+obtained."""
 
 from __future__ import annotations
 
@@ -99,7 +100,8 @@ class ModesResult:
                 missing = [key for key in NPZ_KEYS if key not in data.files]
                 if missing:
                     raise MSAInputError(
-                        f"{path} is not an MSA result: it lacks {missing}; expected keys {list(NPZ_KEYS)}"
+                        f"{path} is not an MSA result: it lacks {missing}; expected keys "
+                        f"{list(NPZ_KEYS)}"
                     )
                 arrays = {key: data[key] for key in NPZ_KEYS}
         except (OSError, ValueError) as err:

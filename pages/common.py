@@ -30,15 +30,21 @@ COMPARED_RUNS = "compared_runs"  # session key: fingerprints the Compare page op
 RUN_ID_LENGTH = 12  # characters of a run's fingerprint in a shared URL (a unique prefix)
 # every output a bundled model offers, in one line (the game's value under a lesion)
 OUTPUT_HELP = {
-    "class_accuracy": "the paper's game: each image's share of its class's accuracy [images x classes]; summed over "
-    "images it is the 10 per-class accuracies",
+    "class_accuracy": (
+        "the paper's game: each image's share of its class's accuracy [images x classes]; summed "
+        "over images it is the 10 per-class accuracies"
+    ),
     "logits": "the raw class scores (or next-token scores) [inputs x classes]",
     "probs": "softmax probabilities of each class [inputs x classes]",
     "log_probs": "log-softmax of each class [inputs x classes]",
     "correct": "1 where the input is classified correctly, else 0 [inputs]",
-    "target_logprob": "log-probability of the true class or of each true next byte [inputs (x positions)]",
+    "target_logprob": (
+        "log-probability of the true class or of each true next byte [inputs (x positions)]"
+    ),
     "image": "the generated images, pixel by pixel [samples x channels x height x width]",
-    "language_logprob": "mean log-probability per byte of each language's held-out sentences [languages]",
+    "language_logprob": (
+        "mean log-probability per byte of each language's held-out sentences [languages]"
+    ),
 }
 VIEW_NAMES = {
     "sum": "sum over samples",
@@ -124,8 +130,9 @@ def run_label(entry: dict[str, Any]) -> str:
     request = entry["request"]
     budget = f"{entry['n_evaluations']:,} evals"
     return (
-        f"{request['model']} · {request['units']} · {request['output']} · {request['lesion']} lesion · "
-        f"{entry.get('method') or request['method']} · {budget} · {entry['fingerprint'][:8]}"
+        f"{request['model']} · {request['units']} · {request['output']} · {request['lesion']} "
+        f"lesion · {entry.get('method') or request['method']} · {budget} · "
+        f"{entry['fingerprint'][:8]}"
     )
 
 
@@ -250,7 +257,8 @@ def picked_result(fingerprint: str) -> ModesResult:
     res = result(fingerprint)
     if res is None:
         st.warning(
-            "This run is no longer in the store (deleted or evicted). Pick another one or launch it again."
+            "This run is no longer in the store (deleted or evicted). Pick another one or launch "
+            "it again."
         )
         st.stop()
     return res
@@ -287,8 +295,8 @@ def quick_run_button(request: RunRequest, key: str, measured: Probe | None = Non
         )
         st.caption(
             f"{plan.evaluations:,} evaluations of {plan.n_players} units: about "
-            f"{format_seconds(plan.seconds)} of model evaluations (measured on this machine), plus a few "
-            "seconds to start the background worker."
+            f"{format_seconds(plan.seconds)} of model evaluations (measured on this machine), plus "
+            "a few seconds to start the background worker."
         )
     if st.button("Run now", key=key):
         with explained_errors("Launching the run"):
@@ -297,7 +305,8 @@ def quick_run_button(request: RunRequest, key: str, measured: Probe | None = Non
                 (
                     "info",
                     "Running in the background: follow it in the **Jobs** panel of the "
-                    "sidebar. This page fills in when it finishes, also if you leave and come back.",
+                    "sidebar. This page fills in when it finishes, also if you leave and come "
+                    "back.",
                 ),
             )
     show_notice()
@@ -347,8 +356,8 @@ def explained_errors(what: str) -> Iterator[None]:
         st.error(f"{what}: {err}")
     except Exception as err:  # noqa: BLE001  (the page must stay up; Streamlit's rerun/stop are BaseExceptions)
         st.error(
-            f"{what} failed unexpectedly ({type(err).__name__}: {err}). Please report this with the "
-            "steps that led to it."
+            f"{what} failed unexpectedly ({type(err).__name__}: {err}). Please report this with "
+            "the steps that led to it."
         )
 
 

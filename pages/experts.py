@@ -37,13 +37,14 @@ def game_sentences() -> tuple[dict[str, torch.Tensor], torch.Tensor]:
 
 st.title("Experts")
 st.markdown(
-    "In a mixture-of-experts LM a router sends each token to a few experts. The paper found that some of "
-    "Mixtral's experts serve **one language**: removing them hurts that language and barely the others. Here "
-    "the players are the 32 experts (4 layers x 8, top-2) of a tiny byte-level Mixtral trained on Debian "
-    "fortunes in English, Polish, Russian, Bulgarian and Chinese. An expert's **Shapley mode** is its "
-    "contribution to the log-probability of every next byte; averaged over a language's held-out sentences it "
-    "gives the **language x expert matrix**. **Selectivity** = contribution to one language minus the mean "
-    "contribution to the others, so a hub every language needs is not mistaken for a specialist."
+    "In a mixture-of-experts LM a router sends each token to a few experts. The paper found that "
+    "some of Mixtral's experts serve **one language**: removing them hurts that language and "
+    "barely the others. Here the players are the 32 experts (4 layers x 8, top-2) of a tiny "
+    "byte-level Mixtral trained on Debian fortunes in English, Polish, Russian, Bulgarian and "
+    "Chinese. An expert's **Shapley mode** is its contribution to the log-probability of every "
+    "next byte; averaged over a language's held-out sentences it gives the **language x expert "
+    "matrix**. **Selectivity** = contribution to one language minus the mean contribution to the "
+    "others, so a hub every language needs is not mistaken for a specialist."
 )
 
 study = study_run(
@@ -56,12 +57,12 @@ study = study_run(
         method="permutation",
         n_permutations=QUICK_PERMUTATIONS,
     ),
-    f"Runs {QUICK_PERMUTATIONS} permutations of all 32 experts on the model's held-out game sentences "
-    "(per-token log-probs); 100 permutations give the published numbers.",
-    f"No MoE weights are bundled in `assets/`. Train them with `python -m msa_core.zoo.train {moe.NAME}` "
-    "(about 20 minutes on one core; needs the Debian fortunes packages).",
-    "No finished run of **{name}** over *experts (all layers)* yet. Launch the small one above, or a larger "
-    "one on the **Run** page.",
+    f"Runs {QUICK_PERMUTATIONS} permutations of all 32 experts on the model's held-out game "
+    "sentences (per-token log-probs); 100 permutations give the published numbers.",
+    "No MoE weights are bundled in `assets/`. Train them with `python -m msa_core.zoo.train "
+    f"{moe.NAME}` (about 20 minutes on one core; needs the Debian fortunes packages).",
+    "No finished run of **{name}** over *experts (all layers)* yet. Launch the small one above, or "
+    "a larger one on the **Run** page.",
     units=UNITS,
 )
 name, fingerprint, res = study.name, study.fingerprint, study.result
@@ -110,7 +111,9 @@ def curves_of(fingerprint: str) -> study2.RemovalCurves:
 
 
 @st.cache_resource(
-    show_spinner="Keeping only k experts, by Shapley value and at random (44 passes, once per run)…",
+    show_spinner=(
+        "Keeping only k experts, by Shapley value and at random (44 passes, once per run)…"
+    ),
     max_entries=8,
 )
 def pruning_of(fingerprint: str) -> study2.Pruning:
@@ -184,7 +187,8 @@ def lesion_tab() -> None:
     st.markdown(f"Prompt: `{moe.decode(moe.prompts()[language])}`")
     st.markdown(f"Greedy continuation, intact: `{lesion.continuation_before}`")
     st.markdown(
-        f"…without {', '.join(res.player_names[e] for e in lesion.experts)}: `{lesion.continuation_after}`"
+        f"…without {', '.join(res.player_names[e] for e in lesion.experts)}: "
+        f"`{lesion.continuation_after}`"
     )
     st.dataframe(
         pd.DataFrame(
@@ -203,8 +207,9 @@ def lesion_tab() -> None:
         hide_index=True,
     )
     st.caption(
-        "Losses in nats per byte on held-out sentences that the Shapley run did not see. Paper: removing "
-        "four of 256 experts dropped German from 1.00 to 0.27 with other languages unchanged."
+        "Losses in nats per byte on held-out sentences that the Shapley run did not see. Paper: "
+        "removing four of 256 experts dropped German from 1.00 to 0.27 with other languages "
+        "unchanged."
     )
 
 
@@ -215,7 +220,8 @@ def tokens_tab() -> None:
     ids, token_modes = None, None
     if source == "a sentence of the run" and output != "target_logprob":
         st.info(
-            "This run's output is the per-language vector; per-token modes need a *target_logprob* run."
+            "This run's output is the per-language vector; per-token modes need a *target_logprob* "
+            "run."
         )
     elif source == "a sentence of the run":
         sentences = [moe.decode(row) for row in game_inputs["input_ids"]]
@@ -239,8 +245,8 @@ def tokens_tab() -> None:
         else:
             ids = moe.encode(text, 63)
             st.caption(
-                f"{TEXT_PERMUTATIONS} permutations ({TEXT_PERMUTATIONS * 31 + 2} evaluations) on this text "
-                "alone, once per text."
+                f"{TEXT_PERMUTATIONS} permutations ({TEXT_PERMUTATIONS * 31 + 2} evaluations) on "
+                "this text alone, once per text."
             )
             token_modes = text_modes(name, text)
     if token_modes is not None:
@@ -249,8 +255,9 @@ def tokens_tab() -> None:
             key="experts_tokens",
         )
         st.caption(
-            "Column t is the log-prob of byte t given the bytes before it; a multi-byte letter is shown on "
-            "its last byte, its leading bytes as '·'. Red: the expert raises that byte's probability."
+            "Column t is the log-prob of byte t given the bytes before it; a multi-byte letter is "
+            "shown on its last byte, its leading bytes as '·'. Red: the expert raises that byte's "
+            "probability."
         )
 
 
@@ -259,9 +266,10 @@ def removal_tab() -> None:
     verdict = study2.removal_verdict(curves, len(res.player_names))
     st.plotly_chart(study2.removal_figure(curves), key="experts_removal")
     st.markdown(
-        f"At k = {verdict['k']} (10% of the experts) removing the highest-Shapley experts raises the loss by "
-        f"{verdict['top_rise']:.3f} nats/byte, the lowest-Shapley ones by {verdict['bottom_rise']:.3f}. "
-        "Paper: GSM8K fell from 0.65 to 0.27 without the top 10 experts and kept 0.59 without the bottom 10."
+        f"At k = {verdict['k']} (10% of the experts) removing the highest-Shapley experts raises "
+        f"the loss by {verdict['top_rise']:.3f} nats/byte, the lowest-Shapley ones by "
+        f"{verdict['bottom_rise']:.3f}. Paper: GSM8K fell from 0.65 to 0.27 without the top 10 "
+        "experts and kept 0.59 without the bottom 10."
     )
     if st.toggle(
         "Compare Shapley-guided pruning with random pruning (about 40 more lesioned passes)",
@@ -271,11 +279,10 @@ def removal_tab() -> None:
 
 
 with explained_errors("The language x expert matrix"):
-    tabs = st.tabs(
-        TAB_NAMES, key="experts_tab", on_change="rerun"
-    )  # only the open tab is computed and drawn
+    # only the open tab is computed and drawn
+    tabs = st.tabs(TAB_NAMES, key="experts_tab", on_change="rerun")
     drawers = (lambda: matrix_tab(matrix_of(fingerprint)), lesion_tab, tokens_tab, removal_tab)
-    for tab, tab_name, draw in zip(tabs, TAB_NAMES, drawers):
+    for tab, tab_name, draw in zip(tabs, TAB_NAMES, drawers, strict=True):
         if tab.open:
             with tab, explained_errors(tab_name):
                 draw()

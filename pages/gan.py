@@ -41,11 +41,12 @@ def lesion_game(name: str, units: str | None, output: str | None, lesion: str) -
 
 st.title("GAN pixel maps")
 st.markdown(
-    "A generator's output is an image, so every channel's **Shapley mode** is an image too: what that channel "
-    "paints into each generated sample. The paper found the *reverse* of a classifier's hierarchy: channels near "
-    "the latent paint whole shapes, the last hidden layer paints fine strokes and texture. Here each layer's "
-    "modes are measured by their **spectral centroid** (of the mode with its mean removed: 0 = flat, 1 = pixel "
-    "checkerboard), their **spatial extent** (fraction of pixels holding half of |mode|) and their **share of "
+    "A generator's output is an image, so every channel's **Shapley mode** is an image too: what "
+    "that channel paints into each generated sample. The paper found the *reverse* of a "
+    "classifier's hierarchy: channels near the latent paint whole shapes, the last hidden layer "
+    "paints fine strokes and texture. Here each layer's modes are measured by their **spectral "
+    "centroid** (of the mode with its mean removed: 0 = flat, 1 = pixel checkerboard), their "
+    "**spatial extent** (fraction of pixels holding half of |mode|) and their **share of "
     "|contribution|**."
 )
 
@@ -53,17 +54,19 @@ study = study_run(
     "gan",
     "gan",
     study3.study_request(gan.name_of(0), QUICK_PERMUTATIONS),
-    f"Runs {QUICK_PERMUTATIONS} permutations of every channel of every layer on the model's fixed latents.",
+    f"Runs {QUICK_PERMUTATIONS} permutations of every channel of every layer on the model's fixed "
+    "latents.",
     "No GAN weights are bundled in `assets/`, so there is nothing to show. Train them with "
     "`python -m msa_core.zoo.train gan-digits-s0` (a few minutes on one core).",
-    "No finished run of **{name}** yet. Launch the small one above, or a larger one on the **Run** page "
-    "(granularity *channels of every layer* shows the whole hierarchy).",
+    "No finished run of **{name}** yet. Launch the small one above, or a larger one on the **Run** "
+    "page (granularity *channels of every layer* shows the whole hierarchy).",
 )
 name, fingerprint, res = study.name, study.fingerprint, study.result
 loaded = model(name)
 if res.modes.ndim not in (4, 5):
     st.warning(
-        f"This run's output has shape {list(res.output_shape)}, not images; pick a run with output *image*."
+        f"This run's output has shape {list(res.output_shape)}, not images; pick a run with output "
+        "*image*."
     )
     st.stop()
 
@@ -98,13 +101,13 @@ def hierarchy_tab() -> None:
     if len(clustered) > 1:
         verdict = "rises" if study3.centroid_rises(summaries) else "does **not** rise monotonically"
         st.markdown(
-            f"Over the hidden layers ({' → '.join(clustered)}) the median spectral centroid {verdict} with "
-            "depth (paper, on a digits GAN: 0.09, 0.23, 0.44)."
+            f"Over the hidden layers ({' → '.join(clustered)}) the median spectral centroid "
+            f"{verdict} with depth (paper, on a digits GAN: 0.09, 0.23, 0.44)."
         )
     st.plotly_chart(study3.summed_modes_figure(res, sample), key="gan_summed")
     st.caption(
-        "Each layer's summed mode is what the layer paints as a whole; with the output channel they add up "
-        "to the generated image minus the all-lesioned one."
+        "Each layer's summed mode is what the layer paints as a whole; with the output channel "
+        "they add up to the generated image minus the all-lesioned one."
     )
 
 
@@ -117,7 +120,8 @@ def gallery_tab() -> None:
     )
     st.plotly_chart(study3.gallery_figure(res, layer, sample), key="gan_gallery")
     st.caption(
-        "Channels ordered by |mode| in this sample; red adds ink, blue removes it; one colour scale per layer."
+        "Channels ordered by |mode| in this sample; red adds ink, blue removes it; one colour "
+        "scale per layer."
     )
 
 
@@ -150,15 +154,16 @@ def lesion_tab() -> None:
     lesion = study3.cluster_lesion(game, players)
     st.plotly_chart(study3.lesion_figure(lesion, sample), key="gan_lesion")
     st.markdown(
-        f"Half of the total |difference| (all samples) lies in **{lesion.concentration():.1%}** of the "
-        "pixels: the lesion edits a confined region, not the whole image."
+        f"Half of the total |difference| (all samples) lies in **{lesion.concentration():.1%}** of "
+        "the pixels: the lesion edits a confined region, not the whole image."
     )
 
 
-tabs = st.tabs(
-    TAB_NAMES, key="gan_tab", on_change="rerun"
-)  # only the open tab is computed and drawn
-for tab, tab_name, draw in zip(tabs, TAB_NAMES, (hierarchy_tab, gallery_tab, lesion_tab)):
+# only the open tab is computed and drawn
+tabs = st.tabs(TAB_NAMES, key="gan_tab", on_change="rerun")
+for tab, tab_name, draw in zip(
+    tabs, TAB_NAMES, (hierarchy_tab, gallery_tab, lesion_tab), strict=True
+):
     if tab.open:
         with tab, explained_errors(tab_name):
             draw()

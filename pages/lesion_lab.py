@@ -111,7 +111,7 @@ def digit_gallery(
         "L", (min(len(indices), per_row) * (tile + gap), rows * (tile + caption_height + gap)), 255
     )
     draw = ImageDraw.Draw(gallery)
-    for position, (picture, caption) in enumerate(zip(pictures, captions)):
+    for position, (picture, caption) in enumerate(zip(pictures, captions, strict=False)):
         left, top = (
             (position % per_row) * (tile + gap),
             (position // per_row) * (tile + caption_height + gap),
@@ -163,11 +163,13 @@ def classifier_view(name: str, granularity: str, coalition: np.ndarray, lesion: 
         elif gallery is not None:
             st.image(gallery)
             st.caption(
-                f"{len(changed)} changed; the first {len(shown)} shown as prediction intact -> lesioned "
-                "(the true label in brackets where the intact model was wrong)."
+                f"{len(changed)} changed; the first {len(shown)} shown as prediction intact -> "
+                "lesioned (the true label in brackets where the intact model was wrong)."
             )
         else:
-            st.caption(", ".join(f"#{i} {caption}" for i, caption in zip(shown, captions)))
+            st.caption(
+                ", ".join(f"#{i} {caption}" for i, caption in zip(shown, captions, strict=True))
+            )
 
 
 def image_grid(rows: np.ndarray, scale: int = 3, gap: int = 4) -> Image.Image:
@@ -256,7 +258,8 @@ def continuation(
 def language_model_view(
     name: str, granularity: str, coalition: np.ndarray, lesioned: list[str], lesion: str
 ) -> None:
-    """Per-token log-probs of the held-out sentences intact vs lesioned, and greedy continuations."""
+    """Per-token log-probs of the held-out sentences intact vs lesioned, and greedy
+    continuations."""
     ids = model(name).inputs["input_ids"]
     values = np.concatenate(
         [
@@ -284,7 +287,8 @@ def language_model_view(
         left, right = st.columns(2)
         left.markdown(f"**Intact**: {prompt}**{continuation(name, granularity, prompt, ())}**")
         right.markdown(
-            f"**Lesioned**: {prompt}**{continuation(name, granularity, prompt, tuple(sorted(lesioned)))}**"
+            "**Lesioned**: "
+            f"{prompt}**{continuation(name, granularity, prompt, tuple(sorted(lesioned)))}**"
         )
 
 
@@ -480,8 +484,8 @@ def lesion_panel(
             language_model_view(name, granularity, coalition, lesioned, lesion)
         else:
             st.info(
-                f"The lesion lab shows classifiers, image generators and the bundled byte-level LM; {name} "
-                f"produces {', '.join(outputs)}."
+                "The lesion lab shows classifiers, image generators and the bundled byte-level "
+                f"LM; {name} produces {', '.join(outputs)}."
             )
 
 

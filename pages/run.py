@@ -57,8 +57,8 @@ def plan_box(request: RunRequest, name: str) -> bool:
     st.markdown(f"Estimator: {plan.reason}.")
     st.markdown(
         f"Time: about **{format_seconds(plan.seconds)}** of model evaluations (measured: "
-        f"{plan.seconds / max(plan.evaluations, 1) * 1e3:.2g} ms each), plus a few seconds to start the "
-        "worker."
+        f"{plan.seconds / max(plan.evaluations, 1) * 1e3:.2g} ms each), plus a few seconds to "
+        "start the worker."
     )
     st.markdown(f"Estimator memory: about **{format_bytes(plan.memory_bytes)}**.")
     return True

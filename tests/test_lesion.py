@@ -6,13 +6,13 @@ import copy
 import numpy as np
 import pytest
 import torch
+from tolerances import assert_within_ulps
 from torch import nn
 
 from msa_core import shapley_modes
 from msa_core.lesion import ModelGame
 from msa_core.lesion.plans import ChainSuffix, MaskedChain, PushForward, WholeModel
 from msa_core.units import Channels, Layers, Neurons
-from tolerances import assert_within_ulps
 
 # plan switches -> the plan a chain model gets when its units sit before an affine element
 PLANS = {
@@ -251,9 +251,8 @@ def test_several_specs_form_one_player_set():
     model = mlp()
     game = ModelGame(model, X, [Neurons("0", name="pre"), Neurons("1", name="post")])
     assert game.player_names == [f"pre.n{i}" for i in range(5)] + [f"post.n{i}" for i in range(5)]
-    assert (
-        type(game.plan) is MaskedChain
-    )  # the second site is lesioned by a hook after the masked first one
+    # the second site is lesioned by a hook after the masked first one
+    assert type(game.plan) is MaskedChain
 
     def edit(m, lesioned):
         pre, post = lesioned[lesioned < 5], lesioned[lesioned >= 5] - 5

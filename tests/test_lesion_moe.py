@@ -1,9 +1,10 @@
 """ModelGame on tiny transformers-5.x MoE LMs (Mixtral, OLMoE, Qwen2-MoE) built from configs:
-experts (remove, reroute, mean), heads, layers and neurons against edited weights or forced routing."""
+experts (remove, reroute, mean), heads, layers and neurons against edited weights or forced
+routing."""
 
 import copy
 import os
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pytest
@@ -37,7 +38,7 @@ IDS = torch.randint(0, 32, (4, 8), generator=torch.Generator().manual_seed(0))
 INPUTS = {"input_ids": IDS}
 
 
-@lru_cache(maxsize=None)
+@cache
 def build(family: str, attn: str = "sdpa", mlp_only_layers: tuple = ()) -> nn.Module:
     if family == "mixtral":
         config = transformers.MixtralConfig(num_local_experts=N_EXPERTS, **COMMON)

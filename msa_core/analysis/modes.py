@@ -11,7 +11,9 @@ modes.
 
 >>> import numpy as np
 >>> from msa_core import shapley_modes
->>> res = shapley_modes(lambda c: c.astype(float) @ np.diag([3.0, 1.0, 0.0]), n_players=3, method="exact")
+>>> res = shapley_modes(
+...     lambda c: c.astype(float) @ np.diag([3.0, 1.0, 0.0]), n_players=3, method="exact"
+... )
 >>> view = view_of(res)
 >>> view.values.shape, round(gini(unit_contributions(view.values)), 3)
 ((3, 3), 0.5)
@@ -46,6 +48,7 @@ OUTPUT_UNITS = {  # what a mode of each named output is measured in (colour bars
 ROW_PITCH = 16  # pixels per heatmap row or column: room for one 11 px tick label each
 ORDERS = ("index", "total", "cluster")
 SHARES = (0.5, 0.8, 0.9)
+# distinct, colour-blind aware
 CURVE_COLOURS = (
     "#1f77b4",
     "#d62728",
@@ -53,7 +56,7 @@ CURVE_COLOURS = (
     "#ff7f0e",
     "#9467bd",
     "#8c564b",
-)  # distinct, colour-blind aware
+)
 
 
 @dataclass(frozen=True)
@@ -194,7 +197,8 @@ def unit_order(values: np.ndarray, order: str = "index") -> np.ndarray:
 
 def cluster_tree(values: np.ndarray) -> np.ndarray | None:
     """The average-linkage tree ``[N-1, 4]`` (scipy linkage, optimal leaf order) of the rows of
-    ``values [N, K]`` by correlation (Euclidean distance for one column); None for fewer than 3 rows."""
+    ``values [N, K]`` by correlation (Euclidean distance for one column); None for fewer than 3
+    rows."""
     values = np.asarray(values, dtype=float)
     if len(values) < 3:
         return None
@@ -518,7 +522,9 @@ def classification(logits: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, np
     """Predictions ``[C, B]``, accuracy ``[C]`` and per-class accuracy ``[C, n_classes]`` of the
     logits ``[C, B, K]`` of C coalitions (a game's values) against labels ``[B]``.
 
-    >>> predictions, accuracy, per_class = classification(np.array([[[1.0, 0.0], [1.0, 0.0]]]), np.array([0, 1]))
+    >>> predictions, accuracy, per_class = classification(
+    ...     np.array([[[1.0, 0.0], [1.0, 0.0]]]), np.array([0, 1])
+    ... )
     >>> predictions.tolist(), accuracy.tolist(), per_class.tolist()
     ([[0, 0]], [0.5], [[1.0, 0.0]])
     """

@@ -151,7 +151,8 @@ def lesion_by_rank(
 
 @dataclass
 class NeuronPruning:
-    """Accuracy when keeping only k units chosen by Shapley value, by weight magnitude or at random."""
+    """Accuracy when keeping only k units chosen by Shapley value, by weight magnitude or at
+    random."""
 
     ks: np.ndarray  # [M]
     shapley: np.ndarray  # [M]

@@ -351,9 +351,8 @@ def removal_verdict(
             f"the removal curves need k = {k} ({fraction:.0%} of {n_experts} experts)"
         )
     top_k, bottom_k = float(top[at_k][0]), float(bottom[at_k][0])
-    positive = (curves.ks > 0) & (
-        curves.ks < n_experts
-    )  # k = N removes every expert on both curves
+    # k = N removes every expert on both curves
+    positive = (curves.ks > 0) & (curves.ks < n_experts)
     ratio = top_k / bottom_k if bottom_k > 0 else float("inf")
     return {
         "k": k,

@@ -51,7 +51,8 @@ MODE_SCALE = "RdBu_r"
 
 
 def study_request(model: str, n_permutations: int = STUDY_PERMUTATIONS) -> RunRequest:
-    """The study's run of one generator: every layer's channels, image output, permutation sampling."""
+    """The study's run of one generator: every layer's channels, image output, permutation
+    sampling."""
     return RunRequest(
         model=model,
         units=STUDY_UNITS,
@@ -76,9 +77,10 @@ def spectral_centroid(images: np.ndarray, include_mean: bool = False) -> float:
     """Power-weighted mean normalised radial frequency of images ``[..., H, W]`` (see the module
     docstring).
 
-    >>> spectral_centroid(np.ones((4, 4))), spectral_centroid(np.indices((4, 4)).sum(0) % 2 * 2.0 - 1)
+    >>> checkerboard = np.indices((4, 4)).sum(0) % 2
+    >>> spectral_centroid(np.ones((4, 4))), spectral_centroid(checkerboard * 2.0 - 1)
     (0.0, 1.0)
-    >>> round(spectral_centroid(np.indices((4, 4)).sum(0) % 2 * 1.0, include_mean=True), 3)  # half DC
+    >>> round(spectral_centroid(checkerboard * 1.0, include_mean=True), 3)  # half DC
     0.5
     """
     images = np.asarray(images, dtype=float)
@@ -242,13 +244,13 @@ def cluster_channels(
     indices = np.asarray(players, dtype=int)
     if len(indices) < 2 or n_clusters < 1:
         raise MSAInputError(
-            f"clustering needs at least 2 channels and 1 cluster; got {len(indices)} and {n_clusters}"
+            f"clustering needs at least 2 channels and 1 cluster; got {len(indices)} and "
+            f"{n_clusters}"
         )
     flat = np.asarray(result.modes[indices], dtype=float).reshape(len(indices), -1)
     centred = flat - flat.mean(1, keepdims=True)
-    silent = (
-        np.linalg.norm(centred, axis=1) < 1e-12
-    )  # constant modes have no correlation: set them apart
+    # constant modes have no correlation: set them apart
+    silent = np.linalg.norm(centred, axis=1) < 1e-12
     distances = np.nan_to_num(
         pdist(np.where(silent[:, None], 0.0, centred), "correlation"), nan=1.0
     )
@@ -288,7 +290,8 @@ class ClusterLesion:
 
 
 def cluster_lesion(game: ModelGame, players: Sequence[int] | np.ndarray) -> ClusterLesion:
-    """Lesion ``players`` (indices into the game's players) together: two coalitions, one game call."""
+    """Lesion ``players`` (indices into the game's players) together: two coalitions, one game
+    call."""
     indices = np.asarray(players, dtype=int)
     if len(indices) == 0 or indices.min() < 0 or indices.max() >= game.n_players:
         raise MSAInputError(
@@ -336,9 +339,8 @@ def _square_axes(figure: go.Figure) -> go.Figure:
     """Image panels: no ticks, y downwards, square pixels."""
     figure.update_xaxes(showticklabels=False, constrain="domain")
     figure.update_yaxes(showticklabels=False, autorange="reversed", constrain="domain")
-    figure.for_each_yaxis(
-        lambda axis: axis.update(scaleanchor=axis.anchor)
-    )  # square pixels in every panel
+    # square pixels in every panel
+    figure.for_each_yaxis(lambda axis: axis.update(scaleanchor=axis.anchor))
     return figure
 
 
@@ -371,13 +373,14 @@ def gallery_figure(
             "."
         )[2]
     height = 90 + 110 * rows
+    # room for a title line
     figure = make_subplots(
         rows=rows,
         cols=cols,
         subplot_titles=titles,
         horizontal_spacing=0.01,
         vertical_spacing=22 / height if rows > 1 else 0.0,
-    )  # room for a title line
+    )
     image = generated[sample] if generated is not None else np.asarray(result.v_full)[sample]
     figure.add_trace(_image_trace(_plane(image), False), row=1, col=1)
     for k, i in enumerate(order):
@@ -411,7 +414,9 @@ def summed_modes_figure(result: ModesResult, sample: int = 0) -> go.Figure:
         _image_trace(_plane(np.asarray(result.v_empty)[sample]), False), row=1, col=len(titles)
     )
     figure.update_layout(
-        title=f"Per-layer summed modes of sample {sample} (they add up to generated - all lesioned)",
+        title=(
+            f"Per-layer summed modes of sample {sample} (they add up to generated - all lesioned)"
+        ),
         height=260,
         margin={"l": 10, "r": 10, "t": 60, "b": 10},
     )

@@ -22,7 +22,8 @@ run would hold before its first block (``ChunkMoments``), so its counts read as 
 >>> for k in range(whole.n_blocks):
 ...     whole.absorb(k, np.asarray(game(whole.block(k)), dtype=np.float64))
 >>> for first, stop in chunk_bounds(0, merged.n_blocks, 3):
-...     merged.load_state_dict(merge_delta(merged.state_dict(), evaluate_chunk(game, make(), first, stop, 64).delta))
+...     delta = evaluate_chunk(game, make(), first, stop, 64).delta
+...     merged.load_state_dict(merge_delta(merged.state_dict(), delta))
 >>> [np.allclose(a, b, rtol=1e-12, atol=1e-12) for a, b in zip(whole.estimate(), merged.estimate())]
 [True, True]
 """
@@ -99,7 +100,8 @@ def moment_names(state: State) -> list[str]:
 
 
 def chunk_delta(after: State, before: State) -> State:
-    """What a chunk added: ``after - before`` per summed field; moments of the chunk's own samples."""
+    """What a chunk added: ``after - before`` per summed field; moments of the chunk's own
+    samples."""
     delta = {key: after[key] - before[key] for key in after}
     for name in moment_names(after):
         delta[f"{name}.shift"] = after[f"{name}.shift"]
@@ -114,16 +116,16 @@ def merge_moments(total: State, part: State) -> State:
     """Moments of two disjoint sample sets (``MOMENT_PARTS`` dicts), kept at ``total``'s shift.
 
     >>> a, b, both = RunningMoments((1,)), RunningMoments((1,)), RunningMoments((1,))
-    >>> a.add(np.array([[1.0], [2.0]])); b.add(np.array([[7.0]])); both.add(np.array([[1.0], [2.0], [7.0]]))
+    >>> a.add(np.array([[1.0], [2.0]])); b.add(np.array([[7.0]]))
+    >>> both.add(np.array([[1.0], [2.0], [7.0]]))
     >>> merged = merge_moments(a.state_dict(), b.state_dict())
     >>> [bool(np.allclose(merged[key], value)) for key, value in both.state_dict().items()]
     [True, True, True, True]
     """
     if int(total["count"]) == 0:
         return {key: np.array(part[key], copy=True) for key in MOMENT_PARTS}
-    gap = (
-        part["shift"] - total["shift"]
-    )  # samples of `part` are (x - part.shift); add gap for (x - total.shift)
+    # samples of `part` are (x - part.shift); add gap for (x - total.shift)
+    gap = part["shift"] - total["shift"]
     count = part["count"]
     return {
         "count": total["count"] + count,

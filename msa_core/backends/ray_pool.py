@@ -79,9 +79,8 @@ class GameWorker:
 
     def evaluate(self, coalitions: np.ndarray) -> np.ndarray:
         """Values ``[C, *out]`` of a few coalitions (the run's full and empty ones)."""
-        coalitions = np.array(
-            coalitions
-        )  # a writable copy: arguments arrive read-only from the object store
+        # a writable copy: arguments arrive read-only from the object store
+        coalitions = np.array(coalitions)
         return values_as_array(self.game(coalitions), coalitions.shape[0], None)
 
     def run_chunk(self, plan: ChunkPlan, first: int, stop: int) -> ChunkResult:
@@ -92,7 +91,8 @@ class GameWorker:
 
 
 def connect(ray: ModuleType, address: str | None) -> None:
-    """Join the Ray cluster at ``address``, or start a local instance; no-op when already connected."""
+    """Join the Ray cluster at ``address``, or start a local instance; no-op when already
+    connected."""
     if ray.is_initialized():
         return
     try:
@@ -139,7 +139,8 @@ class WorkerPool:
         ) as err:  # any serialisation failure: the message says what could not be pickled
             raise MSAInputError(
                 f"the game cannot be sent to Ray workers ({type(err).__name__}: {err}); pass a "
-                "msa_core.backends.GameFactory that builds it on each worker (e.g. ZooGame(name, granularity))"
+                "msa_core.backends.GameFactory that builds it on each worker (e.g. ZooGame(name, "
+                "granularity))"
             ) from err
         self._n_players = n_players
         self._class = ray.remote(GameWorker)
@@ -343,9 +344,8 @@ class RayBlockRunner(Runner):
                 self._merge(done.pop(merged))
                 merged += 1
                 if self._stop_now():
-                    tally.evaluated += sum(
-                        result.evaluated for result in done.values()
-                    )  # evaluated, not used
+                    # evaluated, not used
+                    tally.evaluated += sum(result.evaluated for result in done.values())
                     return tally
         return tally
 

@@ -26,7 +26,8 @@ def block_rng(seed: int, block: int) -> np.random.Generator:
 
 
 def samples_per_block(rows_per_sample: int, n_outputs: int) -> int:
-    """Samples per block within ``BLOCK_ROWS`` coalitions and ``BLOCK_VALUES`` numbers (at least 1)."""
+    """Samples per block within ``BLOCK_ROWS`` coalitions and ``BLOCK_VALUES`` numbers (at least
+    1)."""
     rows = min(BLOCK_ROWS, BLOCK_VALUES // max(1, n_outputs))
     return max(1, rows // rows_per_sample)
 
@@ -125,7 +126,8 @@ class RunningMoments:
     Sums run over ``x - shift`` with ``shift`` = the first sample, so the variance does not suffer
     cancellation when the mean is large against the spread (and is exactly 0 for constant data).
 
-    >>> m = RunningMoments((2,)); m.add(np.array([[1.0, 2.0], [3.0, 2.0]])); m.add(np.array([[5.0, 2.0]]))
+    >>> m = RunningMoments((2,))
+    >>> m.add(np.array([[1.0, 2.0], [3.0, 2.0]])); m.add(np.array([[5.0, 2.0]]))
     >>> m.mean.tolist(), m.stderr().round(6).tolist()
     ([3.0, 2.0], [1.154701, 0.0])
     """

@@ -9,8 +9,12 @@ run.
 >>> from msa_core import UnanimityGame, shapley_modes
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "run.npz"
 >>> game = UnanimityGame.random(12, 20, 3, seed=0)
->>> first = shapley_modes(game, method="permutation", n_permutations=50, checkpoint=FileCheckpoint(path))
->>> again = shapley_modes(game, method="permutation", n_permutations=50, checkpoint=FileCheckpoint(path))
+>>> first = shapley_modes(
+...     game, method="permutation", n_permutations=50, checkpoint=FileCheckpoint(path)
+... )
+>>> again = shapley_modes(
+...     game, method="permutation", n_permutations=50, checkpoint=FileCheckpoint(path)
+... )
 >>> bool((first.modes == again.modes).all())
 True
 """
@@ -66,9 +70,8 @@ class FileCheckpoint:
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".npz.tmp")
         try:
             with os.fdopen(fd, "wb") as handle:
-                np.savez(
-                    handle, **cast(dict[str, Any], state)
-                )  # keys are names, never savez options
+                # keys are names, never savez options
+                np.savez(handle, **cast(dict[str, Any], state))
             os.replace(tmp, self.path)
         finally:
             if os.path.exists(tmp):

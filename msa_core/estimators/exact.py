@@ -57,9 +57,8 @@ class ExactEstimator(Estimator):
         coalitions = self.block(k)
         sizes = coalitions.sum(axis=1)
         # an intact unit gains w(|S|-1) v(S), a lesioned one loses w(|S|) v(S); 1 <= |S| <= N-1 here
-        coef = np.where(
-            coalitions, self.weights[sizes - 1, None], -self.weights[sizes, None]
-        )  # [C, N]
+        # [C, N]
+        coef = np.where(coalitions, self.weights[sizes - 1, None], -self.weights[sizes, None])
         self.modes += coef.T @ values
 
     def estimate(self) -> tuple[np.ndarray, np.ndarray]:

@@ -141,7 +141,10 @@ class KernelEstimator(Estimator):
     """Enumerated border sizes first (in blocks of rows), then blocks of sampled pairs."""
 
     name = "kernel"
-    stderr_kind = "delete-a-group jackknife over interleaved groups of sampled pairs (t, groups - 1 degrees of freedom)"
+    stderr_kind = (
+        "delete-a-group jackknife over interleaved groups of sampled pairs "
+        "(t, groups - 1 degrees of freedom)"
+    )
     size_power = SIZE_POWER  # pairs per sampled size ∝ (kernel mass of the size) ** size_power
     border_power = (
         1.0  # enumerated sizes: those kernel mass ** border_power would sample exhaustively

@@ -114,13 +114,14 @@ class PermutationEstimator(Estimator):
         np.subtract(prefixes[:, 1:], prefixes[:, :-1], out=by_position[:, 1:-1])
         np.subtract(self.v_full, prefixes[:, -1], out=by_position[:, -1])
         rows = (np.arange(n_perm)[:, None] * n + ranks).ravel()
+        # 'clip' writes straight to out; 'raise' would buffer
         by_unit = np.take(
             by_position.reshape(n_perm * n, d),
             rows,
             axis=0,
             out=self._by_unit[: n_perm * n],
             mode="clip",
-        )  # 'clip' writes straight to out; 'raise' would buffer
+        )
         return by_unit.reshape(n_perm, n, d)
 
     def estimate(self) -> tuple[np.ndarray, np.ndarray]:

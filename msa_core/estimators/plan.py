@@ -58,9 +58,8 @@ SAMPLED_METHODS = tuple(name for name in ESTIMATORS if name != "exact")
 BEST_SAMPLER = (
     "regression_adjusted"  # lowest error per evaluation on every game of bench/bench_estimators.py
 )
-KERNEL_MAX_VALUES = (
-    1 << 20
-)  # auto: above N x |out| values, kernel's per-coalition regression update
+# auto: above N x |out| values, kernel's per-coalition regression update
+KERNEL_MAX_VALUES = 1 << 20
 #   (O(N x |out|), against O(|out|) for permutation) costs more wall time than its lower error saves
 #   (measured: 113 GAN channels x 32,768 pixels, kernel 3.3x slower at equal evaluations)
 DEFAULT_PERMUTATIONS = 1000  # the paper's budget, used when neither budget is given
@@ -226,8 +225,9 @@ class RunPlan:
             wanted.estimator_class.extendable and saved.budget < wanted.budget
         ):
             raise MSAInputError(
-                f"the checkpoint was written with a budget of {saved.budget} evaluations and this run asks for "
-                f"{wanted.budget}; only permutation-type runs can be extended to a larger budget"
+                f"the checkpoint was written with a budget of {saved.budget} evaluations and this "
+                f"run asks for {wanted.budget}; only permutation-type runs can be extended to a "
+                "larger budget"
             )
         return plan, summary
 
@@ -305,7 +305,8 @@ class CheckpointSummary:
         return estimator
 
     def max_stderr(self) -> float | None:
-        """Largest standard error of the saved estimate (None where the estimator cannot tell yet)."""
+        """Largest standard error of the saved estimate (None where the estimator cannot tell
+        yet)."""
         with np.errstate(all="ignore"):
             value = self.estimator().max_stderr()
         return value if value is not None and np.isfinite(value) else None
@@ -330,8 +331,9 @@ def _resolve_method(
     if method == "exact":
         if n > EXACT_MAX_PLAYERS:
             raise MSAInputError(
-                f"method='exact' enumerates all 2^N coalitions and is limited to N <= {EXACT_MAX_PLAYERS} players; "
-                f"this game has {n}. Use a sampled method: {', '.join(SAMPLED_METHODS)} (or 'auto')"
+                "method='exact' enumerates all 2^N coalitions and is limited to N <= "
+                f"{EXACT_MAX_PLAYERS} players; this game has {n}. Use a sampled method: "
+                f"{', '.join(SAMPLED_METHODS)} (or 'auto')"
             )
         if n_permutations is not None:
             raise MSAInputError(
@@ -339,8 +341,9 @@ def _resolve_method(
             )
         if max_evaluations is not None and max_evaluations < 2**n:
             raise MSAInputError(
-                f"method='exact' needs 2^{n} = {2**n} evaluations but max_evaluations={max_evaluations}; "
-                f"raise the budget or use a sampled method: {', '.join(SAMPLED_METHODS)}"
+                f"method='exact' needs 2^{n} = {2**n} evaluations but "
+                f"max_evaluations={max_evaluations}; raise the budget or use a sampled method: "
+                f"{', '.join(SAMPLED_METHODS)}"
             )
     return method
 
@@ -348,11 +351,12 @@ def _resolve_method(
 def _check_budget(cls: type[Estimator], n: int, budget: int, n_permutations: Any) -> None:
     if cls is AntitheticEstimator and n_permutations is not None and n_permutations % 2:
         raise MSAInputError(
-            f"method='antithetic' samples permutations in pairs; n_permutations must be even, got {n_permutations}"
+            "method='antithetic' samples permutations in pairs; n_permutations must be even, got "
+            f"{n_permutations}"
         )
     needed = 2 + cls.min_budget(n) if n > 1 else 2
     if budget < needed:
         raise MSAInputError(
-            f"a budget of {budget} evaluations is too small for method={cls.name!r} with {n} players; "
-            f"it needs at least {needed} (full and empty coalitions included)"
+            f"a budget of {budget} evaluations is too small for method={cls.name!r} with {n} "
+            f"players; it needs at least {needed} (full and empty coalitions included)"
         )

@@ -40,7 +40,8 @@ class Tally:
 
 
 class TimedGame:
-    """Calls a game, times the call and checks its values (``[C, *out]`` -> float32/64 ``[C, D]``)."""
+    """Calls a game, times the call and checks its values (``[C, *out]`` -> float32/64
+    ``[C, D]``)."""
 
     def __init__(self, game: Game):
         self.game = game
@@ -97,9 +98,8 @@ class Runner(ABC):
         self.progress = progress
         self.save = save
         self.save_seconds = save_seconds
-        self.total = (
-            2 + estimator.planned_evaluations()
-        )  # the full and empty coalitions, then every block
+        # the full and empty coalitions, then every block
+        self.total = 2 + estimator.planned_evaluations()
         self.next_block = start_block
         self._absorbing = False
         self._saved_at = time.perf_counter()
@@ -116,9 +116,8 @@ class Runner(ABC):
                 and self.next_block < self.estimator.n_blocks
                 and not self._absorbing
             ):
-                self.save(
-                    self.next_block
-                )  # the game raised or the run was interrupted: keep what is absorbed
+                # the game raised or the run was interrupted: keep what is absorbed
+                self.save(self.next_block)
             raise
 
     @abstractmethod
@@ -207,9 +206,8 @@ class BlockRunner(Runner):
             rows = self.estimator.block(k)
             self._missing[k] = rows.shape[0]
             if self._queued and self._queued + rows.shape[0] > self.batch_size and self._flush():
-                return (
-                    self.game.tally
-                )  # whole blocks per call where they fit: no block split needlessly
+                # whole blocks per call where they fit: no block split needlessly
+                return self.game.tally
             while rows.shape[0]:
                 take = self.batch_size - self._queued
                 self._queue.append((k, rows[:take]))
@@ -247,7 +245,8 @@ class BlockRunner(Runner):
 
 
 class Backend(Protocol):
-    """Where a run's coalitions are evaluated: the game the run plays and the runner that plays it."""
+    """Where a run's coalitions are evaluated: the game the run plays and the runner that plays
+    it."""
 
     def game(self, game: Any, n_players: int | None) -> Game:
         """The game as this backend plays it (``game``: a ``Game``, a callable, or what the backend

@@ -29,7 +29,6 @@ from msa_core.lesion.hooks import Hook, attached, eval_mode
 from msa_core.lesion.inputs import (
     Inputs,
     batch_size,
-    call_model,
     check_device,
     first_call,
     model_device,
@@ -42,9 +41,8 @@ from msa_core.names import LESIONS
 from msa_core.units import UnitSpec, check_unique
 
 PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
-CPU_BUDGET = (
-    8 << 20
-)  # bytes of activations per forward pass on CPU (cache-sized); on CUDA half the free memory
+# bytes of activations per forward pass on CPU (cache-sized); on CUDA half the free memory
+CPU_BUDGET = 8 << 20
 
 
 class ModelGame(Game):
@@ -237,7 +235,8 @@ class ModelGame(Game):
         return values
 
     def _probe(self, inputs: Inputs, with_mean: bool) -> None:
-        """One unrepeated forward in which every site learns its unit count (and mean activation)."""
+        """One unrepeated forward in which every site learns its unit count (and mean
+        activation)."""
         for site in self.sites:
             site.n_units = None
         with attached([hook for site in self.sites for hook in site.probe_hooks(with_mean)]):

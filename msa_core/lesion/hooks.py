@@ -19,7 +19,8 @@ from msa_core.errors import MSAInputError
 
 @dataclass(frozen=True)
 class Hook:
-    """``fn`` as a forward hook on ``module`` (``pre``: a forward pre-hook), optionally with kwargs."""
+    """``fn`` as a forward hook on ``module`` (``pre``: a forward pre-hook), optionally with
+    kwargs."""
 
     module: nn.Module
     fn: Callable
@@ -29,7 +30,8 @@ class Hook:
 
 @contextmanager
 def attached(hooks: Iterable[Hook]) -> Iterator[None]:
-    """Register ``hooks`` for the body of the ``with``; they are removed even when the body raises."""
+    """Register ``hooks`` for the body of the ``with``; they are removed even when the body
+    raises."""
     handles = []
     try:
         for hook in hooks:
@@ -61,8 +63,9 @@ def split_copies(x: torch.Tensor, copies: int, where: str) -> torch.Tensor:
     """``x [C * R, ...] -> [C, R, ...]``, or a clear error when the rows are not copy-major."""
     if x.shape[0] % copies:
         raise MSAInputError(
-            f"{where}: leading dimension {x.shape[0]} is not a multiple of the {copies} input copies; "
-            "lesioned modules must keep the batch (or batch x tokens) as their first dimension"
+            f"{where}: leading dimension {x.shape[0]} is not a multiple of the {copies} input "
+            "copies; lesioned modules must keep the batch (or batch x tokens) as their first "
+            "dimension"
         )
     return x.unflatten(0, (copies, -1))
 

@@ -31,7 +31,8 @@ def batch_size(inputs: Any, what: str = "inputs") -> int:
         return _non_empty(inputs.shape[0], what)
     if not isinstance(inputs, dict):
         raise MSAInputError(
-            f"{what} must be a tensor [B, ...] or a dict of tensors (HF style); got {type(inputs).__name__}"
+            f"{what} must be a tensor [B, ...] or a dict of tensors (HF style); got "
+            f"{type(inputs).__name__}"
         )
     sizes = {
         key: value.shape[0]
@@ -75,7 +76,8 @@ def check_device(tensors: Any, device: torch.device | None, what: str) -> None:
         if isinstance(value, torch.Tensor) and value.device != device:
             name = what if key is None else f"{what}[{key!r}]"
             raise MSAInputError(
-                f"{name} is on {value.device} but the model is on {device}; move it with .to({str(device)!r})"
+                f"{name} is on {value.device} but the model is on {device}; move it with "
+                f".to({str(device)!r})"
             )
 
 

@@ -48,8 +48,9 @@ def logits_of(raw: Any) -> torch.Tensor:
     if isinstance(raw, (tuple, list)) and raw and isinstance(raw[0], torch.Tensor):
         return raw[0]
     raise MSAInputError(
-        f"cannot find logits in a model output of type {type(raw).__name__}; expected a tensor, an object "
-        "with .logits or a tuple starting with a tensor. Pass output=callable(raw) -> tensor instead"
+        f"cannot find logits in a model output of type {type(raw).__name__}; expected a tensor, an "
+        "object with .logits or a tuple starting with a tensor. Pass output=callable(raw) -> "
+        "tensor instead"
     )
 
 
@@ -116,8 +117,9 @@ def make_output(
         wanted = repeat_batch(targets, copies)
         if logits.shape[:-1] != wanted.shape:
             raise MSAInputError(
-                f"output={output!r}: logits {list(logits.shape)} do not fit targets {list(wanted.shape)}; "
-                "labels must have the logits' shape without the last (class) dimension"
+                f"output={output!r}: logits {list(logits.shape)} do not fit targets "
+                f"{list(wanted.shape)}; labels must have the logits' shape without the last "
+                "(class) dimension"
             )
         if in_range != [logits.shape[-1]]:
             _check_range(targets, logits.shape[-1])
@@ -203,6 +205,6 @@ def _targets(output: str, inputs: Inputs, labels: torch.Tensor | None) -> tuple[
     if isinstance(inputs, dict) and isinstance(inputs.get("input_ids"), torch.Tensor):
         return inputs["input_ids"][:, 1:], True
     raise MSAInputError(
-        f"output={output!r} needs targets: pass labels= (a class per sample [B] or per position [B, T]), "
-        "or HF inputs with 'input_ids' to score the next token"
+        f"output={output!r} needs targets: pass labels= (a class per sample [B] or per position "
+        "[B, T]), or HF inputs with 'input_ids' to score the next token"
     )

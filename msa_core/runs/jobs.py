@@ -283,7 +283,8 @@ class JobManager:
             return "done", None
         if not record:
             raise MSAInputError(
-                f"no run {fingerprint[:12]} was submitted here or recorded in {self.store.directory}"
+                f"no run {fingerprint[:12]} was submitted here or recorded in "
+                f"{self.store.directory}"
             )
         if record.get("state") == "running" and not self.store.running(fingerprint):
             return "cancelled", "interrupted; submitting it again resumes from its last checkpoint"
@@ -314,7 +315,8 @@ def _alive(pid: Any) -> bool:
 
 
 def _stop(process: Any) -> None:
-    """Ask a worker to stop (it saves a checkpoint on SIGTERM), kill it if it does not, and reap it."""
+    """Ask a worker to stop (it saves a checkpoint on SIGTERM), kill it if it does not, and reap
+    it."""
     process.terminate()
     process.join(CANCEL_GRACE_SECONDS)
     if process.is_alive():

@@ -147,10 +147,11 @@ def train(seed: int, steps: int = STEPS) -> nn.Sequential:
     opt_g = torch.optim.Adam(generator.parameters(), lr=LR, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(critic.parameters(), lr=LR, betas=(0.5, 0.999))
     draws = torch.Generator().manual_seed(seed)
+    # one-sided label smoothing
     real_target, fake_target = (
         torch.full((BATCH,), 0.9),
         torch.zeros(BATCH),
-    )  # one-sided label smoothing
+    )
     for _ in range(steps):
         index = torch.randint(len(x), (BATCH,), generator=draws)
         wanted = torch.randint(CLASSES, (BATCH,), generator=draws)
@@ -235,7 +236,10 @@ def cards() -> list[ModelCard]:
         ModelCard(
             name=name_of(seed),
             family="gan",
-            description=f"conditional DCGAN (64@4x4, 32@8x8, 16@16x16 -> 1@32x32) on sklearn digits, seed {seed}",
+            description=(
+                "conditional DCGAN (64@4x4, 32@8x8, 16@16x16 -> 1@32x32) on sklearn digits, seed "
+                f"{seed}"
+            ),
             granularities=granularities(),
             outputs=("image",),
             build=build,

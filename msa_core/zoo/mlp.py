@@ -166,7 +166,10 @@ def _card(data: Dataset, hidden: int, regime: str, seed: int) -> ModelCard:
     return ModelCard(
         name=name_of(hidden, regime, seed, data.name),
         family="mlp",
-        description=f"{data.n_inputs}-{hidden}-10 MLP on {data.description}, {regime} regularisation, seed {seed}",
+        description=(
+            f"{data.n_inputs}-{hidden}-10 MLP on {data.description}, {regime} regularisation, seed "
+            f"{seed}"
+        ),
         granularities={"hidden neurons": (Neurons("hidden"),)},
         outputs=OUTPUTS,
         build=lambda: build(hidden, data.n_inputs),

@@ -49,9 +49,8 @@ LANGUAGE_NAMES = {
     "bg": "Bulgarian",
     "zh": "Chinese",
 }
-LATIN = tuple(
-    i for i, language in enumerate(LANGUAGES) if language in ("en", "pl")
-)  # Latin-script indices
+# Latin-script indices
+LATIN = tuple(i for i, language in enumerate(LANGUAGES) if language in ("en", "pl"))
 PROMPT_BYTES, CONTINUATION_BYTES = 24, 40
 BOS, VOCAB = 256, 257
 HIDDEN, INTERMEDIATE, LAYERS, HEADS, EXPERTS, TOP_K = 128, 128, 4, 4, 8, 2
@@ -61,10 +60,11 @@ AUX_LOSS = (
 SEQ_LEN, BATCH, LR, STEPS, WARMUP, SEED = 64, 30, 3e-3, 1500, 100, 0
 TRAIN_BYTES = 400_000  # per language
 HELDOUT_POOL = 160  # texts per language withheld from training
+# held-out sentences per language shipped: in the game, evaluating lesions
 GAME_SENTENCES, EVAL_SENTENCES = (
     4,
     16,
-)  # held-out sentences per language shipped: in the game, evaluating lesions
+)
 GAME_BYTES, EVAL_BYTES = 32, 48  # bytes of a sentence in the game, in lesion evaluations
 
 
@@ -173,12 +173,14 @@ def sentence_batch(
 
 
 def game_inputs() -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """The game's default inputs: the first ``GAME_SENTENCES`` held-out sentences of each language."""
+    """The game's default inputs: the first ``GAME_SENTENCES`` held-out sentences of each
+    language."""
     return sentence_batch(heldout(), GAME_BYTES, GAME_SENTENCES)
 
 
 def eval_inputs() -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Held-out sentences not in the game (for lesion tests that must not reuse the game's inputs)."""
+    """Held-out sentences not in the game (for lesion tests that must not reuse the game's
+    inputs)."""
     return sentence_batch(heldout(), EVAL_BYTES, start=GAME_SENTENCES)
 
 
@@ -238,7 +240,8 @@ def language_logprob_output(
 def corpora(
     seed: int = SEED,
 ) -> tuple[dict[str, list[str]], dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """Held-out sentences and, per language, (training bytes as uint8, offsets where a text starts)."""
+    """Held-out sentences and, per language, (training bytes as uint8, offsets where a text
+    starts)."""
     from msa_core.zoo.text import split_language
 
     held, train = {}, {}
@@ -308,8 +311,10 @@ def cards() -> list[ModelCard]:
         ModelCard(
             name=NAME,
             family="moe",
-            description="byte-level Mixtral (4 layers x 8 experts, top-2, hidden 128) on Debian fortunes in "
-            "English, Polish, Russian, Bulgarian and Chinese",
+            description=(
+                "byte-level Mixtral (4 layers x 8 experts, top-2, hidden 128) on Debian fortunes "
+                "in English, Polish, Russian, Bulgarian and Chinese"
+            ),
             granularities={
                 "experts (all layers)": (Experts("model.layers.*.mlp"),),
                 **{

@@ -64,7 +64,8 @@ MIN_CHARS, MIN_LETTER_SHARE, MIN_SCRIPT_SHARE = 40, 0.6, 0.9
 
 
 def script_of(char: str) -> str:
-    """The script a letter belongs to, from its Unicode name (``LATIN``, ``CYRILLIC``, ``CJK`` ...)."""
+    """The script a letter belongs to, from its Unicode name (``LATIN``, ``CYRILLIC``, ``CJK``
+    ...)."""
     return unicodedata.name(char, "?").split(" ")[0]
 
 

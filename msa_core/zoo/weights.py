@@ -1,4 +1,5 @@
-"""Weights on disk: safetensors files in ``assets/`` and a digest that identifies a model's numbers."""
+"""Weights on disk: safetensors files in ``assets/`` and a digest that identifies a model's
+numbers."""
 
 from __future__ import annotations
 

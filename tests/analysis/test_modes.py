@@ -102,9 +102,8 @@ def test_views_of_a_mean_game_are_its_modes():
 def test_gini_and_shares_on_known_distributions():
     assert gini(np.ones(10)) == 0.0
     assert gini(np.eye(1, 10).ravel()) == pytest.approx(0.9)
-    assert gini(np.array([1.0, 2.0, 3.0, 4.0])) == pytest.approx(
-        0.25
-    )  # mean |xi - xj| / (2 mean) = 1.25 / 5
+    # mean |xi - xj| / (2 mean) = 1.25 / 5
+    assert gini(np.array([1.0, 2.0, 3.0, 4.0])) == pytest.approx(0.25)
     assert gini(np.zeros(3)) == 0.0
     x = np.array([1.0, 1.0, 8.0, 0.0])
     assert [units_for_share(x, s) for s in (0.5, 0.8, 0.9, 1.0)] == [1, 1, 2, 3]

@@ -64,9 +64,8 @@ def mean(found: dict, regime: str, field: str) -> float:
 
 
 def test_idc_by_hand():
-    assert study1.idc(np.array([0.3, -0.3, 0.3])) == pytest.approx(
-        1.0
-    )  # equal shares, sign ignored
+    # equal shares, sign ignored
+    assert study1.idc(np.array([0.3, -0.3, 0.3])) == pytest.approx(1.0)
     assert study1.idc(np.array([0.0, 5.0, 0.0, 0.0])) == 0.0  # one unit does everything
     p = np.array([9.0, 16.0]) / 25.0  # phi = (3, 4)
     assert study1.idc(np.array([3.0, 4.0])) == pytest.approx(-(p * np.log(p)).sum() / log(2))
@@ -97,13 +96,11 @@ def test_class_modes_sum_images_and_phi_averages_classes():
 
 
 def test_class_correlation_by_hand():
-    modes = np.array(
-        [[1.0, 2.0, 5.0, -1.0], [2.0, 4.0, 5.0, -2.0], [3.0, 6.0, 5.0, -3.0]]
-    )  # [N=3, K=4]
+    # [N=3, K=4]
+    modes = np.array([[1.0, 2.0, 5.0, -1.0], [2.0, 4.0, 5.0, -2.0], [3.0, 6.0, 5.0, -3.0]])
     corr = study1.class_correlation(modes)
-    np.testing.assert_allclose(
-        corr[0], [1.0, 1.0, 0.0, -1.0]
-    )  # class 2 is constant: correlates with nothing
+    # class 2 is constant: correlates with nothing
+    np.testing.assert_allclose(corr[0], [1.0, 1.0, 0.0, -1.0])
     np.testing.assert_allclose(np.diag(corr), 1.0)
 
 

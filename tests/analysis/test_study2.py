@@ -13,16 +13,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 transformers = pytest.importorskip("transformers")
 
 from msa_core import shapley_modes  # noqa: E402
-from msa_core.lesion import ModelGame  # noqa: E402
 from msa_core.analysis import study2  # noqa: E402
 from msa_core.errors import MSAInputError  # noqa: E402
+from msa_core.lesion import ModelGame  # noqa: E402
 from msa_core.zoo import list_models, load_model, moe  # noqa: E402
 
 N_LAYERS, N_EXPERTS = 2, 4
+# fixed before measuring; bench/study2.py runs 100 and prints every number
 MSA_SEED, PERMUTATIONS = (
     0,
     40,
-)  # fixed before measuring; bench/study2.py runs 100 and prints every number
+)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -62,9 +63,8 @@ def test_selectivity_subtracts_the_mean_elsewhere_so_a_universal_hub_scores_zero
     hub, share = study2.largest_hub(matrix)
     assert hub == 2
     np.testing.assert_allclose(share, [1 / 3, 1 / 3, 1.0])
-    np.testing.assert_allclose(
-        study2.task_correlation(matrix)[0, 1], -1.0
-    )  # deviations (.5, -.5, 0) vs (-.5, .5, 0)
+    # deviations (.5, -.5, 0) vs (-.5, .5, 0)
+    np.testing.assert_allclose(study2.task_correlation(matrix)[0, 1], -1.0)
     with pytest.raises(MSAInputError, match="two languages"):
         study2.selectivity(matrix[:1])
 
@@ -80,7 +80,8 @@ def test_layer_shares_and_expert_layers():
 
 
 def test_language_matrix_is_the_same_from_per_token_and_per_language_games():
-    """By linearity: same permutations, so the per-language mode is the mean of the per-token modes."""
+    """By linearity: same permutations, so the per-language mode is the mean of the per-token
+    modes."""
     model = tiny_model()
     inputs, languages = tiny_batch()
     units = study2.EXPERT_UNITS
@@ -204,7 +205,7 @@ def test_removal_curves_and_pruning_on_a_tiny_model():
 
 
 def test_figures_have_the_matrix_and_the_curves():
-    names = [f"L{l}.E{e}" for l in range(2) for e in range(2)]
+    names = [f"L{layer}.E{e}" for layer in range(2) for e in range(2)]
     matrix = np.arange(8.0).reshape(2, 4)
     figure = study2.matrix_figure(matrix, names, ["a", "b"])
     np.testing.assert_array_equal(np.asarray(figure.data[0].z), matrix)
@@ -263,8 +264,9 @@ def test_study2_removing_the_top_experts_hurts_more_than_the_bottom(findings):
     experts.
     """
     top, bottom = findings.curves.rises()
+    # k = N removes all experts on both curves
     assert (top[1:-1] > bottom[1:-1]).all(), (
         top,
         bottom,
-    )  # k = N removes all experts on both curves
+    )
     assert findings.removal["passes"], findings.removal

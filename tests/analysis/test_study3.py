@@ -41,18 +41,16 @@ def test_spectral_centroid_of_a_constant_is_0_and_of_a_checkerboard_1():
 def test_spectral_centroid_of_single_frequencies_is_their_normalised_radius():
     n = 32
     assert study3.spectral_centroid(cosine(n, 4)) == pytest.approx((4 / n) / (np.sqrt(2) * 0.5))
-    assert study3.spectral_centroid(cosine(n, n // 2)) == pytest.approx(
-        1 / np.sqrt(2)
-    )  # stripes at Nyquist
+    # stripes at Nyquist
+    assert study3.spectral_centroid(cosine(n, n // 2)) == pytest.approx(1 / np.sqrt(2))
     assert study3.spectral_centroid(cosine(n, 2)) < study3.spectral_centroid(cosine(n, 8))
 
 
 def test_the_mean_of_an_image_is_left_out_unless_asked_for():
     offset = checkerboard(8) + 3.0  # a faint fine pattern on a bright field
     assert study3.spectral_centroid(offset) == pytest.approx(1.0)
-    assert study3.spectral_centroid(offset, include_mean=True) == pytest.approx(
-        1 / 10
-    )  # power 1 : 9 vs DC
+    # power 1 : 9 vs DC
+    assert study3.spectral_centroid(offset, include_mean=True) == pytest.approx(1 / 10)
 
 
 def test_spectral_centroid_pools_power_over_samples_and_rejects_non_images():
@@ -78,9 +76,8 @@ def test_spatial_extent_is_the_fraction_of_pixels_holding_half_the_mass():
 def test_layer_summaries_on_known_modes():
     n = 16
     flat = np.full((3, 2, 1, n, n), 1.0)  # 3 channels painting a constant
-    fine = (
-        np.broadcast_to(checkerboard(n), (2, 2, 1, n, n)) * 3.0
-    )  # 2 channels painting a checkerboard
+    # 2 channels painting a checkerboard
+    fine = np.broadcast_to(checkerboard(n), (2, 2, 1, n, n)) * 3.0
     result = synthetic({"early": flat, "late": fine})
     early, late = study3.layer_summaries(result)
     assert (early.layer, early.channels, late.layer, late.channels) == ("early", 3, "late", 2)
@@ -145,7 +142,8 @@ def test_cluster_lesion_of_every_player_gives_the_all_lesioned_image():
 
 @pytest.fixture(scope="module")
 def runs() -> dict[int, tuple[ModesResult, object]]:
-    """Per seed: the modes of every layer's channels on the first 10 fixed latents, and that game."""
+    """Per seed: the modes of every layer's channels on the first 10 fixed latents, and that
+    game."""
     out = {}
     for seed in gan.SEEDS:
         loaded = load_model(gan.name_of(seed))

@@ -135,9 +135,8 @@ def test_a_run_launched_from_the_run_page_finishes_and_its_heatmap_is_the_stored
     assert not app.exception
     stored = RunStore(cache_dir).get(entry["fingerprint"])
     heatmap = plotly_data(app)[0]
-    np.testing.assert_allclose(
-        array_of(heatmap["z"]), stored.modes.sum(1)
-    )  # default view: sum over images
+    # default view: sum over images
+    np.testing.assert_allclose(array_of(heatmap["z"]), stored.modes.sum(1))
     assert heatmap["y"] == stored.player_names and heatmap["zmid"] == 0
     app.radio(key="modes_view").set_value("class").run()
     labels = load_model(MODEL).labels.numpy()

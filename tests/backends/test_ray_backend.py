@@ -145,10 +145,11 @@ def test_a_killed_actor_changes_nothing_and_target_stderr_stops_where_a_local_ru
         batch_size=40,
         target_stderr=0.05,
     )
+    # names of actors of earlier runs may linger
     killed, earlier = (
         [],
         set(ray_session.util.list_named_actors()),
-    )  # names of actors of earlier runs may linger
+    )
 
     def kill_one_actor(done, total):
         if not killed:
@@ -189,9 +190,8 @@ def test_errors_of_the_game_and_of_shipping_it_are_clear(ray_session, monkeypatc
 
 
 def test_missing_ray_gives_a_clear_error(monkeypatch):
-    monkeypatch.setitem(
-        sys.modules, "ray", None
-    )  # `import ray` now fails as if it were not installed
+    # `import ray` now fails as if it were not installed
+    monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(MSAInputError, match="pip install ray"):
         shapley_modes(UnanimityGame.random(4, 3, 2), backend="ray")
 

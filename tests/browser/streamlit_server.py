@@ -121,7 +121,10 @@ def fresh_page(page, url: str) -> Iterator[object]:
         context.close()
 
 
-SCRIPT_STATE = "() => document.querySelector('[data-testid=\"stApp\"]')?.getAttribute('data-test-script-state')"
+SCRIPT_STATE = (
+    "() => document.querySelector('[data-testid=\"stApp\"]')"
+    "?.getAttribute('data-test-script-state')"
+)
 
 
 def wait_idle(page, timeout: float = 60_000) -> None:

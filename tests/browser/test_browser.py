@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from streamlit_server import (
     CHROMIUM,
     browser_page,
@@ -74,9 +73,8 @@ def test_launch_a_run_see_its_heatmap_and_toggle_a_lesion(tmp_path):
         assert metric_value(page, "Accuracy, lesioned") == intact
         pills = page.get_by_test_id("stButtonGroup")
         for unit in ("hidden.n0", "hidden.n1", "hidden.n2", "hidden.n3", "hidden.n4", "hidden.n5"):
-            toggle = pills.get_by_role("button").filter(
-                has_text=f" {unit} ("
-            )  # "#rank unit (value)"
+            # "#rank unit (value)"
+            toggle = pills.get_by_role("button").filter(has_text=f" {unit} (")
             rerun_after(page, lambda toggle=toggle: toggle.click())
         deadline = time.time() + 10
         while metric_value(page, "Units lesioned") != "6 / 32" and time.time() < deadline:
@@ -129,9 +127,8 @@ def test_experts_page_renders_a_cached_run_and_a_reload_mid_run_shows_the_job(tm
         rerun_after(page, lambda: go_to(page, "Experts"))
         page.locator(".js-plotly-plot .heatmaplayer").first.wait_for()
         assert "L3.E7" in page.locator(".js-plotly-plot").first.inner_text()
-        assert not page.get_by_text(
-            "Greedy continuation"
-        ).count()  # the lesion tab is not computed unopened
+        # the lesion tab is not computed unopened
+        assert not page.get_by_text("Greedy continuation").count()
         assert not page.get_by_test_id("stException").count()
 
         rerun_after(page, lambda: go_to(page, "Run"))

@@ -66,16 +66,14 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(method, tmp_path):
     assert np.array_equal(resumed.modes, reference.modes)
     assert np.array_equal(resumed.stderr, reference.stderr)
     assert resumed.n_evaluations == reference.n_evaluations
-    assert resumed_game.rows == reference.n_evaluations - int(
-        saved["run.used"]
-    )  # nothing absorbed is redone
+    # nothing absorbed is redone
+    assert resumed_game.rows == reference.n_evaluations - int(saved["run.used"])
 
 
 def test_permutation_run_extends_from_its_checkpoint(tmp_path):
     n = 9
-    checkpoint = FileCheckpoint(
-        tmp_path / "run.npz", every_seconds=1e9
-    )  # only the save before the last block
+    # only the save before the last block
+    checkpoint = FileCheckpoint(tmp_path / "run.npz", every_seconds=1e9)
     shapley_modes(
         CrashingGame(n, None),
         n_players=n,

@@ -1,4 +1,5 @@
-"""Properties every method shares, budgets, stopping, progress and bad input of ``shapley_modes``."""
+"""Properties every method shares, budgets, stopping, progress and bad input of
+``shapley_modes``."""
 
 import numpy as np
 import pytest
@@ -8,11 +9,12 @@ from ground_truth import CountingGame, RandomNonlinearGame, shapley_by_subsets
 from msa_core import METHODS, MSAInputError, UnanimityGame, shapley_modes
 
 SAMPLED = ["permutation", "antithetic", "kernel", "leverage", "regression_adjusted"]
+# estimates from a fit: null players ~0, not 0
 REGRESSIONS = (
     "kernel",
     "leverage",
     "regression_adjusted",
-)  # estimates from a fit: null players ~0, not 0
+)
 ALL = ["exact", *SAMPLED]
 
 
@@ -37,9 +39,8 @@ def test_null_player_gets_zero(method):
         assert np.all(np.abs(res.modes[6]) <= 4 * res.stderr[6] + 1e-12)
     else:  # zero up to the rounding of sums of values
         np.testing.assert_allclose(res.modes[6], 0.0, atol=1e-12 * np.abs(res.v_full).max())
-        assert np.all(
-            res.stderr[6] == 0
-        )  # every marginal contribution of a null player is exactly 0
+        # every marginal contribution of a null player is exactly 0
+        assert np.all(res.stderr[6] == 0)
 
 
 def test_symmetric_players_get_equal_modes():
@@ -93,9 +94,8 @@ def test_max_evaluations_is_a_hard_budget_and_calls_respect_batch_size(method, b
         counting, n_players=10, method=method, max_evaluations=budget, batch_size=16
     )
     assert len(counting.rows) == res.n_evaluations <= budget
-    assert res.n_evaluations > budget - 2 * 9 * (
-        2 if method == "antithetic" else 1
-    )  # the budget is used
+    # the budget is used
+    assert res.n_evaluations > budget - 2 * 9 * (2 if method == "antithetic" else 1)
     assert max(len(call) for call in counting.calls) <= 16
 
 
@@ -152,9 +152,8 @@ def test_auto_samples_permutations_when_the_regression_would_be_wide(monkeypatch
     import msa_core.estimators.plan as plan
 
     game = UnanimityGame.random(24, 10, 3, seed=0)
-    values = (
-        24 * shapley_modes(game, max_evaluations=100, method="permutation").v_full.size
-    )  # N x |out|
+    # N x |out|
+    values = 24 * shapley_modes(game, max_evaluations=100, method="permutation").v_full.size
     monkeypatch.setattr(plan, "KERNEL_MAX_VALUES", values - 1)
     wide = shapley_modes(game, max_evaluations=3000)
     assert wide.meta["method"] == "permutation" and wide.efficiency_gap() < 1e-10

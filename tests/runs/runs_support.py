@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from msa_core.runs import RunRequest, RunStore
+from msa_core.runs import RunRequest
 
 MODEL = "mlp-digits-h32-none-s0"  # 32 hidden neurons; "correct" gives values [360 images]
 ROOT = Path(__file__).resolve().parents[2]

@@ -28,13 +28,13 @@ def wait_for_state(
 
 
 def test_jobs_queue_run_report_progress_and_cancel_in_worker_processes(store):
-    """Three worker processes one after another (about 5 s each to import torch and load the model)."""
+    """Three worker processes one after another (about 5 s each to import torch and load the
+    model)."""
     manager = JobManager(store, max_workers=1, checkpoint_seconds=0.05)
     long_run = manager.submit(small_request(n_permutations=4000))
     short_run = manager.submit(small_request(seed=3))
-    failing = manager.submit(
-        small_request(method="exact", n_permutations=None)
-    )  # 32 players: too many for exact
+    # 32 players: too many for exact
+    failing = manager.submit(small_request(method="exact", n_permutations=None))
     assert manager.status(short_run).state == "queued"  # one worker at a time, first in first out
     assert manager.submit(small_request(seed=3)) == short_run  # already queued: not queued twice
     elsewhere = JobManager(store)  # another app (or a reloaded one) reads the jobs from the store
@@ -69,9 +69,8 @@ def test_jobs_queue_run_report_progress_and_cancel_in_worker_processes(store):
     failed = wait_for_state(manager, failing, ("failed", "done"))
     assert failed.state == "failed" and "exact" in failed.error and "N <= 20" in failed.error
     assert [status.fingerprint for status in manager.jobs()] == [long_run, short_run, failing]
-    assert store.has_checkpoint(
-        long_run
-    )  # a cancelled run keeps its last checkpoint and resumes later
+    # a cancelled run keeps its last checkpoint and resumes later
+    assert store.has_checkpoint(long_run)
     listed = {status.fingerprint: status.state for status in elsewhere.recorded()}
     assert listed == {long_run: "cancelled", short_run: "done", failing: "failed"}
 

@@ -24,7 +24,8 @@ def wait_for(condition, timeout: float, what: str, poll: float = 0.01) -> None:
 
 
 def test_a_killed_cli_run_resumes_from_its_checkpoint_to_the_uninterrupted_result(tmp_path):
-    """Two CLI processes (about 5 s each to import torch and load the model) and one reference run."""
+    """Two CLI processes (about 5 s each to import torch and load the model) and one reference
+    run."""
     cache = tmp_path / "cache"
     args = (
         *RUN_ARGS,

@@ -146,9 +146,8 @@ def test_a_run_resumes_from_its_checkpoint_to_the_uninterrupted_result(store, tm
     resumed = execute(request, store)
     assert same_numbers(resumed, expected)
     assert store.progress(fingerprint)["resumed_from"] == int(saved["run.used"]) > 0
-    assert not store.has_checkpoint(
-        fingerprint
-    )  # a finished run keeps its checkpoint only as its family's base
+    # a finished run keeps its checkpoint only as its family's base
+    assert not store.has_checkpoint(fingerprint)
 
 
 def test_more_permutations_extend_a_finished_run(store):
@@ -158,9 +157,8 @@ def test_more_permutations_extend_a_finished_run(store):
     assert record["resumed_from"] > 0  # started from the 20-permutation run's last checkpoint
     assert same_numbers(extended, direct(small_request(n_permutations=40)))
     assert extended.n_permutations == 40
-    smaller = execute(
-        small_request(n_permutations=30), store
-    )  # the base is larger: computed from scratch
+    # the base is larger: computed from scratch
+    smaller = execute(small_request(n_permutations=30), store)
     assert store.progress(smaller.meta["fingerprint"])["resumed_from"] == 0
     assert same_numbers(smaller, direct(small_request(n_permutations=30)))
 
@@ -200,9 +198,8 @@ def test_a_run_in_progress_cannot_be_deleted_and_a_dead_holders_lock_is_broken(s
 
 def test_old_results_are_evicted_past_the_size_limit_but_checkpoints_stay(tmp_path):
     rng = np.random.default_rng(0)
-    modes = rng.normal(
-        size=(32, 4000)
-    )  # random numbers do not compress: about 1 MB per stored result
+    # random numbers do not compress: about 1 MB per stored result
+    modes = rng.normal(size=(32, 4000))
     result = ModesResult(
         modes, np.abs(modes), modes.sum(0), np.zeros(4000), 100, 3, [str(i) for i in range(32)]
     )

@@ -5,12 +5,12 @@ determinism.
 import numpy as np
 import pytest
 import torch
+from tolerances import assert_within_ulps
 
 from msa_core import shapley_modes
 from msa_core.errors import MSAInputError
 from msa_core.lesion import ModelGame
 from msa_core.zoo import gan, list_models, load_model
-from tolerances import assert_within_ulps
 
 NAMES = [gan.name_of(seed) for seed in gan.SEEDS]
 
@@ -109,5 +109,5 @@ def test_training_is_deterministic():
         first, second = gan.train(0, steps=3), gan.train(0, steps=3)
     finally:
         torch.set_num_threads(threads)
-    for (key, a), b in zip(first.state_dict().items(), second.state_dict().values()):
+    for (key, a), b in zip(first.state_dict().items(), second.state_dict().values(), strict=True):
         assert torch.equal(a, b), key

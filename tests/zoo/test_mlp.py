@@ -83,9 +83,8 @@ def test_class_accuracy_by_hand():
         values[:4], torch.tensor([[0.5, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0, 1.0]])
     )
     torch.testing.assert_close(values[:4].sum(0), torch.tensor([0.5, 0.0, 1.0]))
-    torch.testing.assert_close(
-        values[4:].sum(0), torch.tensor([0.0, 0.0, 0.0])
-    )  # flipped: argmax 2, 1, 2, 0
+    # flipped: argmax 2, 1, 2, 0
+    torch.testing.assert_close(values[4:].sum(0), torch.tensor([0.0, 0.0, 0.0]))
 
 
 def test_class_accuracy_game_sums_to_per_class_accuracy_of_the_lesioned_network():
@@ -104,10 +103,11 @@ def test_class_accuracy_game_sums_to_per_class_accuracy_of_the_lesioned_network(
 
 def test_class_accuracy_scores_other_inputs_against_their_own_labels():
     loaded = load_model("mlp-digits-h16-none-s0")
+    # 40 images scored against other labels
     inputs, labels = (
         loaded.inputs[:40],
         loaded.labels[40:80],
-    )  # 40 images scored against other labels
+    )
     values = loaded.game(output="class_accuracy", inputs=inputs, labels=labels)(
         np.ones((1, 16), bool)
     )[0]
