@@ -1,17 +1,19 @@
-"""Dashboard in a real browser: cached-result re-render and lesion-toggle round trip; screenshots of each page.
+"""Dashboard in a real browser: cached-result re-render and lesion-toggle round trip; screenshots of
+each page.
 
-Fills a fresh store with three small runs (the 32-neuron digits MLP with no, L1 and L2 regularisation),
-starts streamlit headless on 127.0.0.1, drives Debian's Chromium with playwright, and measures from the
-click to the updated page being on screen (script run finished, new content visible):
+Fills a fresh store with three small runs (the 32-neuron digits MLP with no, L1 and L2
+regularisation), starts streamlit headless on 127.0.0.1, drives Debian's Chromium with playwright,
+and measures from the click to the updated page being on screen (script run finished, new content
+visible):
 
-- re-render of a cached result: switching the Shapley modes page's unit order (the result is read from
-  the store once; each rerun only redraws) and opening the page from the sidebar;
+- re-render of a cached result: switching the Shapley modes page's unit order (the result is read
+  from the store once; each rerun only redraws) and opening the page from the sidebar;
 - lesion toggle round trip: clicking a unit in the Lesion lab until the new predictions are shown;
-- first render of every page (the Experts and GAN pages on small stored runs): the first visit in the
-  server process, from the sidebar click to the page's heading, finished script run and charts.
+- first render of every page (the Experts and GAN pages on small stored runs): the first visit in
+  the server process, from the sidebar click to the page's heading, finished script run and charts.
 
-Targets on the 2-core CI machine: < 0.5 s and < 0.3 s; first renders < 2 s. Screenshots of every page (the study pages on
-small GAN and MoE runs) go to assets/screenshot-<page>.png.
+Targets on the 2-core CI machine: < 0.5 s and < 0.3 s; first renders < 2 s. Screenshots of every
+page (the study pages on small GAN and MoE runs) go to assets/screenshot-<page>.png.
 
     .venv/bin/python bench/browser_bench.py [--repeats 7] [--no-screenshots]
 """
@@ -34,12 +36,25 @@ from streamlit_server import browser_page, dashboard, go_to, rerun_after, select
 
 MODELS = ("mlp-digits-h32-none-s0", "mlp-digits-h32-l1-s0", "mlp-digits-h32-l2-s0")
 PERMUTATIONS = 100
-PAGES = {"home": "Home", "run": "Run", "modes": "Shapley modes", "compare": "Compare",
-         "lesion-lab": "Lesion lab", "export": "Export"}
+PAGES = {
+    "home": "Home",
+    "run": "Run",
+    "modes": "Shapley modes",
+    "compare": "Compare",
+    "lesion-lab": "Lesion lab",
+    "export": "Export",
+}
 # every page in the sidebar: its heading, and the plotly charts its first render draws
-FIRST_RENDER = {"Run": ("Run", 0), "Shapley modes": ("Shapley modes", 1), "Compare": ("Compare runs", 1),
-                "Lesion lab": ("Lesion lab", 0), "Export": ("Export", 0), "GAN pixel maps": ("GAN pixel maps", 2),
-                "Experts": ("Experts", 3), "Home": ("MSA Dashboard", 0)}
+FIRST_RENDER = {
+    "Run": ("Run", 0),
+    "Shapley modes": ("Shapley modes", 1),
+    "Compare": ("Compare runs", 1),
+    "Lesion lab": ("Lesion lab", 0),
+    "Export": ("Export", 0),
+    "GAN pixel maps": ("GAN pixel maps", 2),
+    "Experts": ("Experts", 3),
+    "Home": ("MSA Dashboard", 0),
+}
 
 
 def fill_store(directory: Path) -> None:
@@ -49,8 +64,16 @@ def fill_store(directory: Path) -> None:
 
     store = RunStore(directory)
     execute(study3.study_request("gan-digits-s0", 5), store)
-    execute(RunRequest("moe-fortunes-5lang", units="experts (all layers)", output="target_logprob",
-                       method="permutation", n_permutations=20), store)
+    execute(
+        RunRequest(
+            "moe-fortunes-5lang",
+            units="experts (all layers)",
+            output="target_logprob",
+            method="permutation",
+            n_permutations=20,
+        ),
+        store,
+    )
     for name in MODELS:
         execute(RunRequest(name, n_permutations=PERMUTATIONS), store)
 
@@ -64,30 +87,38 @@ def timed(action, done) -> float:
 
 
 def screenshot(page, name: str, height: int = 1350, charts: int = 0) -> None:
-    """A small PNG of the top ``height`` pixels of what the page shows now (256 colours), once ``charts``
-    plotly charts are drawn."""
+    """A small PNG of the top ``height`` pixels of what the page shows now (256 colours), once
+    ``charts`` plotly charts are drawn."""
     from PIL import Image
 
     page.set_viewport_size({"width": 1280, "height": height})
-    page.evaluate("document.activeElement && document.activeElement.blur()")  # no focused widget in the picture
+    # no focused widget in the picture
+    page.evaluate("document.activeElement && document.activeElement.blur()")
     page.mouse.move(1270, 1)
     wait_idle(page)
-    page.wait_for_function("(n) => document.querySelectorAll('.js-plotly-plot .main-svg').length >= n", arg=charts)
+    page.wait_for_function(
+        "(n) => document.querySelectorAll('.js-plotly-plot .main-svg').length >= n", arg=charts
+    )
     page.wait_for_timeout(800)
     image = Image.open(io.BytesIO(page.screenshot())).convert("RGB").quantize(256)
     image.save(ROOT / "assets" / f"screenshot-{name}.png", optimize=True)
 
 
 def first_render(page, title: str) -> float:
-    """Seconds from clicking a page in the sidebar to its first render being on screen (its heading shown,
-    its script run finished, its charts drawn): the first visit in this server process, cached results only."""
+    """Seconds from clicking a page in the sidebar to its first render being on screen (its heading
+    shown, its script run finished, its charts drawn): the first visit in this server process,
+    cached results only."""
     heading, charts = FIRST_RENDER[title]
 
     def done() -> None:
         page.get_by_role("heading", name=heading, exact=True).first.wait_for(timeout=600_000)
         wait_idle(page, timeout=600_000)
-        page.wait_for_function("(n) => document.querySelectorAll('.js-plotly-plot .main-svg').length >= n",
-                               arg=charts, timeout=600_000)
+        page.wait_for_function(
+            "(n) => document.querySelectorAll('.js-plotly-plot .main-svg').length >= n",
+            arg=charts,
+            timeout=600_000,
+        )
+
     return timed(lambda: go_to(page, title), done)
 
 
@@ -103,22 +134,29 @@ def order_rerender(page, order: str) -> float:
 
     def done():
         page.wait_for_function(
-            "() => document.querySelector('[data-testid=\"stApp\"]').getAttribute('data-test-script-state')"
-            " === 'notRunning' && document.querySelector('.js-plotly-plot .heatmaplayer')")
+            "() => document.querySelector('[data-testid=\"stApp\"]')"
+            ".getAttribute('data-test-script-state') === 'notRunning' && "
+            "document.querySelector('.js-plotly-plot .heatmaplayer')"
+        )
+
     return timed(action, done)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--no-screenshots", action="store_true")
-    parser.add_argument("--store", help="run store directory to use (kept; filled if empty), default a fresh one")
+    parser.add_argument(
+        "--store", help="run store directory to use (kept; filled if empty), default a fresh one"
+    )
     args = parser.parse_args()
     cache = Path(args.store) if args.store else Path(tempfile.mkdtemp(prefix="msa-bench-"))
     started = time.perf_counter()
     fill_store(cache)
-    print(f"store filled with {len(MODELS)} runs of {PERMUTATIONS} permutations (and a GAN and a MoE run) in "
-          f"{time.perf_counter() - started:.1f} s")
+    print(
+        f"store filled with {len(MODELS)} runs of {PERMUTATIONS} permutations (and a GAN and a MoE "
+        f"run) in {time.perf_counter() - started:.1f} s"
+    )
     with dashboard(cache) as url, browser_page(height=1350) as page:
         page.goto(url)
         wait_idle(page)
@@ -141,13 +179,23 @@ def main() -> None:
         rerun_after(page, lambda: go_to(page, "Shapley modes"))
         page.locator(".js-plotly-plot .heatmaplayer").first.wait_for()
         first = order_rerender(page, "by total |contribution|")
-        rerender = [order_rerender(page, order) for _ in range(args.repeats)
-                    for order in ("as stored", "by total |contribution|")]
+        rerender = [
+            order_rerender(page, order)
+            for _ in range(args.repeats)
+            for order in ("as stored", "by total |contribution|")
+        ]
         switch = []
         for _ in range(args.repeats):
             rerun_after(page, lambda: go_to(page, "Home"))
-            switch.append(timed(lambda: go_to(page, "Shapley modes"), lambda: (
-                page.locator(".js-plotly-plot .heatmaplayer").first.wait_for(), wait_idle(page))))
+            switch.append(
+                timed(
+                    lambda: go_to(page, "Shapley modes"),
+                    lambda: (
+                        page.locator(".js-plotly-plot .heatmaplayer").first.wait_for(),
+                        wait_idle(page),
+                    ),
+                )
+            )
         if not args.no_screenshots:
             screenshot(page, "modes", charts=2)
 
@@ -156,15 +204,27 @@ def main() -> None:
         pills = page.get_by_test_id("stButtonGroup")
         toggles = []
         for i in range(2 * args.repeats):
-            unit, count = f"hidden.n{i % args.repeats}", (i + 1 if i < args.repeats else 2 * args.repeats - i - 1)
-            toggles.append(timed(lambda: pills.get_by_role("button", name=unit, exact=True).click(),
-                                 lambda: page.wait_for_function(
-                                     "(want) => [...document.querySelectorAll('[data-testid=\"stMetric\"]')]"
-                                     ".some(m => m.innerText.includes('Units lesioned') && m.innerText.includes(want))",
-                                     arg=f"{count} / 32")))
+            unit, count = (
+                f"hidden.n{i % args.repeats}",
+                (i + 1 if i < args.repeats else 2 * args.repeats - i - 1),
+            )
+            toggles.append(
+                timed(
+                    lambda unit=unit: pills.get_by_role("button", name=unit, exact=True).click(),
+                    lambda count=count: page.wait_for_function(
+                        "(want) => [...document.querySelectorAll('[data-testid=\"stMetric\"]')]"
+                        ".some(m => m.innerText.includes('Units lesioned') && "
+                        "m.innerText.includes(want))",
+                        arg=f"{count} / 32",
+                    ),
+                )
+            )
         if not args.no_screenshots:
             for unit in ("hidden.n3", "hidden.n8", "hidden.n15", "hidden.n19"):
-                rerun_after(page, lambda unit=unit: pills.get_by_role("button", name=unit, exact=True).click())
+                rerun_after(
+                    page,
+                    lambda unit=unit: pills.get_by_role("button", name=unit, exact=True).click(),
+                )
             screenshot(page, "lesion-lab", charts=1)
             rerun_after(page, lambda: go_to(page, "GAN pixel maps"))
             screenshot(page, "gan", 1700, charts=2)
@@ -173,13 +233,17 @@ def main() -> None:
 
     def line(name: str, values: list[float], target: float) -> str:
         median = statistics.median(values)
-        return (f"{name:<46} median {median:.3f} s  min {min(values):.3f}  max {max(values):.3f}  "
-                f"(n={len(values)}, target < {target} s: {'met' if median < target else 'MISSED'})")
+        return (
+            f"{name:<46} median {median:.3f} s  min {min(values):.3f}  max {max(values):.3f}  "
+            f"(n={len(values)}, target < {target} s: {'met' if median < target else 'MISSED'})"
+        )
 
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     print(f"machine: {os.cpu_count()} cores, load average (1, 5, 15 min) {load} at the end")
-    print(line("first render of a page (each page once)", list(firsts.values()), 2.0),
-          f"slowest: {max(firsts, key=firsts.get)}")
+    print(
+        line("first render of a page (each page once)", list(firsts.values()), 2.0),
+        f"slowest: {max(firsts, key=firsts.get)}",
+    )
     print(f"first re-render after opening the page: {first:.3f} s")
     print(line("cached result re-render (unit order change)", rerender, 0.5))
     print(line("cached result, page opened from the sidebar", switch, 0.5))

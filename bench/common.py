@@ -11,8 +11,11 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 
-def digits_mlp(hidden: int = 32, seed: int = 0, steps: int = 1500) -> tuple[nn.Sequential, torch.Tensor, torch.Tensor]:
-    """A 64-hidden-10 MLP (Linear, LeakyReLU, Linear) trained on sklearn digits, with 200 held-out images.
+def digits_mlp(
+    hidden: int = 32, seed: int = 0, steps: int = 1500
+) -> tuple[nn.Sequential, torch.Tensor, torch.Tensor]:
+    """A 64-hidden-10 MLP (Linear, LeakyReLU, Linear) trained on sklearn digits, with 200 held-out
+    images.
 
     Returns the model in eval mode, test images ``[200, 64]`` and their labels ``[200]``.
     """
@@ -44,7 +47,10 @@ def timed(fn: Callable[[], object]) -> tuple[object, float]:
 def table(rows: list[tuple[str, ...]]) -> str:
     """A small Markdown table from rows of strings (first row = header)."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths)) + " |" for row in rows]
+    lines = [
+        "| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + " |"
+        for row in rows
+    ]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)
 

@@ -1,4 +1,5 @@
-"""Argument checks shared across the package; each failure is an ``MSAInputError`` naming what is allowed.
+"""Argument checks shared across the package; each failure is an ``MSAInputError`` naming what is
+allowed.
 
 >>> check_positive_int(3, "workers"), check_positive_int(None, "workers", optional=True)
 (3, None)
@@ -24,12 +25,14 @@ def is_int(value: Any) -> bool:
 
 
 def check_positive_int(value: Any, name: str, meaning: str = "", optional: bool = False) -> Any:
-    """``value`` when it is an integer >= 1 (or None where ``optional``), else an error naming ``name``.
+    """``value`` when it is an integer >= 1 (or None where ``optional``), else an error naming
+    ``name``.
 
     Args:
         value: the argument as given.
         name: how the error names it (e.g. ``"batch_size"`` or ``"RayBackend workers"``).
-        meaning: optional unit shown after "a positive integer", e.g. ``" (coalitions per game call)"``.
+        meaning: optional unit shown after "a positive integer", e.g.
+        ``" (coalitions per game call)"``.
         optional: None is allowed (and the error says so).
 
     Returns:
@@ -41,8 +44,10 @@ def check_positive_int(value: Any, name: str, meaning: str = "", optional: bool 
     if optional and value is None:
         return None
     if not is_int(value) or value < 1:
-        raise MSAInputError(f"{name} must be a positive integer{meaning}{' or None' if optional else ''}; "
-                            f"got {value!r}")
+        raise MSAInputError(
+            f"{name} must be a positive integer{meaning}{' or None' if optional else ''}; "
+            f"got {value!r}"
+        )
     return value
 
 
@@ -53,6 +58,8 @@ def check_seed(seed: Any) -> int:
         MSAInputError: any other value.
     """
     if not is_int(seed) or not 0 <= seed <= MAX_SEED:
-        raise MSAInputError(f"seed must be a whole number from 0 to 2^63 - 1 (checkpoints store it "
-                            f"as int64); got {seed!r}")
+        raise MSAInputError(
+            f"seed must be a whole number from 0 to 2^63 - 1 (checkpoints store it "
+            f"as int64); got {seed!r}"
+        )
     return int(seed)

@@ -26,12 +26,13 @@ def check_coalitions(coalitions: Any, n_players: int) -> np.ndarray:
         )
     if coalitions.dtype != np.bool_:
         raise MSAInputError(
-            f"coalitions must have dtype bool (True = intact, False = lesioned); got {coalitions.dtype}. "
-            "Convert 0/1 matrices with `.astype(bool)`."
+            "coalitions must have dtype bool (True = intact, False = lesioned); got "
+            f"{coalitions.dtype}. Convert 0/1 matrices with `.astype(bool)`."
         )
     if coalitions.ndim != 2 or coalitions.shape[1] != n_players:
         raise MSAInputError(
-            f"coalitions must have shape [C, {n_players}] (one column per player); got {list(coalitions.shape)}"
+            f"coalitions must have shape [C, {n_players}] (one column per player); got "
+            f"{list(coalitions.shape)}"
         )
     return coalitions
 

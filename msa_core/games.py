@@ -25,7 +25,8 @@ from msa_core.errors import MSAInputError
 
 
 class Game(ABC):
-    """A cooperative game over ``n_players`` units whose value is a tensor of shape ``output_shape``.
+    """A cooperative game over ``n_players`` units whose value is a tensor of shape
+    ``output_shape``.
 
     Subclasses implement ``evaluate(coalitions [C, N] bool) -> values [C, *out]``; calling the game
     checks the coalition matrix first.
@@ -33,21 +34,28 @@ class Game(ABC):
 
     n_players: int
     player_names: list[str]
-    output_shape: tuple[int, ...] | None = None  # None until known (e.g. after a first forward pass)
+    output_shape: tuple[int, ...] | None = (
+        None  # None until known (e.g. after a first forward pass)
+    )
 
     def __call__(self, coalitions: np.ndarray) -> Any:
         return self.evaluate(check_coalitions(coalitions, self.n_players))
 
     @abstractmethod
     def evaluate(self, coalitions: np.ndarray) -> Any:
-        """Values ``[C, *out]`` (numpy array or torch tensor) of a checked bool ``[C, N]`` matrix."""
+        """Values ``[C, *out]`` (numpy array or torch tensor) of a checked bool ``[C, N]``
+        matrix."""
 
 
 class FunctionGame(Game):
     """Wrap a plain callable ``fn(coalitions [C, N] bool) -> values [C, *out]`` as a ``Game``."""
 
-    def __init__(self, fn: Callable[[np.ndarray], Any], n_players: int,
-                 player_names: Sequence[str] | None = None):
+    def __init__(
+        self,
+        fn: Callable[[np.ndarray], Any],
+        n_players: int,
+        player_names: Sequence[str] | None = None,
+    ):
         self.fn = fn
         self.n_players = check_n_players(n_players)
         self.player_names = default_player_names(self.n_players, player_names)
@@ -57,10 +65,12 @@ class FunctionGame(Game):
 
 
 class GameFactory:
-    """A picklable recipe ``build() -> game`` (a ``Game`` or a callable with ``n_players`` given to the run).
+    """A picklable recipe ``build() -> game`` (a ``Game`` or a callable with ``n_players`` given to
+    the run).
 
-    What a distributed backend ships to its workers instead of the game: a game holding a large model
-    is built once per worker. ``msa_core.zoo.recipe.ZooGame`` is the recipe of a bundled model's game.
+    What a distributed backend ships to its workers instead of the game: a game holding a large
+    model is built once per worker. ``msa_core.zoo.recipe.ZooGame`` is the recipe of a bundled
+    model's game.
     """
 
     def __init__(self, build: Callable[[], Any]):
@@ -84,7 +94,9 @@ def default_player_names(n_players: int, names: Sequence[str] | None) -> list[st
         return [f"u{i}" for i in range(n_players)]
     names = [str(name) for name in names]
     if len(names) != n_players:
-        raise MSAInputError(f"player_names has {len(names)} entries but the game has {n_players} players")
+        raise MSAInputError(
+            f"player_names has {len(names)} entries but the game has {n_players} players"
+        )
     return names
 
 
@@ -92,16 +104,25 @@ def as_game(game: Any, n_players: int | None = None) -> Game:
     """A ``Game`` from a ``Game`` or a bare callable (which then needs ``n_players``)."""
     if isinstance(game, Game):
         if n_players is not None and check_n_players(n_players) != game.n_players:
-            raise MSAInputError(f"n_players={n_players} contradicts the game, which has {game.n_players} players")
+            raise MSAInputError(
+                f"n_players={n_players} contradicts the game, which has {game.n_players} players"
+            )
         return game
     if not callable(game):
-        raise MSAInputError(f"game must be callable (coalitions [C, N] bool -> values [C, *out]); got {type(game).__name__}")
+        raise MSAInputError(
+            "game must be callable (coalitions [C, N] bool -> values [C, *out]); got "
+            f"{type(game).__name__}"
+        )
     if n_players is None:
-        raise MSAInputError("n_players is required when the game is a bare callable (it has no n_players attribute)")
+        raise MSAInputError(
+            "n_players is required when the game is a bare callable (it has no n_players attribute)"
+        )
     return FunctionGame(game, n_players, getattr(game, "player_names", None))
 
 
-def values_as_array(raw: Any, n_coalitions: int, output_shape: tuple[int, ...] | None) -> np.ndarray:
+def values_as_array(
+    raw: Any, n_coalitions: int, output_shape: tuple[int, ...] | None
+) -> np.ndarray:
     """A game's values as a finite float32/float64 numpy array ``[C, *out]``, or a clear error.
 
     float32 and float64 keep their precision (estimators accumulate in float64); other real types
@@ -115,8 +136,8 @@ def values_as_array(raw: Any, n_coalitions: int, output_shape: tuple[int, ...] |
         raw = raw.cpu().numpy()
     elif not isinstance(raw, np.ndarray):
         raise MSAInputError(
-            f"the game must return a numpy array or torch tensor of shape [C, *out] with C = {n_coalitions}; "
-            f"got {type(raw).__name__}"
+            "the game must return a numpy array or torch tensor of shape [C, *out] with C = "
+            f"{n_coalitions}; got {type(raw).__name__}"
         )
     if raw.dtype.kind not in "biuf":
         raise MSAInputError(f"game values must be real numbers; got dtype {raw.dtype}")
@@ -127,8 +148,8 @@ def values_as_array(raw: Any, n_coalitions: int, output_shape: tuple[int, ...] |
         )
     if output_shape is not None and raw.shape[1:] != output_shape:
         raise MSAInputError(
-            f"the game returned values of per-coalition shape {list(raw.shape[1:])} but earlier calls "
-            f"returned {list(output_shape)}; every call must return the same output shape"
+            f"the game returned values of per-coalition shape {list(raw.shape[1:])} but earlier "
+            f"calls returned {list(output_shape)}; every call must return the same output shape"
         )
     values = raw if raw.dtype in (np.float32, np.float64) else raw.astype(np.float64)
     if not np.isfinite(values).all():
@@ -165,11 +186,13 @@ class AdditiveGame(Game):
 
 
 class UnanimityGame(Game):
-    """A sum of unanimity games: v(S) = sum over terms t of ``coefficients[t]`` if ``supports[t]`` is in S.
+    """A sum of unanimity games: v(S) = sum over terms t of ``coefficients[t]`` if ``supports[t]``
+    is in S.
 
     supports: bool ``[T, N]`` (each row a non-empty set of units); coefficients: ``[T, *out]``.
     Every game is such a sum (its Harsanyi dividends), so sparse ones are realistic ground truth.
-    Closed form: unit i's mode is the sum of ``coefficients[t] / |support t|`` over terms containing i.
+    Closed form: unit i's mode is the sum of ``coefficients[t] / |support t|`` over terms containing
+    i.
     """
 
     output_shape: tuple[int, ...]
@@ -181,7 +204,8 @@ class UnanimityGame(Game):
             raise MSAInputError("supports must be a bool [T, N] matrix whose rows are non-empty")
         if self.coefficients.shape[0] != self.supports.shape[0]:
             raise MSAInputError(
-                f"coefficients has {self.coefficients.shape[0]} rows but supports has {self.supports.shape[0]}"
+                f"coefficients has {self.coefficients.shape[0]} rows but supports has "
+                f"{self.supports.shape[0]}"
             )
         self.n_players = self.supports.shape[1]
         self.player_names = default_player_names(self.n_players, None)
@@ -211,9 +235,16 @@ class UnanimityGame(Game):
         return pairs.reshape(self.n_players, self.n_players, *self.output_shape)
 
     @classmethod
-    def random(cls, n_players: int, n_terms: int, max_order: int, output_shape: tuple[int, ...] = (),
-               seed: int = 0) -> UnanimityGame:
-        """A random sparse sum: ``n_terms`` supports of sizes 1..max_order, Gaussian coefficients."""
+    def random(
+        cls,
+        n_players: int,
+        n_terms: int,
+        max_order: int,
+        output_shape: tuple[int, ...] = (),
+        seed: int = 0,
+    ) -> UnanimityGame:
+        """A random sparse sum: ``n_terms`` supports of sizes 1..max_order, Gaussian
+        coefficients."""
         rng = np.random.default_rng(seed)
         orders = rng.integers(1, max_order + 1, size=n_terms)
         supports = np.zeros((n_terms, n_players), dtype=bool)

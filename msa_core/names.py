@@ -2,7 +2,16 @@
 before it imports torch): estimator methods, lesions, export formats, the largest seed.
 ``estimators.plan`` checks ``METHODS`` against its estimators when imported."""
 
-METHODS = ("auto", "exact", "permutation", "antithetic", "kernel", "leverage", "regression_adjusted")  # "auto" picks one of the others
+# "auto" picks one of the others
+METHODS = (
+    "auto",
+    "exact",
+    "permutation",
+    "antithetic",
+    "kernel",
+    "leverage",
+    "regression_adjusted",
+)
 LESIONS = ("zero", "mean")
 EXPORT_FORMATS = ("npz", "csv", "html", "png", "svg")
 MAX_SEED = 2**63 - 1  # checkpoints store the seed as int64

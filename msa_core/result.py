@@ -1,4 +1,5 @@
-"""``ModesResult``: Shapley modes of every unit, their standard errors, and how they were obtained."""
+"""``ModesResult``: Shapley modes of every unit, their standard errors, and how they were
+obtained."""
 
 from __future__ import annotations
 
@@ -70,14 +71,25 @@ class ModesResult:
 
     def efficiency_gap(self) -> float:
         """Largest absolute deviation of ``modes.sum(0)`` from ``v_full - v_empty``."""
-        return float(np.max(np.abs(self.modes.sum(axis=0) - (self.v_full - self.v_empty)), initial=0.0))
+        return float(
+            np.max(np.abs(self.modes.sum(axis=0) - (self.v_full - self.v_empty)), initial=0.0)
+        )
 
     def save(self, path: str | Path | BinaryIO) -> None:
         """Write the ``.npz`` of DESIGN.md (meta as a JSON string, counts inside meta)."""
-        meta = {**self.meta, "n_evaluations": self.n_evaluations, "n_permutations": self.n_permutations}
+        meta = {
+            **self.meta,
+            "n_evaluations": self.n_evaluations,
+            "n_permutations": self.n_permutations,
+        }
         np.savez_compressed(
-            path, modes=self.modes, stderr=self.stderr, v_full=self.v_full, v_empty=self.v_empty,
-            player_names=np.array(self.player_names, dtype=str), meta=np.array(json.dumps(meta)),
+            path,
+            modes=self.modes,
+            stderr=self.stderr,
+            v_full=self.v_full,
+            v_empty=self.v_empty,
+            player_names=np.array(self.player_names, dtype=str),
+            meta=np.array(json.dumps(meta)),
         )
 
     @classmethod
@@ -87,7 +99,10 @@ class ModesResult:
             with np.load(path, allow_pickle=False) as data:
                 missing = [key for key in NPZ_KEYS if key not in data.files]
                 if missing:
-                    raise MSAInputError(f"{path} is not an MSA result: it lacks {missing}; expected keys {list(NPZ_KEYS)}")
+                    raise MSAInputError(
+                        f"{path} is not an MSA result: it lacks {missing}; expected keys "
+                        f"{list(NPZ_KEYS)}"
+                    )
                 arrays = {key: data[key] for key in NPZ_KEYS}
         except (OSError, ValueError) as err:
             if isinstance(err, MSAInputError):
@@ -101,9 +116,14 @@ class ModesResult:
         if problem:
             raise MSAInputError(f"{path} is not a consistent MSA result: {problem}")
         return cls(
-            modes=arrays["modes"], stderr=arrays["stderr"], v_full=arrays["v_full"], v_empty=arrays["v_empty"],
-            n_evaluations=int(meta.pop("n_evaluations", 0)), n_permutations=int(meta.pop("n_permutations", 0)),
-            player_names=[str(name) for name in arrays["player_names"]], meta=meta,
+            modes=arrays["modes"],
+            stderr=arrays["stderr"],
+            v_full=arrays["v_full"],
+            v_empty=arrays["v_empty"],
+            n_evaluations=int(meta.pop("n_evaluations", 0)),
+            n_permutations=int(meta.pop("n_permutations", 0)),
+            player_names=[str(name) for name in arrays["player_names"]],
+            meta=meta,
         )
 
 
@@ -125,11 +145,15 @@ def inconsistency(arrays: dict[str, np.ndarray], meta: Any) -> str | None:
         return f"stderr has shape {list(arrays['stderr'].shape)} but modes {list(modes.shape)}"
     for key in ("v_full", "v_empty"):
         if arrays[key].shape != modes.shape[1:]:
-            return (f"{key} has shape {list(arrays[key].shape)}; expected the output shape "
-                    f"{list(modes.shape[1:])}")
+            return (
+                f"{key} has shape {list(arrays[key].shape)}; expected the output shape "
+                f"{list(modes.shape[1:])}"
+            )
     if names.ndim != 1 or names.shape[0] != modes.shape[0] or names.dtype.kind not in "U":
-        return (f"player_names has shape {list(names.shape)} ({names.dtype}); expected "
-                f"{modes.shape[0]} names")
+        return (
+            f"player_names has shape {list(names.shape)} ({names.dtype}); expected "
+            f"{modes.shape[0]} names"
+        )
     if not isinstance(meta, dict):
         return "meta is not a JSON object"
     for key in ("n_evaluations", "n_permutations"):

@@ -1,7 +1,9 @@
-"""What every dashboard page shares: the cached run store, job manager and models, run pickers, error boxes.
+"""What every dashboard page shares: the cached run store, job manager and models, run pickers,
+error boxes.
 
-Everything expensive is cached per process with ``st.cache_resource`` (keyed by the store directory, so a
-test with its own ``MSA_CACHE_DIR`` gets its own store), so a rerun never loads or computes anything twice.
+Everything expensive is cached per process with ``st.cache_resource`` (keyed by the store directory,
+so a test with its own ``MSA_CACHE_DIR`` gets its own store), so a rerun never loads or computes
+anything twice.
 """
 
 from __future__ import annotations
@@ -26,18 +28,30 @@ CURRENT_RUN = "current_run"  # session key: fingerprint of the run the Modes and
 NOTICE = "job_notice"  # session key: a message about the job just submitted, shown after the rerun
 COMPARED_RUNS = "compared_runs"  # session key: fingerprints the Compare page opens
 RUN_ID_LENGTH = 12  # characters of a run's fingerprint in a shared URL (a unique prefix)
-OUTPUT_HELP = {  # every output a bundled model offers, in one line (the game's value under a lesion)
-    "class_accuracy": "the paper's game: each image's share of its class's accuracy [images x classes]; summed over "
-                      "images it is the 10 per-class accuracies",
+# every output a bundled model offers, in one line (the game's value under a lesion)
+OUTPUT_HELP = {
+    "class_accuracy": (
+        "the paper's game: each image's share of its class's accuracy [images x classes]; summed "
+        "over images it is the 10 per-class accuracies"
+    ),
     "logits": "the raw class scores (or next-token scores) [inputs x classes]",
     "probs": "softmax probabilities of each class [inputs x classes]",
     "log_probs": "log-softmax of each class [inputs x classes]",
     "correct": "1 where the input is classified correctly, else 0 [inputs]",
-    "target_logprob": "log-probability of the true class or of each true next byte [inputs (x positions)]",
+    "target_logprob": (
+        "log-probability of the true class or of each true next byte [inputs (x positions)]"
+    ),
     "image": "the generated images, pixel by pixel [samples x channels x height x width]",
-    "language_logprob": "mean log-probability per byte of each language's held-out sentences [languages]",
+    "language_logprob": (
+        "mean log-probability per byte of each language's held-out sentences [languages]"
+    ),
 }
-VIEW_NAMES = {"sum": "sum over samples", "mean": "mean over samples", "class": "per class", "sample": "one sample"}
+VIEW_NAMES = {
+    "sum": "sum over samples",
+    "mean": "mean over samples",
+    "class": "per class",
+    "sample": "one sample",
+}
 
 
 def leave_the_pages_folder_navigation() -> None:
@@ -82,8 +96,7 @@ def jobs() -> JobManager:
     return _jobs(store_directory())
 
 
-@st.cache_resource(show_spinner="Loading the model…",
-                   max_entries=deployment().model_cache_entries)
+@st.cache_resource(show_spinner="Loading the model…", max_entries=deployment().model_cache_entries)
 def model(name: str) -> LoadedModel:
     """A model, loaded once per process (``deployment().model_cache_entries`` kept at most)."""
     if name.startswith(HF_PREFIX) and not deployment().allows_local_paths:
@@ -116,8 +129,11 @@ def run_label(entry: dict[str, Any]) -> str:
     """A short readable name of a stored run."""
     request = entry["request"]
     budget = f"{entry['n_evaluations']:,} evals"
-    return (f"{request['model']} · {request['units']} · {request['output']} · {request['lesion']} lesion · "
-            f"{entry.get('method') or request['method']} · {budget} · {entry['fingerprint'][:8]}")
+    return (
+        f"{request['model']} · {request['units']} · {request['output']} · {request['lesion']} "
+        f"lesion · {entry.get('method') or request['method']} · {budget} · "
+        f"{entry['fingerprint'][:8]}"
+    )
 
 
 def labels_of(result: ModesResult) -> np.ndarray | None:
@@ -128,7 +144,12 @@ def labels_of(result: ModesResult) -> np.ndarray | None:
     except MSAInputError:
         return None
     labels = loaded.labels
-    if labels is None or labels.ndim != 1 or not result.output_shape or result.output_shape[0] != len(labels):
+    if (
+        labels is None
+        or labels.ndim != 1
+        or not result.output_shape
+        or result.output_shape[0] != len(labels)
+    ):
         return None
     return labels.cpu().numpy()
 
@@ -163,8 +184,13 @@ def url_run(fingerprints: Sequence[str], param: str = "run") -> str | None:
 # taken from the URL once, when the widget is first drawn in the session, and written back after
 # every change.
 
-def url_value(param: str, allowed: Sequence[Any] | None = None, cast: Callable[[str], Any] = str,
-              many: bool = False) -> Any:
+
+def url_value(
+    param: str,
+    allowed: Sequence[Any] | None = None,
+    cast: Callable[[str], Any] = str,
+    many: bool = False,
+) -> Any:
     """The URL's ``param`` cast by ``cast`` (a list of them when ``many``); None when it is absent,
     does not cast, or is not in ``allowed`` (for ``many``: the values that are)."""
     if param not in st.query_params:
@@ -181,8 +207,13 @@ def url_value(param: str, allowed: Sequence[Any] | None = None, cast: Callable[[
     return values if many else (values[0] if values else None)
 
 
-def seed_from_url(key: str, param: str, allowed: Sequence[Any] | None = None,
-                  cast: Callable[[str], Any] = str, many: bool = False) -> None:
+def seed_from_url(
+    key: str,
+    param: str,
+    allowed: Sequence[Any] | None = None,
+    cast: Callable[[str], Any] = str,
+    many: bool = False,
+) -> None:
     """Call before drawing the widget ``key``: on its first draw in this session it opens on the
     URL's ``param`` (when present and allowed). Draw the widget without a default value then."""
     if key in st.session_state:
@@ -220,47 +251,71 @@ def url_flag(text: str) -> bool:
 
 
 def picked_result(fingerprint: str) -> ModesResult:
-    """The stored result of a picked run; stops the page with a note when the store no longer has it."""
+    """The stored result of a picked run; stops the page with a note when the store no longer has
+    it.
+    """
     res = result(fingerprint)
     if res is None:
-        st.warning("This run is no longer in the store (deleted or evicted). Pick another one or launch it again.")
+        st.warning(
+            "This run is no longer in the store (deleted or evicted). Pick another one or launch "
+            "it again."
+        )
         st.stop()
     return res
 
 
 @st.cache_resource(show_spinner="Timing a few evaluations of this game…", max_entries=32)
 def probe(name: str, granularity: str | None, output: str | None, lesion: str) -> Probe:
-    """A measured probe of the game a run of model ``name`` would play (built and timed once per process)."""
+    """A measured probe of the game a run of model ``name`` would play (built and timed once per
+    process).
+    """
     return probe_game(model(name).game(granularity, output, lesion))
 
 
 def measured_probe(entry: dict[str, Any]) -> Probe | None:
-    """The cost of a game as a finished run of it measured it (seconds per evaluation over the whole run)."""
+    """The cost of a game as a finished run of it measured it (seconds per evaluation over the whole
+    run).
+    """
     if not entry.get("wall_seconds") or not entry.get("n_evaluations"):
         return None
-    return Probe(entry["n_players"], int(np.prod(entry["output_shape"])), entry["wall_seconds"] / entry["n_evaluations"])
+    return Probe(
+        entry["n_players"],
+        int(np.prod(entry["output_shape"])),
+        entry["wall_seconds"] / entry["n_evaluations"],
+    )
 
 
 def quick_run_button(request: RunRequest, key: str, measured: Probe | None = None) -> None:
-    """A "Run now" button that hands a small run to the background worker (its progress is in the jobs
-    panel; the page fills in when it finishes), with what it will take: from ``measured`` (a finished run
-    of the same game) or else from a probe of the game."""
+    """A "Run now" button that hands a small run to the background worker (its progress is in the
+    jobs panel; the page fills in when it finishes), with what it will take: from ``measured`` (a
+    finished run of the same game) or else from a probe of the game."""
     with explained_errors("Planning the run"):
-        plan = plan_run(request, measured or probe(request.model, request.units, request.output, request.lesion))
-        st.caption(f"{plan.evaluations:,} evaluations of {plan.n_players} units: about "
-                   f"{format_seconds(plan.seconds)} of model evaluations (measured on this machine), plus a few "
-                   "seconds to start the background worker.")
+        plan = plan_run(
+            request, measured or probe(request.model, request.units, request.output, request.lesion)
+        )
+        st.caption(
+            f"{plan.evaluations:,} evaluations of {plan.n_players} units: about "
+            f"{format_seconds(plan.seconds)} of model evaluations (measured on this machine), plus "
+            "a few seconds to start the background worker."
+        )
     if st.button("Run now", key=key):
         with explained_errors("Launching the run"):
-            submit_job(request, ("info", "Running in the background: follow it in the **Jobs** panel of the "
-                                 "sidebar. This page fills in when it finishes, also if you leave and come back."))
+            submit_job(
+                request,
+                (
+                    "info",
+                    "Running in the background: follow it in the **Jobs** panel of the "
+                    "sidebar. This page fills in when it finishes, also if you leave and come "
+                    "back.",
+                ),
+            )
     show_notice()
 
 
 def submit_job(request: RunRequest, notice: tuple[str, str]) -> None:
-    """Hand ``request`` to the background worker and rerun the app, so that the sidebar's jobs panel (drawn
-    before the page) lists it at once; ``notice`` (an ``st`` message kind and its text) is shown by the
-    page's ``show_notice()`` after that rerun."""
+    """Hand ``request`` to the background worker and rerun the app, so that the sidebar's jobs panel
+    (drawn before the page) lists it at once; ``notice`` (an ``st`` message kind and its text) is
+    shown by the page's ``show_notice()`` after that rerun."""
     jobs().submit(request)
     st.session_state[NOTICE] = notice
     st.rerun()
@@ -274,8 +329,8 @@ def show_notice() -> None:
 
 
 def chosen_result(key: str, what: str) -> tuple[str, ModesResult]:
-    """The run picked on this page (default: the session's current run) and its result; with no stored run,
-    the page explains how to make one (``what`` the page would do) and stops."""
+    """The run picked on this page (default: the session's current run) and its result; with no
+    stored run, the page explains how to make one (``what`` the page would do) and stops."""
     fingerprint = pick_run("Run", key=key)
     if fingerprint is None:
         no_runs_yet(what)
@@ -285,8 +340,10 @@ def chosen_result(key: str, what: str) -> tuple[str, ModesResult]:
 
 def no_runs_yet(what: str) -> None:
     """The empty state of a page that needs stored runs."""
-    st.info(f"No finished runs yet, so there is nothing to {what}. Launch one on the **Run** page: a "
-            "bundled MLP with a small budget takes a few seconds.")
+    st.info(
+        f"No finished runs yet, so there is nothing to {what}. Launch one on the **Run** page: a "
+        "bundled MLP with a small budget takes a few seconds."
+    )
     st.page_link("pages/run.py", label="Go to the Run page", icon=":material/play_circle:")
 
 
@@ -298,8 +355,10 @@ def explained_errors(what: str) -> Iterator[None]:
     except MSAInputError as err:
         st.error(f"{what}: {err}")
     except Exception as err:  # noqa: BLE001  (the page must stay up; Streamlit's rerun/stop are BaseExceptions)
-        st.error(f"{what} failed unexpectedly ({type(err).__name__}: {err}). Please report this with the "
-                 "steps that led to it.")
+        st.error(
+            f"{what} failed unexpectedly ({type(err).__name__}: {err}). Please report this with "
+            "the steps that led to it."
+        )
 
 
 def output_help(output: str) -> str:

@@ -96,8 +96,9 @@ def class_accuracy_figure(per_class: np.ndarray) -> go.Figure:
 def digit_gallery(
     inputs: np.ndarray, indices: np.ndarray, captions: list[str], per_row: int = 4
 ) -> Image.Image | None:
-    """One picture of the flat square inputs ``[B, side*side]`` at ``indices``, each over its caption, ``per_row``
-    to a row (one image keeps a rerun to a single download); None when the inputs are not square pictures."""
+    """One picture of the flat square inputs ``[B, side*side]`` at ``indices``, each over its
+    caption, ``per_row`` to a row (one image keeps a rerun to a single download); None when the
+    inputs are not square pictures."""
     side = int(round(np.sqrt(inputs.shape[-1]))) if inputs.ndim == 2 else 0
     if side == 0 or side * side != inputs.shape[-1]:
         return None
@@ -110,7 +111,7 @@ def digit_gallery(
         "L", (min(len(indices), per_row) * (tile + gap), rows * (tile + caption_height + gap)), 255
     )
     draw = ImageDraw.Draw(gallery)
-    for position, (picture, caption) in enumerate(zip(pictures, captions)):
+    for position, (picture, caption) in enumerate(zip(pictures, captions, strict=False)):
         left, top = (
             (position % per_row) * (tile + gap),
             (position // per_row) * (tile + caption_height + gap),
@@ -162,15 +163,19 @@ def classifier_view(name: str, granularity: str, coalition: np.ndarray, lesion: 
         elif gallery is not None:
             st.image(gallery)
             st.caption(
-                f"{len(changed)} changed; the first {len(shown)} shown as prediction intact -> lesioned "
-                "(the true label in brackets where the intact model was wrong)."
+                f"{len(changed)} changed; the first {len(shown)} shown as prediction intact -> "
+                "lesioned (the true label in brackets where the intact model was wrong)."
             )
         else:
-            st.caption(", ".join(f"#{i} {caption}" for i, caption in zip(shown, captions)))
+            st.caption(
+                ", ".join(f"#{i} {caption}" for i, caption in zip(shown, captions, strict=True))
+            )
 
 
 def image_grid(rows: np.ndarray, scale: int = 3, gap: int = 4) -> Image.Image:
-    """One picture of image rows ``[R, n, C, H, W]`` (C = 1 or 3, values in [0, 1]), upscaled ``scale`` times."""
+    """One picture of image rows ``[R, n, C, H, W]`` (C = 1 or 3, values in [0, 1]), upscaled
+    ``scale`` times.
+    """
     r, n, c, h, w = rows.shape
     tiles = np.clip(rows, 0.0, 1.0).transpose(0, 1, 3, 4, 2)  # [R, n, H, W, C]
     tiles = np.repeat(np.repeat(tiles, scale, axis=2), scale, axis=3)
@@ -186,7 +191,9 @@ def image_grid(rows: np.ndarray, scale: int = 3, gap: int = 4) -> Image.Image:
 def image_view(
     name: str, granularity: str, coalition: np.ndarray, lesion: str, shown: int = 8
 ) -> None:
-    """Generated images with every unit intact, with the toggled units lesioned, and their difference."""
+    """Generated images with every unit intact, with the toggled units lesioned, and their
+    difference.
+    """
     values = np.concatenate(
         [
             intact_values(name, granularity, "image"),
@@ -210,7 +217,9 @@ def image_view(
 
 
 def token_change_figure(change: np.ndarray, labels: list[str]) -> go.Figure:
-    """Bars of each next byte's log-prob change ``[T]`` (lesioned minus intact), readable byte labels on the axis."""
+    """Bars of each next byte's log-prob change ``[T]`` (lesioned minus intact), readable byte
+    labels on the axis.
+    """
     positions = list(range(len(labels)))
     figure = go.Figure(
         go.Bar(
@@ -235,7 +244,9 @@ def token_change_figure(change: np.ndarray, labels: list[str]) -> go.Figure:
 def continuation(
     name: str, granularity: str, prompt: str, lesioned: tuple[str, ...], n_bytes: int = 40
 ) -> str:
-    """Greedy continuation of ``prompt`` with the ``lesioned`` units removed (cached per lesion and prompt)."""
+    """Greedy continuation of ``prompt`` with the ``lesioned`` units removed (cached per lesion and
+    prompt).
+    """
     loaded = model(name)
     keep = ~np.isin(game(name, granularity, "target_logprob").player_names, lesioned)
     generated = study2.greedy_continuation(
@@ -247,7 +258,8 @@ def continuation(
 def language_model_view(
     name: str, granularity: str, coalition: np.ndarray, lesioned: list[str], lesion: str
 ) -> None:
-    """Per-token log-probs of the held-out sentences intact vs lesioned, and greedy continuations."""
+    """Per-token log-probs of the held-out sentences intact vs lesioned, and greedy
+    continuations."""
     ids = model(name).inputs["input_ids"]
     values = np.concatenate(
         [
@@ -275,7 +287,8 @@ def language_model_view(
         left, right = st.columns(2)
         left.markdown(f"**Intact**: {prompt}**{continuation(name, granularity, prompt, ())}**")
         right.markdown(
-            f"**Lesioned**: {prompt}**{continuation(name, granularity, prompt, tuple(sorted(lesioned)))}**"
+            "**Lesioned**: "
+            f"{prompt}**{continuation(name, granularity, prompt, tuple(sorted(lesioned)))}**"
         )
 
 
@@ -471,8 +484,8 @@ def lesion_panel(
             language_model_view(name, granularity, coalition, lesioned, lesion)
         else:
             st.info(
-                f"The lesion lab shows classifiers, image generators and the bundled byte-level LM; {name} "
-                f"produces {', '.join(outputs)}."
+                "The lesion lab shows classifiers, image generators and the bundled byte-level "
+                f"LM; {name} produces {', '.join(outputs)}."
             )
 
 

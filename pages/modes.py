@@ -107,8 +107,9 @@ def heatmap_panel(res: ModesResult, view: ModesView, sample: int | None) -> None
         if figure.layout.height > SCROLL_HEIGHT
         else st.container()
     )
-    box.plotly_chart(with_click_targets(figure), key="heatmap", on_select=pick_unit,
-                     selection_mode="points")
+    box.plotly_chart(
+        with_click_targets(figure), key="heatmap", on_select=pick_unit, selection_mode="points"
+    )
     st.caption(
         "Red: the unit pushes that output up; blue: down; white: no work for it. Each column's "
         "modes add up to the output with all units intact minus the output with all lesioned. "

@@ -1,5 +1,5 @@
-"""Run: choose a model, units, lesion, output, estimator and budget; see what it will cost before launch;
-launch it in the background (progress in the sidebar's jobs panel); manage cached runs."""
+"""Run: choose a model, units, lesion, output, estimator and budget; see what it will cost before
+launch; launch it in the background (progress in the sidebar's jobs panel); manage cached runs."""
 
 from __future__ import annotations
 
@@ -31,8 +31,10 @@ from pages.common import (
 )
 
 HF_CHOICE = "Local Hugging Face checkpoint…"
-LESION_HELP = {"zero": "zero: a lesioned unit outputs 0 (the paper's lesion)",
-               "mean": "mean: a lesioned unit outputs its mean over the model's inputs"}
+LESION_HELP = {
+    "zero": "zero: a lesioned unit outputs 0 (the paper's lesion)",
+    "mean": "mean: a lesioned unit outputs its mean over the model's inputs",
+}
 
 
 @st.cache_resource(show_spinner=False)
@@ -42,7 +44,9 @@ def unit_names(name: str, granularity: str) -> list[str]:
 
 
 def plan_box(request: RunRequest, name: str) -> bool:
-    """What the request will cost (evaluations, estimator, time, memory) or why it cannot run; True if it can."""
+    """What the request will cost (evaluations, estimator, time, memory) or why it cannot run; True
+    if it can.
+    """
     try:
         plan = plan_run(request, probe(name, request.units, request.output, request.lesion))
         deployment().check_budget(plan.evaluations)  # a shared server's cap (MSA_DEPLOYMENT=shared)
@@ -51,16 +55,18 @@ def plan_box(request: RunRequest, name: str) -> bool:
         return False
     st.markdown(f"**{plan.evaluations:,} evaluations** of {plan.n_players} units")
     st.markdown(f"Estimator: {plan.reason}.")
-    st.markdown(f"Time: about **{format_seconds(plan.seconds)}** of model evaluations (measured: "
-                f"{plan.seconds / max(plan.evaluations, 1) * 1e3:.2g} ms each), plus a few seconds to start the "
-                "worker.")
+    st.markdown(
+        f"Time: about **{format_seconds(plan.seconds)}** of model evaluations (measured: "
+        f"{plan.seconds / max(plan.evaluations, 1) * 1e3:.2g} ms each), plus a few seconds to "
+        "start the worker."
+    )
     st.markdown(f"Estimator memory: about **{format_bytes(plan.memory_bytes)}**.")
     return True
 
 
 def launch_form(name: str) -> None:
-    """Granularity, units, lesion, output, method and budget of a run of model ``name``; its plan beside the
-    form (checked before launch); submit it to the background worker.
+    """Granularity, units, lesion, output, method and budget of a run of model ``name``; its plan
+    beside the form (checked before launch); submit it to the background worker.
 
     ``name`` is a bundled model or ``hf:<folder>``, a local Hugging Face checkpoint."""
     loaded = model(name)
@@ -73,26 +79,50 @@ def launch_form(name: str) -> None:
     form, plan_column = st.columns([3, 2])
     with form:
         left, right = st.columns(2)
-        output = left.selectbox("Output (the game's value)", card.outputs, key="run_output",
-                                help="What the model produces under each lesion; the modes have its shape.")
+        output = left.selectbox(
+            "Output (the game's value)",
+            card.outputs,
+            key="run_output",
+            help="What the model produces under each lesion; the modes have its shape.",
+        )
         left.caption(output_help(output))
-        lesion = right.selectbox("Lesion", list(LESION_HELP), format_func=LESION_HELP.get, key="run_lesion")
-        method = left.selectbox("Method", METHODS, key="run_method", help="auto: exact when all 2^N coalitions "
-                                "fit the budget, else the most accurate sampler per evaluation.")
-        permutations = right.number_input("Budget: permutations", min_value=0, value=100, step=10,
-                                          key="run_permutations",
-                                          help="A permutation costs about N evaluations; the paper used 1,000.")
-        evaluations = left.number_input("Cap on evaluations (0 = none)", min_value=0, value=0, step=1000,
-                                        key="run_evaluations")
+        lesion = right.selectbox(
+            "Lesion", list(LESION_HELP), format_func=LESION_HELP.get, key="run_lesion"
+        )
+        method = left.selectbox(
+            "Method",
+            METHODS,
+            key="run_method",
+            help="auto: exact when all 2^N coalitions "
+            "fit the budget, else the most accurate sampler per evaluation.",
+        )
+        permutations = right.number_input(
+            "Budget: permutations",
+            min_value=0,
+            value=100,
+            step=10,
+            key="run_permutations",
+            help="A permutation costs about N evaluations; the paper used 1,000.",
+        )
+        evaluations = left.number_input(
+            "Cap on evaluations (0 = none)", min_value=0, value=0, step=1000, key="run_evaluations"
+        )
         seed = right.number_input("Seed", min_value=0, value=0, step=1, key="run_seed")
     with plan_column, st.container(border=True):
         st.markdown("**Before launch**")
         request, runnable = None, False
         with explained_errors("Checking the budget"):
             try:
-                request = RunRequest(model=name, units=granularity, output=output, lesion=lesion, method=method,
-                                     n_permutations=int(permutations) if method != "exact" else None,
-                                     max_evaluations=int(evaluations) or None, seed=int(seed))
+                request = RunRequest(
+                    model=name,
+                    units=granularity,
+                    output=output,
+                    lesion=lesion,
+                    method=method,
+                    n_permutations=int(permutations) if method != "exact" else None,
+                    max_evaluations=int(evaluations) or None,
+                    seed=int(seed),
+                )
             except MSAInputError as err:
                 st.error(f"This budget cannot run: {err}", icon=":material/block:")
             else:
@@ -104,19 +134,30 @@ def launch_form(name: str) -> None:
 
 
 def launch(request: RunRequest) -> None:
-    """Submit ``request`` to the background worker, saying when it is cached, failed before or resumes."""
+    """Submit ``request`` to the background worker, saying when it is cached, failed before or
+    resumes.
+    """
     fingerprint = fingerprint_of(request)
     before = store().progress(fingerprint) or {}
     if fingerprint in store():
         st.session_state[CURRENT_RUN] = fingerprint
-        notice = ("success", "This exact run is already in the store: nothing to compute. Open it in the jobs "
-                             "panel or in the table below.")
+        notice = (
+            "success",
+            "This exact run is already in the store: nothing to compute. Open it in the jobs "
+            "panel or in the table below.",
+        )
     elif before.get("state") == "failed":
-        notice = ("warning", f"This run failed before ({before.get('error')}); it is launched again and retries "
-                             "from the start. Follow it in the jobs panel (sidebar).")
+        notice = (
+            "warning",
+            f"This run failed before ({before.get('error')}); it is launched again and retries "
+            "from the start. Follow it in the jobs panel (sidebar).",
+        )
     elif store().has_checkpoint(fingerprint):
-        notice = ("info", "This run was stopped before; it resumes from its last checkpoint. Follow it in the "
-                          "jobs panel (sidebar).")
+        notice = (
+            "info",
+            "This run was stopped before; it resumes from its last checkpoint. Follow it in the "
+            "jobs panel (sidebar).",
+        )
     else:
         notice = ("info", "Run launched in the background: follow it in the jobs panel (sidebar).")
     submit_job(request, notice)
@@ -129,27 +170,48 @@ def cached_runs() -> None:
     if not entries:
         st.info("No finished runs yet. Launch one above; it appears here when it finishes.")
         return
-    table = pd.DataFrame([{
-        "run": entry["fingerprint"][:8], "model": entry["request"]["model"], "units": entry["request"]["units"],
-        "output": entry["request"]["output"], "lesion": entry["request"]["lesion"], "method": entry.get("method"),
-        "players": entry["n_players"], "evaluations": entry["n_evaluations"],
-        "seconds": round(entry["wall_seconds"], 1) if entry.get("wall_seconds") is not None else None,
-        "created": timestamp(entry["created"]),
-    } for entry in entries])
+    table = pd.DataFrame(
+        [
+            {
+                "run": entry["fingerprint"][:8],
+                "model": entry["request"]["model"],
+                "units": entry["request"]["units"],
+                "output": entry["request"]["output"],
+                "lesion": entry["request"]["lesion"],
+                "method": entry.get("method"),
+                "players": entry["n_players"],
+                "evaluations": entry["n_evaluations"],
+                "seconds": round(entry["wall_seconds"], 1)
+                if entry.get("wall_seconds") is not None
+                else None,
+                "created": timestamp(entry["created"]),
+            }
+            for entry in entries
+        ]
+    )
     st.dataframe(table, hide_index=True, width="stretch")
     labels = {entry["fingerprint"]: run_label(entry) for entry in entries}
-    chosen = st.multiselect("Select runs", list(labels), format_func=labels.__getitem__, key="selected_runs",
-                            placeholder="Choose one run to open, two or more to compare")
+    chosen = st.multiselect(
+        "Select runs",
+        list(labels),
+        format_func=labels.__getitem__,
+        key="selected_runs",
+        placeholder="Choose one run to open, two or more to compare",
+    )
     buttons = st.container(horizontal=True)
-    if buttons.button("Open", disabled=len(chosen) != 1, help="Show the run on the Shapley modes page"):
+    if buttons.button(
+        "Open", disabled=len(chosen) != 1, help="Show the run on the Shapley modes page"
+    ):
         st.session_state[CURRENT_RUN] = chosen[0]
         st.switch_page("pages/modes.py")
-    if buttons.button("Compare", disabled=len(chosen) < 2, help="Open the selected runs on the Compare page"):
+    if buttons.button(
+        "Compare", disabled=len(chosen) < 2, help="Open the selected runs on the Compare page"
+    ):
         st.session_state[COMPARED_RUNS] = list(chosen)
         st.switch_page("pages/compare.py")
     if deployment().allows_deletion and buttons.button(
-            "Delete", disabled=not chosen,
-            help="Forget the selected runs (a new run recomputes them)"):
+        "Delete", disabled=not chosen, help="Forget the selected runs (a new run recomputes them)"
+    ):
         for fingerprint in chosen:
             store().delete(fingerprint)
         st.session_state.pop("selected_runs", None)
@@ -157,17 +219,26 @@ def cached_runs() -> None:
 
 
 st.title("Run")
-st.markdown("Pick a model and its units, then launch an MSA run. Runs are cached: the same request "
-            "returns at once, and a larger budget of a permutation run extends the smaller one.")
+st.markdown(
+    "Pick a model and its units, then launch an MSA run. Runs are cached: the same request "
+    "returns at once, and a larger budget of a permutation run extends the smaller one."
+)
 models = [card.name for card in list_models()]
 offered = [*models, HF_CHOICE] if deployment().allows_local_paths else models
-choice = st.selectbox("Model", offered, key="model",
-                      help="Bundled models ship with weights and data; Hugging Face checkpoints are read "
-                           "from a local folder (no downloads).")
+choice = st.selectbox(
+    "Model",
+    offered,
+    key="model",
+    help="Bundled models ship with weights and data; Hugging Face checkpoints are read "
+    "from a local folder (no downloads).",
+)
 if choice == HF_CHOICE:
-    directory = st.text_input("Checkpoint folder", placeholder="/path/to/checkpoint (with config.json)",
-                              help="A Mixtral, OLMoE, Qwen2-MoE or dense causal LM saved with save_pretrained "
-                                   "(config.json + *.safetensors). Its experts, heads and layers become units.")
+    directory = st.text_input(
+        "Checkpoint folder",
+        placeholder="/path/to/checkpoint (with config.json)",
+        help="A Mixtral, OLMoE, Qwen2-MoE or dense causal LM saved with save_pretrained "
+        "(config.json + *.safetensors). Its experts, heads and layers become units.",
+    )
     if directory:
         with explained_errors("Reading the checkpoint"):
             launch_form(f"{HF_PREFIX}{Path(directory).expanduser().resolve()}")

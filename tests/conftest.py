@@ -10,7 +10,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 @pytest.fixture(scope="module")
 def one_torch_thread():
-    """Tiny models gain nothing from intra-op threads, which only wait on each other on a busy machine."""
+    """Tiny models gain nothing from intra-op threads, which only wait on each other on a busy
+    machine.
+    """
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -29,7 +31,10 @@ def cache_dir(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture
 def open_page():
-    """``open_page("pages/x.py")``: the app started and switched to that page, with no exception raised."""
+    """``open_page("pages/x.py")``: the app started and switched to that page, with no exception
+    raised.
+    """
+
     def opened(page: str) -> AppTest:
         app = AppTest.from_file(APP, default_timeout=120).run()
         app.switch_page(page).run()

@@ -9,7 +9,8 @@ import numpy as np
 
 
 def shapley_by_permutations(game, n_players: int) -> np.ndarray:
-    """Shapley values ``[N, *out]`` as the mean marginal contribution over all N! orders (N <= 7)."""
+    """Shapley values ``[N, *out]`` as the mean marginal contribution over all N! orders (N <=
+    7)."""
     cache: dict[frozenset, np.ndarray] = {}
 
     def value(members: frozenset) -> np.ndarray:
@@ -31,7 +32,8 @@ def shapley_by_permutations(game, n_players: int) -> np.ndarray:
 
 
 def shapley_by_subsets(game, n_players: int) -> np.ndarray:
-    """Shapley values by the subset formula with explicit weights, one coalition per call (N <= 12)."""
+    """Shapley values by the subset formula with explicit weights, one coalition per call (N <=
+    12)."""
     values = {}
     for index in range(2**n_players):
         row = np.array([[(index >> i) & 1 for i in range(n_players)]], dtype=bool)

@@ -10,7 +10,10 @@ def test_from_ranks_builds_prefixes_of_each_order():
 
 
 def test_from_indices_reads_bits_little_endian():
-    assert from_indices(np.array([0, 5]), 3).tolist() == [[False, False, False], [True, False, True]]
+    assert from_indices(np.array([0, 5]), 3).tolist() == [
+        [False, False, False],
+        [True, False, True],
+    ]
 
 
 def test_full_and_empty():

@@ -15,12 +15,16 @@ def test_unanimity_closed_form_equals_brute_force():
 def test_unanimity_value_is_the_sum_of_contained_terms():
     supports = np.array([[True, True, False], [False, False, True]])
     game = UnanimityGame(supports, np.array([2.0, 5.0]))
-    coalitions = np.array([[True, True, False], [True, False, True], [True, True, True], [False, False, False]])
+    coalitions = np.array(
+        [[True, True, False], [True, False, True], [True, True, True], [False, False, False]]
+    )
     assert game(coalitions).tolist() == [2.0, 5.0, 7.0, 0.0]
 
 
 def test_additive_closed_form_equals_brute_force():
-    game = AdditiveGame(np.random.default_rng(1).normal(size=(5, 2)), baseline=np.array([1.0, -1.0]))
+    game = AdditiveGame(
+        np.random.default_rng(1).normal(size=(5, 2)), baseline=np.array([1.0, -1.0])
+    )
     np.testing.assert_allclose(game.shapley_values(), shapley_by_permutations(game, 5), atol=1e-12)
 
 
@@ -33,16 +37,21 @@ def test_as_game_wraps_callables_and_checks_player_counts():
 
 
 def test_player_names_must_match_the_number_of_players():
-    with pytest.raises(MSAInputError, match="player_names has 2 entries but the game has 3 players"):
+    with pytest.raises(
+        MSAInputError, match="player_names has 2 entries but the game has 3 players"
+    ):
         FunctionGame(lambda c: c, 3, player_names=["a", "b"])
 
 
-@pytest.mark.parametrize("coalitions, message", [
-    (np.ones((2, 3), dtype=int), "dtype bool"),
-    (np.ones((2, 4), dtype=bool), r"shape \[C, 3\]"),
-    (np.ones(3, dtype=bool), r"shape \[C, 3\]"),
-    ([[True, False, True]], "numpy bool array"),
-])
+@pytest.mark.parametrize(
+    "coalitions, message",
+    [
+        (np.ones((2, 3), dtype=int), "dtype bool"),
+        (np.ones((2, 4), dtype=bool), r"shape \[C, 3\]"),
+        (np.ones(3, dtype=bool), r"shape \[C, 3\]"),
+        ([[True, False, True]], "numpy bool array"),
+    ],
+)
 def test_game_call_rejects_bad_coalitions(coalitions, message):
     game = FunctionGame(lambda c: c.astype(float), 3)
     with pytest.raises(MSAInputError, match=message):

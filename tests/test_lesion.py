@@ -6,15 +6,16 @@ import copy
 import numpy as np
 import pytest
 import torch
+from tolerances import assert_within_ulps
 from torch import nn
 
 from msa_core import shapley_modes
 from msa_core.lesion import ModelGame
 from msa_core.lesion.plans import ChainSuffix, MaskedChain, PushForward, WholeModel
 from msa_core.units import Channels, Layers, Neurons
-from tolerances import assert_within_ulps
 
-PLANS = {  # plan switches -> the plan a chain model gets when its units sit before an affine element
+# plan switches -> the plan a chain model gets when its units sit before an affine element
+PLANS = {
     "whole": (dict(prefix_reuse=False), WholeModel),
     "prefix": (dict(push_forward=False), MaskedChain),
     "push": ({}, PushForward),
@@ -30,8 +31,13 @@ def generator() -> nn.Sequential:
     """DCGAN-style: latent [B, 4, 1, 1] -> image [B, 1, 8, 8]."""
     torch.manual_seed(0)
     model = nn.Sequential(
-        nn.ConvTranspose2d(4, 6, 4, 1, 0), nn.BatchNorm2d(6), nn.ReLU(),
-        nn.ConvTranspose2d(6, 3, 4, 2, 1), nn.ReLU(), nn.Conv2d(3, 1, 3, 1, 1), nn.Sigmoid(),
+        nn.ConvTranspose2d(4, 6, 4, 1, 0),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.ConvTranspose2d(6, 3, 4, 2, 1),
+        nn.ReLU(),
+        nn.Conv2d(3, 1, 3, 1, 1),
+        nn.Sigmoid(),
     )
     model[1].running_mean.normal_(0.0, 0.1)  # keep every ReLU channel alive
     model[1].running_var.uniform_(0.5, 2.0)
@@ -99,7 +105,9 @@ def mean_output(model: nn.Module, module: nn.Module, x: torch.Tensor, axis: int)
 
 
 def edited_outputs(model: nn.Module, x: torch.Tensor, rows: np.ndarray, edit) -> torch.Tensor:
-    """Model outputs ``[C, B, ...]``, each from a copy whose weights ``edit(copy, lesioned_indices)`` changed."""
+    """Model outputs ``[C, B, ...]``, each from a copy whose weights
+    ``edit(copy, lesioned_indices)`` changed.
+    """
     outs = []
     for row in rows:
         edited = copy.deepcopy(model)
@@ -123,7 +131,9 @@ def test_neurons_before_a_linear_layer_match_edited_input_columns(plan, lesion):
         m[2].weight[:, lesioned] = 0
 
     rows = coalitions(5)
-    torch.testing.assert_close(game(rows), edited_outputs(model, X, rows, edit), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        game(rows), edited_outputs(model, X, rows, edit), rtol=1e-5, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("lesion", ["zero", "mean"])
@@ -139,7 +149,9 @@ def test_neurons_of_a_linear_layer_match_edited_rows(plan, lesion):
         m[0].bias[lesioned] = fill[lesioned]
 
     rows = coalitions(5)
-    torch.testing.assert_close(game(rows), edited_outputs(model, X, rows, edit), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        game(rows), edited_outputs(model, X, rows, edit), rtol=1e-5, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("lesion", ["zero", "mean"])
@@ -156,7 +168,9 @@ def test_channels_of_a_conv_transpose_match_edited_weights(plan, lesion):
         m[0].bias[lesioned] = fill[lesioned]
 
     rows = coalitions(6)
-    torch.testing.assert_close(game(rows), edited_outputs(model, Z, rows, edit), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        game(rows), edited_outputs(model, Z, rows, edit), rtol=1e-5, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("plan", PLANS)
@@ -170,7 +184,9 @@ def test_channels_of_an_activation_match_zeroed_input_channels_of_the_next_layer
         m[3].weight[lesioned] = 0
 
     rows = coalitions(6)
-    torch.testing.assert_close(game(rows), edited_outputs(model, Z, rows, edit), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        game(rows), edited_outputs(model, Z, rows, edit), rtol=1e-5, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("lesion", ["zero", "mean"])
@@ -185,7 +201,9 @@ def test_channels_of_a_conv_in_a_custom_model_match_edited_weights(lesion):
         m.conv.bias[lesioned] = fill[lesioned]
 
     rows = coalitions(4)
-    torch.testing.assert_close(game(rows), edited_outputs(model, IMAGES, rows, edit), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        game(rows), edited_outputs(model, IMAGES, rows, edit), rtol=1e-5, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("lesion", ["zero", "mean"])
@@ -213,7 +231,9 @@ def test_layers_match_replacing_blocks(lesion):
             m.blocks[i] = Shift(updates[i] if lesion == "mean" else torch.zeros(6))
 
     rows = coalitions(3)
-    torch.testing.assert_close(game(rows), edited_outputs(model, X, rows, edit), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        game(rows), edited_outputs(model, X, rows, edit), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_layers_in_a_chain_reuse_the_prefix():
@@ -231,7 +251,8 @@ def test_several_specs_form_one_player_set():
     model = mlp()
     game = ModelGame(model, X, [Neurons("0", name="pre"), Neurons("1", name="post")])
     assert game.player_names == [f"pre.n{i}" for i in range(5)] + [f"post.n{i}" for i in range(5)]
-    assert type(game.plan) is MaskedChain  # the second site is lesioned by a hook after the masked first one
+    # the second site is lesioned by a hook after the masked first one
+    assert type(game.plan) is MaskedChain
 
     def edit(m, lesioned):
         pre, post = lesioned[lesioned < 5], lesioned[lesioned >= 5] - 5
@@ -240,7 +261,9 @@ def test_several_specs_form_one_player_set():
         m[2].weight[:, post] = 0
 
     rows = coalitions(10)
-    torch.testing.assert_close(game(rows), edited_outputs(model, X, rows, edit), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        game(rows), edited_outputs(model, X, rows, edit), rtol=1e-5, atol=1e-6
+    )
 
 
 CASES = {  # name -> (model, inputs, units, options)
@@ -263,21 +286,28 @@ def test_all_intact_reproduces_the_model_and_every_single_lesion_changes_it(case
     alone = game(np.ones((1, game.n_players), bool))[0]
     if isinstance(game.plan, PushForward):  # a sum of per-unit contributions: exact up to rounding
         torch.testing.assert_close(alone, intact, rtol=1e-6, atol=1e-6)
-    else:  # the same modules and masks of ones, but plans may run another memory layout (channels-last)
+    # the same modules and masks of ones, but plans may run another memory layout (channels-last)
+    else:
         # whose kernels sum in another order: float32 rounding of a few ulps of the values' scale
         assert_within_ulps(alone, intact, ulps=16)
     rows = np.concatenate([np.ones((1, game.n_players), bool), ~np.eye(game.n_players, dtype=bool)])
     values = game(rows)  # more rows per matmul: equal up to BLAS rounding
     torch.testing.assert_close(values[0], intact, rtol=1e-6, atol=1e-6)
     change = (values[1:] - intact).flatten(1).abs().amax(1)
-    assert (change > 1e-4).all(), f"units whose lesion changed nothing: {np.flatnonzero(change <= 1e-4)}"
+    assert (change > 1e-4).all(), (
+        f"units whose lesion changed nothing: {np.flatnonzero(change <= 1e-4)}"
+    )
 
 
 def test_chunks_give_the_same_values_as_one_pass():
     model = generator()
     rows = coalitions(6, count=9)
-    one = ModelGame(model, Z, Channels("0"), output="image", push_forward=False, coalitions_per_pass=len(rows))
-    chunked = ModelGame(model, Z, Channels("0"), output="image", push_forward=False, coalitions_per_pass=2)
+    one = ModelGame(
+        model, Z, Channels("0"), output="image", push_forward=False, coalitions_per_pass=len(rows)
+    )
+    chunked = ModelGame(
+        model, Z, Channels("0"), output="image", push_forward=False, coalitions_per_pass=2
+    )
     torch.testing.assert_close(chunked(rows), one(rows), rtol=1e-6, atol=1e-7)
     tiny_budget = ModelGame(model, Z, Channels("0"), output="image", memory_budget=1)
     assert tiny_budget.coalitions_per_pass == 1 and type(tiny_budget.plan) is PushForward
@@ -297,7 +327,9 @@ def test_named_outputs_and_a_callable():
     torch.testing.assert_close(values("probs"), logits.softmax(-1))
     torch.testing.assert_close(values("log_probs"), logits.log_softmax(-1))
     assert torch.equal(values("correct"), (logits.argmax(-1) == labels).float())
-    torch.testing.assert_close(values("target_logprob"), logits.log_softmax(-1)[:, torch.arange(7), labels])
+    torch.testing.assert_close(
+        values("target_logprob"), logits.log_softmax(-1)[:, torch.arange(7), labels]
+    )
     torch.testing.assert_close(values(lambda raw: raw[:, :1] * 2), logits[..., :1] * 2)
 
 

@@ -57,22 +57,30 @@ def test_hooks_are_removed_after_a_call():
 
 def test_unknown_module_path_lists_close_matches():
     model = FailsOnRepeatedBatch()
-    with pytest.raises(MSAInputError, match=r"no module at path 'fc1' in FailsOnRepeatedBatch; close matches: fc"):
+    with pytest.raises(
+        MSAInputError, match=r"no module at path 'fc1' in FailsOnRepeatedBatch; close matches: fc"
+    ):
         ModelGame(model, X, Neurons("fc1"))
 
 
-@pytest.mark.parametrize("units, message", [
-    (Channels("0"), "a Linear layer has no channels; use Neurons"),
-    (Channels("1"), r"Channels need an output \[B, C, \*spatial\].*\[4, 5\]"),
-    (Heads("0"), "Heads need an attention module with an output projection"),
-    (Experts("0"), "Experts need a mixture-of-experts block with a router `gate`"),
-    (Layers("0"), "needs a ModuleList or Sequential of blocks"),
-    (Layers(["0"]), r"output shape = input shape; got \[4, 6\] -> \[4, 5\]"),
-    ([Neurons("0"), Neurons("0", name="again")], "each module may appear in one unit spec only; 0"),
-    ("0", "units must be a unit spec or a non-empty list"),
-    (["0"], "units must be msa_core.units specs"),
-    ([], "units must be a unit spec or a non-empty list"),
-])
+@pytest.mark.parametrize(
+    "units, message",
+    [
+        (Channels("0"), "a Linear layer has no channels; use Neurons"),
+        (Channels("1"), r"Channels need an output \[B, C, \*spatial\].*\[4, 5\]"),
+        (Heads("0"), "Heads need an attention module with an output projection"),
+        (Experts("0"), "Experts need a mixture-of-experts block with a router `gate`"),
+        (Layers("0"), "needs a ModuleList or Sequential of blocks"),
+        (Layers(["0"]), r"output shape = input shape; got \[4, 6\] -> \[4, 5\]"),
+        (
+            [Neurons("0"), Neurons("0", name="again")],
+            "each module may appear in one unit spec only; 0",
+        ),
+        ("0", "units must be a unit spec or a non-empty list"),
+        (["0"], "units must be msa_core.units specs"),
+        ([], "units must be a unit spec or a non-empty list"),
+    ],
+)
 def test_specs_that_do_not_fit_the_module(units, message):
     with pytest.raises(MSAInputError, match=message):
         ModelGame(mlp(), X, units)
@@ -105,26 +113,44 @@ def test_coalition_matrix_of_the_wrong_width_or_type():
 
 def test_inputs_labels_or_reference_on_another_device():
     model = mlp()
-    with pytest.raises(MSAInputError, match=r"inputs is on meta but the model is on cpu; move it with \.to\('cpu'\)"):
+    with pytest.raises(
+        MSAInputError,
+        match=r"inputs is on meta but the model is on cpu; move it with \.to\('cpu'\)",
+    ):
         ModelGame(model, X.to("meta"), Neurons("1"))
     with pytest.raises(MSAInputError, match=r"inputs\['x'\] is on meta"):
         ModelGame(model, {"x": X.to("meta")}, Neurons("1"))
     with pytest.raises(MSAInputError, match="labels is on meta"):
-        ModelGame(model, X, Neurons("1"), output="correct", labels=torch.zeros(4, dtype=torch.long, device="meta"))
+        ModelGame(
+            model,
+            X,
+            Neurons("1"),
+            output="correct",
+            labels=torch.zeros(4, dtype=torch.long, device="meta"),
+        )
     with pytest.raises(MSAInputError, match="reference is on meta"):
         ModelGame(model, X, Neurons("1"), lesion="mean", reference=X.to("meta"))
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(lesion="shuffle"), "unknown lesion 'shuffle'; allowed: zero, mean"),
-    (dict(output="accuracy"), "unknown output 'accuracy'; allowed: logits, probs"),
-    (dict(output="correct"), "output='correct' needs targets: pass labels="),
-    (dict(output="correct", labels=torch.zeros(3, dtype=torch.long)), "labels have batch size 3 but inputs have 4"),
-    (dict(output="correct", labels=torch.zeros(4)), "labels must be an integer tensor"),
-    (dict(output="target_logprob", labels=torch.zeros(4, 2, dtype=torch.long)), r"do not fit targets \[4, 2\]"),
-    (dict(output=lambda raw: raw[0]), r"a tensor \[C \* B, ...\] = \[4, ...\]; got \[3\]"),
-    (dict(output=lambda raw: raw.tolist()), "got list"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(lesion="shuffle"), "unknown lesion 'shuffle'; allowed: zero, mean"),
+        (dict(output="accuracy"), "unknown output 'accuracy'; allowed: logits, probs"),
+        (dict(output="correct"), "output='correct' needs targets: pass labels="),
+        (
+            dict(output="correct", labels=torch.zeros(3, dtype=torch.long)),
+            "labels have batch size 3 but inputs have 4",
+        ),
+        (dict(output="correct", labels=torch.zeros(4)), "labels must be an integer tensor"),
+        (
+            dict(output="target_logprob", labels=torch.zeros(4, 2, dtype=torch.long)),
+            r"do not fit targets \[4, 2\]",
+        ),
+        (dict(output=lambda raw: raw[0]), r"a tensor \[C \* B, ...\] = \[4, ...\]; got \[3\]"),
+        (dict(output=lambda raw: raw.tolist()), "got list"),
+    ],
+)
 def test_bad_options(kwargs, message):
     with pytest.raises(MSAInputError, match=message):
         ModelGame(mlp(), X, Neurons("1"), **kwargs)
@@ -154,5 +180,7 @@ def test_units_whose_rows_are_not_copy_major():
             return x[:, :2] + self.fc(self.table).sum(0)
 
     game = ModelGame(ConstantBranch(), torch.randn(5, 4), Neurons("fc"))
-    with pytest.raises(MSAInputError, match="leading dimension 3 is not a multiple of the 2 input copies"):
+    with pytest.raises(
+        MSAInputError, match="leading dimension 3 is not a multiple of the 2 input copies"
+    ):
         game(np.ones((2, 2), bool))

@@ -1,9 +1,10 @@
 """ModelGame on tiny transformers-5.x MoE LMs (Mixtral, OLMoE, Qwen2-MoE) built from configs:
-experts (remove, reroute, mean), heads, layers and neurons against edited weights or forced routing."""
+experts (remove, reroute, mean), heads, layers and neurons against edited weights or forced
+routing."""
 
 import copy
 import os
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pytest
@@ -19,23 +20,38 @@ from msa_core.units import Experts, Heads, Layers, Neurons  # noqa: E402
 
 FAMILIES = ("mixtral", "olmoe", "qwen2_moe")
 N_EXPERTS, N_LAYERS, N_HEADS, HIDDEN = 4, 2, 4, 16
-COMMON = dict(vocab_size=32, hidden_size=HIDDEN, intermediate_size=16, num_hidden_layers=N_LAYERS,
-              num_attention_heads=N_HEADS, num_key_value_heads=2, max_position_embeddings=32,
-              initializer_range=0.3, num_experts_per_tok=2, bos_token_id=None, eos_token_id=None, pad_token_id=None)
+COMMON = dict(
+    vocab_size=32,
+    hidden_size=HIDDEN,
+    intermediate_size=16,
+    num_hidden_layers=N_LAYERS,
+    num_attention_heads=N_HEADS,
+    num_key_value_heads=2,
+    max_position_embeddings=32,
+    initializer_range=0.3,
+    num_experts_per_tok=2,
+    bos_token_id=None,
+    eos_token_id=None,
+    pad_token_id=None,
+)
 IDS = torch.randint(0, 32, (4, 8), generator=torch.Generator().manual_seed(0))
 INPUTS = {"input_ids": IDS}
 
 
-@lru_cache(maxsize=None)
+@cache
 def build(family: str, attn: str = "sdpa", mlp_only_layers: tuple = ()) -> nn.Module:
     if family == "mixtral":
         config = transformers.MixtralConfig(num_local_experts=N_EXPERTS, **COMMON)
     elif family == "olmoe":
         config = transformers.OlmoeConfig(num_experts=N_EXPERTS, **COMMON)
     else:
-        config = transformers.Qwen2MoeConfig(num_experts=N_EXPERTS, moe_intermediate_size=8,
-                                             shared_expert_intermediate_size=8,
-                                             mlp_only_layers=list(mlp_only_layers), **COMMON)
+        config = transformers.Qwen2MoeConfig(
+            num_experts=N_EXPERTS,
+            moe_intermediate_size=8,
+            shared_expert_intermediate_size=8,
+            mlp_only_layers=list(mlp_only_layers),
+            **COMMON,
+        )
     torch.manual_seed(0)
     return transformers.AutoModelForCausalLM.from_config(config, attn_implementation=attn).eval()
 
@@ -49,7 +65,9 @@ def coalitions(n: int, count: int = 8, seed: int = 0) -> np.ndarray:
 
 
 def edited_logits(model: nn.Module, rows: np.ndarray, edit) -> torch.Tensor:
-    """Logits ``[C, B, T, V]``, each from a copy of the model changed by ``edit(copy, lesioned_indices)``."""
+    """Logits ``[C, B, T, V]``, each from a copy of the model changed by
+    ``edit(copy, lesioned_indices)``.
+    """
     outs = []
     for row in rows:
         edited = copy.deepcopy(model)
@@ -79,7 +97,9 @@ def captured(module: nn.Module, model: nn.Module, pre: bool = False) -> tuple:
 
 
 class Constant(nn.Module):
-    """Returns ``value`` for every row of its input (a module whose output was replaced by its mean)."""
+    """Returns ``value`` for every row of its input (a module whose output was replaced by its
+    mean).
+    """
 
     def __init__(self, value: torch.Tensor):
         super().__init__()
@@ -99,16 +119,24 @@ class PlusConstant(nn.Module):
 
 
 class ForcedRouter(nn.Module):
-    """Routes each token, one at a time in numpy, to its top-k among the intact experts (softmax over those)."""
+    """Routes each token, one at a time in numpy, to its top-k among the intact experts (softmax
+    over those).
+    """
 
     def __init__(self, router: nn.Module, lesioned: set[int]):
         super().__init__()
-        self.router, self.intact = router, np.array([e for e in range(router.num_experts) if e not in lesioned])
+        self.router, self.intact = (
+            router,
+            np.array([e for e in range(router.num_experts) if e not in lesioned]),
+        )
 
     def forward(self, hidden: torch.Tensor) -> tuple:
         logits = hidden @ self.router.weight.T
         k = self.router.top_k
-        weights, index = np.zeros((len(hidden), k), np.float32), np.zeros((len(hidden), k), np.int64)
+        weights, index = (
+            np.zeros((len(hidden), k), np.float32),
+            np.zeros((len(hidden), k), np.int64),
+        )
         for t, row in enumerate(logits.numpy().astype(np.float64)):
             if not self.intact.size:
                 continue
@@ -155,7 +183,9 @@ def test_rerouted_experts_match_forced_routing(family):
     def edit(m, lesioned):
         for layer in range(N_LAYERS):
             mlp = m.model.layers[layer].mlp
-            mlp.gate = ForcedRouter(mlp.gate, {e for lay, e in split("mixtral", lesioned) if lay == layer})
+            mlp.gate = ForcedRouter(
+                mlp.gate, {e for lay, e in split("mixtral", lesioned) if lay == layer}
+            )
 
     rows = coalitions(game.n_players)
     torch.testing.assert_close(game(rows), edited_logits(model, rows, edit), rtol=1e-5, atol=1e-5)
@@ -165,7 +195,8 @@ def test_rerouted_experts_match_forced_routing(family):
 def test_mean_lesioned_experts_match_zeroed_weights_plus_their_mean_contribution(family):
     model = build(family)
     game = ModelGame(model, INPUTS, expert_units(family), lesion="mean")
-    means = []  # per layer: [E, hidden] mean weighted output of each expert, computed from its weights
+    # per layer: [E, hidden] mean weighted output of each expert, computed from its weights
+    means = []
     for layer in range(N_LAYERS):
         mlp = model.model.layers[layer].mlp
         (hidden,), (_, weights, index) = captured(mlp.gate, model)
@@ -176,8 +207,14 @@ def test_mean_lesioned_experts_match_zeroed_weights_plus_their_mean_contribution
             out = (experts.act_fn(gate) * up) @ experts.down_proj[e].T
             rows.append((out * (weights * (index == e)).sum(-1, keepdim=True)).mean(0))
         means.append(torch.stack(rows).detach())
-    shared = [captured(model.model.layers[layer].mlp.shared_expert, model)[1].mean(0)
-              for layer in range(N_LAYERS)] if family == "qwen2_moe" else []
+    shared = (
+        [
+            captured(model.model.layers[layer].mlp.shared_expert, model)[1].mean(0)
+            for layer in range(N_LAYERS)
+        ]
+        if family == "qwen2_moe"
+        else []
+    )
 
     def edit(m, lesioned):
         for layer in range(N_LAYERS):
@@ -199,14 +236,24 @@ def test_heads_match_zeroed_output_projection_columns(attn, lesion):
     game = ModelGame(model, INPUTS, Heads("model.layers.*.self_attn"), lesion=lesion)
     assert game.player_names[:2] == ["L0.H0", "L0.H1"] and game.n_players == N_LAYERS * N_HEADS
     width = HIDDEN // N_HEADS
-    fills = [captured(model.model.layers[layer].self_attn.o_proj, model, pre=True)[0][0].reshape(-1, HIDDEN).mean(0)
-             if lesion == "mean" else torch.zeros(HIDDEN) for layer in range(N_LAYERS)]
+    fills = [
+        captured(model.model.layers[layer].self_attn.o_proj, model, pre=True)[0][0]
+        .reshape(-1, HIDDEN)
+        .mean(0)
+        if lesion == "mean"
+        else torch.zeros(HIDDEN)
+        for layer in range(N_LAYERS)
+    ]
 
     def edit(m, lesioned):
         for layer in range(N_LAYERS):
             proj = m.model.layers[layer].self_attn.o_proj
-            cols = [c for i in lesioned if i // N_HEADS == layer
-                    for c in range((i % N_HEADS) * width, (i % N_HEADS + 1) * width)]
+            cols = [
+                c
+                for i in lesioned
+                if i // N_HEADS == layer
+                for c in range((i % N_HEADS) * width, (i % N_HEADS + 1) * width)
+            ]
             proj.bias = nn.Parameter(proj.weight[:, cols] @ fills[layer][cols])
             proj.weight[:, cols] = 0
 
@@ -233,7 +280,9 @@ def test_layers_match_skipped_decoder_layers(lesion):
     updates = []
     for layer in model.model.layers:
         (x, *_), y = captured(layer, model)
-        updates.append((y - x).reshape(-1, HIDDEN).mean(0) if lesion == "mean" else torch.zeros(HIDDEN))
+        updates.append(
+            (y - x).reshape(-1, HIDDEN).mean(0) if lesion == "mean" else torch.zeros(HIDDEN)
+        )
 
     def edit(m, lesioned):
         for i in lesioned:
@@ -278,7 +327,9 @@ def test_rerouted_intact_coalition_is_exact():
 
 def test_experts_on_a_dense_mlp_or_with_mean_reroute_are_errors():
     model = build("qwen2_moe", mlp_only_layers=(1,))
-    with pytest.raises(MSAInputError, match="Experts.*'model.layers.1.mlp'.*mixture-of-experts.*Qwen2MoeMLP"):
+    with pytest.raises(
+        MSAInputError, match="Experts.*'model.layers.1.mlp'.*mixture-of-experts.*Qwen2MoeMLP"
+    ):
         ModelGame(model, INPUTS, Experts("model.layers.*.mlp"))
     with pytest.raises(MSAInputError, match="lesion='mean'.*needs mode='remove'"):
         ModelGame(model, INPUTS, Experts("model.layers.0.mlp", mode="reroute"), lesion="mean")
@@ -293,4 +344,6 @@ def test_a_local_checkpoint_directory(tmp_path):
     loaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()
     rows = coalitions(N_LAYERS * N_EXPERTS)
     expected = ModelGame(model, INPUTS, Experts("model.layers.*.mlp"))(rows)
-    torch.testing.assert_close(ModelGame(loaded, INPUTS, Experts("model.layers.*.mlp"))(rows), expected)
+    torch.testing.assert_close(
+        ModelGame(loaded, INPUTS, Experts("model.layers.*.mlp"))(rows), expected
+    )

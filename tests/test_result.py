@@ -7,8 +7,11 @@ from msa_core import ModesResult, MSAInputError, UnanimityGame, shapley_modes
 
 
 def test_save_and_load_round_trip(tmp_path):
-    res = shapley_modes(UnanimityGame.random(6, 8, 3, output_shape=(2, 2), seed=0), method="permutation",
-                        n_permutations=5)
+    res = shapley_modes(
+        UnanimityGame.random(6, 8, 3, output_shape=(2, 2), seed=0),
+        method="permutation",
+        n_permutations=5,
+    )
     path = tmp_path / "r.npz"
     res.save(path)
     back = ModesResult.load(path)
@@ -34,14 +37,28 @@ def test_load_rejects_files_that_are_not_results(tmp_path):
 
 def test_load_never_unpickles(tmp_path):
     path = tmp_path / "pickled.npz"
-    np.savez(path, modes=np.zeros(2), stderr=np.zeros(2), v_full=np.zeros(()), v_empty=np.zeros(()),
-             player_names=np.array([{"a": 1}], dtype=object), meta=np.array("{}"))
+    np.savez(
+        path,
+        modes=np.zeros(2),
+        stderr=np.zeros(2),
+        v_full=np.zeros(()),
+        v_empty=np.zeros(()),
+        player_names=np.array([{"a": 1}], dtype=object),
+        meta=np.array("{}"),
+    )
     with pytest.raises(MSAInputError, match="cannot read"):
         ModesResult.load(path)
 
 
 def test_efficiency_gap_and_shapes():
-    res = ModesResult(modes=np.array([[1.0, 2.0], [3.0, 4.0]]), stderr=np.zeros((2, 2)), v_full=np.array([4.0, 7.0]),
-                      v_empty=np.zeros(2), n_evaluations=4, n_permutations=0, player_names=["a", "b"])
+    res = ModesResult(
+        modes=np.array([[1.0, 2.0], [3.0, 4.0]]),
+        stderr=np.zeros((2, 2)),
+        v_full=np.array([4.0, 7.0]),
+        v_empty=np.zeros(2),
+        n_evaluations=4,
+        n_permutations=0,
+        player_names=["a", "b"],
+    )
     assert res.n_players == 2 and res.output_shape == (2,)
     assert res.efficiency_gap() == 1.0

@@ -27,7 +27,11 @@ NET = Net()
 
 def test_resolve_exact_wildcard_and_list():
     assert [p for p, _ in resolve(NET, "fc1")] == ["fc1"]
-    assert [p for p, _ in resolve(NET, "layers.*.mlp")] == ["layers.0.mlp", "layers.1.mlp", "layers.2.mlp"]
+    assert [p for p, _ in resolve(NET, "layers.*.mlp")] == [
+        "layers.0.mlp",
+        "layers.1.mlp",
+        "layers.2.mlp",
+    ]
     assert [p for p, _ in resolve(NET, ["layers.2.attn", "fc1"])] == ["layers.2.attn", "fc1"]
     assert resolve(NET, "layers.1")[0][1] is NET.layers[1]
 

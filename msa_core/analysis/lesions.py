@@ -27,7 +27,9 @@ TOP_FRACTION = 0.2  # "the top 20% of units" of the studies' pass criteria
 RANK_SETS: dict[str, Callable[[np.ndarray, np.ndarray, int], np.ndarray]] = {
     "lesion_top": lambda order, ks, n: ~keep_only(order, ks, n),  # the top-k by score knocked out
     "keep_top": lambda order, ks, n: keep_only(order, ks, n),  # only the top-k intact
-    "lesion_bottom": lambda order, ks, n: ~keep_only(order[::-1], ks, n),  # the bottom-k knocked out
+    "lesion_bottom": lambda order, ks, n: (
+        ~keep_only(order[::-1], ks, n)
+    ),  # the bottom-k knocked out
 }
 
 
@@ -41,7 +43,9 @@ def top_k_count(n_units: int, fraction: float = TOP_FRACTION) -> int:
     return max(1, int(round(fraction * n_units)))
 
 
-def unit_counts(ks: Sequence[int] | np.ndarray | None, n_units: int, what: str = "unit") -> np.ndarray:
+def unit_counts(
+    ks: Sequence[int] | np.ndarray | None, n_units: int, what: str = "unit"
+) -> np.ndarray:
     """``ks`` as an int array ``[M]`` checked to lie in 0..N (default: every count 0..N).
 
     Raises:
@@ -49,7 +53,9 @@ def unit_counts(ks: Sequence[int] | np.ndarray | None, n_units: int, what: str =
     """
     counts = np.arange(n_units + 1) if ks is None else np.asarray(ks, dtype=int)
     if counts.size == 0 or counts.min() < 0 or counts.max() > n_units:
-        raise MSAInputError(f"ks must be {what} counts between 0 and {n_units}; got {counts.tolist()}")
+        raise MSAInputError(
+            f"ks must be {what} counts between 0 and {n_units}; got {counts.tolist()}"
+        )
     return counts
 
 
@@ -62,15 +68,19 @@ def keep_only(order: np.ndarray, ks: Sequence[int] | np.ndarray, n_units: int) -
 
 
 def random_keep_only(ks: np.ndarray, n_units: int, n_random: int, seed: int) -> np.ndarray:
-    """``[len(ks) * n_random, N]`` coalitions keeping k random units intact, ``n_random`` draws per k (k-major)."""
+    """``[len(ks) * n_random, N]`` coalitions keeping k random units intact, ``n_random`` draws per
+    k (k-major).
+    """
     rng = np.random.default_rng(seed)
-    draws = np.stack([keep_only(rng.permutation(n_units), ks, n_units) for _ in range(n_random)], axis=1)
+    draws = np.stack(
+        [keep_only(rng.permutation(n_units), ks, n_units) for _ in range(n_random)], axis=1
+    )
     return draws.reshape(-1, n_units)
 
 
 def lesion_sets(scores: np.ndarray, k: int, n_random: int = 5, seed: int = 0) -> np.ndarray:
-    """Coalitions ``[1 + n_random, N]``: the ``k`` top-scoring units lesioned, then ``n_random`` draws
-    of ``k`` random units lesioned (reproducible by ``seed``).
+    """Coalitions ``[1 + n_random, N]``: the ``k`` top-scoring units lesioned, then ``n_random``
+    draws of ``k`` random units lesioned (reproducible by ``seed``).
 
     Raises:
         MSAInputError: ``k`` outside 0..N.
@@ -86,15 +96,20 @@ def lesion_sets(scores: np.ndarray, k: int, n_random: int = 5, seed: int = 0) ->
     return coalitions
 
 
-def rank_curves(scores: np.ndarray, ks: Sequence[int] | np.ndarray | None,
-                   value_of: Callable[[np.ndarray], np.ndarray], sets: Sequence[str],
-                   what: str = "unit") -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def rank_curves(
+    scores: np.ndarray,
+    ks: Sequence[int] | np.ndarray | None,
+    value_of: Callable[[np.ndarray], np.ndarray],
+    sets: Sequence[str],
+    what: str = "unit",
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Values of rank lesions: for each k of ``ks``, each of ``sets`` (keys of ``RANK_SETS``).
 
     Args:
         scores: one score per unit ``[N]``; ranks from the highest.
         ks: unit counts ``[M]`` in 0..N (None: every count 0..N).
-        value_of: coalitions ``[C, N]`` -> one value per coalition ``[C]``; called once with every set.
+        value_of: coalitions ``[C, N]`` -> one value per coalition ``[C]``; called once with every
+        set.
         sets: which lesions, e.g. ``("lesion_top", "keep_top")``.
         what: how the error names the units ("expert", ...).
 
@@ -108,18 +123,27 @@ def rank_curves(scores: np.ndarray, ks: Sequence[int] | np.ndarray | None,
     counts = unit_counts(ks, n, what)
     order = rank_order(scores)
     values = value_of(np.concatenate([RANK_SETS[name](order, counts, n) for name in sets]))
-    return counts, {name: values[i * len(counts): (i + 1) * len(counts)] for i, name in enumerate(sets)}
+    return counts, {
+        name: values[i * len(counts) : (i + 1) * len(counts)] for i, name in enumerate(sets)
+    }
 
 
-def pruning_curves(rankings: Sequence[np.ndarray], fractions: Sequence[float],
-                   value_of: Callable[[np.ndarray], np.ndarray], n_random: int,
-                   seed: int) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
-    """Values of keeping only k units, for k = ``fractions`` of N: the top-k of each ranking, and k at random.
+def pruning_curves(
+    rankings: Sequence[np.ndarray],
+    fractions: Sequence[float],
+    value_of: Callable[[np.ndarray], np.ndarray],
+    n_random: int,
+    seed: int,
+) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """Values of keeping only k units, for k = ``fractions`` of N: the top-k of each ranking, and k
+    at random.
 
     Args:
-        rankings: score vectors ``[N]`` (e.g. Shapley values, weight magnitudes); ranks from the highest.
+        rankings: score vectors ``[N]`` (e.g. Shapley values, weight magnitudes); ranks from the
+        highest.
         fractions: shares of N to keep (each rounded by ``top_k_count``; repeated counts once).
-        value_of: coalitions ``[C, N]`` -> one value per coalition ``[C]``; called once with every set.
+        value_of: coalitions ``[C, N]`` -> one value per coalition ``[C]``; called once with every
+        set.
         n_random: random draws per k; seed: their generator's seed.
 
     Returns:
@@ -127,8 +151,14 @@ def pruning_curves(rankings: Sequence[np.ndarray], fractions: Sequence[float],
     """
     n = len(rankings[0])
     ks = np.unique([top_k_count(n, fraction) for fraction in fractions])
-    values = value_of(np.concatenate([*(keep_only(rank_order(scores), ks, n) for scores in rankings),
-                                      random_keep_only(ks, n, n_random, seed)]))
+    values = value_of(
+        np.concatenate(
+            [
+                *(keep_only(rank_order(scores), ks, n) for scores in rankings),
+                random_keep_only(ks, n, n_random, seed),
+            ]
+        )
+    )
     m = len(ks)
-    ranked = [values[i * m: (i + 1) * m] for i in range(len(rankings))]
-    return ks, ranked, values[len(rankings) * m:].reshape(m, n_random)
+    ranked = [values[i * m : (i + 1) * m] for i in range(len(rankings))]
+    return ks, ranked, values[len(rankings) * m :].reshape(m, n_random)

@@ -47,43 +47,60 @@ REMOVAL_FRACTION = 0.1  # "k = 10% of experts"
 
 # ---------------------------------------------------------------- matrices from results
 
+
 def expert_layers(player_names: Sequence[str]) -> np.ndarray:
     """Layer index ``[N]`` of each expert player ``L<layer>.E<i>``."""
     layers = []
     for name in player_names:
         match = EXPERT_NAME.match(name)
         if match is None:
-            raise MSAInputError(f"player {name!r} is not a routed expert named 'L<layer>.E<index>'; "
-                                "Study 2 needs a result over experts")
+            raise MSAInputError(
+                f"player {name!r} is not a routed expert named 'L<layer>.E<index>'; "
+                "Study 2 needs a result over experts"
+            )
         layers.append(int(match.group(1)))
     return np.array(layers)
 
 
-def language_matrix(result: ModesResult, languages: np.ndarray, n_languages: int,
-                    output: str = "target_logprob") -> np.ndarray:
+def language_matrix(
+    result: ModesResult, languages: np.ndarray, n_languages: int, output: str = "target_logprob"
+) -> np.ndarray:
     """The language x expert matrix ``[L, N]``: each expert's mode of each language's mean log-prob.
 
-    ``languages [B]``: the language index of each input row. ``target_logprob`` modes ``[N, B, T]`` are
-    averaged over the language's rows and tokens; ``language_logprob`` modes ``[N, B, L]`` over rows.
+    ``languages [B]``: the language index of each input row. ``target_logprob`` modes ``[N, B, T]``
+    are averaged over the language's rows and tokens; ``language_logprob`` modes ``[N, B, L]`` over
+    rows.
     """
     if output not in ("target_logprob", "language_logprob"):
-        raise MSAInputError(f"Study 2 needs output 'target_logprob' or 'language_logprob'; got {output!r}")
+        raise MSAInputError(
+            f"Study 2 needs output 'target_logprob' or 'language_logprob'; got {output!r}"
+        )
     modes = np.asarray(result.modes, dtype=np.float64)
     languages = np.asarray(languages)
     if modes.ndim != 3 or modes.shape[1] != len(languages):
-        raise MSAInputError(f"expected modes [N, B, T] or [N, B, L] with B = {len(languages)} input rows; "
-                            f"got {list(modes.shape)}")
+        raise MSAInputError(
+            f"expected modes [N, B, T] or [N, B, L] with B = {len(languages)} input rows; "
+            f"got {list(modes.shape)}"
+        )
     if output == "language_logprob":
         if modes.shape[2] != n_languages:
-            raise MSAInputError(f"language_logprob modes need {n_languages} columns; got {modes.shape[2]}")
+            raise MSAInputError(
+                f"language_logprob modes need {n_languages} columns; got {modes.shape[2]}"
+            )
         return modes.mean(axis=1).T
-    return np.stack([modes[:, languages == index].mean(axis=(1, 2)) for index in range(n_languages)])
+    return np.stack(
+        [modes[:, languages == index].mean(axis=(1, 2)) for index in range(n_languages)]
+    )
 
 
 def layer_shares(matrix: np.ndarray, layers: np.ndarray) -> np.ndarray:
-    """``[L, n_layers]``: each language's share of its total |contribution| held by each layer's experts."""
+    """``[L, n_layers]``: each language's share of its total |contribution| held by each layer's
+    experts.
+    """
     absolute = np.abs(matrix)
-    per_layer = np.stack([absolute[:, layers == layer].sum(axis=1) for layer in np.unique(layers)], axis=1)
+    per_layer = np.stack(
+        [absolute[:, layers == layer].sum(axis=1) for layer in np.unique(layers)], axis=1
+    )
     return per_layer / per_layer.sum(axis=1, keepdims=True)
 
 
@@ -97,7 +114,9 @@ def selectivity(matrix: np.ndarray) -> np.ndarray:
 
 
 def largest_hub(matrix: np.ndarray) -> tuple[int, np.ndarray]:
-    """The expert with the largest total |contribution| and its share of each language's |contribution| ``[L]``."""
+    """The expert with the largest total |contribution| and its share of each language's
+    |contribution| ``[L]``.
+    """
     absolute = np.abs(matrix)
     hub = int(np.argmax(absolute.sum(axis=0)))
     return hub, absolute[:, hub] / absolute.sum(axis=1)
@@ -110,29 +129,48 @@ def task_correlation(matrix: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------- lesions on a model
 
+
 def _on_device(inputs: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
     device = model_device(model)
     return {key: value.to(device) for key, value in inputs.items()}
 
 
-def language_losses(model: nn.Module, inputs: dict[str, torch.Tensor], languages: torch.Tensor,
-                    coalitions: np.ndarray, units: UnitSpec = EXPERT_UNITS) -> np.ndarray:
-    """``[C, L]``: mean negative log-prob per byte of each language's rows under each coalition ``[C, N]``."""
+def language_losses(
+    model: nn.Module,
+    inputs: dict[str, torch.Tensor],
+    languages: torch.Tensor,
+    coalitions: np.ndarray,
+    units: UnitSpec = EXPERT_UNITS,
+) -> np.ndarray:
+    """``[C, L]``: mean negative log-prob per byte of each language's rows under each coalition
+    ``[C, N]``.
+    """
     inputs = _on_device(inputs, model)
     game = ModelGame(model, inputs, units, output="target_logprob")
     coalitions = np.asarray(coalitions, dtype=bool)
     if coalitions.ndim != 2 or coalitions.shape[1] != game.n_players:
-        raise MSAInputError(f"coalitions must be [C, {game.n_players}] (one column per expert); "
-                            f"got {list(coalitions.shape)}")
+        raise MSAInputError(
+            f"coalitions must be [C, {game.n_players}] (one column per expert); "
+            f"got {list(coalitions.shape)}"
+        )
     per_row = -game(coalitions).double().mean(dim=-1).cpu().numpy()  # [C, B]
     row_language = np.asarray(languages)
-    return np.stack([per_row[:, row_language == index].mean(axis=1) for index in range(row_language.max() + 1)],
-                    axis=1)
+    return np.stack(
+        [per_row[:, row_language == index].mean(axis=1) for index in range(row_language.max() + 1)],
+        axis=1,
+    )
 
 
-def greedy_continuation(model: nn.Module, prompt_ids: torch.Tensor, n_bytes: int,
-                        keep: np.ndarray | None = None, units: UnitSpec = EXPERT_UNITS) -> bytes:
-    """The next ``n_bytes`` bytes picked greedily after ``prompt_ids [T]`` with the experts where ``keep [N]`` is False removed."""
+def greedy_continuation(
+    model: nn.Module,
+    prompt_ids: torch.Tensor,
+    n_bytes: int,
+    keep: np.ndarray | None = None,
+    units: UnitSpec = EXPERT_UNITS,
+) -> bytes:
+    """The next ``n_bytes`` bytes picked greedily after ``prompt_ids [T]`` with the experts where
+    ``keep [N]`` is False removed.
+    """
     ids = prompt_ids.to(model_device(model))
     generated = []
     for _ in range(n_bytes):
@@ -162,7 +200,9 @@ class SelectiveLesion:
 
     @property
     def ratio(self) -> float:
-        """The target language's rise over the mean rise of the others (inf when theirs is <= 0 and its own > 0)."""
+        """The target language's rise over the mean rise of the others (inf when theirs is <= 0 and
+        its own > 0).
+        """
         own = self.rise[self.language]
         others = np.delete(self.rise, self.language).mean()
         if others <= 0:
@@ -170,10 +210,17 @@ class SelectiveLesion:
         return float(own / others)
 
 
-def selective_lesions(model: nn.Module, inputs: dict[str, torch.Tensor], languages: torch.Tensor,
-                      matrix: np.ndarray, k: int = LESION_SIZE, prompts: Sequence[torch.Tensor] | None = None,
-                      n_bytes: int = 40) -> list[SelectiveLesion]:
-    """For each language, remove its top-``k`` experts by ``selectivity(matrix)``; losses on ``inputs``.
+def selective_lesions(
+    model: nn.Module,
+    inputs: dict[str, torch.Tensor],
+    languages: torch.Tensor,
+    matrix: np.ndarray,
+    k: int = LESION_SIZE,
+    prompts: Sequence[torch.Tensor] | None = None,
+    n_bytes: int = 40,
+) -> list[SelectiveLesion]:
+    """For each language, remove its top-``k`` experts by ``selectivity(matrix)``; losses on
+    ``inputs``.
 
     prompts: one id sequence per language (optional): its greedy continuation before and after.
     """
@@ -187,7 +234,9 @@ def selective_lesions(model: nn.Module, inputs: dict[str, torch.Tensor], languag
     losses = language_losses(model, inputs, languages, coalitions)
     lesions = []
     for language, experts in enumerate(picks):
-        lesion = SelectiveLesion(language, [int(e) for e in experts], losses[0], losses[language + 1])
+        lesion = SelectiveLesion(
+            language, [int(e) for e in experts], losses[0], losses[language + 1]
+        )
         if prompts is not None:
             before = greedy_continuation(model, prompts[language], n_bytes)
             after = greedy_continuation(model, prompts[language], n_bytes, coalitions[language + 1])
@@ -212,16 +261,29 @@ class RemovalCurves:
 
 
 def expert_scores(matrix: np.ndarray) -> np.ndarray:
-    """``[N]`` each expert's Shapley value for the mean log-prob over languages (each language weighted equally)."""
+    """``[N]`` each expert's Shapley value for the mean log-prob over languages (each language
+    weighted equally).
+    """
     return matrix.mean(axis=0)
 
 
-def removal_curves(model: nn.Module, inputs: dict[str, torch.Tensor], languages: torch.Tensor,
-                   scores: np.ndarray, ks: Sequence[int] | None = None) -> RemovalCurves:
-    """Removal curves over ``ks`` (default 0..N); loss is the mean over languages of their mean loss."""
+def removal_curves(
+    model: nn.Module,
+    inputs: dict[str, torch.Tensor],
+    languages: torch.Tensor,
+    scores: np.ndarray,
+    ks: Sequence[int] | None = None,
+) -> RemovalCurves:
+    """Removal curves over ``ks`` (default 0..N); loss is the mean over languages of their mean
+    loss.
+    """
     counts, curves = lesions.rank_curves(
-        scores, ks, lambda removed: language_losses(model, inputs, languages, removed).mean(axis=1),
-        ("lesion_top", "lesion_bottom"), "expert")
+        scores,
+        ks,
+        lambda removed: language_losses(model, inputs, languages, removed).mean(axis=1),
+        ("lesion_top", "lesion_bottom"),
+        "expert",
+    )
     return RemovalCurves(counts, curves["lesion_top"], curves["lesion_bottom"])
 
 
@@ -235,116 +297,257 @@ class Pruning:
     random_std: np.ndarray  # [M]
 
 
-def pruning(model: nn.Module, inputs: dict[str, torch.Tensor], languages: torch.Tensor, scores: np.ndarray,
-            fractions: Sequence[float] = (0.25, 0.5, 0.75, 0.9), n_random: int = 10, seed: int = 0) -> Pruning:
-    """Keep-only-k losses for k = ``fractions`` of N: the top-k by ``scores`` vs ``n_random`` random sets."""
+def pruning(
+    model: nn.Module,
+    inputs: dict[str, torch.Tensor],
+    languages: torch.Tensor,
+    scores: np.ndarray,
+    fractions: Sequence[float] = (0.25, 0.5, 0.75, 0.9),
+    n_random: int = 10,
+    seed: int = 0,
+) -> Pruning:
+    """Keep-only-k losses for k = ``fractions`` of N: the top-k by ``scores`` vs ``n_random`` random
+    sets.
+    """
     ks, (shapley,), random = lesions.pruning_curves(
-        [scores], fractions, lambda kept: language_losses(model, inputs, languages, kept).mean(axis=1), n_random, seed)
+        [scores],
+        fractions,
+        lambda kept: language_losses(model, inputs, languages, kept).mean(axis=1),
+        n_random,
+        seed,
+    )
     return Pruning(ks, shapley, random.mean(axis=1), random.std(axis=1))
 
 
 # ---------------------------------------------------------------- pass criteria and a summary
 
-def selective_verdict(lesions: Sequence[SelectiveLesion], latin: Sequence[int],
-                      ratio: float = SELECTIVE_RATIO) -> dict[str, Any]:
-    """The selective-lesion criterion: >= ``ratio`` for >= 3 languages (one in ``latin``), > 1 for all."""
+
+def selective_verdict(
+    lesions: Sequence[SelectiveLesion], latin: Sequence[int], ratio: float = SELECTIVE_RATIO
+) -> dict[str, Any]:
+    """The selective-lesion criterion: >= ``ratio`` for >= 3 languages (one in ``latin``), > 1 for
+    all.
+    """
     ratios = np.array([lesion.ratio for lesion in lesions])
     strong = [lesion.language for lesion in lesions if lesion.ratio >= ratio]
-    return {"ratios": ratios, "strong": strong,
-            "passes": len(strong) >= 3 and any(i in latin for i in strong) and bool((ratios > 1).all())}
+    return {
+        "ratios": ratios,
+        "strong": strong,
+        "passes": len(strong) >= 3 and any(i in latin for i in strong) and bool((ratios > 1).all()),
+    }
 
 
-def removal_verdict(curves: RemovalCurves, n_experts: int, fraction: float = REMOVAL_FRACTION) -> dict[str, Any]:
-    """Top-k removal hurts more than bottom-k at every 0 < k < N, and at least 2x more at k = ``fraction`` of N."""
+def removal_verdict(
+    curves: RemovalCurves, n_experts: int, fraction: float = REMOVAL_FRACTION
+) -> dict[str, Any]:
+    """Top-k removal hurts more than bottom-k at every 0 < k < N, and at least 2x more at k =
+    ``fraction`` of N.
+    """
     top, bottom = curves.rises()
     k = top_k_count(n_experts, fraction)
     at_k = curves.ks == k
     if not at_k.any():
-        raise MSAInputError(f"the removal curves need k = {k} ({fraction:.0%} of {n_experts} experts)")
+        raise MSAInputError(
+            f"the removal curves need k = {k} ({fraction:.0%} of {n_experts} experts)"
+        )
     top_k, bottom_k = float(top[at_k][0]), float(bottom[at_k][0])
-    positive = (curves.ks > 0) & (curves.ks < n_experts)  # k = N removes every expert on both curves
+    # k = N removes every expert on both curves
+    positive = (curves.ks > 0) & (curves.ks < n_experts)
     ratio = top_k / bottom_k if bottom_k > 0 else float("inf")
-    return {"k": k, "top_rise": top_k, "bottom_rise": bottom_k, "ratio": ratio,
-            "passes": bool((top[positive] > bottom[positive]).all()) and top_k >= 2 * max(bottom_k, 0.0) and top_k > 0}
+    return {
+        "k": k,
+        "top_rise": top_k,
+        "bottom_rise": bottom_k,
+        "ratio": ratio,
+        "passes": bool((top[positive] > bottom[positive]).all())
+        and top_k >= 2 * max(bottom_k, 0.0)
+        and top_k > 0,
+    }
 
 
 # ---------------------------------------------------------------- figures
 
+
 def _layer_ticks(layers: np.ndarray) -> dict[str, Any]:
     """Shapes separating layers on an expert x-axis."""
     bounds = np.flatnonzero(np.diff(layers)) + 0.5
-    return {"shapes": [dict(type="line", x0=b, x1=b, yref="paper", y0=0, y1=1, line=dict(color="black", width=1))
-                       for b in bounds]}
+    return {
+        "shapes": [
+            dict(
+                type="line", x0=b, x1=b, yref="paper", y0=0, y1=1, line=dict(color="black", width=1)
+            )
+            for b in bounds
+        ]
+    }
 
 
-def matrix_figure(matrix: np.ndarray, player_names: Sequence[str], language_names: Sequence[str],
-                  title: str = "Language x expert contribution (log-prob per byte)") -> go.Figure:
-    """Heatmap ``[L, N]``, experts grouped by layer (lines between layers), diverging scale centred on 0."""
+def matrix_figure(
+    matrix: np.ndarray,
+    player_names: Sequence[str],
+    language_names: Sequence[str],
+    title: str = "Language x expert contribution (log-prob per byte)",
+) -> go.Figure:
+    """Heatmap ``[L, N]``, experts grouped by layer (lines between layers), diverging scale centred
+    on 0.
+    """
     limit = float(np.abs(matrix).max()) or 1.0
-    figure = go.Figure(go.Heatmap(z=matrix, x=list(player_names), y=list(language_names), zmid=0, zmin=-limit,
-                                  zmax=limit, colorscale="RdBu_r", colorbar=dict(title="mode")))
-    figure.update_layout(title=title, xaxis_title="expert (grouped by layer)", yaxis_title="language",
-                         **_layer_ticks(expert_layers(player_names)))
+    figure = go.Figure(
+        go.Heatmap(
+            z=matrix,
+            x=list(player_names),
+            y=list(language_names),
+            zmid=0,
+            zmin=-limit,
+            zmax=limit,
+            colorscale="RdBu_r",
+            colorbar=dict(title="mode"),
+        )
+    )
+    figure.update_layout(
+        title=title,
+        xaxis_title="expert (grouped by layer)",
+        yaxis_title="language",
+        **_layer_ticks(expert_layers(player_names)),
+    )
     return figure
 
 
 def layer_share_figure(shares: np.ndarray, language_names: Sequence[str]) -> go.Figure:
     """Stacked bars: each language's share of |contribution| per layer."""
-    figure = go.Figure([go.Bar(name=f"layer {layer}", x=list(language_names), y=shares[:, layer])
-                        for layer in range(shares.shape[1])])
-    figure.update_layout(barmode="stack", title="Share of |contribution| per layer", yaxis_title="share",
-                         yaxis_range=[0, 1])
+    figure = go.Figure(
+        [
+            go.Bar(name=f"layer {layer}", x=list(language_names), y=shares[:, layer])
+            for layer in range(shares.shape[1])
+        ]
+    )
+    figure.update_layout(
+        barmode="stack",
+        title="Share of |contribution| per layer",
+        yaxis_title="share",
+        yaxis_range=[0, 1],
+    )
     return figure
 
 
 def correlation_figure(correlation: np.ndarray, language_names: Sequence[str]) -> go.Figure:
     """Language x language correlation of contribution vectors."""
-    figure = go.Figure(go.Heatmap(z=correlation, x=list(language_names), y=list(language_names), zmin=-1, zmax=1,
-                                  colorscale="RdBu_r", text=np.round(correlation, 2), texttemplate="%{text}"))
+    figure = go.Figure(
+        go.Heatmap(
+            z=correlation,
+            x=list(language_names),
+            y=list(language_names),
+            zmin=-1,
+            zmax=1,
+            colorscale="RdBu_r",
+            text=np.round(correlation, 2),
+            texttemplate="%{text}",
+        )
+    )
     figure.update_layout(title="Correlation of languages' expert contributions")
     return figure
 
 
-def lesion_figure(lesion: SelectiveLesion, language_names: Sequence[str], player_names: Sequence[str]) -> go.Figure:
+def lesion_figure(
+    lesion: SelectiveLesion, language_names: Sequence[str], player_names: Sequence[str]
+) -> go.Figure:
     """Every language's loss before and after removing one language's selective experts."""
     removed = ", ".join(player_names[e] for e in lesion.experts)
-    figure = go.Figure([go.Bar(name="intact", x=list(language_names), y=lesion.loss_before),
-                        go.Bar(name=f"without {removed}", x=list(language_names), y=lesion.loss_after)])
-    figure.update_layout(barmode="group", yaxis_title="loss (nats per byte)",
-                         title=f"Selective lesion for {language_names[lesion.language]}: ratio {lesion.ratio:.1f}x")
+    figure = go.Figure(
+        [
+            go.Bar(name="intact", x=list(language_names), y=lesion.loss_before),
+            go.Bar(name=f"without {removed}", x=list(language_names), y=lesion.loss_after),
+        ]
+    )
+    figure.update_layout(
+        barmode="group",
+        yaxis_title="loss (nats per byte)",
+        title=f"Selective lesion for {language_names[lesion.language]}: ratio {lesion.ratio:.1f}x",
+    )
     return figure
 
 
 def removal_figure(curves: RemovalCurves) -> go.Figure:
     """Loss vs k experts removed, highest-Shapley-first and lowest-first."""
-    figure = go.Figure([go.Scatter(x=curves.ks, y=curves.highest_first, name="highest Shapley first", mode="lines+markers"),
-                        go.Scatter(x=curves.ks, y=curves.lowest_first, name="lowest Shapley first", mode="lines+markers")])
-    figure.update_layout(title="Removal curves", xaxis_title="experts removed", yaxis_title="mean loss (nats per byte)")
+    figure = go.Figure(
+        [
+            go.Scatter(
+                x=curves.ks,
+                y=curves.highest_first,
+                name="highest Shapley first",
+                mode="lines+markers",
+            ),
+            go.Scatter(
+                x=curves.ks,
+                y=curves.lowest_first,
+                name="lowest Shapley first",
+                mode="lines+markers",
+            ),
+        ]
+    )
+    figure.update_layout(
+        title="Removal curves",
+        xaxis_title="experts removed",
+        yaxis_title="mean loss (nats per byte)",
+    )
     return figure
 
 
 def pruning_figure(result: Pruning) -> go.Figure:
     """Loss keeping only k experts: Shapley-guided vs random (mean +- std)."""
-    figure = go.Figure([go.Scatter(x=result.ks, y=result.shapley, name="top-k by Shapley", mode="lines+markers"),
-                        go.Scatter(x=result.ks, y=result.random_mean, name="random k", mode="lines+markers",
-                                   error_y=dict(type="data", array=result.random_std))])
-    figure.update_layout(title="Pruning: keep only k experts", xaxis_title="experts kept",
-                         yaxis_title="mean loss (nats per byte)")
+    figure = go.Figure(
+        [
+            go.Scatter(
+                x=result.ks, y=result.shapley, name="top-k by Shapley", mode="lines+markers"
+            ),
+            go.Scatter(
+                x=result.ks,
+                y=result.random_mean,
+                name="random k",
+                mode="lines+markers",
+                error_y=dict(type="data", array=result.random_std),
+            ),
+        ]
+    )
+    figure.update_layout(
+        title="Pruning: keep only k experts",
+        xaxis_title="experts kept",
+        yaxis_title="mean loss (nats per byte)",
+    )
     return figure
 
 
-def token_figure(token_modes: np.ndarray, token_labels: Sequence[str], player_names: Sequence[str]) -> go.Figure:
-    """Per-token contributions ``[N, T]``: each expert's mode of the log-prob of each next byte (x: that byte)."""
+def token_figure(
+    token_modes: np.ndarray, token_labels: Sequence[str], player_names: Sequence[str]
+) -> go.Figure:
+    """Per-token contributions ``[N, T]``: each expert's mode of the log-prob of each next byte (x:
+    that byte).
+    """
     limit = float(np.abs(token_modes).max()) or 1.0
     x = [f"{i}:{label}" for i, label in enumerate(token_labels)]
-    figure = go.Figure(go.Heatmap(z=token_modes, x=x, y=list(player_names), zmid=0, zmin=-limit, zmax=limit,
-                                  colorscale="RdBu_r", colorbar=dict(title="mode")))
-    figure.update_layout(title="Expert contribution to each next byte's log-prob", xaxis_title="predicted byte",
-                         yaxis_title="expert", yaxis_autorange="reversed", height=max(400, 14 * len(player_names)))
+    figure = go.Figure(
+        go.Heatmap(
+            z=token_modes,
+            x=x,
+            y=list(player_names),
+            zmid=0,
+            zmin=-limit,
+            zmax=limit,
+            colorscale="RdBu_r",
+            colorbar=dict(title="mode"),
+        )
+    )
+    figure.update_layout(
+        title="Expert contribution to each next byte's log-prob",
+        xaxis_title="predicted byte",
+        yaxis_title="expert",
+        yaxis_autorange="reversed",
+        height=max(400, 14 * len(player_names)),
+    )
     return figure
 
 
 # ---------------------------------------------------------------- everything at once
+
 
 @dataclass
 class Findings:
@@ -367,11 +570,21 @@ class Findings:
     efficiency_gap: float
 
 
-def analyse(model: nn.Module, result: ModesResult, game_languages: np.ndarray, language_names: Sequence[str],
-            eval_inputs: dict[str, torch.Tensor], eval_languages: torch.Tensor, latin: Sequence[int],
-            output: str = "target_logprob", prompts: Sequence[torch.Tensor] | None = None,
-            with_pruning: bool = True) -> Findings:
-    """All of Study 2 for ``result`` (experts of ``model`` on rows of ``game_languages``); lesions on ``eval_inputs``."""
+def analyse(
+    model: nn.Module,
+    result: ModesResult,
+    game_languages: np.ndarray,
+    language_names: Sequence[str],
+    eval_inputs: dict[str, torch.Tensor],
+    eval_languages: torch.Tensor,
+    latin: Sequence[int],
+    output: str = "target_logprob",
+    prompts: Sequence[torch.Tensor] | None = None,
+    with_pruning: bool = True,
+) -> Findings:
+    """All of Study 2 for ``result`` (experts of ``model`` on rows of ``game_languages``); lesions
+    on ``eval_inputs``.
+    """
     names = list(result.player_names)
     layers = expert_layers(names)
     matrix = language_matrix(result, game_languages, len(language_names), output)
@@ -379,9 +592,21 @@ def analyse(model: nn.Module, result: ModesResult, game_languages: np.ndarray, l
     lesions = selective_lesions(model, eval_inputs, eval_languages, matrix, prompts=prompts)
     curves = removal_curves(model, eval_inputs, eval_languages, expert_scores(matrix))
     return Findings(
-        language_names=list(language_names), player_names=names, matrix=matrix, layers=layers,
-        shares=layer_shares(matrix, layers), selectivity=selectivity(matrix), hub=hub, hub_share=hub_share,
-        correlation=task_correlation(matrix), lesions=lesions, selective=selective_verdict(lesions, latin),
-        curves=curves, removal=removal_verdict(curves, len(names)),
-        pruning=pruning(model, eval_inputs, eval_languages, expert_scores(matrix)) if with_pruning else None,
-        efficiency_gap=result.efficiency_gap())
+        language_names=list(language_names),
+        player_names=names,
+        matrix=matrix,
+        layers=layers,
+        shares=layer_shares(matrix, layers),
+        selectivity=selectivity(matrix),
+        hub=hub,
+        hub_share=hub_share,
+        correlation=task_correlation(matrix),
+        lesions=lesions,
+        selective=selective_verdict(lesions, latin),
+        curves=curves,
+        removal=removal_verdict(curves, len(names)),
+        pruning=pruning(model, eval_inputs, eval_languages, expert_scores(matrix))
+        if with_pruning
+        else None,
+        efficiency_gap=result.efficiency_gap(),
+    )

@@ -27,8 +27,10 @@ def import_ray() -> ModuleType:
     try:
         return importlib.import_module("ray")
     except ImportError as err:
-        raise MSAInputError("backend='ray' is not available: it needs the ray package, which is not installed "
-                            "here; `pip install ray` (or run with backend='local')") from err
+        raise MSAInputError(
+            "backend='ray' is not available: it needs the ray package, which is not installed "
+            "here; `pip install ray` (or run with backend='local')"
+        ) from err
 
 
 @dataclass(frozen=True)
@@ -57,20 +59,27 @@ class RayBackend:
         for name in ("workers", "blocks_per_chunk"):
             check_positive_int(getattr(self, name), f"RayBackend {name}", optional=True)
         share = self.gpus_per_worker
-        if share is not None and (isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1):
-            raise MSAInputError(f"RayBackend gpus_per_worker must be a number in [0, 1] or None; got {share!r}")
+        if share is not None and (
+            isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1
+        ):
+            raise MSAInputError(
+                f"RayBackend gpus_per_worker must be a number in [0, 1] or None; got {share!r}"
+            )
 
     def game(self, game: Any, n_players: int | None) -> Game:
         """Start the workers of one run; returns a ``Game`` that evaluates on them (its ``pool``).
 
-        game: a ``GameFactory`` (built on every worker) or a picklable game (checked here, shipped as is).
+        game: a ``GameFactory`` (built on every worker) or a picklable game (checked here, shipped
+        as is).
         """
         from msa_core.backends.ray_pool import RayGame
 
         ray = import_ray()
         if not isinstance(game, GameFactory):
             game = as_game(game, n_players)
-        return RayGame.start(ray, self, game, n_players, self.address or os.environ.get("RAY_ADDRESS"))
+        return RayGame.start(
+            ray, self, game, n_players, self.address or os.environ.get("RAY_ADDRESS")
+        )
 
     def runner(self) -> type[Runner]:
         """``RayBlockRunner``: plays a ``RayGame``'s blocks on its actors."""
@@ -89,8 +98,8 @@ register_backend("ray", RayBackend)
 
 
 def __getattr__(name: str) -> Any:
-    """``ZooGame`` lives in ``msa_core.zoo.recipe``; importable from here too without loading the zoo
-    (and its model families) with this package."""
+    """``ZooGame`` lives in ``msa_core.zoo.recipe``; importable from here too without loading the
+    zoo (and its model families) with this package."""
     if name == "ZooGame":
         from msa_core.zoo.recipe import ZooGame
 

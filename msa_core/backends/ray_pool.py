@@ -37,7 +37,9 @@ MAX_ATTEMPTS = 3  # a chunk whose actor died this many times is not tried again
 
 @dataclass(frozen=True)
 class ChunkPlan:
-    """What every chunk of one run shares: the estimator's arguments, the batch size, the output shape."""
+    """What every chunk of one run shares: the estimator's arguments, the batch size, the output
+    shape.
+    """
 
     estimator_class: type[Estimator]
     n_players: int
@@ -50,11 +52,15 @@ class ChunkPlan:
 
     def estimator(self) -> Estimator:
         """A fresh estimator of the run (its blocks are those of the driver's)."""
-        return self.estimator_class(self.n_players, self.v_full, self.v_empty, self.seed, self.budget)
+        return self.estimator_class(
+            self.n_players, self.v_full, self.v_empty, self.seed, self.budget
+        )
 
 
 class GameWorker:
-    """A Ray actor's game, built on first use (so a failing build reaches the driver as its own error)."""
+    """A Ray actor's game, built on first use (so a failing build reaches the driver as its own
+    error).
+    """
 
     def __init__(self, source: Any, n_players: int | None):
         self._source, self._n_players = source, n_players
@@ -73,23 +79,31 @@ class GameWorker:
 
     def evaluate(self, coalitions: np.ndarray) -> np.ndarray:
         """Values ``[C, *out]`` of a few coalitions (the run's full and empty ones)."""
-        coalitions = np.array(coalitions)  # a writable copy: arguments arrive read-only from the object store
+        # a writable copy: arguments arrive read-only from the object store
+        coalitions = np.array(coalitions)
         return values_as_array(self.game(coalitions), coalitions.shape[0], None)
 
     def run_chunk(self, plan: ChunkPlan, first: int, stop: int) -> ChunkResult:
         """Partial sums of blocks ``[first, stop)``."""
-        return evaluate_chunk(self.game, plan.estimator(), first, stop, plan.batch_size, plan.output_shape)
+        return evaluate_chunk(
+            self.game, plan.estimator(), first, stop, plan.batch_size, plan.output_shape
+        )
 
 
 def connect(ray: ModuleType, address: str | None) -> None:
-    """Join the Ray cluster at ``address``, or start a local instance; no-op when already connected."""
+    """Join the Ray cluster at ``address``, or start a local instance; no-op when already
+    connected."""
     if ray.is_initialized():
         return
     try:
-        ray.init(address=address, include_dashboard=False) if address else ray.init(include_dashboard=False)
+        ray.init(address=address, include_dashboard=False) if address else ray.init(
+            include_dashboard=False
+        )
     except ConnectionError as err:
-        raise MSAInputError(f"cannot reach the Ray cluster at {address!r} ({err}); start one with "
-                            "`ray start --head` and set RAY_ADDRESS to the address it prints") from err
+        raise MSAInputError(
+            f"cannot reach the Ray cluster at {address!r} ({err}); start one with "
+            "`ray start --head` and set RAY_ADDRESS to the address it prints"
+        ) from err
 
 
 def kill_actors(ray: ModuleType, actors: list) -> None:
@@ -112,19 +126,28 @@ class WorkerPool:
         resources = ray.cluster_resources()
         cpus, gpus = float(resources.get("CPU", 1.0)), float(resources.get("GPU", 0.0))
         self.workers = backend.workers or (2 * int(gpus) if gpus >= 1 else max(1, int(cpus)))
-        self.gpus_per_worker = (backend.gpus_per_worker if backend.gpus_per_worker is not None
-                                else min(1.0, gpus / self.workers))
+        self.gpus_per_worker = (
+            backend.gpus_per_worker
+            if backend.gpus_per_worker is not None
+            else min(1.0, gpus / self.workers)
+        )
         self.blocks_per_chunk = backend.blocks_per_chunk
         try:
             self._source = ray.put(source)
-        except Exception as err:  # any serialisation failure: the message says what could not be pickled
+        except (
+            Exception
+        ) as err:  # any serialisation failure: the message says what could not be pickled
             raise MSAInputError(
                 f"the game cannot be sent to Ray workers ({type(err).__name__}: {err}); pass a "
-                "msa_core.backends.GameFactory that builds it on each worker (e.g. ZooGame(name, granularity))"
+                "msa_core.backends.GameFactory that builds it on each worker (e.g. ZooGame(name, "
+                "granularity))"
             ) from err
         self._n_players = n_players
         self._class = ray.remote(GameWorker)
-        self._resources = {"num_cpus": min(1.0, cpus / self.workers), "num_gpus": self.gpus_per_worker}
+        self._resources = {
+            "num_cpus": min(1.0, cpus / self.workers),
+            "num_gpus": self.gpus_per_worker,
+        }
         self._run_id = uuid.uuid4().hex[:8]
         self.actors: list = []
         self.started = self.replaced = self.retried_chunks = 0
@@ -134,7 +157,9 @@ class WorkerPool:
 
     def _start(self) -> None:
         name = f"msa-worker-{self._run_id}-{self.started}"
-        self.actors.append(self._class.options(name=name, **self._resources).remote(self._source, self._n_players))
+        self.actors.append(
+            self._class.options(name=name, **self._resources).remote(self._source, self._n_players)
+        )
         self.started += 1
 
     def lost(self, actor: Any, err: Exception) -> None:
@@ -144,7 +169,9 @@ class WorkerPool:
         self.actors.remove(actor)
         self.replaced += 1
         if self.replaced > 2 * self.workers + 2:
-            raise RuntimeError(f"Ray workers keep dying ({self.replaced} lost); the last one: {err}") from err
+            raise RuntimeError(
+                f"Ray workers keep dying ({self.replaced} lost); the last one: {err}"
+            ) from err
         self._start()
 
     def call(self, method: str, *args: Any) -> Any:
@@ -156,30 +183,48 @@ class WorkerPool:
                 return self.ray.get(getattr(actor, method).remote(*args))
             except self.ray.exceptions.RayTaskError as err:
                 raise worker_error(err) from err
-            except (self.ray.exceptions.RayActorError, self.ray.exceptions.WorkerCrashedError) as err:
+            except (
+                self.ray.exceptions.RayActorError,
+                self.ray.exceptions.WorkerCrashedError,
+            ) as err:
                 self.lost(actor, err)
                 failures += 1
                 if failures == MAX_ATTEMPTS:
-                    raise RuntimeError(f"{method} failed on {MAX_ATTEMPTS} Ray workers; the last error: {err}") from err
+                    raise RuntimeError(
+                        f"{method} failed on {MAX_ATTEMPTS} Ray workers; the last error: {err}"
+                    ) from err
 
     def meta(self) -> dict[str, Any]:
         """What the run's result records about the backend."""
-        return {"name": "ray", "workers": self.workers, "gpus_per_worker": self.gpus_per_worker,
-                "workers_replaced": self.replaced, "chunks_retried": self.retried_chunks}
+        return {
+            "name": "ray",
+            "workers": self.workers,
+            "gpus_per_worker": self.gpus_per_worker,
+            "workers_replaced": self.replaced,
+            "chunks_retried": self.retried_chunks,
+        }
 
     def shutdown(self) -> None:
         self._finalizer()
 
 
 class RayGame(Game):
-    """A game evaluated by Ray actors; ``pool`` holds them (``RayBlockRunner`` plays the run's blocks there)."""
+    """A game evaluated by Ray actors; ``pool`` holds them (``RayBlockRunner`` plays the run's
+    blocks there).
+    """
 
     def __init__(self, pool: WorkerPool, n_players: int, player_names: list[str]):
         self.pool, self.n_players, self.player_names = pool, n_players, player_names
 
     @classmethod
-    def start(cls, ray: ModuleType, backend: RayBackend, source: Any, n_players: int | None,
-              address: str | None) -> RayGame:
+    def start(
+        cls,
+        ray: ModuleType,
+        backend: RayBackend,
+        source: Any,
+        n_players: int | None,
+        address: str | None,
+    ) -> RayGame:
         """Connect, start the actors and ask one for the game's players."""
         connect(ray, address)
         pool = WorkerPool(ray, backend, source, n_players)
@@ -191,9 +236,11 @@ class RayGame(Game):
         except ray.exceptions.RayActorError as err:
             pool.shutdown()
             lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-            raise MSAInputError(f"a Ray worker could not load the game ({lines[-1] if lines else err}); the game "
-                                "must be importable on the workers: define it in an installed module, or pass a "
-                                "msa_core.backends.GameFactory") from err
+            raise MSAInputError(
+                f"a Ray worker could not load the game ({lines[-1] if lines else err}); the game "
+                "must be importable on the workers: define it in an installed module, or pass a "
+                "msa_core.backends.GameFactory"
+            ) from err
         return cls(pool, n, names)
 
     def evaluate(self, coalitions: np.ndarray) -> np.ndarray:
@@ -206,25 +253,53 @@ class RayGame(Game):
 class RayBlockRunner(Runner):
     """The ``Runner`` of a ``RayGame``: chunks of ``blocks_per_chunk`` blocks go to the actors.
 
-    Finished chunks are merged strictly in order. With ``target_stderr`` a chunk is one block and the
-    rule is checked after each, so the run stops at the block a local run stops at. Saves (``Runner``)
-    fall at chunk boundaries, the last one before the last chunk. The actors are shut down when the
-    run ends, however it ends.
+    Finished chunks are merged strictly in order. With ``target_stderr`` a chunk is one block and
+    the rule is checked after each, so the run stops at the block a local run stops at. Saves
+    (``Runner``) fall at chunk boundaries, the last one before the last chunk. The actors are shut
+    down when the run ends, however it ends.
     """
 
-    def __init__(self, game: TimedGame, estimator: Estimator, batch_size: int,
-                 target_stderr: float | None = None, progress: Progress | None = None, start_block: int = 0,
-                 save: Callable[[int], None] | None = None, save_seconds: float = 5.0):
+    def __init__(
+        self,
+        game: TimedGame,
+        estimator: Estimator,
+        batch_size: int,
+        target_stderr: float | None = None,
+        progress: Progress | None = None,
+        start_block: int = 0,
+        save: Callable[[int], None] | None = None,
+        save_seconds: float = 5.0,
+    ):
         if not isinstance(game.game, RayGame):
             raise TypeError("RayBlockRunner plays a RayGame (from RayBackend.game)")
-        super().__init__(game, estimator, batch_size, target_stderr, progress, start_block, save, save_seconds)
+        super().__init__(
+            game, estimator, batch_size, target_stderr, progress, start_block, save, save_seconds
+        )
         self.pool = game.game.pool
         assert game.output_shape is not None  # the ends are evaluated before the blocks
-        self.plan = ChunkPlan(type(estimator), estimator.n_players, estimator.v_full, estimator.v_empty,
-                              estimator.seed, estimator.budget, batch_size, game.output_shape)
+        self.plan = ChunkPlan(
+            type(estimator),
+            estimator.n_players,
+            estimator.v_full,
+            estimator.v_empty,
+            estimator.seed,
+            estimator.budget,
+            batch_size,
+            game.output_shape,
+        )
         remaining = estimator.n_blocks - start_block
-        per_chunk = 1 if target_stderr is not None else self.pool.blocks_per_chunk or int(
-            np.clip(-(-remaining // (CHUNKS_PER_WORKER * self.pool.workers)), 1, MAX_BLOCKS_PER_CHUNK))
+        per_chunk = (
+            1
+            if target_stderr is not None
+            else self.pool.blocks_per_chunk
+            or int(
+                np.clip(
+                    -(-remaining // (CHUNKS_PER_WORKER * self.pool.workers)),
+                    1,
+                    MAX_BLOCKS_PER_CHUNK,
+                )
+            )
+        )
         self.chunks = chunk_bounds(start_block, estimator.n_blocks, per_chunk)
 
     @property
@@ -257,8 +332,10 @@ class RayBlockRunner(Runner):
             except lost as err:
                 attempts[index] += 1
                 if attempts[index] == MAX_ATTEMPTS:
-                    raise RuntimeError(f"blocks {self.chunks[index]} failed on {MAX_ATTEMPTS} Ray workers; "
-                                       f"the last error: {err}") from err
+                    raise RuntimeError(
+                        f"blocks {self.chunks[index]} failed on {MAX_ATTEMPTS} Ray workers; "
+                        f"the last error: {err}"
+                    ) from err
                 self.pool.lost(actor, err)
                 self.pool.retried_chunks += 1
                 heapq.heappush(pending, index)
@@ -267,12 +344,15 @@ class RayBlockRunner(Runner):
                 self._merge(done.pop(merged))
                 merged += 1
                 if self._stop_now():
-                    tally.evaluated += sum(result.evaluated for result in done.values())  # evaluated, not used
+                    # evaluated, not used
+                    tally.evaluated += sum(result.evaluated for result in done.values())
                     return tally
         return tally
 
     def _submit(self, pending: list[int], in_flight: dict[Any, tuple[int, Any]], plan: Any) -> None:
-        """Queue pending chunks on the actors with fewer than ``DEPTH`` in flight, earliest chunk first."""
+        """Queue pending chunks on the actors with fewer than ``DEPTH`` in flight, earliest chunk
+        first.
+        """
         load = {id(actor): 0 for actor in self.pool.actors}
         for _, actor in in_flight.values():
             if id(actor) in load:

@@ -16,8 +16,10 @@ class AntitheticEstimator(PermutationEstimator):
     """Permutation sampling over (order, reversed order) pairs; one sample = one pair."""
 
     name = "antithetic"
-    stderr_kind = ("standard error over antithetic pairs, variance moderated toward the unit's "
-                   "mean (t, 1.1 x pairs - 1 degrees of freedom)")
+    stderr_kind = (
+        "standard error over antithetic pairs, variance moderated toward the unit's "
+        "mean (t, 1.1 x pairs - 1 degrees of freedom)"
+    )
     permutations_per_sample = 2
 
     def sample_ranks(self, rng: np.random.Generator, n_samples: int) -> np.ndarray:

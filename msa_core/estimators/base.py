@@ -26,7 +26,8 @@ def block_rng(seed: int, block: int) -> np.random.Generator:
 
 
 def samples_per_block(rows_per_sample: int, n_outputs: int) -> int:
-    """Samples per block within ``BLOCK_ROWS`` coalitions and ``BLOCK_VALUES`` numbers (at least 1)."""
+    """Samples per block within ``BLOCK_ROWS`` coalitions and ``BLOCK_VALUES`` numbers (at least
+    1)."""
     rows = min(BLOCK_ROWS, BLOCK_VALUES // max(1, n_outputs))
     return max(1, rows // rows_per_sample)
 
@@ -41,10 +42,13 @@ class Estimator(ABC):
     name: ClassVar[str]
     stderr_kind: ClassVar[str]  # how ``stderr`` is obtained, stored in the result's meta
     state_fields: ClassVar[tuple[str, ...]]  # attributes that hold everything absorbed so far
-    # True when the first blocks do not depend on the budget, so a run can be extended from a checkpoint
+    # True when the first blocks do not depend on the budget, so a run can be extended from a
+    # checkpoint
     extendable: ClassVar[bool] = False
 
-    def __init__(self, n_players: int, v_full: np.ndarray, v_empty: np.ndarray, seed: int, budget: int):
+    def __init__(
+        self, n_players: int, v_full: np.ndarray, v_empty: np.ndarray, seed: int, budget: int
+    ):
         self.n_players = n_players
         self.v_full = v_full
         self.v_empty = v_empty
@@ -98,8 +102,13 @@ class Estimator(ABC):
         for name in self.state_fields:
             value = getattr(self, name)
             if isinstance(value, RunningMoments):
-                value.load_state_dict({key[len(name) + 1:]: part for key, part in state.items()
-                                       if key.startswith(f"{name}.")})
+                value.load_state_dict(
+                    {
+                        key[len(name) + 1 :]: part
+                        for key, part in state.items()
+                        if key.startswith(f"{name}.")
+                    }
+                )
             elif isinstance(value, np.ndarray):
                 value[...] = state[name]  # in place: views of it (e.g. torch) stay valid
             else:
@@ -117,7 +126,8 @@ class RunningMoments:
     Sums run over ``x - shift`` with ``shift`` = the first sample, so the variance does not suffer
     cancellation when the mean is large against the spread (and is exactly 0 for constant data).
 
-    >>> m = RunningMoments((2,)); m.add(np.array([[1.0, 2.0], [3.0, 2.0]])); m.add(np.array([[5.0, 2.0]]))
+    >>> m = RunningMoments((2,))
+    >>> m.add(np.array([[1.0, 2.0], [3.0, 2.0]])); m.add(np.array([[5.0, 2.0]]))
     >>> m.mean.tolist(), m.stderr().round(6).tolist()
     ([3.0, 2.0], [1.154701, 0.0])
     """
@@ -143,12 +153,20 @@ class RunningMoments:
         return self.shift + self.sum / max(self.count, 1)
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        return {"count": np.array(self.count), "shift": self.shift.copy(), "sum": self.sum.copy(),
-                "sum_sq": self.sum_sq.copy()}
+        return {
+            "count": np.array(self.count),
+            "shift": self.shift.copy(),
+            "sum": self.sum.copy(),
+            "sum_sq": self.sum_sq.copy(),
+        }
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         self.count = int(state["count"])
-        self.shift[...], self.sum[...], self.sum_sq[...] = state["shift"], state["sum"], state["sum_sq"]
+        self.shift[...], self.sum[...], self.sum_sq[...] = (
+            state["shift"],
+            state["sum"],
+            state["sum_sq"],
+        )
 
     def stderr(self) -> np.ndarray:
         """Standard error of the mean per element (NaN before two samples)."""

@@ -2,14 +2,19 @@
 
 A state is a flat dict of numpy arrays, written and read only by ``msa_core.estimators.plan``
 (``RunPlan.state``, ``CheckpointSummary``); a checkpoint keeps it without looking inside. Blocks are
-fixed by the seed, so resuming from a state finishes with exactly the result of an uninterrupted run.
+fixed by the seed, so resuming from a state finishes with exactly the result of an uninterrupted
+run.
 
 >>> import tempfile, pathlib
 >>> from msa_core import UnanimityGame, shapley_modes
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "run.npz"
 >>> game = UnanimityGame.random(12, 20, 3, seed=0)
->>> first = shapley_modes(game, method="permutation", n_permutations=50, checkpoint=FileCheckpoint(path))
->>> again = shapley_modes(game, method="permutation", n_permutations=50, checkpoint=FileCheckpoint(path))
+>>> first = shapley_modes(
+...     game, method="permutation", n_permutations=50, checkpoint=FileCheckpoint(path)
+... )
+>>> again = shapley_modes(
+...     game, method="permutation", n_permutations=50, checkpoint=FileCheckpoint(path)
+... )
 >>> bool((first.modes == again.modes).all())
 True
 """
@@ -54,7 +59,10 @@ class FileCheckpoint:
             with np.load(self.path, allow_pickle=False) as data:
                 return {key: data[key] for key in data.files}
         except (OSError, ValueError) as err:
-            warnings.warn(f"checkpoint {self.path} cannot be read ({err}); starting the run over", stacklevel=2)
+            warnings.warn(
+                f"checkpoint {self.path} cannot be read ({err}); starting the run over",
+                stacklevel=2,
+            )
             return None
 
     def save(self, state: State) -> None:
@@ -62,7 +70,8 @@ class FileCheckpoint:
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".npz.tmp")
         try:
             with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, **cast(dict[str, Any], state))  # keys are names, never savez options
+                # keys are names, never savez options
+                np.savez(handle, **cast(dict[str, Any], state))
             os.replace(tmp, self.path)
         finally:
             if os.path.exists(tmp):

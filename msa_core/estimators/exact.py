@@ -17,7 +17,9 @@ EXACT_MAX_PLAYERS = 20  # 2^20 ~ one million evaluations; beyond that use a samp
 
 
 def shapley_weights(n_players: int) -> np.ndarray:
-    """``w[s] = s! (N-s-1)! / N!`` for s = 0..N-1: weight of a marginal contribution to a coalition of size s."""
+    """``w[s] = s! (N-s-1)! / N!`` for s = 0..N-1: weight of a marginal contribution to a coalition
+    of size s.
+    """
     return np.array([1.0 / (n_players * comb(n_players - 1, s)) for s in range(n_players)])
 
 
@@ -46,14 +48,17 @@ class ExactEstimator(Estimator):
 
     def block(self, k: int) -> np.ndarray:
         start = 1 + k * self.rows
-        return from_indices(np.arange(start, min(start + self.rows, 1 + self.n_middle), dtype=np.int64),
-                            self.n_players)
+        return from_indices(
+            np.arange(start, min(start + self.rows, 1 + self.n_middle), dtype=np.int64),
+            self.n_players,
+        )
 
     def absorb(self, k: int, values: np.ndarray) -> None:
         coalitions = self.block(k)
         sizes = coalitions.sum(axis=1)
         # an intact unit gains w(|S|-1) v(S), a lesioned one loses w(|S|) v(S); 1 <= |S| <= N-1 here
-        coef = np.where(coalitions, self.weights[sizes - 1, None], -self.weights[sizes, None])  # [C, N]
+        # [C, N]
+        coef = np.where(coalitions, self.weights[sizes - 1, None], -self.weights[sizes, None])
         self.modes += coef.T @ values
 
     def estimate(self) -> tuple[np.ndarray, np.ndarray]:

@@ -369,9 +369,9 @@ def interaction_modes(
         saved = summary.plan
         if (saved.method, saved.n_players, saved.seed, saved.budget) != (chosen, n, seed, budget):
             raise MSAInputError(
-                f"the checkpoint belongs to another run (method {saved.method!r}, {saved.n_players} "
-                f"units, seed {saved.seed}, budget {saved.budget}); this run is method {chosen!r}, "
-                f"{n} units, seed {seed}, budget {budget}"
+                f"the checkpoint belongs to another run (method {saved.method!r}, "
+                f"{saved.n_players} units, seed {saved.seed}, budget {saved.budget}); this run is "
+                f"method {chosen!r}, {n} units, seed {seed}, budget {budget}"
             )
         if not np.array_equal(state.get("run.players", np.zeros(0)), chosen_players):
             raise MSAInputError(
@@ -542,7 +542,11 @@ def checkpoint_max_stderr(state: State) -> float | None:
     summary = CheckpointSummary.of(state)
     saved = summary.plan
     estimator = INTERACTION_ESTIMATORS[saved.method](
-        saved.n_players, summary.v_full.ravel(), summary.v_empty.ravel(), saved.seed, saved.budget,
+        saved.n_players,
+        summary.v_full.ravel(),
+        summary.v_empty.ravel(),
+        saved.seed,
+        saved.budget,
         state["run.players"],
     )
     estimator.load_state_dict(summary.estimator_state)

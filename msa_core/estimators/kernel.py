@@ -2,8 +2,9 @@
 
 The Shapley modes solve a weighted least-squares problem over coalitions,
 ``min sum_S mu(S) ||v(S) - v(empty) - sum_{i in S} phi_i||^2`` subject to efficiency
-``sum_i phi_i = v(full) - v(empty)``, with the Shapley kernel ``mu(S) = (N-1) / (C(N,|S|) |S| (N-|S|))``
-(Lundberg & Lee 2017). One regression matrix serves every output element.
+``sum_i phi_i = v(full) - v(empty)``, with the Shapley kernel
+``mu(S) = (N-1) / (C(N,|S|) |S| (N-|S|))`` (Lundberg & Lee 2017). One regression matrix serves every
+output element.
 
 Sampling:
 - sizes the kernel would sample at least exhaustively are enumerated completely (the "border
@@ -41,7 +42,9 @@ SIZE_POWER = 0.5  # pairs per size proportional to (kernel mass of the size) ** 
 
 
 def kernel_mass(n_players: int) -> np.ndarray:
-    """Total Shapley-kernel weight of each coalition size s = 0..N: ``(N-1) / (s (N-s))``, 0 at the ends."""
+    """Total Shapley-kernel weight of each coalition size s = 0..N: ``(N-1) / (s (N-s))``, 0 at the
+    ends.
+    """
     sizes = np.arange(n_players + 1)
     mass = np.zeros(n_players + 1)
     mass[1:-1] = (n_players - 1) / (sizes[1:-1] * (n_players - sizes[1:-1]))
@@ -49,7 +52,8 @@ def kernel_mass(n_players: int) -> np.ndarray:
 
 
 def border_sizes(n_players: int, budget: int, power: float = 1.0) -> list[int]:
-    """Sizes whose coalitions are all enumerated: those the sampler would draw at least exhaustively.
+    """Sizes whose coalitions are all enumerated: those the sampler would draw at least
+    exhaustively.
 
     Sizes are taken in pairs (s, N-s), most heavily weighted first, while the budget left for
     sampling, shared in proportion to ``kernel mass ** power``, would draw each coalition of the
@@ -71,8 +75,13 @@ def border_sizes(n_players: int, budget: int, power: float = 1.0) -> list[int]:
     return sorted(enumerated)
 
 
-def pair_schedule(n_players: int, sizes: list[int], n_pairs: int, rng: np.random.Generator,
-                  power: float = SIZE_POWER) -> np.ndarray:
+def pair_schedule(
+    n_players: int,
+    sizes: list[int],
+    n_pairs: int,
+    rng: np.random.Generator,
+    power: float = SIZE_POWER,
+) -> np.ndarray:
     """Size of the first coalition of each sampled pair, ``[n_pairs]``, in shuffled order.
 
     sizes: the sampled sizes s <= N/2 (each pair holds one coalition of size s and its complement).
@@ -96,7 +105,9 @@ def _size_combinations(n_players: int, size: int) -> np.ndarray:
 
 
 def coalitions_of_size(n_players: int, size: int, start: int, stop: int) -> np.ndarray:
-    """Coalitions ``start:stop`` of all those of one size, in lexicographic order: bool ``[stop - start, N]``."""
+    """Coalitions ``start:stop`` of all those of one size, in lexicographic order: bool
+    ``[stop - start, N]``.
+    """
     rows = np.zeros((stop - start, n_players), dtype=bool)
     np.put_along_axis(rows, _size_combinations(n_players, size)[start:stop], True, axis=1)
     return rows
@@ -108,7 +119,9 @@ def sum_zero_basis(n_players: int) -> np.ndarray:
     return np.linalg.qr(projector)[0][:, : n_players - 1]
 
 
-def solve_constrained(a: np.ndarray, b: np.ndarray, delta: np.ndarray, basis: np.ndarray) -> np.ndarray:
+def solve_constrained(
+    a: np.ndarray, b: np.ndarray, delta: np.ndarray, basis: np.ndarray
+) -> np.ndarray:
     """Weighted least squares with efficiency imposed exactly.
 
     a: ``[N, N]`` = sum_S w_S z_S z_S^T; b: ``[N, D]`` = sum_S w_S z_S (v(S) - v(empty));
@@ -118,7 +131,8 @@ def solve_constrained(a: np.ndarray, b: np.ndarray, delta: np.ndarray, basis: np
     base = delta / n_players  # [D]: the equal split, corrected inside the sum-zero subspace
     rhs = basis.T @ (b - a.sum(axis=1)[:, None] * base[None, :])
     # minimum-norm least squares through the pseudo-inverse of the small [N-1, N-1] system: one
-    # factorisation, then a matmul over all D outputs (lstsq would redo its SVD work per output column)
+    # factorisation, then a matmul over all D outputs (lstsq would redo its SVD work per output
+    # column)
     beta = np.linalg.pinv(basis.T @ a @ basis, hermitian=True) @ rhs
     return base[None, :] + basis @ beta
 
@@ -127,10 +141,22 @@ class KernelEstimator(Estimator):
     """Enumerated border sizes first (in blocks of rows), then blocks of sampled pairs."""
 
     name = "kernel"
-    stderr_kind = "delete-a-group jackknife over interleaved groups of sampled pairs (t, groups - 1 degrees of freedom)"
+    stderr_kind = (
+        "delete-a-group jackknife over interleaved groups of sampled pairs "
+        "(t, groups - 1 degrees of freedom)"
+    )
     size_power = SIZE_POWER  # pairs per sampled size ∝ (kernel mass of the size) ** size_power
-    border_power = 1.0  # enumerated sizes: those kernel mass ** border_power would sample exhaustively
-    state_fields = ("a_enumerated", "b_enumerated", "a_groups", "b_groups", "group_rows", "sampled_blocks_done")
+    border_power = (
+        1.0  # enumerated sizes: those kernel mass ** border_power would sample exhaustively
+    )
+    state_fields = (
+        "a_enumerated",
+        "b_enumerated",
+        "a_groups",
+        "b_groups",
+        "group_rows",
+        "sampled_blocks_done",
+    )
 
     def __init__(self, n_players, v_full, v_empty, seed, budget):
         super().__init__(n_players, v_full, v_empty, seed, budget)
@@ -139,18 +165,25 @@ class KernelEstimator(Estimator):
         enumerated = border_sizes(n, budget, self.border_power)
         sampled = [s for s in range(1, n // 2 + 1) if s not in enumerated]
         n_pairs = (budget - sum(comb(n, s) for s in enumerated)) // 2 if sampled else 0
-        self.schedule = pair_schedule(n, sampled, n_pairs, np.random.default_rng([seed, n]),
-                                      self.size_power) if n_pairs else \
-            np.zeros(0, dtype=np.int64)
-        rows_of_size = np.bincount(np.concatenate([self.schedule, n - self.schedule]), minlength=n + 1)
+        self.schedule = (
+            pair_schedule(n, sampled, n_pairs, np.random.default_rng([seed, n]), self.size_power)
+            if n_pairs
+            else np.zeros(0, dtype=np.int64)
+        )
+        rows_of_size = np.bincount(
+            np.concatenate([self.schedule, n - self.schedule]), minlength=n + 1
+        )
         self.weights = np.zeros(n + 1)  # weight of one coalition, by size
         self.weights[enumerated] = mass[enumerated] / [comb(n, s) for s in enumerated]
         self.weights[rows_of_size > 0] = mass[rows_of_size > 0] / rows_of_size[rows_of_size > 0]
         self.planned_rows = 2 * n_pairs
 
         rows = samples_per_block(1, d)
-        self.segments = [(s, start, min(start + rows, comb(n, s)))
-                         for s in enumerated for start in range(0, comb(n, s), rows)]
+        self.segments = [
+            (s, start, min(start + rows, comb(n, s)))
+            for s in enumerated
+            for start in range(0, comb(n, s), rows)
+        ]
         # at least 8 rounds of blocks over the groups, so target_stderr can stop early
         self.pairs_per_block = max(1, min(samples_per_block(2, d), -(-n_pairs // (8 * GROUPS))))
         self.n_blocks = len(self.segments) + -(-n_pairs // self.pairs_per_block)
@@ -176,8 +209,13 @@ class KernelEstimator(Estimator):
         if k < len(self.segments):
             return coalitions_of_size(self.n_players, *self.segments[k])
         first = (k - len(self.segments)) * self.pairs_per_block
-        sizes = self.schedule[first: first + self.pairs_per_block]
-        ranks = block_rng(self.seed, k).random((sizes.size, self.n_players)).argsort(axis=1).argsort(axis=1)
+        sizes = self.schedule[first : first + self.pairs_per_block]
+        ranks = (
+            block_rng(self.seed, k)
+            .random((sizes.size, self.n_players))
+            .argsort(axis=1)
+            .argsort(axis=1)
+        )
         chosen = ranks < sizes[:, None]
         return np.stack([chosen, ~chosen], axis=1).reshape(-1, self.n_players)
 
@@ -197,10 +235,16 @@ class KernelEstimator(Estimator):
         self.sampled_blocks_done += 1
 
     def _solve(self, a_sampled: np.ndarray, b_sampled: np.ndarray, rows: int) -> np.ndarray:
-        """Modes from the enumerated part plus sampled sums over ``rows`` coalitions, scaled to the plan."""
+        """Modes from the enumerated part plus sampled sums over ``rows`` coalitions, scaled to the
+        plan.
+        """
         scale = self.planned_rows / rows if rows else 0.0
-        return solve_constrained(self.a_enumerated + scale * a_sampled, self.b_enumerated + scale * b_sampled,
-                                 self.delta, self.basis)
+        return solve_constrained(
+            self.a_enumerated + scale * a_sampled,
+            self.b_enumerated + scale * b_sampled,
+            self.delta,
+            self.basis,
+        )
 
     def estimate(self) -> tuple[np.ndarray, np.ndarray]:
         a_total, b_total = self.a_groups.sum(axis=0), self.b_groups.sum(axis=0)
@@ -211,8 +255,16 @@ class KernelEstimator(Estimator):
             return modes, np.zeros_like(modes)
         if filled.size < 2:
             return modes, np.full_like(modes, np.nan)
-        left_out = np.stack([self._solve(a_total - self.a_groups[g], b_total - self.b_groups[g],
-                                         rows - int(self.group_rows[g])) for g in filled])
+        left_out = np.stack(
+            [
+                self._solve(
+                    a_total - self.a_groups[g],
+                    b_total - self.b_groups[g],
+                    rows - int(self.group_rows[g]),
+                )
+                for g in filled
+            ]
+        )
         spread = ((left_out - left_out.mean(axis=0)) ** 2).sum(axis=0)
         return modes, np.sqrt(spread * (filled.size - 1) / filled.size)
 

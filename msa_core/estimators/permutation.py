@@ -37,8 +37,10 @@ class PermutationEstimator(Estimator):
     """Plain Monte-Carlo over uniformly random permutations; one sample = one permutation."""
 
     name = "permutation"
-    stderr_kind = ("standard error over permutations, variance moderated toward the unit's mean "
-                   "(t, 1.1 x samples - 1 degrees of freedom)")
+    stderr_kind = (
+        "standard error over permutations, variance moderated toward the unit's mean "
+        "(t, 1.1 x samples - 1 degrees of freedom)"
+    )
     permutations_per_sample = 1
     state_fields = ("sums", "first_counts", "last_counts", "n_permutations", "moments")
     extendable = True  # block k holds the same orders whatever the budget
@@ -69,11 +71,15 @@ class PermutationEstimator(Estimator):
         return 2 * cls.permutations_per_sample * (n_players - 1)
 
     def sample_ranks(self, rng: np.random.Generator, n_samples: int) -> np.ndarray:
-        """Ranks ``[n_samples * permutations_per_sample, N]``: row p gives each unit's position in order p."""
+        """Ranks ``[n_samples * permutations_per_sample, N]``: row p gives each unit's position in
+        order p.
+        """
         return rng.random((n_samples, self.n_players)).argsort(axis=1).argsort(axis=1)
 
     def combine(self, contributions: np.ndarray) -> np.ndarray:
-        """Samples ``[m, N, D]`` from per-permutation contributions ``[m * permutations_per_sample, N, D]``."""
+        """Samples ``[m, N, D]`` from per-permutation contributions
+        ``[m * permutations_per_sample, N, D]``.
+        """
         return contributions
 
     def block(self, k: int) -> np.ndarray:
@@ -98,7 +104,9 @@ class PermutationEstimator(Estimator):
         self.moments.add(self.combine(self._contributions(ranks, prefix_values.numpy())))
 
     def _contributions(self, ranks: np.ndarray, values: np.ndarray) -> np.ndarray:
-        """Each unit's marginal contribution in each order, ``[P, N, D]``, from prefix values ``[P * (N-1), D]``."""
+        """Each unit's marginal contribution in each order, ``[P, N, D]``, from prefix values
+        ``[P * (N-1), D]``.
+        """
         n_perm, n, d = ranks.shape[0], self.n_players, self.n_outputs
         prefixes = values.reshape(n_perm, n - 1, d)
         by_position = self._by_position[: n_perm * n].reshape(n_perm, n, d)
@@ -106,13 +114,22 @@ class PermutationEstimator(Estimator):
         np.subtract(prefixes[:, 1:], prefixes[:, :-1], out=by_position[:, 1:-1])
         np.subtract(self.v_full, prefixes[:, -1], out=by_position[:, -1])
         rows = (np.arange(n_perm)[:, None] * n + ranks).ravel()
-        by_unit = np.take(by_position.reshape(n_perm * n, d), rows, axis=0, out=self._by_unit[: n_perm * n],
-                          mode="clip")  # 'clip' writes straight to out; 'raise' would buffer
+        # 'clip' writes straight to out; 'raise' would buffer
+        by_unit = np.take(
+            by_position.reshape(n_perm * n, d),
+            rows,
+            axis=0,
+            out=self._by_unit[: n_perm * n],
+            mode="clip",
+        )
         return by_unit.reshape(n_perm, n, d)
 
     def estimate(self) -> tuple[np.ndarray, np.ndarray]:
-        totals = (self.sums + self.last_counts[:, None] * self.v_full
-                  - self.first_counts[:, None] * self.v_empty)
+        totals = (
+            self.sums
+            + self.last_counts[:, None] * self.v_full
+            - self.first_counts[:, None] * self.v_empty
+        )
         modes = totals / max(self.n_permutations, 1)
         count = self.moments.count
         if count < 2:

@@ -37,14 +37,29 @@ from msa_core.estimators.runner import Tally
 from msa_core.names import METHODS
 
 ESTIMATORS: dict[str, type[Estimator]] = {
-    cls.name: cls for cls in (ExactEstimator, PermutationEstimator, AntitheticEstimator, KernelEstimator,
-                              LeverageEstimator, RegressionAdjustedEstimator)
+    cls.name: cls
+    for cls in (
+        ExactEstimator,
+        PermutationEstimator,
+        AntitheticEstimator,
+        KernelEstimator,
+        LeverageEstimator,
+        RegressionAdjustedEstimator,
+    )
 }
-if set(METHODS) != {"auto", *ESTIMATORS}:  # msa_core.names lists them for torch-free callers (the CLI)
-    raise ImportError(f"msa_core.names.METHODS {METHODS} differs from the estimators {list(ESTIMATORS)}")
+if set(METHODS) != {
+    "auto",
+    *ESTIMATORS,
+}:  # msa_core.names lists them for torch-free callers (the CLI)
+    raise ImportError(
+        f"msa_core.names.METHODS {METHODS} differs from the estimators {list(ESTIMATORS)}"
+    )
 SAMPLED_METHODS = tuple(name for name in ESTIMATORS if name != "exact")
-BEST_SAMPLER = "regression_adjusted"  # lowest error per evaluation on every game of bench/bench_estimators.py
-KERNEL_MAX_VALUES = 1 << 20  # auto: above N x |out| values, kernel's per-coalition regression update
+BEST_SAMPLER = (
+    "regression_adjusted"  # lowest error per evaluation on every game of bench/bench_estimators.py
+)
+# auto: above N x |out| values, kernel's per-coalition regression update
+KERNEL_MAX_VALUES = 1 << 20
 #   (O(N x |out|), against O(|out|) for permutation) costs more wall time than its lower error saves
 #   (measured: 113 GAN channels x 32,768 pixels, kernel 3.3x slower at equal evaluations)
 DEFAULT_PERMUTATIONS = 1000  # the paper's budget, used when neither budget is given
@@ -87,8 +102,14 @@ class RunPlan:
     seed: int
 
     @classmethod
-    def make(cls, method: str, n_players: int, n_permutations: int | None, max_evaluations: int | None,
-             seed: int) -> RunPlan:
+    def make(
+        cls,
+        method: str,
+        n_players: int,
+        n_permutations: int | None,
+        max_evaluations: int | None,
+        seed: int,
+    ) -> RunPlan:
         """The plan of a request, checked against the game's size.
 
         Args:
@@ -102,7 +123,8 @@ class RunPlan:
 
         Raises:
             MSAInputError: an unknown method, a budget that is not a positive integer, exact beyond
-                ``EXACT_MAX_PLAYERS`` or under ``2^N``, an odd antithetic budget, or too small a budget.
+                ``EXACT_MAX_PLAYERS`` or under ``2^N``, an odd antithetic budget, or too small a
+                budget.
         """
         if method not in METHODS:
             raise MSAInputError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
@@ -119,16 +141,20 @@ class RunPlan:
 
     @property
     def extendable(self) -> bool:
-        """Whether a run of this request with a larger budget may continue from this run's checkpoint:
-        the method was named (``auto`` may choose another for another budget) and its first blocks do
-        not depend on the budget."""
+        """Whether a run of this request with a larger budget may continue from this run's
+        checkpoint: the method was named (``auto`` may choose another for another budget) and its
+        first blocks do not depend on the budget."""
         return self.requested != "auto" and self.estimator_class.extendable
 
     def for_outputs(self, n_outputs: int) -> RunPlan:
         """The plan for values of ``n_outputs`` numbers per coalition: under ``auto``, permutation
         sampling instead of kernel when ``N x n_outputs > KERNEL_MAX_VALUES`` (the regression's
         O(N x out) update per coalition would dominate)."""
-        if self.requested == "auto" and self.method == BEST_SAMPLER and self.n_players * n_outputs > KERNEL_MAX_VALUES:
+        if (
+            self.requested == "auto"
+            and self.method == BEST_SAMPLER
+            and self.n_players * n_outputs > KERNEL_MAX_VALUES
+        ):
             return replace(self, method="permutation")
         return self
 
@@ -138,16 +164,33 @@ class RunPlan:
 
     def identity(self) -> State:
         """The ``run.*`` entries that say which run a state belongs to."""
-        return {"run.method": np.array(self.method), "run.n_players": np.array(self.n_players),
-                "run.seed": np.array(self.seed), "run.budget": np.array(self.budget)}
-
-    def state(self, estimator: Estimator, next_block: int, tally: Tally, v_full: np.ndarray, v_empty: np.ndarray,
-              output_shape: tuple[int, ...]) -> State:
-        """The checkpoint state of this run before block ``next_block`` (``v_full``/``v_empty``: ``[D]``)."""
         return {
-            **self.identity(), **{f"est.{k}": v for k, v in estimator.state_dict().items()},
-            "run.next_block": np.array(next_block), "run.used": np.array(tally.used),
-            "run.game_seconds": np.array(tally.game_seconds), "run.v_full": v_full, "run.v_empty": v_empty,
+            "run.method": np.array(self.method),
+            "run.n_players": np.array(self.n_players),
+            "run.seed": np.array(self.seed),
+            "run.budget": np.array(self.budget),
+        }
+
+    def state(
+        self,
+        estimator: Estimator,
+        next_block: int,
+        tally: Tally,
+        v_full: np.ndarray,
+        v_empty: np.ndarray,
+        output_shape: tuple[int, ...],
+    ) -> State:
+        """The checkpoint state of this run before block ``next_block`` (``v_full``/``v_empty``:
+        ``[D]``).
+        """
+        return {
+            **self.identity(),
+            **{f"est.{k}": v for k, v in estimator.state_dict().items()},
+            "run.next_block": np.array(next_block),
+            "run.used": np.array(tally.used),
+            "run.game_seconds": np.array(tally.game_seconds),
+            "run.v_full": v_full,
+            "run.v_empty": v_empty,
             "run.output_shape": np.array(output_shape, dtype=np.int64),
         }
 
@@ -161,20 +204,30 @@ class RunPlan:
             ``(plan, summary)``: the plan settled for the state's output size, and the state read.
 
         Raises:
-            MSAInputError: the state is incomplete, belongs to another run (method, players, seed), or
+            MSAInputError: the state is incomplete, belongs to another run (method, players, seed),
+            or
                 has another budget (a smaller one is accepted for extendable methods).
         """
         summary = CheckpointSummary.of(state)
         plan = self.for_outputs(summary.v_full.size)
         saved, wanted = summary.plan, plan
-        if (saved.method, saved.n_players, saved.seed) != (wanted.method, wanted.n_players, wanted.seed):
-            raise MSAInputError(f"the checkpoint belongs to another run ({_describe(saved)}); this run is "
-                                f"{{'method': {wanted.method!r}, 'n_players': {wanted.n_players}, "
-                                f"'seed': {wanted.seed}}}")
-        if saved.budget != wanted.budget and not (wanted.estimator_class.extendable and saved.budget < wanted.budget):
+        if (saved.method, saved.n_players, saved.seed) != (
+            wanted.method,
+            wanted.n_players,
+            wanted.seed,
+        ):
             raise MSAInputError(
-                f"the checkpoint was written with a budget of {saved.budget} evaluations and this run asks for "
-                f"{wanted.budget}; only permutation-type runs can be extended to a larger budget"
+                f"the checkpoint belongs to another run ({_describe(saved)}); this run is "
+                f"{{'method': {wanted.method!r}, 'n_players': {wanted.n_players}, "
+                f"'seed': {wanted.seed}}}"
+            )
+        if saved.budget != wanted.budget and not (
+            wanted.estimator_class.extendable and saved.budget < wanted.budget
+        ):
+            raise MSAInputError(
+                f"the checkpoint was written with a budget of {saved.budget} evaluations and this "
+                f"run asks for {wanted.budget}; only permutation-type runs can be extended to a "
+                "larger budget"
             )
         return plan, summary
 
@@ -184,7 +237,8 @@ class CheckpointSummary:
     """A saved state, read: the run that wrote it and how far it got.
 
     ``v_full``/``v_empty`` are the end values ``[D]`` (one coalition's value, flattened),
-    ``output_shape`` their shape before flattening, ``estimator_state`` the estimator's running sums.
+    ``output_shape`` their shape before flattening, ``estimator_state`` the estimator's running
+    sums.
     """
 
     plan: RunPlan  # requested == method: a state records the estimator that ran
@@ -205,14 +259,31 @@ class CheckpointSummary:
         """
         try:
             method = str(state["run.method"])
-            plan = RunPlan(method, method, int(state["run.n_players"]), int(state["run.budget"]),
-                           int(state["run.seed"]))
-            return cls(plan, int(state["run.next_block"]), int(state["run.used"]), float(state["run.game_seconds"]),
-                       state["run.v_full"], state["run.v_empty"],
-                       tuple(int(size) for size in state["run.output_shape"]),
-                       {key[len("est."):]: value for key, value in state.items() if key.startswith("est.")})
+            plan = RunPlan(
+                method,
+                method,
+                int(state["run.n_players"]),
+                int(state["run.budget"]),
+                int(state["run.seed"]),
+            )
+            return cls(
+                plan,
+                int(state["run.next_block"]),
+                int(state["run.used"]),
+                float(state["run.game_seconds"]),
+                state["run.v_full"],
+                state["run.v_empty"],
+                tuple(int(size) for size in state["run.output_shape"]),
+                {
+                    key[len("est.") :]: value
+                    for key, value in state.items()
+                    if key.startswith("est.")
+                },
+            )
         except (KeyError, TypeError, ValueError) as err:
-            raise MSAInputError(f"the checkpoint is incomplete or damaged ({type(err).__name__}: {err})") from err
+            raise MSAInputError(
+                f"the checkpoint is incomplete or damaged ({type(err).__name__}: {err})"
+            ) from err
 
     def estimator(self) -> Estimator:
         """The estimator as saved (its running sums loaded).
@@ -221,26 +292,38 @@ class CheckpointSummary:
             MSAInputError: the state names an unknown method or its sums do not fit the estimator.
         """
         if self.plan.method not in ESTIMATORS:
-            raise MSAInputError(f"the checkpoint was written by an unknown method {self.plan.method!r}")
+            raise MSAInputError(
+                f"the checkpoint was written by an unknown method {self.plan.method!r}"
+            )
         estimator = self.plan.estimator(self.v_full.ravel(), self.v_empty.ravel())
         try:
             estimator.load_state_dict(self.estimator_state)
         except (KeyError, TypeError, ValueError) as err:
-            raise MSAInputError(f"the checkpoint's estimator state does not fit {self.plan.method!r}: {err}") from err
+            raise MSAInputError(
+                f"the checkpoint's estimator state does not fit {self.plan.method!r}: {err}"
+            ) from err
         return estimator
 
     def max_stderr(self) -> float | None:
-        """Largest standard error of the saved estimate (None where the estimator cannot tell yet)."""
+        """Largest standard error of the saved estimate (None where the estimator cannot tell
+        yet)."""
         with np.errstate(all="ignore"):
             value = self.estimator().max_stderr()
         return value if value is not None and np.isfinite(value) else None
 
 
 def _describe(plan: RunPlan) -> dict[str, Any]:
-    return {"method": plan.method, "n_players": plan.n_players, "seed": plan.seed, "budget": plan.budget}
+    return {
+        "method": plan.method,
+        "n_players": plan.n_players,
+        "seed": plan.seed,
+        "budget": plan.budget,
+    }
 
 
-def _resolve_method(method: str, n: int, budget: int, n_permutations: Any, max_evaluations: Any) -> str:
+def _resolve_method(
+    method: str, n: int, budget: int, n_permutations: Any, max_evaluations: Any
+) -> str:
     if n == 1:
         return "exact"
     if method == "auto":
@@ -248,25 +331,32 @@ def _resolve_method(method: str, n: int, budget: int, n_permutations: Any, max_e
     if method == "exact":
         if n > EXACT_MAX_PLAYERS:
             raise MSAInputError(
-                f"method='exact' enumerates all 2^N coalitions and is limited to N <= {EXACT_MAX_PLAYERS} players; "
-                f"this game has {n}. Use a sampled method: {', '.join(SAMPLED_METHODS)} (or 'auto')"
+                "method='exact' enumerates all 2^N coalitions and is limited to N <= "
+                f"{EXACT_MAX_PLAYERS} players; this game has {n}. Use a sampled method: "
+                f"{', '.join(SAMPLED_METHODS)} (or 'auto')"
             )
         if n_permutations is not None:
-            raise MSAInputError("n_permutations does not apply to method='exact'; give max_evaluations or neither")
+            raise MSAInputError(
+                "n_permutations does not apply to method='exact'; give max_evaluations or neither"
+            )
         if max_evaluations is not None and max_evaluations < 2**n:
             raise MSAInputError(
-                f"method='exact' needs 2^{n} = {2**n} evaluations but max_evaluations={max_evaluations}; "
-                f"raise the budget or use a sampled method: {', '.join(SAMPLED_METHODS)}"
+                f"method='exact' needs 2^{n} = {2**n} evaluations but "
+                f"max_evaluations={max_evaluations}; raise the budget or use a sampled method: "
+                f"{', '.join(SAMPLED_METHODS)}"
             )
     return method
 
 
 def _check_budget(cls: type[Estimator], n: int, budget: int, n_permutations: Any) -> None:
     if cls is AntitheticEstimator and n_permutations is not None and n_permutations % 2:
-        raise MSAInputError(f"method='antithetic' samples permutations in pairs; n_permutations must be even, got {n_permutations}")
+        raise MSAInputError(
+            "method='antithetic' samples permutations in pairs; n_permutations must be even, got "
+            f"{n_permutations}"
+        )
     needed = 2 + cls.min_budget(n) if n > 1 else 2
     if budget < needed:
         raise MSAInputError(
-            f"a budget of {budget} evaluations is too small for method={cls.name!r} with {n} players; "
-            f"it needs at least {needed} (full and empty coalitions included)"
+            f"a budget of {budget} evaluations is too small for method={cls.name!r} with {n} "
+            f"players; it needs at least {needed} (full and empty coalitions included)"
         )

@@ -2,9 +2,9 @@
 say which runner plays a run and which game it plays.
 
 ``Runner`` is the base every runner derives from (saving, stopping, progress); ``BlockRunner`` plays
-blocks in this process. A ``Backend`` (``LocalBackend`` here, ``msa_core.backends.RayBackend`` on Ray)
-pairs a game with its runner class; ``resolve_backend`` turns ``shapley_modes``' ``backend`` argument
-into one, from the names in ``BACKENDS``.
+blocks in this process. A ``Backend`` (``LocalBackend`` here, ``msa_core.backends.RayBackend`` on
+Ray) pairs a game with its runner class; ``resolve_backend`` turns ``shapley_modes``' ``backend``
+argument into one, from the names in ``BACKENDS``.
 """
 
 from __future__ import annotations
@@ -22,12 +22,16 @@ from msa_core.errors import MSAInputError
 from msa_core.estimators.base import Estimator
 from msa_core.games import Game, as_game, values_as_array
 
-Progress = Callable[[int, int], None]  # progress(evaluated, planned): evaluations done and planned so far
+Progress = Callable[
+    [int, int], None
+]  # progress(evaluated, planned): evaluations done and planned so far
 
 
 @dataclass
 class Tally:
-    """What a run cost: coalitions evaluated, those whose values entered the result, seconds in the game."""
+    """What a run cost: coalitions evaluated, those whose values entered the result, seconds in the
+    game.
+    """
 
     evaluated: int = 0
     used: int = 0
@@ -36,7 +40,8 @@ class Tally:
 
 
 class TimedGame:
-    """Calls a game, times the call and checks its values (``[C, *out]`` -> float32/64 ``[C, D]``)."""
+    """Calls a game, times the call and checks its values (``[C, *out]`` -> float32/64
+    ``[C, D]``)."""
 
     def __init__(self, game: Game):
         self.game = game
@@ -58,24 +63,34 @@ class Runner(ABC):
 
     The base owns what every runner shares: ``save(next_block)`` every ``save_seconds`` of work and
     before the last unit of work, and once more when the run raises or is interrupted (never in the
-    middle of absorbing); the stop rule (with ``target_stderr``, stop at the first absorbed block after
-    which the estimator's largest standard error is at most that); ``progress(done, total)`` reports.
-    A subclass plays the blocks (``_play``) and says where its last unit of work starts (``last_start``).
+    middle of absorbing); the stop rule (with ``target_stderr``, stop at the first absorbed block
+    after which the estimator's largest standard error is at most that); ``progress(done, total)``
+    reports. A subclass plays the blocks (``_play``) and says where its last unit of work starts
+    (``last_start``).
 
     Args:
         game: the run's ``TimedGame`` (its tally counts what the run costs).
         estimator: the estimator whose blocks are played (fresh, or loaded from a checkpoint).
         batch_size: coalitions per game call, at most.
-        target_stderr: stop once the largest standard error is at most this (None: play every block).
+        target_stderr: stop once the largest standard error is at most this (None: play every
+        block).
         progress: ``progress(evaluated, planned)`` after each game call or merged chunk.
         start_block: the first block to play (a resumed run's ``next_block``).
         save: ``save(next_block)`` writes a checkpoint (None: no checkpoints).
         save_seconds: seconds of work between saves.
     """
 
-    def __init__(self, game: TimedGame, estimator: Estimator, batch_size: int,
-                 target_stderr: float | None = None, progress: Progress | None = None, start_block: int = 0,
-                 save: Callable[[int], None] | None = None, save_seconds: float = 5.0):
+    def __init__(
+        self,
+        game: TimedGame,
+        estimator: Estimator,
+        batch_size: int,
+        target_stderr: float | None = None,
+        progress: Progress | None = None,
+        start_block: int = 0,
+        save: Callable[[int], None] | None = None,
+        save_seconds: float = 5.0,
+    ):
         self.game = game
         self.estimator = estimator
         self.batch_size = batch_size
@@ -83,23 +98,33 @@ class Runner(ABC):
         self.progress = progress
         self.save = save
         self.save_seconds = save_seconds
-        self.total = 2 + estimator.planned_evaluations()  # the full and empty coalitions, then every block
+        # the full and empty coalitions, then every block
+        self.total = 2 + estimator.planned_evaluations()
         self.next_block = start_block
         self._absorbing = False
         self._saved_at = time.perf_counter()
 
     def run(self) -> Tally:
-        """Play the blocks from ``start_block`` on; returns the game's tally (``stopped_early`` set)."""
+        """Play the blocks from ``start_block`` on; returns the game's tally (``stopped_early``
+        set).
+        """
         try:
             return self._play()
         except BaseException:
-            if self.save is not None and self.next_block < self.estimator.n_blocks and not self._absorbing:
-                self.save(self.next_block)  # the game raised or the run was interrupted: keep what is absorbed
+            if (
+                self.save is not None
+                and self.next_block < self.estimator.n_blocks
+                and not self._absorbing
+            ):
+                # the game raised or the run was interrupted: keep what is absorbed
+                self.save(self.next_block)
             raise
 
     @abstractmethod
     def _play(self) -> Tally:
-        """Evaluate and absorb blocks from ``next_block`` on until the last or until ``_stop_now()``."""
+        """Evaluate and absorb blocks from ``next_block`` on until the last or until
+        ``_stop_now()``.
+        """
 
     @property
     @abstractmethod
@@ -120,15 +145,22 @@ class Runner(ABC):
             self.progress(self.game.tally.evaluated, self.total)
 
     def _maybe_save(self) -> None:
-        """Save after ``save_seconds`` of work since the last save, and before the last unit of work."""
+        """Save after ``save_seconds`` of work since the last save, and before the last unit of
+        work.
+        """
         if self.save is None or self.next_block >= self.estimator.n_blocks:
             return
-        if time.perf_counter() - self._saved_at >= self.save_seconds or self.next_block == self.last_start:
+        if (
+            time.perf_counter() - self._saved_at >= self.save_seconds
+            or self.next_block == self.last_start
+        ):
             self.save(self.next_block)
             self._saved_at = time.perf_counter()
 
     def _stop_now(self) -> bool:
-        """The stop rule after an absorbed block; sets ``tally.stopped_early`` when it stops the run."""
+        """The stop rule after an absorbed block; sets ``tally.stopped_early`` when it stops the
+        run.
+        """
         if self.target_stderr is None:
             return False
         stderr = self.estimator.max_stderr()
@@ -139,16 +171,27 @@ class Runner(ABC):
 
 
 class BlockRunner(Runner):
-    """Plays blocks in this process, queueing their coalitions into game calls of at most ``batch_size`` rows.
+    """Plays blocks in this process, queueing their coalitions into game calls of at most
+    ``batch_size`` rows.
 
     A call holds whole blocks where they fit and splits only blocks larger than a batch; finished
     blocks are absorbed strictly in order, so results never depend on ``batch_size``.
     """
 
-    def __init__(self, game: TimedGame, estimator: Estimator, batch_size: int,
-                 target_stderr: float | None = None, progress: Progress | None = None, start_block: int = 0,
-                 save: Callable[[int], None] | None = None, save_seconds: float = 5.0):
-        super().__init__(game, estimator, batch_size, target_stderr, progress, start_block, save, save_seconds)
+    def __init__(
+        self,
+        game: TimedGame,
+        estimator: Estimator,
+        batch_size: int,
+        target_stderr: float | None = None,
+        progress: Progress | None = None,
+        start_block: int = 0,
+        save: Callable[[int], None] | None = None,
+        save_seconds: float = 5.0,
+    ):
+        super().__init__(
+            game, estimator, batch_size, target_stderr, progress, start_block, save, save_seconds
+        )
         self._queue: list[tuple[int, np.ndarray]] = []
         self._queued = 0
         self._parts: dict[int, list[np.ndarray]] = {}
@@ -163,7 +206,8 @@ class BlockRunner(Runner):
             rows = self.estimator.block(k)
             self._missing[k] = rows.shape[0]
             if self._queued and self._queued + rows.shape[0] > self.batch_size and self._flush():
-                return self.game.tally  # whole blocks per call where they fit: no block split needlessly
+                # whole blocks per call where they fit: no block split needlessly
+                return self.game.tally
             while rows.shape[0]:
                 take = self.batch_size - self._queued
                 self._queue.append((k, rows[:take]))
@@ -180,7 +224,7 @@ class BlockRunner(Runner):
         values = self.game(np.concatenate([rows for _, rows in self._queue]))
         offset = 0
         for k, rows in self._queue:
-            self._parts.setdefault(k, []).append(values[offset: offset + rows.shape[0]])
+            self._parts.setdefault(k, []).append(values[offset : offset + rows.shape[0]])
             self._missing[k] -= rows.shape[0]
             offset += rows.shape[0]
         self._queue, self._queued = [], 0
@@ -188,7 +232,9 @@ class BlockRunner(Runner):
         while self._missing.get(self.next_block) == 0:
             parts = self._parts.pop(self.next_block)
             with self._absorbing_state():
-                self.estimator.absorb(self.next_block, np.concatenate(parts) if len(parts) > 1 else parts[0])
+                self.estimator.absorb(
+                    self.next_block, np.concatenate(parts) if len(parts) > 1 else parts[0]
+                )
             self.game.tally.used += sum(part.shape[0] for part in parts)
             del self._missing[self.next_block]
             self.next_block += 1
@@ -199,10 +245,13 @@ class BlockRunner(Runner):
 
 
 class Backend(Protocol):
-    """Where a run's coalitions are evaluated: the game the run plays and the runner that plays it."""
+    """Where a run's coalitions are evaluated: the game the run plays and the runner that plays
+    it."""
 
     def game(self, game: Any, n_players: int | None) -> Game:
-        """The game as this backend plays it (``game``: a ``Game``, a callable, or what the backend builds from)."""
+        """The game as this backend plays it (``game``: a ``Game``, a callable, or what the backend
+        builds from).
+        """
         ...
 
     def runner(self) -> type[Runner]:
@@ -227,11 +276,15 @@ class LocalBackend:
         return None
 
 
-BACKENDS: dict[str, Callable[[], Backend]] = {"local": LocalBackend}  # more register with register_backend
+BACKENDS: dict[str, Callable[[], Backend]] = {
+    "local": LocalBackend
+}  # more register with register_backend
 
 
 def register_backend(name: str, make: Callable[[], Backend]) -> None:
-    """Let ``shapley_modes(backend=name)`` run on ``make()`` (e.g. ``msa_core.backends`` registers "ray")."""
+    """Let ``shapley_modes(backend=name)`` run on ``make()`` (e.g. ``msa_core.backends`` registers
+    "ray").
+    """
     BACKENDS[name] = make
 
 
@@ -245,8 +298,12 @@ def resolve_backend(backend: Any) -> Backend:
         return LocalBackend()
     if isinstance(backend, str) and backend in BACKENDS:
         return BACKENDS[backend]()
-    if not isinstance(backend, str) and all(callable(getattr(backend, name, None)) for name in ("game", "runner", "meta")):
+    if not isinstance(backend, str) and all(
+        callable(getattr(backend, name, None)) for name in ("game", "runner", "meta")
+    ):
         return backend
     names = ", ".join(repr(name) for name in BACKENDS)
-    raise MSAInputError(f"unknown backend {backend!r}; allowed: None, {names} or a backend object "
-                        "(e.g. msa_core.backends.RayBackend(...))")
+    raise MSAInputError(
+        f"unknown backend {backend!r}; allowed: None, {names} or a backend object "
+        "(e.g. msa_core.backends.RayBackend(...))"
+    )

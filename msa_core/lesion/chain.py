@@ -1,4 +1,5 @@
-"""Chain models: an ``nn.Sequential`` (nested ones flattened) whose forward feeds each element the last.
+"""Chain models: an ``nn.Sequential`` (nested ones flattened) whose forward feeds each element the
+last.
 
 For chains the game can run the part before the first lesioned element once, on the unrepeated
 batch (prefix reuse), and push lesioned units through the affine elements that follow them once per
@@ -13,7 +14,14 @@ from torch import nn
 Element = tuple[str, nn.Module]
 
 # Elements that are affine in their input (in eval mode): pushing a unit through them is exact.
-AFFINE = (nn.Linear, nn.modules.conv._ConvNd, nn.Flatten, nn.Unflatten, nn.Identity, nn.modules.dropout._DropoutNd)
+AFFINE = (
+    nn.Linear,
+    nn.modules.conv._ConvNd,
+    nn.Flatten,
+    nn.Unflatten,
+    nn.Identity,
+    nn.modules.dropout._DropoutNd,
+)
 
 
 def is_chain(module: nn.Module) -> bool:
@@ -22,7 +30,9 @@ def is_chain(module: nn.Module) -> bool:
 
 
 def chain_elements(model: nn.Module) -> list[Element] | None:
-    """``(path, module)`` of a chain model's elements in call order, nested chains flattened; else None."""
+    """``(path, module)`` of a chain model's elements in call order, nested chains flattened; else
+    None.
+    """
     if not is_chain(model):
         return None
 

@@ -29,7 +29,6 @@ from msa_core.lesion.hooks import Hook, attached, eval_mode
 from msa_core.lesion.inputs import (
     Inputs,
     batch_size,
-    call_model,
     check_device,
     first_call,
     model_device,
@@ -42,38 +41,47 @@ from msa_core.names import LESIONS
 from msa_core.units import UnitSpec, check_unique
 
 PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
-CPU_BUDGET = 8 << 20  # bytes of activations per forward pass on CPU (cache-sized); on CUDA half the free memory
+# bytes of activations per forward pass on CPU (cache-sized); on CUDA half the free memory
+CPU_BUDGET = 8 << 20
 
 
 class ModelGame(Game):
-    """Values ``[C, B, ...]`` of a model on a fixed batch with each coalition's lesioned units knocked out.
+    """Values ``[C, B, ...]`` of a model on a fixed batch with each coalition's lesioned units
+    knocked out.
 
     Args:
-        model: any ``nn.Module``, run on its own device, in eval mode, under ``torch.inference_mode()``.
-        inputs: a tensor ``[B, ...]`` or a dict of tensors ``[B, ...]`` (HF style, ``model(**inputs)``),
+        model: any ``nn.Module``, run on its own device, in eval mode, under
+        ``torch.inference_mode()``.
+        inputs: a tensor ``[B, ...]`` or a dict of tensors ``[B, ...]`` (HF style,
+        ``model(**inputs)``),
             on the model's device.
         units: a spec from ``msa_core.units`` or a list of them; players follow their order.
-        output: a name from ``msa_core.lesion.NAMED_OUTPUTS``, ``fn(raw) -> tensor [C * B, ...]``, or a
+        output: a name from ``msa_core.lesion.NAMED_OUTPUTS``, ``fn(raw) -> tensor [C * B, ...]``,
+        or a
             ``CustomOutput`` (``fn(raw, copies)``, told what the named outputs are told), or a
             ``TokenScores`` (log-probs of chosen tokens at chosen positions).
-        lesion: ``"zero"``, or ``"mean"`` (each unit's mean over ``reference``, default ``inputs``; the
+        lesion: ``"zero"``, or ``"mean"`` (each unit's mean over ``reference``, default ``inputs``;
+        the
             means are kept in each site's ``fill``).
         labels: integer targets ``[B]`` or ``[B, T]`` for ``correct`` / ``target_logprob``.
         reference: inputs whose mean activations a ``"mean"`` lesion uses (default ``inputs``).
-        memory_budget: bytes of activations per forward pass, which sets how many coalitions share one
+        memory_budget: bytes of activations per forward pass, which sets how many coalitions share
+        one
             pass (default 8 MiB on CPU, where passes that fit the caches run fastest, or the plan's
             own ``cpu_budget``; half the free memory on CUDA). A pass that runs out of GPU memory is
             retried with half as many coalitions (down to one), and later passes keep the smaller
             number.
         coalitions_per_pass: that number directly.
-        prefix_reuse, push_forward: False switches the shortcuts off (for measurements): prefix reuse
+        prefix_reuse, push_forward: False switches the shortcuts off (for measurements): prefix
+        reuse
             covers chain models and, for decoder-only transformers, layer reuse
             (``msa_core.lesion.layer_reuse``).
         scored_positions: run an LM's head only at the positions the output reads (``TokenScores``).
         precision: ``"float32"``, or ``"bfloat16"`` / ``"float16"`` to run the passes under
             ``torch.autocast`` (meant for CUDA; values then differ from float32 by the half type's
             rounding, bounded in tests/test_lesion_reuse.py for dense models; an MoE token whose
-            router scores tie within that rounding may switch experts, a jump, not a rounding error).
+            router scores tie within that rounding may switch experts, a jump, not a rounding
+            error).
 
     Raises:
         MSAInputError: a model that is not an ``nn.Module``, an unknown lesion or output, inputs or
@@ -81,26 +89,38 @@ class ModelGame(Game):
             run, or a budget that is not a positive integer (all before any coalition is evaluated).
 
     Calling the game with bool coalitions ``[C, N]`` (True = intact) returns values ``[C, B, ...]``
-    (``output_shape`` per coalition) on the model's device. Each call repeats the batch once per coalition (in chunks) and gives each copy its own mask through
-    hooks that exist only during the call. ``forward_seconds`` accumulates the time spent running the
-    model (hooks included), the rest of a call being mask and output handling.
+    (``output_shape`` per coalition) on the model's device. Each call repeats the batch once per
+    coalition (in chunks) and gives each copy its own mask through hooks that exist only during the
+    call. ``forward_seconds`` accumulates the time spent running the model (hooks included), the
+    rest of a call being mask and output handling.
     """
 
     output_shape: tuple[int, ...]  # one coalition's values [B, ...], from a dry run
 
-    def __init__(self, model: nn.Module, inputs: Inputs, units: UnitSpec | Sequence[UnitSpec],
-                 output: str | CustomOutput | Callable[[Any], torch.Tensor] = "logits", lesion: str = "zero",
-                 labels: torch.Tensor | None = None, reference: Inputs | None = None,
-                 memory_budget: int | None = None, coalitions_per_pass: int | None = None,
-                 prefix_reuse: bool = True, push_forward: bool = True,
-                 scored_positions: bool = True, precision: str = "float32"):
+    def __init__(
+        self,
+        model: nn.Module,
+        inputs: Inputs,
+        units: UnitSpec | Sequence[UnitSpec],
+        output: str | CustomOutput | Callable[[Any], torch.Tensor] = "logits",
+        lesion: str = "zero",
+        labels: torch.Tensor | None = None,
+        reference: Inputs | None = None,
+        memory_budget: int | None = None,
+        coalitions_per_pass: int | None = None,
+        prefix_reuse: bool = True,
+        push_forward: bool = True,
+        scored_positions: bool = True,
+        precision: str = "float32",
+    ):
         if not isinstance(model, nn.Module):
             raise MSAInputError(f"model must be a torch.nn.Module; got {type(model).__name__}")
         if lesion not in LESIONS:
             raise MSAInputError(f"unknown lesion {lesion!r}; allowed: {', '.join(LESIONS)}")
         if precision not in PRECISIONS:
-            raise MSAInputError(f"unknown precision {precision!r}; "
-                                f"allowed: {', '.join(PRECISIONS)}")
+            raise MSAInputError(
+                f"unknown precision {precision!r}; allowed: {', '.join(PRECISIONS)}"
+            )
         self.precision = precision
         self.model, self.inputs, self.lesion = model, inputs, lesion
         self.device = model_device(model)
@@ -109,7 +129,9 @@ class ModelGame(Game):
             if value is not None:
                 check_device(value, self.device, name)
         if labels is not None and batch_size(labels, "labels") != self.batch_size:
-            raise MSAInputError(f"labels have batch size {labels.shape[0]} but inputs have {self.batch_size}")
+            raise MSAInputError(
+                f"labels have batch size {labels.shape[0]} but inputs have {self.batch_size}"
+            )
         self.sites: list[Site] = bind(model, units)
         for site in self.sites:
             site.check_lesion(lesion)
@@ -127,8 +149,14 @@ class ModelGame(Game):
             self._number_players()
             positions = getattr(self._output, "positions", None) if scored_positions else None
             reuse = layer_plan(model, inputs, self.sites, positions) if prefix_reuse else None
-            self.plan = reuse or make_plan(model, inputs, self.sites, prefix_reuse, push_forward,
-                                           head_options(model, inputs, positions))
+            self.plan = reuse or make_plan(
+                model,
+                inputs,
+                self.sites,
+                prefix_reuse,
+                push_forward,
+                head_options(model, inputs, positions),
+            )
             values, copy_bytes = self._dry_run()
         self.output_shape = tuple(values.shape)
         budget = memory_budget or self._default_budget()
@@ -152,7 +180,7 @@ class ModelGame(Game):
             while start < keep.shape[0]:
                 step = self.coalitions_per_pass
                 try:
-                    parts.append(self._run(keep[start: start + step]))
+                    parts.append(self._run(keep[start : start + step]))
                     start += step
                     continue
                 except torch.OutOfMemoryError:
@@ -162,7 +190,11 @@ class ModelGame(Game):
                 if self.device is not None and self.device.type == "cuda":
                     torch.cuda.empty_cache()
         if len(parts) != 1:
-            parts = [torch.cat(parts) if parts else torch.empty(0, *self.output_shape, device=self.device)]
+            parts = [
+                torch.cat(parts)
+                if parts
+                else torch.empty(0, *self.output_shape, device=self.device)
+            ]
         values = parts[0].view(keep.shape[0], *self.output_shape)
         if order is None:
             return values
@@ -173,8 +205,11 @@ class ModelGame(Game):
         hooks = [hook for site in self.plan.hooked for hook in site.lesion_hooks(site.own(keep))]
         start = time.perf_counter()
         dtype = PRECISIONS[self.precision]
-        autocast = (torch.autocast(self.device.type if self.device else "cpu", dtype=dtype) if dtype
-                    else contextlib.nullcontext())
+        autocast = (
+            torch.autocast(self.device.type if self.device else "cpu", dtype=dtype)
+            if dtype
+            else contextlib.nullcontext()
+        )
         with attached(hooks), autocast:
             raw = self.plan.run(keep)
         if raw_device := getattr(raw, "device", None):
@@ -185,31 +220,46 @@ class ModelGame(Game):
 
     def _values(self, raw: Any, copies: int) -> torch.Tensor:
         values = self._output(raw, copies)
-        if not isinstance(values, torch.Tensor) or values.ndim == 0 or values.shape[0] != copies * self.batch_size:
-            shape = list(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
-            raise MSAInputError(f"the output must map the model's output to a tensor [C * B, ...] = "
-                                f"[{copies * self.batch_size}, ...]; got {shape}")
+        if (
+            not isinstance(values, torch.Tensor)
+            or values.ndim == 0
+            or values.shape[0] != copies * self.batch_size
+        ):
+            shape = (
+                list(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
+            )
+            raise MSAInputError(
+                f"the output must map the model's output to a tensor [C * B, ...] = "
+                f"[{copies * self.batch_size}, ...]; got {shape}"
+            )
         return values
 
     def _probe(self, inputs: Inputs, with_mean: bool) -> None:
-        """One unrepeated forward in which every site learns its unit count (and mean activation)."""
+        """One unrepeated forward in which every site learns its unit count (and mean
+        activation)."""
         for site in self.sites:
             site.n_units = None
         with attached([hook for site in self.sites for hook in site.probe_hooks(with_mean)]):
             first_call(self.model, inputs)
         silent = [site.path for site in self.sites if site.n_units is None]
         if silent:
-            raise MSAInputError(f"module(s) {', '.join(silent)} never ran when the model ran on the inputs; "
-                                "unit specs must name modules the forward pass calls")
+            raise MSAInputError(
+                f"module(s) {', '.join(silent)} never ran when the model ran on the inputs; "
+                "unit specs must name modules the forward pass calls"
+            )
 
     def _dry_run(self) -> tuple[torch.Tensor, int]:
-        """The plan run on one all-intact copy: its values ``[B, ...]`` and the bytes it produced (every
-        leaf module's outputs plus the values), an upper bound on the activation memory per copy."""
+        """The plan run on one all-intact copy: its values ``[B, ...]`` and the bytes it produced
+        (every leaf module's outputs plus the values), an upper bound on the activation memory per
+        copy."""
         sizes: list[int] = []
 
         def count(module: nn.Module, args: tuple, out: Any) -> None:
-            sizes.extend(t.nbytes for t in (out if isinstance(out, (tuple, list)) else [out])
-                         if isinstance(t, torch.Tensor))
+            sizes.extend(
+                t.nbytes
+                for t in (out if isinstance(out, (tuple, list)) else [out])
+                if isinstance(t, torch.Tensor)
+            )
 
         leaves = [Hook(m, count) for m in self.model.modules() if next(m.children(), None) is None]
         with attached(leaves):

@@ -19,7 +19,8 @@ from msa_core.errors import MSAInputError
 
 @dataclass(frozen=True)
 class Hook:
-    """``fn`` as a forward hook on ``module`` (``pre``: a forward pre-hook), optionally with kwargs."""
+    """``fn`` as a forward hook on ``module`` (``pre``: a forward pre-hook), optionally with
+    kwargs."""
 
     module: nn.Module
     fn: Callable
@@ -29,11 +30,16 @@ class Hook:
 
 @contextmanager
 def attached(hooks: Iterable[Hook]) -> Iterator[None]:
-    """Register ``hooks`` for the body of the ``with``; they are removed even when the body raises."""
+    """Register ``hooks`` for the body of the ``with``; they are removed even when the body
+    raises."""
     handles = []
     try:
         for hook in hooks:
-            register = hook.module.register_forward_pre_hook if hook.pre else hook.module.register_forward_hook
+            register = (
+                hook.module.register_forward_pre_hook
+                if hook.pre
+                else hook.module.register_forward_hook
+            )
             handles.append(register(hook.fn, with_kwargs=hook.with_kwargs))
         yield
     finally:
@@ -57,16 +63,19 @@ def split_copies(x: torch.Tensor, copies: int, where: str) -> torch.Tensor:
     """``x [C * R, ...] -> [C, R, ...]``, or a clear error when the rows are not copy-major."""
     if x.shape[0] % copies:
         raise MSAInputError(
-            f"{where}: leading dimension {x.shape[0]} is not a multiple of the {copies} input copies; "
-            "lesioned modules must keep the batch (or batch x tokens) as their first dimension"
+            f"{where}: leading dimension {x.shape[0]} is not a multiple of the {copies} input "
+            "copies; lesioned modules must keep the batch (or batch x tokens) as their first "
+            "dimension"
         )
     return x.unflatten(0, (copies, -1))
 
 
-def where_copies(x: torch.Tensor, keep: torch.Tensor, fill: torch.Tensor | float, where: str) -> torch.Tensor:
+def where_copies(
+    x: torch.Tensor, keep: torch.Tensor, fill: torch.Tensor | float, where: str
+) -> torch.Tensor:
     """Per copy, keep ``x`` where ``keep`` is True, else ``fill``.
 
-    x: ``[C * R, ...]``; keep: bool ``[C, ...]`` broadcastable against ``[C, R, ...]``; fill: a scalar
-    or a tensor broadcastable against ``[R, ...]``. Returns ``[C * R, ...]``.
+    x: ``[C * R, ...]``; keep: bool ``[C, ...]`` broadcastable against ``[C, R, ...]``; fill: a
+    scalar or a tensor broadcastable against ``[R, ...]``. Returns ``[C * R, ...]``.
     """
     return torch.where(keep, split_copies(x, keep.shape[0], where), fill).flatten(0, 1)

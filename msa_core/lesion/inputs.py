@@ -1,4 +1,6 @@
-"""Model inputs: a tensor ``[B, ...]`` or an HF-style dict of tensors ``[B, ...]`` (plus plain options)."""
+"""Model inputs: a tensor ``[B, ...]`` or an HF-style dict of tensors ``[B, ...]`` (plus plain
+options).
+"""
 
 from __future__ import annotations
 
@@ -20,18 +22,31 @@ def model_device(model: nn.Module) -> torch.device | None:
 
 
 def batch_size(inputs: Any, what: str = "inputs") -> int:
-    """B of a tensor or of a dict of tensors, all with the same leading dimension; clear errors otherwise."""
+    """B of a tensor or of a dict of tensors, all with the same leading dimension; clear errors
+    otherwise.
+    """
     if isinstance(inputs, torch.Tensor):
         if inputs.ndim == 0:
             raise MSAInputError(f"{what} must have a batch dimension [B, ...]; got a scalar tensor")
         return _non_empty(inputs.shape[0], what)
     if not isinstance(inputs, dict):
-        raise MSAInputError(f"{what} must be a tensor [B, ...] or a dict of tensors (HF style); got {type(inputs).__name__}")
-    sizes = {key: value.shape[0] for key, value in inputs.items() if isinstance(value, torch.Tensor) and value.ndim}
+        raise MSAInputError(
+            f"{what} must be a tensor [B, ...] or a dict of tensors (HF style); got "
+            f"{type(inputs).__name__}"
+        )
+    sizes = {
+        key: value.shape[0]
+        for key, value in inputs.items()
+        if isinstance(value, torch.Tensor) and value.ndim
+    }
     if not sizes:
-        raise MSAInputError(f"{what} is a dict without any tensor; give e.g. {{'input_ids': ids [B, T]}}")
+        raise MSAInputError(
+            f"{what} is a dict without any tensor; give e.g. {{'input_ids': ids [B, T]}}"
+        )
     if len(set(sizes.values())) > 1:
-        raise MSAInputError(f"every tensor in {what} must share the batch size B; got leading dimensions {sizes}")
+        raise MSAInputError(
+            f"every tensor in {what} must share the batch size B; got leading dimensions {sizes}"
+        )
     return _non_empty(next(iter(sizes.values())), what)
 
 
@@ -45,8 +60,11 @@ def describe(inputs: Inputs) -> str:
     """Shapes and dtypes of inputs, e.g. ``[4, 3] float32`` or ``input_ids [2, 16] int64``."""
     if isinstance(inputs, torch.Tensor):
         return f"{list(inputs.shape)} {str(inputs.dtype).removeprefix('torch.')}"
-    return ", ".join(f"{key} {describe(value)}" for key, value in inputs.items()
-                     if isinstance(value, torch.Tensor))
+    return ", ".join(
+        f"{key} {describe(value)}"
+        for key, value in inputs.items()
+        if isinstance(value, torch.Tensor)
+    )
 
 
 def check_device(tensors: Any, device: torch.device | None, what: str) -> None:
@@ -58,7 +76,8 @@ def check_device(tensors: Any, device: torch.device | None, what: str) -> None:
         if isinstance(value, torch.Tensor) and value.device != device:
             name = what if key is None else f"{what}[{key!r}]"
             raise MSAInputError(
-                f"{name} is on {value.device} but the model is on {device}; move it with .to({str(device)!r})"
+                f"{name} is on {value.device} but the model is on {device}; move it with "
+                f".to({str(device)!r})"
             )
 
 
@@ -71,11 +90,17 @@ def repeat_batch(inputs: dict[str, Any], copies: int) -> dict[str, Any]: ...
 
 
 def repeat_batch(inputs: Inputs, copies: int) -> Inputs:
-    """Each batch tensor repeated ``copies`` times along dim 0: ``[B, ...] -> [copies * B, ...]``, copy-major."""
+    """Each batch tensor repeated ``copies`` times along dim 0: ``[B, ...] -> [copies * B, ...]``,
+    copy-major.
+    """
     if isinstance(inputs, torch.Tensor):
         return inputs.repeat(copies, *([1] * (inputs.ndim - 1)))
-    return {key: repeat_batch(value, copies) if isinstance(value, torch.Tensor) and value.ndim else value
-            for key, value in inputs.items()}
+    return {
+        key: repeat_batch(value, copies)
+        if isinstance(value, torch.Tensor) and value.ndim
+        else value
+        for key, value in inputs.items()
+    }
 
 
 def call_model(model: nn.Module, inputs: Inputs) -> Any:
@@ -90,6 +115,8 @@ def first_call(model: nn.Module, inputs: Inputs) -> Any:
         return call_model(model, inputs)
     except (RuntimeError, IndexError, TypeError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise MSAInputError(f"the model cannot run on the inputs ({describe(inputs)}): "
-                            f"{first_line}. Give inputs of the shape and dtype the model's forward "
-                            "expects") from err
+        raise MSAInputError(
+            f"the model cannot run on the inputs ({describe(inputs)}): "
+            f"{first_line}. Give inputs of the shape and dtype the model's forward "
+            "expects"
+        ) from err

@@ -1,12 +1,12 @@
 """Named outputs: per-sample values ``[C * B, ...]`` from the model's raw output for C input copies.
 
-``logits`` (a tensor output, ``.logits`` of an HF output, or the first element of a tuple), ``probs``
-and ``log_probs`` (softmax over the last dim, float32), ``correct`` (1.0 where the argmax hits the
-target, else 0.0), ``target_logprob`` (float32 log-probability of the target), ``image`` (a
+``logits`` (a tensor output, ``.logits`` of an HF output, or the first element of a tuple),
+``probs`` and ``log_probs`` (softmax over the last dim, float32), ``correct`` (1.0 where the argmax
+hits the target, else 0.0), ``target_logprob`` (float32 log-probability of the target), ``image`` (a
 generator's output tensor as is). Targets are ``labels`` (one class per sample ``[B]``, or one per
 position ``[B, T]``); without labels, an LM fed ``input_ids [B, T]`` is scored on the next token,
-giving ``[B, T - 1]`` values per copy. A callable ``output(raw) -> tensor [C * B, ...]`` is used as is;
-a ``CustomOutput(fn)`` is told what the named outputs are told, ``fn(raw, copies)``.
+giving ``[B, T - 1]`` values per copy. A callable ``output(raw) -> tensor [C * B, ...]`` is used as
+is; a ``CustomOutput(fn)`` is told what the named outputs are told, ``fn(raw, copies)``.
 Per-position targets make a ``TokenScores``, whose ``positions`` let a plan compute the LM head only
 where it is read; a ``TokenScores`` built by hand scores any positions (e.g. a task's targets).
 """
@@ -31,7 +31,8 @@ class CustomOutput:
     """A custom output that receives what the named outputs receive: ``fn(raw, copies)``.
 
     ``raw`` is the model's output for ``copies`` copies of the batch (copy-major), ``fn`` returns
-    values ``[copies * B, ...]``. Build it from a named output (``make_output``) to reuse its scoring.
+    values ``[copies * B, ...]``. Build it from a named output (``make_output``) to reuse its
+    scoring.
     """
 
     fn: OutputFn
@@ -47,20 +48,26 @@ def logits_of(raw: Any) -> torch.Tensor:
     if isinstance(raw, (tuple, list)) and raw and isinstance(raw[0], torch.Tensor):
         return raw[0]
     raise MSAInputError(
-        f"cannot find logits in a model output of type {type(raw).__name__}; expected a tensor, an object "
-        "with .logits or a tuple starting with a tensor. Pass output=callable(raw) -> tensor instead"
+        f"cannot find logits in a model output of type {type(raw).__name__}; expected a tensor, an "
+        "object with .logits or a tuple starting with a tensor. Pass output=callable(raw) -> "
+        "tensor instead"
     )
 
 
 def image_of(raw: Any) -> torch.Tensor:
     """A generator's output tensor."""
     if not isinstance(raw, torch.Tensor):
-        raise MSAInputError(f"output='image' needs a model that returns a tensor; got {type(raw).__name__}")
+        raise MSAInputError(
+            f"output='image' needs a model that returns a tensor; got {type(raw).__name__}"
+        )
     return raw
 
 
-def make_output(output: str | CustomOutput | TokenScores | Callable[[Any], torch.Tensor], inputs: Inputs,
-                labels: torch.Tensor | None) -> OutputFn:
+def make_output(
+    output: str | CustomOutput | TokenScores | Callable[[Any], torch.Tensor],
+    inputs: Inputs,
+    labels: torch.Tensor | None,
+) -> OutputFn:
     """The function mapping ``(raw output, copies)`` to values ``[copies * B, ...]``.
 
     Args:
@@ -82,7 +89,9 @@ def make_output(output: str | CustomOutput | TokenScores | Callable[[Any], torch
     if callable(output):
         return lambda raw, copies: output(raw)
     if output not in NAMED_OUTPUTS:
-        raise MSAInputError(f"unknown output {output!r}; allowed: {', '.join(NAMED_OUTPUTS)}, or a callable")
+        raise MSAInputError(
+            f"unknown output {output!r}; allowed: {', '.join(NAMED_OUTPUTS)}, or a callable"
+        )
     if output == "image":
         return lambda raw, copies: image_of(raw)
     if output == "logits":
@@ -94,8 +103,13 @@ def make_output(output: str | CustomOutput | TokenScores | Callable[[Any], torch
     targets, next_token = _targets(output, inputs, labels)
     if targets.ndim == 2:  # a target per position: the LM head is needed only where one is scored
         positions = torch.arange(targets.shape[1], device=targets.device)
-        return TokenScores(positions, targets, correct=output == "correct", name=output,
-                           length=targets.shape[1] + next_token)
+        return TokenScores(
+            positions,
+            targets,
+            correct=output == "correct",
+            name=output,
+            length=targets.shape[1] + next_token,
+        )
     in_range: list[int] = []  # the class count the targets were checked against (on the first call)
 
     def scored(raw: Any, copies: int) -> torch.Tensor:
@@ -103,8 +117,9 @@ def make_output(output: str | CustomOutput | TokenScores | Callable[[Any], torch
         wanted = repeat_batch(targets, copies)
         if logits.shape[:-1] != wanted.shape:
             raise MSAInputError(
-                f"output={output!r}: logits {list(logits.shape)} do not fit targets {list(wanted.shape)}; "
-                "labels must have the logits' shape without the last (class) dimension"
+                f"output={output!r}: logits {list(logits.shape)} do not fit targets "
+                f"{list(wanted.shape)}; labels must have the logits' shape without the last "
+                "(class) dimension"
             )
         if in_range != [logits.shape[-1]]:
             _check_range(targets, logits.shape[-1])
@@ -119,8 +134,10 @@ def make_output(output: str | CustomOutput | TokenScores | Callable[[Any], torch
 def _check_range(targets: torch.Tensor, classes: int) -> None:
     low, high = int(targets.min()), int(targets.max())
     if low < 0 or high >= classes:
-        raise MSAInputError(f"labels must be class indices from 0 to {classes - 1} (the logits "
-                            f"have {classes} classes); got values from {low} to {high}")
+        raise MSAInputError(
+            f"labels must be class indices from 0 to {classes - 1} (the logits "
+            f"have {classes} classes); got values from {low} to {high}"
+        )
 
 
 class TokenScores:
@@ -134,11 +151,19 @@ class TokenScores:
     know ``positions`` compute the LM head only there.
     """
 
-    def __init__(self, positions: torch.Tensor, targets: torch.Tensor, correct: bool = False,
-                 name: str = "target_logprob", length: int | None = None):
+    def __init__(
+        self,
+        positions: torch.Tensor,
+        targets: torch.Tensor,
+        correct: bool = False,
+        name: str = "target_logprob",
+        length: int | None = None,
+    ):
         if positions.ndim != 1 or targets.ndim != 2 or targets.shape[1] != positions.shape[0]:
-            raise MSAInputError(f"{name}: positions must be [P] and targets [B, P]; "
-                                f"got {list(positions.shape)} and {list(targets.shape)}")
+            raise MSAInputError(
+                f"{name}: positions must be [P] and targets [B, P]; "
+                f"got {list(positions.shape)} and {list(targets.shape)}"
+            )
         self.positions, self.targets, self.correct, self.name = positions, targets, correct, name
         self.length = length
         self._in_range: int | None = None  # the class count the targets were checked against
@@ -147,8 +172,11 @@ class TokenScores:
         logits = logits_of(raw)
         wanted = repeat_batch(self.targets, copies)
         full = self.length or int(self.positions.max()) + 1
-        if logits.ndim == 3 and logits.shape[1] != wanted.shape[1] and (
-                logits.shape[1] == full if self.length else logits.shape[1] >= full):
+        if (
+            logits.ndim == 3
+            and logits.shape[1] != wanted.shape[1]
+            and (logits.shape[1] == full if self.length else logits.shape[1] >= full)
+        ):
             logits = logits[:, self.positions.to(logits.device)]
         if logits.shape[:-1] != wanted.shape:
             raise MSAInputError(
@@ -167,12 +195,16 @@ class TokenScores:
 def _targets(output: str, inputs: Inputs, labels: torch.Tensor | None) -> tuple[torch.Tensor, bool]:
     """Target indices ``[B, ...]`` and whether they are next tokens of ``input_ids``."""
     if labels is not None:
-        if not isinstance(labels, torch.Tensor) or labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        if (
+            not isinstance(labels, torch.Tensor)
+            or labels.dtype.is_floating_point
+            or labels.dtype == torch.bool
+        ):
             raise MSAInputError("labels must be an integer tensor of class indices [B] or [B, T]")
         return labels, False
     if isinstance(inputs, dict) and isinstance(inputs.get("input_ids"), torch.Tensor):
         return inputs["input_ids"][:, 1:], True
     raise MSAInputError(
-        f"output={output!r} needs targets: pass labels= (a class per sample [B] or per position [B, T]), "
-        "or HF inputs with 'input_ids' to score the next token"
+        f"output={output!r} needs targets: pass labels= (a class per sample [B] or per position "
+        "[B, T]), or HF inputs with 'input_ids' to score the next token"
     )

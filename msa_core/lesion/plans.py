@@ -3,10 +3,11 @@
 - ``WholeModel``: the input batch repeated C times through the whole model, lesioned by hooks.
 - ``ChainSuffix`` (prefix reuse): in a chain model, the elements before the first lesioned one ran
   once on the B samples at construction; only the rest runs on the ``C * B`` repeated rows.
-- ``MaskedChain`` (prefix reuse): when that element is itself the module whose outputs are the units,
-  its output is computed once too and masked per copy.
+- ``MaskedChain`` (prefix reuse): when that element is itself the module whose outputs are the
+  units, its output is computed once too and masked per copy.
 - ``PushForward``: when affine elements follow those units, each unit's contribution through them is
-  computed once; a coalition's result is ``base + keep @ contributions`` (one matmul for all copies).
+  computed once; a coalition's result is ``base + keep @ contributions`` (one matmul for all
+  copies).
 """
 
 from __future__ import annotations
@@ -38,13 +39,16 @@ class WholeModel(Plan):
 
     name = "whole model"
 
-    def __init__(self, model: nn.Module, inputs: Inputs, sites: list[Site],
-                 options: dict | None = None):
+    def __init__(
+        self, model: nn.Module, inputs: Inputs, sites: list[Site], options: dict | None = None
+    ):
         self.model, self.inputs, self.hooked, self.options = model, inputs, sites, options or {}
 
     def run(self, keep: torch.Tensor) -> Any:
         repeated = repeat_batch(self.inputs, keep.shape[0])
-        if self.options and not isinstance(repeated, torch.Tensor):  # options join HF-style dict inputs
+        if self.options and not isinstance(
+            repeated, torch.Tensor
+        ):  # options join HF-style dict inputs
             return call_model(self.model, {**repeated, **self.options})
         return call_model(self.model, repeated)
 
@@ -62,7 +66,13 @@ class ChainSuffix(Plan):
 class MaskedChain(Plan):
     name = "prefix reuse (masked activation)"
 
-    def __init__(self, site: ActivationSite, activation: torch.Tensor, rest: list[Element], others: list[Site]):
+    def __init__(
+        self,
+        site: ActivationSite,
+        activation: torch.Tensor,
+        rest: list[Element],
+        others: list[Site],
+    ):
         self.site, self.activation, self.rest, self.hooked = site, activation, rest, others
 
     def run(self, keep: torch.Tensor) -> torch.Tensor:
@@ -76,12 +86,22 @@ class PushForward(Plan):
 
     name = "prefix reuse + push-forward"
 
-    def __init__(self, site: ActivationSite, activation: torch.Tensor, affine: list[Element],
-                 rest: list[Element], others: list[Site]):
+    def __init__(
+        self,
+        site: ActivationSite,
+        activation: torch.Tensor,
+        affine: list[Element],
+        rest: list[Element],
+        others: list[Site],
+    ):
         self.site, self.rest, self.hooked = site, rest, others
         n = site.size
-        one_hot = torch.cat([torch.zeros(1, n), torch.eye(n)]).to(device=activation.device, dtype=torch.bool)
-        pushed = run_chain(affine, site.apply(repeat_batch(activation, n + 1), one_hot)).unflatten(0, (n + 1, -1))
+        one_hot = torch.cat([torch.zeros(1, n), torch.eye(n)]).to(
+            device=activation.device, dtype=torch.bool
+        )
+        pushed = run_chain(affine, site.apply(repeat_batch(activation, n + 1), one_hot)).unflatten(
+            0, (n + 1, -1)
+        )
         self.shape = pushed.shape[2:]  # one sample's output of the affine elements
         if len(self.shape) == 3:  # images [C, H, W]: kept channels-last, the layout run_chain uses
             pushed = pushed.permute(0, 1, 3, 4, 2)
@@ -93,15 +113,23 @@ class PushForward(Plan):
         summed = torch.addmm(self.base, weights, self.contributions)  # [C, B * prod(out)]
         if len(self.shape) == 3:
             channels, height, width = self.shape
-            return run_chain(self.rest, summed.view(-1, height, width, channels).permute(0, 3, 1, 2))
+            return run_chain(
+                self.rest, summed.view(-1, height, width, channels).permute(0, 3, 1, 2)
+            )
         return run_chain(self.rest, summed.view(-1, *self.shape))
 
 
 PUSHED_BYTES = 1 << 30  # largest per-unit contribution tensors push-forward may keep
 
 
-def make_plan(model: nn.Module, inputs: Inputs, sites: list[Site], prefix_reuse: bool,
-              push_forward: bool, options: dict | None = None) -> Plan:
+def make_plan(
+    model: nn.Module,
+    inputs: Inputs,
+    sites: list[Site],
+    prefix_reuse: bool,
+    push_forward: bool,
+    options: dict | None = None,
+) -> Plan:
     """The fastest exact plan for these sites; call under ``torch.inference_mode()`` and eval mode.
 
     Push-forward is used when its per-unit tensors take at most ``PUSHED_BYTES``. ``options`` go to
@@ -116,18 +144,24 @@ def make_plan(model: nn.Module, inputs: Inputs, sites: list[Site], prefix_reuse:
     if not hit or any(not any(contains(path, s.path) for path, _ in elements) for s in sites):
         return WholeModel(model, inputs, sites, options)
     first = hit[0]
-    site = next((s for s in sites if s.path == elements[first][0] and isinstance(s, ActivationSite)), None)
+    site = next(
+        (s for s in sites if s.path == elements[first][0] and isinstance(s, ActivationSite)), None
+    )
     if site is None:
         return ChainSuffix(run_chain(elements[:first], inputs), elements[first:], sites)
     activation = run_chain(elements[: first + 1], inputs)
     others = [s for s in sites if s is not site]
     stop = first + 1
-    while (push_forward and stop < len(elements) and is_affine(elements[stop][1])
-           and not any(contains(elements[stop][0], s.path) for s in others)):
+    while (
+        push_forward
+        and stop < len(elements)
+        and is_affine(elements[stop][1])
+        and not any(contains(elements[stop][0], s.path) for s in others)
+    ):
         stop += 1
-    affine = elements[first + 1: stop]
+    affine = elements[first + 1 : stop]
     if affine:
         pushed_bytes = (site.size + 1) * (activation.nbytes + run_chain(affine, activation).nbytes)
         if pushed_bytes <= PUSHED_BYTES:
             return PushForward(site, activation, affine, elements[stop:], others)
-    return MaskedChain(site, activation, elements[first + 1:], others)
+    return MaskedChain(site, activation, elements[first + 1 :], others)

@@ -7,5 +7,14 @@ from msa_core.runs.jobs import JobManager, JobStatus
 from msa_core.runs.request import RunRequest
 from msa_core.runs.store import RunStore, default_cache_dir
 
-__all__ = ["FORMATS", "JobManager", "JobStatus", "RunRequest", "RunStore", "default_cache_dir", "execute", "export",
-           "fingerprint_of"]
+__all__ = [
+    "FORMATS",
+    "JobManager",
+    "JobStatus",
+    "RunRequest",
+    "RunStore",
+    "default_cache_dir",
+    "execute",
+    "export",
+    "fingerprint_of",
+]

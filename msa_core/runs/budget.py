@@ -21,8 +21,8 @@ import numpy as np
 from msa_core.errors import MSAInputError
 from msa_core.estimators.base import samples_per_block
 from msa_core.estimators.dispatch import BATCH_VALUES
-from msa_core.estimators.plan import BEST_SAMPLER, ESTIMATORS
 from msa_core.estimators.kernel import GROUP_VALUES, GROUPS, border_sizes
+from msa_core.estimators.plan import BEST_SAMPLER, ESTIMATORS
 from msa_core.runs.request import RunRequest
 
 PROBE_COALITIONS = 8  # coalitions per timed probe call

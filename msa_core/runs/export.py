@@ -73,25 +73,31 @@ def check_target(path: Path, fmt: str | None = None) -> str:
         missing or unwritable folder; an existing file that cannot be overwritten.
     """
     if path.is_dir():
-        raise MSAInputError(f"cannot write {path}: it is a folder; give a file name such as "
-                            f"{path / ('result.' + (fmt or 'npz'))}")
+        raise MSAInputError(
+            f"cannot write {path}: it is a folder; give a file name such as "
+            f"{path / ('result.' + (fmt or 'npz'))}"
+        )
     suffix = path.suffix.lstrip(".").lower()
     if fmt is None:
         fmt = suffix
     elif suffix in FORMATS and suffix != fmt:
-        raise MSAInputError(f"the format is {fmt} but the file name ends in .{suffix}; name it "
-                            f"{path.with_suffix('.' + fmt).name} or ask for format {suffix}")
+        raise MSAInputError(
+            f"the format is {fmt} but the file name ends in .{suffix}; name it "
+            f"{path.with_suffix('.' + fmt).name} or ask for format {suffix}"
+        )
     if fmt not in FORMATS:
-        raise MSAInputError(f"unknown export format {fmt!r} (from {path.name!r}); "
-                            f"allowed: {', '.join(FORMATS)}")
+        raise MSAInputError(
+            f"unknown export format {fmt!r} (from {path.name!r}); allowed: {', '.join(FORMATS)}"
+        )
     if not path.parent.is_dir():
         raise MSAInputError(f"cannot write {path}: folder {path.parent} does not exist")
     try:
         with tempfile.TemporaryFile(dir=path.parent):
             pass
     except OSError as err:
-        raise MSAInputError(f"cannot write {path}: cannot create files in {path.parent} "
-                            f"({err.strerror})") from None
+        raise MSAInputError(
+            f"cannot write {path}: cannot create files in {path.parent} ({err.strerror})"
+        ) from None
     if path.exists() and not os.access(path, os.W_OK):
         raise MSAInputError(f"cannot write {path}: the file exists and is not writable")
     return fmt

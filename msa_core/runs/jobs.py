@@ -1,4 +1,5 @@
-"""``JobManager``: runs in background worker processes, queued first-in first-out, with progress and cancel.
+"""``JobManager``: runs in background worker processes, queued first-in first-out, with progress and
+cancel.
 
 Each run executes in its own spawned process, so a crashing model cannot take the caller (the app)
 down and the caller's thread stays free. Progress goes through the store, so any process can read
@@ -28,16 +29,18 @@ from msa_core.runs.store import RunStore
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 POLL_SECONDS = 0.1  # how often the scheduler thread reaps finished workers and starts queued runs
-CANCEL_GRACE_SECONDS = 5.0  # a cancelled worker gets this long to save its checkpoint before it is killed
+CANCEL_GRACE_SECONDS = (
+    5.0  # a cancelled worker gets this long to save its checkpoint before it is killed
+)
 
 
 @dataclass(frozen=True)
 class JobStatus:
     """Where a run stands: ``state`` is one of "queued", "running", "done", "failed", "cancelled".
 
-    ``done``/``total``: evaluations (``total`` None until known); ``max_stderr``: largest standard error
-    of the estimate at its last checkpoint (None until the estimator can tell); ``eta_seconds``: None
-    until measurable; ``error``: why a run failed or was cancelled.
+    ``done``/``total``: evaluations (``total`` None until known); ``max_stderr``: largest standard
+    error of the estimate at its last checkpoint (None until the estimator can tell);
+    ``eta_seconds``: None until measurable; ``error``: why a run failed or was cancelled.
     """
 
     state: str
@@ -49,7 +52,9 @@ class JobStatus:
     fingerprint: str = ""
     request: RunRequest | InteractionRequest | None = None
     submitted: float | None = None  # epoch seconds
-    here: bool = False  # submitted to this manager (it can cancel it); else a run of another process
+    here: bool = (
+        False  # submitted to this manager (it can cancel it); else a run of another process
+    )
 
 
 @dataclass
@@ -70,7 +75,8 @@ class JobManager:
     Args:
         store: the run store the workers read and write.
         max_workers: runs at once (a positive integer); the rest wait in submission order.
-        checkpoint_seconds: seconds of work between checkpoints (default ``$MSA_CHECKPOINT_SECONDS`` or 5).
+        checkpoint_seconds: seconds of work between checkpoints (default ``$MSA_CHECKPOINT_SECONDS``
+        or 5).
 
     Raises:
         MSAInputError: ``max_workers`` is not a positive integer.
@@ -81,9 +87,15 @@ class JobManager:
     []
     """
 
-    def __init__(self, store: RunStore, max_workers: int = 1, checkpoint_seconds: float | None = None):
+    def __init__(
+        self, store: RunStore, max_workers: int = 1, checkpoint_seconds: float | None = None
+    ):
         check_positive_int(max_workers, "max_workers")
-        self.store, self.max_workers, self.checkpoint_seconds = store, max_workers, checkpoint_seconds
+        self.store, self.max_workers, self.checkpoint_seconds = (
+            store,
+            max_workers,
+            checkpoint_seconds,
+        )
         self._context = multiprocessing.get_context("spawn")
         self._jobs: dict[str, _Job] = {}
         self._queue: deque[str] = deque()
@@ -117,9 +129,16 @@ class JobManager:
                 job.state = "done"
                 return fingerprint
             previous = self.store.progress(fingerprint) or {}
-            self.store.set_progress(fingerprint, state="queued", request=request.to_dict(), submitted=time.time(),
-                                    done=int(previous.get("done") or 0), total=previous.get("total"),
-                                    max_stderr=previous.get("max_stderr"), pid=os.getpid())
+            self.store.set_progress(
+                fingerprint,
+                state="queued",
+                request=request.to_dict(),
+                submitted=time.time(),
+                done=int(previous.get("done") or 0),
+                total=previous.get("total"),
+                max_stderr=previous.get("max_stderr"),
+                pid=os.getpid(),
+            )
             self._queue.append(fingerprint)
             self._schedule()
             if self._scheduler is None or not self._scheduler.is_alive():
@@ -149,23 +168,32 @@ class JobManager:
         done, total = int(record.get("done") or 0), record.get("total")
         request = job.request if job is not None else _request_of(record)
         return JobStatus(
-            state=state, done=total if state == "done" and total else done, total=total,
-            max_stderr=record.get("max_stderr"), eta_seconds=record.get("eta_seconds") if state == "running" else None,
-            error=error, fingerprint=fingerprint, request=request, submitted=record.get("submitted"),
+            state=state,
+            done=total if state == "done" and total else done,
+            total=total,
+            max_stderr=record.get("max_stderr"),
+            eta_seconds=record.get("eta_seconds") if state == "running" else None,
+            error=error,
+            fingerprint=fingerprint,
+            request=request,
+            submitted=record.get("submitted"),
             here=job is not None,
         )
 
     def recorded(self, limit: int = 20) -> list[JobStatus]:
-        """Statuses of the runs whose progress the store holds (this manager's, other apps' and the CLI's),
-        the ``limit`` most recently submitted first."""
+        """Statuses of the runs whose progress the store holds (this manager's, other apps' and the
+        CLI's), the ``limit`` most recently submitted first."""
         records = []
         for fingerprint in self.store.progress_fingerprints():
             record = self.store.progress(fingerprint) or {}
             records.append((record.get("submitted") or record.get("started") or 0.0, fingerprint))
-        return [self.status(fingerprint) for _, fingerprint in sorted(records, reverse=True)[:limit]]
+        return [
+            self.status(fingerprint) for _, fingerprint in sorted(records, reverse=True)[:limit]
+        ]
 
     def cancel(self, fingerprint: str) -> None:
-        """Stop a queued or running run (a running one keeps its last checkpoint); finished runs are left alone.
+        """Stop a queued or running run (a running one keeps its last checkpoint); finished runs are
+        left alone.
 
         Raises:
             MSAInputError: no run with this fingerprint was submitted here.
@@ -182,8 +210,10 @@ class JobManager:
                 return
             job.state, job.error = "cancelled", "cancelled by the user"
             record = self.store.progress(fingerprint) or {}
-            self.store.set_progress(fingerprint, **{**record, "state": "cancelled", "error": job.error,
-                                                    "eta_seconds": None})
+            self.store.set_progress(
+                fingerprint,
+                **{**record, "state": "cancelled", "error": job.error, "eta_seconds": None},
+            )
 
     def jobs(self) -> list[JobStatus]:
         """Statuses of every run submitted here, in submission order."""
@@ -203,7 +233,9 @@ class JobManager:
         while True:
             with self._lock:
                 self._schedule()
-                if not self._queue and not any(job.state == "running" for job in self._jobs.values()):
+                if not self._queue and not any(
+                    job.state == "running" for job in self._jobs.values()
+                ):
                     self._scheduler = None
                     return
             threading.Event().wait(POLL_SECONDS)
@@ -219,9 +251,17 @@ class JobManager:
             job = self._jobs[self._queue.popleft()]
             threads = max(1, (os.cpu_count() or 1) // self.max_workers)
             job.process = self._context.Process(
-                target=run_worker, name=f"msa-run-{job.fingerprint[:12]}", daemon=True,
-                args=(str(self.store.directory), self.store.size_limit, job.request.to_dict(), job.fingerprint,
-                      self.checkpoint_seconds, threads),
+                target=run_worker,
+                name=f"msa-run-{job.fingerprint[:12]}",
+                daemon=True,
+                args=(
+                    str(self.store.directory),
+                    self.store.size_limit,
+                    job.request.to_dict(),
+                    job.fingerprint,
+                    self.checkpoint_seconds,
+                    threads,
+                ),
             )
             job.process.start()
             job.state = "running"
@@ -242,7 +282,10 @@ class JobManager:
         if fingerprint in self.store:
             return "done", None
         if not record:
-            raise MSAInputError(f"no run {fingerprint[:12]} was submitted here or recorded in {self.store.directory}")
+            raise MSAInputError(
+                f"no run {fingerprint[:12]} was submitted here or recorded in "
+                f"{self.store.directory}"
+            )
         if record.get("state") == "running" and not self.store.running(fingerprint):
             return "cancelled", "interrupted; submitting it again resumes from its last checkpoint"
         if record.get("state") == "queued" and not _alive(record.get("pid")):
@@ -272,7 +315,8 @@ def _alive(pid: Any) -> bool:
 
 
 def _stop(process: Any) -> None:
-    """Ask a worker to stop (it saves a checkpoint on SIGTERM), kill it if it does not, and reap it."""
+    """Ask a worker to stop (it saves a checkpoint on SIGTERM), kill it if it does not, and reap
+    it."""
     process.terminate()
     process.join(CANCEL_GRACE_SECONDS)
     if process.is_alive():
@@ -284,9 +328,17 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def run_worker(directory: str, size_limit: int, request: dict[str, Any], fingerprint: str,
-               checkpoint_seconds: float | None, threads: int) -> None:
-    """Worker process body: execute one run; a failure is recorded in the store and exits with code 1."""
+def run_worker(
+    directory: str,
+    size_limit: int,
+    request: dict[str, Any],
+    fingerprint: str,
+    checkpoint_seconds: float | None,
+    threads: int,
+) -> None:
+    """Worker process body: execute one run; a failure is recorded in the store and exits with code
+    1.
+    """
     signal.signal(signal.SIGTERM, _interrupt)
     import torch
 
@@ -294,15 +346,24 @@ def run_worker(directory: str, size_limit: int, request: dict[str, Any], fingerp
     store = RunStore(Path(directory), size_limit)
     try:
         if request.get("kind") == "interactions":
-            execute_interactions(InteractionRequest.from_dict(request), store,
-                                 checkpoint_seconds=checkpoint_seconds)
+            execute_interactions(
+                InteractionRequest.from_dict(request), store, checkpoint_seconds=checkpoint_seconds
+            )
         else:
             execute(RunRequest.from_dict(request), store, checkpoint_seconds=checkpoint_seconds)
-    except Exception as err:  # the worker boundary: report any failure to the parent through the store
+    except (
+        Exception
+    ) as err:  # the worker boundary: report any failure to the parent through the store
         record = store.progress(fingerprint) or {}
         if record.get("state") != "failed" or record.get("pid") != os.getpid():
-            store.set_progress(fingerprint, state="failed", error=str(err) or type(err).__name__, pid=os.getpid(),
-                               done=record.get("done", 0), total=record.get("total"))
+            store.set_progress(
+                fingerprint,
+                state="failed",
+                error=str(err) or type(err).__name__,
+                pid=os.getpid(),
+                done=record.get("done", 0),
+                total=record.get("total"),
+            )
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(1)

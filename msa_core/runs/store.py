@@ -436,7 +436,7 @@ class RunStore:
     def progress_fingerprints(self) -> tuple[str, ...]:
         """Fingerprints of the runs that have a progress record (this process's, other apps' and the
         CLI's); never writes."""
-        return tuple(key[len("progress:"):] for key in self.rows["work"].keys("progress:"))
+        return tuple(key[len("progress:") :] for key in self.rows["work"].keys("progress:"))
 
     def progress(self, fingerprint: str) -> dict[str, Any] | None:
         """The last progress record of a run: ``state``, ``done``, ``total``, ``max_stderr``,

@@ -1,4 +1,5 @@
-"""``ZooGame``: the recipe of a bundled model's game, built where it is played (e.g. on a Ray worker).
+"""``ZooGame``: the recipe of a bundled model's game, built where it is played (e.g. on a Ray
+worker).
 
 Shipping the recipe instead of the game loads the model once per worker, on the worker's GPU when it
 has one, instead of sending the model.
@@ -40,8 +41,12 @@ class ZooGame(GameFactory):
             loaded = with_task(loaded, self.task)
         if torch.cuda.is_available():
             device = torch.device("cuda")
-            loaded = replace(loaded, model=copy.deepcopy(loaded.model).to(device),
-                             inputs=on_device(loaded.inputs, device), labels=on_device(loaded.labels, device))
+            loaded = replace(
+                loaded,
+                model=copy.deepcopy(loaded.model).to(device),
+                inputs=on_device(loaded.inputs, device),
+                labels=on_device(loaded.labels, device),
+            )
         return loaded.game(self.granularity, self.output, self.lesion)
 
 

@@ -1,10 +1,12 @@
-"""Multilingual text from Debian's fortunes packages, for training the bundled MoE LM (training time only).
+"""Multilingual text from Debian's fortunes packages, for training the bundled MoE LM (training time
+only).
 
-Each language's fortune files are split into cookies (separated by lines holding ``%``), cleaned (ANSI
-colour codes dropped, whitespace collapsed to single spaces) and kept when their letters are in the
-language's script (Latin, Cyrillic or Han) and long enough to be prose. The cookies are shuffled with a
-fixed seed; the first ``n_heldout`` become held-out sentences, the rest training text. At run time the
-held-out sentences come from ``assets/`` (see ``msa_core.zoo.moe``), so no Debian package is needed there.
+Each language's fortune files are split into cookies (separated by lines holding ``%``), cleaned
+(ANSI colour codes dropped, whitespace collapsed to single spaces) and kept when their letters are
+in the language's script (Latin, Cyrillic or Han) and long enough to be prose. The cookies are
+shuffled with a fixed seed; the first ``n_heldout`` become held-out sentences, the rest training
+text. At run time the held-out sentences come from ``assets/`` (see ``msa_core.zoo.moe``), so no
+Debian package is needed there.
 """
 
 from __future__ import annotations
@@ -20,9 +22,34 @@ from msa_core.errors import MSAInputError
 FORTUNES = Path("/usr/share/games/fortunes")
 # language -> (Debian package, files or folders under FORTUNES, script)
 SOURCES: dict[str, tuple[str, tuple[str, ...], str]] = {
-    "en": ("fortunes", ("wisdom", "people", "humorists", "platitudes", "politics", "work", "love", "men-women",
-                        "education", "science", "literature", "miscellaneous", "fortunes", "law", "food",
-                        "medicine", "pets", "sports", "songs-poems", "pratchett", "goedel", "kids"), "LATIN"),
+    "en": (
+        "fortunes",
+        (
+            "wisdom",
+            "people",
+            "humorists",
+            "platitudes",
+            "politics",
+            "work",
+            "love",
+            "men-women",
+            "education",
+            "science",
+            "literature",
+            "miscellaneous",
+            "fortunes",
+            "law",
+            "food",
+            "medicine",
+            "pets",
+            "sports",
+            "songs-poems",
+            "pratchett",
+            "goedel",
+            "kids",
+        ),
+        "LATIN",
+    ),
     "de": ("fortunes-de", ("de",), "LATIN"),
     "es": ("fortunes-es", ("es",), "LATIN"),
     "it": ("fortunes-it", ("it",), "LATIN"),
@@ -37,7 +64,8 @@ MIN_CHARS, MIN_LETTER_SHARE, MIN_SCRIPT_SHARE = 40, 0.6, 0.9
 
 
 def script_of(char: str) -> str:
-    """The script a letter belongs to, from its Unicode name (``LATIN``, ``CYRILLIC``, ``CJK`` ...)."""
+    """The script a letter belongs to, from its Unicode name (``LATIN``, ``CYRILLIC``, ``CJK``
+    ...)."""
     return unicodedata.name(char, "?").split(" ")[0]
 
 
@@ -55,7 +83,9 @@ def is_prose(text: str, script: str) -> bool:
 
 
 def fortune_files(language: str) -> list[Path]:
-    """The fortune text files of one language (no ``.dat`` indexes, no offensive subfolders), sorted."""
+    """The fortune text files of one language (no ``.dat`` indexes, no offensive subfolders),
+    sorted.
+    """
     if language not in SOURCES:
         raise MSAInputError(f"unknown language {language!r}; allowed: {', '.join(SOURCES)}")
     package, names, _ = SOURCES[language]
@@ -63,11 +93,19 @@ def fortune_files(language: str) -> list[Path]:
     for name in names:
         path = FORTUNES / name
         candidates = sorted(path.rglob("*")) if path.is_dir() else [path]
-        files += [f for f in candidates if f.is_file() and not f.is_symlink() and f.suffix not in (".dat", ".u8")
-                  and "off" not in f.relative_to(FORTUNES).parts]
+        files += [
+            f
+            for f in candidates
+            if f.is_file()
+            and not f.is_symlink()
+            and f.suffix not in (".dat", ".u8")
+            and "off" not in f.relative_to(FORTUNES).parts
+        ]
     if not files:
-        raise MSAInputError(f"no fortunes for {language!r}: install the Debian package {package!r} "
-                            f"(apt-get install {package})")
+        raise MSAInputError(
+            f"no fortunes for {language!r}: install the Debian package {package!r} "
+            f"(apt-get install {package})"
+        )
     return files
 
 
@@ -84,8 +122,12 @@ def cookies(language: str) -> list[str]:
     return list(seen)
 
 
-def split_language(language: str, n_heldout: int, max_train_bytes: int, seed: int = 0) -> tuple[list[str], bytes]:
-    """(held-out sentences, training bytes): cookies shuffled with ``seed``; training cookies joined by newlines."""
+def split_language(
+    language: str, n_heldout: int, max_train_bytes: int, seed: int = 0
+) -> tuple[list[str], bytes]:
+    """(held-out sentences, training bytes): cookies shuffled with ``seed``; training cookies joined
+    by newlines.
+    """
     texts = cookies(language)
     order = np.random.default_rng(seed).permutation(len(texts))
     texts = [texts[i] for i in order]

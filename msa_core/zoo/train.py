@@ -1,4 +1,6 @@
-"""Train bundled models and write their weights to assets/: ``python -m msa_core.zoo.train NAME [NAME ...]``."""
+"""Train bundled models and write their weights to assets/:
+``python -m msa_core.zoo.train NAME [NAME ...]``.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +15,12 @@ from msa_core.zoo.weights import save_weights
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m msa_core.zoo.train", description=__doc__)
-    parser.add_argument("names", nargs="+", metavar="NAME", help="model names (see `python -m msa_core models --all`)")
+    parser.add_argument(
+        "names",
+        nargs="+",
+        metavar="NAME",
+        help="model names (see `python -m msa_core models --all`)",
+    )
     args = parser.parse_args(argv)
     unknown = [name for name in args.names if name not in CARDS]
     if unknown:

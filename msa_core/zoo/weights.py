@@ -1,4 +1,5 @@
-"""Weights on disk: safetensors files in ``assets/`` and a digest that identifies a model's numbers."""
+"""Weights on disk: safetensors files in ``assets/`` and a digest that identifies a model's
+numbers."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ ASSETS = Path(__file__).resolve().parent.parent.parent / "assets"
 
 
 def hub_offline() -> None:
-    """Switch the Hugging Face hub off (``HF_HUB_OFFLINE=1`` unless set): models load from disk only.
+    """Switch the Hugging Face hub off (``HF_HUB_OFFLINE=1`` unless set): models load from disk
+    only.
 
     Called at import by the zoo modules that import transformers, before they do.
     """
@@ -34,7 +36,9 @@ def save_weights(model: nn.Module, name: str) -> Path:
     """Write the model's state dict (contiguous CPU tensors) as safetensors; returns the path."""
     path = weights_path(name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}, path)
+    save_file(
+        {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}, path
+    )
     return path
 
 
@@ -72,8 +76,10 @@ def check_safetensors(path: Path) -> None:
     except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
         raise MSAInputError(f"{path} is not a readable safetensors file ({err})") from None
     if needed > size:
-        raise MSAInputError(f"{path} is truncated: its tensors need {needed:,} bytes but the file "
-                            f"has {size:,}; copy or save it again")
+        raise MSAInputError(
+            f"{path} is truncated: its tensors need {needed:,} bytes but the file "
+            f"has {size:,}; copy or save it again"
+        )
 
 
 def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
@@ -82,5 +88,7 @@ def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
     for key in sorted(tensors):
         value = tensors[key].detach().cpu().contiguous()
         digest.update(f"{key}|{value.dtype}|{tuple(value.shape)}|".encode())
-        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+        digest.update(
+            value.reshape(-1).view(torch.uint8).numpy().tobytes() if value.numel() else b""
+        )
     return digest.hexdigest()

@@ -18,13 +18,17 @@ def test_lesion_sets_remove_the_top_k_then_random_k():
     assert coalitions.shape == (4, 5)
     assert np.flatnonzero(~coalitions[0]).tolist() == [1, 3]
     assert (~coalitions[1:]).sum(1).tolist() == [2, 2, 2]
-    np.testing.assert_array_equal(coalitions, lesion_sets(np.array([0.1, 0.9, -0.5, 0.7, 0.0]), 2, 3, seed=1))
+    np.testing.assert_array_equal(
+        coalitions, lesion_sets(np.array([0.1, 0.9, -0.5, 0.7, 0.0]), 2, 3, seed=1)
+    )
     with pytest.raises(MSAInputError, match="between 0"):
         lesion_sets(np.zeros(3), k=4)
 
 
 def test_lesion_by_rank_against_unit_by_unit_masks():
-    """An additive game's value is the sum of the intact units' weights: each curve is a partial sum."""
+    """An additive game's value is the sum of the intact units' weights: each curve is a partial
+    sum.
+    """
     weights = np.array([3.0, -1.0, 7.0, 0.5, 2.0])
     scores = np.array([0.2, 0.9, 0.1, 0.4, 0.3])  # ranks 1, 3, 4, 0, 2 (highest first)
     calls = []
@@ -37,7 +41,7 @@ def test_lesion_by_rank_against_unit_by_unit_masks():
     order = [1, 3, 4, 0, 2]
     assert ks.tolist() == [0, 1, 2, 3, 4, 5] and calls == [18]  # one call with every set
     for k in ks:
-        top, bottom = order[:k], order[len(order) - k:]
+        top, bottom = order[:k], order[len(order) - k :]
         assert curves["lesion_top"][k] == weights.sum() - weights[top].sum()
         assert curves["keep_top"][k] == weights[top].sum()
         assert curves["lesion_bottom"][k] == weights.sum() - weights[bottom].sum()

@@ -24,9 +24,15 @@ def per_sample_result(seed: int = 0) -> tuple[ModesResult, np.ndarray]:
     """Modes [N=4, B=6, K=3] of made-up numbers, and labels [6] of 3 classes."""
     rng = np.random.default_rng(seed)
     modes = rng.normal(size=(4, 6, 3))
-    result = ModesResult(modes=modes, stderr=np.abs(rng.normal(size=modes.shape)), v_full=modes.sum(0),
-                         v_empty=np.zeros((6, 3)), n_evaluations=10, n_permutations=2,
-                         player_names=[f"u{i}" for i in range(4)])
+    result = ModesResult(
+        modes=modes,
+        stderr=np.abs(rng.normal(size=modes.shape)),
+        v_full=modes.sum(0),
+        v_empty=np.zeros((6, 3)),
+        n_evaluations=10,
+        n_permutations=2,
+        player_names=[f"u{i}" for i in range(4)],
+    )
     return result, np.array([0, 1, 2, 0, 1, 2])
 
 
@@ -35,7 +41,11 @@ def test_sum_and_mean_views_reduce_over_samples():
     view = view_of(result, "mean")
     np.testing.assert_allclose(view.values, result.modes.mean(1))
     np.testing.assert_allclose(view.stderr, result.stderr.mean(1))
-    assert view.stderr_is_bound and view.units == result.player_names and view.outputs == ["0", "1", "2"]
+    assert (
+        view.stderr_is_bound
+        and view.units == result.player_names
+        and view.outputs == ["0", "1", "2"]
+    )
     np.testing.assert_allclose(view_of(result, "sum").values, result.modes.sum(1))
     np.testing.assert_allclose(view_of(result).values, result.modes.sum(1))  # the default
 
@@ -50,8 +60,15 @@ def test_class_view_keeps_each_samples_own_class_and_averages_per_class():
 
 def test_class_view_of_per_sample_scalars_groups_by_label():
     result, labels = per_sample_result()
-    scalars = ModesResult(result.modes[..., 0], result.stderr[..., 0], result.v_full[:, 0], result.v_empty[:, 0],
-                          10, 2, result.player_names)
+    scalars = ModesResult(
+        result.modes[..., 0],
+        result.stderr[..., 0],
+        result.v_full[:, 0],
+        result.v_empty[:, 0],
+        10,
+        2,
+        result.player_names,
+    )
     view = view_of(scalars, "class", labels)
     np.testing.assert_allclose(view.values[:, 1], scalars.modes[:, [1, 4]].mean(1))
 
@@ -85,7 +102,8 @@ def test_views_of_a_mean_game_are_its_modes():
 def test_gini_and_shares_on_known_distributions():
     assert gini(np.ones(10)) == 0.0
     assert gini(np.eye(1, 10).ravel()) == pytest.approx(0.9)
-    assert gini(np.array([1.0, 2.0, 3.0, 4.0])) == pytest.approx(0.25)  # mean |xi - xj| / (2 mean) = 1.25 / 5
+    # mean |xi - xj| / (2 mean) = 1.25 / 5
+    assert gini(np.array([1.0, 2.0, 3.0, 4.0])) == pytest.approx(0.25)
     assert gini(np.zeros(3)) == 0.0
     x = np.array([1.0, 1.0, 8.0, 0.0])
     assert [units_for_share(x, s) for s in (0.5, 0.8, 0.9, 1.0)] == [1, 1, 2, 3]
@@ -95,7 +113,9 @@ def test_gini_and_shares_on_known_distributions():
 def test_concentration_uses_total_absolute_contribution():
     values = np.array([[3.0, -3.0], [1.0, 0.0], [0.0, 0.0], [-1.0, 0.0]])
     np.testing.assert_allclose(unit_contributions(values), [6.0, 1.0, 0.0, 1.0])
-    result = ModesResult(values, np.zeros_like(values), values.sum(0), np.zeros(2), 4, 0, list("abcd"))
+    result = ModesResult(
+        values, np.zeros_like(values), values.sum(0), np.zeros(2), 4, 0, list("abcd")
+    )
     metrics = concentration(result)
     assert metrics["units for 50%"] == 1 and metrics["units for 90%"] == 3
     assert metrics["top unit share"] == pytest.approx(0.75)
@@ -107,7 +127,10 @@ def test_orders_put_large_and_similar_units_together():
     assert unit_order(values, "total").tolist() == [1, 3, 2, 0]
     clustered = unit_order(values, "cluster").tolist()
     assert sorted(clustered) == [0, 1, 2, 3]
-    assert abs(clustered.index(0) - clustered.index(2)) == 1 and abs(clustered.index(1) - clustered.index(3)) == 1
+    assert (
+        abs(clustered.index(0) - clustered.index(2)) == 1
+        and abs(clustered.index(1) - clustered.index(3)) == 1
+    )
     with pytest.raises(MSAInputError, match="allowed"):
         unit_order(values, "random")
 
@@ -128,7 +151,9 @@ def test_heatmap_holds_the_view_centred_at_zero_with_a_shared_limit():
 
 def test_top_units_lists_the_strongest_per_output():
     values = np.array([[2.0, -1.0], [-3.0, 0.5], [1.0, 0.0]])
-    result = ModesResult(values, np.zeros_like(values), values.sum(0), np.zeros(2), 4, 0, ["a", "b", "c"])
+    result = ModesResult(
+        values, np.zeros_like(values), values.sum(0), np.zeros(2), 4, 0, ["a", "b", "c"]
+    )
     rows = top_units(view_of(result), k=1)
     assert rows[0]["top units (+)"].startswith("a ") and rows[0]["top units (-)"].startswith("b ")
     assert rows[1]["top units (+)"].startswith("b ") and rows[1]["top units (-)"].startswith("a ")
@@ -136,7 +161,9 @@ def test_top_units_lists_the_strongest_per_output():
 
 def test_contribution_curve_ends_at_one_and_starts_with_the_largest_share():
     values = np.array([[1.0], [3.0], [0.0], [4.0]])
-    result = ModesResult(values, np.zeros_like(values), values.sum(0), np.zeros(1), 4, 0, list("abcd"))
+    result = ModesResult(
+        values, np.zeros_like(values), values.sum(0), np.zeros(1), 4, 0, list("abcd")
+    )
     trace = contribution_curve_figure({"r": view_of(result)}).data[0]
     np.testing.assert_allclose(trace.y, [0.5, 0.875, 1.0, 1.0])
     np.testing.assert_allclose(trace.x, [0.25, 0.5, 0.75, 1.0])

@@ -1,5 +1,6 @@
-"""Study 3: metrics on known images, layer summaries and clusters on synthetic modes, and the findings on
-the bundled generators (seeds 0, 1, 2, fixed up front; 10 permutations on 10 latents, one per digit)."""
+"""Study 3: metrics on known images, layer summaries and clusters on synthetic modes, and the
+findings on the bundled generators (seeds 0, 1, 2, fixed up front; 10 permutations on 10 latents,
+one per digit)."""
 
 import numpy as np
 import pytest
@@ -29,7 +30,8 @@ def synthetic(layers: dict[str, np.ndarray]) -> ModesResult:
     return ModesResult(modes, np.zeros_like(modes), modes.sum(0), zeros, 1, 1, names)
 
 
-# -- metrics on known images ----------------------------------------------------------------------------
+# -- metrics on known images -----------------------------------------------------------------------
+
 
 def test_spectral_centroid_of_a_constant_is_0_and_of_a_checkerboard_1():
     assert study3.spectral_centroid(np.full((8, 8), 3.0)) == 0.0
@@ -39,14 +41,16 @@ def test_spectral_centroid_of_a_constant_is_0_and_of_a_checkerboard_1():
 def test_spectral_centroid_of_single_frequencies_is_their_normalised_radius():
     n = 32
     assert study3.spectral_centroid(cosine(n, 4)) == pytest.approx((4 / n) / (np.sqrt(2) * 0.5))
-    assert study3.spectral_centroid(cosine(n, n // 2)) == pytest.approx(1 / np.sqrt(2))  # stripes at Nyquist
+    # stripes at Nyquist
+    assert study3.spectral_centroid(cosine(n, n // 2)) == pytest.approx(1 / np.sqrt(2))
     assert study3.spectral_centroid(cosine(n, 2)) < study3.spectral_centroid(cosine(n, 8))
 
 
 def test_the_mean_of_an_image_is_left_out_unless_asked_for():
     offset = checkerboard(8) + 3.0  # a faint fine pattern on a bright field
     assert study3.spectral_centroid(offset) == pytest.approx(1.0)
-    assert study3.spectral_centroid(offset, include_mean=True) == pytest.approx(1 / 10)  # power 1 : 9 vs DC
+    # power 1 : 9 vs DC
+    assert study3.spectral_centroid(offset, include_mean=True) == pytest.approx(1 / 10)
 
 
 def test_spectral_centroid_pools_power_over_samples_and_rejects_non_images():
@@ -66,30 +70,45 @@ def test_spatial_extent_is_the_fraction_of_pixels_holding_half_the_mass():
     assert np.isnan(study3.spatial_extent(np.zeros((2, 8, 8))))
 
 
-# -- summaries, clusters and lesions on synthetic modes -------------------------------------------------
+# -- summaries, clusters and lesions on synthetic modes --------------------------------------------
+
 
 def test_layer_summaries_on_known_modes():
     n = 16
     flat = np.full((3, 2, 1, n, n), 1.0)  # 3 channels painting a constant
-    fine = np.broadcast_to(checkerboard(n), (2, 2, 1, n, n)) * 3.0  # 2 channels painting a checkerboard
+    # 2 channels painting a checkerboard
+    fine = np.broadcast_to(checkerboard(n), (2, 2, 1, n, n)) * 3.0
     result = synthetic({"early": flat, "late": fine})
     early, late = study3.layer_summaries(result)
     assert (early.layer, early.channels, late.layer, late.channels) == ("early", 3, "late", 2)
     assert early.spectral_centroid == 0.0 and late.spectral_centroid == pytest.approx(1.0)
     assert early.spatial_extent == late.spatial_extent == 0.5
-    assert early.contribution_share == pytest.approx(3 / 9) and late.contribution_share == pytest.approx(6 / 9)
+    assert early.contribution_share == pytest.approx(
+        3 / 9
+    ) and late.contribution_share == pytest.approx(6 / 9)
     assert study3.centroid_rises([early, late]) and not study3.centroid_rises([late, early])
     summed = study3.summed_modes(result)
     np.testing.assert_allclose(summed["early"] + summed["late"], result.v_full - result.v_empty)
 
 
 def test_player_names_must_be_channels():
-    result = ModesResult(np.zeros((1, 2, 4, 4)), np.zeros((1, 2, 4, 4)), np.zeros((2, 4, 4)), np.zeros((2, 4, 4)),
-                         1, 1, ["fc1.n0"])
+    result = ModesResult(
+        np.zeros((1, 2, 4, 4)),
+        np.zeros((1, 2, 4, 4)),
+        np.zeros((2, 4, 4)),
+        np.zeros((2, 4, 4)),
+        1,
+        1,
+        ["fc1.n0"],
+    )
     with pytest.raises(MSAInputError, match="Channels"):
         study3.layer_summaries(result)
     with pytest.raises(MSAInputError, match="images"):
-        study3.layer_summaries(ModesResult(np.zeros((1, 3)), np.zeros((1, 3)), np.zeros(3), np.zeros(3), 1, 1, ["a.c0"]))
+        study3.layer_summaries(
+            ModesResult(
+                np.zeros((1, 3)), np.zeros((1, 3)), np.zeros(3), np.zeros(3), 1, 1, ["a.c0"]
+            )
+        )
 
 
 def test_clusters_recover_channels_painting_the_same_pattern():
@@ -97,7 +116,9 @@ def test_clusters_recover_channels_painting_the_same_pattern():
     left, right = np.zeros((8, 8)), np.zeros((8, 8))
     left[:, :3], right[:, 5:] = 1.0, 1.0
     patterns = [left, right, left, right, left]
-    modes = np.stack([(p + 0.05 * rng.standard_normal((2, 1, 8, 8))) * (k + 1) for k, p in enumerate(patterns)])
+    modes = np.stack(
+        [(p + 0.05 * rng.standard_normal((2, 1, 8, 8))) * (k + 1) for k, p in enumerate(patterns)]
+    )
     result = synthetic({"up": modes})
     clusters = study3.cluster_channels(result, np.arange(5), 2)
     assert sorted(map(sorted, (c.tolist() for c in clusters))) == [[0, 2, 4], [1, 3]]
@@ -116,16 +137,25 @@ def test_cluster_lesion_of_every_player_gives_the_all_lesioned_image():
         study3.cluster_lesion(game, [game.n_players])
 
 
-# -- the findings on the bundled generators --------------------------------------------------------------
+# -- the findings on the bundled generators --------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def runs() -> dict[int, tuple[ModesResult, object]]:
-    """Per seed: the modes of every layer's channels on the first 10 fixed latents, and that game."""
+    """Per seed: the modes of every layer's channels on the first 10 fixed latents, and that
+    game."""
     out = {}
     for seed in gan.SEEDS:
         loaded = load_model(gan.name_of(seed))
-        game = loaded.game(study3.STUDY_UNITS, inputs=loaded.inputs[:TEST_IMAGES], labels=loaded.labels[:TEST_IMAGES])
-        out[seed] = shapley_modes(game, method="permutation", n_permutations=TEST_PERMUTATIONS, seed=0), game
+        game = loaded.game(
+            study3.STUDY_UNITS,
+            inputs=loaded.inputs[:TEST_IMAGES],
+            labels=loaded.labels[:TEST_IMAGES],
+        )
+        out[seed] = (
+            shapley_modes(game, method="permutation", n_permutations=TEST_PERMUTATIONS, seed=0),
+            game,
+        )
     return out
 
 
@@ -137,9 +167,13 @@ def test_efficiency_holds_on_every_seed(runs):
 
 def test_median_spectral_centroid_rises_with_depth_in_at_least_2_of_3_seeds(runs):
     summaries = {seed: study3.layer_summaries(result) for seed, (result, _) in runs.items()}
-    assert all(study3.hidden_layers(s) == ["up4.relu", "up8.relu", "up16.relu"] for s in summaries.values())
+    assert all(
+        study3.hidden_layers(s) == ["up4.relu", "up8.relu", "up16.relu"] for s in summaries.values()
+    )
     rising = [seed for seed, s in summaries.items() if study3.centroid_rises(s)]
-    assert len(rising) >= 2, {seed: [round(x.spectral_centroid, 3) for x in s] for seed, s in summaries.items()}
+    assert len(rising) >= 2, {
+        seed: [round(x.spectral_centroid, 3) for x in s] for seed, s in summaries.items()
+    }
 
 
 def test_the_showcased_cluster_lesion_is_confined(runs):

@@ -1,4 +1,6 @@
-"""AppTest of the Experts page (study 2): empty store, a stored run's matrix, lesions, per-token view."""
+"""AppTest of the Experts page (study 2): empty store, a stored run's matrix, lesions, per-token
+view.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ def charts(app: AppTest) -> dict[str, list[dict]]:
 def array_of(value) -> np.ndarray:
     if isinstance(value, dict):  # plotly typed array
         import base64
+
         flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
         shape = value.get("shape")
         return flat.reshape([int(n) for n in str(shape).split(",")]) if shape else flat
@@ -40,10 +43,19 @@ def test_empty_store_offers_a_small_run(cache_dir, open_page):
 
 
 def test_a_stored_run_shows_its_matrix_lesions_and_per_token_modes(cache_dir, open_page):
-    """About 30 s on one core: the page lesions the real model (selective lesions with 10 greedy continuations,
-    66 removal-curve passes, 44 pruning passes) and runs 10 permutations on a typed text, each tab when opened."""
-    stored = execute(RunRequest(moe.NAME, units="experts (all layers)", output="target_logprob",
-                                method="permutation", n_permutations=3), RunStore(cache_dir))
+    """About 30 s on one core: the page lesions the real model (selective lesions with 10 greedy
+    continuations, 66 removal-curve passes, 44 pruning passes) and runs 10 permutations on a typed
+    text, each tab when opened."""
+    stored = execute(
+        RunRequest(
+            moe.NAME,
+            units="experts (all layers)",
+            output="target_logprob",
+            method="permutation",
+            n_permutations=3,
+        ),
+        RunStore(cache_dir),
+    )
     app = open_page("pages/experts.py")
     assert not app.error, [e.value for e in app.error]
     figures = charts(app)
@@ -52,11 +64,17 @@ def test_a_stored_run_shows_its_matrix_lesions_and_per_token_modes(cache_dir, op
     np.testing.assert_allclose(array_of(heatmap["z"]), matrix, rtol=1e-6)
     assert heatmap["y"] == LANGUAGE_NAMES and heatmap["x"][:2] == ["L0.E0", "L0.E1"]
     # the first render draws the open tab only: no lesion, removal or per-token work yet
-    assert not any(md.value.startswith("Greedy continuation") for md in app.markdown) and len(figures) == 3
+    assert (
+        not any(md.value.startswith("Greedy continuation") for md in app.markdown)
+        and len(figures) == 3
+    )
 
     app.radio(key="experts_view").set_value("selectivity").run()
-    np.testing.assert_allclose(array_of(charts(app)["Language x expert selectivity (log-prob per byte)"][0]["z"]),
-                               study2.selectivity(matrix), rtol=1e-6)
+    np.testing.assert_allclose(
+        array_of(charts(app)["Language x expert selectivity (log-prob per byte)"][0]["z"]),
+        study2.selectivity(matrix),
+        rtol=1e-6,
+    )
 
     app.session_state["experts_tab"] = "Selective lesion"
     app.run()
@@ -65,7 +83,8 @@ def test_a_stored_run_shows_its_matrix_lesions_and_per_token_modes(cache_dir, op
     assert list(table["language"]) == LANGUAGE_NAMES and table["ratio"].notna().all()
     assert any(md.value.startswith("Greedy continuation, intact:") for md in app.markdown)
     prompt = next(md.value for md in app.markdown if md.value.startswith("Prompt:"))
-    assert prompt == f"Prompt: `{moe.decode(moe.prompts()[0])}`" and "\x00" not in prompt  # bytes, not int64s
+    # bytes, not int64s
+    assert prompt == f"Prompt: `{moe.decode(moe.prompts()[0])}`" and "\x00" not in prompt
     assert "Language x expert contribution (log-prob per byte)" not in charts(app)
 
     app.session_state["experts_tab"] = "Per-token contributions"
@@ -78,10 +97,18 @@ def test_a_stored_run_shows_its_matrix_lesions_and_per_token_modes(cache_dir, op
     app.radio(key="experts_source").set_value("your own text").run()
     assert not app.exception and not app.error
     tokens = charts(app)["Expert contribution to each next byte's log-prob"][0]
-    assert tokens["x"][:4] == ["0:Z", "1:a", "2:·", "3:ż"]  # "Zażółć ...": the first byte of "ż" shown as "·"
+    assert tokens["x"][:4] == [
+        "0:Z",
+        "1:a",
+        "2:·",
+        "3:ż",
+    ]  # "Zażółć ...": the first byte of "ż" shown as "·"
 
     app.session_state["experts_tab"] = "Removal and pruning"
     app.run()
     assert len(charts(app)["Removal curves"]) == 2
     app.toggle(key="experts_pruning_on").set_value(True).run()
-    assert [t["name"] for t in charts(app)["Pruning: keep only k experts"]] == ["top-k by Shapley", "random k"]
+    assert [t["name"] for t in charts(app)["Pruning: keep only k experts"]] == [
+        "top-k by Shapley",
+        "random k",
+    ]

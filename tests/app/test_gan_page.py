@@ -1,4 +1,6 @@
-"""AppTest of the GAN pixel maps page (study 3): empty store, the page's own small run, the views of a run."""
+"""AppTest of the GAN pixel maps page (study 3): empty store, the page's own small run, the views of
+a run.
+"""
 
 from __future__ import annotations
 
@@ -13,18 +15,24 @@ from msa_core.zoo import gan
 
 
 def chart_titles(app: AppTest) -> list[str]:
-    return [json.loads(chart.proto.spec)["layout"]["title"]["text"] for chart in app.get("plotly_chart")]
+    return [
+        json.loads(chart.proto.spec)["layout"]["title"]["text"] for chart in app.get("plotly_chart")
+    ]
 
 
 def test_empty_store_explains_and_the_small_run_fills_the_page(cache_dir, open_page):
-    """Runs the page's own 5-permutation run of seed 0 in the background worker (about 15 s on this machine)."""
+    """Runs the page's own 5-permutation run of seed 0 in the background worker (about 15 s on this
+    machine).
+    """
     app = open_page("pages/gan.py")
     assert any("No finished run" in info.value for info in app.info)
     assert not app.get("plotly_chart") and not app.error
     promise = next(c.value for c in app.caption if "evaluations of" in c.value)
-    assert promise.startswith("562 evaluations of 113 units: about")  # 2 + 5 x 112, measured time per evaluation
+    # 2 + 5 x 112, measured time per evaluation
+    assert promise.startswith("562 evaluations of 113 units: about")
     next(b for b in app.button if b.label == "Run now").click().run()
-    assert any("Running in the background" in info.value for info in app.info)  # the page is not blocked
+    # the page is not blocked
+    assert any("Running in the background" in info.value for info in app.info)
     deadline = time.time() + 240
     while not RunStore(cache_dir).list() and time.time() < deadline:
         time.sleep(0.5)

@@ -1,4 +1,6 @@
-"""AppTest of every dashboard page: widgets, empty states, a run launched from the Run page, its heatmap."""
+"""AppTest of every dashboard page: widgets, empty states, a run launched from the Run page, its
+heatmap.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +20,13 @@ from msa_core.zoo import load_model
 
 APP = str(Path(__file__).parents[2] / "app.py")
 MODEL = "mlp-digits-h32-none-s0"
-PAGES = ("pages/run.py", "pages/modes.py", "pages/compare.py", "pages/lesion_lab.py", "pages/export.py")
+PAGES = (
+    "pages/run.py",
+    "pages/modes.py",
+    "pages/compare.py",
+    "pages/lesion_lab.py",
+    "pages/export.py",
+)
 
 
 def plotly_data(app: AppTest, index: int = 0) -> list[dict]:
@@ -27,7 +35,9 @@ def plotly_data(app: AppTest, index: int = 0) -> list[dict]:
 
 
 def array_of(value) -> np.ndarray:
-    """A plotly JSON array: a (nested) list, or a typed array ``{"dtype", "bdata", "shape"}`` (base64)."""
+    """A plotly JSON array: a (nested) list, or a typed array ``{"dtype", "bdata", "shape"}``
+    (base64).
+    """
     if isinstance(value, dict):
         flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
         shape = value.get("shape")
@@ -53,9 +63,17 @@ def test_pages_that_need_runs_explain_the_empty_store(cache_dir, page, open_page
 def test_run_page_offers_every_choice_and_reads_hf_checkpoints(cache_dir, tmp_path, open_page):
     app = open_page("pages/run.py")
     assert MODEL in app.selectbox(key="model").options
-    labels = {widget.label for widget in app.selectbox} | {widget.label for widget in app.number_input}
-    assert {"Unit granularity", "Output (the game's value)", "Lesion", "Method", "Budget: permutations",
-            "Seed"} <= labels
+    labels = {widget.label for widget in app.selectbox} | {
+        widget.label for widget in app.number_input
+    }
+    assert {
+        "Unit granularity",
+        "Output (the game's value)",
+        "Lesion",
+        "Method",
+        "Budget: permutations",
+        "Seed",
+    } <= labels
     app.selectbox(key="model").select(MODEL).run()
     assert any("32 units" in md.value and "hidden.n31" in md.value for md in app.markdown)
     app.selectbox(key="model").select("Local Hugging Face checkpoint…").run()
@@ -67,9 +85,17 @@ def test_run_page_offers_every_choice_and_reads_hf_checkpoints(cache_dir, tmp_pa
     app.text_input[0].input(str(tmp_path / "missing")).run()
     assert "not a directory" in app.error[0].value
     transformers = pytest.importorskip("transformers")
-    config = transformers.MixtralConfig(vocab_size=64, hidden_size=16, intermediate_size=16, num_hidden_layers=2,
-                                        num_attention_heads=2, num_key_value_heads=1, num_local_experts=4,
-                                        num_experts_per_tok=2, max_position_embeddings=32)
+    config = transformers.MixtralConfig(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        num_local_experts=4,
+        num_experts_per_tok=2,
+        max_position_embeddings=32,
+    )
     transformers.AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "tiny")
     app.text_input[0].input(str(tmp_path / "tiny")).run()
     assert not app.exception and not app.error, [e.value for e in app.error]
@@ -78,18 +104,26 @@ def test_run_page_offers_every_choice_and_reads_hf_checkpoints(cache_dir, tmp_pa
     assert any(b.label == "Launch run" for b in app.button)
 
 
-def test_a_run_launched_from_the_run_page_finishes_and_its_heatmap_is_the_stored_result(cache_dir, open_page):
-    """About 20 s: the run executes in a spawned worker process, which imports torch and the model first."""
+def test_a_run_launched_from_the_run_page_finishes_and_its_heatmap_is_the_stored_result(
+    cache_dir, open_page
+):
+    """About 20 s: the run executes in a spawned worker process, which imports torch and the model
+    first.
+    """
     app = open_page("pages/run.py")
     app.selectbox(key="model").select(MODEL).run()
     app.number_input(key="run_permutations").set_value(8)
     next(b for b in app.button if b.label == "Launch run").click().run()
     assert not app.exception and not app.error, [e.value for e in app.error]
     deadline = time.time() + 60
-    while True:  # reloads (AppTest draws app.py's sidebar on a first run only): the jobs panel reads the store
+    # reloads (AppTest draws app.py's sidebar on a first run only): the jobs panel reads the store
+    while True:
         app = AppTest.from_file(APP, default_timeout=60).run()
-        if any(b.label == "Open in Shapley modes" for b in app.sidebar.button) or app.error \
-                or time.time() > deadline:
+        if (
+            any(b.label == "Open in Shapley modes" for b in app.sidebar.button)
+            or app.error
+            or time.time() > deadline
+        ):
             break
         time.sleep(0.5)
     assert not app.error, [e.value for e in app.error]
@@ -101,14 +135,21 @@ def test_a_run_launched_from_the_run_page_finishes_and_its_heatmap_is_the_stored
     assert not app.exception
     stored = RunStore(cache_dir).get(entry["fingerprint"])
     heatmap = plotly_data(app)[0]
-    np.testing.assert_allclose(array_of(heatmap["z"]), stored.modes.sum(1))  # default view: sum over images
+    # default view: sum over images
+    np.testing.assert_allclose(array_of(heatmap["z"]), stored.modes.sum(1))
     assert heatmap["y"] == stored.player_names and heatmap["zmid"] == 0
     app.radio(key="modes_view").set_value("class").run()
     labels = load_model(MODEL).labels.numpy()
-    np.testing.assert_allclose(array_of(plotly_data(app)[0]["z"]), view_of(stored, "class", labels).values)
+    np.testing.assert_allclose(
+        array_of(plotly_data(app)[0]["z"]), view_of(stored, "class", labels).values
+    )
     app.toggle(key="modes_stderr").set_value(True).run()
-    np.testing.assert_allclose(array_of(plotly_data(app, 1)[0]["z"]), view_of(stored, "class", labels).stderr)
-    assert {"Gini", "Units for 50%", "Units for 80%", "Units for 90%"} <= {m.label for m in app.metric}
+    np.testing.assert_allclose(
+        array_of(plotly_data(app, 1)[0]["z"]), view_of(stored, "class", labels).stderr
+    )
+    assert {"Gini", "Units for 50%", "Units for 80%", "Units for 90%"} <= {
+        m.label for m in app.metric
+    }
 
 
 def small_runs(cache_dir: Path, models: tuple[str, ...]) -> list[str]:
@@ -122,7 +163,9 @@ def test_compare_and_export_pages_show_the_stored_runs(cache_dir, open_page):
     app = open_page("pages/compare.py")
     assert set(app.multiselect(key="compare_runs").value) == set(fingerprints)
     curve, *heatmaps = plotly_data(app, 0), plotly_data(app, 1), plotly_data(app, 2)
-    assert len(curve) == 2 and all(array_of(trace["y"])[-1] == pytest.approx(1.0) for trace in curve)
+    assert len(curve) == 2 and all(
+        array_of(trace["y"])[-1] == pytest.approx(1.0) for trace in curve
+    )
     zmax = {h[0]["zmax"] for h in heatmaps}
     assert len(zmax) == 1  # one colour scale
     assert zmax.pop() == pytest.approx(max(np.abs(array_of(h[0]["z"])).max() for h in heatmaps))
@@ -131,8 +174,11 @@ def test_compare_and_export_pages_show_the_stored_runs(cache_dir, open_page):
 
     app.switch_page("pages/export.py").run()
     assert not app.exception
-    assert {b.label for b in app.get("download_button")} >= {".npz (all arrays)", "CSV (long table)",
-                                                              "Standalone HTML of this figure"}
+    assert {b.label for b in app.get("download_button")} >= {
+        ".npz (all arrays)",
+        "CSV (long table)",
+        "Standalone HTML of this figure",
+    }
 
 
 def test_lesion_lab_matches_a_hand_lesioned_forward_pass(cache_dir, open_page):
@@ -164,7 +210,9 @@ def test_lesion_lab_matches_a_hand_lesioned_forward_pass(cache_dir, open_page):
 
 def test_lesion_lab_shows_a_generators_images_change(open_page):
     app = open_page("pages/lesion_lab.py")
-    generators = [name for name in app.selectbox(key="lesion_model").options if name.startswith("gan-")]
+    generators = [
+        name for name in app.selectbox(key="lesion_model").options if name.startswith("gan-")
+    ]
     if not generators:
         pytest.skip("no bundled generator")
     app.selectbox(key="lesion_model").select(generators[0]).run()
@@ -193,7 +241,11 @@ def test_lesion_lab_shows_a_language_models_log_probs_and_continuation_change(op
     expected = game(np.stack([np.ones_like(keep), keep])).double().mean(dim=(1, 2))
     assert intact == f"{expected[0]:.3f}"
     assert next(m.value for m in app.metric if m.label == "Lesioned") == f"{expected[1]:.3f}"
-    texts = {md.value.split(":", 1)[0]: md.value for md in app.markdown if md.value.startswith(("**Intact**", "**Lesioned**"))}
+    texts = {
+        md.value.split(":", 1)[0]: md.value
+        for md in app.markdown
+        if md.value.startswith(("**Intact**", "**Lesioned**"))
+    }
     assert set(texts) == {"**Intact**", "**Lesioned**"}
     assert texts["**Intact**"].split(":", 1)[1] != texts["**Lesioned**"].split(":", 1)[1]
     assert len(app.get("plotly_chart")) == 1

@@ -10,8 +10,14 @@ from msa_core.estimators.runner import BlockRunner, TimedGame
 from msa_core.games import as_game
 
 N = 11
-BUDGETS = {"exact": 2**N - 2, "permutation": 120 * (N - 1), "antithetic": 120 * (N - 1), "kernel": 1500,
-           "leverage": 1500, "regression_adjusted": 1500}
+BUDGETS = {
+    "exact": 2**N - 2,
+    "permutation": 120 * (N - 1),
+    "antithetic": 120 * (N - 1),
+    "kernel": 1500,
+    "leverage": 1500,
+    "regression_adjusted": 1500,
+}
 
 
 def run_whole(game, method: str):
@@ -31,7 +37,9 @@ def test_chunks_merged_in_order_give_the_whole_run(method, blocks_per_chunk):
     assert whole.n_blocks >= 4
     merged = ESTIMATORS[method](N, ends[0], ends[1], 7, BUDGETS[method])
     evaluated = 0
-    for first, stop in reversed(chunk_bounds(0, merged.n_blocks, blocks_per_chunk)):  # merging in any order works
+    for first, stop in reversed(
+        chunk_bounds(0, merged.n_blocks, blocks_per_chunk)
+    ):  # merging in any order works
         fresh = ESTIMATORS[method](N, ends[0], ends[1], 7, BUDGETS[method])
         result = evaluate_chunk(game, fresh, first, stop, 64, (300,))
         evaluated += result.evaluated

@@ -1,5 +1,5 @@
-"""``backend="ray"`` on a local 2-CPU Ray instance: the local result for the same seed, a killed actor,
-the checkpoint format, and the errors (Ray missing, a game the workers cannot load)."""
+"""``backend="ray"`` on a local 2-CPU Ray instance: the local result for the same seed, a killed
+actor, the checkpoint format, and the errors (Ray missing, a game the workers cannot load)."""
 
 import subprocess
 import sys
@@ -20,13 +20,26 @@ MLP = "mlp-digits-h32-none-s0"
 
 
 def tiny_mixtral_game() -> ModelGame:
-    """The 8 experts (2 layers x 4) of a tiny Mixtral built from a config, on 4 sequences of 8 tokens."""
+    """The 8 experts (2 layers x 4) of a tiny Mixtral built from a config, on 4 sequences of 8
+    tokens.
+    """
     import transformers
 
     config = transformers.MixtralConfig(
-        num_local_experts=4, vocab_size=32, hidden_size=16, intermediate_size=16, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32, initializer_range=0.3,
-        num_experts_per_tok=2, bos_token_id=None, eos_token_id=None, pad_token_id=None)
+        num_local_experts=4,
+        vocab_size=32,
+        hidden_size=16,
+        intermediate_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=32,
+        initializer_range=0.3,
+        num_experts_per_tok=2,
+        bos_token_id=None,
+        eos_token_id=None,
+        pad_token_id=None,
+    )
     torch.manual_seed(0)
     model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="sdpa").eval()
     ids = torch.randint(0, 32, (4, 8), generator=torch.Generator().manual_seed(0))
@@ -38,7 +51,9 @@ def failing_build():
 
 
 class SlowGame:
-    """A random unanimity game that sleeps on every call, so chunks are still running when an actor is killed."""
+    """A random unanimity game that sleeps on every call, so chunks are still running when an actor
+    is killed.
+    """
 
     def __init__(self, n_players: int):
         self.inner = UnanimityGame.random(n_players, 30, 4, output_shape=(4,), seed=3)
@@ -53,7 +68,8 @@ class SlowGame:
 
 @pytest.fixture(scope="module")
 def ray_session():
-    """One local single-node Ray instance for the module (starting one takes seconds); test games travel by value.
+    """One local single-node Ray instance for the module (starting one takes seconds); test games
+    travel by value.
 
     (Ray 2.60 turns a node address of 127.0.0.1 into the machine's own address, so none is given.)
     """
@@ -74,7 +90,9 @@ def assert_same_result(got, want, rtol: float = 1e-9, atol: float = 1e-12):
     assert got.player_names == want.player_names
 
 
-def test_neuron_game_on_ray_equals_the_local_run_and_checkpoints_the_local_format(ray_session, tmp_path):
+def test_neuron_game_on_ray_equals_the_local_run_and_checkpoints_the_local_format(
+    ray_session, tmp_path
+):
     """Permutation sampling of the MLP's 32 hidden neurons, built on each worker from its zoo name.
 
     3600 outputs make blocks of 2 permutations: 20 blocks, chunks of 3.
@@ -82,18 +100,27 @@ def test_neuron_game_on_ray_equals_the_local_run_and_checkpoints_the_local_forma
     kwargs = dict(method="permutation", n_permutations=40, seed=5)
     local = shapley_modes(load_model(MLP).game("hidden neurons"), **kwargs)
     checkpoint = FileCheckpoint(tmp_path / "run.npz", every_seconds=0.0)
-    remote = shapley_modes(ZooGame(MLP, "hidden neurons"), backend=RayBackend(workers=2), checkpoint=checkpoint,
-                           **kwargs)
+    remote = shapley_modes(
+        ZooGame(MLP, "hidden neurons"),
+        backend=RayBackend(workers=2),
+        checkpoint=checkpoint,
+        **kwargs,
+    )
     assert_same_result(remote, local)
     assert remote.meta["backend"]["workers"] == 2 and "backend" not in local.meta
-    # the state saved before the last chunk is a local run's: a local run resumes from it to the local result
+    # the state saved before the last chunk is a local run's: a local run resumes from it to the
+    # local result
     saved = checkpoint.load()
     assert 0 < int(saved["run.next_block"]) < 20
-    assert_same_result(shapley_modes(load_model(MLP).game("hidden neurons"), checkpoint=checkpoint, **kwargs), local)
+    assert_same_result(
+        shapley_modes(load_model(MLP).game("hidden neurons"), checkpoint=checkpoint, **kwargs),
+        local,
+    )
 
 
 def test_expert_game_on_ray_equals_the_local_run(ray_session):
-    """Kernel sampling of a tiny Mixtral's experts; the factory is a plain callable shipped by value.
+    """Kernel sampling of a tiny Mixtral's experts; the factory is a plain callable shipped by
+    value.
 
     The model computes in float32 and its sums depend on how coalitions share a forward pass, so the
     two runs agree to float32 precision. One worker (importing transformers takes a while on a busy
@@ -101,25 +128,42 @@ def test_expert_game_on_ray_equals_the_local_run(ray_session):
     """
     kwargs = dict(method="kernel", max_evaluations=120, seed=1)
     local = shapley_modes(tiny_mixtral_game(), **kwargs)
-    remote = shapley_modes(GameFactory(tiny_mixtral_game), backend=RayBackend(workers=1, blocks_per_chunk=1), **kwargs)
+    remote = shapley_modes(
+        GameFactory(tiny_mixtral_game), backend=RayBackend(workers=1, blocks_per_chunk=1), **kwargs
+    )
     assert remote.meta["backend"]["workers"] == 1
     assert_same_result(remote, local, rtol=1e-4, atol=1e-5 * np.abs(local.modes).max())
 
 
 def test_a_killed_actor_changes_nothing_and_target_stderr_stops_where_a_local_run_does(ray_session):
     game = SlowGame(10)
-    kwargs = dict(n_players=10, method="antithetic", n_permutations=2000, seed=2, batch_size=40, target_stderr=0.05)
-    killed, earlier = [], set(ray_session.util.list_named_actors())  # names of actors of earlier runs may linger
+    kwargs = dict(
+        n_players=10,
+        method="antithetic",
+        n_permutations=2000,
+        seed=2,
+        batch_size=40,
+        target_stderr=0.05,
+    )
+    # names of actors of earlier runs may linger
+    killed, earlier = (
+        [],
+        set(ray_session.util.list_named_actors()),
+    )
 
     def kill_one_actor(done, total):
         if not killed:
-            name = next(name for name in ray_session.util.list_named_actors()
-                        if name.startswith("msa-worker-") and name not in earlier)
+            name = next(
+                name
+                for name in ray_session.util.list_named_actors()
+                if name.startswith("msa-worker-") and name not in earlier
+            )
             ray_session.kill(ray_session.get_actor(name))
             killed.append(name)
 
-    remote = shapley_modes(game, backend=RayBackend(workers=2, blocks_per_chunk=1), progress=kill_one_actor,
-                           **kwargs)
+    remote = shapley_modes(
+        game, backend=RayBackend(workers=2, blocks_per_chunk=1), progress=kill_one_actor, **kwargs
+    )
     assert killed and remote.meta["backend"]["chunks_retried"] >= 1
     assert remote.meta["backend"]["workers_replaced"] == 1
     local = shapley_modes(game, **kwargs)
@@ -128,12 +172,17 @@ def test_a_killed_actor_changes_nothing_and_target_stderr_stops_where_a_local_ru
 
 
 def test_errors_of_the_game_and_of_shipping_it_are_clear(ray_session, monkeypatch):
-    with pytest.raises(MSAInputError, match="the worker's own error"):  # raised by the game's build on a worker
+    with pytest.raises(
+        MSAInputError, match="the worker's own error"
+    ):  # raised by the game's build on a worker
         shapley_modes(GameFactory(failing_build), backend=RayBackend(workers=1), n_permutations=4)
     # a callable pickled by reference to a module that only this process has
     module = types.ModuleType("not_on_workers")
-    module.Unimportable = type("Unimportable", (), {"__call__": lambda self, c: c.astype(float),
-                                                    "__module__": "not_on_workers"})
+    module.Unimportable = type(
+        "Unimportable",
+        (),
+        {"__call__": lambda self, c: c.astype(float), "__module__": "not_on_workers"},
+    )
     monkeypatch.setitem(sys.modules, "not_on_workers", module)
     unimportable = module.Unimportable
     with pytest.raises(MSAInputError, match="could not load the game.*not_on_workers"):
@@ -141,7 +190,8 @@ def test_errors_of_the_game_and_of_shipping_it_are_clear(ray_session, monkeypatc
 
 
 def test_missing_ray_gives_a_clear_error(monkeypatch):
-    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if it were not installed
+    # `import ray` now fails as if it were not installed
+    monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(MSAInputError, match="pip install ray"):
         shapley_modes(UnanimityGame.random(4, 3, 2), backend="ray")
 
@@ -151,11 +201,16 @@ def test_importing_msa_core_does_not_import_ray():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-@pytest.mark.parametrize("backend, message", [
-    ("dask", "unknown backend 'dask'; allowed: None, 'local', 'ray'"),
-    (lambda: RayBackend(workers=0), "workers must be a positive integer"),
-    (lambda: RayBackend(gpus_per_worker=1.5), r"gpus_per_worker must be a number in \[0, 1\]"),
-])
+@pytest.mark.parametrize(
+    "backend, message",
+    [
+        ("dask", "unknown backend 'dask'; allowed: None, 'local', 'ray'"),
+        (lambda: RayBackend(workers=0), "workers must be a positive integer"),
+        (lambda: RayBackend(gpus_per_worker=1.5), r"gpus_per_worker must be a number in \[0, 1\]"),
+    ],
+)
 def test_bad_backend_options_are_refused_before_ray_starts(backend, message):
     with pytest.raises(MSAInputError, match=message):
-        shapley_modes(UnanimityGame.random(4, 3, 2), backend=backend() if callable(backend) else backend)
+        shapley_modes(
+            UnanimityGame.random(4, 3, 2), backend=backend() if callable(backend) else backend
+        )

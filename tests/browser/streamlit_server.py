@@ -1,4 +1,5 @@
-"""Start the dashboard headless on 127.0.0.1 and drive it with Debian's Chromium (playwright, no download).
+"""Start the dashboard headless on 127.0.0.1 and drive it with Debian's Chromium (playwright, no
+download).
 
 Shared by the browser test and ``bench/browser_bench.py``.
 """
@@ -17,8 +18,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def free_port() -> int:
@@ -29,12 +37,33 @@ def free_port() -> int:
 
 @contextmanager
 def dashboard(cache_dir: Path, timeout: float = 60.0) -> Iterator[str]:
-    """Run ``streamlit run app.py`` with ``MSA_CACHE_DIR=cache_dir``; yields its URL; stops it afterwards."""
+    """Run ``streamlit run app.py`` with ``MSA_CACHE_DIR=cache_dir``; yields its URL; stops it
+    afterwards.
+    """
     port = free_port()
-    env = {**os.environ, "MSA_CACHE_DIR": str(cache_dir), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
-    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
-               "--server.address", "127.0.0.1", "--server.port", str(port), "--server.fileWatcherType", "none"]
-    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    env = {
+        **os.environ,
+        "MSA_CACHE_DIR": str(cache_dir),
+        "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(ROOT / "app.py"),
+        "--server.headless",
+        "true",
+        "--server.address",
+        "127.0.0.1",
+        "--server.port",
+        str(port),
+        "--server.fileWatcherType",
+        "none",
+    ]
+    server = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + timeout
@@ -44,8 +73,14 @@ def dashboard(cache_dir: Path, timeout: float = 60.0) -> Iterator[str]:
                     break
             except OSError:
                 if server.poll() is not None or time.time() > deadline:
-                    output = server.stdout.read().decode(errors="replace") if server.poll() is not None else ""
-                    raise RuntimeError(f"streamlit did not start on {url}: {output[-2000:]}") from None
+                    output = (
+                        server.stdout.read().decode(errors="replace")
+                        if server.poll() is not None
+                        else ""
+                    )
+                    raise RuntimeError(
+                        f"streamlit did not start on {url}: {output[-2000:]}"
+                    ) from None
                 time.sleep(0.2)
         yield url
     finally:
@@ -86,7 +121,10 @@ def fresh_page(page, url: str) -> Iterator[object]:
         context.close()
 
 
-SCRIPT_STATE = "() => document.querySelector('[data-testid=\"stApp\"]')?.getAttribute('data-test-script-state')"
+SCRIPT_STATE = (
+    "() => document.querySelector('[data-testid=\"stApp\"]')"
+    "?.getAttribute('data-test-script-state')"
+)
 
 
 def wait_idle(page, timeout: float = 60_000) -> None:

@@ -1,4 +1,6 @@
-"""The dashboard in a real browser: Debian's Chromium driven by playwright, streamlit headless on 127.0.0.1."""
+"""The dashboard in a real browser: Debian's Chromium driven by playwright, streamlit headless on
+127.0.0.1.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +9,25 @@ import time
 from pathlib import Path
 
 import pytest
+from streamlit_server import (
+    CHROMIUM,
+    browser_page,
+    dashboard,
+    fresh_page,
+    go_to,
+    metric_value,
+    rerun_after,
+    select_option,
+    wait_idle,
+)
 
-from streamlit_server import (CHROMIUM, browser_page, dashboard, fresh_page, go_to, metric_value,
-                              rerun_after, select_option, wait_idle)
-
-pytest.importorskip("playwright", reason="the browser test needs playwright (requirements-test.txt)")
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() and not os.environ.get("CI"),  # CI installs it: fail there
-                                reason=f"the browser test needs {CHROMIUM} (apt-get install chromium)")
+pytest.importorskip(
+    "playwright", reason="the browser test needs playwright (requirements-test.txt)"
+)
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists() and not os.environ.get("CI"),  # CI installs it: fail there
+    reason=f"the browser test needs {CHROMIUM} (apt-get install chromium)",
+)
 MODEL = "mlp-digits-h32-none-s0"
 
 
@@ -23,9 +37,9 @@ def tick_texts(plot) -> list[str]:
 
 
 def test_launch_a_run_see_its_heatmap_and_toggle_a_lesion(tmp_path):
-    """Takes about 60 s: a streamlit server, Chromium, and a run in a spawned worker process (which imports
-    torch) on an empty cache, as a new user would see it. URLs copied from the Modes page and the
-    Lesion lab reopen the same view in a fresh browser context (no cookies, no session)."""
+    """Takes about 60 s: a streamlit server, Chromium, and a run in a spawned worker process (which
+    imports torch) on an empty cache, as a new user would see it. URLs copied from the Modes page
+    and the Lesion lab reopen the same view in a fresh browser context (no cookies, no session)."""
     with dashboard(tmp_path / "cache") as url, browser_page() as page:
         page.goto(url)
         wait_idle(page)  # the first request may rerun once (app.py's navigation), so wait for it
@@ -59,7 +73,8 @@ def test_launch_a_run_see_its_heatmap_and_toggle_a_lesion(tmp_path):
         assert metric_value(page, "Accuracy, lesioned") == intact
         pills = page.get_by_test_id("stButtonGroup")
         for unit in ("hidden.n0", "hidden.n1", "hidden.n2", "hidden.n3", "hidden.n4", "hidden.n5"):
-            toggle = pills.get_by_role("button").filter(has_text=f" {unit} (")  # "#rank unit (value)"
+            # "#rank unit (value)"
+            toggle = pills.get_by_role("button").filter(has_text=f" {unit} (")
             rerun_after(page, lambda toggle=toggle: toggle.click())
         deadline = time.time() + 10
         while metric_value(page, "Units lesioned") != "6 / 32" and time.time() < deadline:
@@ -91,26 +106,37 @@ def test_a_shared_link_is_a_fresh_servers_first_request(tmp_path):
 
 
 def test_experts_page_renders_a_cached_run_and_a_reload_mid_run_shows_the_job(tmp_path):
-    """About 60 s: a small MoE run is stored first (not timed); the Experts page draws its matrix without
-    computing any lesion; a GAN run launched on the Run page is still listed, running, in the sidebar's jobs
-    panel after a reload, and can be cancelled there."""
+    """About 60 s: a small MoE run is stored first (not timed); the Experts page draws its matrix
+    without computing any lesion; a GAN run launched on the Run page is still listed, running, in
+    the sidebar's jobs panel after a reload, and can be cancelled there."""
     from msa_core.runs import RunRequest, RunStore, execute
 
-    execute(RunRequest("moe-fortunes-5lang", units="experts (all layers)", output="target_logprob",
-                       method="permutation", n_permutations=2), RunStore(tmp_path / "cache"))
+    execute(
+        RunRequest(
+            "moe-fortunes-5lang",
+            units="experts (all layers)",
+            output="target_logprob",
+            method="permutation",
+            n_permutations=2,
+        ),
+        RunStore(tmp_path / "cache"),
+    )
     with dashboard(tmp_path / "cache") as url, browser_page() as page:
         page.goto(url)
         wait_idle(page)
         rerun_after(page, lambda: go_to(page, "Experts"))
         page.locator(".js-plotly-plot .heatmaplayer").first.wait_for()
         assert "L3.E7" in page.locator(".js-plotly-plot").first.inner_text()
-        assert not page.get_by_text("Greedy continuation").count()  # the lesion tab is not computed unopened
+        # the lesion tab is not computed unopened
+        assert not page.get_by_text("Greedy continuation").count()
         assert not page.get_by_test_id("stException").count()
 
         rerun_after(page, lambda: go_to(page, "Run"))
         rerun_after(page, lambda: select_option(page, "Model", "gan-digits-s0"))
         page.get_by_text("113 units", exact=True).wait_for()
-        rerun_after(page, lambda: page.get_by_role("spinbutton", name="Budget: permutations").fill("200"))
+        rerun_after(
+            page, lambda: page.get_by_role("spinbutton", name="Budget: permutations").fill("200")
+        )
         page.get_by_role("button", name="Launch run").click()
         sidebar = page.get_by_test_id("stSidebar")
         sidebar.get_by_text("gan-digits-s0 · channels of every layer", exact=False).wait_for()

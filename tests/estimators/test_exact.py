@@ -1,7 +1,12 @@
 import numpy as np
 import pytest
 import torch
-from ground_truth import CountingGame, RandomNonlinearGame, shapley_by_permutations, shapley_by_subsets
+from ground_truth import (
+    CountingGame,
+    RandomNonlinearGame,
+    shapley_by_permutations,
+    shapley_by_subsets,
+)
 
 from msa_core import UnanimityGame, shapley_modes
 from msa_core.estimators.exact import shapley_weights
@@ -47,5 +52,6 @@ def test_exact_evaluates_every_coalition_once():
 def test_shapley_weights_sum_to_one_over_positions():
     n = 9
     from math import comb
+
     w = shapley_weights(n)
     assert np.isclose(sum(comb(n - 1, s) * w[s] for s in range(n)), 1.0)

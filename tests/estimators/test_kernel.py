@@ -2,7 +2,12 @@ import numpy as np
 from ground_truth import RandomNonlinearGame, shapley_by_permutations
 
 from msa_core import UnanimityGame, shapley_modes
-from msa_core.estimators.kernel import border_sizes, pair_schedule, solve_constrained, sum_zero_basis
+from msa_core.estimators.kernel import (
+    border_sizes,
+    pair_schedule,
+    solve_constrained,
+    sum_zero_basis,
+)
 
 
 def test_full_enumeration_gives_exact_values():
@@ -28,8 +33,17 @@ def test_estimates_fall_within_a_few_stderr_of_closed_form():
 def test_kernel_beats_permutation_at_equal_evaluations():
     game = UnanimityGame.random(20, n_terms=60, max_order=5, output_shape=(10,), seed=11)
     truth = game.shapley_values()
-    errors = {m: np.mean([np.mean((shapley_modes(game, method=m, max_evaluations=1500, seed=s).modes - truth) ** 2)
-                          for s in range(4)]) for m in ("permutation", "kernel")}
+    errors = {
+        m: np.mean(
+            [
+                np.mean(
+                    (shapley_modes(game, method=m, max_evaluations=1500, seed=s).modes - truth) ** 2
+                )
+                for s in range(4)
+            ]
+        )
+        for m in ("permutation", "kernel")
+    }
     assert errors["kernel"] < errors["permutation"] / 2
 
 

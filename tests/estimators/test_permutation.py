@@ -24,7 +24,9 @@ def test_estimates_fall_within_a_few_stderr_of_closed_form(method):
 
 def test_permutations_count_and_prefix_coalitions():
     counting = CountingGame(RandomNonlinearGame(5, seed=1))
-    res = shapley_modes(counting, n_players=5, method="permutation", n_permutations=4, batch_size=1000)
+    res = shapley_modes(
+        counting, n_players=5, method="permutation", n_permutations=4, batch_size=1000
+    )
     rows = counting.rows[2:]  # after the full and empty coalitions
     assert res.n_permutations == 4 and res.n_evaluations == 2 + 4 * 4
     sizes = rows.sum(1).reshape(4, 4)
@@ -44,6 +46,15 @@ def test_antithetic_pairs_each_order_with_its_reverse():
 def test_antithetic_beats_plain_permutation_on_a_monotone_game():
     game = UnanimityGame.random(12, n_terms=30, max_order=4, output_shape=(10,), seed=5)
     truth = game.shapley_values()
-    errors = {m: np.mean([np.mean((shapley_modes(game, method=m, n_permutations=40, seed=s).modes - truth) ** 2)
-                          for s in range(6)]) for m in ("permutation", "antithetic")}
+    errors = {
+        m: np.mean(
+            [
+                np.mean(
+                    (shapley_modes(game, method=m, n_permutations=40, seed=s).modes - truth) ** 2
+                )
+                for s in range(6)
+            ]
+        )
+        for m in ("permutation", "antithetic")
+    }
     assert errors["antithetic"] < errors["permutation"]

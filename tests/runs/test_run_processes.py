@@ -1,4 +1,6 @@
-"""The store across processes: a CLI run killed with SIGKILL resumes exactly; two processes share one run."""
+"""The store across processes: a CLI run killed with SIGKILL resumes exactly; two processes share
+one run.
+"""
 
 import signal
 import time
@@ -22,19 +24,34 @@ def wait_for(condition, timeout: float, what: str, poll: float = 0.01) -> None:
 
 
 def test_a_killed_cli_run_resumes_from_its_checkpoint_to_the_uninterrupted_result(tmp_path):
-    """Two CLI processes (about 5 s each to import torch and load the model) and one reference run."""
+    """Two CLI processes (about 5 s each to import torch and load the model) and one reference
+    run."""
     cache = tmp_path / "cache"
-    args = (*RUN_ARGS, "--permutations", "600", "--cache-dir", str(cache), "--out", str(tmp_path / "r.npz"))
+    args = (
+        *RUN_ARGS,
+        "--permutations",
+        "600",
+        "--cache-dir",
+        str(cache),
+        "--out",
+        str(tmp_path / "r.npz"),
+    )
     fingerprint = fingerprint_of(KILL_RUN)
     store = RunStore(cache)
     first = start_cli(*args, checkpoint_seconds=0.05)
     try:
-        wait_for(lambda: store.has_checkpoint(fingerprint) or first.poll() is not None, 120, "a first checkpoint")
+        wait_for(
+            lambda: store.has_checkpoint(fingerprint) or first.poll() is not None,
+            120,
+            "a first checkpoint",
+        )
         first.send_signal(signal.SIGKILL)
     finally:
         first.kill()
         first.wait()
-    assert first.returncode == -signal.SIGKILL, "the run finished before its first checkpoint could be seen"
+    assert first.returncode == -signal.SIGKILL, (
+        "the run finished before its first checkpoint could be seen"
+    )
     assert fingerprint not in store and store.has_checkpoint(fingerprint)
 
     second = start_cli(*args, checkpoint_seconds=0.05)
@@ -44,7 +61,9 @@ def test_a_killed_cli_run_resumes_from_its_checkpoint_to_the_uninterrupted_resul
     assert store.progress(fingerprint)["resumed_from"] > 0
 
     loaded = load_model(MODEL)
-    uninterrupted = shapley_modes(loaded.game("hidden neurons", "correct"), method="permutation", n_permutations=600)
+    uninterrupted = shapley_modes(
+        loaded.game("hidden neurons", "correct"), method="permutation", n_permutations=600
+    )
     resumed = store.get(fingerprint)
     for key in ("modes", "stderr", "v_full", "v_empty"):
         assert np.array_equal(getattr(resumed, key), getattr(uninterrupted, key)), key

@@ -1,4 +1,6 @@
-"""The run store in one process: fingerprints, reuse, corrupt entries, checkpoints, extension, eviction."""
+"""The run store in one process: fingerprints, reuse, corrupt entries, checkpoints, extension,
+eviction.
+"""
 
 import dataclasses
 import io
@@ -21,13 +23,21 @@ def direct(request: RunRequest, **kwargs) -> ModesResult:
     """The request computed straight by the engine, without any store."""
     loaded = load_model(request.model)
     request = request.resolved(loaded)
-    return shapley_modes(loaded.game(request.units, request.output, request.lesion), method=request.method,
-                         n_permutations=request.n_permutations, max_evaluations=request.max_evaluations,
-                         seed=request.seed, **kwargs)
+    return shapley_modes(
+        loaded.game(request.units, request.output, request.lesion),
+        method=request.method,
+        n_permutations=request.n_permutations,
+        max_evaluations=request.max_evaluations,
+        seed=request.seed,
+        **kwargs,
+    )
 
 
 def same_numbers(a: ModesResult, b: ModesResult) -> bool:
-    return all(np.array_equal(getattr(a, key), getattr(b, key)) for key in ("modes", "stderr", "v_full", "v_empty"))
+    return all(
+        np.array_equal(getattr(a, key), getattr(b, key))
+        for key in ("modes", "stderr", "v_full", "v_empty")
+    )
 
 
 class Counter:
@@ -57,15 +67,23 @@ def test_the_fingerprint_covers_everything_that_changes_the_numbers():
     loaded = load_model(MODEL)
     base = small_request()
     prints = {base.fingerprint(loaded)}
-    for change in ({"output": "logits"}, {"lesion": "mean"}, {"method": "antithetic"}, {"n_permutations": 22},
-                   {"max_evaluations": 500}, {"seed": 1}):
+    for change in (
+        {"output": "logits"},
+        {"lesion": "mean"},
+        {"method": "antithetic"},
+        {"n_permutations": 22},
+        {"max_evaluations": 500},
+        {"seed": 1},
+    ):
         prints.add(dataclasses.replace(base, **change).fingerprint(loaded))
     other_weights = dataclasses.replace(loaded, digest="0" * 64)
     other_inputs = dataclasses.replace(loaded, inputs=loaded.inputs[:10], labels=loaded.labels[:10])
     prints |= {base.fingerprint(other_weights), base.fingerprint(other_inputs)}
     assert len(prints) == 9
     # defaults filled in or spelled out: the same run
-    assert small_request(units=None).fingerprint(loaded) == small_request(units="hidden neurons").fingerprint(loaded)
+    assert small_request(units=None).fingerprint(loaded) == small_request(
+        units="hidden neurons"
+    ).fingerprint(loaded)
 
 
 @pytest.mark.parametrize("damage", [b"not an npz at all", "truncated", "old format"])
@@ -83,7 +101,9 @@ def test_a_corrupt_or_old_entry_warns_and_is_recomputed(store, damage):
         blob = damage
     store.results.set(fingerprint, blob)
     progress = Counter()
-    with pytest.warns(UserWarning, match=f"stored run {fingerprint[:12]} cannot be read.*recomputed"):
+    with pytest.warns(
+        UserWarning, match=f"stored run {fingerprint[:12]} cannot be read.*recomputed"
+    ):
         again = execute(small_request(), store, progress=progress)
     assert progress.calls > 0 and same_numbers(first, again)
     assert store.get(fingerprint) is not None
@@ -126,7 +146,8 @@ def test_a_run_resumes_from_its_checkpoint_to_the_uninterrupted_result(store, tm
     resumed = execute(request, store)
     assert same_numbers(resumed, expected)
     assert store.progress(fingerprint)["resumed_from"] == int(saved["run.used"]) > 0
-    assert not store.has_checkpoint(fingerprint)  # a finished run keeps its checkpoint only as its family's base
+    # a finished run keeps its checkpoint only as its family's base
+    assert not store.has_checkpoint(fingerprint)
 
 
 def test_more_permutations_extend_a_finished_run(store):
@@ -136,7 +157,8 @@ def test_more_permutations_extend_a_finished_run(store):
     assert record["resumed_from"] > 0  # started from the 20-permutation run's last checkpoint
     assert same_numbers(extended, direct(small_request(n_permutations=40)))
     assert extended.n_permutations == 40
-    smaller = execute(small_request(n_permutations=30), store)  # the base is larger: computed from scratch
+    # the base is larger: computed from scratch
+    smaller = execute(small_request(n_permutations=30), store)
     assert store.progress(smaller.meta["fingerprint"])["resumed_from"] == 0
     assert same_numbers(smaller, direct(small_request(n_permutations=30)))
 
@@ -176,8 +198,11 @@ def test_a_run_in_progress_cannot_be_deleted_and_a_dead_holders_lock_is_broken(s
 
 def test_old_results_are_evicted_past_the_size_limit_but_checkpoints_stay(tmp_path):
     rng = np.random.default_rng(0)
-    modes = rng.normal(size=(32, 4000))  # random numbers do not compress: about 1 MB per stored result
-    result = ModesResult(modes, np.abs(modes), modes.sum(0), np.zeros(4000), 100, 3, [str(i) for i in range(32)])
+    # random numbers do not compress: about 1 MB per stored result
+    modes = rng.normal(size=(32, 4000))
+    result = ModesResult(
+        modes, np.abs(modes), modes.sum(0), np.zeros(4000), 100, 3, [str(i) for i in range(32)]
+    )
     size = 2 * modes.nbytes
     store = RunStore(tmp_path / "small", size_limit=int(2.5 * size))
     store.work.set("ckpt:" + "c" * 64, b"a run in progress")
