@@ -1,6 +1,7 @@
 """MSA Dashboard: the Streamlit entry point (``streamlit run app.py``).
 
-Pages render and call msa_core, nothing more; see ``pages/``. The sidebar's jobs panel is on every page.
+Pages render and call msa_core, nothing more; see ``pages/``. The sidebar's jobs panel is on every
+page.
 """
 
 import streamlit as st
@@ -8,18 +9,26 @@ import streamlit as st
 from pages.jobs_panel import jobs_panel
 
 st.set_page_config(page_title="MSA Dashboard", page_icon=":material/neurology:", layout="wide")
-page = st.navigation({
-    "Start": [st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-              st.Page("pages/run.py", title="Run", icon=":material/play_circle:")],
-    "Explore": [st.Page("pages/modes.py", title="Shapley modes", icon=":material/grid_on:"),
-                st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
-                st.Page("pages/interactions.py", title="Interactions", icon=":material/link:"),
-                st.Page("pages/lesion_lab.py", title="Lesion lab", icon=":material/toggle_on:"),
-                st.Page("pages/export.py", title="Export", icon=":material/download:")],
-    "Studies": [st.Page("pages/gan.py", title="GAN pixel maps", icon=":material/image:"),
-                st.Page("pages/experts.py", title="Experts", icon=":material/hub:"),
-                st.Page("pages/llm.py", title="LLM", icon=":material/chat:")],
-})
+page = st.navigation(
+    {
+        "Start": [
+            st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+            st.Page("pages/run.py", title="Run", icon=":material/play_circle:"),
+        ],
+        "Explore": [
+            st.Page("pages/modes.py", title="Shapley modes", icon=":material/grid_on:"),
+            st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+            st.Page("pages/interactions.py", title="Interactions", icon=":material/link:"),
+            st.Page("pages/lesion_lab.py", title="Lesion lab", icon=":material/toggle_on:"),
+            st.Page("pages/export.py", title="Export", icon=":material/download:"),
+        ],
+        "Studies": [
+            st.Page("pages/gan.py", title="GAN pixel maps", icon=":material/image:"),
+            st.Page("pages/experts.py", title="Experts", icon=":material/hub:"),
+            st.Page("pages/llm.py", title="LLM", icon=":material/chat:"),
+        ],
+    }
+)
 with st.sidebar:
     jobs_panel()
 page.run()

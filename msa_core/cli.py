@@ -1,4 +1,5 @@
-"""``python -m msa_core``: list bundled models, run MSA on them (cached, resumable), list/show/export/delete runs.
+"""``python -m msa_core``: list bundled models, run MSA on them (cached, resumable),
+list/show/export/delete runs.
 
 Every command exits with 0 on success, 2 on a bad argument or request (with a message saying what is
 allowed), 1 when something else fails (e.g. PNG rendering, a damaged store), 130 when interrupted
@@ -26,7 +27,7 @@ from msa_core.names import EXPORT_FORMATS, LESIONS, MAX_SEED, METHODS
 EXAMPLES = """\
 examples:
   python -m msa_core models                       # what can be analysed
-  python -m msa_core run --model mlp-digits-h32-none-s0 --method permutation --permutations 100 --out r.npz
+  python -m msa_core run --model mlp-digits-h32-none-s0 --permutations 100 --out r.npz
   python -m msa_core run --model smollm2-135m --units heads --task my-task.jsonl --permutations 20
   python -m msa_core list                         # stored runs (the app sees the same ones)
   python -m msa_core show 1a2b3c                  # a run, by the first characters of its id
@@ -34,13 +35,14 @@ examples:
   python -m msa_core delete 1a2b3c
   python -m msa_core store check                  # is the store intact? (`store repair` fixes it)
 
-Runs are cached in --cache-dir (default $MSA_CACHE_DIR, else ~/.cache/msa-dashboard): asking for the same
-run again returns at once, and a run that was interrupted resumes from its last checkpoint.
+Runs are cached in --cache-dir (default $MSA_CACHE_DIR, else ~/.cache/msa-dashboard): asking for
+the same run again returns at once, and a run that was interrupted resumes from its last checkpoint.
 """
 
 
 def whole_number(minimum: int, what: str, maximum: int | None = None) -> Callable[[str], int]:
     """An argparse type: a whole number in [``minimum``, ``maximum``], described as ``what``."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -59,6 +61,7 @@ seed_int = whole_number(0, "a whole number from 0 to 2^63 - 1", MAX_SEED)
 
 def positive_number(what: str) -> Callable[[str], float]:
     """An argparse type: a number > 0, described as ``what``."""
+
     def parse(text: str) -> float:
         try:
             value = float(text)
@@ -77,80 +80,183 @@ positive_float = positive_number("a positive number of seconds")
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (imports nothing heavy: the choices come from ``msa_core.names``)."""
     cache = argparse.ArgumentParser(add_help=False)
-    cache.add_argument("--cache-dir", metavar="DIR", help="run cache folder (default: $MSA_CACHE_DIR, else "
-                       "$XDG_CACHE_HOME/msa-dashboard or ~/.cache/msa-dashboard)")
+    cache.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="run cache folder (default: $MSA_CACHE_DIR, else "
+        "$XDG_CACHE_HOME/msa-dashboard or ~/.cache/msa-dashboard)",
+    )
     parser = argparse.ArgumentParser(
-        prog="python -m msa_core", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Multiperturbation Shapley-value Analysis (MSA) of neural-network units: which units an output "
-        "depends on, and how much.")
+        prog="python -m msa_core",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Multiperturbation Shapley-value Analysis (MSA) of neural-network units: "
+        "which units an output depends on, and how much.",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    models = commands.add_parser("models", help="list the bundled models, their unit granularities and outputs",
-                                 description="List the bundled models with their unit granularities (what the "
-                                 "players are) and outputs (what is measured; the first is the default).")
-    models.add_argument("--all", action="store_true", help="also list known models whose weights are not trained yet")
+    models = commands.add_parser(
+        "models",
+        help="list the bundled models, their unit granularities and outputs",
+        description="List the bundled models with their unit granularities (what the "
+        "players are) and outputs (what is measured; the first is the default).",
+    )
+    models.add_argument(
+        "--all",
+        action="store_true",
+        help="also list known models whose weights are not trained yet",
+    )
 
-    run = commands.add_parser("run", parents=[cache], help="compute the Shapley modes of a model's units",
-                              description="Compute the Shapley mode of every unit of a bundled model (cached: a "
-                              "repeated run returns at once; an interrupted run resumes where it stopped).",
-                              epilog="example: python -m msa_core run --model mlp-digits-h32-none-s0 "
-                              "--method permutation --permutations 200 --out r.npz")
-    run.add_argument("--model", required=True, metavar="NAME", help="a bundled model (see `python -m msa_core models`), or hf:FOLDER for a "
-                     "local Hugging Face checkpoint folder (config.json + safetensors)")
-    run.add_argument("--units", metavar="GRANULARITY", help="which units are the players, e.g. 'hidden neurons' "
-                     "(default: the model's first granularity)")
-    run.add_argument("--output", metavar="OUT",
-                     help="what is measured, e.g. logits (default: the model's first output)")
-    run.add_argument("--task", metavar="FILE", help="what a language model is scored on: a .jsonl or .csv file "
-                     "of prompt,target[,group] rows, or a bundled task set (outputs task_logprob, task_accuracy)")
-    run.add_argument("--lesion", choices=LESIONS, default="zero", help="how a unit is removed: set to zero, or to its "
-                     "mean over the inputs (default: zero)")
-    run.add_argument("--method", choices=METHODS, default="auto", help="estimator (default: auto = exact for few "
-                     "units, else regression_adjusted)")
-    run.add_argument("--permutations", type=positive_int, metavar="K", help="budget in permutations (default 1000)")
-    run.add_argument("--max-evaluations", type=positive_int, metavar="E", help="budget in model evaluations "
-                     "(coalitions); the smaller of the two budgets wins")
-    run.add_argument("--seed", type=seed_int, default=0, metavar="S",
-                     help="random seed, 0 to 2^63 - 1 (default 0); same seed, same result")
-    run.add_argument("--out", metavar="PATH",
-                     help=f"also write the result here ({', '.join(EXPORT_FORMATS)}, by suffix)")
-    run.add_argument("--backend", choices=("local", "ray"), default="local", help="where coalitions are evaluated "
-                     "(default: local)")
-    run.add_argument("--address", metavar="ADDR", help="Ray cluster address (with --backend ray; sets RAY_ADDRESS)")
+    run = commands.add_parser(
+        "run",
+        parents=[cache],
+        help="compute the Shapley modes of a model's units",
+        description="Compute the Shapley mode of every unit of a bundled model (cached: a "
+        "repeated run returns at once; an interrupted run resumes where it stopped).",
+        epilog="example: python -m msa_core run --model mlp-digits-h32-none-s0 "
+        "--method permutation --permutations 200 --out r.npz",
+    )
+    run.add_argument(
+        "--model",
+        required=True,
+        metavar="NAME",
+        help="a bundled model (see `python -m msa_core models`), or hf:FOLDER for a "
+        "local Hugging Face checkpoint folder (config.json + safetensors)",
+    )
+    run.add_argument(
+        "--units",
+        metavar="GRANULARITY",
+        help="which units are the players, e.g. 'hidden neurons' "
+        "(default: the model's first granularity)",
+    )
+    run.add_argument(
+        "--output",
+        metavar="OUT",
+        help="what is measured, e.g. logits (default: the model's first output)",
+    )
+    run.add_argument(
+        "--task",
+        metavar="FILE",
+        help="what a language model is scored on: a .jsonl or .csv file "
+        "of prompt,target[,group] rows, or a bundled task set (outputs task_logprob, "
+        "task_accuracy)",
+    )
+    run.add_argument(
+        "--lesion",
+        choices=LESIONS,
+        default="zero",
+        help="how a unit is removed: set to zero, or to its mean over the inputs (default: zero)",
+    )
+    run.add_argument(
+        "--method",
+        choices=METHODS,
+        default="auto",
+        help="estimator (default: auto = exact for few units, else regression_adjusted)",
+    )
+    run.add_argument(
+        "--permutations",
+        type=positive_int,
+        metavar="K",
+        help="budget in permutations (default 1000)",
+    )
+    run.add_argument(
+        "--max-evaluations",
+        type=positive_int,
+        metavar="E",
+        help="budget in model evaluations (coalitions); the smaller of the two budgets wins",
+    )
+    run.add_argument(
+        "--seed",
+        type=seed_int,
+        default=0,
+        metavar="S",
+        help="random seed, 0 to 2^63 - 1 (default 0); same seed, same result",
+    )
+    run.add_argument(
+        "--out",
+        metavar="PATH",
+        help=f"also write the result here ({', '.join(EXPORT_FORMATS)}, by suffix)",
+    )
+    run.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        default="local",
+        help="where coalitions are evaluated (default: local)",
+    )
+    run.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="Ray cluster address (with --backend ray; sets RAY_ADDRESS)",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
-    run.add_argument("--wait", type=positive_float, metavar="SECONDS",
-                     help="when another process is computing the same run, wait at most this "
-                     "long for it (default: as long as that process is alive)")
+    run.add_argument(
+        "--wait",
+        type=positive_float,
+        metavar="SECONDS",
+        help="when another process is computing the same run, wait at most this "
+        "long for it (default: as long as that process is alive)",
+    )
     run.add_argument("--checkpoint-seconds", type=positive_float, help=argparse.SUPPRESS)
 
-    commands.add_parser("list", parents=[cache], help="list the stored runs, newest first",
-                        description="List the runs stored in the cache, newest first.")
+    commands.add_parser(
+        "list",
+        parents=[cache],
+        help="list the stored runs, newest first",
+        description="List the runs stored in the cache, newest first.",
+    )
 
-    show = commands.add_parser("show", parents=[cache], help="describe one run",
-                               description="Describe one run: its request, cost and most important units.")
-    show.add_argument("run", metavar="RUN", help="a stored run's id (its first characters suffice) or a result .npz")
+    show = commands.add_parser(
+        "show",
+        parents=[cache],
+        help="describe one run",
+        description="Describe one run: its request, cost and most important units.",
+    )
+    show.add_argument(
+        "run",
+        metavar="RUN",
+        help="a stored run's id (its first characters suffice) or a result .npz",
+    )
 
-    export = commands.add_parser("export", parents=[cache], help="write a run as npz, csv, html, png or svg",
-                                 description="Write a run's result: .npz (the full result), .csv (long format: "
-                                 "unit, output index..., value, stderr), .html (the run's report: facts, "
-                                 "numbers and every figure, works offline) or .png/.svg (the heatmap, "
-                                 "every label shown).")
-    export.add_argument("run", metavar="RUN", help="a stored run's id (its first characters suffice) or a result .npz")
+    export = commands.add_parser(
+        "export",
+        parents=[cache],
+        help="write a run as npz, csv, html, png or svg",
+        description="Write a run's result: .npz (the full result), .csv (long format: "
+        "unit, output index..., value, stderr), .html (the run's report: facts, "
+        "numbers and every figure, works offline) or .png/.svg (the heatmap, "
+        "every label shown).",
+    )
+    export.add_argument(
+        "run",
+        metavar="RUN",
+        help="a stored run's id (its first characters suffice) or a result .npz",
+    )
     export.add_argument("--out", required=True, metavar="PATH", help="file to write")
-    export.add_argument("--format", choices=EXPORT_FORMATS,
-                        help="format (default: from the suffix of --out)")
+    export.add_argument(
+        "--format", choices=EXPORT_FORMATS, help="format (default: from the suffix of --out)"
+    )
 
-    delete = commands.add_parser("delete", parents=[cache], help="delete stored runs",
-                                 description="Delete stored runs (their results, checkpoints and progress).")
-    delete.add_argument("runs", nargs="*", metavar="RUN", help="ids of stored runs (first characters suffice)")
+    delete = commands.add_parser(
+        "delete",
+        parents=[cache],
+        help="delete stored runs",
+        description="Delete stored runs (their results, checkpoints and progress).",
+    )
+    delete.add_argument(
+        "runs", nargs="*", metavar="RUN", help="ids of stored runs (first characters suffice)"
+    )
     delete.add_argument("--all", action="store_true", help="delete every stored run")
     interactions_cli.add_parser(commands, [cache])
 
-    store = commands.add_parser("store", parents=[cache], help="check the run store, or repair it",
-                                description="check: list what is damaged in the store (reads "
-                                "only; exit 1 when something is). repair: rebuild the store's "
-                                "databases from what can be read, the result files above all; the "
-                                "old databases are moved to damaged-<time>/.")
+    store = commands.add_parser(
+        "store",
+        parents=[cache],
+        help="check the run store, or repair it",
+        description="check: list what is damaged in the store (reads "
+        "only; exit 1 when something is). repair: rebuild the store's "
+        "databases from what can be read, the result files above all; the "
+        "old databases are moved to damaged-<time>/.",
+    )
     store.add_argument("action", choices=("check", "repair"), help="check or repair")
     return parser
 
@@ -162,17 +268,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, interrupt)  # stops a run like Ctrl-C: lock released
     try:
         with warnings.catch_warnings():
-            warnings.showwarning = lambda message, *_, **__: print(f"{prog}: warning: {message}",
-                                                                   file=sys.stderr)
+            warnings.showwarning = lambda message, *_, **__: print(
+                f"{prog}: warning: {message}", file=sys.stderr
+            )
             return COMMANDS[args.command](args)
     except MSAInputError as err:
         parser.exit(2, f"{prog}: error: {err}\n")
     except sqlite3.DatabaseError as err:
         where = args.cache_dir or "the run store"
         option = f" --cache-dir {args.cache_dir}" if args.cache_dir else ""
-        parser.exit(1, f"{prog}: failed: the run store's database is damaged ({err}); "
-                    f"`python -m msa_core store repair{option}` rebuilds {where} from its "
-                    "result files\n")
+        parser.exit(
+            1,
+            f"{prog}: failed: the run store's database is damaged ({err}); "
+            f"`python -m msa_core store repair{option}` rebuilds {where} from its "
+            "result files\n",
+        )
     except (OSError, RuntimeError) as err:
         parser.exit(1, f"{prog}: failed: {err}\n")
     except KeyboardInterrupt:
@@ -196,11 +306,16 @@ def cmd_models(args: argparse.Namespace) -> int:
     from msa_core.zoo import list_models
 
     for card in list_models(bundled_only=not args.all):
-        trained = "" if card.bundled else f"  [not trained: python -m msa_core.zoo.train {card.name}]"
+        trained = (
+            "" if card.bundled else f"  [not trained: python -m msa_core.zoo.train {card.name}]"
+        )
         print(f"{card.name}  ({card.family}){trained}\n  {card.description}")
         print(f"  units:   {'; '.join(card.granularities)}")
-        print(f"  outputs: {card.outputs[0]} (default); {', '.join(card.outputs[1:])}" if len(card.outputs) > 1
-              else f"  outputs: {card.outputs[0]}")
+        print(
+            f"  outputs: {card.outputs[0]} (default); {', '.join(card.outputs[1:])}"
+            if len(card.outputs) > 1
+            else f"  outputs: {card.outputs[0]}"
+        )
     return 0
 
 
@@ -215,25 +330,48 @@ def cmd_run(args: argparse.Namespace) -> int:
         check_target(Path(args.out))
     if args.address:
         os.environ["RAY_ADDRESS"] = args.address
-    request = RunRequest(model=args.model, units=args.units, output=args.output, lesion=args.lesion,
-                         method=args.method, n_permutations=args.permutations, max_evaluations=args.max_evaluations,
-                         seed=args.seed, task=args.task)
+    request = RunRequest(
+        model=args.model,
+        units=args.units,
+        output=args.output,
+        lesion=args.lesion,
+        method=args.method,
+        n_permutations=args.permutations,
+        max_evaluations=args.max_evaluations,
+        seed=args.seed,
+        task=args.task,
+    )
     store = _store(args)
     fingerprint = fingerprint_of(request)
     if store.running(fingerprint):
-        print(f"another process is computing run {fingerprint[:12]}; waiting for its result", file=sys.stderr)
+        print(
+            f"another process is computing run {fingerprint[:12]}; waiting for its result",
+            file=sys.stderr,
+        )
     started = time.perf_counter()
     with _ProgressBar(disabled=args.quiet) as bar:
-        result = execute(request, store, progress=bar.update, checkpoint_seconds=args.checkpoint_seconds,
-                         backend=args.backend, wait_seconds=args.wait)
+        result = execute(
+            request,
+            store,
+            progress=bar.update,
+            checkpoint_seconds=args.checkpoint_seconds,
+            backend=args.backend,
+            wait_seconds=args.wait,
+        )
     if not bar.updates:  # this process evaluated nothing
         how = "found in the store (computed earlier or by another process)"
     else:
         resumed = (store.progress(fingerprint) or {}).get("resumed_from") or 0
         how = f"computed in {time.perf_counter() - started:.1f} s" + (
-            f", resumed from a checkpoint at {resumed} of {result.n_evaluations} evaluations" if resumed else "")
-    print(f"run {fingerprint[:12]}: {how}; {result.n_players} units, outputs {list(result.output_shape)}, "
-          f"{result.n_evaluations} evaluations, {result.n_permutations} permutations, method {result.meta['method']}")
+            f", resumed from a checkpoint at {resumed} of {result.n_evaluations} evaluations"
+            if resumed
+            else ""
+        )
+    print(
+        f"run {fingerprint[:12]}: {how}; {result.n_players} units, "
+        f"outputs {list(result.output_shape)}, {result.n_evaluations} evaluations, "
+        f"{result.n_permutations} permutations, method {result.meta['method']}"
+    )
     print(f"stored in {store.directory} as run {fingerprint}")
     if args.out:
         print(f"written to {export(result, args.out)}")
@@ -247,12 +385,22 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"no stored runs in {store.directory}")
         return 0
     header = ("run", "model", "units", "output", "lesion", "method", "perms", "evals", "created")
-    rows = [(entry["fingerprint"][:12], *(str(entry["request"][key]) for key in ("model", "units", "output", "lesion")),
-             str(entry["method"]), str(entry.get("n_permutations", "")), str(entry["n_evaluations"]),
-             time.strftime("%Y-%m-%d %H:%M", time.localtime(entry["created"]))) for entry in entries]
+    rows = [
+        (
+            entry["fingerprint"][:12],
+            *(str(entry["request"][key]) for key in ("model", "units", "output", "lesion")),
+            str(entry["method"]),
+            str(entry.get("n_permutations", "")),
+            str(entry["n_evaluations"]),
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(entry["created"])),
+        )
+        for entry in entries
+    ]
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
     for row in (header, *rows):
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
     print(f"{len(entries)} runs in {store.directory}, {store.volume() / 1e6:.1f} MB")
     return 0
 
@@ -265,15 +413,26 @@ def cmd_show(args: argparse.Namespace) -> int:
     request = meta.get("request", {})
     for key in ("model", "units", "output", "lesion"):
         print(f"{key:<12} {request.get(key, meta.get(key, '?'))}")
-    print(f"{'method':<12} {meta.get('method')} (asked: {meta.get('requested_method')}), seed {meta.get('seed')}")
-    print(f"{'budget':<12} {result.n_evaluations} evaluations, {result.n_permutations} permutations, "
-          f"{meta.get('wall_seconds', 0):.1f} s")
-    print(f"{'modes':<12} {result.n_players} units x outputs {list(result.output_shape)}; efficiency gap "
-          f"{result.efficiency_gap():.2e}; max stderr {float(result.stderr.max(initial=0.0)):.3g}")
+    print(
+        f"{'method':<12} {meta.get('method')} (asked: {meta.get('requested_method')}), "
+        f"seed {meta.get('seed')}"
+    )
+    print(
+        f"{'budget':<12} {result.n_evaluations} evaluations, {result.n_permutations} permutations, "
+        f"{meta.get('wall_seconds', 0):.1f} s"
+    )
+    print(
+        f"{'modes':<12} {result.n_players} units x outputs {list(result.output_shape)}; "
+        "efficiency gap "
+        f"{result.efficiency_gap():.2e}; max stderr {float(result.stderr.max(initial=0.0)):.3g}"
+    )
     contributions = unit_contributions(view_of(result).values)
     top = contributions.argsort()[::-1][:5]
-    print(f"{'top units':<12} " + ", ".join(f"{result.player_names[i]} ({contributions[i]:.3g})" for i in top)
-          + "  (sum of |mode| over outputs, mean over samples)")
+    print(
+        f"{'top units':<12} "
+        + ", ".join(f"{result.player_names[i]} ({contributions[i]:.3g})" for i in top)
+        + "  (sum of |mode| over outputs, mean over samples)"
+    )
     if "fingerprint" in meta:
         print(f"{'run':<12} {meta['fingerprint']}")
     return 0
@@ -294,8 +453,11 @@ def cmd_delete(args: argparse.Namespace) -> int:
     if args.runs and args.all:
         raise MSAInputError("give either run ids or --all, not both")
     store = _store(args)
-    fingerprints = [entry["fingerprint"] for entry in store.list()] if args.all else \
-        [store.resolve(prefix) for prefix in args.runs]
+    fingerprints = (
+        [entry["fingerprint"] for entry in store.list()]
+        if args.all
+        else [store.resolve(prefix) for prefix in args.runs]
+    )
     for fingerprint in fingerprints:
         store.delete(fingerprint)
         print(f"deleted run {fingerprint[:12]}")
@@ -311,20 +473,34 @@ def cmd_store(args: argparse.Namespace) -> int:
         problems = check(directory)
         for problem in problems:
             print(f"problem: {problem}")
-        verdict = ("; `python -m msa_core store repair` fixes them" if problems
-                   else ": the store is intact")
+        verdict = (
+            "; `python -m msa_core store repair` fixes them"
+            if problems
+            else ": the store is intact"
+        )
         print(f"{len(problems)} problems in {directory}{verdict}")
         return 1 if problems else 0
     problems, moved = repair(directory)
     for problem in problems:
         print(f"fixed: {problem}")
-    print(f"repaired {directory}; the old databases are in {moved} (delete it when satisfied)"
-          if moved else f"nothing to repair in {directory}")
+    print(
+        f"repaired {directory}; the old databases are in {moved} (delete it when satisfied)"
+        if moved
+        else f"nothing to repair in {directory}"
+    )
     return 0
 
 
-COMMANDS = {"models": cmd_models, "run": cmd_run, "list": cmd_list, "show": cmd_show, "export": cmd_export,
-            "delete": cmd_delete, "store": cmd_store, "interactions": interactions_cli.run}
+COMMANDS = {
+    "models": cmd_models,
+    "run": cmd_run,
+    "list": cmd_list,
+    "show": cmd_show,
+    "export": cmd_export,
+    "delete": cmd_delete,
+    "store": cmd_store,
+    "interactions": interactions_cli.run,
+}
 
 
 def _load(args: argparse.Namespace):
@@ -338,8 +514,10 @@ def _load(args: argparse.Namespace):
     store = _store(args, readonly=True)
     result = store.get(store.resolve(args.run))
     if result is None:
-        raise MSAInputError(f"run {args.run} is listed but its result cannot be read (the warning "
-                            "above says why); `python -m msa_core store check` lists the damage")
+        raise MSAInputError(
+            f"run {args.run} is listed but its result cannot be read (the warning "
+            "above says why); `python -m msa_core store check` lists the damage"
+        )
     return result
 
 
@@ -354,7 +532,9 @@ def check_target(path: Path, fmt: str | None = None) -> None:
 
 
 class _ProgressBar:
-    """A tqdm bar over evaluations (on stderr), fed by ``update(done, total)``; shown from the first update."""
+    """A tqdm bar over evaluations (on stderr), fed by ``update(done, total)``; shown from the first
+    update.
+    """
 
     def __init__(self, disabled: bool):
         self.disabled = disabled
@@ -368,8 +548,14 @@ class _ProgressBar:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, initial=done, unit="eval", desc="evaluations", file=sys.stderr,
-                            dynamic_ncols=True)
+            self.bar = tqdm(
+                total=total,
+                initial=done,
+                unit="eval",
+                desc="evaluations",
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
         self.bar.total = total
         self.bar.update(done - self.bar.n)
 

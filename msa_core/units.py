@@ -1,23 +1,26 @@
 """Unit specs: which units of a PyTorch model are the players of an MSA game.
 
-A spec names module paths (dotted names of ``model.named_modules()``; ``*`` matches one path segment,
-a list names several modules) and a granularity:
+A spec names module paths (dotted names of ``model.named_modules()``; ``*`` matches one path
+segment, a list names several modules) and a granularity:
 
-- ``Neurons(path)``: entries of the last dimension of the module's output (Linear layers, MLP blocks);
-  ``Neurons(path, of="input")``: of its input instead (a transformer MLP's neurons at its down projection).
+- ``Neurons(path)``: entries of the last dimension of the module's output (Linear layers, MLP
+  blocks); ``Neurons(path, of="input")``: of its input instead (a transformer MLP's neurons at its
+  down projection).
 - ``Channels(path)``: dim 1 of the module's output ``[B, C, *spatial]`` (conv, conv-transpose, their
   activations).
 - ``Heads(path)``: heads of an attention module, cut at the input of its output projection.
 - ``Experts(path, mode)``: routed experts of a mixture-of-experts block, cut at its router.
-- ``Blocks(path)``: sublayers (an attention or MLP module) whose whole output is set to zero (or its mean).
-- ``Layers(path)``: residual blocks skipped whole (output = input); ``path`` is a container of blocks
-  (ModuleList / Sequential), a wildcard, or a list of block paths.
+- ``Blocks(path)``: sublayers (an attention or MLP module) whose whole output is set to zero (or its
+  mean).
+- ``Layers(path)``: residual blocks skipped whole (output = input); ``path`` is a container of
+  blocks (ModuleList / Sequential), a wildcard, or a list of block paths.
 
 Several specs combine into one player set by passing a list to ``ModelGame``; players keep the order
-of the specs, then of the modules, then of the units. Player names are ``<tag>.<unit>``: ``fc1.n17``,
-``main.5.c3``, ``L0.H3``, ``L1.E5``, ``L1.Eshared``, ``L0.mlp``, ``L2``. The tag of a module is the spec's ``name``
-or, by default, its path (Neurons, Channels) or ``L<i>`` with ``i`` the last integer in its path (Heads,
-Experts, Layers; ``L<i>.<last path segment>`` for Blocks). When one named spec covers several modules, the tag is ``name`` + that integer.
+of the specs, then of the modules, then of the units. Player names are ``<tag>.<unit>``:
+``fc1.n17``, ``main.5.c3``, ``L0.H3``, ``L1.E5``, ``L1.Eshared``, ``L0.mlp``, ``L2``. The tag of a
+module is the spec's ``name`` or, by default, its path (Neurons, Channels) or ``L<i>`` with ``i``
+the last integer in its path (Heads, Experts, Layers; ``L<i>.<last path segment>`` for Blocks). When
+one named spec covers several modules, the tag is ``name`` + that integer.
 
 >>> Experts("model.layers.*.mlp", mode="reroute").mode
 'reroute'
@@ -89,7 +92,9 @@ class Channels(UnitSpec):
 
 @dataclass(frozen=True)
 class Heads(UnitSpec):
-    """Attention heads; ``n_heads`` overrides the count read from the module; players ``<tag>.H<i>``."""
+    """Attention heads; ``n_heads`` overrides the count read from the module; players
+    ``<tag>.H<i>``.
+    """
 
     n_heads: int | None = None
     granularity = "heads"
@@ -101,8 +106,8 @@ class Heads(UnitSpec):
 class Experts(UnitSpec):
     """Routed experts of an MoE block; players ``<tag>.E<i>``.
 
-    mode ``"remove"``: the expert keeps its tokens but its routed weight is 0 (its output is dropped).
-    mode ``"reroute"``: its router logit is -inf, so top-k picks the next intact expert.
+    mode ``"remove"``: the expert keeps its tokens but its routed weight is 0 (its output is
+    dropped). mode ``"reroute"``: its router logit is -inf, so top-k picks the next intact expert.
     ``shared_expert=True`` adds the always-on shared expert of Qwen2-MoE-style blocks as one more
     player ``<tag>.Eshared`` (lesioned by zeroing, or mean-filling, its output).
     """
@@ -124,8 +129,8 @@ class Experts(UnitSpec):
 
 @dataclass(frozen=True)
 class Blocks(UnitSpec):
-    """Sublayers, each one player ``L<i>.<name>`` (e.g. ``L3.mlp``) whose lesion sets its whole output
-    (the first tensor of a tuple) to zero, or to its mean over tokens for lesion="mean"."""
+    """Sublayers, each one player ``L<i>.<name>`` (e.g. ``L3.mlp``) whose lesion sets its whole
+    output (the first tensor of a tuple) to zero, or to its mean over tokens for lesion="mean"."""
 
     granularity = "blocks"
     letter = ""
@@ -173,23 +178,35 @@ def last_index(path: str) -> int | None:
 
 
 def resolve(model: nn.Module, path: Path) -> list[tuple[str, nn.Module]]:
-    """``(path, module)`` pairs for a path, a ``*`` pattern or a list of them; clear errors otherwise."""
+    """``(path, module)`` pairs for a path, a ``*`` pattern or a list of them; clear errors
+    otherwise.
+    """
     if isinstance(path, (list, tuple)):
         if not path:
             raise MSAInputError("a unit spec needs at least one module path; got an empty list")
         return [pair for one in path for pair in resolve(model, one)]
     if not isinstance(path, str):
-        raise MSAInputError(f"a module path must be a string or a list of strings; got {type(path).__name__}")
+        raise MSAInputError(
+            f"a module path must be a string or a list of strings; got {type(path).__name__}"
+        )
     named = dict(model.named_modules())
     if "*" in path:
         pattern = path.split(".")
-        found = [(name, module) for name, module in named.items()
-                 if len(parts := name.split(".")) == len(pattern) and all(map(fnmatchcase, parts, pattern))]
+        found = [
+            (name, module)
+            for name, module in named.items()
+            if len(parts := name.split(".")) == len(pattern)
+            and all(map(fnmatchcase, parts, pattern))
+        ]
     else:
         found = [(path, named[path])] if path in named else []
     if not found:
         close = difflib.get_close_matches(path, list(named), n=5, cutoff=0.5)
-        hint = f"; close matches: {', '.join(close)}" if close else "; see model.named_modules() for valid paths"
+        hint = (
+            f"; close matches: {', '.join(close)}"
+            if close
+            else "; see model.named_modules() for valid paths"
+        )
         raise MSAInputError(f"no module at path {path!r} in {type(model).__name__}{hint}")
     return found
 
@@ -202,4 +219,3 @@ def check_unique(names: list[str]) -> None:
             f"player names must be unique; {', '.join(dupes[:5])} appear more than once. "
             "A module may appear in one spec only; give specs distinct name= tags"
         )
-

@@ -29,26 +29,37 @@ from msa_core.version import __version__
 __all__ = ["METHODS", "run_plan", "shapley_modes"]
 
 BATCH_VALUES = 1 << 18  # default batch: coalitions x outputs per game call (cache-sized on CPU)
-PROGRESS_PASSES = 16  # default batch of a ModelGame: at most max(this, its coalitions per forward pass)
+PROGRESS_PASSES = (
+    16  # default batch of a ModelGame: at most max(this, its coalitions per forward pass)
+)
 
 
-def shapley_modes(game: Any, n_players: int | None = None, method: str = "auto",
-                  n_permutations: int | None = None, max_evaluations: int | None = None, seed: int = 0,
-                  batch_size: int | None = None, target_stderr: float | None = None,
-                  backend: Any = None, progress: Progress | None = None,
-                  checkpoint: Checkpoint | None = None) -> ModesResult:
+def shapley_modes(
+    game: Any,
+    n_players: int | None = None,
+    method: str = "auto",
+    n_permutations: int | None = None,
+    max_evaluations: int | None = None,
+    seed: int = 0,
+    batch_size: int | None = None,
+    target_stderr: float | None = None,
+    backend: Any = None,
+    progress: Progress | None = None,
+    checkpoint: Checkpoint | None = None,
+) -> ModesResult:
     """Shapley mode of every player of a vector-valued game.
 
     Args:
         game: a ``Game``, or a callable mapping bool coalitions ``[C, N]`` (True = intact) to values
-            ``[C, *out]`` (numpy or torch); with ``backend="ray"`` also a ``msa_core.backends.GameFactory``
-            (built on each worker).
+            ``[C, *out]`` (numpy or torch); with ``backend="ray"`` also a
+            ``msa_core.backends.GameFactory`` (built on each worker).
         n_players: N; required for a bare callable, checked against a ``Game``.
         method: ``"exact"`` (all 2^N coalitions, N <= 20), ``"permutation"``, ``"antithetic"``,
-            ``"kernel"`` (paired kernel regression), ``"leverage"`` (the regression on leverage-score
-            samples), ``"regression_adjusted"`` (a fitted surrogate plus Monte Carlo on its
-            residual), or ``"auto"``: exact when 2^N fits the budget, else regression_adjusted, or
-            permutation when N x |out| exceeds ``plan.KERNEL_MAX_VALUES`` (2^20).
+            ``"kernel"`` (paired kernel regression), ``"leverage"`` (the regression on
+            leverage-score samples), ``"regression_adjusted"`` (a fitted surrogate plus Monte Carlo
+            on its residual), or ``"auto"``: exact when 2^N fits the budget, else
+            regression_adjusted, or permutation when N x |out| exceeds ``plan.KERNEL_MAX_VALUES``
+            (2^20).
         n_permutations: budget in permutations (one costs N-1 evaluations; samplers that do not draw
             permutations get the same number of evaluations).
         max_evaluations: hard cap on evaluations, full and empty coalitions included. With both
@@ -56,20 +67,23 @@ def shapley_modes(game: Any, n_players: int | None = None, method: str = "auto",
         seed: the estimator's seed (a non-negative integer); the result depends on nothing else.
         batch_size: coalitions per game call (default: about 2^18 values per call, 1 to 1024 rows).
         target_stderr: stop early once the largest standard error is at most this.
-        backend: None / ``"local"`` (this process), ``"ray"`` or ``msa_core.backends.RayBackend(...)``
+        backend: None / ``"local"`` (this process), ``"ray"`` or
+        ``msa_core.backends.RayBackend(...)``
             (blocks played by Ray actors, ``RAY_ADDRESS`` or a local instance; same result for the
             same seed), or any object with ``Backend``'s methods.
         progress: ``progress(evaluated, planned)`` after each game call.
         checkpoint: where the running state is saved every few seconds; a run with the same
-            arguments resumes from it and gives exactly the uninterrupted result (``FileCheckpoint``,
-            or the run store's).
+            arguments resumes from it and gives exactly the uninterrupted result
+            (``FileCheckpoint``, or the run store's).
 
     Returns:
-        A ``ModesResult``: ``modes`` and ``stderr`` ``[N, *out]`` with ``modes.sum(0) == v_full - v_empty``,
-        ``v_full``/``v_empty`` ``[*out]``, evaluation counts and ``meta`` (method, budget, timings, versions).
+        A ``ModesResult``: ``modes`` and ``stderr`` ``[N, *out]`` with
+        ``modes.sum(0) == v_full - v_empty``, ``v_full``/``v_empty`` ``[*out]``, evaluation counts
+        and ``meta`` (method, budget, timings, versions).
 
     Raises:
-        MSAInputError: bad arguments or game values (before any expensive work where they can be told),
+        MSAInputError: bad arguments or game values (before any expensive work where they can be
+        told),
             or a checkpoint that belongs to another run.
 
     >>> import numpy as np
@@ -87,17 +101,25 @@ def shapley_modes(game: Any, n_players: int | None = None, method: str = "auto",
         check_fits(played.n_players, math.prod(known_shape))
     state = checkpoint.load() if checkpoint is not None else None
     resume = plan.resume(state) if state is not None else None
-    return run_plan(plan, played, where, resume, batch_size, target_stderr, progress, checkpoint, wall_start)
+    return run_plan(
+        plan, played, where, resume, batch_size, target_stderr, progress, checkpoint, wall_start
+    )
 
 
-def _check_options(method: str, seed: Any, batch_size: Any, target_stderr: Any, progress: Any) -> None:
+def _check_options(
+    method: str, seed: Any, batch_size: Any, target_stderr: Any, progress: Any
+) -> None:
     """Refuse bad ``shapley_modes`` options before any game is built or called."""
     if method not in METHODS:
         raise MSAInputError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
     check_seed(seed)
     check_positive_int(batch_size, "batch_size", " (coalitions per game call)", optional=True)
-    if target_stderr is not None and not (isinstance(target_stderr, (int, float)) and target_stderr > 0):
-        raise MSAInputError(f"target_stderr must be a positive number or None; got {target_stderr!r}")
+    if target_stderr is not None and not (
+        isinstance(target_stderr, (int, float)) and target_stderr > 0
+    ):
+        raise MSAInputError(
+            f"target_stderr must be a positive number or None; got {target_stderr!r}"
+        )
     if progress is not None and not callable(progress):
         raise MSAInputError("progress must be a callable progress(done, total) or None")
 
@@ -114,10 +136,17 @@ class Started:
     start_block: int
 
 
-def run_plan(plan: RunPlan, game: Game, backend: Backend,
-             resume: tuple[RunPlan, CheckpointSummary] | None = None, batch_size: int | None = None,
-             target_stderr: float | None = None, progress: Progress | None = None,
-             checkpoint: Checkpoint | None = None, wall_start: float | None = None) -> ModesResult:
+def run_plan(
+    plan: RunPlan,
+    game: Game,
+    backend: Backend,
+    resume: tuple[RunPlan, CheckpointSummary] | None = None,
+    batch_size: int | None = None,
+    target_stderr: float | None = None,
+    progress: Progress | None = None,
+    checkpoint: Checkpoint | None = None,
+    wall_start: float | None = None,
+) -> ModesResult:
     """Start (or resume) a planned run, play its blocks and return its result.
 
     Args:
@@ -138,9 +167,15 @@ def run_plan(plan: RunPlan, game: Game, backend: Backend,
     return result_of(started, game, backend, target_stderr, wall_start)
 
 
-def start_or_resume(plan: RunPlan, timed: TimedGame, resume: tuple[RunPlan, CheckpointSummary] | None,
-                    batch_size: int | None) -> Started:
-    """Evaluate the full and empty coalitions (or take them from the saved state) and build the estimator."""
+def start_or_resume(
+    plan: RunPlan,
+    timed: TimedGame,
+    resume: tuple[RunPlan, CheckpointSummary] | None,
+    batch_size: int | None,
+) -> Started:
+    """Evaluate the full and empty coalitions (or take them from the saved state) and build the
+    estimator.
+    """
     if resume is not None:
         plan, summary = resume
         v_full, v_empty = summary.v_full, summary.v_empty
@@ -150,7 +185,9 @@ def start_or_resume(plan: RunPlan, timed: TimedGame, resume: tuple[RunPlan, Chec
     else:
         ends = full_and_empty(plan.n_players)
         step = batch_size or 2
-        v_full, v_empty = np.concatenate([timed(ends[i: i + step]) for i in range(0, 2, step)], dtype=np.float64)
+        v_full, v_empty = np.concatenate(
+            [timed(ends[i : i + step]) for i in range(0, 2, step)], dtype=np.float64
+        )
         timed.tally.used = 2
         check_fits(plan.n_players, v_full.size)
         plan = plan.for_outputs(v_full.size)
@@ -159,11 +196,19 @@ def start_or_resume(plan: RunPlan, timed: TimedGame, resume: tuple[RunPlan, Chec
     estimator = plan.estimator(v_full, v_empty)
     if resume is not None:
         estimator.load_state_dict(resume[1].estimator_state)
-    return Started(plan, timed, v_full, v_empty, estimator, resume[1].next_block if resume is not None else 0)
+    return Started(
+        plan, timed, v_full, v_empty, estimator, resume[1].next_block if resume is not None else 0
+    )
 
 
-def play(started: Started, backend: Backend, batch_size: int | None, target_stderr: float | None,
-         progress: Progress | None, checkpoint: Checkpoint | None) -> None:
+def play(
+    started: Started,
+    backend: Backend,
+    batch_size: int | None,
+    target_stderr: float | None,
+    progress: Progress | None,
+    checkpoint: Checkpoint | None,
+) -> None:
     """Play the run's blocks on ``backend``'s runner, saving to ``checkpoint`` as it goes."""
     plan, timed, estimator = started.plan, started.timed, started.estimator
     assert estimator is not None
@@ -171,25 +216,45 @@ def play(started: Started, backend: Backend, batch_size: int | None, target_stde
 
     def save(next_block: int) -> None:
         assert checkpoint is not None and timed.output_shape is not None
-        checkpoint.save(plan.state(estimator, next_block, timed.tally, started.v_full, started.v_empty,
-                                   timed.output_shape))
+        checkpoint.save(
+            plan.state(
+                estimator,
+                next_block,
+                timed.tally,
+                started.v_full,
+                started.v_empty,
+                timed.output_shape,
+            )
+        )
 
     rows = batch_size or int(np.clip(BATCH_VALUES // started.v_full.size, 1, 1024))
     passes = getattr(timed.game, "coalitions_per_pass", None)
     if batch_size is None and isinstance(passes, int):
         # a model whose passes hold few coalitions (an LLM: one) reports progress every few passes
         rows = min(rows, max(PROGRESS_PASSES, passes))
-    backend.runner()(timed, estimator, rows, target_stderr, progress, start_block=started.start_block,
-                     save=save if checkpoint is not None else None,
-                     save_seconds=checkpoint.every_seconds if checkpoint is not None else 0.0).run()
+    backend.runner()(
+        timed,
+        estimator,
+        rows,
+        target_stderr,
+        progress,
+        start_block=started.start_block,
+        save=save if checkpoint is not None else None,
+        save_seconds=checkpoint.every_seconds if checkpoint is not None else 0.0,
+    ).run()
 
 
-def result_of(started: Started, game: Game, backend: Backend, target_stderr: float | None,
-              wall_start: float) -> ModesResult:
+def result_of(
+    started: Started, game: Game, backend: Backend, target_stderr: float | None, wall_start: float
+) -> ModesResult:
     """The ``ModesResult`` of a played run."""
     plan, timed, n = started.plan, started.timed, started.plan.n_players
     if started.estimator is None:
-        modes, stderr, n_perm = (started.v_full - started.v_empty)[None, :], np.zeros((1, started.v_full.size)), 0
+        modes, stderr, n_perm = (
+            (started.v_full - started.v_empty)[None, :],
+            np.zeros((1, started.v_full.size)),
+            0,
+        )
         dof = np.inf
     else:
         modes, stderr = started.estimator.estimate()
@@ -199,17 +264,31 @@ def result_of(started: Started, game: Game, backend: Backend, target_stderr: flo
     tally = timed.tally
     backend_meta = backend.meta(game)
     meta = {
-        "method": plan.method, "requested_method": plan.requested, "seed": plan.seed, "n_players": n,
-        "output_shape": list(out), "max_evaluations": plan.budget, "target_stderr": target_stderr,
-        "stopped_early": tally.stopped_early, "evaluations_discarded": tally.evaluated - tally.used,
-        "stderr_kind": plan.estimator_class.stderr_kind, "game_seconds": tally.game_seconds,
-        "stderr_dof": None if np.isinf(dof) else dof,  # None: normal quantile (ModesResult.interval)
+        "method": plan.method,
+        "requested_method": plan.requested,
+        "seed": plan.seed,
+        "n_players": n,
+        "output_shape": list(out),
+        "max_evaluations": plan.budget,
+        "target_stderr": target_stderr,
+        "stopped_early": tally.stopped_early,
+        "evaluations_discarded": tally.evaluated - tally.used,
+        "stderr_kind": plan.estimator_class.stderr_kind,
+        "game_seconds": tally.game_seconds,
+        "stderr_dof": None
+        if np.isinf(dof)
+        else dof,  # None: normal quantile (ModesResult.interval)
         "wall_seconds": time.perf_counter() - wall_start,
         "versions": {"msa_core": __version__, "numpy": np.__version__},
         **({} if backend_meta is None else {"backend": backend_meta}),
     }
     return ModesResult(
-        modes=modes.reshape(n, *out), stderr=stderr.reshape(n, *out), v_full=started.v_full.reshape(out),
-        v_empty=started.v_empty.reshape(out), n_evaluations=tally.used, n_permutations=n_perm,
-        player_names=list(game.player_names), meta=meta,
+        modes=modes.reshape(n, *out),
+        stderr=stderr.reshape(n, *out),
+        v_full=started.v_full.reshape(out),
+        v_empty=started.v_empty.reshape(out),
+        n_evaluations=tally.used,
+        n_permutations=n_perm,
+        player_names=list(game.player_names),
+        meta=meta,
     )

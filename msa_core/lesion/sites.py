@@ -2,9 +2,9 @@
 
 A ``Site`` is built from a unit spec (``msa_core.units``) and one module it covers. A probe forward
 with ``probe_hooks`` tells its unit count (and checks the spec fits the module) and the units' mean
-activation; ``lesion_hooks(keep)`` then lesions, in each copy c of the repeated batch, the units with
-``keep[c] == False``. Lesioned units take the value 0 or, when ``fill`` is set (lesion="mean"), their
-mean over the reference batch.
+activation; ``lesion_hooks(keep)`` then lesions, in each copy c of the repeated batch, the units
+with ``keep[c] == False``. Lesioned units take the value 0 or, when ``fill`` is set (lesion="mean"),
+their mean over the reference batch.
 """
 
 from __future__ import annotations
@@ -28,14 +28,18 @@ class Site(ABC):
         self.spec, self.path, self.module, self.tag = spec, path, module, tag
         self.n_units: int | None = None  # set by the probe
         self.mean: torch.Tensor | None = None  # mean activation seen by the last probe with_mean
-        self.fill: torch.Tensor | None = None  # values of lesioned units (lesion="mean"); None = zero
+        self.fill: torch.Tensor | None = (
+            None  # values of lesioned units (lesion="mean"); None = zero
+        )
         self.offset = 0
 
     @property
     def size(self) -> int:
         """``n_units`` once the probe has set it."""
         if self.n_units is None:
-            raise RuntimeError(f"the units of {self.path} are counted by a probe, which has not run")
+            raise RuntimeError(
+                f"the units of {self.path} are counted by a probe, which has not run"
+            )
         return self.n_units
 
     def names(self) -> list[str]:
@@ -43,7 +47,7 @@ class Site(ABC):
 
     def own(self, keep: torch.Tensor) -> torch.Tensor:
         """This site's columns ``[C, n_units]`` of a keep matrix ``[C, N]`` over all players."""
-        return keep[:, self.offset: self.offset + self.size]
+        return keep[:, self.offset : self.offset + self.size]
 
     def check_lesion(self, lesion: str) -> None:
         """Raise when this site cannot take the lesion kind (all sites take "zero" and "mean")."""
@@ -51,7 +55,9 @@ class Site(ABC):
 
     @abstractmethod
     def probe_hooks(self, with_mean: bool) -> list[Hook]:
-        """Hooks that set ``n_units`` (and ``mean`` when ``with_mean``) during an unrepeated forward."""
+        """Hooks that set ``n_units`` (and ``mean`` when ``with_mean``) during an unrepeated
+        forward.
+        """
 
     @abstractmethod
     def lesion_hooks(self, keep: torch.Tensor) -> list[Hook]:
@@ -62,7 +68,9 @@ class Site(ABC):
 
 
 def mean_except(x: torch.Tensor, axis: int) -> torch.Tensor:
-    """Mean of ``x`` over every dimension but ``axis`` (accumulated in float32, returned in x's dtype)."""
+    """Mean of ``x`` over every dimension but ``axis`` (accumulated in float32, returned in x's
+    dtype).
+    """
     axis %= x.ndim
     return x.float().mean([d for d in range(x.ndim) if d != axis]).to(x.dtype)
 
@@ -80,12 +88,18 @@ class ActivationSite(Site):
 
     def _checked(self, out: Any) -> torch.Tensor:
         if not isinstance(out, torch.Tensor):
-            raise self._error(f"the module returns {type(out).__name__}; unit lesions need a tensor output")
+            raise self._error(
+                f"the module returns {type(out).__name__}; unit lesions need a tensor output"
+            )
         if self.axis == 1 and out.ndim < 3:
-            raise self._error(f"Channels need an output [B, C, *spatial]; the module returns {list(out.shape)}. "
-                              "Use Neurons for a [B, features] output")
+            raise self._error(
+                f"Channels need an output [B, C, *spatial]; the module returns {list(out.shape)}. "
+                "Use Neurons for a [B, features] output"
+            )
         if out.ndim < 2:
-            raise self._error(f"the output {list(out.shape)} has no unit dimension besides the batch")
+            raise self._error(
+                f"the output {list(out.shape)} has no unit dimension besides the batch"
+            )
         return out
 
     def probe_hooks(self, with_mean: bool) -> list[Hook]:
@@ -119,7 +133,10 @@ class InputNeuronSite(Site):
     def probe_hooks(self, with_mean: bool) -> list[Hook]:
         def probe(module: nn.Module, args: tuple) -> None:
             if not args or not isinstance(args[0], torch.Tensor) or args[0].ndim < 2:
-                raise self._error("Neurons(of='input') need a module whose first input is a tensor [B, ..., units]")
+                raise self._error(
+                    "Neurons(of='input') need a module whose first input is a tensor "
+                    "[B, ..., units]"
+                )
             self.n_units = args[0].shape[-1]
             if with_mean:
                 self.mean = mean_except(args[0], -1)
@@ -130,20 +147,29 @@ class InputNeuronSite(Site):
         def lesion(module: nn.Module, args: tuple) -> tuple:
             x = args[0]
             fill = 0.0 if self.fill is None else self.fill
-            shape = [keep.shape[0], *[1] * (x.ndim - 1), self.size]  # [C, 1, ..., units] against [C, R, ..., units]
+            shape = [
+                keep.shape[0],
+                *[1] * (x.ndim - 1),
+                self.size,
+            ]  # [C, 1, ..., units] against [C, R, ..., units]
             return (where_copies(x, keep.view(shape), fill, self.path), *args[1:])
 
         return [Hook(self.module, lesion, pre=True)]
 
 
 class BlockSite(Site):
-    """A sublayer as one unit: lesioned, its output (the first tensor of a tuple) is zero or its mean."""
+    """A sublayer as one unit: lesioned, its output (the first tensor of a tuple) is zero or its
+    mean.
+    """
 
     def probe_hooks(self, with_mean: bool) -> list[Hook]:
         def probe(module: nn.Module, args: tuple, out: Any) -> None:
             y = first_tensor(out)
             if not isinstance(y, torch.Tensor) or y.ndim < 2:
-                raise self._error("Blocks need a module whose output (or its first element) is a tensor [B, ..., d]")
+                raise self._error(
+                    "Blocks need a module whose output (or its first element) is a tensor "
+                    "[B, ..., d]"
+                )
             self.n_units = 1
             if with_mean:
                 self.mean = mean_except(y, -1)
@@ -165,32 +191,51 @@ HEAD_COUNTS = ("num_heads", "num_attention_heads", "n_head", "n_heads")
 
 
 class HeadSite(Site):
-    """Attention heads, lesioned in the input ``[..., heads * head_dim]`` of the output projection."""
+    """Attention heads, lesioned in the input ``[..., heads * head_dim]`` of the output
+    projection."""
 
     def __init__(self, spec: Heads, path: str, module: nn.Module, tag: str):
         super().__init__(spec, path, module, tag)
         if isinstance(module, nn.MultiheadAttention):
-            raise self._error("nn.MultiheadAttention applies out_proj functionally, so no hook can reach it; "
-                              "use an attention module that calls its output projection (HF attention)")
-        proj = next((getattr(module, name) for name in OUT_PROJECTIONS
-                     if isinstance(getattr(module, name, None), nn.Module)), None)
+            raise self._error(
+                "nn.MultiheadAttention applies out_proj functionally, so no hook can reach it; "
+                "use an attention module that calls its output projection (HF attention)"
+            )
+        proj = next(
+            (
+                getattr(module, name)
+                for name in OUT_PROJECTIONS
+                if isinstance(getattr(module, name, None), nn.Module)
+            ),
+            None,
+        )
         if proj is None:
-            raise self._error(f"Heads need an attention module with an output projection "
-                              f"({' / '.join(OUT_PROJECTIONS)}); this is a {type(module).__name__}")
+            raise self._error(
+                f"Heads need an attention module with an output projection "
+                f"({' / '.join(OUT_PROJECTIONS)}); this is a {type(module).__name__}"
+            )
         self.proj = proj
         self.n_heads = spec.n_heads
 
     def _head_count(self, width: int) -> int:
-        count = self.n_heads or next((getattr(self.module, a) for a in HEAD_COUNTS
-                                      if isinstance(getattr(self.module, a, None), int)), None)
+        count = self.n_heads or next(
+            (
+                getattr(self.module, a)
+                for a in HEAD_COUNTS
+                if isinstance(getattr(self.module, a, None), int)
+            ),
+            None,
+        )
         head_dim = getattr(self.module, "head_dim", None)
         if count is None and isinstance(head_dim, int):
             count = width // head_dim
         if count is None:
             count = getattr(getattr(self.module, "config", None), "num_attention_heads", None)
         if not count or width % count:
-            raise self._error(f"cannot split the output projection's input width {width} into heads "
-                              f"(head count {count}); pass Heads(..., n_heads=H)")
+            raise self._error(
+                f"cannot split the output projection's input width {width} into heads "
+                f"(head count {count}); pass Heads(..., n_heads=H)"
+            )
         return count
 
     def probe_hooks(self, with_mean: bool) -> list[Hook]:
@@ -214,7 +259,9 @@ class HeadSite(Site):
 
 
 class LayerSite(Site):
-    """A residual block as one unit: lesioned, its output is its input (plus its mean update for "mean")."""
+    """A residual block as one unit: lesioned, its output is its input (plus its mean update for
+    "mean").
+    """
 
     @staticmethod
     def _block_input(args: tuple, kwargs: dict) -> torch.Tensor:
@@ -225,7 +272,10 @@ class LayerSite(Site):
             x, y = self._block_input(args, kwargs), first_tensor(out)
             if not isinstance(y, torch.Tensor) or y.shape != x.shape:
                 shape = list(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
-                raise self._error(f"skipping a block needs output shape = input shape; got {list(x.shape)} -> {shape}")
+                raise self._error(
+                    "skipping a block needs output shape = input shape; "
+                    f"got {list(x.shape)} -> {shape}"
+                )
             self.n_units = 1
             if with_mean:
                 self.mean = mean_except(y - x, -1)
@@ -236,8 +286,12 @@ class LayerSite(Site):
         def lesion(module: nn.Module, args: tuple, kwargs: dict, out: Any) -> Any:
             x, y = self._block_input(args, kwargs), first_tensor(out)
             skipped = x if self.fill is None else x + self.fill
-            kept = where_copies(y, keep.view(-1, *[1] * y.ndim), split_copies(skipped, keep.shape[0], self.path),
-                                self.path)
+            kept = where_copies(
+                y,
+                keep.view(-1, *[1] * y.ndim),
+                split_copies(skipped, keep.shape[0], self.path),
+                self.path,
+            )
             return (kept, *out[1:]) if isinstance(out, (tuple, list)) else kept
 
         return [Hook(self.module, lesion, with_kwargs=True)]
@@ -246,11 +300,11 @@ class LayerSite(Site):
 class ExpertSite(Site):
     """Routed experts of a transformers-5.x MoE block (router ``gate``, fused ``experts``).
 
-    Units ``0 .. E-1`` are the routed experts, lesioned at the router's output (mode "remove": routed
-    weight 0; "reroute": logit -inf, then softmax / top-k / renormalisation as the router does). With
-    ``shared_expert``, unit E is the block's shared expert, lesioned at its output. Mean lesion
-    (mode "remove" only): a lesioned expert's per-token contribution becomes its mean over the
-    reference tokens (routed weight x expert output, 0 where not routed).
+    Units ``0 .. E-1`` are the routed experts, lesioned at the router's output (mode "remove":
+    routed weight 0; "reroute": logit -inf, then softmax / top-k / renormalisation as the router
+    does). With ``shared_expert``, unit E is the block's shared expert, lesioned at its output. Mean
+    lesion (mode "remove" only): a lesioned expert's per-token contribution becomes its mean over
+    the reference tokens (routed weight x expert output, 0 where not routed).
     """
 
     spec: Experts
@@ -259,31 +313,46 @@ class ExpertSite(Site):
         super().__init__(spec, path, module, tag)
         self.gate: Any = getattr(module, "gate", None)  # checked below: a router module
         self.experts: Any = getattr(module, "experts", None)
-        if not (isinstance(self.gate, nn.Module) and isinstance(self.experts, nn.Module)
-                and hasattr(self.gate, "top_k") and hasattr(self.gate, "num_experts")):
+        if not (
+            isinstance(self.gate, nn.Module)
+            and isinstance(self.experts, nn.Module)
+            and hasattr(self.gate, "top_k")
+            and hasattr(self.gate, "num_experts")
+        ):
             raise self._error(
-                f"Experts need a mixture-of-experts block with a router `gate` (top_k, num_experts) and fused "
-                f"`experts`, as in transformers 5.x Mixtral / OLMoE / Qwen2-MoE; this is a {type(module).__name__}"
+                "Experts need a mixture-of-experts block with a router `gate` (top_k, "
+                "num_experts) and fused `experts`, as in transformers 5.x Mixtral / OLMoE / "
+                f"Qwen2-MoE; this is a {type(module).__name__}"
             )
         n_experts: Any = self.gate.num_experts
         self.n_routed = int(n_experts)
         self.shared = getattr(module, "shared_expert", None) if spec.shared_expert else None
         if spec.shared_expert and not isinstance(self.shared, nn.Module):
-            raise self._error(f"shared_expert=True but {type(module).__name__} has no `shared_expert`")
+            raise self._error(
+                f"shared_expert=True but {type(module).__name__} has no `shared_expert`"
+            )
 
     def check_lesion(self, lesion: str) -> None:
         if lesion == "mean" and self.spec.mode == "reroute":
-            raise self._error("lesion='mean' replaces an expert's output by its mean, which needs mode='remove'; "
-                              "a rerouted expert has no output to replace")
+            raise self._error(
+                "lesion='mean' replaces an expert's output by its mean, which needs mode='remove'; "
+                "a rerouted expert has no output to replace"
+            )
 
     def _routing(self, out: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if not (isinstance(out, tuple) and len(out) == 3):
-            raise self._error("the router `gate` must return (router_logits, routing_weights, expert_indices) "
-                              "as transformers 5.x TopKRouters do")
+            raise self._error(
+                "the router `gate` must return (router_logits, routing_weights, expert_indices) "
+                "as transformers 5.x TopKRouters do"
+            )
         return out
 
-    def _mean_contributions(self, hidden: torch.Tensor, weights: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """Mean over tokens of each expert's weighted output ``[E, hidden]``, run by the block's own experts."""
+    def _mean_contributions(
+        self, hidden: torch.Tensor, weights: torch.Tensor, index: torch.Tensor
+    ) -> torch.Tensor:
+        """Mean over tokens of each expert's weighted output ``[E, hidden]``, run by the block's own
+        experts.
+        """
         means = []
         for e in range(self.n_routed):
             weight = (weights * (index == e)).sum(-1, keepdim=True)
@@ -305,20 +374,33 @@ class ExpertSite(Site):
 
         def probe_block(module: nn.Module, args: tuple, out: Any) -> None:
             if with_mean:
-                self.mean = torch.cat([parts["routed"], *([parts["shared"]] if self.shared else [])])
+                self.mean = torch.cat(
+                    [parts["routed"], *([parts["shared"]] if self.shared else [])]
+                )
 
         hooks = [Hook(self.gate, probe_gate), Hook(self.module, probe_block)]
         return hooks + ([Hook(self.shared, probe_shared)] if self.shared else [])
 
     def lesion_hooks(self, keep: torch.Tensor) -> list[Hook]:
         routed = keep[:, : self.n_routed]
-        hooks = [Hook(self.gate, lambda module, args, out: self._lesion_routing(self._routing(out), routed))]
+        hooks = [
+            Hook(
+                self.gate,
+                lambda module, args, out: self._lesion_routing(self._routing(out), routed),
+            )
+        ]
         if self.fill is not None:
             hooks.append(Hook(self.module, lambda module, args, out: self._add_means(out, ~routed)))
         if self.shared is not None:
             shared_fill = 0.0 if self.fill is None else self.fill[-1]
-            hooks.append(Hook(self.shared, lambda module, args, out: where_copies(
-                out, keep[:, -1].view(-1, *[1] * out.ndim), shared_fill, self.path)))
+            hooks.append(
+                Hook(
+                    self.shared,
+                    lambda module, args, out: where_copies(
+                        out, keep[:, -1].view(-1, *[1] * out.ndim), shared_fill, self.path
+                    ),
+                )
+            )
         return hooks
 
     def _lesion_routing(self, routing: tuple, routed: torch.Tensor) -> tuple:
@@ -326,21 +408,32 @@ class ExpertSite(Site):
         copies = routed.shape[0]
         if self.spec.mode == "remove":  # a removed expert's routed weight becomes 0
             hit = routed.gather(1, split_copies(index, copies, self.path).flatten(1)).view_as(
-                split_copies(index, copies, self.path))
+                split_copies(index, copies, self.path)
+            )
             return logits, where_copies(weights, hit, 0.0, self.path), index
-        masked = split_copies(logits, copies, self.path).masked_fill(~routed[:, None, :], float("-inf"))
-        probs = masked.float().softmax(-1).nan_to_num(0.0)  # a token whose experts are all lesioned gets none
+        masked = split_copies(logits, copies, self.path).masked_fill(
+            ~routed[:, None, :], float("-inf")
+        )
+        probs = (
+            masked.float().softmax(-1).nan_to_num(0.0)
+        )  # a token whose experts are all lesioned gets none
         top, chosen = probs.topk(self.gate.top_k, dim=-1)
-        if getattr(self.gate, "norm_topk_prob", True):  # Mixtral always renormalises; OLMoE / Qwen2-MoE if set
+        if getattr(
+            self.gate, "norm_topk_prob", True
+        ):  # Mixtral always renormalises; OLMoE / Qwen2-MoE if set
             top = top / top.sum(-1, keepdim=True).clamp_min(torch.finfo(top.dtype).tiny)
         return logits, top.to(weights.dtype).flatten(0, 1), chosen.flatten(0, 1)
 
     def _add_means(self, out: torch.Tensor, lesioned: torch.Tensor) -> torch.Tensor:
-        """Block output ``[C * R, ..., hidden]`` plus, per copy, the mean contributions of its lesioned experts."""
+        """Block output ``[C * R, ..., hidden]`` plus, per copy, the mean contributions of its
+        lesioned experts.
+        """
         assert self.fill is not None  # hooked only with lesion="mean"
         added = lesioned.to(self.fill.dtype) @ self.fill[: self.n_routed]  # [C, hidden]
         per_copy = split_copies(out, lesioned.shape[0], self.path)
-        return (per_copy + added.view(-1, *[1] * (per_copy.ndim - 2), added.shape[-1])).flatten(0, 1)
+        return (per_copy + added.view(-1, *[1] * (per_copy.ndim - 2), added.shape[-1])).flatten(
+            0, 1
+        )
 
 
 def make_site(spec: UnitSpec, path: str, module: nn.Module, tag: str) -> Site:
@@ -362,18 +455,32 @@ def make_site(spec: UnitSpec, path: str, module: nn.Module, tag: str) -> Site:
 
 def bind(model: nn.Module, units: UnitSpec | Sequence[UnitSpec]) -> list[Site]:
     """One site per module covered by the specs, in spec order; each module at most once."""
-    specs = [units] if isinstance(units, UnitSpec) else list(units) if isinstance(units, (list, tuple)) else None
+    specs = (
+        [units]
+        if isinstance(units, UnitSpec)
+        else list(units)
+        if isinstance(units, (list, tuple))
+        else None
+    )
     if not specs:
-        raise MSAInputError("units must be a unit spec or a non-empty list of them, e.g. Neurons('fc1')")
+        raise MSAInputError(
+            "units must be a unit spec or a non-empty list of them, e.g. Neurons('fc1')"
+        )
     sites = []
     for spec in specs:
         if not isinstance(spec, UnitSpec):
-            raise MSAInputError(f"units must be msa_core.units specs (Neurons, Channels, Heads, Experts, Layers); "
-                                f"got {type(spec).__name__}")
+            raise MSAInputError(
+                f"units must be msa_core.units specs (Neurons, Channels, Heads, Experts, Layers); "
+                f"got {type(spec).__name__}"
+            )
         found = spec.modules(model)
-        sites += [make_site(spec, path, module, spec.tag(path, len(found))) for path, module in found]
+        sites += [
+            make_site(spec, path, module, spec.tag(path, len(found))) for path, module in found
+        ]
     paths = [site.path for site in sites]
     twice = sorted({path for path in paths if paths.count(path) > 1})
     if twice:
-        raise MSAInputError(f"each module may appear in one unit spec only; {', '.join(twice)} appear(s) twice")
+        raise MSAInputError(
+            f"each module may appear in one unit spec only; {', '.join(twice)} appear(s) twice"
+        )
     return sites

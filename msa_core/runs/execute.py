@@ -43,16 +43,22 @@ def checkpoint_seconds_default() -> float:
     except ValueError:
         seconds = -1.0
     if not seconds > 0:
-        raise MSAInputError(f"MSA_CHECKPOINT_SECONDS must be a positive number of seconds; got {raw!r}")
+        raise MSAInputError(
+            f"MSA_CHECKPOINT_SECONDS must be a positive number of seconds; got {raw!r}"
+        )
     return seconds
 
 
 def max_stderr_of(state: State) -> float | None:
-    """Largest standard error of the estimate a checkpoint holds (None where the estimator cannot tell yet)."""
+    """Largest standard error of the estimate a checkpoint holds (None where the estimator cannot
+    tell yet).
+    """
     return CheckpointSummary.of(state).max_stderr()
 
 
-def resume_or_restart(plan: RunPlan, state: State | None) -> tuple[RunPlan, CheckpointSummary] | None:
+def resume_or_restart(
+    plan: RunPlan, state: State | None
+) -> tuple[RunPlan, CheckpointSummary] | None:
     """``plan.resume(state)``, or None when there is no state or it cannot continue this run (then a
     warning says why and the run starts over)."""
     if state is None:
@@ -61,35 +67,53 @@ def resume_or_restart(plan: RunPlan, state: State | None) -> tuple[RunPlan, Chec
         resume = plan.resume(state)
         resume[1].max_stderr()  # its sums must load into the estimator
     except MSAInputError as err:
-        warnings.warn(f"the checkpoint of this run cannot be used ({err}); the run starts over", stacklevel=3)
+        warnings.warn(
+            f"the checkpoint of this run cannot be used ({err}); the run starts over", stacklevel=3
+        )
         return None
     return resume
 
 
 class ProgressRecorder:
-    """Writes a run's progress to the store (throttled) and forwards ``(done, total)`` to a callback.
+    """Writes a run's progress to the store (throttled) and forwards ``(done, total)`` to a
+    callback.
 
     The record holds ``state``, ``done``/``total`` evaluations, ``resumed_from`` (evaluations a
     checkpoint already held), ``max_stderr`` (as of the last checkpoint; the result's at the end),
     ``eta_seconds``, ``pid``.
     """
 
-    def __init__(self, store: RunStore, fingerprint: str, callback: Progress | None,
-                 request: RunRequest | None = None):
+    def __init__(
+        self,
+        store: RunStore,
+        fingerprint: str,
+        callback: Progress | None,
+        request: RunRequest | None = None,
+    ):
         self.store, self.fingerprint, self.callback = store, fingerprint, callback
         previous = store.progress(fingerprint) or {}
         self.fields: dict[str, Any] = {
-            "state": "running", "done": 0, "total": None, "resumed_from": 0, "max_stderr": None,
-            "eta_seconds": None, "error": None, "pid": os.getpid(), "started": time.time(),
+            "state": "running",
+            "done": 0,
+            "total": None,
+            "resumed_from": 0,
+            "max_stderr": None,
+            "eta_seconds": None,
+            "error": None,
+            "pid": os.getpid(),
+            "started": time.time(),
             "request": request.to_dict() if request is not None else previous.get("request"),
-            "submitted": previous.get("submitted", time.time())}
+            "submitted": previous.get("submitted", time.time()),
+        }
         self._start_done, self._start_at = 0, time.time()
         self._written = 0.0
 
     def __call__(self, done: int, total: int) -> None:
         now = time.time()
         done = max(done, int(self.fields["done"] or 0))  # monotone, whatever order blocks report in
-        if done > self._start_done:  # the rate since the estimation started: an ETA from the first block on
+        if (
+            done > self._start_done
+        ):  # the rate since the estimation started: an ETA from the first block on
             rate = (done - self._start_done) / max(now - self._start_at, 1e-9)
             self.fields["eta_seconds"] = (total - done) / rate
         self.fields.update(done=done, total=total)
@@ -100,8 +124,12 @@ class ProgressRecorder:
 
     def resumed(self, summary: CheckpointSummary) -> None:
         """Note the checkpoint the run starts from."""
-        self.fields.update(resumed_from=summary.used, done=summary.used, total=summary.plan.budget,
-                           max_stderr=summary.max_stderr())
+        self.fields.update(
+            resumed_from=summary.used,
+            done=summary.used,
+            total=summary.plan.budget,
+            max_stderr=summary.max_stderr(),
+        )
         self.estimating()
 
     def estimating(self, total: int | None = None) -> None:
@@ -125,14 +153,19 @@ class ProgressRecorder:
         self._written = time.time()
 
 
-def execute(request: RunRequest, store: RunStore, progress: Progress | None = None,
-            checkpoint_seconds: float | None = None, backend: str | None = None,
-            wait_seconds: float | None = None) -> ModesResult:
+def execute(
+    request: RunRequest,
+    store: RunStore,
+    progress: Progress | None = None,
+    checkpoint_seconds: float | None = None,
+    backend: str | None = None,
+    wait_seconds: float | None = None,
+) -> ModesResult:
     """The result of ``request``: from the store at once, or computed with checkpoints and stored.
 
     Concurrent callers of the same request (other threads or processes) wait for one computation.
-    A run killed at any point resumes from its last checkpoint to exactly the uninterrupted result; a
-    checkpoint that cannot continue this run is dropped with a warning. A request that only raises
+    A run killed at any point resumes from its last checkpoint to exactly the uninterrupted result;
+    a checkpoint that cannot continue this run is dropped with a warning. A request that only raises
     the budget of a stored permutation-type run starts from that run's last checkpoint. Before
     evaluating, ``preflight.check_run`` refuses a budget that cannot finish or a full disk; a result
     that cannot be stored (a full disk) is returned with a warning.
@@ -142,8 +175,10 @@ def execute(request: RunRequest, store: RunStore, progress: Progress | None = No
         store: where results, checkpoints and progress records live.
         progress: ``progress(done, total)`` gets evaluations done and planned
             (``store.progress(fingerprint)`` has more).
-        checkpoint_seconds: seconds of work between checkpoints (default ``$MSA_CHECKPOINT_SECONDS`` or 5).
-        backend: None / ``"local"``, or ``"ray"`` (the workers build the game from its ``ZooGame`` recipe).
+        checkpoint_seconds: seconds of work between checkpoints (default ``$MSA_CHECKPOINT_SECONDS``
+        or 5).
+        backend: None / ``"local"``, or ``"ray"`` (the workers build the game from its ``ZooGame``
+        recipe).
         wait_seconds: how long to wait for another process computing the same run (None: while it
             lives).
 
@@ -151,7 +186,8 @@ def execute(request: RunRequest, store: RunStore, progress: Progress | None = No
         The result; its meta adds the model, its digest, units, output, lesion and device.
 
     Raises:
-        MSAInputError: a request the model does not fit (unknown units or output, a budget too small).
+        MSAInputError: a request the model does not fit (unknown units or output, a budget too
+        small).
     """
     loaded = request.load()
     request = request.resolved(loaded)
@@ -183,19 +219,39 @@ def execute(request: RunRequest, store: RunStore, progress: Progress | None = No
                 recorder.resumed(resume[1])
             wall_start = time.perf_counter()
             # game calls of about a second each, so progress is reported that often (same results)
-            batch = progress_batch_size(probe_game(game, 4, repeats=1)) if backend != "ray" else None
+            batch = (
+                progress_batch_size(probe_game(game, 4, repeats=1)) if backend != "ray" else None
+            )
             where = resolve_backend(backend)
-            played = where.game(recipe if backend == "ray" else game, None)  # Ray workers build their own
-            result = run_plan(plan, played, where, resume, batch_size=batch, progress=recorder, checkpoint=checkpoint,
-                              wall_start=wall_start)
+            played = where.game(
+                recipe if backend == "ray" else game, None
+            )  # Ray workers build their own
+            result = run_plan(
+                plan,
+                played,
+                where,
+                resume,
+                batch_size=batch,
+                progress=recorder,
+                checkpoint=checkpoint,
+                wall_start=wall_start,
+            )
         except Exception as err:
             recorder.finish("failed", error=str(err) or type(err).__name__)
             raise
         except BaseException:
-            recorder.finish("cancelled", error="interrupted; the run resumes from its last checkpoint")
+            recorder.finish(
+                "cancelled", error="interrupted; the run resumes from its last checkpoint"
+            )
             raise
-        result.meta.update(model=request.model, model_digest=loaded.digest, units=request.units,
-                           output=request.output, lesion=request.lesion, device=str(game.device))
+        result.meta.update(
+            model=request.model,
+            model_digest=loaded.digest,
+            units=request.units,
+            output=request.output,
+            lesion=request.lesion,
+            device=str(game.device),
+        )
         if loaded.task is not None:
             result.meta["task"] = task_meta(loaded.task.task)
         result.meta["versions"] = {**result.meta.get("versions", {}), "torch": torch.__version__}
@@ -206,10 +262,14 @@ def execute(request: RunRequest, store: RunStore, progress: Progress | None = No
             else:
                 store.drop_checkpoint(fingerprint)
         except (OSError, sqlite3.OperationalError) as err:
-            warnings.warn(f"run {fingerprint[:12]} finished but could not be stored "
-                          f"({type(err).__name__}: {err}); its last checkpoint is kept",
-                          stacklevel=2)
+            warnings.warn(
+                f"run {fingerprint[:12]} finished but could not be stored "
+                f"({type(err).__name__}: {err}); its last checkpoint is kept",
+                stacklevel=2,
+            )
         finite = result.stderr[np.isfinite(result.stderr)]
         final_stderr = float(finite.max()) if finite.size else None
-        recorder.finish("done", done=result.n_evaluations, total=result.n_evaluations, max_stderr=final_stderr)
+        recorder.finish(
+            "done", done=result.n_evaluations, total=result.n_evaluations, max_stderr=final_stderr
+        )
     return result

@@ -32,7 +32,8 @@ class RunRequest:
         output: one of the model's outputs (None: its first).
         lesion: ``"zero"`` or ``"mean"`` (``LESIONS``).
         method: ``"auto"`` or an estimator name (``METHODS``).
-        n_permutations, max_evaluations: the budget, as in ``shapley_modes`` (positive integers or None).
+        n_permutations, max_evaluations: the budget, as in ``shapley_modes`` (positive integers or
+        None).
         seed: the estimator's seed (a non-negative integer).
         task: a task file (``.jsonl``/``.csv``) or bundled task set that a language model is scored
             on (``msa_core.tasks``); its content hash, not its path, is part of the run's identity.
@@ -60,12 +61,18 @@ class RunRequest:
         for name in ("n_permutations", "max_evaluations"):
             check_positive_int(getattr(self, name), name, optional=True)
         check_seed(self.seed)
-        for name in ("n_permutations", "max_evaluations", "seed"):  # numpy integers as ints: JSON-ready
+        for name in (
+            "n_permutations",
+            "max_evaluations",
+            "seed",
+        ):  # numpy integers as ints: JSON-ready
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, int(value))
         if self.task is not None and (not isinstance(self.task, str) or not self.task):
-            raise MSAInputError(f"task must be a task file path or a bundled task name; got {self.task!r}")
+            raise MSAInputError(
+                f"task must be a task file path or a bundled task name; got {self.task!r}"
+            )
 
     def load(self) -> LoadedModel:
         """The request's model (cached per process), with its task as inputs when it names one."""
@@ -77,13 +84,16 @@ class RunRequest:
         return with_task(loaded, self.task)
 
     def resolved(self, loaded: LoadedModel) -> RunRequest:
-        """The request with the model's default granularity and output filled in (and both checked)."""
+        """The request with the model's default granularity and output filled in (and both
+        checked)."""
         units = self.units or next(iter(loaded.card.granularities))
         loaded.units(units)
         output = self.output or loaded.card.outputs[0]
         if output not in loaded.card.outputs:
-            raise MSAInputError(f"model {self.model!r} has no output {output!r}; "
-                                f"allowed: {', '.join(loaded.card.outputs)}")
+            raise MSAInputError(
+                f"model {self.model!r} has no output {output!r}; "
+                f"allowed: {', '.join(loaded.card.outputs)}"
+            )
         return replace(self, units=units, output=output)
 
     def to_dict(self) -> dict[str, Any]:
@@ -94,27 +104,45 @@ class RunRequest:
         """The request ``to_dict`` gave (unknown keys are an ``MSAInputError``)."""
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
-            raise MSAInputError(f"unknown run request fields {sorted(unknown)}; "
-                                f"allowed: {list(cls.__dataclass_fields__)}")
+            raise MSAInputError(
+                f"unknown run request fields {sorted(unknown)}; "
+                f"allowed: {list(cls.__dataclass_fields__)}"
+            )
         return cls(**data)
 
     def budget(self, n_players: int) -> int:
-        """Evaluations the run may use, full and empty coalitions included, as ``shapley_modes`` counts them."""
+        """Evaluations the run may use, full and empty coalitions included, as ``shapley_modes``
+        counts them.
+        """
         return evaluation_budget(n_players, self.n_permutations, self.max_evaluations)
 
     def plan(self, n_players: int) -> RunPlan:
-        """The run plan of this request on a game of ``n_players`` (see ``RunPlan.make``; raises the same errors)."""
-        return RunPlan.make(self.method, n_players, self.n_permutations, self.max_evaluations, self.seed)
+        """The run plan of this request on a game of ``n_players`` (see ``RunPlan.make``; raises the
+        same errors).
+        """
+        return RunPlan.make(
+            self.method, n_players, self.n_permutations, self.max_evaluations, self.seed
+        )
 
     def fingerprint(self, loaded: LoadedModel) -> str:
-        """sha256 of everything that determines the result: weights, inputs, units, request, versions."""
+        """sha256 of everything that determines the result: weights, inputs, units, request,
+        versions.
+        """
         request = self.resolved(loaded)
-        fields = {key: value for key, value in request.to_dict().items() if key != "task"}  # its path: no
+        fields = {
+            key: value for key, value in request.to_dict().items() if key != "task"
+        }  # its path: no
         payload = {
-            "format": STORE_FORMAT, "request": fields, "weights": loaded.digest,
+            "format": STORE_FORMAT,
+            "request": fields,
+            "weights": loaded.digest,
             "inputs": inputs_digest(loaded.inputs, loaded.labels),
             "units": [repr(spec) for spec in loaded.units(request.units)],
-            "versions": {"msa_core": __version__, "torch": torch.__version__, "numpy": np.__version__},
+            "versions": {
+                "msa_core": __version__,
+                "torch": torch.__version__,
+                "numpy": np.__version__,
+            },
         }
         if loaded.task is not None:  # the task's content, whatever file it came from
             payload["task"] = loaded.task.task.digest()
@@ -130,4 +158,6 @@ def inputs_digest(inputs: Inputs, labels: torch.Tensor | None) -> str:
     tensors = dict(inputs) if isinstance(inputs, dict) else {"inputs": inputs}
     if labels is not None:
         tensors["labels"] = labels
-    return tensor_digest({key: value for key, value in tensors.items() if isinstance(value, torch.Tensor)})
+    return tensor_digest(
+        {key: value for key, value in tensors.items() if isinstance(value, torch.Tensor)}
+    )

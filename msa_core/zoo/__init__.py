@@ -20,20 +20,32 @@ from msa_core.zoo import gan, mlp, moe
 from msa_core.zoo.card import LoadedModel, ModelCard
 from msa_core.zoo.weights import load_weights, tensor_digest
 
-CARDS: dict[str, ModelCard] = {card.name: card for family in (mlp, gan, moe) for card in family.cards()}
+CARDS: dict[str, ModelCard] = {
+    card.name: card for family in (mlp, gan, moe) for card in family.cards()
+}
 
-__all__ = ["CARDS", "HF_PREFIX", "LoadedModel", "ModelCard", "get_card", "list_models", "load_model"]
+__all__ = [
+    "CARDS",
+    "HF_PREFIX",
+    "LoadedModel",
+    "ModelCard",
+    "get_card",
+    "list_models",
+    "load_model",
+]
 
 
 def list_models(bundled_only: bool = True) -> list[ModelCard]:
-    """Cards of the models whose weights ship in ``assets/`` (or of every known model) and of the real
-    LLMs fetched into the model store (``python -m msa_core.zoo.fetch``), sorted by name."""
+    """Cards of the models whose weights ship in ``assets/`` (or of every known model) and of the
+    real LLMs fetched into the model store (``python -m msa_core.zoo.fetch``), sorted by name."""
     cards = [card for card in CARDS.values() if card.bundled or not bundled_only] + fetched_cards()
     return sorted(cards, key=lambda c: c.name)
 
 
 def fetched_cards() -> list[ModelCard]:
-    """Cards of the fetched LLMs in the model store (``$MSA_CACHE_DIR/models``); none before a fetch."""
+    """Cards of the fetched LLMs in the model store (``$MSA_CACHE_DIR/models``); none before a
+    fetch.
+    """
     from msa_core.zoo.fetch import fetched
 
     return [_fetched_card(item.name, str(folder)) for item, folder in fetched()]
@@ -45,7 +57,9 @@ def _fetched_card(name: str, folder: str) -> ModelCard:
     from msa_core.zoo.hf import checkpoint_card  # transformers: only once a model is fetched
 
     item = next(item for item in FETCHABLE.values() if item.name == name)
-    return checkpoint_card(folder, name, item.description, {"task": item.task, "source": item.package})
+    return checkpoint_card(
+        folder, name, item.description, {"task": item.task, "source": item.package}
+    )
 
 
 def get_card(name: str) -> ModelCard:
@@ -56,12 +70,20 @@ def get_card(name: str) -> ModelCard:
     if name not in CARDS:
         from msa_core.zoo.fetch import FETCHABLE
 
-        hint = next((f"; fetch it first: python -m msa_core.zoo.fetch {item.key}" for item in FETCHABLE.values()
-                     if item.name == name), "")
+        hint = next(
+            (
+                f"; fetch it first: python -m msa_core.zoo.fetch {item.key}"
+                for item in FETCHABLE.values()
+                if item.name == name
+            ),
+            "",
+        )
         if hint:
             raise MSAInputError(f"model {name!r} is not in the model store{hint}")
-        raise MSAInputError(f"unknown model {name!r}; bundled: {', '.join(c.name for c in list_models())}; "
-                            f"or a local Hugging Face checkpoint folder as '{HF_PREFIX}/path/to/folder'")
+        raise MSAInputError(
+            f"unknown model {name!r}; bundled: {', '.join(c.name for c in list_models())}; "
+            f"or a local Hugging Face checkpoint folder as '{HF_PREFIX}/path/to/folder'"
+        )
     return CARDS[name]
 
 
@@ -70,22 +92,28 @@ HF_PREFIX = "hf:"  # load_model("hf:/path/to/folder"): a local Hugging Face chec
 
 @cache
 def load_model(name: str) -> LoadedModel:
-    """Load a bundled model, or a local Hugging Face checkpoint named ``hf:<folder>`` (cached per process).
+    """Load a bundled model, or a local Hugging Face checkpoint named ``hf:<folder>`` (cached per
+    process).
 
-    Checkpoints go through the run store like bundled models: their identity is the hash of their weights.
+    Checkpoints go through the run store like bundled models: their identity is the hash of their
+    weights.
     """
     if name.startswith(HF_PREFIX):
         from msa_core.zoo.hf import load_checkpoint  # imports transformers: only when asked for
 
-        return load_checkpoint(name[len(HF_PREFIX):])
+        return load_checkpoint(name[len(HF_PREFIX) :])
     card = get_card(name)
     if card.checkpoint is not None:
         from msa_core.zoo.hf import load_checkpoint
 
-        return load_checkpoint(card.checkpoint, name=name, task=card.facts["task"], facts=card.facts)
+        return load_checkpoint(
+            card.checkpoint, name=name, task=card.facts["task"], facts=card.facts
+        )
     if not card.bundled:
-        raise MSAInputError(f"model {name!r} has no weights in assets/; train them with "
-                            f"`python -m msa_core.zoo.train {name}`")
+        raise MSAInputError(
+            f"model {name!r} has no weights in assets/; train them with "
+            f"`python -m msa_core.zoo.train {name}`"
+        )
     model = load_weights(card.build(), name)
     inputs, labels = card.data()
     return LoadedModel(card, model, inputs, labels, tensor_digest(model.state_dict()))

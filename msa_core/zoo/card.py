@@ -1,4 +1,6 @@
-"""``ModelCard`` (what a bundled model is, without loading it) and ``LoadedModel`` (it, ready to play)."""
+"""``ModelCard`` (what a bundled model is, without loading it) and ``LoadedModel`` (it, ready to
+play).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ from msa_core.lesion import CustomOutput, ModelGame
 from msa_core.units import UnitSpec
 from msa_core.zoo.weights import weights_path
 
-OutputFactory = Callable[[Any, "torch.Tensor | None"], CustomOutput]  # (the game's inputs, labels) -> its output
+OutputFactory = Callable[
+    [Any, "torch.Tensor | None"], CustomOutput
+]  # (the game's inputs, labels) -> its output
 
 
 @dataclass(frozen=True)
@@ -24,8 +28,9 @@ class ModelCard:
 
     ``outputs`` lists output names (the first is the default); a name is either one of
     ``msa_core.lesion.NAMED_OUTPUTS`` or a key of ``output_fns`` (a family's own output, e.g. the
-    per-language mean log-prob of an LM), built for the game's own inputs and labels so that it never
-    scores other inputs against the defaults' labels. ``train`` runs the family's deterministic recipe.
+    per-language mean log-prob of an LM), built for the game's own inputs and labels so that it
+    never scores other inputs against the defaults' labels. ``train`` runs the family's
+    deterministic recipe.
     """
 
     name: str
@@ -34,11 +39,15 @@ class ModelCard:
     granularities: dict[str, tuple[UnitSpec, ...]]  # e.g. {"hidden neurons": (Neurons("hidden"),)}
     outputs: tuple[str, ...]
     build: Callable[[], nn.Module] = field(repr=False)
-    data: Callable[[], tuple[Any, torch.Tensor | None]] = field(repr=False)  # default inputs and labels
+    data: Callable[[], tuple[Any, torch.Tensor | None]] = field(
+        repr=False
+    )  # default inputs and labels
     train: Callable[[], nn.Module] = field(repr=False)
     output_fns: dict[str, OutputFactory] = field(default_factory=dict, repr=False)
     facts: dict[str, Any] = field(default_factory=dict)
-    checkpoint: str | None = None  # a checkpoint folder in the model store (fetched LLMs), else None
+    checkpoint: str | None = (
+        None  # a checkpoint folder in the model store (fetched LLMs), else None
+    )
 
     @property
     def bundled(self) -> bool:
@@ -64,18 +73,37 @@ class LoadedModel:
         """The unit specs of a granularity (default: the first)."""
         granularity = granularity or next(iter(self.card.granularities))
         if granularity not in self.card.granularities:
-            raise MSAInputError(f"model {self.card.name!r} has no granularity {granularity!r}; "
-                                f"allowed: {', '.join(self.card.granularities)}")
+            raise MSAInputError(
+                f"model {self.card.name!r} has no granularity {granularity!r}; "
+                f"allowed: {', '.join(self.card.granularities)}"
+            )
         return self.card.granularities[granularity]
 
-    def game(self, granularity: str | None = None, output: str | None = None, lesion: str = "zero",
-             inputs: Any = None, labels: torch.Tensor | None = None) -> ModelGame:
-        """A ``ModelGame`` over the units of ``granularity`` with values ``output`` (default inputs unless given)."""
+    def game(
+        self,
+        granularity: str | None = None,
+        output: str | None = None,
+        lesion: str = "zero",
+        inputs: Any = None,
+        labels: torch.Tensor | None = None,
+    ) -> ModelGame:
+        """A ``ModelGame`` over the units of ``granularity`` with values ``output`` (default inputs
+        unless given).
+        """
         output = output or self.card.outputs[0]
         if output not in self.card.outputs:
-            raise MSAInputError(f"model {self.card.name!r} has no output {output!r}; allowed: {', '.join(self.card.outputs)}")
+            raise MSAInputError(
+                f"model {self.card.name!r} has no output {output!r}; "
+                f"allowed: {', '.join(self.card.outputs)}"
+            )
         if inputs is None:
             inputs, labels = self.inputs, self.labels
         factory = self.card.output_fns.get(output)
-        return ModelGame(self.model, inputs, list(self.units(granularity)),
-                         output=output if factory is None else factory(inputs, labels), lesion=lesion, labels=labels)
+        return ModelGame(
+            self.model,
+            inputs,
+            list(self.units(granularity)),
+            output=output if factory is None else factory(inputs, labels),
+            lesion=lesion,
+            labels=labels,
+        )

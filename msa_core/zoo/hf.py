@@ -37,8 +37,13 @@ DEFAULT_TEXT = (
 )
 RANDOM_SHAPE = (2, 16)  # default input_ids without a tokenizer
 OUTPUTS = ("target_logprob", "logits")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json",
-                   "merges.txt")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+)
 ATTENTIONS = ("self_attn", "attn", "attention")  # Llama/Mistral/Qwen/Phi/MoE, GPT-2, GPT-NeoX
 DOWN_PROJECTIONS = (
     "down_proj",
@@ -81,11 +86,12 @@ def _refuse_code(path: Path) -> None:
     if not isinstance(config, dict):
         raise MSAInputError(f"{path} is not a JSON object")
     if "auto_map" in config:
-        raise MSAInputError(f"{path} names code in the folder to run (auto_map: "
-                            f"{sorted(config['auto_map'])}); checkpoints whose architecture needs "
-                            "their own Python files are not loaded (never trust_remote_code). Use "
-                            "an architecture transformers ships")
-
+        raise MSAInputError(
+            f"{path} names code in the folder to run (auto_map: "
+            f"{sorted(config['auto_map'])}); checkpoints whose architecture needs "
+            "their own Python files are not loaded (never trust_remote_code). Use "
+            "an architecture transformers ships"
+        )
 
 
 def attention_name(block: nn.Module) -> str | None:
@@ -190,12 +196,15 @@ def load_tokenizer(directory: Path) -> Any:
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(directory, local_files_only=True,
-                                             trust_remote_code=False)
+        return AutoTokenizer.from_pretrained(
+            directory, local_files_only=True, trust_remote_code=False
+        )
     except Exception as err:  # noqa: BLE001  (each kind tokenizers raise means a bad file)
         files = ", ".join(name for name in TOKENIZER_FILES if (directory / name).exists())
-        raise MSAInputError(f"cannot load the tokenizer of {directory} ({files}): "
-                            f"{type(err).__name__}: {str(err).strip()[:300]}") from None
+        raise MSAInputError(
+            f"cannot load the tokenizer of {directory} ({files}): "
+            f"{type(err).__name__}: {str(err).strip()[:300]}"
+        ) from None
 
 
 def default_inputs(
@@ -272,19 +281,24 @@ def load_checkpoint(
     from transformers import AutoConfig, AutoModelForCausalLM
 
     try:
-        config = AutoConfig.from_pretrained(directory, local_files_only=True,
-                                            trust_remote_code=False)
+        config = AutoConfig.from_pretrained(
+            directory, local_files_only=True, trust_remote_code=False
+        )
     except Exception as err:  # noqa: BLE001  (transformers raises many kinds for a bad config)
-        raise MSAInputError(f"cannot use {directory / 'config.json'}: "
-                            f"{type(err).__name__}: {err}") from None
+        raise MSAInputError(
+            f"cannot use {directory / 'config.json'}: {type(err).__name__}: {err}"
+        ) from None
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            directory, local_files_only=True, use_safetensors=True, trust_remote_code=False).eval()
+            directory, local_files_only=True, use_safetensors=True, trust_remote_code=False
+        ).eval()
     except Exception as err:  # noqa: BLE001  (weights that do not fit the config, bad files, ...)
         files = ", ".join(path.name for path in sorted(directory.glob("*.safetensors")))
-        raise MSAInputError(f"cannot load {directory} as a causal LM with transformers "
-                            f"(config.json, {files}): "
-                            f"{type(err).__name__}: {err}") from None
+        raise MSAInputError(
+            f"cannot load {directory} as a causal LM with transformers "
+            f"(config.json, {files}): "
+            f"{type(err).__name__}: {err}"
+        ) from None
     granularities = granularities_of(model)
     tokenizer = load_tokenizer(directory)
     inputs = default_inputs(tokenizer, config.vocab_size, text, directory)

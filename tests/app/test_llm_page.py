@@ -15,6 +15,8 @@ transformers = pytest.importorskip("transformers")
 from test_pages import APP  # noqa: E402
 from test_tasks import WORDS, word_tokenizer  # noqa: E402
 
+from msa_core.zoo import load_model  # noqa: E402
+
 
 def test_without_a_language_model_the_page_says_how_to_fetch_one(cache_dir):
     app = AppTest.from_file(APP, default_timeout=120).run()
@@ -23,7 +25,17 @@ def test_without_a_language_model_the_page_says_how_to_fetch_one(cache_dir):
     assert any("python -m msa_core.zoo.fetch smollm2" in info.value for info in app.info)
 
 
-def test_a_stored_task_run_shows_the_matrix_and_a_selective_lesion(cache_dir, one_torch_thread):
+@pytest.fixture
+def forget_loaded_models():
+    """The stand-in below is loaded under the real model's name: forget it afterwards, so later
+    tests of this process load the fetched SmolLM2 (models are cached per process by name)."""
+    yield
+    load_model.cache_clear()
+
+
+def test_a_stored_task_run_shows_the_matrix_and_a_selective_lesion(
+    cache_dir, one_torch_thread, forget_loaded_models
+):
     from msa_core.runs import RunRequest, RunStore, execute
 
     folder = (

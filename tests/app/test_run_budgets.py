@@ -37,7 +37,7 @@ def test_the_first_suggestion_opens_the_run_page_set_to_it(cache_dir):
     assert any(
         md.value.startswith("**622 evaluations** of 32 units") for md in app.markdown
     )  # 2 + 20 x 31
-    assert any("auto picked kernel" in md.value for md in app.markdown)  # auto says what it picked
+    assert any("auto picked regression_adjusted" in md.value for md in app.markdown)  # says which
     assert any(
         "class_accuracy: the paper's game" in c.value for c in app.caption
     )  # the output in one line

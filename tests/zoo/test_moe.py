@@ -1,5 +1,6 @@
-"""``load_checkpoint`` on tiny Mixtral / OLMoE / Qwen2-MoE / Llama checkpoints built from configs and saved
-to tmp folders (nothing downloaded): units offered, games equal to games on the original model, efficiency."""
+"""``load_checkpoint`` on tiny Mixtral / OLMoE / Qwen2-MoE / Llama checkpoints built from configs
+and saved to tmp folders (nothing downloaded): units offered, games equal to games on the original
+model, efficiency."""
 
 import os
 
@@ -17,15 +18,33 @@ from msa_core.units import Experts  # noqa: E402
 from msa_core.zoo.hf import load_checkpoint  # noqa: E402
 
 N_LAYERS, N_EXPERTS, N_HEADS = 2, 4, 4
-COMMON = dict(vocab_size=40, hidden_size=16, intermediate_size=16, num_hidden_layers=N_LAYERS,
-              num_attention_heads=N_HEADS, num_key_value_heads=2, max_position_embeddings=32,
-              initializer_range=0.3, bos_token_id=None, eos_token_id=None, pad_token_id=None)
+COMMON = dict(
+    vocab_size=40,
+    hidden_size=16,
+    intermediate_size=16,
+    num_hidden_layers=N_LAYERS,
+    num_attention_heads=N_HEADS,
+    num_key_value_heads=2,
+    max_position_embeddings=32,
+    initializer_range=0.3,
+    bos_token_id=None,
+    eos_token_id=None,
+    pad_token_id=None,
+)
 CONFIGS = {
-    "mixtral": lambda: transformers.MixtralConfig(num_local_experts=N_EXPERTS, num_experts_per_tok=2, **COMMON),
-    "olmoe": lambda: transformers.OlmoeConfig(num_experts=N_EXPERTS, num_experts_per_tok=2, **COMMON),
-    "qwen2_moe": lambda: transformers.Qwen2MoeConfig(num_experts=N_EXPERTS, num_experts_per_tok=2,
-                                                     moe_intermediate_size=8, shared_expert_intermediate_size=8,
-                                                     **COMMON),
+    "mixtral": lambda: transformers.MixtralConfig(
+        num_local_experts=N_EXPERTS, num_experts_per_tok=2, **COMMON
+    ),
+    "olmoe": lambda: transformers.OlmoeConfig(
+        num_experts=N_EXPERTS, num_experts_per_tok=2, **COMMON
+    ),
+    "qwen2_moe": lambda: transformers.Qwen2MoeConfig(
+        num_experts=N_EXPERTS,
+        num_experts_per_tok=2,
+        moe_intermediate_size=8,
+        shared_expert_intermediate_size=8,
+        **COMMON,
+    ),
     "llama": lambda: transformers.LlamaConfig(**COMMON),
 }
 
@@ -45,16 +64,29 @@ def test_moe_checkpoint_offers_experts_per_layer_and_all_layers_and_heads(family
     original = saved(family, tmp_path)
     loaded = load_checkpoint(tmp_path)
     per_layer = N_EXPERTS + (family == "qwen2_moe")  # Qwen2-MoE's shared expert is one more player
-    assert list(loaded.card.granularities) == ["experts (all layers)", "experts (layer 0)", "experts (layer 1)",
-                                               "heads", "attention blocks", "mlp blocks", "layers"]
+    assert list(loaded.card.granularities) == [
+        "experts (all layers)",
+        "experts (layer 0)",
+        "experts (layer 1)",
+        "heads",
+        "attention blocks",
+        "mlp blocks",
+        "layers",
+    ]
     assert loaded.game("experts (all layers)").n_players == N_LAYERS * per_layer
     assert loaded.game("experts (layer 1)").player_names[0] == "L1.E0"
     assert loaded.game("heads").n_players == N_LAYERS * N_HEADS
     assert loaded.inputs["input_ids"].shape == (2, 16)
     rows = np.random.default_rng(0).random((6, N_LAYERS * per_layer)) < 0.5
-    expected = ModelGame(original, loaded.inputs, Experts("model.layers.*.mlp", shared_expert=family == "qwen2_moe"),
-                         output="target_logprob")(rows)
-    torch.testing.assert_close(loaded.game("experts (all layers)", "target_logprob")(rows), expected)
+    expected = ModelGame(
+        original,
+        loaded.inputs,
+        Experts("model.layers.*.mlp", shared_expert=family == "qwen2_moe"),
+        output="target_logprob",
+    )(rows)
+    torch.testing.assert_close(
+        loaded.game("experts (all layers)", "target_logprob")(rows), expected
+    )
 
 
 def test_modes_of_a_loaded_checkpoint_are_efficient(tmp_path):
@@ -67,8 +99,14 @@ def test_modes_of_a_loaded_checkpoint_are_efficient(tmp_path):
 def test_a_dense_checkpoint_offers_heads_blocks_neurons_and_layers(tmp_path):
     saved("llama", tmp_path)
     loaded = load_checkpoint(tmp_path)
-    assert list(loaded.card.granularities) == ["heads", "attention blocks", "mlp blocks", "mlp neurons (layer 0)",
-                                               "mlp neurons (layer 1)", "layers"]
+    assert list(loaded.card.granularities) == [
+        "heads",
+        "attention blocks",
+        "mlp blocks",
+        "mlp neurons (layer 0)",
+        "mlp neurons (layer 1)",
+        "layers",
+    ]
     assert loaded.game("layers").player_names == ["L0", "L1"]
 
 
@@ -90,8 +128,9 @@ def test_bad_folders_are_clear_errors(tmp_path):
 
 from msa_core.zoo import list_models, load_model, moe  # noqa: E402
 
-bundled = pytest.mark.skipif(moe.NAME not in [card.name for card in list_models()],
-                             reason="the MoE weights are not bundled")
+bundled = pytest.mark.skipif(
+    moe.NAME not in [card.name for card in list_models()], reason="the MoE weights are not bundled"
+)
 
 
 def test_token_labels_show_each_letter_on_its_last_byte():
@@ -114,26 +153,43 @@ def test_bundled_card_inputs_outputs_and_heldout_sentences():
     loaded = load_model(moe.NAME)
     sentences = moe.heldout()
     assert list(sentences) == list(moe.LANGUAGES)
-    assert all(len(rows) == moe.GAME_SENTENCES + moe.EVAL_SENTENCES and min(len(s.encode()) for s in rows) >= moe.EVAL_BYTES
-               for rows in sentences.values())
+    assert all(
+        len(rows) == moe.GAME_SENTENCES + moe.EVAL_SENTENCES
+        and min(len(s.encode()) for s in rows) >= moe.EVAL_BYTES
+        for rows in sentences.values()
+    )
     ids, languages = loaded.inputs["input_ids"], moe.game_inputs()[1]
-    assert ids.shape == (5 * moe.GAME_SENTENCES, 1 + moe.GAME_BYTES) and (ids[:, 0] == moe.BOS).all()
+    assert (
+        ids.shape == (5 * moe.GAME_SENTENCES, 1 + moe.GAME_BYTES) and (ids[:, 0] == moe.BOS).all()
+    )
     assert {name: loaded.game(name).n_players for name in loaded.card.granularities} == {
-        "experts (all layers)": 32, **{f"experts (layer {i})": 8 for i in range(4)}, "heads": 16}
+        "experts (all layers)": 32,
+        **{f"experts (layer {i})": 8 for i in range(4)},
+        "heads": 16,
+    }
     intact = np.ones((1, 32), bool)
     tokens = loaded.game("experts (all layers)", "target_logprob")(intact)[0]  # [B, T-1]
     per_language = loaded.game("experts (all layers)", "language_logprob")(intact)[0].mean(0)  # [L]
     expected = torch.stack([tokens[languages == i].mean() for i in range(5)])
     torch.testing.assert_close(per_language, expected)
-    assert (expected > -np.log(256) / 2).all()  # trained: under half the loss of a uniform guess, every language
-    with pytest.raises(MSAInputError, match="own held-out sentences"):  # other rows: their languages are unknown
+    assert (
+        expected > -np.log(256) / 2
+    ).all()  # trained: under half the loss of a uniform guess, every language
+    with pytest.raises(
+        MSAInputError, match="own held-out sentences"
+    ):  # other rows: their languages are unknown
         loaded.game("experts (all layers)", "language_logprob", inputs={"input_ids": ids[:3]})
 
 
 @bundled
 def test_bundled_game_is_efficient_for_both_outputs_and_per_layer():
     loaded = load_model(moe.NAME)
-    for granularity, output in (("experts (all layers)", "language_logprob"), ("experts (layer 2)", "target_logprob"),
-                                ("heads", "language_logprob")):
-        result = shapley_modes(loaded.game(granularity, output), method="permutation", n_permutations=3, seed=0)
+    for granularity, output in (
+        ("experts (all layers)", "language_logprob"),
+        ("experts (layer 2)", "target_logprob"),
+        ("heads", "language_logprob"),
+    ):
+        result = shapley_modes(
+            loaded.game(granularity, output), method="permutation", n_permutations=3, seed=0
+        )
         assert result.efficiency_gap() < 1e-5, (granularity, output)
