@@ -146,7 +146,7 @@ def matrix_tab(matrix: np.ndarray) -> None:
     view = st.radio("Show", ["contribution", "selectivity"], horizontal=True, key="experts_view")
     values = matrix if view == "contribution" else study2.selectivity(matrix)
     st.plotly_chart(
-        study2.matrix_figure(
+        study2.language_matrix_figure(
             values,
             res.player_names,
             LANGUAGE_NAMES,

@@ -10,8 +10,8 @@ import streamlit as st
 from msa_core.analysis.interactions import (
     DEFAULT_TOP,
     image_figure,
+    interaction_matrix_figure,
     is_image,
-    matrix_figure,
     network_figure,
     pair_and_units,
     pair_values,
@@ -349,7 +349,7 @@ with explained_errors("Showing the interaction run"):
         values = pair_values(result, element)
         what = "summed over outputs" if element is None else f"output {list(element)}"
         event = st.plotly_chart(
-            matrix_figure(result, values, order, title=f"Interaction matrix, {what}"),
+            interaction_matrix_figure(result, values, order, title=f"Interaction matrix, {what}"),
             key="ix_matrix",
             on_select="rerun",
             selection_mode="points",

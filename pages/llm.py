@@ -164,7 +164,7 @@ with explained_errors("The analysis"):
     groups = list(task.groups)
     matrix = llm.group_matrix(res, task)
     layers = llm.unit_layers(res.player_names)
-    st.plotly_chart(llm.matrix_figure(matrix, res.player_names, groups), width="stretch")
+    st.plotly_chart(llm.group_matrix_figure(matrix, res.player_names, groups), width="stretch")
     left, right = st.columns(2)
     left.plotly_chart(
         llm.layer_share_figure(llm.layer_shares(matrix, layers), groups), width="stretch"

@@ -108,7 +108,7 @@ def mean_strength(result: InteractionResult) -> float:
     return float(strength(result)[rows, cols].mean())
 
 
-def matrix_figure(
+def interaction_matrix_figure(
     result: InteractionResult, values: np.ndarray, order: str = "cluster", title: str | None = None
 ) -> go.Figure:
     """K x K heatmap of ``values`` on a diverging scale centred on 0 (red synergy, blue redundancy),

@@ -205,7 +205,7 @@ def _layer_lines(layers: np.ndarray) -> list[dict]:
     ]
 
 
-def matrix_figure(
+def group_matrix_figure(
     matrix: np.ndarray, player_names: Sequence[str], groups: Sequence[str]
 ) -> go.Figure:
     """Heatmap ``[G, N]``, units in layer order, lines between layers, scale centred on 0."""

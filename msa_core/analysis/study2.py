@@ -381,7 +381,7 @@ def _layer_ticks(layers: np.ndarray) -> dict[str, Any]:
     }
 
 
-def matrix_figure(
+def language_matrix_figure(
     matrix: np.ndarray,
     player_names: Sequence[str],
     language_names: Sequence[str],

@@ -9,13 +9,11 @@ a run takes (result plus checkpoints) from its number of players and output size
 from __future__ import annotations
 
 import math
-import time
-
-import numpy as np
 
 from msa_core.deployment import deployment
 from msa_core.errors import MSAInputError
 from msa_core.games import Game
+from msa_core.runs.budget import probe_game
 from msa_core.runs.store import RunStore
 
 MAX_EVALUATIONS = (
@@ -34,15 +32,6 @@ def needed_bytes(n_players: int, n_outputs: int) -> int:
     goes)."""
     per_array = 8 * n_players * n_outputs
     return 2 * per_array + 2 * STATE_COPIES * per_array + (1 << 20)
-
-
-def seconds_per_evaluation(game: Game) -> float:
-    """Seconds one coalition takes on ``game``, timed on ``TIMED_COALITIONS`` random coalitions."""
-    rng = np.random.default_rng(0)
-    coalitions = rng.random((TIMED_COALITIONS, game.n_players)) < 0.5
-    start = time.perf_counter()
-    game(coalitions)
-    return (time.perf_counter() - start) / TIMED_COALITIONS
 
 
 def describe_seconds(seconds: float) -> str:
@@ -67,7 +56,9 @@ def check_run(game: Game, budget: int, store: RunStore) -> None:
     """
     deployment().check_budget(budget)  # a shared server's cap, whoever submitted the run
     if budget > MAX_EVALUATIONS:
-        estimate = describe_seconds(budget * seconds_per_evaluation(game))
+        estimate = describe_seconds(
+            budget * probe_game(game, TIMED_COALITIONS, repeats=1).seconds_per_evaluation
+        )
         raise MSAInputError(
             f"a budget of {budget:,} evaluations would take about {estimate} here; a run may use "
             f"at most {MAX_EVALUATIONS:,}. Lower the permutations or set a cap on evaluations"

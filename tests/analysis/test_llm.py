@@ -146,7 +146,7 @@ def test_analyse_gives_every_number_of_the_study(setup, tmp_path):
     assert list(findings.curves.ks) == [0, 1, 2, 4, 8]
     assert isinstance(findings.lesions[0].continuation_after, str)
     for figure in (
-        llm.matrix_figure(findings.matrix, findings.player_names, findings.groups),
+        llm.group_matrix_figure(findings.matrix, findings.player_names, findings.groups),
         llm.layer_share_figure(findings.shares, findings.groups),
         llm.correlation_figure(findings.correlation, findings.groups),
         llm.lesion_figure(findings.lesions[0], findings.groups),

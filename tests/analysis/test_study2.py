@@ -207,7 +207,7 @@ def test_removal_curves_and_pruning_on_a_tiny_model():
 def test_figures_have_the_matrix_and_the_curves():
     names = [f"L{layer}.E{e}" for layer in range(2) for e in range(2)]
     matrix = np.arange(8.0).reshape(2, 4)
-    figure = study2.matrix_figure(matrix, names, ["a", "b"])
+    figure = study2.language_matrix_figure(matrix, names, ["a", "b"])
     np.testing.assert_array_equal(np.asarray(figure.data[0].z), matrix)
     assert len(figure.layout.shapes) == 1  # one line between the two layers
     curves = study2.RemovalCurves(np.arange(3), np.array([1.0, 2, 3]), np.array([1.0, 1, 1]))
