@@ -178,30 +178,17 @@ class BlockRunner(Runner):
     blocks are absorbed strictly in order, so results never depend on ``batch_size``.
     """
 
-    def __init__(
-        self,
-        game: TimedGame,
-        estimator: Estimator,
-        batch_size: int,
-        target_stderr: float | None = None,
-        progress: Progress | None = None,
-        start_block: int = 0,
-        save: Callable[[int], None] | None = None,
-        save_seconds: float = 5.0,
-    ):
-        super().__init__(
-            game, estimator, batch_size, target_stderr, progress, start_block, save, save_seconds
-        )
-        self._queue: list[tuple[int, np.ndarray]] = []
-        self._queued = 0
-        self._parts: dict[int, list[np.ndarray]] = {}
-        self._missing: dict[int, int] = {}
+    _queue: list[tuple[int, np.ndarray]]  # (block, rows) waiting for the next game call
+    _queued: int  # rows in ``_queue``
+    _parts: dict[int, list[np.ndarray]]  # values of blocks split across calls, so far
+    _missing: dict[int, int]  # rows of each unfinished block not evaluated yet
 
     @property
     def last_start(self) -> int:
         return self.estimator.n_blocks - 1
 
     def _play(self) -> Tally:
+        self._queue, self._queued, self._parts, self._missing = [], 0, {}, {}
         for k in range(self.next_block, self.estimator.n_blocks):
             rows = self.estimator.block(k)
             self._missing[k] = rows.shape[0]
