@@ -6,6 +6,8 @@ import os
 import sqlite3
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -143,6 +145,19 @@ class ProgressRecorder:
         self.fields["max_stderr"] = max_stderr_of(state)
         self.write()
 
+    @contextmanager
+    def recording(self) -> Iterator[None]:
+        """Record a failure of the work inside (state "failed", with the error) or an interruption
+        (state "cancelled": Ctrl-C, SIGTERM, a cancelled job), then let it propagate."""
+        try:
+            yield
+        except Exception as err:
+            self.finish("failed", error=str(err) or type(err).__name__)
+            raise
+        except BaseException:
+            self.finish("cancelled", error="interrupted; the run resumes from its last checkpoint")
+            raise
+
     def finish(self, state: str, **fields: Any) -> None:
         self.fields.update(state=state, eta_seconds=None if state != "done" else 0.0, **fields)
         self.write()
@@ -206,7 +221,7 @@ def execute(
         family = request.family().fingerprint(loaded)
         exact = request.method == "exact"  # its own limit, N <= 20, is checked by the plan
         check_run(game, 0 if exact else request.budget(game.n_players), store)  # before any record
-        try:
+        with recorder.recording():
             plan = request.plan(game.n_players)
             if plan.extendable:
                 store.seed_from_base(fingerprint, family, plan.budget)
@@ -236,14 +251,6 @@ def execute(
                 checkpoint=checkpoint,
                 wall_start=wall_start,
             )
-        except Exception as err:
-            recorder.finish("failed", error=str(err) or type(err).__name__)
-            raise
-        except BaseException:
-            recorder.finish(
-                "cancelled", error="interrupted; the run resumes from its last checkpoint"
-            )
-            raise
         result.meta.update(
             model=request.model,
             model_digest=loaded.digest,

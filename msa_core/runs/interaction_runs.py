@@ -272,7 +272,7 @@ def execute_interactions(
             recorder.resumed_from_state(state)
         else:
             recorder.write()
-        try:
+        with recorder.recording():
             result = interaction_modes(
                 game,
                 players=players.tolist(),
@@ -283,14 +283,6 @@ def execute_interactions(
                 progress=recorder,
                 checkpoint=checkpoint,
             )
-        except Exception as err:
-            recorder.finish("failed", error=str(err) or type(err).__name__)
-            raise
-        except BaseException:
-            recorder.finish(
-                "cancelled", error="interrupted; the run resumes from its last checkpoint"
-            )
-            raise
         result.meta.update(
             store_format=INTERACTION_FORMAT,
             key=key,
