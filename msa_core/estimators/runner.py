@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib import import_module
 from typing import Any, Protocol
 
 import numpy as np
@@ -268,6 +269,11 @@ BACKENDS: dict[str, Callable[[], Backend]] = {
 }  # more register with register_backend
 
 
+# backends outside this package, by the module that registers them when imported: naming one imports
+# it, so ``import msa_core`` stays free of Ray and torch and estimators has no import of backends
+BACKEND_MODULES = {"ray": "msa_core.backends"}
+
+
 def register_backend(name: str, make: Callable[[], Backend]) -> None:
     """Let ``shapley_modes(backend=name)`` run on ``make()`` (e.g. ``msa_core.backends`` registers
     "ray").
@@ -283,13 +289,15 @@ def resolve_backend(backend: Any) -> Backend:
     """
     if backend is None:
         return LocalBackend()
+    if isinstance(backend, str) and backend not in BACKENDS and backend in BACKEND_MODULES:
+        import_module(BACKEND_MODULES[backend])  # registers itself (imported only when named)
     if isinstance(backend, str) and backend in BACKENDS:
         return BACKENDS[backend]()
     if not isinstance(backend, str) and all(
         callable(getattr(backend, name, None)) for name in ("game", "runner", "meta")
     ):
         return backend
-    names = ", ".join(repr(name) for name in BACKENDS)
+    names = ", ".join(repr(name) for name in {**BACKENDS, **BACKEND_MODULES})
     raise MSAInputError(
         f"unknown backend {backend!r}; allowed: None, {names} or a backend object "
         "(e.g. msa_core.backends.RayBackend(...))"
