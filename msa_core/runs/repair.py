@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from msa_core.errors import MSAInputError
+from msa_core.interaction_result import InteractionResult
 from msa_core.result import ModesResult
 from msa_core.runs.request import STORE_FORMAT
 from msa_core.runs.rows import RowReader, UnreadableRow, safe_file, value_files, value_of
@@ -32,7 +33,8 @@ from msa_core.runs.store import (
     stale_because,
 )
 
-WORK_PREFIXES = ("index:", "ckpt:", "progress:", "lock:")
+INTERACTION_KEY, INTERACTION_INDEX = "ix:", "ixindex:"  # msa_core.runs.interaction_runs' rows
+WORK_PREFIXES = ("index:", "ckpt:", "progress:", "lock:", INTERACTION_INDEX)
 
 
 @dataclass
@@ -43,8 +45,9 @@ class Survey:
     results: dict[str, tuple[Path | None, str, float]] = field(
         default_factory=dict
     )  # fingerprint: source
-    kept_work: list[str] = field(default_factory=list)  # ckpt:/progress: keys worth keeping
+    kept_work: list[str] = field(default_factory=list)  # ckpt:/progress:/ixindex: keys to keep
     bases: list[str] = field(default_factory=list)
+    interactions: list[str] = field(default_factory=list)  # ix: results (interaction runs)
     live_locks: list[str] = field(default_factory=list)
 
 
@@ -92,6 +95,10 @@ def survey(directory: Path) -> Survey:
                 npz_arrays(blob)
                 found.bases.append(row.key)
                 continue
+            if row.key.startswith(INTERACTION_KEY):
+                InteractionResult.load(io.BytesIO(blob))
+                found.interactions.append(row.key)
+                continue
             _result_of(blob, row.key)
             found.results[row.key] = (None, row.key, row.store_time or time.time())
         except (UnreadableRow, *UNREADABLE) as err:
@@ -124,7 +131,7 @@ def survey(directory: Path) -> Survey:
                 if row.key.startswith("lock:") and stale_because(record) is None:
                     found.live_locks.append(row.key[5:])
                 indexed |= {row.key[6:]} if row.key.startswith("index:") else set()
-            if row.key.startswith(("ckpt:", "progress:")):
+            if row.key.startswith(("ckpt:", "progress:", INTERACTION_INDEX)):
                 found.kept_work.append(row.key)
         except (UnreadableRow, *UNREADABLE) as err:
             found.problems.append(f"{where} ({row.key[:17]!r}) cannot be read: {err}")
@@ -170,7 +177,7 @@ def repair(directory: Path) -> tuple[list[str], Path | None]:
             fresh.work.set(
                 f"index:{fingerprint}", json.dumps(index_entry(result, created, len(blob)))
             )
-        for key in found.bases:
+        for key in (*found.bases, *found.interactions):
             fresh.results.set(key, RowReader(directory / "results").get(key))
         for key in found.kept_work:
             fresh.work.set(key, RowReader(directory / "work").get(key))

@@ -12,7 +12,7 @@ from msa_core.analysis.interactions import top_players
 from msa_core.cli import main
 from msa_core.errors import MSAInputError
 from msa_core.interaction_result import InteractionResult
-from msa_core.runs import execute
+from msa_core.runs import RunStore, execute
 from msa_core.runs.interaction_runs import (
     InteractionRequest,
     execute_interactions,
@@ -21,6 +21,7 @@ from msa_core.runs.interaction_runs import (
     resolve_interactions,
     stored_interactions,
 )
+from msa_core.runs.repair import check, repair
 
 
 @pytest.fixture
@@ -59,6 +60,19 @@ def test_interaction_run_is_cached_linked_to_its_parent_and_kept_apart_from_runs
         InteractionRequest(parent=fingerprint, top=5, n_samples=6, seed=2), store
     )
     assert other.meta["key"] != key and len(list_interactions(store)) == 2
+
+
+def test_store_check_and_repair_keep_interaction_runs(store, parent):
+    fingerprint, _ = parent
+    request = InteractionRequest(parent=fingerprint, top=4, n_samples=4, seed=1)
+    key = execute_interactions(request, store).meta["key"]
+    assert check(store.directory) == []  # its rows are the store's own, not damage
+    store.work.set("index:" + "0" * 64, "not json")  # damage elsewhere: repair rebuilds the store
+    problems, moved = repair(store.directory)
+    assert problems and moved is not None
+    repaired = RunStore(store.directory)
+    assert [entry["key"] for entry in list_interactions(repaired, fingerprint)] == [key]
+    assert stored_interactions(repaired, key) is not None
 
 
 def test_default_budget_is_a_multiple_of_the_parent_run(store, parent):
