@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -210,7 +211,10 @@ def main() -> None:
             )
             toggles.append(
                 timed(
-                    lambda unit=unit: pills.get_by_role("button", name=unit, exact=True).click(),
+                    # a toggle reads "#rank unit (value)" when a run ranks the units
+                    lambda unit=unit: pills.get_by_role(
+                        "button", name=re.compile(rf"(^| ){re.escape(unit)}( |$)")
+                    ).click(),
                     lambda count=count: page.wait_for_function(
                         "(want) => [...document.querySelectorAll('[data-testid=\"stMetric\"]')]"
                         ".some(m => m.innerText.includes('Units lesioned') && "
@@ -223,7 +227,10 @@ def main() -> None:
             for unit in ("hidden.n3", "hidden.n8", "hidden.n15", "hidden.n19"):
                 rerun_after(
                     page,
-                    lambda unit=unit: pills.get_by_role("button", name=unit, exact=True).click(),
+                    # a toggle reads "#rank unit (value)" when a run ranks the units
+                    lambda unit=unit: pills.get_by_role(
+                        "button", name=re.compile(rf"(^| ){re.escape(unit)}( |$)")
+                    ).click(),
                 )
             screenshot(page, "lesion-lab", charts=1)
             rerun_after(page, lambda: go_to(page, "GAN pixel maps"))
