@@ -7,7 +7,8 @@ from __future__ import annotations
 import streamlit as st
 
 from msa_core.runs import JobStatus
-from pages.common import CURRENT_RUN, explained_errors, format_seconds, jobs
+from msa_core.runs.interaction_runs import KEY_PREFIX, stored_interactions
+from pages.common import CURRENT_RUN, RUN_ID_LENGTH, explained_errors, format_seconds, jobs, store
 
 SHOWN_JOBS = 6  # the most recently submitted jobs the panel lists
 ACTIVE = ("queued", "running")
@@ -23,11 +24,12 @@ STATE_WORDS = {
 def job_title(status: JobStatus) -> str:
     """``model · units · state``: what a job is, in one line."""
     request = status.request
-    what = (
-        f"{request.model} · {request.units or 'default units'}"
-        if request is not None
-        else status.fingerprint[:8]
-    )
+    if status.fingerprint.startswith(KEY_PREFIX):
+        what = f"interaction run {status.fingerprint[:9]}"
+    elif request is not None:
+        what = f"{request.model} · {request.units or 'default units'}"
+    else:
+        what = status.fingerprint[:8]
     return f"**{what}** · {STATE_WORDS.get(status.state, status.state)}"
 
 
@@ -75,9 +77,17 @@ def job_row(status: JobStatus) -> None:
         if buttons.button(label, key=f"jobs-resume-{fingerprint}"):
             jobs().submit(status.request)
             st.rerun(scope="app")
-    if status.state == "done" and buttons.button(
-        "Open in Shapley modes", key=f"jobs-open-{fingerprint}"
-    ):
+    if status.state != "done":
+        return
+    if fingerprint.startswith(KEY_PREFIX):  # an interaction run opens on the run it refines
+        if buttons.button("Open in Interactions", key=f"jobs-open-{fingerprint}"):
+            result = stored_interactions(store(), fingerprint)
+            parent = result.meta.get("parent") if result is not None else None
+            st.switch_page(
+                "pages/interactions.py",
+                query_params={"run": parent[:RUN_ID_LENGTH]} if parent else None,
+            )
+    elif buttons.button("Open in Shapley modes", key=f"jobs-open-{fingerprint}"):
         st.session_state[CURRENT_RUN] = fingerprint
         st.switch_page("pages/modes.py")
 
