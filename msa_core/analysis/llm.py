@@ -40,6 +40,9 @@ from msa_core.analysis.study2 import (
     selectivity,
     task_correlation,
 )
+from msa_core.analysis.study2 import (
+    correlation_figure as study2_correlation_figure,
+)
 from msa_core.errors import MSAInputError
 from msa_core.lesion import ModelGame
 from msa_core.lesion.hooks import attached
@@ -246,21 +249,10 @@ def layer_share_figure(shares: np.ndarray, groups: Sequence[str]) -> go.Figure:
 
 
 def correlation_figure(correlation: np.ndarray, groups: Sequence[str]) -> go.Figure:
-    """Group x group correlation of contribution vectors."""
-    figure = go.Figure(
-        go.Heatmap(
-            z=correlation,
-            x=list(groups),
-            y=list(groups),
-            zmin=-1,
-            zmax=1,
-            colorscale="RdBu_r",
-            text=np.round(correlation, 2),
-            texttemplate="%{text}",
-        )
+    """Group x group correlation of contribution vectors (study 2's figure, titled for groups)."""
+    return study2_correlation_figure(
+        correlation, groups, title="Correlation of groups' contribution vectors"
     )
-    figure.update_layout(title="Correlation of groups' contribution vectors")
-    return figure
 
 
 def lesion_figure(lesion: SelectiveLesion, groups: Sequence[str]) -> go.Figure:

@@ -429,8 +429,12 @@ def layer_share_figure(shares: np.ndarray, language_names: Sequence[str]) -> go.
     return figure
 
 
-def correlation_figure(correlation: np.ndarray, language_names: Sequence[str]) -> go.Figure:
-    """Language x language correlation of contribution vectors."""
+def correlation_figure(
+    correlation: np.ndarray,
+    language_names: Sequence[str],
+    title: str = "Correlation of languages' expert contributions",
+) -> go.Figure:
+    """Language x language (or any task x task) correlation of contribution vectors."""
     figure = go.Figure(
         go.Heatmap(
             z=correlation,
@@ -443,7 +447,7 @@ def correlation_figure(correlation: np.ndarray, language_names: Sequence[str]) -
             texttemplate="%{text}",
         )
     )
-    figure.update_layout(title="Correlation of languages' expert contributions")
+    figure.update_layout(title=title)
     return figure
 
 
