@@ -23,21 +23,22 @@ def shapley_weights(n_players: int) -> np.ndarray:
     return np.array([1.0 / (n_players * comb(n_players - 1, s)) for s in range(n_players)])
 
 
-class ExactEstimator(Estimator):
-    """All coalitions except the two ends, in blocks of consecutive integer indices."""
+class EnumeratedBlocks:
+    """Blocks of all 2^N - 2 coalitions but the two ends, in consecutive integer indices: the block
+    schedule of the exact estimators (of modes and of interaction modes)."""
 
-    name = "exact"
-    stderr_kind = "exact (zero)"
-    state_fields = ("modes",)
+    n_players: int
+    n_outputs: int
+    n_middle: int
+    rows: int
+    n_blocks: int
 
-    def __init__(self, n_players, v_full, v_empty, seed, budget):
-        super().__init__(n_players, v_full, v_empty, seed, budget)
-        self.n_middle = 2**n_players - 2
+    def enumerate_coalitions(self) -> None:
+        """Fix the schedule: one coalition per row, block sizes as every estimator's (checkpoints
+        fall between blocks)."""
+        self.n_middle = 2**self.n_players - 2
         self.rows = samples_per_block(1, self.n_outputs)
         self.n_blocks = -(-self.n_middle // self.rows)
-        self.weights = shapley_weights(n_players)
-        # the two ends: full gives every unit +w(N-1) v_full, empty gives -w(0) v_empty
-        self.modes = np.tile(self.weights[-1] * v_full - self.weights[0] * v_empty, (n_players, 1))
 
     def planned_evaluations(self) -> int:
         return self.n_middle
@@ -52,6 +53,21 @@ class ExactEstimator(Estimator):
             np.arange(start, min(start + self.rows, 1 + self.n_middle), dtype=np.int64),
             self.n_players,
         )
+
+
+class ExactEstimator(EnumeratedBlocks, Estimator):
+    """All coalitions except the two ends, in blocks of consecutive integer indices."""
+
+    name = "exact"
+    stderr_kind = "exact (zero)"
+    state_fields = ("modes",)
+
+    def __init__(self, n_players, v_full, v_empty, seed, budget):
+        super().__init__(n_players, v_full, v_empty, seed, budget)
+        self.enumerate_coalitions()
+        self.weights = shapley_weights(n_players)
+        # the two ends: full gives every unit +w(N-1) v_full, empty gives -w(0) v_empty
+        self.modes = np.tile(self.weights[-1] * v_full - self.weights[0] * v_empty, (n_players, 1))
 
     def absorb(self, k: int, values: np.ndarray) -> None:
         coalitions = self.block(k)

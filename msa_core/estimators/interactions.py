@@ -28,17 +28,16 @@ from typing import Any
 
 import numpy as np
 
-from msa_core.coalitions import from_indices, full_and_empty
+from msa_core.coalitions import full_and_empty
 from msa_core.errors import MSAInputError
 from msa_core.estimators.base import (
     Estimator,
     RunningMoments,
     block_rng,
-    samples_per_block,
 )
 from msa_core.estimators.checkpoint import Checkpoint, State
 from msa_core.estimators.dispatch import BATCH_VALUES
-from msa_core.estimators.exact import EXACT_MAX_PLAYERS
+from msa_core.estimators.exact import EXACT_MAX_PLAYERS, EnumeratedBlocks
 from msa_core.estimators.plan import CheckpointSummary, RunPlan
 from msa_core.estimators.runner import BlockRunner, Progress, TimedGame
 from msa_core.games import as_game
@@ -86,7 +85,7 @@ class _PairEstimator(Estimator):
         raise NotImplementedError
 
 
-class ExactInteractions(_PairEstimator):
+class ExactInteractions(EnumeratedBlocks, _PairEstimator):
     """All 2^N coalitions but the ends, in blocks of consecutive indices; ``budget`` is unused."""
 
     name = "exact"
@@ -96,28 +95,10 @@ class ExactInteractions(_PairEstimator):
     def __init__(self, n_players, v_full, v_empty, seed, budget, players):
         super().__init__(n_players, v_full, v_empty, seed, budget, players)
         self.weights = pair_weights(n_players)
-        self.n_middle = 2**n_players - 2
-        self.rows = samples_per_block(
-            1, self.n_outputs
-        )  # as ExactEstimator: checkpoints fall between blocks
-        self.n_blocks = -(-self.n_middle // self.rows)
+        self.enumerate_coalitions()
         # the full coalition holds both units of each pair, the empty one neither: both enter with +
         self.sums = np.tile(
             self.weights[-1] * v_full + self.weights[0] * v_empty, (self.n_pairs, 1)
-        )
-
-    def planned_evaluations(self) -> int:
-        return self.n_middle
-
-    @classmethod
-    def min_budget(cls, n_players: int) -> int:
-        return 2**n_players - 2
-
-    def block(self, k: int) -> np.ndarray:
-        start = 1 + k * self.rows
-        return from_indices(
-            np.arange(start, min(start + self.rows, 1 + self.n_middle), dtype=np.int64),
-            self.n_players,
         )
 
     def absorb(self, k: int, values: np.ndarray) -> None:
