@@ -68,10 +68,8 @@ def word_tokenizer():
     )
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """A tiny random Llama checkpoint folder with the word tokenizer, and the model."""
-    folder = tmp_path_factory.mktemp("tiny-llama")
+def tiny_llama() -> transformers.LlamaForCausalLM:
+    """A random 2-layer Llama over the word tokenizer's vocabulary (seed 0), in eval mode."""
     config = transformers.LlamaConfig(
         vocab_size=len(WORDS),
         hidden_size=16,
@@ -85,7 +83,14 @@ def checkpoint(tmp_path_factory):
         pad_token_id=1,
     )
     torch.manual_seed(0)
-    model = transformers.LlamaForCausalLM(config).eval()
+    return transformers.LlamaForCausalLM(config).eval()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A tiny random Llama checkpoint folder with the word tokenizer, and the model."""
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    model = tiny_llama()
     model.save_pretrained(folder)
     word_tokenizer().save_pretrained(folder)
     return folder, model

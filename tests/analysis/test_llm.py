@@ -11,7 +11,7 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 transformers = pytest.importorskip("transformers")
 
-from test_tasks import ROWS, WORDS, word_tokenizer  # noqa: E402
+from test_tasks import ROWS, tiny_llama, word_tokenizer  # noqa: E402
 
 from msa_core import shapley_modes  # noqa: E402
 from msa_core.analysis import llm  # noqa: E402
@@ -25,20 +25,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def setup():
-    config = transformers.LlamaConfig(
-        vocab_size=len(WORDS),
-        hidden_size=16,
-        intermediate_size=24,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        bos_token_id=None,
-        eos_token_id=None,
-        pad_token_id=1,
-    )
-    torch.manual_seed(0)
-    model = transformers.LlamaForCausalLM(config).eval()
+    model = tiny_llama()
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.mul_(8.0 if parameter.ndim == 2 else 1.0)  # lesions should matter

@@ -6,14 +6,13 @@ from __future__ import annotations
 import os
 
 import pytest
-import torch
 from streamlit.testing.v1 import AppTest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 transformers = pytest.importorskip("transformers")
 
 from test_pages import APP  # noqa: E402
-from test_tasks import WORDS, word_tokenizer  # noqa: E402
+from test_tasks import tiny_llama, word_tokenizer  # noqa: E402
 
 from msa_core.zoo import load_model  # noqa: E402
 
@@ -41,20 +40,7 @@ def test_a_stored_task_run_shows_the_matrix_and_a_selective_lesion(
     folder = (
         cache_dir / "models" / "smollm2-135m"
     )  # a tiny stand-in where the fetched model would be
-    config = transformers.LlamaConfig(
-        vocab_size=len(WORDS),
-        hidden_size=16,
-        intermediate_size=24,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        bos_token_id=None,
-        eos_token_id=None,
-        pad_token_id=1,
-    )
-    torch.manual_seed(0)
-    transformers.LlamaForCausalLM(config).eval().save_pretrained(folder)
+    tiny_llama().save_pretrained(folder)
     word_tokenizer().save_pretrained(folder)
     execute(
         RunRequest(model="smollm2-135m", units="heads", method="permutation", n_permutations=2),
