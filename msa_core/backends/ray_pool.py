@@ -366,12 +366,10 @@ class RayBlockRunner(Runner):
                     load[id(actor)] += 1
 
     def _merge(self, result: ChunkResult) -> None:
-        with self._absorbing_state():
+        def absorb() -> None:
             self.estimator.load_state_dict(merge_delta(self.estimator.state_dict(), result.delta))
-        tally = self.game.tally
-        tally.evaluated += result.evaluated
-        tally.used += result.evaluated
-        tally.game_seconds += result.game_seconds
-        self.next_block = result.stop
+
+        self.game.tally.evaluated += result.evaluated
+        self._commit(absorb, result.stop, result.evaluated, result.game_seconds)
         self._report()
         self._maybe_save()

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from importlib import import_module
 from typing import Any, Protocol
 
@@ -64,10 +64,10 @@ class Runner(ABC):
 
     The base owns what every runner shares: ``save(next_block)`` every ``save_seconds`` of work and
     before the last unit of work, and once more when the run raises or is interrupted (never in the
-    middle of absorbing); the stop rule (with ``target_stderr``, stop at the first absorbed block
-    after which the estimator's largest standard error is at most that); ``progress(done, total)``
-    reports. A subclass plays the blocks (``_play``) and says where its last unit of work starts
-    (``last_start``).
+    middle of absorbing: see ``_commit``); the stop rule (with ``target_stderr``, stop at the first
+    absorbed block after which the estimator's largest standard error is at most that);
+    ``progress(done, total)`` reports. A subclass plays the blocks (``_play``) and says where its
+    last unit of work starts (``last_start``).
 
     Args:
         game: the run's ``TimedGame`` (its tally counts what the run costs).
@@ -102,7 +102,7 @@ class Runner(ABC):
         # the full and empty coalitions, then every block
         self.total = 2 + estimator.planned_evaluations()
         self.next_block = start_block
-        self._absorbing = False
+        self._consistent = True  # estimator, next_block and tally agree (see ``_commit``)
         self._saved_at = time.perf_counter()
 
     def run(self) -> Tally:
@@ -115,7 +115,7 @@ class Runner(ABC):
             if (
                 self.save is not None
                 and self.next_block < self.estimator.n_blocks
-                and not self._absorbing
+                and self._consistent
             ):
                 # the game raised or the run was interrupted: keep what is absorbed
                 self.save(self.next_block)
@@ -132,14 +132,29 @@ class Runner(ABC):
     def last_start(self) -> int:
         """The block where the run's last unit of work (block or chunk) starts: saved before it."""
 
-    @contextmanager
-    def _absorbing_state(self) -> Iterator[None]:
-        """Mark the estimator's state as half updated: no save may happen inside."""
-        self._absorbing = True
-        try:
-            yield
-        finally:
-            self._absorbing = False
+    def _commit(
+        self, absorb: Callable[[], None], next_block: int, used: int, game_seconds: float = 0.0
+    ) -> None:
+        """Absorb values and advance the run past them as one step: the estimator's sums, the
+        block counter and the tally that a save records always agree.
+
+        ``_consistent`` is false from before ``absorb()`` until the last counter is advanced (each
+        a single assignment, so an interrupt lands before, inside or after, never half way
+        through a flag): an interrupt or error inside leaves it false and ``run`` saves nothing,
+        the last saved checkpoint stands.
+
+        Args:
+            absorb: updates the estimator with the values of the blocks before ``next_block``.
+            next_block: the first block not absorbed after this step.
+            used: evaluations whose values ``absorb`` puts into the estimate.
+            game_seconds: game time of those evaluations not yet in the tally (a merged chunk's).
+        """
+        self._consistent = False
+        absorb()
+        tally = self.game.tally
+        tally.used, tally.game_seconds = tally.used + used, tally.game_seconds + game_seconds
+        self.next_block = next_block
+        self._consistent = True
 
     def _report(self) -> None:
         if self.progress is not None:
@@ -218,14 +233,11 @@ class BlockRunner(Runner):
         self._queue, self._queued = [], 0
         self._report()
         while self._missing.get(self.next_block) == 0:
-            parts = self._parts.pop(self.next_block)
-            with self._absorbing_state():
-                self.estimator.absorb(
-                    self.next_block, np.concatenate(parts) if len(parts) > 1 else parts[0]
-                )
-            self.game.tally.used += sum(part.shape[0] for part in parts)
-            del self._missing[self.next_block]
-            self.next_block += 1
+            k = self.next_block
+            parts = self._parts[k]
+            values = np.concatenate(parts) if len(parts) > 1 else parts[0]
+            self._commit(partial(self.estimator.absorb, k, values), k + 1, values.shape[0])
+            del self._parts[k], self._missing[k]
             self._maybe_save()
             if self._stop_now():
                 return True

@@ -53,6 +53,7 @@ from msa_core.estimators.plan import CheckpointSummary
 from msa_core.result import ModesResult
 from msa_core.runs.request import STORE_FORMAT, RunRequest
 from msa_core.runs.rows import RowReader, UnreadableRow, repair_hint, safe_file
+from msa_core.runs.signals import signals_deferred
 
 DEFAULT_SIZE_LIMIT = 2 << 30  # bytes of finished results kept before the least recently used go
 UNREADABLE = (
@@ -192,11 +193,38 @@ class StoreCheckpoint:
             self.on_save(state)
 
 
+class RawCache(diskcache.Cache):
+    """A diskcache whose writes an interrupt cannot split: Ctrl-C or SIGTERM during ``set``,
+    ``add``, ``delete``, ``pop`` or a ``transact`` block is handled once it ends (no transaction
+    left open, no value file without its row)."""
+
+    def set(self, *args: Any, **kwargs: Any) -> bool:
+        with signals_deferred():
+            return super().set(*args, **kwargs)
+
+    def add(self, *args: Any, **kwargs: Any) -> bool:
+        with signals_deferred():
+            return super().add(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> bool:
+        with signals_deferred():
+            return super().delete(*args, **kwargs)
+
+    def pop(self, *args: Any, **kwargs: Any) -> Any:
+        with signals_deferred():
+            return super().pop(*args, **kwargs)
+
+    @contextmanager
+    def transact(self, retry: bool = False) -> Iterator[None]:
+        with signals_deferred(), super().transact(retry):
+            yield
+
+
 def open_cache(folder: Path, **settings: Any) -> diskcache.Cache:
     """A writable diskcache of raw values; a damaged database is an ``MSAInputError`` naming the
     repair."""
     try:
-        return diskcache.Cache(folder, disk=RawDisk, **settings)
+        return RawCache(folder, disk=RawDisk, **settings)
     except sqlite3.DatabaseError as err:
         raise MSAInputError(
             f"the run store's database {folder / 'cache.db'} is damaged ({err}); "
