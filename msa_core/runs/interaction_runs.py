@@ -1,8 +1,8 @@
 """Interaction runs of stored runs: requests, fingerprints, the store, background jobs and export.
 
 An ``InteractionRequest`` refines a finished run (its ``parent`` fingerprint): the pairs among the
-parent's top-K units, on the parent's game (model, units, output, lesion). Results live in the run
-store beside runs, under their own keys, so run lists never show them:
+parent's top-K units, on the parent's game (model, units, output, lesion, task). Results live in the
+run store beside runs, under their own keys, so run lists never show them:
 
 - ``results``: ``ix:<sha256>`` the ``InteractionResult`` npz bytes;
 - ``work``: ``ixindex:<sha256>`` JSON index entries, and, as for runs, ``ckpt:ix:<sha256>``,
@@ -39,6 +39,7 @@ from msa_core.estimators.plan import CheckpointSummary
 from msa_core.interaction_result import InteractionResult
 from msa_core.result import ModesResult
 from msa_core.runs.execute import ProgressRecorder, checkpoint_seconds_default
+from msa_core.runs.formats import NewerFormat, check_format
 from msa_core.runs.repair import INTERACTION_INDEX, INTERACTION_KEY
 from msa_core.runs.request import RunRequest
 from msa_core.runs.store import UNREADABLE, RunStore
@@ -164,17 +165,22 @@ def interaction_key(request: InteractionRequest, store: RunStore) -> str:
 
 
 def stored_interactions(store: RunStore, key: str) -> InteractionResult | None:
-    """The stored interaction result ``key`` (``ix:...``), or None (unreadable ones are dropped)."""
+    """The stored interaction result ``key`` (``ix:...``), or None (unreadable ones are dropped).
+
+    Raises:
+        NewerFormat: the entry was written by a newer msa_core (it is kept, never dropped).
+    """
     blob = store.results.get(key)
     if blob is None:
         return None
     try:
         result = InteractionResult.load(io.BytesIO(blob))
-        if result.meta.get("store_format") != INTERACTION_FORMAT:
-            raise MSAInputError(
-                f"format {result.meta.get('store_format')}, this version reads {INTERACTION_FORMAT}"
-            )
+        check_format(
+            result.meta.get("store_format"), INTERACTION_FORMAT, f"interaction run {key[:15]}"
+        )
         return result
+    except NewerFormat:
+        raise  # never dropped: a newer msa_core sharing this store reads it
     except UNREADABLE as err:
         warnings.warn(
             f"stored interaction run {key[:15]} cannot be read ({err}); it will be recomputed",
@@ -264,7 +270,7 @@ def execute_interactions(
         if result is not None:
             return result
         run = RunRequest.from_dict(parent.meta["request"])
-        game = ZooGame(run.model, run.units, run.output, run.lesion).build()
+        game = ZooGame(run.model, run.units, run.output, run.lesion, run.task).build()
         recorder = InteractionProgress(store, key, progress)
         checkpoint = store.checkpoint(key, seconds, on_save=recorder.checkpointed)
         state = checkpoint.load()

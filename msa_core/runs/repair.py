@@ -22,6 +22,7 @@ from pathlib import Path
 from msa_core.errors import MSAInputError
 from msa_core.interaction_result import InteractionResult
 from msa_core.result import ModesResult
+from msa_core.runs.formats import NewerFormat, check_format
 from msa_core.runs.request import STORE_FORMAT
 from msa_core.runs.rows import RowReader, UnreadableRow, safe_file, value_files, value_of
 from msa_core.runs.store import (
@@ -48,16 +49,14 @@ class Survey:
     kept_work: list[str] = field(default_factory=list)  # ckpt:/progress:/ixindex: keys to keep
     bases: list[str] = field(default_factory=list)
     interactions: list[str] = field(default_factory=list)  # ix: results (interaction runs)
+    newer: list[str] = field(default_factory=list)  # results of a newer store format: kept as is
     live_locks: list[str] = field(default_factory=list)
 
 
 def _result_of(blob: bytes, fingerprint: str | None) -> ModesResult:
     """A stored result from its bytes, checked like ``RunStore.get`` (format, own fingerprint)."""
     result = ModesResult.load(io.BytesIO(blob))
-    if result.meta.get("store_format") != STORE_FORMAT:
-        raise MSAInputError(
-            f"format {result.meta.get('store_format')}, this version reads {STORE_FORMAT}"
-        )
+    check_format(result.meta.get("store_format"), STORE_FORMAT, f"result {str(fingerprint)[:12]}")
     stored = result.meta.get("fingerprint")
     if (
         not isinstance(stored, str)
@@ -101,6 +100,8 @@ def survey(directory: Path) -> Survey:
                 continue
             _result_of(blob, row.key)
             found.results[row.key] = (None, row.key, row.store_time or time.time())
+        except NewerFormat:
+            found.newer.append(row.key)  # kept as it is, for the newer msa_core that wrote it
         except (UnreadableRow, *UNREADABLE) as err:
             found.problems.append(f"{where} ({row.key[:17]!r}) cannot be read: {err}")
     for path in value_files(results.folder):
@@ -108,6 +109,8 @@ def survey(directory: Path) -> Survey:
             continue
         try:
             fingerprint = _result_of(path.read_bytes(), None).meta["fingerprint"]
+        except NewerFormat:
+            continue  # a newer msa_core's file: never touched
         except UNREADABLE:
             found.problems.append(f"{path} belongs to no row and is not a readable result")
             continue
@@ -131,13 +134,14 @@ def survey(directory: Path) -> Survey:
                 if row.key.startswith("lock:") and stale_because(record) is None:
                     found.live_locks.append(row.key[5:])
                 indexed |= {row.key[6:]} if row.key.startswith("index:") else set()
-            if row.key.startswith(("ckpt:", "progress:", INTERACTION_INDEX)):
+            newer = row.key.startswith("index:") and row.key[6:] in found.newer
+            if newer or row.key.startswith(("ckpt:", "progress:", INTERACTION_INDEX)):
                 found.kept_work.append(row.key)
         except (UnreadableRow, *UNREADABLE) as err:
             found.problems.append(f"{where} ({row.key[:17]!r}) cannot be read: {err}")
     for fingerprint in sorted(set(found.results) - indexed):
         found.problems.append(f"result {fingerprint[:12]} has no index entry")
-    for fingerprint in sorted(indexed - set(found.results)):
+    for fingerprint in sorted(indexed - set(found.results) - set(found.newer)):
         found.problems.append(f"index entry {fingerprint[:12]} has no readable result")
     return found
 
@@ -177,7 +181,7 @@ def repair(directory: Path) -> tuple[list[str], Path | None]:
             fresh.work.set(
                 f"index:{fingerprint}", json.dumps(index_entry(result, created, len(blob)))
             )
-        for key in (*found.bases, *found.interactions):
+        for key in (*found.bases, *found.interactions, *found.newer):
             fresh.results.set(key, RowReader(directory / "results").get(key))
         for key in found.kept_work:
             fresh.work.set(key, RowReader(directory / "work").get(key))

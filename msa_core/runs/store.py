@@ -51,6 +51,7 @@ from msa_core.errors import MSAInputError
 from msa_core.estimators.checkpoint import State
 from msa_core.estimators.plan import CheckpointSummary
 from msa_core.result import ModesResult
+from msa_core.runs.formats import NewerFormat, check_format
 from msa_core.runs.request import STORE_FORMAT, RunRequest
 from msa_core.runs.rows import RowReader, UnreadableRow, repair_hint, safe_file
 from msa_core.runs.signals import signals_deferred
@@ -285,7 +286,11 @@ class RunStore:
     # -- finished results -------------------------------------------------------------------
     def get(self, fingerprint: str) -> ModesResult | None:
         """The stored result, or None. A corrupt or older-format entry is dropped with a warning
-        (kept, in a read-only store)."""
+        (kept, in a read-only store).
+
+        Raises:
+            NewerFormat: the entry was written by a newer msa_core (it is kept, never dropped).
+        """
         if not isinstance(fingerprint, str) or not FINGERPRINT.match(fingerprint):
             return None
         try:
@@ -297,13 +302,12 @@ class RunStore:
                     f"its value is a {type(blob).__name__}, not the bytes of a result"
                 )
             result = ModesResult.load(io.BytesIO(blob))
-            if result.meta.get("store_format") != STORE_FORMAT:
-                raise MSAInputError(
-                    f"format {result.meta.get('store_format')}, this version reads {STORE_FORMAT}"
-                )
+            check_format(result.meta.get("store_format"), STORE_FORMAT, f"run {fingerprint[:12]}")
             if result.meta.get("fingerprint") != fingerprint:
                 raise MSAInputError(f"it holds run {str(result.meta.get('fingerprint'))[:12]}")
             return result
+        except NewerFormat:
+            raise  # never dropped: a newer msa_core sharing this store reads it
         except UNREADABLE as err:
             if self.readonly:
                 warnings.warn(
@@ -363,7 +367,11 @@ class RunStore:
             if fingerprint in entries:
                 listed.append(entries[fingerprint])
                 continue
-            result = self.get(fingerprint)
+            try:
+                result = self.get(fingerprint)
+            except NewerFormat as err:
+                warnings.warn(f"not listed: {err}", stacklevel=2)
+                continue
             row = self.rows["results"].row(fingerprint)
             if result is not None and row is not None:
                 listed.append(

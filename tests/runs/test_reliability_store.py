@@ -9,6 +9,7 @@ errors and messages.
 """
 
 import copy
+import io
 import signal
 import sys
 import time
@@ -17,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from runs_support import start_cli
+from runs_support import small_request, start_cli
 
 from msa_core import UnanimityGame, shapley_modes
-from msa_core.cli import interrupt
+from msa_core.cli import interrupt, main
 from msa_core.estimators.checkpoint import State
 from msa_core.runs import RunRequest, RunStore, execute, fingerprint_of
 
@@ -138,6 +139,16 @@ def interrupted_cli_run(cache: Path, permutations: int, how: signal.Signals, del
     return process.returncode
 
 
+def cli(capsys, *args: str) -> tuple[int, str, str]:
+    """``python -m msa_core ARGS`` in this process: exit code, stdout, stderr."""
+    try:
+        code = main(list(args))
+    except SystemExit as stop:
+        code = stop.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def assert_resumes_to_the_uninterrupted_run(
     tmp_path: Path, permutations: int, interrupts: list[tuple[signal.Signals, float]]
 ) -> None:
@@ -209,3 +220,62 @@ def test_2_runs_stopped_by_a_real_signal_at_many_times_resume_to_the_uninterrupt
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     assert stopped >= 5
+
+
+# -- (1) interaction runs score the parent's task --------------------------------------------------
+def test_1_an_interaction_run_of_a_task_run_scores_that_task(tmp_path, store):
+    """A task run of a tiny Llama checkpoint, then its interactions: the same task (values and
+    shape of the parent's task outputs), not the checkpoint's default output."""
+    from test_tasks import ROWS, tiny_llama, word_tokenizer
+
+    from msa_core.runs.interaction_runs import InteractionRequest, execute_interactions
+    from msa_core.tasks import task_from_rows
+
+    folder = tmp_path / "tiny-llama"
+    tiny_llama().save_pretrained(folder)
+    word_tokenizer().save_pretrained(folder)
+    task = tmp_path / "task.jsonl"
+    task.write_text(task_from_rows(ROWS).to_jsonl())
+    run = RunRequest(model=f"hf:{folder}", units="attention blocks", task=str(task), method="exact")
+    parent = execute(run, store)
+    assert parent.meta["request"]["output"] == "task_logprob"
+    pairs = execute_interactions(
+        InteractionRequest(parent=parent.meta["fingerprint"], top=2, method="exact"), store
+    )
+    assert pairs.output_shape == parent.output_shape == (len(ROWS),)
+    np.testing.assert_array_equal(pairs.v_full, parent.v_full)
+    np.testing.assert_array_equal(pairs.v_empty, parent.v_empty)
+
+
+# -- (8) a newer store format is never deleted ----------------------------------------------------
+def newer(result, fmt: int = 99):
+    """``result`` as a newer msa_core would store it: the same arrays, a larger store format."""
+    result.meta["store_format"] = fmt
+    buffer = io.BytesIO()
+    result.save(buffer)
+    return buffer.getvalue()
+
+
+def test_8_a_result_of_a_newer_store_format_is_refused_by_name_and_kept(capsys, store):
+    from msa_core.runs.formats import NewerFormat
+    from msa_core.runs.interaction_runs import InteractionRequest, execute_interactions
+    from msa_core.runs.repair import repair
+
+    result = execute(small_request(), store)
+    fingerprint = result.meta["fingerprint"]
+    blob = newer(result)
+    store.results.set(fingerprint, blob)
+    request = InteractionRequest(parent=fingerprint, top=3, n_samples=4)
+    with pytest.raises(NewerFormat, match="newer msa_core .store format 99; this version reads 1"):
+        execute_interactions(request, store)
+    with pytest.raises(NewerFormat):
+        execute(small_request(), store)
+    code, _, err = cli(
+        capsys, "interactions", fingerprint[:10], "--cache-dir", str(store.directory)
+    )
+    assert code == 2 and "store format 99" in err and "Traceback" not in err
+    code, _, err = cli(capsys, "show", fingerprint[:10], "--cache-dir", str(store.directory))
+    assert code == 2 and "store format 99" in err
+    assert [entry["fingerprint"] for entry in store.list()] == [fingerprint]
+    repair(store.directory)
+    assert RunStore(store.directory).results.get(fingerprint) == blob
