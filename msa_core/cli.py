@@ -10,7 +10,9 @@ before torch is imported, so a bad argument is reported at once.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import re
 import signal
 import sqlite3
 import sys
@@ -75,6 +77,19 @@ def positive_number(what: str) -> Callable[[str], float]:
 
 
 positive_float = positive_number("a positive number of seconds")
+RAY_ADDRESS = re.compile(
+    r"^(auto|local|(ray://)?[A-Za-z0-9_.\-]+:[0-9]{1,5}|(ray://)?\[[0-9A-Fa-f:.]+\]:[0-9]{1,5})$"
+)
+
+
+def ray_address(text: str) -> str:
+    """An argparse type: a Ray cluster address (HOST:PORT, ray://HOST:PORT, auto or local)."""
+    if not RAY_ADDRESS.match(text):
+        raise argparse.ArgumentTypeError(
+            f"expected a Ray cluster address: HOST:PORT (e.g. 127.0.0.1:6379), ray://HOST:PORT, "
+            f"'auto' (a cluster started here with `ray start --head`) or 'local'; got {text!r}"
+        )
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -178,6 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"also write the result here ({', '.join(EXPORT_FORMATS)}, by suffix)",
     )
     run.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the --out file if it exists (a symlink is replaced, never written through)",
+    )
+    run.add_argument(
         "--backend",
         choices=("local", "ray"),
         default="local",
@@ -185,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--address",
+        type=ray_address,
         metavar="ADDR",
         help="Ray cluster address (with --backend ray; sets RAY_ADDRESS)",
     )
@@ -235,6 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--format", choices=EXPORT_FORMATS, help="format (default: from the suffix of --out)"
     )
+    export.add_argument(
+        "--force",
+        action="store_true",
+        help="replace --out if it exists (a symlink is replaced, never written through); without "
+        "it an existing file is refused",
+    )
 
     delete = commands.add_parser(
         "delete",
@@ -271,24 +298,46 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.showwarning = lambda message, *_, **__: print(
                 f"{prog}: warning: {message}", file=sys.stderr
             )
-            return COMMANDS[args.command](args)
+            code = COMMANDS[args.command](args)
+            sys.stdout.flush()  # a closed pipe is told here, not at exit
+            return code
+    except BrokenPipeError:  # `... | head`: the reader has what it wanted, the work is done
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except MSAInputError as err:
         parser.exit(2, f"{prog}: error: {err}\n")
     except sqlite3.DatabaseError as err:
-        where = args.cache_dir or "the run store"
-        option = f" --cache-dir {args.cache_dir}" if args.cache_dir else ""
-        parser.exit(
-            1,
-            f"{prog}: failed: the run store's database is damaged ({err}); "
-            f"`python -m msa_core store repair{option}` rebuilds {where} from its "
-            "result files\n",
-        )
-    except (OSError, RuntimeError) as err:
+        parser.exit(1, f"{prog}: failed: {_store_problem(err, args)}\n")
+    except OSError as err:
+        if err.errno in STORE_ERRNOS and _in_store(err, args):
+            parser.exit(1, f"{prog}: failed: {_store_problem(err, args)}\n")
+        parser.exit(1, f"{prog}: failed: {err}\n")
+    except RuntimeError as err:
         parser.exit(1, f"{prog}: failed: {err}\n")
     except KeyboardInterrupt:
         parser.exit(130, f"{prog}: interrupted; run the same command again to resume\n")
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+STORE_ERRNOS = (errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def _cache_dir(args: argparse.Namespace) -> Path:
+    from msa_core.runs.store import default_cache_dir
+
+    return Path(args.cache_dir) if getattr(args, "cache_dir", None) else default_cache_dir()
+
+
+def _in_store(err: OSError, args: argparse.Namespace) -> bool:
+    """Whether a failed file operation was on the run store's files (or names no file)."""
+    return err.filename is None or str(err.filename).startswith(str(_cache_dir(args)))
+
+
+def _store_problem(err: BaseException, args: argparse.Namespace) -> str:
+    from msa_core.runs.store import store_problem
+
+    return store_problem(err, _cache_dir(args))
 
 
 def interrupt(signum: int, frame: object) -> None:
@@ -327,7 +376,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.address and args.backend != "ray":
         raise MSAInputError("--address only applies to --backend ray")
     if args.out:
-        check_target(Path(args.out))
+        check_target(Path(args.out), overwrite=args.force)
     if args.address:
         os.environ["RAY_ADDRESS"] = args.address
     request = RunRequest(
@@ -341,9 +390,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         seed=args.seed,
         task=args.task,
     )
+    request.check_names()  # from the model's card: before its weights and data load
     store = _store(args)
     fingerprint = fingerprint_of(request)
-    if store.running(fingerprint):
+    stored_before = fingerprint in store
+    if not stored_before and store.running(fingerprint):
         print(
             f"another process is computing run {fingerprint[:12]}; waiting for its result",
             file=sys.stderr,
@@ -358,23 +409,30 @@ def cmd_run(args: argparse.Namespace) -> int:
             backend=args.backend,
             wait_seconds=args.wait,
         )
-    if not bar.updates:  # this process evaluated nothing
-        how = "found in the store (computed earlier or by another process)"
-    else:
-        resumed = (store.progress(fingerprint) or {}).get("resumed_from") or 0
+    written = export(result, args.out, overwrite=args.force) if args.out else None  # first
+    record = store.progress(fingerprint) or {}
+    if stored_before:
+        how = "found in the store (computed earlier)"
+    elif bar.updates or record.get("pid") == os.getpid():
+        resumed = record.get("resumed_from") or 0
         how = f"computed in {time.perf_counter() - started:.1f} s" + (
             f", resumed from a checkpoint at {resumed} of {result.n_evaluations} evaluations"
             if resumed
             else ""
         )
+    else:
+        how = "computed by another process (this one waited for its result)"
     print(
         f"run {fingerprint[:12]}: {how}; {result.n_players} units, "
         f"outputs {list(result.output_shape)}, {result.n_evaluations} evaluations, "
         f"{result.n_permutations} permutations, method {result.meta['method']}"
     )
-    print(f"stored in {store.directory} as run {fingerprint}")
-    if args.out:
-        print(f"written to {export(result, args.out)}")
+    if fingerprint in store:
+        print(f"stored in {store.directory} as run {fingerprint}")
+    else:
+        print(f"not stored in {store.directory} (the warning above says why)")
+    if written is not None:
+        print(f"written to {written}")
     return 0
 
 
@@ -441,23 +499,34 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from msa_core.runs.export import export
 
-    check_target(Path(args.out), args.format)
+    check_target(Path(args.out), args.format, args.force)
     result = _load(args)
-    print(f"written to {export(result, args.out, args.format)}")
+    print(f"written to {export(result, args.out, args.format, overwrite=args.force)}")
     return 0
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
+    from msa_core.runs.store import free_files
+
     if not args.runs and not args.all:
         raise MSAInputError("name the runs to delete (see `python -m msa_core list`) or give --all")
     if args.runs and args.all:
         raise MSAInputError("give either run ids or --all, not both")
-    store = _store(args)
-    fingerprints = (
-        [entry["fingerprint"] for entry in store.list()]
-        if args.all
-        else [store.resolve(prefix) for prefix in args.runs]
-    )
+    reader = _store(args, readonly=True)
+    fingerprints = None if args.all else [reader.resolve(prefix) for prefix in args.runs]
+    try:
+        store = _store(args)
+    except MSAInputError as err:  # a disk too full to open the databases: free the files first
+        if not isinstance(err.__cause__, (sqlite3.OperationalError, OSError)):
+            raise
+        freed = free_files(reader.directory, None if fingerprints is None else set(fingerprints))
+        print(f"freed {freed / 1e6:.1f} MB of result and checkpoint files")
+        store = _store(args)
+    if fingerprints is None:
+        for key in store.clear():
+            print(f"deleted {'interaction run' if key.startswith('ix:') else 'run'} {key[:12]}")
+        print(f"deleted every stored run, checkpoint and progress record in {store.directory}")
+        return 0
     for fingerprint in fingerprints:
         store.delete(fingerprint)
         print(f"deleted run {fingerprint[:12]}")
@@ -521,12 +590,13 @@ def _load(args: argparse.Namespace):
     return result
 
 
-def check_target(path: Path, fmt: str | None = None) -> None:
-    """``--out``: refuse, before any work, a path of unknown format or that cannot be written."""
+def check_target(path: Path, fmt: str | None = None, overwrite: bool = False) -> None:
+    """``--out``: refuse, before any work, a path of unknown format, that cannot be written, or
+    that exists (unless ``overwrite``: ``--force``)."""
     from msa_core.runs.export import check_target as check
 
     try:
-        check(path, fmt)
+        check(path, fmt, overwrite)
     except MSAInputError as err:
         raise MSAInputError(f"--out {path}: {err}") from None
 

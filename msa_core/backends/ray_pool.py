@@ -99,7 +99,12 @@ def connect(ray: ModuleType, address: str | None) -> None:
         ray.init(address=address, include_dashboard=False) if address else ray.init(
             include_dashboard=False
         )
-    except ConnectionError as err:
+    except ValueError as err:  # Ray's "Invalid address format"
+        raise MSAInputError(
+            f"{address!r} is not a Ray cluster address ({err}); allowed: HOST:PORT, "
+            "ray://HOST:PORT, 'auto' (a cluster started here with `ray start --head`) or 'local'"
+        ) from err
+    except (ConnectionError, RuntimeError) as err:
         raise MSAInputError(
             f"cannot reach the Ray cluster at {address!r} ({err}); start one with "
             "`ray start --head` and set RAY_ADDRESS to the address it prints"

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import diskcache
 import numpy as np
 import torch
 
@@ -22,7 +23,7 @@ from msa_core.result import ModesResult
 from msa_core.runs.budget import probe_game, progress_batch_size
 from msa_core.runs.preflight import check_run
 from msa_core.runs.request import RunRequest
-from msa_core.runs.store import RunStore
+from msa_core.runs.store import FULL_DISK_ADVICE, RunStore
 from msa_core.tasks import task_meta
 from msa_core.zoo.recipe import ZooGame
 
@@ -183,7 +184,8 @@ def execute(
     a checkpoint that cannot continue this run is dropped with a warning. A request that only raises
     the budget of a stored permutation-type run starts from that run's last checkpoint. Before
     evaluating, ``preflight.check_run`` refuses a budget that cannot finish or a full disk; a result
-    that cannot be stored (a full disk) is returned with a warning.
+    that cannot be stored (a full disk) is returned with a warning saying where its work is kept
+    (its progress record says "failed").
 
     Args:
         request: the run.
@@ -262,21 +264,47 @@ def execute(
         if loaded.task is not None:
             result.meta["task"] = task_meta(loaded.task.task)
         result.meta["versions"] = {**result.meta.get("versions", {}), "torch": torch.__version__}
+        finite = result.stderr[np.isfinite(result.stderr)]
+        final_stderr = float(finite.max()) if finite.size else None
         try:
-            store.put(fingerprint, result, request)
+            store.put(fingerprint, result, request, family)
+        except STORE_WRITE_ERRORS as err:
+            store.free_reserve(fingerprint)  # room for the record below and the lock's release
+            why = f"finished but could not be stored ({type(err).__name__}: {err})"
+            warnings.warn(
+                f"run {fingerprint[:12]} {why}; {kept_work(store, fingerprint)}", stacklevel=2
+            )
+            recorder.finish("failed", error=why, max_stderr=final_stderr)
+            return result
+        try:
             if plan.extendable:
                 store.keep_as_base(fingerprint, family)
             else:
                 store.drop_checkpoint(fingerprint)
-        except (OSError, sqlite3.OperationalError) as err:
+        except STORE_WRITE_ERRORS as err:  # the result is stored: only its checkpoint is left
             warnings.warn(
-                f"run {fingerprint[:12]} finished but could not be stored "
-                f"({type(err).__name__}: {err}); its last checkpoint is kept",
-                stacklevel=2,
+                f"run {fingerprint[:12]}: its checkpoint was not filed ({err})", stacklevel=2
             )
-        finite = result.stderr[np.isfinite(result.stderr)]
-        final_stderr = float(finite.max()) if finite.size else None
         recorder.finish(
             "done", done=result.n_evaluations, total=result.n_evaluations, max_stderr=final_stderr
         )
     return result
+
+
+STORE_WRITE_ERRORS = (MSAInputError, OSError, sqlite3.OperationalError, diskcache.Timeout)
+
+
+def kept_work(store: RunStore, fingerprint: str) -> str:
+    """Where the work of a run that could not be stored is kept, and how to get it back (a
+    sentence)."""
+    summary = store.checkpoint_summary(fingerprint)
+    where = (
+        f"its last saved checkpoint ({summary.used} of {summary.plan.budget} evaluations) is kept "
+        f"in {store.directory}, so the same command resumes from there"
+        if summary is not None
+        else f"it has no saved checkpoint in {store.directory}, so the same command starts over"
+    )
+    return (
+        "the result is still returned (the CLI writes its --out file); "
+        f"{where} once the store has room ({FULL_DISK_ADVICE.format(option='')})"
+    )

@@ -18,7 +18,9 @@ import copy
 import csv
 import os
 import tempfile
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +36,11 @@ Progress = Callable[[int, int], None]  # (rows written, rows in all)
 
 
 def export(
-    result: ModesResult, path: str | Path, fmt: str | None = None, progress: Progress | None = None
+    result: ModesResult,
+    path: str | Path,
+    fmt: str | None = None,
+    progress: Progress | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write ``result`` to ``path`` as ``fmt`` (default: the path's suffix); returns the path
     written, which is always ``path`` itself.
@@ -42,37 +48,77 @@ def export(
     ``html`` is the run's report (``msa_core.runs.report``: facts, numbers and every figure;
     plotly.js inlined, works offline); ``png``/``svg`` render its heatmap, sized to show every
     label, with kaleido and the system's Chromium. progress: called with (rows written, rows in
-    all) while a CSV is written. Raises ``MSAInputError`` as ``check_target`` does.
+    all) while a CSV is written. The file is written beside ``path`` and moved into place whole:
+    an existing file (or symlink) at ``path`` is refused unless ``overwrite``, and then replaced,
+    never written through (a symlink's target is never touched). Raises ``MSAInputError`` as
+    ``check_target`` does.
     """
     path = Path(path)
-    fmt = check_target(path, fmt)
-    if fmt == "npz":
-        with open(path, "wb") as handle:  # numpy appends ".npz" to a path that lacks it
-            result.save(handle)
-    elif fmt == "csv":
-        write_csv(result, path, progress)
-    elif fmt == "html":
-        from msa_core.runs.report import report_html
+    fmt = check_target(path, fmt, overwrite)
+    with _replacing(path, overwrite) as partial:
+        if fmt == "npz":
+            with open(partial, "wb") as handle:  # numpy appends ".npz" to a path that lacks it
+                result.save(handle)
+        elif fmt == "csv":
+            write_csv(result, partial, progress)
+        elif fmt == "html":
+            from msa_core.runs.report import report_html
 
-        path.write_text(report_html(result), encoding="utf-8")
-    else:
-        path.write_bytes(figure_bytes(figure(result), fmt))
+            partial.write_text(report_html(result), encoding="utf-8")
+        else:
+            partial.write_bytes(figure_bytes(figure(result), fmt))
     return path
 
 
-def check_target(path: Path, fmt: str | None = None) -> str:
+@contextmanager
+def _replacing(path: Path, overwrite: bool) -> Iterator[Path]:
+    """A fresh file beside ``path`` for the body to write; then moved to ``path`` in one step
+    (replacing what is there only if ``overwrite``), or removed when the body raises.
+
+    Raises:
+        MSAInputError: ``path`` appeared meanwhile and ``overwrite`` is false.
+    """
+    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.partial")
+    partial.touch(exist_ok=False)  # created here, never a link planted in advance
+    try:
+        yield partial
+        if overwrite:
+            os.replace(partial, path)  # replaces a symlink itself, never its target
+        else:
+            try:
+                os.link(partial, path)  # fails if anything is at path by now
+            except FileExistsError:
+                raise MSAInputError(_exists(path)) from None
+            except OSError:  # a file system without hard links: check, then move
+                if path.exists() or path.is_symlink():
+                    raise MSAInputError(_exists(path)) from None
+                os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _exists(path: Path) -> str:
+    what = "a symlink" if path.is_symlink() else "a file"
+    return (
+        f"{path} already exists ({what}); choose another name, or give --force to replace it "
+        "(a symlink is replaced itself, never written through)"
+    )
+
+
+def check_target(path: Path, fmt: str | None = None, overwrite: bool = False) -> str:
     """The format to write ``path`` in, after checking (before any work) that it can be written.
 
     Args:
         path: the file to write.
         fmt: one of ``FORMATS``, or None for the path's suffix.
+        overwrite: whether an existing file (or symlink) at ``path`` may be replaced.
     Returns:
         The format.
     Raises:
         MSAInputError: unknown format; a suffix naming another format than ``fmt``; a folder; a
-        missing or unwritable folder; an existing file that cannot be overwritten.
+        missing or unwritable folder; an existing file or symlink without ``overwrite``.
     """
-    if path.is_dir():
+    if path.is_dir() and not path.is_symlink():
         raise MSAInputError(
             f"cannot write {path}: it is a folder; give a file name such as "
             f"{path / ('result.' + (fmt or 'npz'))}"
@@ -98,8 +144,8 @@ def check_target(path: Path, fmt: str | None = None) -> str:
         raise MSAInputError(
             f"cannot write {path}: cannot create files in {path.parent} ({err.strerror})"
         ) from None
-    if path.exists() and not os.access(path, os.W_OK):
-        raise MSAInputError(f"cannot write {path}: the file exists and is not writable")
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise MSAInputError(_exists(path))
     return fmt
 
 

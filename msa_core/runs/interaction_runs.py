@@ -40,14 +40,13 @@ from msa_core.interaction_result import InteractionResult
 from msa_core.result import ModesResult
 from msa_core.runs.execute import ProgressRecorder, checkpoint_seconds_default
 from msa_core.runs.formats import NewerFormat, check_format
-from msa_core.runs.repair import INTERACTION_INDEX, INTERACTION_KEY
 from msa_core.runs.request import RunRequest
-from msa_core.runs.store import UNREADABLE, RunStore
+from msa_core.runs.store import INTERACTION_INDEX, INTERACTION_KEY, UNREADABLE, RunStore
 from msa_core.version import __version__
 from msa_core.zoo.recipe import ZooGame
 
 INTERACTION_FORMAT = 2  # bump when stored interaction entries change meaning
-KEY_PREFIX, INDEX_PREFIX = INTERACTION_KEY, INTERACTION_INDEX  # the store's repair knows them too
+KEY_PREFIX, INDEX_PREFIX = INTERACTION_KEY, INTERACTION_INDEX  # the store owns its key layout
 DEFAULT_COST = 2.0  # evaluations of an interaction run, as a multiple of the parent run's
 EXPORT_FORMATS = ("npz", "csv")
 Progress = Callable[[int, int], None]

@@ -27,15 +27,15 @@ from msa_core.runs.request import STORE_FORMAT
 from msa_core.runs.rows import RowReader, UnreadableRow, safe_file, value_files, value_of
 from msa_core.runs.store import (
     FINGERPRINT,
+    INTERACTION_INDEX,
+    INTERACTION_KEY,
     UNREADABLE,
+    WORK_PREFIXES,
     RunStore,
     index_entry,
     npz_arrays,
     stale_because,
 )
-
-INTERACTION_KEY, INTERACTION_INDEX = "ix:", "ixindex:"  # msa_core.runs.interaction_runs' rows
-WORK_PREFIXES = ("index:", "ckpt:", "progress:", "lock:", INTERACTION_INDEX)
 
 
 @dataclass

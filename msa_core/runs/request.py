@@ -16,7 +16,7 @@ from msa_core.estimators.plan import METHODS, RunPlan, evaluation_budget
 from msa_core.lesion.game import LESIONS
 from msa_core.lesion.inputs import Inputs
 from msa_core.version import __version__
-from msa_core.zoo import LoadedModel, load_model
+from msa_core.zoo import HF_PREFIX, LoadedModel, get_card, load_model
 from msa_core.zoo.weights import tensor_digest
 
 STORE_FORMAT = 1  # bump when stored entries change meaning; older entries are then recomputed
@@ -72,6 +72,27 @@ class RunRequest:
         if self.task is not None and (not isinstance(self.task, str) or not self.task):
             raise MSAInputError(
                 f"task must be a task file path or a bundled task name; got {self.task!r}"
+            )
+
+    def check_names(self) -> None:
+        """Refuse an unknown model, granularity or output from the model's card alone, before any
+        weights or data load (an ``hf:`` folder's are checked as it loads).
+
+        Raises:
+            MSAInputError: naming what is unknown and what is allowed.
+        """
+        if self.model.startswith(HF_PREFIX):
+            return
+        card = get_card(self.model)
+        if self.units is not None and self.units not in card.granularities:
+            raise MSAInputError(
+                f"model {self.model!r} has no granularity {self.units!r}; "
+                f"allowed: {', '.join(card.granularities)}"
+            )
+        if self.task is None and self.output is not None and self.output not in card.outputs:
+            raise MSAInputError(
+                f"model {self.model!r} has no output {self.output!r}; "
+                f"allowed: {', '.join(card.outputs)}"
             )
 
     def load(self) -> LoadedModel:

@@ -27,6 +27,8 @@ rebuilds its index from the result files.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import json
 import os
@@ -56,7 +58,10 @@ from msa_core.runs.request import STORE_FORMAT, RunRequest
 from msa_core.runs.rows import RowReader, UnreadableRow, repair_hint, safe_file
 from msa_core.runs.signals import signals_deferred
 
+INTERACTION_KEY, INTERACTION_INDEX = "ix:", "ixindex:"  # msa_core.runs.interaction_runs' rows
+WORK_PREFIXES = ("index:", "ckpt:", "progress:", "lock:", INTERACTION_INDEX)  # every work/ key
 DEFAULT_SIZE_LIMIT = 2 << 30  # bytes of finished results kept before the least recently used go
+MIN_SIZE_LIMIT = 64 << 20  # the smallest $MSA_CACHE_SIZE_LIMIT accepted
 UNREADABLE = (
     MSAInputError,
     OSError,
@@ -70,6 +75,27 @@ HEARTBEAT_SECONDS = 5.0  # a lock holder rewrites its heartbeat this often
 DEFAULT_STALE_SECONDS = 60.0  # a lock whose heartbeat is older is broken ($MSA_LOCK_STALE_SECONDS)
 SAVE_ATTEMPTS = 3  # a failed checkpoint write is tried this often before the run goes on without it
 SAVE_RETRY_SECONDS = 0.5
+RESERVE_BYTES = 1 << 20  # disk set aside while a run holds its lock (see ``RunStore._reserve``)
+
+
+def cache_size_limit() -> int:
+    """Bytes of finished results a store keeps: ``$MSA_CACHE_SIZE_LIMIT``, else 2 GiB.
+
+    Raises:
+        MSAInputError: the variable is not a whole number of bytes (digits only) of at least
+            ``MIN_SIZE_LIMIT`` (64 MiB: a smaller store would evict the run it just stored).
+    """
+    raw = os.environ.get("MSA_CACHE_SIZE_LIMIT")
+    if raw is None:
+        return DEFAULT_SIZE_LIMIT
+    limit = int(raw.strip()) if raw.strip().isdigit() else -1
+    if limit < MIN_SIZE_LIMIT:
+        raise MSAInputError(
+            f"MSA_CACHE_SIZE_LIMIT must be a whole number of bytes (digits only) of at least "
+            f"{MIN_SIZE_LIMIT} (64 MiB), e.g. {DEFAULT_SIZE_LIMIT} for the default 2 GiB; got "
+            f"{raw!r}"
+        )
+    return limit
 
 
 def default_cache_dir() -> Path:
@@ -108,7 +134,25 @@ class RawDisk(diskcache.Disk):
     def store(self, value: Any, read: bool, key: Any = diskcache.core.UNKNOWN) -> tuple:
         if type(value) not in (str, bytes, int, float):
             raise TypeError(f"run store values are str/bytes/int/float, got {type(value).__name__}")
-        return super().store(value, read, key)
+        stored = super().store(value, read, key)
+        self.written.filename = stored[2]  # None: kept in its row
+        return stored
+
+    @property
+    def written(self) -> threading.local:
+        """This thread's last value file written (``.filename``), until its row names it."""
+        if "_written" not in self.__dict__:
+            self.__dict__["_written"] = threading.local()
+        return cast(threading.local, self.__dict__["_written"])
+
+    def _write(self, full_path: str, iterator: Any, mode: str, encoding: str | None = None) -> int:
+        """Write a value file; one that cannot be written whole (a full disk) is removed."""
+        try:
+            return cast(int, super()._write(full_path, iterator, mode, encoding))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.remove(full_path)
+            raise
 
     def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> Any:
         if mode == diskcache.core.MODE_PICKLE:
@@ -200,12 +244,30 @@ class RawCache(diskcache.Cache):
     left open, no value file without its row)."""
 
     def set(self, *args: Any, **kwargs: Any) -> bool:
-        with signals_deferred():
+        with signals_deferred(), self._no_orphan():
             return super().set(*args, **kwargs)
 
     def add(self, *args: Any, **kwargs: Any) -> bool:
-        with signals_deferred():
+        with signals_deferred(), self._no_orphan():
             return super().add(*args, **kwargs)
+
+    @contextmanager
+    def _no_orphan(self) -> Iterator[None]:
+        """Remove the value file a failed write left without its row (the disk filled up)."""
+        written = cast(RawDisk, self._disk).written
+        written.filename = None
+        try:
+            yield
+        except BaseException:
+            filename = getattr(written, "filename", None)
+            if filename is not None:
+                with contextlib.suppress(sqlite3.Error):  # unsure: the file stays
+                    named = self._sql("SELECT 1 FROM Cache WHERE filename = ?", (filename,))
+                    if named.fetchone() is None:
+                        self._disk.remove(filename)
+            raise
+        finally:
+            written.filename = None
 
     def delete(self, *args: Any, **kwargs: Any) -> bool:
         with signals_deferred():
@@ -221,22 +283,94 @@ class RawCache(diskcache.Cache):
             yield
 
 
+FULL_DISK_ADVICE = (
+    "free space (`python -m msa_core delete --all{option}` removes every stored run with its "
+    "checkpoints; `delete RUN` one run) and run the command again: an interrupted run resumes "
+    "from its last saved checkpoint"
+)
+
+
+def store_problem(err: BaseException, directory: Path) -> str:
+    """What a failed write or open of the store at ``directory`` means, and what to do (a
+    sentence): a full disk, a folder this user cannot write, or else a damaged database."""
+    text = str(err).lower()
+    option = f" --cache-dir {directory}"
+    if getattr(err, "errno", None) == errno.ENOSPC or "full" in text:
+        return f"the disk holding the run store {directory} is full ({err}); " + (
+            FULL_DISK_ADVICE.format(option=option)
+        )
+    if (
+        getattr(err, "errno", None) in (errno.EACCES, errno.EPERM, errno.EROFS)
+        or "readonly" in text
+        or "read-only" in text
+        or not _writable_folder(directory)
+    ):
+        return (
+            f"the run store {directory} is read-only for this user ({err}); give this user write "
+            "permission on it, or use a writable folder (--cache-dir / $MSA_CACHE_DIR). Reading "
+            "commands (list, show, export) work as they are"
+        )
+    return (
+        f"the run store's database in {directory} is damaged ({err}); "
+        f"{repair_hint(directory)} rebuilds it from the result files"
+    )
+
+
+def _writable_folder(directory: Path) -> bool:
+    """Whether this user may write the store's folders and databases (those that exist)."""
+    paths = [directory, *(directory / name for name in ("results", "work"))]
+    paths += [path / "cache.db" for path in paths[1:]]
+    return all(os.access(path, os.W_OK) for path in paths if path.exists())
+
+
+def free_files(directory: Path, owners: set[str] | None = None) -> int:
+    """Remove the value files of runs about to be deleted, through read-only connections: a disk
+    too full for the store's databases to open gets the space back first. Their rows, until
+    deleted, read as missing (that entry alone is then dropped).
+
+    Args:
+        directory: the store.
+        owners: the fingerprints (or interaction keys) whose results, checkpoints and records go;
+            None: every entry (family base checkpoints included).
+
+    Returns:
+        Bytes freed. Runs in progress (a live lock) keep their files.
+    """
+    readers = {name: RowReader(directory / name) for name in ("results", "work")}
+    running = set()
+    for key in readers["work"].keys("lock:"):
+        with contextlib.suppress(UnreadableRow, ValueError, TypeError):
+            held = json.loads(readers["work"].get(key))
+            if isinstance(held, dict) and stale_because(held) is None:
+                running.add(key[len("lock:") :])
+    freed = 0
+    for name, reader in readers.items():
+        for row in reader.rows():
+            if not isinstance(row.key, str) or row.key.startswith("lock:"):
+                continue
+            owner = row.key if name == "results" else row.key.partition(":")[2]
+            wanted = owners is None or owner in owners
+            path = safe_file(reader.folder, row.filename)
+            if wanted and owner not in running and path is not None and path.exists():
+                freed += path.stat().st_size
+                path.unlink()
+    return freed
+
+
 def open_cache(folder: Path, **settings: Any) -> diskcache.Cache:
-    """A writable diskcache of raw values; a damaged database is an ``MSAInputError`` naming the
-    repair."""
+    """A writable diskcache of raw values; a database that cannot be opened is an ``MSAInputError``
+    saying why (read-only, a full disk, or damaged: then naming the repair)."""
     try:
         return RawCache(folder, disk=RawDisk, **settings)
-    except sqlite3.DatabaseError as err:
-        raise MSAInputError(
-            f"the run store's database {folder / 'cache.db'} is damaged ({err}); "
-            f"{repair_hint(folder.parent)} rebuilds it from the result files"
-        ) from err
+    except (sqlite3.DatabaseError, OSError) as err:
+        raise MSAInputError(store_problem(err, folder.parent)) from err
 
 
 class RunStore:
     """Results, checkpoints and progress of MSA runs in one directory, safe for many processes.
 
-    ``size_limit``: bytes of finished results kept (default ``$MSA_CACHE_SIZE_LIMIT`` or 2 GiB).
+    ``size_limit``: bytes of finished results kept (default ``cache_size_limit()``: checked here,
+    before any work).
     ``readonly``: read through read-only connections (never writes, not even to a full disk; a
     missing folder reads as an empty store); the methods that write raise ``MSAInputError``.
     """
@@ -248,10 +382,15 @@ class RunStore:
         readonly: bool = False,
     ):
         self.directory = Path(directory) if directory else default_cache_dir()
-        self.size_limit = size_limit or int(
-            os.environ.get("MSA_CACHE_SIZE_LIMIT", DEFAULT_SIZE_LIMIT)
-        )
+        if size_limit is not None and (
+            isinstance(size_limit, bool) or not isinstance(size_limit, int) or size_limit <= 0
+        ):
+            raise MSAInputError(
+                f"size_limit must be a positive number of bytes; got {size_limit!r}"
+            )
+        self.size_limit = size_limit or cache_size_limit()
         self.readonly = readonly
+        self._reserves: dict[str, Path] = {}  # fingerprint: its reserve file, while locked here
         self.results: Any
         self.work: Any
         if readonly:
@@ -270,6 +409,8 @@ class RunStore:
                 )
                 self.work = open_cache(self.directory / "work", eviction_policy="none")
             except OSError as err:
+                if not _writable_folder(self.directory) or err.errno == errno.ENOSPC:
+                    raise MSAInputError(store_problem(err, self.directory)) from err
                 raise MSAInputError(f"cannot use {self.directory} as the run cache: {err}") from err
         # read-only views for listing keys (a writable store shares its databases with writers)
         self.rows = {
@@ -326,19 +467,30 @@ class RunStore:
     def __contains__(self, fingerprint: str) -> bool:
         return fingerprint in self.results
 
-    def put(self, fingerprint: str, result: ModesResult, request: RunRequest) -> None:
-        """Store a finished result and its index entry."""
+    def put(
+        self, fingerprint: str, result: ModesResult, request: RunRequest, family: str | None = None
+    ) -> None:
+        """Store a finished result and its index entry (``family``: the fingerprint of the run's
+        family, whose base checkpoint ``delete`` removes with the family's last run).
+
+        Raises:
+            MSAInputError: the result is larger than ``size_limit`` (it would be evicted at once).
+            OSError, sqlite3.OperationalError: the disk refused the write.
+        """
         self._writable("store a result")
         result.meta.update(
             store_format=STORE_FORMAT, fingerprint=fingerprint, request=request.to_dict()
         )
         buffer = io.BytesIO()
         result.save(buffer)
+        if buffer.getbuffer().nbytes > self.size_limit:  # it would be evicted as it is stored
+            raise MSAInputError(
+                f"run {fingerprint[:12]} takes {buffer.getbuffer().nbytes / 1e6:.1f} MB, more than "
+                f"the store keeps ({self.size_limit / 1e6:.1f} MB: $MSA_CACHE_SIZE_LIMIT)"
+            )
         self.results.set(fingerprint, buffer.getvalue())
-        self.work.set(
-            f"index:{fingerprint}",
-            json.dumps(index_entry(result, time.time(), buffer.getbuffer().nbytes)),
-        )
+        entry = index_entry(result, time.time(), buffer.getbuffer().nbytes)
+        self.work.set(f"index:{fingerprint}", json.dumps({**entry, "family": family}))
 
     def list(self) -> list[dict[str, Any]]:
         """Index entries of the stored results, newest first; never writes.
@@ -399,9 +551,53 @@ class RunStore:
             raise MSAInputError(
                 f"run {fingerprint[:12]} is in progress; cancel it before deleting it"
             )
-        self.results.delete(fingerprint)
+        families = self._families()
+        family = families.pop(fingerprint, None)
+        self._free(self.results, fingerprint)
         for prefix in ("index", "ckpt", "progress"):
-            self.work.delete(f"{prefix}:{fingerprint}")
+            self._free(self.work, f"{prefix}:{fingerprint}")
+        if family is not None and family not in families.values():
+            self._free(self.results, f"base:{family}")  # the family's last run: its base goes too
+
+    def _families(self) -> dict[str, str]:
+        """The family of each run whose index entry records one (fingerprint: family)."""
+        families = {}
+        for key in self.rows["work"].keys("index:"):
+            with contextlib.suppress(UnreadableRow, ValueError, TypeError, AttributeError):
+                family = json.loads(self.rows["work"].get(key)).get("family")
+                if isinstance(family, str):
+                    families[key[len("index:") :]] = family
+        return families
+
+    def clear(self) -> tuple[str, ...]:
+        """Delete every stored run and interaction run with their index entries, checkpoints,
+        progress records and the family base checkpoints, except what runs in progress use.
+
+        Returns:
+            The fingerprints of the runs and the keys (``ix:...``) of the interaction runs deleted.
+        """
+        self._writable("delete runs")
+        deleted: tuple[str, ...] = ()
+        for key in tuple(self.rows["results"].keys()):
+            if not key.startswith("base:") and self.running(key):
+                continue
+            self._free(self.results, key)
+            if FINGERPRINT.match(key) or key.startswith(INTERACTION_KEY):
+                deleted += (key,)
+        for key in tuple(self.rows["work"].keys()):
+            prefix, _, owner = key.partition(":")
+            if prefix == "lock" or self.running(owner):
+                continue
+            self._free(self.work, key)
+        return deleted
+
+    def _free(self, cache: diskcache.Cache, key: str) -> None:
+        """Delete a row, its value file first: a full disk, which may refuse to change the
+        database, still gets the file's space back (the row, if left, reads as missing)."""
+        row = self.rows["results" if cache is self.results else "work"].row(key)
+        if row is not None and row.filename and safe_file(cache.directory, row.filename):
+            cache._disk.remove(row.filename)
+        cache.delete(key)
 
     def volume(self) -> int:
         """Bytes the finished results take on disk (what ``size_limit`` bounds)."""
@@ -427,6 +623,14 @@ class RunStore:
         on_save: Callable[[State], None] | None = None,
     ) -> StoreCheckpoint:
         return StoreCheckpoint(self, fingerprint, every_seconds, on_save)
+
+    def checkpoint_summary(self, fingerprint: str) -> CheckpointSummary | None:
+        """The run's saved checkpoint, read (None: none, or unreadable); never writes."""
+        try:
+            blob = self.rows["work"].get(f"ckpt:{fingerprint}")
+            return CheckpointSummary.of(npz_arrays(blob)) if blob is not None else None
+        except (UnreadableRow, *UNREADABLE):
+            return None
 
     def has_checkpoint(self, fingerprint: str) -> bool:
         return f"ckpt:{fingerprint}" in self.work
@@ -547,14 +751,44 @@ class RunStore:
             name=f"msa-lock-{fingerprint[:8]}",
         )
         beat.start()
+        self._reserve(fingerprint, token)
         try:
             yield
         finally:
             stop.set()
             beat.join()
-            with self.work.transact():
-                if (self.holder(fingerprint) or {}).get("token") == token:
-                    self.work.delete(key)
+            self.free_reserve(fingerprint)
+            try:
+                with self.work.transact():
+                    if (self.holder(fingerprint) or {}).get("token") == token:
+                        self.work.delete(key)
+            except (OSError, sqlite3.OperationalError, diskcache.Timeout) as err:
+                warnings.warn(
+                    f"the lock of run {fingerprint[:12]} could not be released "
+                    f"({type(err).__name__}: {err}); the next process to run it breaks it once "
+                    f"this one (pid {os.getpid()}) has exited",
+                    stacklevel=3,
+                )
+
+    def _reserve(self, fingerprint: str, token: str) -> Path | None:
+        """Set ``RESERVE_BYTES`` of disk aside for as long as the run's lock is held (None when
+        the disk has not even that): ``free_reserve`` gives it back when a write fails, so the
+        progress record and the lock's release are written even on a disk that filled up."""
+        path = self.directory / f".reserve-{token}"
+        try:
+            with open(path, "xb") as handle:
+                handle.write(bytes(RESERVE_BYTES))
+        except OSError:
+            path.unlink(missing_ok=True)
+            return None
+        self._reserves[fingerprint] = path
+        return path
+
+    def free_reserve(self, fingerprint: str) -> None:
+        """Give back the disk space set aside while the run's lock is held (see ``_reserve``)."""
+        path = self._reserves.pop(fingerprint, None)
+        if path is not None:
+            path.unlink(missing_ok=True)
 
     def _heartbeat(self, key: str, token: str, stop: threading.Event) -> None:
         """Rewrite the lock's heartbeat until ``stop`` (only while the lock is still ours)."""

@@ -9,8 +9,13 @@ errors and messages.
 """
 
 import copy
+import errno
 import io
+import os
+import shutil
 import signal
+import sqlite3
+import subprocess
 import sys
 import time
 import warnings
@@ -20,7 +25,7 @@ import numpy as np
 import pytest
 from runs_support import small_request, start_cli
 
-from msa_core import UnanimityGame, shapley_modes
+from msa_core import ModesResult, UnanimityGame, shapley_modes
 from msa_core.cli import interrupt, main
 from msa_core.estimators.checkpoint import State
 from msa_core.runs import RunRequest, RunStore, execute, fingerprint_of
@@ -279,3 +284,120 @@ def test_8_a_result_of_a_newer_store_format_is_refused_by_name_and_kept(capsys, 
     assert [entry["fingerprint"] for entry in store.list()] == [fingerprint]
     repair(store.directory)
     assert RunStore(store.directory).results.get(fingerprint) == blob
+
+
+# -- (5, 6) a full disk near the end of a run ------------------------------------------------------
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 12 MB tmpfs (needs the right to mount: root in CI); unmounted afterwards."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(disk)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def fill(disk: Path) -> None:
+    """Fill the disk to the last byte."""
+    with open(disk / "filler", "ab") as handle:
+        try:
+            while True:
+                handle.write(b"\0" * (1 << 16))
+                handle.flush()
+        except OSError:
+            pass
+    os.sync()
+
+
+def orphans(store: RunStore) -> list[Path]:
+    """Value files of the store that no row names."""
+    from msa_core.runs.rows import RowReader, value_files
+
+    orphaned = []
+    for name in ("results", "work"):
+        rows = RowReader(store.directory / name)
+        named = {store.directory / name / row.filename for row in rows.rows() if row.filename}
+        orphaned += [path for path in value_files(store.directory / name) if path not in named]
+    return orphaned
+
+
+def test_5_6_a_disk_filling_up_near_the_end_loses_no_result_and_delete_frees_it(
+    capsys, small_disk, tmp_path, monkeypatch
+):
+    """A CLI run whose disk fills up half way: its --out file is written, the message says where
+    the work is kept and how to resume; no lock and no orphan file are left; `delete --all` frees
+    the space, and the rerun resumes to the uninterrupted result."""
+    from msa_core import cli as cli_module
+
+    cache = small_disk / "cache"
+    out = tmp_path / "r.npz"
+    args = ["run", "--model", SIGNAL_MODEL, "--method", "permutation", "--permutations", "400"]
+    args += ["--seed", "5", "--cache-dir", str(cache), "--quiet"]
+    execute(signal_request(200), RunStore(cache))  # a stored run and its base checkpoint
+    update = cli_module._ProgressBar.update
+
+    def filling(bar, done: int, total: int) -> None:
+        if done > total // 2 and not (small_disk / "filler").exists():
+            fill(small_disk)
+        update(bar, done, total)
+
+    monkeypatch.setattr(cli_module._ProgressBar, "update", filling)
+    monkeypatch.setenv("MSA_CHECKPOINT_SECONDS", "0.01")
+    code, stdout, err = cli(capsys, *args, "--out", str(out))
+    assert code == 0, err
+    assert "finished but could not be stored" in err and "resumes from there" in err
+    assert "not stored in" in stdout and f"written to {out}" in stdout
+    whole = execute(signal_request(400), RunStore(tmp_path / "whole"))
+    written = ModesResult.load(out)
+    assert np.array_equal(written.modes, whole.modes)
+    store = RunStore(cache, readonly=True)
+    fingerprint = fingerprint_of(signal_request(400))
+    assert store.holder(fingerprint) is None and orphans(store) == []
+    assert store.progress(fingerprint)["state"] == "failed"
+    (small_disk / "filler").unlink()
+    fill(small_disk)  # full again: delete --all must still free the space it promises
+    before = shutil.disk_usage(small_disk).used
+    code, stdout, err = cli(capsys, "delete", "--all", "--cache-dir", str(cache))
+    assert code == 0, err
+    assert shutil.disk_usage(small_disk).used < before - 400_000, stdout
+    assert not any(RunStore(cache, readonly=True).rows["results"].keys())  # base checkpoints too
+    (small_disk / "filler").unlink()
+    monkeypatch.setattr(cli_module._ProgressBar, "update", update)
+    code, stdout, err = cli(capsys, *args, "--out", str(out), "--force")
+    assert code == 0 and "stored in" in stdout, err
+    assert np.array_equal(ModesResult.load(out).modes, whole.modes)
+
+
+def test_5_a_failed_store_write_leaves_no_value_file_behind(store, monkeypatch):
+    """Simulated ENOSPC half way through a value file (runs without a tmpfs): the file goes."""
+    from msa_core.runs import store as store_module
+
+    def half_then_full(self, full_path, iterator, mode, encoding=None):
+        os.makedirs(os.path.dirname(full_path), exist_ok=True)
+        with open(full_path, mode) as handle:
+            handle.write(next(iter(iterator))[:100])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store_module.diskcache.Disk, "_write", half_then_full)
+    with pytest.raises(OSError, match="No space"):
+        store.results.set("f" * 64, b"x" * 100_000)
+    assert orphans(store) == [] and "f" * 64 not in store.results
+
+
+def test_5_a_full_disk_or_a_read_only_store_is_named_as_such_not_as_damage(tmp_path):
+    """(19) too: the CLI's message for each failure of the store."""
+    from msa_core.runs.store import store_problem
+
+    folder = tmp_path / "cache"
+    full = store_problem(sqlite3.OperationalError("database or disk is full"), folder)
+    assert "is full" in full and "delete --all" in full and "damaged" not in full
+    readonly = store_problem(
+        sqlite3.OperationalError("attempt to write a readonly database"), folder
+    )
+    assert "read-only" in readonly and "repair" not in readonly
+    damaged = store_problem(sqlite3.DatabaseError("file is not a database"), folder)
+    assert "damaged" in damaged and "store repair" in damaged
