@@ -63,10 +63,13 @@ def _fetched_card(name: str, folder: str) -> ModelCard:
 
 
 def get_card(name: str) -> ModelCard:
-    """The card of ``name``, or a clear error listing the bundled models."""
-    fetched = {card.name: card for card in fetched_cards()} if name not in CARDS else {}
-    if name in fetched:
-        return fetched[name]
+    """The card of ``name``, or a clear error listing the bundled models (told before any
+    fetched model's card is read, which imports transformers)."""
+    from msa_core.zoo.fetch import fetched
+
+    folder = next((str(path) for item, path in fetched() if item.name == name), None)
+    if name not in CARDS and folder is not None:
+        return _fetched_card(name, folder)
     if name not in CARDS:
         from msa_core.zoo.fetch import FETCHABLE
 
@@ -80,8 +83,11 @@ def get_card(name: str) -> ModelCard:
         )
         if hint:
             raise MSAInputError(f"model {name!r} is not in the model store{hint}")
+        known = sorted(
+            [*(c.name for c in CARDS.values() if c.bundled), *(i.name for i, _ in fetched())]
+        )
         raise MSAInputError(
-            f"unknown model {name!r}; bundled: {', '.join(c.name for c in list_models())}; "
+            f"unknown model {name!r}; bundled: {', '.join(known)}; "
             f"or a local Hugging Face checkpoint folder as '{HF_PREFIX}/path/to/folder'"
         )
     return CARDS[name]
