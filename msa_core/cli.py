@@ -25,6 +25,7 @@ from typing import Any
 from msa_core import interactions_cli
 from msa_core.errors import MSAInputError
 from msa_core.names import EXPORT_FORMATS, LESIONS, MAX_SEED, METHODS
+from msa_core.paths import default_cache_dir
 
 EXAMPLES = """\
 examples:
@@ -324,8 +325,6 @@ STORE_ERRNOS = (errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 def _cache_dir(args: argparse.Namespace) -> Path:
-    from msa_core.runs.store import default_cache_dir
-
     return Path(args.cache_dir) if getattr(args, "cache_dir", None) else default_cache_dir()
 
 
@@ -421,7 +420,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             else ""
         )
     else:
-        how = "computed by another process (this one waited for its result)"
+        how = "found in the store (computed by another process while this one waited)"
     print(
         f"run {fingerprint[:12]}: {how}; {result.n_players} units, "
         f"outputs {list(result.output_shape)}, {result.n_evaluations} evaluations, "
@@ -535,7 +534,6 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 def cmd_store(args: argparse.Namespace) -> int:
     from msa_core.runs.repair import check, repair
-    from msa_core.runs.store import default_cache_dir
 
     directory = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     if args.action == "check":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 EPILOG = """\
@@ -74,6 +75,7 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         "--seed", type=seed_int, default=0, metavar="S", help="random seed (default 0)"
     )
     parser.add_argument("--out", metavar="PATH", help="also write the result here (.npz or .csv)")
+    parser.add_argument("--force", action="store_true", help="replace the --out file if it exists")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -85,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     from msa_core.runs.interaction_runs import (
         EXPORT_FORMATS,
         InteractionRequest,
+        check_interaction_target,
         execute_interactions,
         export_interactions,
         resolve_interactions,
@@ -95,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
         raise MSAInputError(
             f"--out {args.out}: allowed suffixes: {', '.join('.' + f for f in EXPORT_FORMATS)}"
         )
+    if args.out:
+        check_interaction_target(Path(args.out), overwrite=args.force)
     store = _store(args)
     started = time.perf_counter()
     if args.run.startswith("ix:"):
@@ -120,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
             else "found in the store"
         )
         key = result.meta["key"]
+    written = export_interactions(result, args.out, overwrite=args.force) if args.out else None
     meta = result.meta
     print(
         f"interaction run {key[:15]}: {how}; {result.n_units} units ({len(result.pairs())} pairs) "
@@ -136,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
             f"  {row['unit a']} x {row['unit b']}: strength {row['strength']:.4g}, "
             f"summed {row['summed']:+.4g}"
         )
-    if args.out:
-        print(f"written to {export_interactions(result, args.out)}")
+    if written is not None:
+        print(f"written to {written}")
     sys.stdout.flush()
     return 0

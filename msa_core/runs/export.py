@@ -55,7 +55,7 @@ def export(
     """
     path = Path(path)
     fmt = check_target(path, fmt, overwrite)
-    with _replacing(path, overwrite) as partial:
+    with replacing(path, overwrite) as partial:
         if fmt == "npz":
             with open(partial, "wb") as handle:  # numpy appends ".npz" to a path that lacks it
                 result.save(handle)
@@ -71,7 +71,7 @@ def export(
 
 
 @contextmanager
-def _replacing(path: Path, overwrite: bool) -> Iterator[Path]:
+def replacing(path: Path, overwrite: bool) -> Iterator[Path]:
     """A fresh file beside ``path`` for the body to write; then moved to ``path`` in one step
     (replacing what is there only if ``overwrite``), or removed when the body raises.
 
@@ -88,16 +88,17 @@ def _replacing(path: Path, overwrite: bool) -> Iterator[Path]:
             try:
                 os.link(partial, path)  # fails if anything is at path by now
             except FileExistsError:
-                raise MSAInputError(_exists(path)) from None
+                raise MSAInputError(already_exists(path)) from None
             except OSError:  # a file system without hard links: check, then move
                 if path.exists() or path.is_symlink():
-                    raise MSAInputError(_exists(path)) from None
+                    raise MSAInputError(already_exists(path)) from None
                 os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
 
 
-def _exists(path: Path) -> str:
+def already_exists(path: Path) -> str:
+    """Why an existing ``path`` is not written (a sentence naming ``--force``)."""
     what = "a symlink" if path.is_symlink() else "a file"
     return (
         f"{path} already exists ({what}); choose another name, or give --force to replace it "
@@ -145,7 +146,7 @@ def check_target(path: Path, fmt: str | None = None, overwrite: bool = False) ->
             f"cannot write {path}: cannot create files in {path.parent} ({err.strerror})"
         ) from None
     if (path.exists() or path.is_symlink()) and not overwrite:
-        raise MSAInputError(_exists(path))
+        raise MSAInputError(already_exists(path))
     return fmt
 
 

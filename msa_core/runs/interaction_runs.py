@@ -39,6 +39,7 @@ from msa_core.estimators.plan import CheckpointSummary
 from msa_core.interaction_result import InteractionResult
 from msa_core.result import ModesResult
 from msa_core.runs.execute import ProgressRecorder, checkpoint_seconds_default
+from msa_core.runs.export import already_exists, replacing
 from msa_core.runs.formats import NewerFormat, check_format
 from msa_core.runs.request import RunRequest
 from msa_core.runs.store import INTERACTION_INDEX, INTERACTION_KEY, UNREADABLE, RunStore
@@ -351,18 +352,13 @@ def delete_interactions(store: RunStore, key: str) -> None:
     store.work.delete(f"progress:{key}")
 
 
-def export_interactions(
-    result: InteractionResult, path: str | Path, fmt: str | None = None
-) -> Path:
-    """Write ``result`` as ``.npz`` (``InteractionResult.save``) or long-format ``.csv``.
-
-    CSV columns: ``unit_a``, ``unit_b`` (each pair once, a before b in the run's unit order), one
-    ``output_<axis>`` index column per output axis, ``value``, ``stderr`` (17 significant digits).
+def check_interaction_target(path: Path, fmt: str | None = None, overwrite: bool = False) -> str:
+    """The format to write ``path`` in, checked before any work.
 
     Raises:
-        MSAInputError: unknown format or missing folder.
+        MSAInputError: unknown format, missing folder, or an existing file or symlink without
+            ``overwrite``.
     """
-    path = Path(path)
     fmt = fmt or path.suffix.lstrip(".").lower()
     if fmt not in EXPORT_FORMATS:
         raise MSAInputError(
@@ -371,9 +367,36 @@ def export_interactions(
         )
     if not path.parent.is_dir():
         raise MSAInputError(f"cannot write {path}: folder {path.parent} does not exist")
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise MSAInputError(already_exists(path))
+    return fmt
+
+
+def export_interactions(
+    result: InteractionResult, path: str | Path, fmt: str | None = None, overwrite: bool = False
+) -> Path:
+    """Write ``result`` as ``.npz`` (``InteractionResult.save``) or long-format ``.csv``, as
+    ``msa_core.runs.export.export`` writes: never over an existing file or through a symlink
+    unless ``overwrite`` (then the link itself is replaced).
+
+    CSV columns: ``unit_a``, ``unit_b`` (each pair once, a before b in the run's unit order), one
+    ``output_<axis>`` index column per output axis, ``value``, ``stderr`` (17 significant digits).
+
+    Raises:
+        MSAInputError: as ``check_interaction_target``.
+    """
+    path = Path(path)
+    fmt = check_interaction_target(path, fmt, overwrite)
+    with replacing(path, overwrite) as partial:
+        _write_interactions(result, partial, fmt)
+    return path
+
+
+def _write_interactions(result: InteractionResult, path: Path, fmt: str) -> None:
     if fmt == "npz":
-        result.save(path)
-        return path
+        with open(path, "wb") as handle:
+            result.save(handle)
+        return
     shape = result.output_shape
     index = np.indices(shape).reshape(len(shape), -1).T if shape else np.zeros((1, 0), dtype=int)
     with open(path, "w", newline="") as handle:
@@ -394,4 +417,3 @@ def export_interactions(
                 [*names, *map(int, position), f"{value:.17g}", f"{error:.17g}"]
                 for position, value, error in zip(index, values, errors, strict=True)
             )
-    return path

@@ -52,6 +52,7 @@ import numpy as np
 from msa_core.errors import MSAInputError
 from msa_core.estimators.checkpoint import State
 from msa_core.estimators.plan import CheckpointSummary
+from msa_core.paths import default_cache_dir
 from msa_core.result import ModesResult
 from msa_core.runs.formats import NewerFormat, check_format
 from msa_core.runs.request import STORE_FORMAT, RunRequest
@@ -96,14 +97,6 @@ def cache_size_limit() -> int:
             f"{raw!r}"
         )
     return limit
-
-
-def default_cache_dir() -> Path:
-    """``$MSA_CACHE_DIR``, else ``$XDG_CACHE_HOME/msa-dashboard``, else
-    ``~/.cache/msa-dashboard``."""
-    if os.environ.get("MSA_CACHE_DIR"):
-        return Path(os.environ["MSA_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "msa-dashboard"
 
 
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from msa_core.errors import MSAInputError
+from msa_core.paths import default_cache_dir
 from msa_core.zoo.weights import hub_offline
 
 INSTALL = (
@@ -54,8 +55,6 @@ FETCHABLE = {
 def model_folder(name: str, cache_dir: str | Path | None = None) -> Path:
     """Where a fetched model's checkpoint lives (maybe not yet): ``<cache dir>/models/<name>``,
     the cache dir being ``$MSA_CACHE_DIR``, else the run store's default."""
-    from msa_core.runs.store import default_cache_dir  # the runs package imports the zoo
-
     return (Path(cache_dir) if cache_dir else default_cache_dir()) / "models" / name
 
 

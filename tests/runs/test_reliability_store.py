@@ -487,6 +487,21 @@ def test_10_export_refuses_an_existing_file_or_symlink_unless_forced(capsys, sto
     assert sorted(p.name for p in tmp_path.iterdir() if ".partial" in p.name) == []
 
 
+def test_10_the_interactions_out_file_is_never_overwritten_without_force(capsys, store, tmp_path):
+    from msa_core.runs.interaction_runs import InteractionRequest, execute_interactions
+
+    fingerprint = execute(small_request(), store).meta["fingerprint"]
+    key = execute_interactions(InteractionRequest(parent=fingerprint, top=3, n_samples=4), store)
+    target, link = tmp_path / "target.txt", tmp_path / "pairs.csv"
+    target.write_text("precious")
+    link.symlink_to(target)
+    args = ("interactions", key.meta["key"][:9], "--cache-dir", str(store.directory))
+    code, _, err = cli(capsys, *args, "--out", str(link))
+    assert code == 2 and "already exists" in err and target.read_text() == "precious"
+    assert cli(capsys, *args, "--out", str(link), "--force")[0] == 0
+    assert link.read_text().startswith("unit_a,") and target.read_text() == "precious"
+
+
 # -- (17, 19, 20, 21) clear and fast CLI errors and messages ---------------------------------------
 def test_17_a_bad_ray_address_is_a_clear_error(capsys, tmp_path, monkeypatch):
     code, _, err = cli(
