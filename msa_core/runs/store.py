@@ -570,6 +570,7 @@ class RunStore:
             The fingerprints of the runs and the keys (``ix:...``) of the interaction runs deleted.
         """
         self._writable("delete runs")
+        self._drop_stale_reserves()
         deleted: tuple[str, ...] = ()
         for key in tuple(self.rows["results"].keys()):
             if not key.startswith("base:") and self.running(key):
@@ -767,6 +768,7 @@ class RunStore:
         """Set ``RESERVE_BYTES`` of disk aside for as long as the run's lock is held (None when
         the disk has not even that): ``free_reserve`` gives it back when a write fails, so the
         progress record and the lock's release are written even on a disk that filled up."""
+        self._drop_stale_reserves()
         path = self.directory / f".reserve-{token}"
         try:
             with open(path, "xb") as handle:
@@ -776,6 +778,17 @@ class RunStore:
             return None
         self._reserves[fingerprint] = path
         return path
+
+    def _drop_stale_reserves(self) -> None:
+        """Remove the reserve files of runs whose lock is gone (a process killed with -9)."""
+        live = set()
+        for key in self.rows["work"].keys("lock:"):
+            held = self.holder(key[len("lock:") :])
+            if held is not None and stale_because(held) is None:
+                live.add(held.get("token"))
+        for path in self.directory.glob(".reserve-*"):
+            if path.name[len(".reserve-") :] not in live:
+                path.unlink(missing_ok=True)
 
     def free_reserve(self, fingerprint: str) -> None:
         """Give back the disk space set aside while the run's lock is held (see ``_reserve``)."""

@@ -580,3 +580,14 @@ def test_21_a_fresh_one_unit_run_says_computed_and_a_repeat_found(capsys, tmp_pa
     assert "computed in" in out and "found in the store" not in out
     code, out, _ = cli(capsys, *args)
     assert code == 0 and "found in the store (computed earlier)" in out
+
+
+def test_5_a_killed_runs_disk_reserve_is_removed_by_the_next_lock(store):
+    """A run holds a 1 MiB reserve while locked; one left by a killed process goes at the next
+    lock, the live one stays until its lock is released."""
+    (store.directory / ".reserve-deadbeef").write_bytes(b"\0" * 10)
+    with store.lock("a" * 64):
+        reserves = [path.name for path in store.directory.glob(".reserve-*")]
+        assert len(reserves) == 1 and reserves[0] != ".reserve-deadbeef"
+        assert (store.directory / reserves[0]).stat().st_size == 1 << 20
+    assert list(store.directory.glob(".reserve-*")) == []
