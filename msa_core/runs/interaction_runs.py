@@ -42,12 +42,12 @@ from msa_core.runs.execute import ProgressRecorder, checkpoint_seconds_default
 from msa_core.runs.export import already_exists, replacing
 from msa_core.runs.formats import NewerFormat, check_format
 from msa_core.runs.request import RunRequest
-from msa_core.runs.store import INTERACTION_INDEX, INTERACTION_KEY, UNREADABLE, RunStore
+from msa_core.runs.store import INTERACTION_KEY, UNREADABLE, RunStore
 from msa_core.version import __version__
 from msa_core.zoo.recipe import ZooGame
 
 INTERACTION_FORMAT = 2  # bump when stored interaction entries change meaning
-KEY_PREFIX, INDEX_PREFIX = INTERACTION_KEY, INTERACTION_INDEX  # the store owns its key layout
+KEY_PREFIX = INTERACTION_KEY  # the store owns its key layout
 DEFAULT_COST = 2.0  # evaluations of an interaction run, as a multiple of the parent run's
 EXPORT_FORMATS = ("npz", "csv")
 Progress = Callable[[int, int], None]
@@ -170,7 +170,7 @@ def stored_interactions(store: RunStore, key: str) -> InteractionResult | None:
     Raises:
         NewerFormat: the entry was written by a newer msa_core (it is kept, never dropped).
     """
-    blob = store.results.get(key)
+    blob = store.interaction_blob(key)
     if blob is None:
         return None
     try:
@@ -186,25 +186,17 @@ def stored_interactions(store: RunStore, key: str) -> InteractionResult | None:
             f"stored interaction run {key[:15]} cannot be read ({err}); it will be recomputed",
             stacklevel=2,
         )
-        store.results.delete(key)
-        store.work.delete(INDEX_PREFIX + key[len(KEY_PREFIX) :])
+        store.delete_interaction(key)
         return None
 
 
 def list_interactions(store: RunStore, parent: str | None = None) -> list[dict[str, Any]]:
     """Index entries of stored interaction runs (of ``parent`` only, if given), newest first."""
-    entries = []
-    for name in list(store.work.iterkeys()):
-        if not name.startswith(INDEX_PREFIX):
-            continue
-        raw = store.work.get(name)
-        if raw is None:
-            continue
-        entry = json.loads(raw)
-        if entry["key"] not in store.results:
-            store.work.delete(name)
-        elif parent is None or entry["request"]["parent"] == parent:
-            entries.append(entry)
+    entries = [
+        entry
+        for entry in store.interaction_entries()
+        if parent is None or entry["request"]["parent"] == parent
+    ]
     return sorted(entries, key=lambda entry: -entry["created"])
 
 
@@ -319,24 +311,22 @@ def execute_interactions(
 def _put(store: RunStore, key: str, result: InteractionResult, request: InteractionRequest) -> None:
     buffer = io.BytesIO()
     result.save(buffer)
-    store.results.set(key, buffer.getvalue())
-    store.work.set(
-        INDEX_PREFIX + key[len(KEY_PREFIX) :],
-        json.dumps(
-            {
-                "key": key,
-                "request": request.to_dict(),
-                "created": time.time(),
-                "method": result.meta.get("method"),
-                "n_units": result.n_units,
-                "player_names": result.player_names,
-                "output_shape": list(result.output_shape),
-                "n_evaluations": result.n_evaluations,
-                "n_samples": result.n_samples,
-                "cost_ratio": result.meta.get("cost_ratio"),
-                "wall_seconds": result.meta.get("wall_seconds"),
-            }
-        ),
+    store.put_interaction(
+        key,
+        buffer.getvalue(),
+        {
+            "key": key,
+            "request": request.to_dict(),
+            "created": time.time(),
+            "method": result.meta.get("method"),
+            "n_units": result.n_units,
+            "player_names": result.player_names,
+            "output_shape": list(result.output_shape),
+            "n_evaluations": result.n_evaluations,
+            "n_samples": result.n_samples,
+            "cost_ratio": result.meta.get("cost_ratio"),
+            "wall_seconds": result.meta.get("wall_seconds"),
+        },
     )
 
 
@@ -346,10 +336,7 @@ def delete_interactions(store: RunStore, key: str) -> None:
         raise MSAInputError(
             f"interaction run {key[:15]} is in progress; cancel it before deleting it"
         )
-    store.results.delete(key)
-    store.work.delete(INDEX_PREFIX + key[len(KEY_PREFIX) :])
-    store.drop_checkpoint(key)
-    store.work.delete(f"progress:{key}")
+    store.delete_interaction(key)
 
 
 def check_interaction_target(path: Path, fmt: str | None = None, overwrite: bool = False) -> str:

@@ -61,6 +61,14 @@ from msa_core.runs.signals import signals_deferred
 
 INTERACTION_KEY, INTERACTION_INDEX = "ix:", "ixindex:"  # msa_core.runs.interaction_runs' rows
 WORK_PREFIXES = ("index:", "ckpt:", "progress:", "lock:", INTERACTION_INDEX)  # every work/ key
+
+
+def interaction_index_key(key: str) -> str:
+    """The ``work/`` key of interaction run ``key``'s index entry (``ix:<sha>`` ->
+    ``ixindex:<sha>``)."""
+    return INTERACTION_INDEX + key[len(INTERACTION_KEY) :]
+
+
 DEFAULT_SIZE_LIMIT = 2 << 30  # bytes of finished results kept before the least recently used go
 MIN_SIZE_LIMIT = 64 << 20  # the smallest $MSA_CACHE_SIZE_LIMIT accepted
 UNREADABLE = (
@@ -608,6 +616,42 @@ class RunStore:
                 f"checkpoints, but only {free / 1e6:.1f} MB are free; free some space (e.g. "
                 f"`python -m msa_core delete ...`) or set --cache-dir / $MSA_CACHE_DIR elsewhere"
             )
+
+    # -- interaction runs (``msa_core.runs.interaction_runs`` gives the bytes their meaning) ------
+    def interaction_blob(self, key: str) -> bytes | None:
+        """The stored bytes of interaction run ``key`` (``ix:<sha>``), or None."""
+        blob = self.results.get(key)
+        return blob if isinstance(blob, bytes) else None
+
+    def put_interaction(self, key: str, blob: bytes, entry: dict[str, Any]) -> None:
+        """Store an interaction run's result bytes and its index entry (JSON-ready)."""
+        self._writable("store an interaction run")
+        self.results.set(key, blob)
+        self.work.set(interaction_index_key(key), json.dumps(entry))
+
+    def delete_interaction(self, key: str) -> None:
+        """Forget an interaction run: its result, index entry, checkpoint and progress record."""
+        self._writable("delete an interaction run")
+        self._free(self.results, key)
+        for name in (interaction_index_key(key), f"ckpt:{key}", f"progress:{key}"):
+            self._free(self.work, name)
+
+    def interaction_entries(self) -> tuple[dict[str, Any], ...]:
+        """The index entries of the stored interaction runs (one whose result is gone is
+        dropped)."""
+        entries = []
+        for name in list(self.work.iterkeys()):
+            if not name.startswith(INTERACTION_INDEX):
+                continue
+            raw = self.work.get(name)
+            if raw is None:
+                continue
+            entry = json.loads(raw)
+            if entry["key"] not in self.results:
+                self.work.delete(name)
+            else:
+                entries.append(entry)
+        return tuple(entries)
 
     # -- runs in progress ---------------------------------------------------------------------
     def checkpoint(
