@@ -9,9 +9,12 @@ anything twice.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -27,6 +30,7 @@ from msa_core.zoo import HF_PREFIX, LoadedModel, load_model
 CURRENT_RUN = "current_run"  # session key: fingerprint of the run the Modes and Export pages open
 NOTICE = "job_notice"  # session key: a message about the job just submitted, shown after the rerun
 COMPARED_RUNS = "compared_runs"  # session key: fingerprints the Compare page opens
+APP_NAVIGATION = "app_navigation"  # session key: app.py's navigation ran in this session
 RUN_ID_LENGTH = 12  # characters of a run's fingerprint in a shared URL (a unique prefix)
 # every output a bundled model offers, in one line (the game's value under a lesion)
 OUTPUT_HELP = {
@@ -54,21 +58,57 @@ VIEW_NAMES = {
 }
 
 
+def in_the_pages_folder_navigation() -> bool:
+    """Whether this script run is Streamlit's legacy pages-folder navigation (every file of
+    ``pages/``, this one included, listed as a page) instead of app.py's."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx is None:
+        return False
+    here = Path(__file__).resolve()
+    return any(
+        Path(page.get("script_path") or "").resolve() == here
+        for page in ctx.pages_manager.get_pages().values()
+    )
+
+
 def leave_the_pages_folder_navigation() -> None:
-    """Run app.py's navigation even when a page's own URL is a fresh server's first request.
+    """Rerun with app.py's navigation when a session's first request ran a page with the legacy
+    pages-folder navigation (app.py sits next to a ``pages/`` folder, and Streamlit uses that
+    folder until a script calls ``st.navigation``: on a fresh server, every request that starts
+    before the first one reaches it). Later runs are left alone (AppTest runs every page that way).
 
-    Streamlit runs that first request with its legacy pages-folder navigation (app.py sits next to a
-    ``pages/`` folder): the sidebar would list the files, and a shared link would not show the
-    dashboard's navigation. The rerun keeps the URL, so the page opens on the same view.
+    The rerun is queued, never raised: raising it while this module is imported left the module
+    half imported for the other sessions importing it at that moment (``ImportError: cannot import
+    name ... from 'pages.common'``). The rerun keeps the URL, so the page opens on the same view.
     """
+    if not in_the_pages_folder_navigation() or APP_NAVIGATION in st.session_state:
+        return
     from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.runtime.scriptrunner import RerunData, get_script_run_ctx
 
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
+    PagesManager.uses_pages_directory = False
+    ctx = get_script_run_ctx()
+    if ctx is not None and ctx.script_requests is not None:
+        ctx.script_requests.request_rerun(
+            RerunData(query_string=ctx.query_string, page_script_hash=ctx.page_script_hash)
+        )
+
+
+class _PageHelpers(ModuleType):
+    """This module, checking the navigation whenever a page takes a name from it: a page that
+    another session imported first gets the module from Python's cache, without running its body
+    again, so the check cannot be at import time only."""
+
+    def __getattribute__(self, name: str) -> Any:
+        if not name.startswith("_"):
+            leave_the_pages_folder_navigation()
+        return super().__getattribute__(name)
 
 
 leave_the_pages_folder_navigation()
+sys.modules[__name__].__class__ = _PageHelpers
 
 
 def store_directory() -> str:

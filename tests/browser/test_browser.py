@@ -148,3 +148,25 @@ def test_experts_page_renders_a_cached_run_and_a_reload_mid_run_shows_the_job(tm
         sidebar.get_by_role("button", name="Cancel").click()
         sidebar.get_by_text("stopped", exact=False).first.wait_for(timeout=60_000)
         assert not page.get_by_test_id("stException").count()
+
+
+def test_a_fresh_servers_first_requests_at_once_all_get_the_dashboards_navigation(tmp_path):
+    """About 25 s. Four visitors open four pages at once right after the dashboard starts: each
+    first request runs under Streamlit's legacy pages-folder navigation, and each must end on
+    app.py's (no ``ImportError`` from a module half imported by another session, no sidebar
+    listing the files of ``pages/``, the jobs panel there)."""
+    with dashboard(tmp_path / "cache") as url, browser_page() as page:
+        pages = [page] + [page.context.browser.new_page() for _ in range(3)]
+        for visitor, path in zip(pages, ("", "modes", "llm", "run"), strict=True):
+            visitor.set_default_timeout(60_000)
+            visitor.goto(f"{url}/{path}", wait_until="commit")
+        for visitor in pages:
+            navigation = visitor.get_by_test_id("stSidebarNav")
+            navigation.get_by_text("Shapley modes", exact=True).wait_for()
+            wait_idle(visitor)
+            visitor.get_by_test_id("stSidebar").get_by_text("Jobs", exact=True).wait_for()
+            listed = navigation.inner_text()
+            assert "common" not in listed and "jobs panel" not in listed, listed
+            assert not visitor.get_by_test_id("stException").count(), visitor.get_by_test_id(
+                "stException"
+            ).all_inner_texts()
