@@ -415,6 +415,31 @@ def task_of_meta(meta: dict[str, Any]) -> Task:
     return task_from_rows(meta["examples"], meta["name"])
 
 
+def task_of_run(meta: dict[str, Any]) -> tuple[Task, str | None]:
+    """The task a stored run scored: the examples stored with it (never its file, whose content may
+    have changed, and whose relative path may not resolve from here), and a note when the file its
+    request names no longer holds those examples (or cannot be read).
+
+    Args:
+        meta: a stored result's meta, with ``"task"`` (``task_meta``) and ``"request"``.
+    """
+    task = task_of_meta(meta["task"])
+    source = (meta.get("request") or {}).get("task")
+    if not source:
+        return task, None
+    try:
+        now = load_task(source).digest()
+    except MSAInputError:
+        now = None
+    if now == meta["task"]["digest"]:
+        return task, None
+    state = "cannot be read from here" if now is None else "now holds other examples"
+    return task, (
+        f"the task file {source} {state}; this analysis uses the {len(task.examples)} examples "
+        "stored with the run"
+    )
+
+
 def save_task(task: Task, directory: str | Path) -> Path:
     """Write a task as ``<directory>/<digest>.jsonl`` (an upload, so that a run can name it)."""
     path = Path(directory) / f"{task.digest()[:16]}.jsonl"

@@ -9,6 +9,7 @@ anything twice.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -50,6 +51,16 @@ OUTPUT_HELP = {
         "mean log-probability per byte of each language's held-out sentences [languages]"
     ),
 }
+MARKUP = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$:&])")  # what Markdown/HTML/LaTeX would read
+
+
+def plain(text: object) -> str:
+    """``text`` escaped for ``st.markdown``, ``st.caption``, ``st.error``...: shown as typed, never
+    read as markup. A visitor's task text (``![x](http://host/p.png)``, HTML, LaTeX) or a model's
+    continuation of it then makes no browser fetch anything, whoever views the page."""
+    return MARKUP.sub(r"\\\1", str(text))
+
+
 VIEW_NAMES = {
     "sum": "sum over samples",
     "mean": "mean over samples",
@@ -392,12 +403,12 @@ def explained_errors(what: str) -> Iterator[None]:
     """Show an error as a short message in the page instead of a traceback."""
     try:
         yield
-    except MSAInputError as err:
-        st.error(f"{what}: {err}")
+    except MSAInputError as err:  # errors quote what was typed or uploaded: shown as plain text
+        st.error(f"{what}: {plain(err)}")
     except Exception as err:  # noqa: BLE001  (the page must stay up; Streamlit's rerun/stop are BaseExceptions)
         st.error(
-            f"{what} failed unexpectedly ({type(err).__name__}: {err}). Please report this with "
-            "the steps that led to it."
+            f"{what} failed unexpectedly ({type(err).__name__}: {plain(err)}). Please report this "
+            "with the steps that led to it."
         )
 
 
