@@ -6,7 +6,8 @@ page.
 
 import streamlit as st
 
-st.set_page_config(page_title="MSA Dashboard", page_icon=":material/neurology:", layout="wide")
+# an emoji favicon is drawn in the page (a data: URL); a Material one is fetched from Google
+st.set_page_config(page_title="MSA Dashboard", page_icon="🧠", layout="wide")
 page = st.navigation(
     {
         "Start": [
