@@ -96,7 +96,9 @@ def least_parameters(config: Any, config_path: Path) -> int:
 
 
 def _format_bytes(count: float) -> str:
-    return f"{count / 2**30:,.2f} GiB" if count >= 2**30 else f"{count / 2**20:,.1f} MiB"
+    if count >= 2**30:
+        return f"{count / 2**30:,.2f} GiB"
+    return f"{count / 2**20:,.1f} MiB" if count >= 2**20 else f"{int(count):,} bytes"
 
 
 def check_config_fits_weights(
@@ -153,7 +155,9 @@ def check_finite(model: nn.Module, headers: dict[str, tuple[Path, dict[str, Any]
     """Raise ``MSAInputError`` naming the file and the tensor when a loaded weight holds NaN or
     infinity (every game value computed from it would be meaningless)."""
     for name, tensor in model.state_dict().items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        if not tensor.is_floating_point() or bool(torch.isfinite(tensor.sum())):
+            continue  # a NaN or infinity makes the sum one; a finite sum rules both out
+        if not bool(torch.isfinite(tensor).all()):  # else the sum merely overflowed
             path = headers[name][0].name if name in headers else "the weights"
             bad = int((~torch.isfinite(tensor)).sum())
             raise MSAInputError(

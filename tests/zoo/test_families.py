@@ -248,7 +248,9 @@ def test_a_checkpoint_larger_than_the_free_memory_is_refused(saved, monkeypatch)
     from msa_core.zoo.hf import load_checkpoint
 
     monkeypatch.setattr(checks, "available_bytes", lambda: 1000)
-    with pytest.raises(MSAInputError, match=r"needs at least .* of memory to load; 0\.0 MiB"):
+    with pytest.raises(
+        MSAInputError, match=r"needs at least .* of memory to load; 1,000 bytes are available"
+    ):
         load_checkpoint(saved[0])
 
 
