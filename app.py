@@ -6,9 +6,8 @@ page.
 
 import streamlit as st
 
-from pages.jobs_panel import jobs_panel
-
-st.set_page_config(page_title="MSA Dashboard", page_icon=":material/neurology:", layout="wide")
+# an emoji favicon is drawn in the page (a data: URL); a Material one is fetched from Google
+st.set_page_config(page_title="MSA Dashboard", page_icon="🧠", layout="wide")
 page = st.navigation(
     {
         "Start": [
@@ -29,6 +28,13 @@ page = st.navigation(
         ],
     }
 )
+# imported after st.navigation: on a fresh server's first request the pages' helpers then see
+# app.py's pages, not Streamlit's legacy pages-folder listing (pages/common.py)
+from pages.common import APP_NAVIGATION  # noqa: E402
+from pages.jobs_panel import jobs_panel  # noqa: E402
+
+st.session_state[APP_NAVIGATION] = True
+
 with st.sidebar:
     jobs_panel()
 page.run()

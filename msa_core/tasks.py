@@ -40,6 +40,8 @@ FIELDS = ("prompt", "target", "group")
 DEFAULT_GROUP = "all"
 MAX_PROMPT_TOKENS = 256  # longer prompts are refused: every coalition pays for every token
 MAX_EXAMPLES = 2000
+MAX_TEXT_CHARS = 32 * MAX_PROMPT_TOKENS  # a prompt or target, refused before it is tokenised
+MAX_TASK_CHARS = 4 << 20  # a whole task file, paste or upload (characters; bytes on disk)
 PADDINGS = ("right", "left")
 TASK_OUTPUTS = ("task_logprob", "task_accuracy")
 
@@ -105,6 +107,13 @@ def _example(row: Any, where: str) -> Example:
             raise MSAInputError(
                 f"{where}: {field_name} must be text; got {type(row[field_name]).__name__}"
             )
+    for field_name in ("prompt", "target"):
+        if len(row[field_name]) > MAX_TEXT_CHARS:
+            raise MSAInputError(
+                f"{where}: the {field_name} has {len(row[field_name]):,} characters; at most "
+                f"{MAX_TEXT_CHARS:,} are allowed (a prompt may have at most {MAX_PROMPT_TOKENS} "
+                "tokens)"
+            )
     if not row["prompt"].strip():
         raise MSAInputError(f"{where}: empty prompt; the model needs some text to continue")
     if row["target"] == "":
@@ -136,8 +145,23 @@ def task_from_rows(
     return Task(name, tuple(_example(row, where(i)) for i, row in enumerate(rows)))
 
 
+def check_task_size(size: int, name: str) -> None:
+    """Raise ``MSAInputError`` when a task's text (``size`` characters or bytes) is over
+    ``MAX_TASK_CHARS``, before it is read or parsed."""
+    if size > MAX_TASK_CHARS:
+        raise MSAInputError(
+            f"task {name} is {size:,} characters long; at most {MAX_TASK_CHARS:,} are allowed "
+            f"({MAX_EXAMPLES} examples of short prompts fit in far less)"
+        )
+
+
 def parse_task(text: str, name: str, kind: str) -> Task:
-    """A task from JSONL (``kind="jsonl"``) or CSV (``kind="csv"``) text; errors name the line."""
+    """A task from JSONL (``kind="jsonl"``) or CSV (``kind="csv"``) text; errors name the line.
+
+    Raises:
+        MSAInputError: text over ``MAX_TASK_CHARS``, a bad line or row (naming it), an unknown kind.
+    """
+    check_task_size(len(text), name)
     if kind == "jsonl":
         rows, lines = [], []
         for number, line in enumerate(text.splitlines(), start=1):
@@ -161,13 +185,18 @@ def parse_task(text: str, name: str, kind: str) -> Task:
                 f"optional group); missing {missing}, found {reader.fieldnames}"
             )
         rows, lines = [], []
-        for row in reader:
-            if None in row:
-                raise MSAInputError(
-                    f"{name} line {reader.line_num}: more cells than header columns"
-                )
-            rows.append(row)
-            lines.append(reader.line_num)
+        try:
+            for row in reader:
+                if None in row:
+                    raise MSAInputError(
+                        f"{name} line {reader.line_num}: more cells than header columns"
+                    )
+                rows.append(row)
+                lines.append(reader.line_num)
+        except csv.Error as err:
+            raise MSAInputError(
+                f"{name} after line {reader.line_num}: not valid CSV ({err})"
+            ) from None
         return task_from_rows(rows, name, lambda i: f"{name} line {lines[i]}")
     raise MSAInputError(f"unknown task format {kind!r}; allowed: jsonl, csv")
 
@@ -196,6 +225,7 @@ def load_task(source: str | Path | Task | Sequence[dict[str, Any]]) -> Task:
     if path.suffix.lower() in (".jsonl", ".csv"):
         if not path.is_file():
             raise MSAInputError(f"task file {path} does not exist")
+        check_task_size(path.stat().st_size, str(path))
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:
@@ -240,18 +270,20 @@ def encode_task(
     if padding not in PADDINGS:
         raise MSAInputError(f"unknown padding {padding!r}; allowed: {', '.join(PADDINGS)}")
     rows, prompt_lengths, target_ids = [], [], []
-    for example in task.examples:
-        prompt = tokenizer(example.prompt)["input_ids"]
-        target = tokenizer(example.target, add_special_tokens=False)["input_ids"]
+    for example in task.examples:  # truncated one past the limit: a long text costs no more
+        guard = {"truncation": True, "max_length": max_prompt_tokens + 1}
+        prompt = tokenizer(example.prompt, **guard)["input_ids"]
+        target = tokenizer(example.target, add_special_tokens=False, **guard)["input_ids"]
         if not target:
             raise MSAInputError(
                 f"{example.where}: the target {example.target!r} tokenises to nothing"
             )
-        if len(prompt) > max_prompt_tokens:
-            raise MSAInputError(
-                f"{example.where}: the prompt has {len(prompt)} tokens; at most "
-                f"{max_prompt_tokens} are allowed"
-            )
+        for what, ids in (("prompt", prompt), ("target", target)):
+            if len(ids) > max_prompt_tokens:
+                raise MSAInputError(
+                    f"{example.where}: the {what} has more than {max_prompt_tokens} tokens; at "
+                    f"most {max_prompt_tokens} are allowed"
+                )
         rows.append(prompt + target)
         prompt_lengths.append(len(prompt))
         target_ids.append(target)
@@ -381,6 +413,31 @@ def task_meta(task: Task) -> dict[str, Any]:
 def task_of_meta(meta: dict[str, Any]) -> Task:
     """The task a stored result's ``meta["task"]`` describes."""
     return task_from_rows(meta["examples"], meta["name"])
+
+
+def task_of_run(meta: dict[str, Any]) -> tuple[Task, str | None]:
+    """The task a stored run scored: the examples stored with it (never its file, whose content may
+    have changed, and whose relative path may not resolve from here), and a note when the file its
+    request names no longer holds those examples (or cannot be read).
+
+    Args:
+        meta: a stored result's meta, with ``"task"`` (``task_meta``) and ``"request"``.
+    """
+    task = task_of_meta(meta["task"])
+    source = (meta.get("request") or {}).get("task")
+    if not source:
+        return task, None
+    try:
+        now = load_task(source).digest()
+    except MSAInputError:
+        now = None
+    if now == meta["task"]["digest"]:
+        return task, None
+    state = "cannot be read from here" if now is None else "now holds other examples"
+    return task, (
+        f"the task file {source} {state}; this analysis uses the {len(task.examples)} examples "
+        "stored with the run"
+    )
 
 
 def save_task(task: Task, directory: str | Path) -> Path:

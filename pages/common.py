@@ -9,9 +9,13 @@ anything twice.
 from __future__ import annotations
 
 import os
+import re
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -27,6 +31,7 @@ from msa_core.zoo import HF_PREFIX, LoadedModel, load_model
 CURRENT_RUN = "current_run"  # session key: fingerprint of the run the Modes and Export pages open
 NOTICE = "job_notice"  # session key: a message about the job just submitted, shown after the rerun
 COMPARED_RUNS = "compared_runs"  # session key: fingerprints the Compare page opens
+APP_NAVIGATION = "app_navigation"  # session key: app.py's navigation ran in this session
 RUN_ID_LENGTH = 12  # characters of a run's fingerprint in a shared URL (a unique prefix)
 # every output a bundled model offers, in one line (the game's value under a lesion)
 OUTPUT_HELP = {
@@ -46,6 +51,16 @@ OUTPUT_HELP = {
         "mean log-probability per byte of each language's held-out sentences [languages]"
     ),
 }
+MARKUP = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$:&])")  # what Markdown/HTML/LaTeX would read
+
+
+def plain(text: object) -> str:
+    """``text`` escaped for ``st.markdown``, ``st.caption``, ``st.error``...: shown as typed, never
+    read as markup. A visitor's task text (``![x](http://host/p.png)``, HTML, LaTeX) or a model's
+    continuation of it then makes no browser fetch anything, whoever views the page."""
+    return MARKUP.sub(r"\\\1", str(text))
+
+
 VIEW_NAMES = {
     "sum": "sum over samples",
     "mean": "mean over samples",
@@ -54,21 +69,57 @@ VIEW_NAMES = {
 }
 
 
+def in_the_pages_folder_navigation() -> bool:
+    """Whether this script run is Streamlit's legacy pages-folder navigation (every file of
+    ``pages/``, this one included, listed as a page) instead of app.py's."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx is None:
+        return False
+    here = Path(__file__).resolve()
+    return any(
+        Path(page.get("script_path") or "").resolve() == here
+        for page in ctx.pages_manager.get_pages().values()
+    )
+
+
 def leave_the_pages_folder_navigation() -> None:
-    """Run app.py's navigation even when a page's own URL is a fresh server's first request.
+    """Rerun with app.py's navigation when a session's first request ran a page with the legacy
+    pages-folder navigation (app.py sits next to a ``pages/`` folder, and Streamlit uses that
+    folder until a script calls ``st.navigation``: on a fresh server, every request that starts
+    before the first one reaches it). Later runs are left alone (AppTest runs every page that way).
 
-    Streamlit runs that first request with its legacy pages-folder navigation (app.py sits next to a
-    ``pages/`` folder): the sidebar would list the files, and a shared link would not show the
-    dashboard's navigation. The rerun keeps the URL, so the page opens on the same view.
+    The rerun is queued, never raised: raising it while this module is imported left the module
+    half imported for the other sessions importing it at that moment (``ImportError: cannot import
+    name ... from 'pages.common'``). The rerun keeps the URL, so the page opens on the same view.
     """
+    if not in_the_pages_folder_navigation() or APP_NAVIGATION in st.session_state:
+        return
     from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.runtime.scriptrunner import RerunData, get_script_run_ctx
 
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
+    PagesManager.uses_pages_directory = False
+    ctx = get_script_run_ctx()
+    if ctx is not None and ctx.script_requests is not None:
+        ctx.script_requests.request_rerun(
+            RerunData(query_string=ctx.query_string, page_script_hash=ctx.page_script_hash)
+        )
+
+
+class _PageHelpers(ModuleType):
+    """This module, checking the navigation whenever a page takes a name from it: a page that
+    another session imported first gets the module from Python's cache, without running its body
+    again, so the check cannot be at import time only."""
+
+    def __getattribute__(self, name: str) -> Any:
+        if not name.startswith("_"):
+            leave_the_pages_folder_navigation()
+        return super().__getattribute__(name)
 
 
 leave_the_pages_folder_navigation()
+sys.modules[__name__].__class__ = _PageHelpers
 
 
 def store_directory() -> str:
@@ -352,12 +403,12 @@ def explained_errors(what: str) -> Iterator[None]:
     """Show an error as a short message in the page instead of a traceback."""
     try:
         yield
-    except MSAInputError as err:
-        st.error(f"{what}: {err}")
+    except MSAInputError as err:  # errors quote what was typed or uploaded: shown as plain text
+        st.error(f"{what}: {plain(err)}")
     except Exception as err:  # noqa: BLE001  (the page must stay up; Streamlit's rerun/stop are BaseExceptions)
         st.error(
-            f"{what} failed unexpectedly ({type(err).__name__}: {err}). Please report this with "
-            "the steps that led to it."
+            f"{what} failed unexpectedly ({type(err).__name__}: {plain(err)}). Please report this "
+            "with the steps that led to it."
         )
 
 

@@ -14,7 +14,7 @@ from msa_core.analysis import study2
 from msa_core.lesion import ModelGame
 from msa_core.runs import RunRequest
 from msa_core.zoo import moe
-from pages.common import explained_errors, model, result
+from pages.common import explained_errors, model, plain, result
 from pages.studies import study_run
 
 UNITS = "experts (all layers)"
@@ -184,11 +184,11 @@ def lesion_tab() -> None:
     st.plotly_chart(
         study2.lesion_figure(lesion, LANGUAGE_NAMES, res.player_names), key="experts_lesion"
     )
-    st.markdown(f"Prompt: `{moe.decode(moe.prompts()[language])}`")
-    st.markdown(f"Greedy continuation, intact: `{lesion.continuation_before}`")
+    st.markdown(f"Prompt: {plain(repr(moe.decode(moe.prompts()[language])))}")  # plain text
+    st.markdown(f"Greedy continuation, intact: {plain(repr(lesion.continuation_before))}")
     st.markdown(
         f"…without {', '.join(res.player_names[e] for e in lesion.experts)}: "
-        f"`{lesion.continuation_after}`"
+        f"{plain(repr(lesion.continuation_after))}"
     )
     st.dataframe(
         pd.DataFrame(

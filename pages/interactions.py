@@ -72,7 +72,8 @@ def launch_form(fingerprint: str, n_players: int) -> None:
         )
         cost = middle.number_input(
             "Budget (x the run's evaluations)",
-            min_value=0.1,
+            min_value=0.0,  # 0 reaches the request and is refused there, with the reason shown
+            # (below a minimum, the browser would silently keep the previous budget)
             value=2.0,
             step=0.5,
             key="ix_cost",

@@ -8,7 +8,15 @@ import streamlit as st
 
 from msa_core.runs import JobStatus
 from msa_core.runs.interaction_runs import KEY_PREFIX, stored_interactions
-from pages.common import CURRENT_RUN, RUN_ID_LENGTH, explained_errors, format_seconds, jobs, store
+from pages.common import (
+    CURRENT_RUN,
+    RUN_ID_LENGTH,
+    explained_errors,
+    format_seconds,
+    jobs,
+    plain,
+    store,
+)
 
 SHOWN_JOBS = 6  # the most recently submitted jobs the panel lists
 ACTIVE = ("queued", "running")
@@ -59,9 +67,9 @@ def job_row(status: JobStatus) -> None:
     fraction, text = job_progress(status)
     st.progress(fraction, text=text)
     if status.state == "failed":
-        st.error(f"It failed: {status.error}", icon=":material/error:")
+        st.error(f"It failed: {plain(status.error)}", icon=":material/error:")
     elif status.state == "cancelled":
-        st.caption(f"Stopped ({status.error}). Resuming continues from its last checkpoint.")
+        st.caption(f"Stopped ({plain(status.error)}). Resuming continues from its last checkpoint.")
     buttons = st.container(horizontal=True)
     if (
         status.state in ACTIVE

@@ -27,6 +27,7 @@ from pages.common import (
     explained_errors,
     labels_of,
     model,
+    plain,
     result,
     run_label,
     runs,
@@ -285,11 +286,10 @@ def language_model_view(
     )
     if prompt:
         left, right = st.columns(2)
-        left.markdown(f"**Intact**: {prompt}**{continuation(name, granularity, prompt, ())}**")
-        right.markdown(
-            "**Lesioned**: "
-            f"{prompt}**{continuation(name, granularity, prompt, tuple(sorted(lesioned)))}**"
-        )
+        intact = continuation(name, granularity, prompt, ())
+        lesioned_text = continuation(name, granularity, prompt, tuple(sorted(lesioned)))
+        left.markdown(f"**Intact**: {plain(prompt)}**{plain(intact)}**")  # typed text: plain
+        right.markdown(f"**Lesioned**: {plain(prompt)}**{plain(lesioned_text)}**")
 
 
 def score_of(loaded: LoadedModel) -> tuple[str, str]:

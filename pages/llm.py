@@ -7,10 +7,29 @@ import pandas as pd
 import streamlit as st
 
 from msa_core.analysis import llm
+from msa_core.deployment import deployment
 from msa_core.runs import RunRequest
-from msa_core.tasks import TASK_OUTPUTS, bundled_tasks, load_task, parse_task, save_task
-from msa_core.zoo import list_models
-from pages.common import explained_errors, jobs, pick_run, picked_result, runs, store
+from msa_core.tasks import (
+    TASK_OUTPUTS,
+    Task,
+    bundled_tasks,
+    load_task,
+    parse_task,
+    save_task,
+    task_of_run,
+    with_task,
+)
+from msa_core.zoo import list_models, load_model
+from pages.common import (
+    explained_errors,
+    jobs,
+    model,
+    pick_run,
+    picked_result,
+    plain,
+    runs,
+    store,
+)
 
 JOBS = "submitted_jobs"  # the Run page's session key: its progress panel shows these jobs
 OWN_TASK, BUNDLED, UPLOAD, PASTE = (
@@ -53,30 +72,36 @@ with st.expander("Launch a run on your task", expanded=False):
     name = st.selectbox("Model", llms)
     card = next(card for card in list_models() if card.name == name)
     source = st.radio("Task", [OWN_TASK, BUNDLED, UPLOAD, PASTE], horizontal=True)
-    task_path = None
+    task: Task | None = None
+    task_source: str | None = None  # a bundled task's name (else the task is saved at launch)
+    cap = deployment().max_task_bytes
     with explained_errors("Reading the task"):
         if source == BUNDLED:
-            task_path = st.selectbox("Bundled task set", bundled_tasks())
+            task_source = st.selectbox("Bundled task set", bundled_tasks())
+            task = load_task(task_source)
         elif source == UPLOAD:
             upload = st.file_uploader(
                 "JSONL or CSV with columns prompt, target, group", type=["jsonl", "csv"]
             )
-            if upload is not None:
+            if upload is not None:  # sized before it is read; stored only at launch
+                deployment().check_task_bytes(upload.size, upload.name)
                 kind = "csv" if upload.name.lower().endswith(".csv") else "jsonl"
                 task = parse_task(upload.getvalue().decode("utf-8"), upload.name, kind)
-                task_path = str(save_task(task, store().directory / "tasks"))
         elif source == PASTE:
-            text = st.text_area("One JSON object per line", EXAMPLE, height=150)
-            task_path = str(
-                save_task(parse_task(text, "pasted rows", "jsonl"), store().directory / "tasks")
-            )
-        if task_path or source == OWN_TASK:
-            task = load_task(task_path or card.facts["task"])
+            text = st.text_area("One JSON object per line", EXAMPLE, height=150, max_chars=cap)
+            deployment().check_task_bytes(len(text.encode("utf-8")), "the pasted rows")
+            task = parse_task(text, "pasted rows", "jsonl")
+        else:
+            task = load_task(card.facts["task"])
+        if task is not None:
             counts = pd.Series([e.group for e in task.examples]).value_counts(sort=False)
             st.caption(
-                f"{len(task.examples)} examples; groups: "
-                + ", ".join(f"{g} ({n})" for g, n in counts.items())
+                plain(
+                    f"{len(task.examples)} examples; groups: "
+                    + ", ".join(f"{g} ({n})" for g, n in counts.items())
+                )
             )
+    problem = None if task is not None else "choose a valid task above first"
     with st.form("llm_launch"):
         left, right = st.columns(2)
         units = left.selectbox("Units", list(card.granularities))
@@ -95,10 +120,13 @@ with st.expander("Launch a run on your task", expanded=False):
             "permutation costs N + 1 evaluations.",
         )
         seed = right.number_input("Seed", min_value=0, value=0)
-        if st.form_submit_button("Launch in the background", type="primary"):
+        if problem:
+            st.caption(f"Launch is off: {problem}.")
+        launched = st.form_submit_button(
+            "Launch in the background", type="primary", disabled=problem is not None
+        )
+        if launched and task is not None:
             with explained_errors("Launching the run"):
-                if source != OWN_TASK and task_path is None:
-                    raise ValueError("choose a task first")
                 request = RunRequest(
                     model=name,
                     units=units,
@@ -106,8 +134,12 @@ with st.expander("Launch a run on your task", expanded=False):
                     method="permutation",
                     n_permutations=int(permutations),
                     seed=int(seed),
-                    task=None if source == OWN_TASK else task_path,
+                    task=None
+                    if source == OWN_TASK
+                    else task_source or str(save_task(task, store().directory / "tasks")),
                 )
+                n_players = model(name).game(units, "task_logprob").n_players
+                deployment().check_budget(request.budget(n_players))  # the Run page's cap
                 fingerprint = jobs().submit(request)
                 st.session_state.setdefault(JOBS, []).insert(0, fingerprint)
                 st.success(f"Run `{fingerprint[:8]}` launched.")
@@ -137,7 +169,12 @@ st.caption(
 
 @st.cache_resource(show_spinner="Loading the model and its task…", max_entries=4)
 def loaded_of(fingerprint: str):
-    return RunRequest.from_dict(picked_result(fingerprint).meta["request"]).load()
+    """The run's model with the examples stored with the run as its inputs (not its task file)."""
+    meta = picked_result(fingerprint).meta
+    request = RunRequest.from_dict(meta["request"])
+    if "task" not in meta:  # a run stored before tasks were kept with it
+        return request.load()
+    return with_task(load_model(request.model), task_of_run(meta)[0])
 
 
 @st.cache_resource(show_spinner="Lesioning…", max_entries=16)
@@ -159,6 +196,8 @@ def curves_of(fingerprint: str):
 
 
 with explained_errors("The analysis"):
+    if "task" in res.meta and (note := task_of_run(res.meta)[1]):
+        st.warning(plain(note))
     loaded = loaded_of(fingerprint)
     task = loaded.task.task
     groups = list(task.groups)
@@ -181,10 +220,12 @@ with explained_errors("The analysis"):
     )
     lesion = lesions_of(fingerprint, k)[groups.index(group)]
     st.plotly_chart(llm.lesion_figure(lesion, groups), width="stretch")
-    st.markdown(f"Removed: {', '.join(res.player_names[u] for u in lesion.experts)}")
-    st.markdown(
-        f"Greedy continuation of *{next(e.prompt for e in task.examples if e.group == group)!r}*: "
-        f"intact **{lesion.continuation_before!r}**, lesioned **{lesion.continuation_after!r}**"
+    st.markdown(plain(f"Removed: {', '.join(res.player_names[u] for u in lesion.experts)}"))
+    prompt = next(e.prompt for e in task.examples if e.group == group)
+    st.markdown(  # the task's text and the model's, as plain text
+        f"Greedy continuation of *{plain(repr(prompt))}*: intact "
+        f"**{plain(repr(lesion.continuation_before))}**, lesioned "
+        f"**{plain(repr(lesion.continuation_after))}**"
     )
 
     st.subheader("Removal curves")

@@ -2,6 +2,7 @@
 they are one by one, the two per-example values, group means, and the task in a run's identity."""
 
 import dataclasses
+import json
 import os
 
 import numpy as np
@@ -152,7 +153,9 @@ def test_tokenizer_problems_name_the_line():
             ),
             tokenizer,
         )
-    with pytest.raises(MSAInputError, match=r"t row 1: the prompt has 5 tokens; at most 4"):
+    with pytest.raises(
+        MSAInputError, match=r"t row 1: the prompt has more than 4 tokens; at most 4"
+    ):
         encode_task(task_from_rows(ROWS[:1], "t"), tokenizer, max_prompt_tokens=4)
     with pytest.raises(MSAInputError, match="unknown padding"):
         encode_task(task_from_rows(ROWS), tokenizer, padding="middle")
@@ -298,3 +301,40 @@ def test_a_run_of_a_game_with_one_coalition_per_pass_reports_progress_as_it_goes
         progress=lambda done, total: calls.append(done),
     )
     assert len(calls) >= 4 and calls[-1] == result.n_evaluations  # not one report at the very end
+
+
+def test_an_overlong_line_or_file_is_refused_before_it_is_tokenised(tmp_path):
+    """Today a 50 MB task line is tokenised whole (5.8 GB resident, then abort): refused by its
+    length in characters; a file over the cap is refused by its size, unread."""
+    from msa_core.tasks import MAX_TASK_CHARS, MAX_TEXT_CHARS
+
+    line = json.dumps({"prompt": "a " * MAX_TEXT_CHARS, "target": " b"})
+    with pytest.raises(MSAInputError, match=r"big line 1: the prompt has 16,384 characters; at"):
+        parse_task(line, "big", "jsonl")
+    with pytest.raises(MSAInputError, match=r"t row 2: the target has 8,193 characters"):
+        task_from_rows([ROWS[0], {"prompt": "a", "target": "b" * (MAX_TEXT_CHARS + 1)}], "t")
+    huge = tmp_path / "huge.jsonl"
+    with open(huge, "wb") as handle:
+        handle.truncate(MAX_TASK_CHARS + 1)  # sparse: nothing written, nothing read
+    with pytest.raises(MSAInputError, match=r"huge.jsonl is 4,194,305 characters long; at most"):
+        load_task(huge)
+    with pytest.raises(MSAInputError, match="characters long"):
+        parse_task("x" * (MAX_TASK_CHARS + 1), "pasted rows", "jsonl")
+    cell = "a" * 200_000  # over the csv module's field limit
+    with pytest.raises(MSAInputError, match=r"wide.csv after line 1: not valid CSV \(field larger"):
+        parse_task(f"prompt,target\n{cell},b\n", "wide.csv", "csv")
+
+
+def test_tokenising_stops_one_token_past_the_limit():
+    tokenizer = word_tokenizer()
+    lengths = []
+
+    def counting(text, **kwargs):
+        ids = tokenizer(text, **kwargs)
+        lengths.append(len(ids["input_ids"]))
+        return ids
+
+    task = task_from_rows([{"prompt": "a " * 4000, "target": " b"}], "t")
+    with pytest.raises(MSAInputError, match="the prompt has more than 256 tokens; at most 256"):
+        encode_task(task, counting)
+    assert max(lengths) == 257

@@ -8,7 +8,10 @@ dict_keys(['experts (all layers)', 'experts (layer 0)', ..., 'heads'])
 Mixtral, OLMoE and Qwen2-MoE checkpoints offer their routed experts (all MoE layers, and each
 layer; Qwen2-MoE's shared expert as one more player); every decoder-only LM (Llama, Mistral,
 Qwen2/3, GPT-2, GPT-NeoX, Phi and the MoE families) offers heads, attention and MLP blocks, the
-neurons of each dense MLP, and layers. Weights load only from safetensors, never from the network.
+neurons of each dense MLP, and layers. Weights load only from safetensors, never from the network;
+a folder is refused (``checkpoint_checks``) when an index names another file, when its config
+declares far more than its weights hold, when a parameter is missing from them, or when one holds
+NaN or infinity.
 Default inputs: ``input_ids`` of ``text`` through the directory's tokenizer when it has one, else a
 fixed seeded batch of token ids; ``task=`` (``msa_core.tasks``) makes a task the inputs instead.
 """
@@ -27,6 +30,13 @@ from msa_core.errors import MSAInputError
 from msa_core.tasks import TASK_OUTPUTS
 from msa_core.units import Blocks, Experts, Heads, Layers, Neurons, UnitSpec, last_index
 from msa_core.zoo.card import LoadedModel, ModelCard
+from msa_core.zoo.checkpoint_checks import (
+    check_config_fits_weights,
+    check_finite,
+    check_index_files,
+    check_loaded_weights,
+    weight_headers,
+)
 from msa_core.zoo.weights import check_safetensors, hub_offline, tensor_digest
 
 hub_offline()  # before transformers is imported
@@ -72,6 +82,7 @@ def _check_directory(directory: Path) -> None:
         _refuse_code(directory / name)
     for path in sorted(directory.glob("*.safetensors")):
         check_safetensors(path)
+    check_index_files(directory)
 
 
 def _refuse_code(path: Path) -> None:
@@ -242,6 +253,7 @@ def checkpoint_card(
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.from_pretrained(directory, local_files_only=True)
+    check_config_fits_weights(config, directory, weight_headers(directory))
     with torch.device("meta"):
         skeleton = AutoModelForCausalLM.from_config(config)
     return ModelCard(
@@ -288,10 +300,16 @@ def load_checkpoint(
         raise MSAInputError(
             f"cannot use {directory / 'config.json'}: {type(err).__name__}: {err}"
         ) from None
+    headers = weight_headers(directory)
+    check_config_fits_weights(config, directory, headers)  # before anything is built
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            directory, local_files_only=True, use_safetensors=True, trust_remote_code=False
-        ).eval()
+        built: tuple[nn.Module, dict[str, Any]] = AutoModelForCausalLM.from_pretrained(
+            directory,
+            local_files_only=True,
+            use_safetensors=True,
+            trust_remote_code=False,
+            output_loading_info=True,
+        )  # type: ignore[assignment]
     except Exception as err:  # noqa: BLE001  (weights that do not fit the config, bad files, ...)
         files = ", ".join(path.name for path in sorted(directory.glob("*.safetensors")))
         raise MSAInputError(
@@ -299,6 +317,11 @@ def load_checkpoint(
             f"(config.json, {files}): "
             f"{type(err).__name__}: {err}"
         ) from None
+    check_loaded_weights(
+        built[1]["missing_keys"], directory, sorted({path for path, _ in headers.values()})
+    )
+    model = built[0].eval()
+    check_finite(model, headers)
     granularities = granularities_of(model)
     tokenizer = load_tokenizer(directory)
     inputs = default_inputs(tokenizer, config.vocab_size, text, directory)

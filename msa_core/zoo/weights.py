@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -64,6 +65,17 @@ def check_safetensors(path: Path) -> None:
     """Raise ``MSAInputError`` naming ``path`` unless it is a complete safetensors file: an 8-byte
     header length, a JSON header of that length, and every tensor's bytes within the file (truncated
     files fail here, before any loader sees them)."""
+    safetensors_header(path)
+
+
+def safetensors_header(path: Path) -> dict[str, dict[str, Any]]:
+    """The tensors a complete safetensors file holds, read from its header alone.
+
+    Returns:
+        ``{name: {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}}`` (no metadata).
+    Raises:
+        MSAInputError: not a complete safetensors file (see ``check_safetensors``), naming it.
+    """
     try:
         size = path.stat().st_size
         with open(path, "rb") as handle:
@@ -71,7 +83,8 @@ def check_safetensors(path: Path) -> None:
             if size < 8 or length > min(size - 8, MAX_HEADER_BYTES):
                 raise ValueError(f"its header claims {length} bytes but the file has {size}")
             header = json.loads(handle.read(length))
-        ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"]
+        tensors = {key: entry for key, entry in header.items() if key != "__metadata__"}
+        ends = [entry["data_offsets"][1] for entry in tensors.values()]
         needed = 8 + length + max(ends, default=0)
     except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
         raise MSAInputError(f"{path} is not a readable safetensors file ({err})") from None
@@ -80,6 +93,7 @@ def check_safetensors(path: Path) -> None:
             f"{path} is truncated: its tensors need {needed:,} bytes but the file "
             f"has {size:,}; copy or save it again"
         )
+    return tensors
 
 
 def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -148,3 +149,106 @@ def test_experts_page_renders_a_cached_run_and_a_reload_mid_run_shows_the_job(tm
         sidebar.get_by_role("button", name="Cancel").click()
         sidebar.get_by_text("stopped", exact=False).first.wait_for(timeout=60_000)
         assert not page.get_by_test_id("stException").count()
+
+
+def test_a_fresh_servers_first_requests_at_once_all_get_the_dashboards_navigation(tmp_path):
+    """About 25 s. Four visitors open four pages at once right after the dashboard starts: each
+    first request runs under Streamlit's legacy pages-folder navigation, and each must end on
+    app.py's (no ``ImportError`` from a module half imported by another session, no sidebar
+    listing the files of ``pages/``, the jobs panel there)."""
+    with dashboard(tmp_path / "cache") as url, browser_page() as page:
+        pages = [page] + [page.context.browser.new_page() for _ in range(3)]
+        for visitor, path in zip(pages, ("", "modes", "llm", "run"), strict=True):
+            visitor.set_default_timeout(60_000)
+            visitor.goto(f"{url}/{path}", wait_until="commit")
+        for visitor in pages:
+            navigation = visitor.get_by_test_id("stSidebarNav")
+            navigation.get_by_text("Shapley modes", exact=True).wait_for()
+            wait_idle(visitor)
+            visitor.get_by_test_id("stSidebar").get_by_text("Jobs", exact=True).wait_for()
+            listed = navigation.inner_text()
+            assert "common" not in listed and "jobs panel" not in listed, listed
+            assert not visitor.get_by_test_id("stException").count(), visitor.get_by_test_id(
+                "stException"
+            ).all_inner_texts()
+
+
+def test_markdown_in_a_task_makes_no_browser_fetch_anything(tmp_path, monkeypatch):
+    """About 60 s. A task whose prompt and group are Markdown images and HTML pointing at a port
+    listened on here: the LLM page shows the stored run's analysis and a pasted copy of the task,
+    and the browser requests nothing but the dashboard's own URLs (nothing reaches the port)."""
+    import json
+    import socket
+    import threading
+
+    pytest.importorskip("transformers")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from test_tasks import tiny_llama, word_tokenizer
+
+    from msa_core.runs import RunRequest, RunStore, execute
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(0.2)
+    port, reached = listener.getsockname()[1], []
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                reached.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    stop = threading.Event()
+    watcher = threading.Thread(target=accept, daemon=True)
+    watcher.start()
+    image = f"![x](http://127.0.0.1:{port}/p.png)"
+    rows = [
+        {"prompt": f"The {image} is", "target": " Paris", "group": image},
+        {"prompt": f'<img src="http://127.0.0.1:{port}/q.png"> 2 +', "target": " 5", "group": "b"},
+    ]
+    task = tmp_path / "visitor.jsonl"
+    task.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MSA_CACHE_DIR", str(cache))  # a tiny stand-in where SmolLM2 would be
+    tiny_llama().save_pretrained(cache / "models" / "smollm2-135m")
+    word_tokenizer().save_pretrained(cache / "models" / "smollm2-135m")
+    from msa_core.zoo import load_model
+
+    try:
+        execute(
+            RunRequest(
+                "smollm2-135m",
+                units="heads",
+                method="permutation",
+                n_permutations=2,
+                task=str(task),
+            ),
+            RunStore(cache),
+        )
+    finally:
+        load_model.cache_clear()  # later tests of this process load the real model by that name
+    try:
+        with dashboard(cache) as url, browser_page() as page:
+            requested: list[str] = []
+            page.on("request", lambda request: requested.append(request.url))
+            page.set_default_timeout(120_000)
+            page.goto(f"{url}/llm")
+            wait_idle(page, 180_000)
+            page.get_by_text("Greedy continuation of", exact=False).wait_for()
+            page.get_by_text("Launch a run on your task").click()
+            rerun_after(page, lambda: page.get_by_text("paste rows", exact=True).click())
+            area = page.get_by_role("textbox", name="One JSON object per line")
+            rerun_after(page, lambda: (area.fill(task.read_text()), area.press("Control+Enter")))
+            page.get_by_text("2 examples; groups:", exact=False).wait_for()
+            assert "![x](http://127.0.0.1" in page.get_by_text("2 examples; groups:").inner_text()
+            time.sleep(2)  # an image request would have been sent by now
+            assert not page.get_by_test_id("stException").count()
+    finally:
+        stop.set()
+        watcher.join()
+        listener.close()
+    assert not reached
+    outside = [u for u in requested if not u.startswith((url, "data:", "blob:"))]
+    assert not outside, outside

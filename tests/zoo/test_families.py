@@ -192,3 +192,108 @@ def test_moe_models_offer_experts_first_and_blocks():
     with torch.no_grad():  # an MoE block with every expert's down projection zero adds nothing
         model.model.layers[0].mlp.experts.down_proj.zero_()
         torch.testing.assert_close(lesioned, model(**INPUTS).logits, atol=1e-5, rtol=1e-5)
+
+
+# -- loading a checkpoint folder: what it must hold before a model is built or used (issue 23)
+
+
+@pytest.fixture
+def saved(tmp_path):
+    """A 2-layer Llama checkpoint folder (config.json + model.safetensors) and its config dict."""
+    import json
+
+    folder = tmp_path / "tiny-llama"
+    build("llama").save_pretrained(folder)
+    return folder, json.loads((folder / "config.json").read_text())
+
+
+def write_config(folder, config: dict) -> None:
+    import json
+
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def test_a_config_with_more_layers_than_its_weights_is_refused_naming_the_missing(saved):
+    from msa_core.errors import MSAInputError
+    from msa_core.zoo.hf import load_checkpoint
+
+    folder, config = saved
+    write_config(folder, {**config, "num_hidden_layers": N_LAYERS + 1})  # never random layers
+    with pytest.raises(MSAInputError, match=r"lack 9 tensor\(s\).*model\.layers\.2\.mlp"):
+        load_checkpoint(folder)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"num_hidden_layers": 100_000}, {"hidden_size": 10**9}, {"vocab_size": 10**12}],
+)
+def test_a_config_far_larger_than_its_weights_is_refused_before_building(saved, change):
+    """Today a 100,000-layer config is built (5.7 GB, minutes): refused from the config alone."""
+    import time
+
+    from msa_core.errors import MSAInputError
+    from msa_core.zoo.hf import load_checkpoint
+
+    folder, config = saved
+    write_config(folder, {**config, **change})
+    start = time.perf_counter()
+    with pytest.raises(MSAInputError, match="declares a model of at least .* but its weights hold"):
+        load_checkpoint(folder)
+    assert time.perf_counter() - start < 20  # generous for a loaded machine; minutes before
+
+
+def test_a_checkpoint_larger_than_the_free_memory_is_refused(saved, monkeypatch):
+    import msa_core.zoo.checkpoint_checks as checks
+    from msa_core.errors import MSAInputError
+    from msa_core.zoo.hf import load_checkpoint
+
+    monkeypatch.setattr(checks, "available_bytes", lambda: 1000)
+    with pytest.raises(
+        MSAInputError, match=r"needs at least .* of memory to load; 1,000 bytes are available"
+    ):
+        load_checkpoint(saved[0])
+
+
+@pytest.mark.parametrize("mapped", ["pytorch_model.bin", "../elsewhere.safetensors"])
+def test_an_index_naming_a_pickle_or_a_file_elsewhere_is_refused_unopened(
+    saved, monkeypatch, mapped
+):
+    import json
+
+    from safetensors.torch import load_file
+
+    from msa_core.errors import MSAInputError
+    from msa_core.zoo.hf import load_checkpoint
+
+    folder, _ = saved
+    tensors = load_file(folder / "model.safetensors")
+    (folder / "model.safetensors").rename(folder / "model-00001-of-00002.safetensors")
+    torch.save({"lm_head.weight": tensors["lm_head.weight"]}, folder / "pytorch_model.bin")
+    weight_map = {key: "model-00001-of-00002.safetensors" for key in tensors}
+    weight_map["lm_head.weight"] = mapped
+    (folder / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {}, "weight_map": weight_map})
+    )
+    opened = []
+    monkeypatch.setattr(torch, "load", lambda *args, **kwargs: opened.append(args))
+    with pytest.raises(MSAInputError, match=rf"index.json maps weights to '{mapped}'"):
+        load_checkpoint(folder)
+    assert not opened
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_nan_or_infinite_weight_is_refused_naming_the_file_and_tensor(saved, bad):
+    from safetensors.torch import load_file, save_file
+
+    from msa_core.errors import MSAInputError
+    from msa_core.zoo.hf import load_checkpoint
+
+    folder, _ = saved
+    tensors = load_file(folder / "model.safetensors")
+    tensors["model.layers.1.self_attn.k_proj.weight"][0, 3] = bad
+    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(
+        MSAInputError,
+        match=r"model\.safetensors: tensor model\.layers\.1\.self_attn\.k_proj\.weight holds 1 NaN",
+    ):
+        load_checkpoint(folder)
