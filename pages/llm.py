@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from msa_core.analysis import llm
+from msa_core.analysis.llm_preflight import llm_preflight
 from msa_core.runs import RunRequest
 from msa_core.tasks import TASK_OUTPUTS, bundled_tasks, load_task, parse_task, save_task
 from msa_core.zoo import list_models
@@ -95,19 +96,41 @@ with st.expander("Launch a run on your task", expanded=False):
             "permutation costs N + 1 evaluations.",
         )
         seed = right.number_input("Seed", min_value=0, value=0)
+        top_k = left.number_input(
+            "Top units to resolve per group (for the check)",
+            min_value=1,
+            value=10,
+            help="The check estimates the permutations that resolve each group's top units with "
+            "95% confidence, from a 2-permutation probe run (it takes about that long).",
+        )
+
+        def form_request() -> RunRequest:
+            if source != OWN_TASK and task_path is None:
+                raise ValueError("choose a task first")
+            return RunRequest(
+                model=name,
+                units=units,
+                output=output,
+                method="permutation",
+                n_permutations=int(permutations),
+                seed=int(seed),
+                task=None if source == OWN_TASK else task_path,
+            )
+
+        if right.form_submit_button("Check before launch"):
+            with explained_errors("Checking"), st.spinner("One forward, then a probe run…"):
+                checked = form_request()
+                loaded = checked.load()
+                game = loaded.game(units, "task_logprob")
+                found = llm_preflight(
+                    loaded.model, loaded.task, game, checked.budget(game.n_players), int(top_k)
+                )
+                for check in found.flagged:
+                    st.warning(f"The model cannot do the group **{check.group}**: {check.problem}")
+                st.markdown("\n".join(f"- {line}" for line in found.lines()))
         if st.form_submit_button("Launch in the background", type="primary"):
             with explained_errors("Launching the run"):
-                if source != OWN_TASK and task_path is None:
-                    raise ValueError("choose a task first")
-                request = RunRequest(
-                    model=name,
-                    units=units,
-                    output=output,
-                    method="permutation",
-                    n_permutations=int(permutations),
-                    seed=int(seed),
-                    task=None if source == OWN_TASK else task_path,
-                )
+                request = form_request()
                 fingerprint = jobs().submit(request)
                 st.session_state.setdefault(JOBS, []).insert(0, fingerprint)
                 st.success(f"Run `{fingerprint[:8]}` launched.")
