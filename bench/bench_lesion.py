@@ -17,9 +17,11 @@ asks for (prefixes of random orders, one game call): the bundled MoE (``moe-fort
 experts and heads, 20 sentences x 33 bytes, every next byte scored) and a Llama-architecture model
 of SmolLM2-135M's shape (random init; 30 layers x 9 heads, hidden 576, vocab 49152), one 20-token
 prompt, scored on every next token or on its last 4 tokens only (a task's target). Tricks in turn:
-batched passes of the whole model -> layer reuse -> LM head only at the scored positions.
+batched passes of the whole model -> layer reuse -> LM head only at the scored positions. And the
+same on the fetched SmolLM2-135M (``python -m msa_core.zoo.fetch smollm2``) scoring a real
+short-prompt task (15 prompts of 6 tokens: capitals and weekdays), for heads, layers and MLP blocks.
 
-    python bench/bench_lesion.py [--scale 1.0] [--part all|msapy|lm]    # scale: permutation counts
+    python bench/bench_lesion.py [--scale 1.0] [--part all|msapy|lm|real]  # scale: permutations
 """
 
 from __future__ import annotations
@@ -296,12 +298,21 @@ def plain_forward_seconds(model: nn.Module, inputs: dict, repeats: int = 5) -> f
 
 
 def lm_cost_rows(
-    name: str, model: nn.Module, inputs: dict, units: UnitSpec, output, orders: int, repeats: int
+    name: str,
+    model: nn.Module,
+    inputs: dict,
+    units: UnitSpec | tuple[UnitSpec, ...],
+    output,
+    orders: int,
+    repeats: int,
+    whole_rows: int | None = None,
 ) -> list:
     """Per trick: CPU seconds per evaluation / those of one plain forward, on ``orders`` orders
-    (least of ``repeats`` game calls; the plain forward's least of 10)."""
+    (least of ``repeats`` game calls; the plain forward's least of 10). ``whole_rows``: the whole
+    model (first trick, whose cost per evaluation does not depend on the coalition) runs only the
+    first that many coalitions, the others' values being checked against it there."""
     games = {
-        label: ModelGame(model, inputs, units, output=output, **switches)
+        label: ModelGame(model, inputs, list(units), output=output, **switches)
         for label, switches in LM_TRICKS.items()
     }
     n = next(iter(games.values())).n_players
@@ -310,18 +321,19 @@ def lm_cost_rows(
     plain = plain_forward_seconds(model, inputs, 10)
     fractions, reference = [], None
     for label, game in games.items():
+        asked = rows[:whole_rows] if reference is None else rows
         seconds = []
         for _ in range(repeats):
             start = time.process_time()
-            values = game(rows)
+            values = game(asked)
             seconds.append(time.process_time() - start)
-        per_eval = min(seconds) / len(rows)
+        per_eval = min(seconds) / len(asked)
         fractions.append(f"{per_eval / plain:.2f} ({game.coalitions_per_pass}/pass)")
         if reference is None:
             reference = values
         scale = float(reference.abs().max())  # float32 rounding of reordered sums, well within 1e-4
         torch.testing.assert_close(
-            values, reference, rtol=0, atol=1e-4 * max(1.0, scale), msg=label
+            values[: len(reference)], reference, rtol=0, atol=1e-4 * max(1.0, scale), msg=label
         )
     plain_after = plain_forward_seconds(model, inputs, 10)
     return [(name, f"{n}", f"{len(rows)}", f"{plain:.3f} / {plain_after:.3f}", *fractions)]
@@ -364,19 +376,77 @@ def lm_costs(scale: float) -> None:
     print(table(rows))
 
 
+# The short-prompt task of issue 22: 15 prompts of 5 tokens (capitals, weekdays), 1 target token.
+CAPITALS = ("France Paris", "Germany Berlin", "Italy Rome", "Spain Madrid", "Japan Tokyo")
+CAPITALS += ("Russia Moscow", "Egypt Cairo", "Greece Athens")
+DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+SHORT_TASK = [
+    {
+        "prompt": f"The capital of {pair.split()[0]} is",
+        "target": f" {pair.split()[1]}",
+        "group": "capital",
+    }
+    for pair in CAPITALS
+] + [
+    {"prompt": f"The day after {day} is", "target": f" {DAYS[(i + 1) % 7]}", "group": "weekday"}
+    for i, day in enumerate(DAYS)
+]
+
+
+def real_lm_costs(scale: float) -> None:
+    """The same ratios on the fetched SmolLM2-135M scoring ``SHORT_TASK`` (its target log-probs):
+    heads (1 order, 269 coalitions), layers and MLP blocks (4 orders, 116 coalitions)."""
+    from msa_core.errors import MSAInputError
+    from msa_core.tasks import task_output_fn, with_task
+    from msa_core.zoo import load_model
+
+    try:
+        loaded = with_task(load_model("smollm2-135m"), SHORT_TASK)
+    except MSAInputError as err:
+        print(
+            f"SmolLM2-135M is not in the model store ({err}); fetch it with "
+            "`python -m msa_core.zoo.fetch smollm2`"
+        )
+        return
+    output = task_output_fn(loaded.task, "task_logprob")
+    shape = "x".join(map(str, loaded.inputs["input_ids"].shape))
+    rows = [("units", "players", "coalitions", "plain forward s (before / after)", *LM_TRICKS)]
+    for granularity, orders in (("heads", 1), ("layers", 4), ("mlp blocks", 4)):
+        rows += lm_cost_rows(
+            f"SmolLM2-135M {granularity}, task {shape}",
+            loaded.model,
+            loaded.inputs,
+            loaded.card.granularities[granularity],
+            output,
+            max(1, int(orders * scale)),
+            1,
+            whole_rows=24,
+        )
+        print(f"done SmolLM2-135M {granularity}", flush=True)
+    print(
+        "\nThe fetched SmolLM2-135M on a real short-prompt task (15 prompts of 6 tokens, capitals "
+        "and weekdays, target log-probs): one evaluation's cost as a fraction of one plain forward "
+        "(CPU time, one thread; the whole model on the first 24 coalitions; target <= 0.5)\n"
+    )
+    print(table(rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every permutation count")
     parser.add_argument(
         "--part",
-        choices=("all", "msapy", "lm"),
+        choices=("all", "msapy", "lm", "real"),
         default="all",
-        help="msapy: the comparison with msapy; lm: LM evaluation cost only",
+        help="msapy: the comparison with msapy; lm: LM evaluation cost only; real: on the fetched "
+        "SmolLM2-135M only",
     )
     args = parser.parse_args()
-    if args.part != "msapy":
+    if args.part in ("all", "real"):
+        real_lm_costs(args.scale)
+    if args.part in ("all", "lm"):
         lm_costs(args.scale)
-    if args.part == "lm":
+    if args.part in ("lm", "real"):
         return
     summary = [
         ("case", "permutations", "msapy s", "ours s", "speed-up", "outside forward", "r(modes)")

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from msa_core.errors import MSAInputError
-from msa_core.lesion.outputs import logits_of
+from msa_core.lesion.outputs import ColumnScores
 from msa_core.zoo.weights import ASSETS
 
 TASKS_DIR = ASSETS / "tasks"
@@ -315,24 +315,30 @@ def task_values(raw: Any, encoded: EncodedTask, output: str) -> torch.Tensor:
     output ``task_logprob``: the target's summed log-probability; ``task_accuracy``: 1.0 where every
     target token is the argmax (greedy decoding reproduces the target), else 0.0.
     """
-    logits = logits_of(raw)
-    copies = logits.shape[0] // encoded.positions.shape[0]
-    positions = encoded.positions.to(logits.device).repeat(copies, 1)
-    targets = encoded.targets.to(logits.device).repeat(copies, 1)
-    scored = encoded.scored.to(logits.device).repeat(copies, 1)
-    rows = torch.arange(logits.shape[0], device=logits.device)[:, None]
-    picked = logits[rows, positions].float()  # [C * B, K, V]: only the scored positions
-    if output == "task_accuracy":
-        return ((picked.argmax(-1) == targets) | ~scored).all(-1).float()
-    logprob = picked.log_softmax(-1).gather(-1, targets[..., None]).squeeze(-1)
-    return (logprob * scored).sum(-1)
+    return task_output_fn(encoded, output)(raw, 0)
 
 
-def task_output_fn(encoded: EncodedTask, output: str) -> Callable[[Any], torch.Tensor]:
-    """``fn(raw) -> [C * B]`` for ``ModelGame(output=...)``."""
+def task_output_fn(encoded: EncodedTask, output: str) -> ColumnScores:
+    """The output ``task_values`` computes, for ``ModelGame(output=...)``: it reads the logits at
+    the positions predicting target tokens only, so that a game runs the LM head only there."""
     if output not in TASK_OUTPUTS:
         raise MSAInputError(f"unknown task output {output!r}; allowed: {', '.join(TASK_OUTPUTS)}")
-    return lambda raw: task_values(raw, encoded, output)
+    columns = torch.unique(encoded.positions[encoded.scored])  # sorted: the positions read
+    index = torch.searchsorted(columns, encoded.positions).clamp(max=len(columns) - 1)  # [B, K]
+
+    def values(picked_columns: torch.Tensor) -> torch.Tensor:  # [C * B, P, V] -> [C * B]
+        copies = picked_columns.shape[0] // index.shape[0]
+        where = index.to(picked_columns.device).repeat(copies, 1)
+        targets = encoded.targets.to(picked_columns.device).repeat(copies, 1)
+        scored = encoded.scored.to(picked_columns.device).repeat(copies, 1)
+        rows = torch.arange(picked_columns.shape[0], device=picked_columns.device)[:, None]
+        picked = picked_columns[rows, where].float()  # [C * B, K, V]
+        if output == "task_accuracy":
+            return ((picked.argmax(-1) == targets) | ~scored).all(-1).float()
+        logprob = picked.log_softmax(-1).gather(-1, targets[..., None]).squeeze(-1)
+        return (logprob * scored).sum(-1)
+
+    return ColumnScores(columns, values, output)
 
 
 def group_means(
@@ -368,8 +374,8 @@ def with_task(
         task, loaded.tokenizer, padding, min(MAX_PROMPT_TOKENS, (limit or 1 << 30) // 2)
     )
 
-    def factory(output: str) -> Callable[[Any, Any], Callable[[Any], torch.Tensor]]:
-        def make(inputs: Any, labels: Any) -> Callable[[Any], torch.Tensor]:
+    def factory(output: str) -> Callable[[Any, Any], ColumnScores]:
+        def make(inputs: Any, labels: Any) -> ColumnScores:
             ids = inputs.get("input_ids") if isinstance(inputs, dict) else None
             if not isinstance(ids, torch.Tensor) or not torch.equal(
                 ids.cpu(), encoded.inputs["input_ids"]

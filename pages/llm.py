@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from msa_core.analysis import llm
+from msa_core.analysis.llm_preflight import llm_preflight
 from msa_core.deployment import deployment
 from msa_core.runs import RunRequest
 from msa_core.tasks import (
@@ -120,8 +121,33 @@ with st.expander("Launch a run on your task", expanded=False):
             "permutation costs N + 1 evaluations.",
         )
         seed = right.number_input("Seed", min_value=0, value=0)
+        top_k = left.number_input(
+            "Top units to resolve per group (for the check)",
+            min_value=1,
+            value=10,
+            help="The check estimates the permutations that resolve each group's top units with "
+            "95% confidence, from a 2-permutation probe run (it takes about that long).",
+        )
         if problem:
             st.caption(f"Launch is off: {problem}.")
+        checked = right.form_submit_button("Check before launch", disabled=problem is not None)
+        if checked and task is not None:
+            with explained_errors("Checking"), st.spinner("One forward, then a probe run…"):
+                loaded = with_task(model(name), task)
+                game = loaded.game(units, "task_logprob")
+                evaluations = RunRequest(
+                    model=name,
+                    units=units,
+                    output=output,
+                    method="permutation",
+                    n_permutations=int(permutations),
+                ).budget(game.n_players)
+                found = llm_preflight(loaded.model, loaded.task, game, evaluations, int(top_k))
+                for check in found.flagged:
+                    st.warning(
+                        plain(f"The model cannot do the group {check.group}: {check.problem}")
+                    )
+                st.markdown("\n".join(f"- {plain(line)}" for line in found.lines()))
         launched = st.form_submit_button(
             "Launch in the background", type="primary", disabled=problem is not None
         )

@@ -305,13 +305,19 @@ def test_neurons_of_a_moe_block_output_match_zeroed_expert_rows():
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_all_intact_is_exact_and_every_single_lesion_changes_the_output(family):
+def test_all_intact_is_the_plain_forward_and_every_single_lesion_changes_the_output(family):
+    """All intact: the plain forward's values up to float32 rounding (the plan runs the positions
+    but the unscored last one, so sums over fewer keys and rows may round otherwise: at most
+    K * 2^-24 of the values' scale per layer and head, K the widest contraction)."""
     model = build(family)
     units = [expert_units(family), Heads("model.layers.*.self_attn"), Layers("model.layers")]
     game = ModelGame(model, INPUTS, units, output="target_logprob")
     with torch.no_grad():
         intact = model(**INPUTS).logits.log_softmax(-1)[:, :-1].gather(-1, IDS[:, 1:, None])[..., 0]
-    assert torch.equal(game(np.ones((1, game.n_players), bool))[0], intact)
+    tolerance = (N_LAYERS + 1) * max(HIDDEN, 32) * 2.0**-24 * float(intact.abs().max())
+    torch.testing.assert_close(
+        game(np.ones((1, game.n_players), bool))[0], intact, rtol=0, atol=tolerance
+    )
     values = game(~np.eye(game.n_players, dtype=bool))
     change = (values - intact).flatten(1).abs().amax(1)
     assert (change > 1e-4).all(), [game.player_names[i] for i in np.flatnonzero(change <= 1e-4)]

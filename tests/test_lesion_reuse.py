@@ -248,3 +248,67 @@ def test_padded_batches_keep_their_attention_mask_per_copy():
     rows = permutation_prefixes(reuse.n_players, 2)
     expected = plain(rows)
     torch.testing.assert_close(reuse(rows), expected, rtol=0, atol=float32_tolerance(expected))
+
+
+@pytest.mark.parametrize("padding", ["right", "left"])
+@pytest.mark.parametrize("units", ["heads", "layers"])
+def test_a_task_runs_its_head_only_where_targets_are_read_and_no_position_after(padding, units):
+    """A task's examples of different lengths, scored at per-example positions: layer reuse runs
+    the positions up to the last one read (the rest cannot reach them in a causal LM), the head
+    only at the positions read and once per distinct coalition of a call (never for the coalition
+    carried from the call before), and gives the whole model's values."""
+    from test_tasks import ROWS, tiny_llama, word_tokenizer
+
+    from msa_core.tasks import encode_task, task_from_rows, task_output_fn
+
+    model = tiny_llama()
+    encoded = encode_task(task_from_rows(ROWS), word_tokenizer(), padding)
+    output = task_output_fn(encoded, "task_logprob")
+    read = sorted(set(encoded.positions[encoded.scored].tolist()))
+    assert output.positions.tolist() == read and read[-1] < encoded.inputs["input_ids"].shape[1] - 1
+    plain = ModelGame(model, encoded.inputs, UNITS[units], output=output, **PLAIN)
+    reuse = ModelGame(model, encoded.inputs, UNITS[units], output=output, coalitions_per_pass=4)
+    assert isinstance(reuse.plan, LayerReuse) and plain.plan.name == "whole model"
+    n = reuse.n_players
+    rows = np.concatenate(
+        [permutation_prefixes(n, 3), np.random.default_rng(1).random((6, n)) < 0.5]
+    )
+    rows[3] = rows[2]  # a coalition twice in one call: its head runs once
+    lengths, head_rows = [], []
+    hooks = [
+        model.model.layers[0].register_forward_pre_hook(lambda m, a: lengths.append(a[0].shape[1])),
+        model.lm_head.register_forward_pre_hook(lambda m, a: head_rows.append(a[0].shape[:2])),
+    ]
+    try:
+        values = [reuse(rows[part]) for part in np.array_split(np.arange(len(rows)), 3)]
+    finally:
+        for hook in hooks:
+            hook.remove()
+    expected = plain(rows)
+    torch.testing.assert_close(
+        torch.cat(values), expected, rtol=0, atol=float32_tolerance(expected)
+    )
+    assert set(lengths) == {read[-1] + 1}
+    samples = encoded.inputs["input_ids"].shape[0]
+    distinct = sum(
+        len({tuple(r) for r in rows[part]}) for part in np.array_split(np.arange(len(rows)), 3)
+    )
+    assert [s[1] for s in head_rows] == [len(read)] * len(head_rows)
+    assert sum(s[0] for s in head_rows) == distinct * samples
+    assert no_hooks_left(model)
+
+
+def test_layer_reuse_holds_one_layer_per_copy_so_that_passes_take_more_coalitions():
+    """Layers run one after the other, so a copy's activations are one layer's (not the sum over
+    layers, as for the whole model): on 8 layers a budget holds several times the coalitions."""
+    config = transformers.LlamaConfig(
+        **{k: v for k, v in COMMON.items() if k != "num_experts_per_tok"} | {"num_hidden_layers": 8}
+    )
+    model = transformers.LlamaForCausalLM(config).eval()
+    per_pass = {
+        reuse: ModelGame(
+            model, INPUTS, UNITS["heads"], memory_budget=1 << 20, prefix_reuse=reuse
+        ).coalitions_per_pass
+        for reuse in (True, False)
+    }
+    assert per_pass[True] >= 3 * per_pass[False] >= 3

@@ -34,7 +34,7 @@ from msa_core.lesion.inputs import (
     model_device,
 )
 from msa_core.lesion.layer_reuse import LayerReuse, head_options, layer_plan
-from msa_core.lesion.outputs import CustomOutput, make_output
+from msa_core.lesion.outputs import ColumnScores, CustomOutput, make_output
 from msa_core.lesion.plans import make_plan
 from msa_core.lesion.sites import Site, bind
 from msa_core.names import LESIONS
@@ -59,7 +59,8 @@ class ModelGame(Game):
         output: a name from ``msa_core.lesion.NAMED_OUTPUTS``, ``fn(raw) -> tensor [C * B, ...]``,
         or a
             ``CustomOutput`` (``fn(raw, copies)``, told what the named outputs are told), or a
-            ``TokenScores`` (log-probs of chosen tokens at chosen positions).
+            ``ColumnScores`` (values read from an LM's logits at chosen positions, e.g. a
+            ``TokenScores``: log-probs of chosen tokens there).
         lesion: ``"zero"``, or ``"mean"`` (each unit's mean over ``reference``, default ``inputs``;
         the
             means are kept in each site's ``fill``).
@@ -76,7 +77,8 @@ class ModelGame(Game):
         reuse
             covers chain models and, for decoder-only transformers, layer reuse
             (``msa_core.lesion.layer_reuse``).
-        scored_positions: run an LM's head only at the positions the output reads (``TokenScores``).
+        scored_positions: run an LM's head only at the positions the output reads (a
+            ``ColumnScores``), and under layer reuse no position after the last of them.
         precision: ``"float32"``, or ``"bfloat16"`` / ``"float16"`` to run the passes under
             ``torch.autocast`` (meant for CUDA; values then differ from float32 by the half type's
             rounding, bounded in tests/test_lesion_reuse.py for dense models; an MoE token whose
@@ -102,7 +104,7 @@ class ModelGame(Game):
         model: nn.Module,
         inputs: Inputs,
         units: UnitSpec | Sequence[UnitSpec],
-        output: str | CustomOutput | Callable[[Any], torch.Tensor] = "logits",
+        output: str | CustomOutput | ColumnScores | Callable[[Any], torch.Tensor] = "logits",
         lesion: str = "zero",
         labels: torch.Tensor | None = None,
         reference: Inputs | None = None,
@@ -249,14 +251,14 @@ class ModelGame(Game):
             )
 
     def _dry_run(self) -> tuple[torch.Tensor, int]:
-        """The plan run on one all-intact copy: its values ``[B, ...]`` and the bytes it produced
-        (every leaf module's outputs plus the values), an upper bound on the activation memory per
-        copy."""
-        sizes: list[int] = []
+        """The plan run on one all-intact copy: its values ``[B, ...]`` and an upper bound on the
+        activation memory per copy (from the bytes of every leaf module's outputs, as the plan
+        holds them at once, plus the values)."""
+        sizes: list[tuple[nn.Module, int]] = []
 
         def count(module: nn.Module, args: tuple, out: Any) -> None:
             sizes.extend(
-                t.nbytes
+                (module, t.nbytes)
                 for t in (out if isinstance(out, (tuple, list)) else [out])
                 if isinstance(t, torch.Tensor)
             )
@@ -265,7 +267,7 @@ class ModelGame(Game):
         with attached(leaves):
             values = self._run(torch.ones(1, self.n_players, dtype=torch.bool, device=self.device))
         self.forward_seconds = 0.0
-        return values, sum(sizes) + values.nbytes
+        return values, self.plan.copy_bytes(sizes) + values.nbytes
 
     def _default_budget(self) -> int:
         if self.device is not None and self.device.type == "cuda":

@@ -21,7 +21,9 @@ sharing is switched on only when it reproduces the unshared plan on test coaliti
 The residual stream entering layer 0 and the keyword arguments each layer receives (causal mask,
 rotary embeddings) are recorded from plain forwards on 1 and 2 copies of the batch; tensors whose
 first dimension doubles are per sample and are repeated per group. After the last layer the final
-norm and the LM head run once per distinct coalition and only at the scored positions. The plan is
+norm and the LM head run once per distinct coalition of the call (not for a carried one) and only
+at the scored positions; positions after the last scored one do not run at all (``up_to``: a
+causal LM's earlier positions never see them). The plan is
 used only when every site lies inside a decoder layer and it reproduces the plain forward's logits
 on the intact model (checked once, at construction); otherwise ``layer_plan`` returns None.
 """
@@ -339,6 +341,19 @@ class LayerReuse(Plan):
             layer(x, *(a(groups) for a in args), **{k: v(groups) for k, v in kwargs.items()})
         )
 
+    def copy_bytes(self, sizes: list[tuple[nn.Module, int]]) -> int:
+        """Layers run one after the other: a copy holds one layer's activations at a time (the
+        largest layer's), its stream in and out, and what runs outside the layers (head, norm)."""
+        layer_of = {id(m): i for i, layer in enumerate(self.layers) for m in layer.modules()}
+        per_layer = np.zeros(len(self.layers), np.int64)
+        outside = 0
+        for module, size in sizes:
+            if id(module) in layer_of:
+                per_layer[layer_of[id(module)]] += size
+            else:
+                outside += size
+        return outside + int(per_layer.max()) + 2 * self.hidden.nbytes
+
     def order(self, coalitions: np.ndarray) -> np.ndarray:
         """Order ``[C]`` to run coalitions ``[C, N]`` in: by layer 0's units, then 1's..."""
         keys = coalitions[:, np.concatenate(self.columns)]
@@ -387,9 +402,26 @@ class LayerReuse(Plan):
         self.carried = (rows[-1].copy(), streams)
         if carried is not None:
             group = group[1:]
+        needed, group = np.unique(group, return_inverse=True)  # the carried one may not be
+        h = _pick(h, needed, self.rows)
         if self.positions is not None:
             h = h.index_select(1, self.positions.to(h.device))
-        return _pick(self.head(self.norm(h)), group, self.rows)
+        return _pick(self.head(self.norm(h)), group.ravel(), self.rows)
+
+
+def up_to(inputs: dict, length: int) -> dict:
+    """The first ``length`` positions of HF inputs whose tensors are ``[B, T]`` or ``[B, T, H]``
+    (ids, masks, position ids, embeddings); the inputs as they are if any tensor has another shape.
+
+    A causal LM's logits at positions below ``length`` do not depend on the positions dropped.
+    """
+    tensors = [v for v in inputs.values() if isinstance(v, torch.Tensor) and v.ndim]
+    lengths = {v.shape[1] if v.ndim in (2, 3) else -1 for v in tensors}
+    if len(lengths) != 1 or -1 in lengths or length >= lengths.pop():
+        return inputs
+    return {
+        k: v[:, :length] if isinstance(v, torch.Tensor) and v.ndim else v for k, v in inputs.items()
+    }
 
 
 def _no_cache(kwargs: dict) -> dict:
@@ -434,8 +466,10 @@ def layer_plan(
         {"use_cache": False} if accepts(model, "use_cache") and "use_cache" not in inputs else {}
     )
     rows = batch_size(inputs)
-    plain, once = _record(model, layers, inputs | options)
-    _, twice = _record(model, layers, dict(repeat_batch(inputs, 2)) | options)
+    plain = call_model(model, inputs | options)
+    trimmed = inputs if positions is None else up_to(inputs, int(positions.max()) + 1)
+    _, once = _record(model, layers, trimmed | options)
+    _, twice = _record(model, layers, dict(repeat_batch(trimmed, 2)) | options)
     seen = [call for call in once + twice if call is not None]
     calls = _layer_calls(once, twice, rows) if len(seen) == 2 * len(layers) else None  # type: ignore[arg-type]
     if calls is None:

@@ -8,7 +8,9 @@ position ``[B, T]``); without labels, an LM fed ``input_ids [B, T]`` is scored o
 giving ``[B, T - 1]`` values per copy. A callable ``output(raw) -> tensor [C * B, ...]`` is used as
 is; a ``CustomOutput(fn)`` is told what the named outputs are told, ``fn(raw, copies)``.
 Per-position targets make a ``TokenScores``, whose ``positions`` let a plan compute the LM head only
-where it is read; a ``TokenScores`` built by hand scores any positions (e.g. a task's targets).
+where it is read; a ``TokenScores`` built by hand scores any positions. A ``ColumnScores`` reads the
+logits at some positions with a function of its own (a task's per-example targets,
+``msa_core.tasks``), and lets plans skip the other positions likewise.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ def image_of(raw: Any) -> torch.Tensor:
 
 
 def make_output(
-    output: str | CustomOutput | TokenScores | Callable[[Any], torch.Tensor],
+    output: str | CustomOutput | ColumnScores | Callable[[Any], torch.Tensor],
     inputs: Inputs,
     labels: torch.Tensor | None,
 ) -> OutputFn:
@@ -84,7 +86,7 @@ def make_output(
     """
     if isinstance(output, CustomOutput):
         return output.fn
-    if isinstance(output, TokenScores):
+    if isinstance(output, ColumnScores):
         return output
     if callable(output):
         return lambda raw, copies: output(raw)
@@ -140,7 +142,43 @@ def _check_range(targets: torch.Tensor, classes: int) -> None:
         )
 
 
-class TokenScores:
+class ColumnScores:
+    """An output that reads a language model's logits at some positions only.
+
+    ``positions``: long ``[P]``, the sequence positions read (the same for every sample);
+    ``fn(logits [C * B, P, V]) -> values [C * B, ...]``. Called on a raw output whose logits cover
+    only those positions ``[C * B, P, V]`` (a plan that knows ``positions`` computes the LM head
+    only there, and may drop the positions after the last one, which a causal model's earlier
+    positions never see) or every position ``[C * B, T, V]``, from which it picks them.
+    """
+
+    def __init__(
+        self,
+        positions: torch.Tensor,
+        fn: Callable[[torch.Tensor], torch.Tensor],
+        name: str = "output",
+    ):
+        if positions.ndim != 1 or positions.numel() == 0:
+            raise MSAInputError(f"{name}: positions must be [P] with P >= 1")
+        self.positions, self.fn, self.name = positions, fn, name
+
+    def columns(self, raw: Any) -> torch.Tensor:
+        """The logits of ``raw`` at ``positions``: ``[C * B, P, V]``."""
+        logits = logits_of(raw)
+        if logits.ndim == 3 and logits.shape[1] != self.positions.shape[0]:
+            if logits.shape[1] <= int(self.positions.max()):
+                raise MSAInputError(
+                    f"output={self.name!r}: logits {list(logits.shape)} do not reach position "
+                    f"{int(self.positions.max())}"
+                )
+            logits = logits.index_select(1, self.positions.to(logits.device))
+        return logits
+
+    def __call__(self, raw: Any, copies: int) -> torch.Tensor:
+        return self.fn(self.columns(raw))
+
+
+class TokenScores(ColumnScores):
     """Output of a language model scored at some positions: values ``[C * B, P]``.
 
     ``positions``: long ``[P]``, the sequence positions whose logits are read (the same for every
@@ -164,20 +202,25 @@ class TokenScores:
                 f"{name}: positions must be [P] and targets [B, P]; "
                 f"got {list(positions.shape)} and {list(targets.shape)}"
             )
-        self.positions, self.targets, self.correct, self.name = positions, targets, correct, name
-        self.length = length
+        super().__init__(positions, self._score, name)
+        self.targets, self.correct, self.length = targets, correct, length
         self._in_range: int | None = None  # the class count the targets were checked against
 
-    def __call__(self, raw: Any, copies: int) -> torch.Tensor:
+    def columns(self, raw: Any) -> torch.Tensor:
         logits = logits_of(raw)
-        wanted = repeat_batch(self.targets, copies)
-        full = self.length or int(self.positions.max()) + 1
         if (
-            logits.ndim == 3
-            and logits.shape[1] != wanted.shape[1]
-            and (logits.shape[1] == full if self.length else logits.shape[1] >= full)
+            self.length
+            and logits.ndim == 3
+            and logits.shape[1] not in (self.length, len(self.positions))
         ):
-            logits = logits[:, self.positions.to(logits.device)]
+            raise MSAInputError(
+                f"output={self.name!r}: logits {list(logits.shape)} cover neither the "
+                f"{self.length} positions of the inputs nor the {len(self.positions)} scored ones"
+            )
+        return super().columns(raw) if logits.ndim == 3 else logits
+
+    def _score(self, logits: torch.Tensor) -> torch.Tensor:
+        wanted = repeat_batch(self.targets, logits.shape[0] // self.targets.shape[0])
         if logits.shape[:-1] != wanted.shape:
             raise MSAInputError(
                 f"output={self.name!r}: logits {list(logits.shape)} do not fit targets "

@@ -33,6 +33,11 @@ class Plan(ABC):
     def run(self, keep: torch.Tensor) -> Any:
         """keep: bool ``[C, N]`` over all players -> the raw model output for the ``C * B`` rows."""
 
+    def copy_bytes(self, sizes: list[tuple[nn.Module, int]]) -> int:
+        """Activation bytes one copy holds at most at once, from the bytes of each output of each
+        leaf module in a pass over one copy: here all of them."""
+        return sum(size for _, size in sizes)
+
 
 class WholeModel(Plan):
     """``options``: keyword arguments passed to the model as they are (not repeated per copy)."""

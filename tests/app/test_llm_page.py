@@ -53,3 +53,7 @@ def test_a_stored_task_run_shows_the_matrix_and_a_selective_lesion(
     assert any("Greedy continuation" in md.value for md in app.markdown)
     app.selectbox[-1].select("language").run()
     assert not app.exception, [e.value for e in app.exception]
+    # before launch: each group's intact score and the budget a top-k target needs
+    next(button for button in app.button if button.label == "Check before launch").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert any("Resolving each group's top 10 units" in md.value for md in app.markdown)
