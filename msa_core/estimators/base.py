@@ -125,6 +125,8 @@ class RunningMoments:
 
     Sums run over ``x - shift`` with ``shift`` = the first sample, so the variance does not suffer
     cancellation when the mean is large against the spread (and is exactly 0 for constant data).
+    Samples may come in float32; they are shifted into float64 (exactly: both are float32 numbers
+    when the first sample was), so the sums do not depend on which samples came first in float32.
 
     >>> m = RunningMoments((2,))
     >>> m.add(np.array([[1.0, 2.0], [3.0, 2.0]])); m.add(np.array([[5.0, 2.0]]))
@@ -138,14 +140,21 @@ class RunningMoments:
         self.sum = np.zeros(shape)
         self.sum_sq = np.zeros(shape)
         self._scratch = np.empty(shape)
+        self._shifted = np.empty((0, *shape))  # float64 copies of float32 samples, reused
 
     def add(self, samples: np.ndarray) -> None:
-        """Add samples ``[m, *shape]`` (float64; overwritten as scratch space)."""
+        """Add samples ``[m, *shape]`` (float32 or float64; float64 ones are overwritten as scratch
+        space)."""
         if self.count == 0:
             self.shift[...] = samples[0]
-        samples -= self.shift
-        self.sum += np.sum(samples, axis=0, out=self._scratch)
-        self.sum_sq += np.einsum("m...,m...->...", samples, samples, out=self._scratch)
+        if samples.dtype == np.float64:
+            shifted = np.subtract(samples, self.shift, out=samples)
+        else:
+            if self._shifted.shape[0] < samples.shape[0]:
+                self._shifted = np.empty(samples.shape)
+            shifted = np.subtract(samples, self.shift, out=self._shifted[: samples.shape[0]])
+        self.sum += np.sum(shifted, axis=0, out=self._scratch)
+        self.sum_sq += np.einsum("m...,m...->...", shifted, shifted, out=self._scratch)
         self.count += samples.shape[0]
 
     @property
