@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -30,6 +31,19 @@ def samples_per_block(rows_per_sample: int, n_outputs: int) -> int:
     1)."""
     rows = min(BLOCK_ROWS, BLOCK_VALUES // max(1, n_outputs))
     return max(1, rows // rows_per_sample)
+
+
+@dataclass(frozen=True)
+class ScoreEstimate:
+    """Scores a sampler tracks for a target (``stopping.TopK``): means and standard errors
+    ``[N, G]`` over ``count`` samples (``dof`` degrees of freedom), ``per_block`` samples per
+    block."""
+
+    mean: np.ndarray
+    stderr: np.ndarray
+    dof: float
+    count: int
+    per_block: int
 
 
 class Estimator(ABC):
@@ -75,6 +89,10 @@ class Estimator(ABC):
         """Largest standard error now, or None where it cannot be told at this block."""
         return None
 
+    def score_estimate(self) -> ScoreEstimate | None:
+        """Scores kept for a top-k target, or None where this sampler keeps none."""
+        return None
+
     def stderr_dof(self) -> float:
         """Degrees of freedom of ``estimate()``'s standard error.
 
@@ -91,6 +109,8 @@ class Estimator(ABC):
         state: dict[str, np.ndarray] = {}
         for name in self.state_fields:
             value = getattr(self, name)
+            if value is None:  # not kept by this run (e.g. scores without a target)
+                continue
             if isinstance(value, RunningMoments):
                 state.update({f"{name}.{key}": part for key, part in value.state_dict().items()})
             else:
@@ -101,6 +121,8 @@ class Estimator(ABC):
         """Restore running sums saved by ``state_dict`` (same method, players and outputs)."""
         for name in self.state_fields:
             value = getattr(self, name)
+            if value is None:
+                continue
             if isinstance(value, RunningMoments):
                 value.load_state_dict(
                     {

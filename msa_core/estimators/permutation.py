@@ -30,7 +30,13 @@ from __future__ import annotations
 import numpy as np
 
 from msa_core.coalitions import from_ranks
-from msa_core.estimators.base import Estimator, RunningMoments, block_rng, samples_per_block
+from msa_core.estimators.base import (
+    Estimator,
+    RunningMoments,
+    ScoreEstimate,
+    block_rng,
+    samples_per_block,
+)
 
 PRIOR_SHARE = 0.1  # weight of the prior variance (unit mean x output mean), a share of the samples
 
@@ -44,7 +50,7 @@ class PermutationEstimator(Estimator):
         "(t, 1.1 x samples - 1 degrees of freedom)"
     )
     permutations_per_sample = 1
-    state_fields = ("n_permutations", "moments")
+    state_fields = ("n_permutations", "moments", "scores")
     extendable = True  # block k holds the same orders whatever the budget
 
     def __init__(self, n_players, v_full, v_empty, seed, budget):
@@ -54,6 +60,7 @@ class PermutationEstimator(Estimator):
         self.per_block = samples_per_block(rows_per_sample, self.n_outputs)
         self.n_blocks = -(-self.n_samples // self.per_block)
         self.moments = RunningMoments((n_players, self.n_outputs))  # mean = modes, and variance
+        self.scores: RunningMoments | None = None  # kept for a top-k target (track_scores)
         self._ranks: dict[int, np.ndarray] = {}
         # scratch reused by every block, per dtype of the values: fresh arrays of this size would
         # cost page faults each time
@@ -84,10 +91,34 @@ class PermutationEstimator(Estimator):
         self._ranks[k] = ranks
         return from_ranks(ranks, np.arange(1, self.n_players))
 
+    def track_scores(self, n_groups: int) -> None:
+        """Also keep every sample's scores ``[N, G]``, its mean modes over each of ``n_groups``
+        equal consecutive slices of the outputs (the groups of a ``stopping.TopK`` target)."""
+        self.scores = RunningMoments((self.n_players, n_groups))
+
+    def score_estimate(self) -> ScoreEstimate | None:
+        if self.scores is None or self.scores.count < 2:
+            return None
+        return ScoreEstimate(
+            self.scores.mean,
+            self.scores.stderr(),
+            float(self.scores.count - 1),
+            self.scores.count,
+            self.per_block,
+        )
+
     def absorb(self, k: int, values: np.ndarray) -> None:
         ranks = self._ranks.pop(k)
         self.n_permutations += ranks.shape[0]
-        self.moments.add(self.combine(self._contributions(ranks, values)))
+        samples = self.combine(self._contributions(ranks, values))
+        if self.scores is not None:
+            groups = self.scores.shift.shape[1]
+            self.scores.add(
+                samples.reshape(samples.shape[0], self.n_players, groups, -1).mean(
+                    axis=3, dtype=np.float64
+                )
+            )
+        self.moments.add(samples)
 
     def _buffers(self, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Scratch of ``dtype``: by position and by unit ``[rows, D]``, the end values ``[D]``."""
