@@ -18,11 +18,14 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from msa_core import interactions_cli
 from msa_core.errors import MSAInputError
 from msa_core.names import EXPORT_FORMATS, LESIONS, MAX_SEED, METHODS
+
+if TYPE_CHECKING:
+    from msa_core.result import ModesResult
 
 EXAMPLES = """\
 examples:
@@ -173,6 +176,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="random seed, 0 to 2^63 - 1 (default 0); same seed, same result",
     )
     run.add_argument(
+        "--top-k",
+        type=positive_int,
+        metavar="K",
+        help="stop as soon as the K most important units are known with 95%% confidence "
+        "(the budget is then the most the run may use); the result says which units are "
+        "confidently in or out and which are unresolved",
+    )
+    run.add_argument(
+        "--per-group",
+        action="store_true",
+        help="with --top-k: one top K per index of the first output axis (e.g. per task row)",
+    )
+    run.add_argument(
         "--out",
         metavar="PATH",
         help=f"also write the result here ({', '.join(EXPORT_FORMATS)}, by suffix)",
@@ -319,6 +335,25 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _top_k_line(result: ModesResult) -> str:
+    """One line per group of a top-k run: resolved or not, the units confidently in the top."""
+    status = result.top_k_status()
+    names = result.player_names
+    lines = [
+        f"top {status.k} at {status.level:.0%}: "
+        + ("resolved" if status.resolved else "not resolved within the budget")
+        + (" (stopped early)" if result.meta.get("stopped_early") else "")
+    ]
+    for g, group in enumerate(status.groups):
+        where = f"  group {g}: " if status.per_group else "  "
+        lines.append(
+            where
+            + f"in {[names[u] for u in group.top]}"
+            + (f", unresolved {[names[u] for u in group.unresolved]}" if group.unresolved else "")
+        )
+    return "\n".join(lines)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from msa_core.runs.execute import execute, fingerprint_of
     from msa_core.runs.export import export
@@ -340,6 +375,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         max_evaluations=args.max_evaluations,
         seed=args.seed,
         task=args.task,
+        top_k=args.top_k,
+        per_group=args.per_group,
     )
     store = _store(args)
     fingerprint = fingerprint_of(request)
@@ -372,6 +409,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"outputs {list(result.output_shape)}, {result.n_evaluations} evaluations, "
         f"{result.n_permutations} permutations, method {result.meta['method']}"
     )
+    if "target" in result.meta:
+        print(_top_k_line(result))
     print(f"stored in {store.directory} as run {fingerprint}")
     if args.out:
         print(f"written to {export(result, args.out)}")

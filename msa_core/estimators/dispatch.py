@@ -110,8 +110,7 @@ def shapley_modes(
     if target is not None and not isinstance(target, TopK):
         raise MSAInputError(f"target must be a TopK(k, ...) or None; got {target!r}")
     where = resolve_backend(backend)
-    if target is not None and not isinstance(where, LocalBackend):
-        raise MSAInputError("a top-k target runs on the local backend only (backend=None)")
+    check_target_backend(target, where)
     played = where.game(game, n_players)
     plan = RunPlan.make(method, played.n_players, n_permutations, max_evaluations, seed, target)
     known_shape = getattr(played, "output_shape", None)
@@ -142,6 +141,13 @@ def _check_options(
         )
     if progress is not None and not callable(progress):
         raise MSAInputError("progress must be a callable progress(done, total) or None")
+
+
+def check_target_backend(target: TopK | None, backend: Backend) -> None:
+    """Refuse a top-k target on a backend other than this process (its workers' copies of the
+    estimator would not keep the target's scores)."""
+    if target is not None and not isinstance(backend, LocalBackend):
+        raise MSAInputError("a top-k target runs on the local backend only (backend=None)")
 
 
 @dataclass
@@ -181,6 +187,7 @@ def run_plan(
         The run's ``ModesResult`` (see ``shapley_modes``).
     """
     wall_start = time.perf_counter() if wall_start is None else wall_start
+    check_target_backend(plan.target, backend)
     started = start_or_resume(plan, TimedGame(game), resume, batch_size)
     if started.estimator is not None:
         play(started, backend, batch_size, target_stderr, progress, checkpoint)

@@ -142,3 +142,20 @@ def test_status_of_an_untargeted_result_uses_wider_bounds_and_survives_saving(tm
 def test_looks_spend_at_most_alpha():
     assert [looks_reached(n) for n in (15, 16, 23, 24, 36, 53, 54)] == [-1, 0, 0, 1, 2, 2, 3]
     assert sum(look_alpha(0.05, j) for j in range(10_000)) < 0.05
+
+
+def test_the_cli_runs_a_top_k_target_and_says_what_is_resolved(tmp_path, capsys):
+    from msa_core.cli import main
+    from msa_core.runs.request import RunRequest
+    from msa_core.zoo import load_model
+
+    args = ["run", "--model", "mlp-digits-h16-none-s0", "--method", "permutation"]
+    args += ["--permutations", "40", "--quiet", "--cache-dir", str(tmp_path)]
+    assert main([*args, "--top-k", "3", "--per-group", "--output", "logits"]) == 0
+    printed = capsys.readouterr().out
+    assert "top 3 at 95%" in printed and "group 0: in [" in printed
+    # a target is part of the run's identity
+    plain = RunRequest("mlp-digits-h16-none-s0", method="permutation", n_permutations=40)
+    loaded = load_model(plain.model)
+    targeted = RunRequest(**{**plain.to_dict(), "top_k": 3})
+    assert plain.fingerprint(loaded) != targeted.fingerprint(loaded)
