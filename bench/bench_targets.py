@@ -21,9 +21,9 @@ from msa_core import TopK, shapley_modes
 from msa_core.zoo import load_model
 
 CASES = (  # model, units, output, k, per_group
-    ("mlp-digits-h16-l1-s0", "hidden neurons", "target_logprob", 3, False),
-    ("mlp-digits-h16-none-s0", "hidden neurons", "class_accuracy", 3, False),
     ("moe-fortunes-5lang", "experts (layer 0)", "language_logprob", 2, True),
+    ("mlp-digits-h16-l1-s0", "hidden neurons", "target_logprob", 1, False),
+    ("mlp-digits-h16-l1-s0", "hidden neurons", "target_logprob", 3, False),
 )
 
 
