@@ -361,6 +361,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.address and args.backend != "ray":
         raise MSAInputError("--address only applies to --backend ray")
+    if args.top_k and args.backend == "ray":
+        raise MSAInputError("--top-k runs on the local backend only (leave out --backend ray)")
+    if args.per_group and not args.top_k:
+        raise MSAInputError("--per-group only applies with --top-k K")
     if args.out:
         check_target(Path(args.out))
     if args.address:

@@ -154,6 +154,10 @@ def test_the_cli_runs_a_top_k_target_and_says_what_is_resolved(tmp_path, capsys)
     assert main([*args, "--top-k", "3", "--per-group", "--output", "logits"]) == 0
     printed = capsys.readouterr().out
     assert "top 3 at 95%" in printed and "group 0: in [" in printed
+    for wrong in (["--top-k", "3", "--backend", "ray"], ["--per-group"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*args, *wrong])
+        assert exit_info.value.code == 2
     # a target is part of the run's identity
     plain = RunRequest("mlp-digits-h16-none-s0", method="permutation", n_permutations=40)
     loaded = load_model(plain.model)
