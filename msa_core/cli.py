@@ -20,12 +20,15 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from msa_core import interactions_cli
 from msa_core.errors import MSAInputError
 from msa_core.names import EXPORT_FORMATS, LESIONS, MAX_SEED, METHODS
 from msa_core.paths import default_cache_dir
+
+if TYPE_CHECKING:
+    from msa_core.result import ModesResult
 
 EXAMPLES = """\
 examples:
@@ -187,6 +190,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         metavar="S",
         help="random seed, 0 to 2^63 - 1 (default 0); same seed, same result",
+    )
+    run.add_argument(
+        "--top-k",
+        type=positive_int,
+        metavar="K",
+        help="stop as soon as the K most important units are known with 95%% confidence "
+        "(the budget is then the most the run may use); the result says which units are "
+        "confidently in or out and which are unresolved",
+    )
+    run.add_argument(
+        "--per-group",
+        action="store_true",
+        help="with --top-k: one top K per index of the first output axis (e.g. per task row)",
     )
     run.add_argument(
         "--out",
@@ -367,6 +383,25 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _top_k_line(result: ModesResult) -> str:
+    """One line per group of a top-k run: resolved or not, the units confidently in the top."""
+    status = result.top_k_status()
+    names = result.player_names
+    lines = [
+        f"top {status.k} at {status.level:.0%}: "
+        + ("resolved" if status.resolved else "not resolved within the budget")
+        + (" (stopped early)" if result.meta.get("stopped_early") else "")
+    ]
+    for g, group in enumerate(status.groups):
+        where = f"  group {g}: " if status.per_group else "  "
+        lines.append(
+            where
+            + f"in {[names[u] for u in group.top]}"
+            + (f", unresolved {[names[u] for u in group.unresolved]}" if group.unresolved else "")
+        )
+    return "\n".join(lines)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from msa_core.runs.execute import execute, fingerprint_of
     from msa_core.runs.export import export
@@ -374,6 +409,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.address and args.backend != "ray":
         raise MSAInputError("--address only applies to --backend ray")
+    if args.top_k and args.backend == "ray":
+        raise MSAInputError("--top-k runs on the local backend only (leave out --backend ray)")
+    if args.per_group and not args.top_k:
+        raise MSAInputError("--per-group only applies with --top-k K")
     if args.out:
         check_target(Path(args.out), overwrite=args.force)
     if args.address:
@@ -388,6 +427,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         max_evaluations=args.max_evaluations,
         seed=args.seed,
         task=args.task,
+        top_k=args.top_k,
+        per_group=args.per_group,
     )
     request.check_names()  # from the model's card: before its weights and data load
     store = _store(args)
@@ -426,6 +467,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"outputs {list(result.output_shape)}, {result.n_evaluations} evaluations, "
         f"{result.n_permutations} permutations, method {result.meta['method']}"
     )
+    if "target" in result.meta:
+        print(_top_k_line(result))
     if fingerprint in store:
         print(f"stored in {store.directory} as run {fingerprint}")
     else:

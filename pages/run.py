@@ -108,6 +108,19 @@ def launch_form(name: str) -> None:
             "Cap on evaluations (0 = none)", min_value=0, value=0, step=1000, key="run_evaluations"
         )
         seed = right.number_input("Seed", min_value=0, value=0, step=1, key="run_seed")
+        top_k = left.number_input(
+            "Stop when the top k units are known (0 = run the whole budget)",
+            min_value=0,
+            value=0,
+            step=1,
+            key="run_top_k",
+            help="Stops as soon as the k most important units are resolved with 95% confidence; "
+            "the budget is then the most the run may use. The result lists the units that are "
+            "confidently in or out, and those still unresolved.",
+        )
+        per_group = right.checkbox(
+            "Top k per output row (e.g. per task group)", key="run_per_group", disabled=not top_k
+        )
     with plan_column, st.container(border=True):
         st.markdown("**Before launch**")
         request, runnable = None, False
@@ -122,6 +135,8 @@ def launch_form(name: str) -> None:
                     n_permutations=int(permutations) if method != "exact" else None,
                     max_evaluations=int(evaluations) or None,
                     seed=int(seed),
+                    top_k=int(top_k) or None,
+                    per_group=bool(per_group and top_k),
                 )
             except MSAInputError as err:
                 st.error(f"This budget cannot run: {err}", icon=":material/block:")

@@ -7,8 +7,7 @@ its coalitions. The driver folds deltas into its estimator in chunk order (``mer
 gives the state of a local run over the same blocks, up to the order of float additions.
 
 Every state field is a sum over blocks except ``RunningMoments``, whose shifted sums are merged by
-moving them to one shift. A chunk's copy of a permutation sampler is told how many samples a whole
-run would hold before its first block (``ChunkMoments``), so its counts read as the local run's.
+moving them to one shift.
 
 >>> import numpy as np
 >>> from msa_core import UnanimityGame
@@ -34,9 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from msa_core.estimators.base import Estimator, RunningMoments
+from msa_core.estimators.base import Estimator
 from msa_core.estimators.checkpoint import State
-from msa_core.estimators.permutation import PermutationEstimator
 from msa_core.estimators.runner import BlockRunner, TimedGame
 from msa_core.games import Game
 
@@ -68,32 +66,6 @@ def chunk_bounds(start: int, n_blocks: int, blocks_per_chunk: int) -> list[tuple
     ]
 
 
-class ChunkMoments(RunningMoments):
-    """``RunningMoments`` of one chunk that reads as ``prior`` samples already in.
-
-    The permutation samplers decide from ``count`` whether a block feeds the variance; ``prior`` is
-    the count a whole run has before the chunk's first block, so the decisions are the same. Sums
-    hold the chunk's own samples only, shifted by its own first sample.
-    """
-
-    def __init__(self, shape: tuple[int, ...], prior: int):
-        super().__init__(shape)
-        self.prior = self.count = prior
-
-    def add(self, samples: np.ndarray) -> None:
-        if self.count == self.prior:
-            self.shift[...] = samples[0]
-        super().add(samples)
-
-
-def prepare_chunk(estimator: Estimator, first: int, stop: int) -> None:
-    """Make a fresh estimator evaluate only blocks ``[first, stop)`` as a whole run would."""
-    estimator.n_blocks = stop  # this copy's run ends with the chunk
-    if isinstance(estimator, PermutationEstimator):
-        # every earlier block fed the variance with per_block samples
-        estimator.moments = ChunkMoments(estimator.moments.shift.shape, first * estimator.per_block)
-
-
 def moment_names(state: State) -> list[str]:
     """Names of the ``RunningMoments`` fields in a state (``name.count``, ``name.sum``, ...)."""
     return [key[: -len(".sum_sq")] for key in state if key.endswith(".sum_sq")]
@@ -115,6 +87,7 @@ def chunk_delta(after: State, before: State) -> State:
 def merge_moments(total: State, part: State) -> State:
     """Moments of two disjoint sample sets (``MOMENT_PARTS`` dicts), kept at ``total``'s shift.
 
+    >>> from msa_core.estimators.base import RunningMoments
     >>> a, b, both = RunningMoments((1,)), RunningMoments((1,)), RunningMoments((1,))
     >>> a.add(np.array([[1.0], [2.0]])); b.add(np.array([[7.0]]))
     >>> both.add(np.array([[1.0], [2.0], [7.0]]))
@@ -160,7 +133,7 @@ def evaluate_chunk(
 
     ``output_shape``: the per-coalition value shape the run has seen (checked on every call).
     """
-    prepare_chunk(estimator, first, stop)
+    estimator.n_blocks = stop  # this copy's run ends with the chunk
     before = estimator.state_dict()
     timed = TimedGame(game)
     timed.output_shape = output_shape

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -30,6 +31,19 @@ def samples_per_block(rows_per_sample: int, n_outputs: int) -> int:
     1)."""
     rows = min(BLOCK_ROWS, BLOCK_VALUES // max(1, n_outputs))
     return max(1, rows // rows_per_sample)
+
+
+@dataclass(frozen=True)
+class ScoreEstimate:
+    """Scores a sampler tracks for a target (``stopping.TopK``): means and standard errors
+    ``[N, G]`` over ``count`` samples (``dof`` degrees of freedom), ``per_block`` samples per
+    block."""
+
+    mean: np.ndarray
+    stderr: np.ndarray
+    dof: float
+    count: int
+    per_block: int
 
 
 class Estimator(ABC):
@@ -75,6 +89,10 @@ class Estimator(ABC):
         """Largest standard error now, or None where it cannot be told at this block."""
         return None
 
+    def score_estimate(self) -> ScoreEstimate | None:
+        """Scores kept for a top-k target, or None where this sampler keeps none."""
+        return None
+
     def stderr_dof(self) -> float:
         """Degrees of freedom of ``estimate()``'s standard error.
 
@@ -91,6 +109,8 @@ class Estimator(ABC):
         state: dict[str, np.ndarray] = {}
         for name in self.state_fields:
             value = getattr(self, name)
+            if value is None:  # not kept by this run (e.g. scores without a target)
+                continue
             if isinstance(value, RunningMoments):
                 state.update({f"{name}.{key}": part for key, part in value.state_dict().items()})
             else:
@@ -101,6 +121,8 @@ class Estimator(ABC):
         """Restore running sums saved by ``state_dict`` (same method, players and outputs)."""
         for name in self.state_fields:
             value = getattr(self, name)
+            if value is None:
+                continue
             if isinstance(value, RunningMoments):
                 value.load_state_dict(
                     {
@@ -125,6 +147,8 @@ class RunningMoments:
 
     Sums run over ``x - shift`` with ``shift`` = the first sample, so the variance does not suffer
     cancellation when the mean is large against the spread (and is exactly 0 for constant data).
+    Samples may come in float32; they are shifted into float64 (exactly: both are float32 numbers
+    when the first sample was), so the sums do not depend on which samples came first in float32.
 
     >>> m = RunningMoments((2,))
     >>> m.add(np.array([[1.0, 2.0], [3.0, 2.0]])); m.add(np.array([[5.0, 2.0]]))
@@ -138,14 +162,21 @@ class RunningMoments:
         self.sum = np.zeros(shape)
         self.sum_sq = np.zeros(shape)
         self._scratch = np.empty(shape)
+        self._shifted = np.empty((0, *shape))  # float64 copies of float32 samples, reused
 
     def add(self, samples: np.ndarray) -> None:
-        """Add samples ``[m, *shape]`` (float64; overwritten as scratch space)."""
+        """Add samples ``[m, *shape]`` (float32 or float64; float64 ones are overwritten as scratch
+        space)."""
         if self.count == 0:
             self.shift[...] = samples[0]
-        samples -= self.shift
-        self.sum += np.sum(samples, axis=0, out=self._scratch)
-        self.sum_sq += np.einsum("m...,m...->...", samples, samples, out=self._scratch)
+        if samples.dtype == np.float64:
+            shifted = np.subtract(samples, self.shift, out=samples)
+        else:
+            if self._shifted.shape[0] < samples.shape[0]:
+                self._shifted = np.empty(samples.shape)
+            shifted = np.subtract(samples, self.shift, out=self._shifted[: samples.shape[0]])
+        self.sum += np.sum(shifted, axis=0, out=self._scratch)
+        self.sum_sq += np.einsum("m...,m...->...", shifted, shifted, out=self._scratch)
         self.count += samples.shape[0]
 
     @property

@@ -20,7 +20,14 @@ from msa_core.errors import MSAInputError
 from msa_core.estimators.base import Estimator
 from msa_core.estimators.checkpoint import Checkpoint
 from msa_core.estimators.plan import METHODS, CheckpointSummary, RunPlan
-from msa_core.estimators.runner import Backend, Progress, TimedGame, resolve_backend
+from msa_core.estimators.runner import (
+    Backend,
+    LocalBackend,
+    Progress,
+    TimedGame,
+    resolve_backend,
+)
+from msa_core.estimators.stopping import TopK, stop_rule
 from msa_core.games import Game
 from msa_core.memory import check_fits
 from msa_core.result import ModesResult
@@ -46,6 +53,7 @@ def shapley_modes(
     backend: Any = None,
     progress: Progress | None = None,
     checkpoint: Checkpoint | None = None,
+    target: TopK | None = None,
 ) -> ModesResult:
     """Shapley mode of every player of a vector-valued game.
 
@@ -75,6 +83,12 @@ def shapley_modes(
         checkpoint: where the running state is saved every few seconds; a run with the same
             arguments resumes from it and gives exactly the uninterrupted result
             (``FileCheckpoint``, or the run store's).
+        target: ``TopK(k, per_group=False, level=0.95)``: stop as soon as the k most important units
+            (of each group) are known at ``level`` (``stopping``: checked at looks over whole
+            blocks, so the same seed stops at the same block and a resumed run where it would have);
+            the budget is the most it may use. ``meta["target"]`` says which units are confidently
+            in or out and which are unresolved (``ModesResult.top_k_status``). With
+            ``target_stderr`` too, the run stops when both hold. Local backend only.
 
     Returns:
         A ``ModesResult``: ``modes`` and ``stderr`` ``[N, *out]`` with
@@ -93,12 +107,17 @@ def shapley_modes(
     """
     wall_start = time.perf_counter()
     _check_options(method, seed, batch_size, target_stderr, progress)
+    if target is not None and not isinstance(target, TopK):
+        raise MSAInputError(f"target must be a TopK(k, ...) or None; got {target!r}")
     where = resolve_backend(backend)
+    check_target_backend(target, where)
     played = where.game(game, n_players)
-    plan = RunPlan.make(method, played.n_players, n_permutations, max_evaluations, seed)
+    plan = RunPlan.make(method, played.n_players, n_permutations, max_evaluations, seed, target)
     known_shape = getattr(played, "output_shape", None)
     if known_shape is not None:  # known before the first evaluation
         check_fits(played.n_players, math.prod(known_shape))
+        if target is not None:
+            target.n_groups(tuple(known_shape))
     state = checkpoint.load() if checkpoint is not None else None
     resume = plan.resume(state) if state is not None else None
     return run_plan(
@@ -122,6 +141,13 @@ def _check_options(
         )
     if progress is not None and not callable(progress):
         raise MSAInputError("progress must be a callable progress(done, total) or None")
+
+
+def check_target_backend(target: TopK | None, backend: Backend) -> None:
+    """Refuse a top-k target on a backend other than this process (its workers' copies of the
+    estimator would not keep the target's scores)."""
+    if target is not None and not isinstance(backend, LocalBackend):
+        raise MSAInputError("a top-k target runs on the local backend only (backend=None)")
 
 
 @dataclass
@@ -161,6 +187,7 @@ def run_plan(
         The run's ``ModesResult`` (see ``shapley_modes``).
     """
     wall_start = time.perf_counter() if wall_start is None else wall_start
+    check_target_backend(plan.target, backend)
     started = start_or_resume(plan, TimedGame(game), resume, batch_size)
     if started.estimator is not None:
         play(started, backend, batch_size, target_stderr, progress, checkpoint)
@@ -193,7 +220,8 @@ def start_or_resume(
         plan = plan.for_outputs(v_full.size)
     if plan.n_players == 1:
         return Started(plan, timed, v_full, v_empty, None, 0)
-    estimator = plan.estimator(v_full, v_empty)
+    assert timed.output_shape is not None
+    estimator = plan.estimator(v_full, v_empty, timed.output_shape)
     if resume is not None:
         estimator.load_state_dict(resume[1].estimator_state)
     return Started(
@@ -236,7 +264,7 @@ def play(
         timed,
         estimator,
         rows,
-        target_stderr,
+        stop_rule(target_stderr, plan.target),
         progress,
         start_block=started.start_block,
         save=save if checkpoint is not None else None,
@@ -271,6 +299,11 @@ def result_of(
         "output_shape": list(out),
         "max_evaluations": plan.budget,
         "target_stderr": target_stderr,
+        **(
+            {}
+            if plan.target is None or started.estimator is None
+            else {"target": plan.target.final_status(started.estimator, out).to_meta()}
+        ),
         "stopped_early": tally.stopped_early,
         "evaluations_discarded": tally.evaluated - tally.used,
         "stderr_kind": plan.estimator_class.stderr_kind,

@@ -4,9 +4,12 @@ Each sampled order adds units one by one; unit i's marginal contribution in that
 ``v(units before i, and i) - v(units before i)``. The mean over orders is unbiased, and the
 contributions of one order telescope to ``v(full) - v(empty)``, so efficiency holds.
 
-Streaming: each prefix value is added to the unit that completed the prefix and subtracted from
-the unit added next (``index_add_``, float64), which sums every marginal contribution without
-materialising it.
+Streaming: a block's contributions are formed explicitly, ``[P, N, D]``: the differences of
+consecutive prefix values (in position order), gathered into unit order by one ``take`` of rows,
+then folded into the per-unit shifted sums and squared sums (``RunningMoments``) that give both the
+modes (their mean) and the variance. Differences and gather run in the values' own precision
+(float32 games stay float32 there: a difference of two float32 values is exact or within 2^-24 of
+itself, and the same whatever the batch or backend); the sums are float64.
 
 Standard error: from the explicit contributions of every permutation, per output element, with the
 variance moderated by empirical Bayes (Smyth 2004, as in limma): a prior variance per element,
@@ -25,10 +28,15 @@ changes any output (a null player) keeps a standard error of exactly 0.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from msa_core.coalitions import from_ranks
-from msa_core.estimators.base import Estimator, RunningMoments, block_rng, samples_per_block
+from msa_core.estimators.base import (
+    Estimator,
+    RunningMoments,
+    ScoreEstimate,
+    block_rng,
+    samples_per_block,
+)
 
 PRIOR_SHARE = 0.1  # weight of the prior variance (unit mean x output mean), a share of the samples
 
@@ -42,7 +50,7 @@ class PermutationEstimator(Estimator):
         "(t, 1.1 x samples - 1 degrees of freedom)"
     )
     permutations_per_sample = 1
-    state_fields = ("sums", "first_counts", "last_counts", "n_permutations", "moments")
+    state_fields = ("n_permutations", "moments", "scores")
     extendable = True  # block k holds the same orders whatever the budget
 
     def __init__(self, n_players, v_full, v_empty, seed, budget):
@@ -51,17 +59,12 @@ class PermutationEstimator(Estimator):
         self.n_samples = budget // rows_per_sample
         self.per_block = samples_per_block(rows_per_sample, self.n_outputs)
         self.n_blocks = -(-self.n_samples // self.per_block)
-        self.sums = np.zeros((n_players, self.n_outputs))  # of prefix values, signed (see absorb)
-        self._sums = torch.from_numpy(self.sums)  # the same memory, for index_add_
-        self.first_counts = np.zeros(n_players, dtype=np.int64)  # orders that start with each unit
-        self.last_counts = np.zeros(n_players, dtype=np.int64)
-        self.moments = RunningMoments((n_players, self.n_outputs))  # variance only
+        self.moments = RunningMoments((n_players, self.n_outputs))  # mean = modes, and variance
+        self.scores: RunningMoments | None = None  # kept for a top-k target (track_scores)
         self._ranks: dict[int, np.ndarray] = {}
-        # scratch reused by every block: fresh arrays of this size would cost page faults each time
-        rows = self.per_block * self.permutations_per_sample * n_players
-        self._values = torch.empty((rows, self.n_outputs), dtype=torch.float64)
-        self._by_position = np.empty((rows, self.n_outputs))
-        self._by_unit = np.empty((rows, self.n_outputs))
+        # scratch reused by every block, per dtype of the values: fresh arrays of this size would
+        # cost page faults each time
+        self._scratch: dict[np.dtype, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def planned_evaluations(self) -> int:
         return self.n_samples * self.permutations_per_sample * (self.n_players - 1)
@@ -88,49 +91,67 @@ class PermutationEstimator(Estimator):
         self._ranks[k] = ranks
         return from_ranks(ranks, np.arange(1, self.n_players))
 
+    def track_scores(self, n_groups: int) -> None:
+        """Also keep every sample's scores ``[N, G]``, its mean modes over each of ``n_groups``
+        equal consecutive slices of the outputs (the groups of a ``stopping.TopK`` target)."""
+        self.scores = RunningMoments((self.n_players, n_groups))
+
+    def score_estimate(self) -> ScoreEstimate | None:
+        if self.scores is None or self.scores.count < 2:
+            return None
+        return ScoreEstimate(
+            self.scores.mean,
+            self.scores.stderr(),
+            float(self.scores.count - 1),
+            self.scores.count,
+            self.per_block,
+        )
+
     def absorb(self, k: int, values: np.ndarray) -> None:
         ranks = self._ranks.pop(k)
-        n_perm, n = ranks.shape
-        order = ranks.argsort(axis=1)  # [P, N]: the unit at each position
-        prefix_values = torch.from_numpy(values)
-        if prefix_values.dtype != torch.float64:
-            prefix_values = self._values[: values.shape[0]].copy_(prefix_values)
-        # prefix of size j+1 (row j of an order) is completed by order[j] and extended by order[j+1]
-        self._sums.index_add_(0, torch.from_numpy(order[:, :-1].ravel()), prefix_values)
-        self._sums.index_add_(0, torch.from_numpy(order[:, 1:].ravel()), prefix_values, alpha=-1)
-        self.first_counts += np.bincount(order[:, 0], minlength=n)
-        self.last_counts += np.bincount(order[:, -1], minlength=n)
-        self.n_permutations += n_perm
-        self.moments.add(self.combine(self._contributions(ranks, prefix_values.numpy())))
+        self.n_permutations += ranks.shape[0]
+        samples = self.combine(self._contributions(ranks, values))
+        if self.scores is not None:
+            groups = self.scores.shift.shape[1]
+            self.scores.add(
+                samples.reshape(samples.shape[0], self.n_players, groups, -1).mean(
+                    axis=3, dtype=np.float64
+                )
+            )
+        self.moments.add(samples)
+
+    def _buffers(self, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Scratch of ``dtype``: by position and by unit ``[rows, D]``, the end values ``[D]``."""
+        if dtype not in self._scratch:
+            rows = self.per_block * self.permutations_per_sample * self.n_players
+            self._scratch[dtype] = (
+                np.empty((rows, self.n_outputs), dtype),
+                np.empty((rows, self.n_outputs), dtype),
+                self.v_full.astype(dtype),
+                self.v_empty.astype(dtype),
+            )
+        return self._scratch[dtype]
 
     def _contributions(self, ranks: np.ndarray, values: np.ndarray) -> np.ndarray:
-        """Each unit's marginal contribution in each order, ``[P, N, D]``, from prefix values
-        ``[P * (N-1), D]``.
+        """Each unit's marginal contribution in each order, ``[P, N, D]`` in ``values``' dtype,
+        from prefix values ``[P * (N-1), D]`` (float32 or float64).
         """
         n_perm, n, d = ranks.shape[0], self.n_players, self.n_outputs
+        by_position, by_unit, v_full, v_empty = self._buffers(values.dtype)
         prefixes = values.reshape(n_perm, n - 1, d)
-        by_position = self._by_position[: n_perm * n].reshape(n_perm, n, d)
-        np.subtract(prefixes[:, 0], self.v_empty, out=by_position[:, 0])
+        by_position = by_position[: n_perm * n].reshape(n_perm, n, d)
+        np.subtract(prefixes[:, 0], v_empty, out=by_position[:, 0])
         np.subtract(prefixes[:, 1:], prefixes[:, :-1], out=by_position[:, 1:-1])
-        np.subtract(self.v_full, prefixes[:, -1], out=by_position[:, -1])
+        np.subtract(v_full, prefixes[:, -1], out=by_position[:, -1])
         rows = (np.arange(n_perm)[:, None] * n + ranks).ravel()
         # 'clip' writes straight to out; 'raise' would buffer
-        by_unit = np.take(
-            by_position.reshape(n_perm * n, d),
-            rows,
-            axis=0,
-            out=self._by_unit[: n_perm * n],
-            mode="clip",
+        gathered = np.take(
+            by_position.reshape(n_perm * n, d), rows, axis=0, out=by_unit[: n_perm * n], mode="clip"
         )
-        return by_unit.reshape(n_perm, n, d)
+        return gathered.reshape(n_perm, n, d)
 
     def estimate(self) -> tuple[np.ndarray, np.ndarray]:
-        totals = (
-            self.sums
-            + self.last_counts[:, None] * self.v_full
-            - self.first_counts[:, None] * self.v_empty
-        )
-        modes = totals / max(self.n_permutations, 1)
+        modes = self.moments.mean
         count = self.moments.count
         if count < 2:
             return modes, np.full_like(modes, np.nan)

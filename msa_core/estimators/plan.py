@@ -34,6 +34,7 @@ from msa_core.estimators.leverage import LeverageEstimator
 from msa_core.estimators.permutation import PermutationEstimator
 from msa_core.estimators.regression_adjusted import RegressionAdjustedEstimator
 from msa_core.estimators.runner import Tally
+from msa_core.estimators.stopping import TopK
 from msa_core.names import METHODS
 
 ESTIMATORS: dict[str, type[Estimator]] = {
@@ -55,6 +56,7 @@ if set(METHODS) != {
         f"msa_core.names.METHODS {METHODS} differs from the estimators {list(ESTIMATORS)}"
     )
 SAMPLED_METHODS = tuple(name for name in ESTIMATORS if name != "exact")
+TARGET_METHODS = ("exact", "permutation", "antithetic")  # those that keep a top-k target's scores
 BEST_SAMPLER = (
     "regression_adjusted"  # lowest error per evaluation on every game of bench/bench_estimators.py
 )
@@ -100,6 +102,7 @@ class RunPlan:
     n_players: int
     budget: int
     seed: int
+    target: TopK | None = None  # a top-k target: its scores are part of the estimator's state
 
     @classmethod
     def make(
@@ -109,6 +112,7 @@ class RunPlan:
         n_permutations: int | None,
         max_evaluations: int | None,
         seed: int,
+        target: TopK | None = None,
     ) -> RunPlan:
         """The plan of a request, checked against the game's size.
 
@@ -117,23 +121,34 @@ class RunPlan:
             n_players: players N of the game.
             n_permutations, max_evaluations: the budget, as in ``shapley_modes``.
             seed: the estimator's seed.
+            target: a top-k target (``stopping.TopK``): ``auto`` then means exact where it fits,
+                else permutation sampling, the samplers that keep the target's scores.
 
         Returns:
             The plan; under ``auto`` the method may still change in ``for_outputs``.
 
         Raises:
             MSAInputError: an unknown method, a budget that is not a positive integer, exact beyond
-                ``EXACT_MAX_PLAYERS`` or under ``2^N``, an odd antithetic budget, or too small a
-                budget.
+                ``EXACT_MAX_PLAYERS`` or under ``2^N``, an odd antithetic budget, too small a
+                budget, or a target with another method or too few players.
         """
         if method not in METHODS:
             raise MSAInputError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
         budget = evaluation_budget(n_players, n_permutations, max_evaluations)
         chosen = _resolve_method(method, n_players, budget, n_permutations, max_evaluations)
+        if target is not None:
+            target.check_players(n_players)
+            if chosen == BEST_SAMPLER and method == "auto":
+                chosen = "permutation"
+            if chosen not in TARGET_METHODS:
+                raise MSAInputError(
+                    f"a top-k target needs a method that keeps its scores: "
+                    f"{', '.join(TARGET_METHODS)} or 'auto'; got {method!r}"
+                )
         if chosen == "exact":
             budget = 2**n_players
         _check_budget(ESTIMATORS[chosen], n_players, budget, n_permutations)
-        return cls(method, chosen, n_players, budget, seed)
+        return cls(method, chosen, n_players, budget, seed, target)
 
     @property
     def estimator_class(self) -> type[Estimator]:
@@ -152,23 +167,36 @@ class RunPlan:
         O(N x out) update per coalition would dominate)."""
         if (
             self.requested == "auto"
+            and self.target is None
             and self.method == BEST_SAMPLER
             and self.n_players * n_outputs > KERNEL_MAX_VALUES
         ):
             return replace(self, method="permutation")
         return self
 
-    def estimator(self, v_full: np.ndarray, v_empty: np.ndarray) -> Estimator:
-        """A fresh estimator of this plan for end values ``v_full``, ``v_empty`` (each ``[D]``)."""
-        return self.estimator_class(self.n_players, v_full, v_empty, self.seed, self.budget - 2)
+    def estimator(
+        self, v_full: np.ndarray, v_empty: np.ndarray, output_shape: tuple[int, ...] = ()
+    ) -> Estimator:
+        """A fresh estimator of this plan for end values ``v_full``, ``v_empty`` (each ``[D]``, the
+        flattened ``output_shape``), keeping the target's scores where the plan has one."""
+        estimator = self.estimator_class(
+            self.n_players, v_full, v_empty, self.seed, self.budget - 2
+        )
+        if self.target is not None:
+            groups = self.target.n_groups(output_shape)  # checked for every method
+            if isinstance(estimator, PermutationEstimator):
+                estimator.track_scores(groups)
+        return estimator
 
     def identity(self) -> State:
-        """The ``run.*`` entries that say which run a state belongs to."""
+        """The ``run.*`` entries that say which run a state belongs to (``run.target`` only for a
+        targeted run: other states are as before targets existed)."""
         return {
             "run.method": np.array(self.method),
             "run.n_players": np.array(self.n_players),
             "run.seed": np.array(self.seed),
             "run.budget": np.array(self.budget),
+            **({} if self.target is None else {"run.target": np.array(self.target.to_json())}),
         }
 
     def state(
@@ -211,15 +239,16 @@ class RunPlan:
         summary = CheckpointSummary.of(state)
         plan = self.for_outputs(summary.v_full.size)
         saved, wanted = summary.plan, plan
-        if (saved.method, saved.n_players, saved.seed) != (
+        if (saved.method, saved.n_players, saved.seed, saved.target) != (
             wanted.method,
             wanted.n_players,
             wanted.seed,
+            wanted.target,
         ):
             raise MSAInputError(
                 f"the checkpoint belongs to another run ({_describe(saved)}); this run is "
                 f"{{'method': {wanted.method!r}, 'n_players': {wanted.n_players}, "
-                f"'seed': {wanted.seed}}}"
+                f"'seed': {wanted.seed}, 'target': {_target_text(wanted)}}}"
             )
         if saved.budget != wanted.budget and not (
             wanted.estimator_class.extendable and saved.budget < wanted.budget
@@ -265,6 +294,7 @@ class CheckpointSummary:
                 int(state["run.n_players"]),
                 int(state["run.budget"]),
                 int(state["run.seed"]),
+                TopK.from_json(str(state["run.target"])) if "run.target" in state else None,
             )
             return cls(
                 plan,
@@ -295,7 +325,9 @@ class CheckpointSummary:
             raise MSAInputError(
                 f"the checkpoint was written by an unknown method {self.plan.method!r}"
             )
-        estimator = self.plan.estimator(self.v_full.ravel(), self.v_empty.ravel())
+        estimator = self.plan.estimator(
+            self.v_full.ravel(), self.v_empty.ravel(), self.output_shape
+        )
         try:
             estimator.load_state_dict(self.estimator_state)
         except (KeyError, TypeError, ValueError) as err:
@@ -318,7 +350,12 @@ def _describe(plan: RunPlan) -> dict[str, Any]:
         "n_players": plan.n_players,
         "seed": plan.seed,
         "budget": plan.budget,
+        "target": _target_text(plan),
     }
+
+
+def _target_text(plan: RunPlan) -> str | None:
+    return None if plan.target is None else plan.target.to_json()
 
 
 def _resolve_method(

@@ -21,6 +21,7 @@ import numpy as np
 
 from msa_core.errors import MSAInputError
 from msa_core.estimators.base import Estimator
+from msa_core.estimators.stopping import StopRule, stop_rule
 from msa_core.games import Game, as_game, values_as_array
 
 Progress = Callable[
@@ -73,8 +74,8 @@ class Runner(ABC):
         game: the run's ``TimedGame`` (its tally counts what the run costs).
         estimator: the estimator whose blocks are played (fresh, or loaded from a checkpoint).
         batch_size: coalitions per game call, at most.
-        target_stderr: stop once the largest standard error is at most this (None: play every
-        block).
+        target_stderr: stop once the largest standard error is at most this, or once a
+        ``stopping.StopRule`` is reached (None: play every block).
         progress: ``progress(evaluated, planned)`` after each game call or merged chunk.
         start_block: the first block to play (a resumed run's ``next_block``).
         save: ``save(next_block)`` writes a checkpoint (None: no checkpoints).
@@ -86,7 +87,7 @@ class Runner(ABC):
         game: TimedGame,
         estimator: Estimator,
         batch_size: int,
-        target_stderr: float | None = None,
+        target_stderr: float | StopRule | None = None,
         progress: Progress | None = None,
         start_block: int = 0,
         save: Callable[[int], None] | None = None,
@@ -177,10 +178,8 @@ class Runner(ABC):
         """The stop rule after an absorbed block; sets ``tally.stopped_early`` when it stops the
         run.
         """
-        if self.target_stderr is None:
-            return False
-        stderr = self.estimator.max_stderr()
-        if stderr is None or stderr > self.target_stderr:
+        rule = stop_rule(self.target_stderr)
+        if rule is None or not rule.reached(self.estimator):
             return False
         self.game.tally.stopped_early = self.next_block < self.estimator.n_blocks
         return True

@@ -13,6 +13,7 @@ import torch
 from msa_core.checks import check_positive_int, check_seed
 from msa_core.errors import MSAInputError
 from msa_core.estimators.plan import METHODS, RunPlan, evaluation_budget
+from msa_core.estimators.stopping import TopK
 from msa_core.lesion.game import LESIONS
 from msa_core.lesion.inputs import Inputs
 from msa_core.version import __version__
@@ -20,6 +21,8 @@ from msa_core.zoo import HF_PREFIX, LoadedModel, get_card, load_model
 from msa_core.zoo.weights import tensor_digest
 
 STORE_FORMAT = 1  # bump when stored entries change meaning; older entries are then recomputed
+# target fields with their defaults: left out of fingerprints, which stay as before targets existed
+TARGET_FIELDS: dict[str, Any] = {"top_k": None, "per_group": False}
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,9 @@ class RunRequest:
         seed: the estimator's seed (a non-negative integer).
         task: a task file (``.jsonl``/``.csv``) or bundled task set that a language model is scored
             on (``msa_core.tasks``); its content hash, not its path, is part of the run's identity.
+        top_k: stop as soon as the top_k most important units are resolved at 95% (a
+            ``stopping.TopK`` target; the budget is the most the run may use); None: no target.
+        per_group: with ``top_k``, one top k per index of the first output axis.
 
     Raises:
         MSAInputError: a field out of its allowed values (units and output are checked against the
@@ -52,6 +58,8 @@ class RunRequest:
     max_evaluations: int | None = None
     seed: int = 0
     task: str | None = None
+    top_k: int | None = None
+    per_group: bool = False
 
     def __post_init__(self) -> None:
         if self.lesion not in LESIONS:
@@ -69,6 +77,13 @@ class RunRequest:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, int(value))
+        check_positive_int(self.top_k, "top_k", optional=True)
+        if self.top_k is not None:
+            object.__setattr__(self, "top_k", int(self.top_k))
+        if not isinstance(self.per_group, bool) or (self.per_group and self.top_k is None):
+            raise MSAInputError(
+                f"per_group must be True (with top_k) or False; got {self.per_group!r}"
+            )
         if self.task is not None and (not isinstance(self.task, str) or not self.task):
             raise MSAInputError(
                 f"task must be a task file path or a bundled task name; got {self.task!r}"
@@ -142,7 +157,12 @@ class RunRequest:
         same errors).
         """
         return RunPlan.make(
-            self.method, n_players, self.n_permutations, self.max_evaluations, self.seed
+            self.method,
+            n_players,
+            self.n_permutations,
+            self.max_evaluations,
+            self.seed,
+            None if self.top_k is None else TopK(self.top_k, self.per_group),
         )
 
     def fingerprint(self, loaded: LoadedModel) -> str:
@@ -151,8 +171,11 @@ class RunRequest:
         """
         request = self.resolved(loaded)
         fields = {
-            key: value for key, value in request.to_dict().items() if key != "task"
-        }  # its path: no
+            key: value
+            for key, value in request.to_dict().items()
+            if key != "task"  # its path: no
+            and not (key in TARGET_FIELDS and value == TARGET_FIELDS[key])  # as before targets
+        }
         payload = {
             "format": STORE_FORMAT,
             "request": fields,
