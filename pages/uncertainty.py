@@ -31,6 +31,14 @@ def noise_banner(result: ModesResult) -> None:
     st.caption(noise_summary(result))
 
 
+def noise_warnings(results: dict[str, ModesResult]) -> None:
+    """One warning per named run whose noise exceeds its signal (a page showing several runs)."""
+    for name, result in results.items():
+        verdict = noise_verdict(result)
+        if verdict is not None:
+            st.warning(f"**{name}**: {verdict}", icon=":material/warning:")
+
+
 def ranking_table(ranked: UnitRanking, key: str, height: int = 380) -> None:
     """The ranking as a table: rank (a range where the order is not resolved), unit, the statistic
     with its stderr, and whether it is within noise."""

@@ -12,6 +12,7 @@ from scipy import stats
 from streamlit.testing.v1 import AppTest
 
 from msa_core.analysis.modes import unit_order, view_of
+from msa_core.analysis.ranking import NOISE_LEGEND
 from msa_core.analysis.seeds import view_metrics
 from msa_core.runs import RunRequest, RunStore, execute
 from msa_core.zoo import load_model
@@ -79,7 +80,11 @@ def test_modes_page_opens_the_urls_view_and_writes_changes_back(cache_dir, store
     assert heatmap["data"][0]["y"] == [view.units[i] for i in unit_order(view.values, "cluster")]
     branches = [trace for trace in heatmap["data"] if trace.get("mode") == "lines"]
     assert len(branches) == 31  # the dendrogram beside the clustered heatmap: 32 leaves, 31 merges
-    [targets] = [trace for trace in heatmap["data"] if trace.get("mode") == "markers"]
+    [targets] = [
+        trace
+        for trace in heatmap["data"]
+        if trace.get("mode") == "markers" and trace.get("name") != NOISE_LEGEND
+    ]
     assert targets["marker"]["opacity"] == 0  # invisible click targets, one per cell
     assert (
         heatmap["data"][0]["colorbar"]["title"]["text"].endswith("accuracy)")
@@ -125,7 +130,7 @@ def test_compare_page_reads_runs_from_the_url_and_tests_seeds_with_welch(cache_d
         regime: [view_metrics(view_of(store.get(fp), "class", labels))["gini"] for fp in fps]
         for regime, fps in (("none", fingerprints[:3]), ("l1", fingerprints[3:]))
     }
-    row = tests.value.set_index("metric").loc["gini"]
+    row = tests.value.set_index("metric").loc["Gini"]
     names = {
         app.selectbox(key="compare_a").value.split(" ")[0],
         app.selectbox(key="compare_b").value.split(" ")[0],
