@@ -20,6 +20,7 @@ from msa_core.analysis.modes import (
     contribution_curve_figure,
     heatmap_figure,
     hub_table,
+    output_names,
     top_units,
     view_of,
     with_click_targets,
@@ -183,7 +184,7 @@ with explained_errors("Showing the run"):
             right.number_input("Sample", min_value=0, max_value=n_samples - 1, key="modes_sample")
         )
         shown = the_input(res.meta.get("request", {}).get("model", ""), sample)
-    names = None
+    names = output_names(res)
     if shown is not None and shown.tokens and len(shown.tokens) == res.output_shape[-1]:
         names = [
             f"{position} {token}" for position, token in enumerate(shown.tokens)

@@ -28,6 +28,7 @@ from msa_core.analysis.modes import (
     contribution_curve_figure,
     heatmap_figure,
     hub_table,
+    output_names,
     top_units,
     view_of,
 )
@@ -53,6 +54,7 @@ def run_figures(
     labels: per-sample classes ``[B]`` (adds the per-class view); class_names: names of the outputs.
     """
     views = [view for view in available_views(result, labels) if view != "sample"]
+    class_names = class_names or output_names(result)
     figures = {
         f"heatmap, {view}": heatmap_figure(
             view_of(result, view, labels, class_names=class_names),
@@ -117,6 +119,7 @@ def report_html(
     """A standalone HTML page of the run: facts, concentration, hub units, top units per output and
     every figure of ``run_figures`` (interactive; plotly.js inlined once, so it opens offline)."""
     figures = run_figures(result, labels, class_names)
+    class_names = class_names or output_names(result)
     views = [view for view in available_views(result, labels) if view != "sample"]
     view = view_of(result, views[0], labels, class_names=class_names)
     metrics = concentration(view)
