@@ -20,7 +20,7 @@ from msa_core.analysis.interactions import (
     strongest_pairs,
 )
 from msa_core.analysis.modes import ORDERS, available_views, heatmap_figure, view_of
-from msa_core.analysis.ranking import STATISTIC
+from msa_core.analysis.ranking import STATISTIC, unit_ranking
 from msa_core.deployment import deployment
 from msa_core.interaction_result import InteractionResult
 from msa_core.runs.interaction_runs import (
@@ -40,7 +40,7 @@ from pages.common import (
     model,
     store,
 )
-from pages.uncertainty import MARKS_CAPTION, noise_banner
+from pages.uncertainty import MARKS_CAPTION, noise_banner, top_line
 
 JOBS = "interaction_jobs"  # session key: ids of the interaction runs this session launched
 ORDER_NAMES = {
@@ -70,7 +70,7 @@ def launch_form(fingerprint: str, n_players: int) -> None:
             max_value=n_players,
             value=min(DEFAULT_TOP, n_players),
             key="ix_top",
-            help="The run's K units with the largest total |contribution|; "
+            help=f"The first K units of the run's ranking ({STATISTIC}, as on every page); "
             "all K(K-1)/2 pairs are measured.",
         )
         cost = middle.number_input(
@@ -326,6 +326,7 @@ st.markdown(
 )
 fingerprint, parent = chosen_result("ix_run", "refine with interactions")
 noise_banner(parent)
+top_line(unit_ranking(parent), k=DEFAULT_TOP)
 with explained_errors("Preparing the launch form"):
     launch_form(fingerprint, parent.n_players)
 progress_panel()

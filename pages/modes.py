@@ -40,7 +40,7 @@ from pages.common import (
     share_in_url,
     url_flag,
 )
-from pages.uncertainty import MARKS_CAPTION, noise_banner
+from pages.uncertainty import MARKS_CAPTION, noise_banner, top_line
 
 ORDER_NAMES = {
     "index": "as stored",
@@ -162,6 +162,7 @@ with explained_errors("Showing the run"):
         )
     )
     noise_banner(res)
+    top_line(unit_ranking(res))
 
     labels = labels_of(res)
     views = available_views(res, labels)

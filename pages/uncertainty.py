@@ -31,6 +31,18 @@ def noise_banner(result: ModesResult) -> None:
     st.caption(noise_summary(result))
 
 
+def top_line(ranked: UnitRanking, k: int = 8) -> None:
+    """The ranking's first ``k`` units in one line: ``Top units by Shapley value: #1 n5 · #2 n9 …``
+    (a rank range where the order is not resolved)."""
+    labels = list(ranked.labels().values())[:k]
+    st.markdown(
+        f"**Top units by {STATISTIC}**: "
+        + " · ".join(label.partition(" (")[0] for label in labels)
+        + (" …" if len(ranked.units) > k else ""),
+        help=STATISTIC_HELP,
+    )
+
+
 def noise_warnings(results: dict[str, ModesResult]) -> None:
     """One warning per named run whose noise exceeds its signal (a page showing several runs)."""
     for name, result in results.items():

@@ -343,6 +343,7 @@ def heatmap_figure(
             "text": title if title is not None else f"{what}: {view.title}",
             "automargin": True,
             "yref": "paper",
+            "pad": {"b": 12},  # clear of the first row's cells
         },
         height=height or natural_height,
         margin={"l": 10, "r": 10, "t": 40, "b": 10},
@@ -535,8 +536,17 @@ def contribution_curve_figure(views: Mapping[str, ModesView], cumulative: bool =
         if cumulative
         else "share of |contribution|",
         yaxis_tickformat=".0%",
-        margin={"l": 10, "r": 10, "t": 50, "b": 10},
-        legend={"orientation": "h", "y": -0.2},
+        yaxis_range=[0, 1.05],  # one fixed frame: every tick inside it, however the curve runs
+        # room below for the x labels and title, the legend above the plot: nothing is clipped
+        margin={"l": 10, "r": 10, "t": 80, "b": 60},
+        legend={
+            "orientation": "h",
+            "yref": "container",
+            "y": 1.0,
+            "yanchor": "top",
+            "x": 1.0,
+            "xanchor": "right",
+        },
     )
     return figure
 
