@@ -537,6 +537,8 @@ def contribution_curve_figure(views: Mapping[str, ModesView], cumulative: bool =
         else "share of |contribution|",
         yaxis_tickformat=".0%",
         yaxis_range=[0, 1.05],  # one fixed frame: every tick inside it, however the curve runs
+        xaxis_automargin=True,  # room for the labels whatever the default template
+        yaxis_automargin=True,
         # room below for the x labels and title, the legend above the plot: nothing is clipped
         margin={"l": 10, "r": 10, "t": 80, "b": 60},
         legend={
