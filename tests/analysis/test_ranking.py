@@ -86,3 +86,20 @@ def test_heatmaps_mark_exactly_the_cells_within_noise():
     assert not any(t.name == NOISE_LEGEND for t in heatmap_figure(view_of(res), stderr=True).data)
     clean = result([[1.0, 2.0]], [[0.1, 0.1]], ["u"])
     assert not any(trace.name == NOISE_LEGEND for trace in heatmap_figure(view_of(clean)).data)
+
+
+def test_a_run_whose_noise_exceeds_its_signal_says_so_on_its_pages_and_report():
+    from msa_core.analysis.ranking import noise_verdict
+    from msa_core.runs.report import report_html
+
+    noisy = result([[5.0, 0.2], [0.1, -0.3]], [[6.56, 0.5], [0.4, 0.4]], ["u", "v"])
+    verdict = noise_verdict(noisy)
+    assert verdict.startswith("Noise exceeds signal") and "6.56" in verdict and "(5)" in verdict
+    unresolved = result([[0.5, 0.2], [0.1, -0.3]], [[0.3, 0.5], [0.4, 0.4]], ["u", "v"])
+    assert "every unit's Shapley value lies within 2" in noise_verdict(unresolved)
+    clear = result([[5.0, 0.2], [0.1, -0.3]], [[0.5, 0.5], [0.4, 0.4]], ["u", "v"])
+    assert noise_verdict(clear) is None
+    assert noise_verdict(shapley_modes(game, n_players=5, method="exact")) is None
+    page = report_html(noisy)
+    assert '<p class="warning">Noise exceeds signal' in page
+    assert "Noise exceeds signal" not in report_html(clear)
