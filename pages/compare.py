@@ -21,6 +21,8 @@ from msa_core.analysis.modes import (
 from msa_core.analysis.seeds import (
     LEVEL,
     METRICS,
+    comparable_runs,
+    metric_name,
     seed_of,
     setup_of,
     t_interval,
@@ -32,6 +34,7 @@ from msa_core.runs import RunRequest
 from msa_core.zoo import list_models
 from pages.common import (
     COMPARED_RUNS,
+    NOTICE,
     RUN_ID_LENGTH,
     VIEW_NAMES,
     explained_errors,
@@ -43,10 +46,12 @@ from pages.common import (
     runs,
     seed_from_url,
     share_in_url,
+    show_notice,
     url_value,
 )
+from pages.uncertainty import MARKS_CAPTION, noise_warnings
 
-COLUMNS = 3  # heatmaps per row
+COLUMNS = 2  # heatmaps per row
 ORDER_NAMES = {"total": "by total |contribution|", "index": "as stored", "cluster": "clustered"}
 
 
@@ -86,9 +91,14 @@ def seeds_section(requests: list[dict], view_name: str) -> None:
                     for seed in seeds:
                         request = dict(template[setup], model=f"{setup[0]}-s{seed}")
                         jobs().submit(RunRequest.from_dict(request))
-                st.toast(
-                    "Launched; the runs join this table when they finish (progress: Run page)."
+                st.session_state[NOTICE] = (
+                    "info",
+                    "Launched the missing seeds in the background: follow them in the **Jobs** "
+                    "panel (sidebar). This page refreshes when they finish and they join the "
+                    "table below.",
                 )
+                st.rerun()  # the jobs panel (drawn before the page) lists and polls them
+    show_notice()
     metrics_by_setup: dict[tuple[str, str, str, str], dict[int, dict[str, float]]] = {}
     for setup, seeds in setups.items():
         for seed, fingerprint in sorted(seeds.items()):
@@ -105,7 +115,7 @@ def seeds_section(requests: list[dict], view_name: str) -> None:
         }
         for metric in METRICS:
             mean, low, high = t_interval([m[metric] for m in per_seed.values()])
-            row[metric] = (
+            row[metric_name(metric)] = (
                 f"{mean:.3g} [{low:.3g}, {high:.3g}]" if len(per_seed) > 1 else f"{mean:.3g}"
             )
         rows.append(row)
@@ -141,7 +151,7 @@ def seeds_section(requests: list[dict], view_name: str) -> None:
         outcome = welch_test(values_a, values_b)
         tests.append(
             {
-                "metric": metric,
+                "metric": metric_name(metric),
                 "mean A": float(np.mean(values_a)),
                 "mean B": float(np.mean(values_b)),
                 "A - B": outcome["difference"],
@@ -187,7 +197,7 @@ if "compare_runs" not in st.session_state:
     wanted = url_value("runs", many=True) or []
     from_url = [fp for prefix in wanted for fp in labels if fp.startswith(prefix)]
     remembered = [fp for fp in st.session_state.get(COMPARED_RUNS, []) if fp in labels]
-    st.session_state["compare_runs"] = from_url or remembered or list(labels)[:3]
+    st.session_state["compare_runs"] = from_url or remembered or comparable_runs(entries)
 chosen = st.multiselect("Runs", list(labels), format_func=labels.__getitem__, key="compare_runs")
 st.session_state[COMPARED_RUNS] = chosen
 share_in_url(runs=[fp[:RUN_ID_LENGTH] for fp in chosen])
@@ -205,6 +215,7 @@ with explained_errors("Comparing the runs"):
         fp: f"{res.meta.get('request', {}).get('model', '?')} ({fp[:6]})"
         for fp, res in results.items()
     }
+    noise_warnings({names[fp]: res for fp, res in results.items()})
     common = [
         v
         for v in ("sum", "mean", "class")
@@ -220,7 +231,11 @@ with explained_errors("Comparing the runs"):
 
     st.subheader("Concentration")
     rows = [
-        {"run": names[fp], "units": len(view.units), **view_metrics(view)}
+        {
+            "run": names[fp],
+            "units": len(view.units),
+            **{metric_name(key): value for key, value in view_metrics(view).items()},
+        }
         for fp, view in views.items()
     ]
     st.dataframe(
@@ -228,10 +243,9 @@ with explained_errors("Comparing the runs"):
         hide_index=True,
         width="stretch",
         column_config={
-            "gini": st.column_config.NumberColumn("Gini", format="%.3f"),
+            "Gini": st.column_config.NumberColumn(format="%.3f"),
             "top unit share": st.column_config.NumberColumn(format="percent"),
-            "idc": st.column_config.NumberColumn(
-                "IDC",
+            "IDC": st.column_config.NumberColumn(
                 format="%.3f",
                 help="Index of Distributed Computation of each unit's "
                 "mode averaged over the outputs (1: evenly spread, towards 0: one unit does all)",
@@ -264,4 +278,4 @@ with explained_errors("Comparing the runs"):
             figure.update_traces(colorbar={"thickness": 12}, selector={"type": "heatmap"})
             figure.update_layout(yaxis_title=None)
             column.plotly_chart(figure, key=f"compare_{fp}")
-    st.caption(f"All heatmaps share the colour limit ±{zmax:.3g}.")
+    st.caption(f"All heatmaps share the colour limit ±{zmax:.3g}. {MARKS_CAPTION}")

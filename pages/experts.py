@@ -11,11 +11,13 @@ import torch
 
 from msa_core import shapley_modes
 from msa_core.analysis import study2
+from msa_core.analysis.ranking import NOISE_LEGEND, within_noise
 from msa_core.lesion import ModelGame
 from msa_core.runs import RunRequest
 from msa_core.zoo import moe
 from pages.common import explained_errors, model, plain, result
 from pages.studies import study_run
+from pages.uncertainty import MARKS_CAPTION, noise_banner
 
 UNITS = "experts (all layers)"
 QUICK_PERMUTATIONS = 20  # the page's own small run (its time is shown, measured, beside the button)
@@ -72,24 +74,37 @@ st.caption(
     f"{res.n_permutations} permutations, {res.n_evaluations:,} evaluations; "
     f"efficiency gap {res.efficiency_gap():.1e}."
 )
+noise_banner(res)
 
 
 @st.cache_resource(
-    show_spinner="Lesioning each language's top experts and generating 10 continuations "
-    "(about a minute on one core, once per run)…",
+    show_spinner="Lesioning each language's top experts (6 passes over the evaluation sentences, "
+    "once per run and k)…",
     max_entries=8,
 )
 def lesions_of(fingerprint: str, k: int) -> list[study2.SelectiveLesion]:
-    """Every language's selective lesion of ``k`` experts (evaluation sentences, not the game's)."""
+    """Every language's selective lesion of ``k`` experts (evaluation sentences, not the game's);
+    the continuations come one language at a time (``continuations_of``)."""
     eval_inputs, eval_languages = moe.eval_inputs()
     return study2.selective_lesions(
-        model(name).model,
-        eval_inputs,
-        eval_languages,
-        matrix_of(fingerprint),
-        k=k,
-        prompts=moe.prompts(),
-        n_bytes=moe.CONTINUATION_BYTES,
+        model(name).model, eval_inputs, eval_languages, matrix_of(fingerprint), k=k
+    )
+
+
+@st.cache_resource(
+    show_spinner="Generating the greedy continuations, intact and lesioned (a few seconds)…",
+    max_entries=64,
+)
+def continuations_of(fingerprint: str, language: int, experts: tuple[int, ...]) -> tuple[str, str]:
+    """The greedy continuation of the language's prompt, intact and without ``experts``."""
+    keep = np.ones(res.n_players, dtype=bool)
+    keep[list(experts)] = False
+    prompt = moe.prompts()[language]
+    return tuple(  # type: ignore[return-value]
+        study2.greedy_continuation(
+            model(name).model, prompt, moe.CONTINUATION_BYTES, coalition
+        ).decode("utf-8", errors="replace")
+        for coalition in (None, keep)
     )
 
 
@@ -145,15 +160,18 @@ def text_modes(name: str, text: str) -> np.ndarray:
 def matrix_tab(matrix: np.ndarray) -> None:
     view = st.radio("Show", ["contribution", "selectivity"], horizontal=True, key="experts_view")
     values = matrix if view == "contribution" else study2.selectivity(matrix)
+    errors = study2.language_matrix_stderr(res, game_languages.numpy(), len(LANGUAGE_NAMES), output)
     st.plotly_chart(
         study2.language_matrix_figure(
             values,
             res.player_names,
             LANGUAGE_NAMES,
             title=f"Language x expert {view} (log-prob per byte)",
+            stderr=errors if view == "contribution" else study2.selectivity_stderr(errors),
         ),
         key="experts_matrix",
     )
+    st.caption(MARKS_CAPTION)
     hub, share = study2.largest_hub(matrix)
     st.markdown(
         f"Largest hub: **{res.player_names[hub]}**, holding {share.mean():.0%} of each language's "
@@ -184,11 +202,23 @@ def lesion_tab() -> None:
     st.plotly_chart(
         study2.lesion_figure(lesion, LANGUAGE_NAMES, res.player_names), key="experts_lesion"
     )
+    errors = study2.selectivity_stderr(
+        study2.language_matrix_stderr(res, game_languages.numpy(), len(LANGUAGE_NAMES), output)
+    )[language, lesion.experts]
+    noisy = within_noise(
+        study2.selectivity(matrix_of(fingerprint))[language, lesion.experts], errors
+    )
+    if noisy.any():
+        st.warning(
+            f"{int(noisy.sum())} of the {k} experts removed have a selectivity {NOISE_LEGEND}: "
+            "this choice is not resolved; a longer run sharpens it.",
+            icon=":material/help:",
+        )
+    before, after = continuations_of(fingerprint, language, tuple(lesion.experts))
     st.markdown(f"Prompt: {plain(repr(moe.decode(moe.prompts()[language])))}")  # plain text
-    st.markdown(f"Greedy continuation, intact: {plain(repr(lesion.continuation_before))}")
+    st.markdown(f"Greedy continuation, intact: {plain(repr(before))}")
     st.markdown(
-        f"…without {', '.join(res.player_names[e] for e in lesion.experts)}: "
-        f"{plain(repr(lesion.continuation_after))}"
+        f"…without {', '.join(res.player_names[e] for e in lesion.experts)}: {plain(repr(after))}"
     )
     st.dataframe(
         pd.DataFrame(

@@ -9,10 +9,12 @@ import pandas as pd
 import streamlit as st
 
 from msa_core.analysis import study3
+from msa_core.analysis.ranking import NOISE_LEGEND, unit_ranking
 from msa_core.lesion import ModelGame
 from msa_core.zoo import gan
 from pages.common import explained_errors, model, result
 from pages.studies import study_run
+from pages.uncertainty import noise_banner
 
 QUICK_PERMUTATIONS = 5  # the page's own small run (its time is shown, measured, beside the button)
 TAB_NAMES = ["Layer hierarchy", "Channel gallery", "Cluster lesion"]
@@ -87,6 +89,8 @@ st.caption(
     f"efficiency gap {res.efficiency_gap():.1e}."
 )
 
+noise_banner(res)
+
 groups = study3.layers_of(res)
 layers = list(groups)
 clustered = [
@@ -121,7 +125,7 @@ def gallery_tab() -> None:
     st.plotly_chart(study3.gallery_figure(res, layer, sample), key="gan_gallery")
     st.caption(
         "Channels ordered by |mode| in this sample; red adds ink, blue removes it; one colour "
-        "scale per layer."
+        f"scale per layer. A title ending in ~0: the channel's mean mode is {NOISE_LEGEND}."
     )
 
 
@@ -135,6 +139,7 @@ def lesion_tab() -> None:
     )
     n_clusters = right.slider("Clusters", 2, 12, study3.SHOWCASE_CLUSTERS, key="gan_n_clusters")
     clusters = clusters_of(fingerprint, where, n_clusters)
+    noise = unit_ranking(res).noise  # channels whose Shapley value is within noise
     chosen = st.selectbox(
         "Cluster (largest |contribution| first)",
         list(range(len(clusters))),
@@ -143,6 +148,11 @@ def lesion_tab() -> None:
             f"cluster {k + 1}: {len(clusters[k])} channels "
             f"({', '.join(res.player_names[i].rpartition('.')[2] for i in clusters[k][:8])}"
             f"{', …' if len(clusters[k]) > 8 else ''})"
+            + (
+                f", {int(noise[clusters[k]].sum())} within noise"
+                if noise[clusters[k]].any()
+                else ""
+            )
         ),
     )
     extra = st.multiselect("Lesion these channels too", res.player_names, key="gan_extra")

@@ -56,6 +56,18 @@ def open_run_page(model: str, granularity: str, output: str, permutations: int) 
     st.switch_page("pages/run.py")
 
 
+def model_size(card) -> str:
+    """The model's size in words from its card: hidden neurons, channels per layer, experts."""
+    facts = card.facts
+    if card.family == "mlp":
+        return f"{facts.get('hidden')} hidden"
+    if card.family == "gan":
+        return " / ".join(map(str, (facts.get("layers") or {}).values())) + " channels"
+    if card.family == "moe":
+        return f"{facts.get('layers')} layers x {facts.get('experts')} experts"
+    return str(facts.get("model_type") or card.family)
+
+
 def model_table(cards: list) -> pd.DataFrame:
     """One row per bundled model: family, size, regularisation, seed, units, outputs."""
     return pd.DataFrame(
@@ -63,7 +75,8 @@ def model_table(cards: list) -> pd.DataFrame:
             {
                 "model": card.name,
                 "family": card.family,
-                "size": card.facts.get("hidden") if card.family == "mlp" else None,
+                "size": model_size(card),
+                "hidden": card.facts.get("hidden") if card.family == "mlp" else None,
                 "regularisation": card.facts.get("regime", "none") if card.family == "mlp" else "",
                 "seed": card.facts.get("seed"),
                 "data": card.facts.get("data", ""),
@@ -152,7 +165,7 @@ with explained_errors("Listing the models"):
     )
     sizes = size.multiselect(
         "Hidden size (MLPs)",
-        sorted(table["size"].dropna().astype(int).unique()),
+        sorted(table["hidden"].dropna().astype(int).unique()),
         key="home_size",
         placeholder="all sizes",
     )
@@ -163,7 +176,7 @@ with explained_errors("Listing the models"):
         placeholder="any",
     )
     keep = pd.Series(True, index=table.index)
-    for column, chosen in (("family", families), ("size", sizes), ("regularisation", regimes)):
+    for column, chosen in (("family", families), ("hidden", sizes), ("regularisation", regimes)):
         if chosen:
             keep &= table[column].isin(chosen)
     shown = table[keep]
@@ -172,7 +185,8 @@ with explained_errors("Listing the models"):
         hide_index=True,
         width="stretch",
         column_config={
-            "size": st.column_config.NumberColumn("size", help="hidden neurons", format="%d")
+            "size": st.column_config.TextColumn(help="hidden neurons, channels or experts"),
+            "hidden": None,  # the filter's column, shown in "size"
         },
     )
     st.caption(

@@ -14,11 +14,13 @@ from msa_core.analysis.interactions import (
     is_image,
     network_figure,
     pair_and_units,
+    pair_stderr,
     pair_values,
     strength,
     strongest_pairs,
 )
 from msa_core.analysis.modes import ORDERS, available_views, heatmap_figure, view_of
+from msa_core.analysis.ranking import STATISTIC, unit_ranking
 from msa_core.deployment import deployment
 from msa_core.interaction_result import InteractionResult
 from msa_core.runs.interaction_runs import (
@@ -38,10 +40,11 @@ from pages.common import (
     model,
     store,
 )
+from pages.uncertainty import MARKS_CAPTION, noise_banner, top_line
 
 JOBS = "interaction_jobs"  # session key: ids of the interaction runs this session launched
 ORDER_NAMES = {
-    "index": "by the run's ranking",
+    "index": f"by the run's ranking ({STATISTIC})",
     "total": "by total |interaction|",
     "cluster": "clustered",
 }
@@ -67,7 +70,7 @@ def launch_form(fingerprint: str, n_players: int) -> None:
             max_value=n_players,
             value=min(DEFAULT_TOP, n_players),
             key="ix_top",
-            help="The run's K units with the largest total |contribution|; "
+            help=f"The first K units of the run's ranking ({STATISTIC}, as on every page); "
             "all K(K-1)/2 pairs are measured.",
         )
         cost = middle.number_input(
@@ -323,6 +326,8 @@ st.markdown(
     "what each adds alone, an array shaped like the output."
 )
 fingerprint, parent = chosen_result("ix_run", "refine with interactions")
+noise_banner(parent)
+top_line(unit_ranking(parent), k=DEFAULT_TOP)
 with explained_errors("Preparing the launch form"):
     launch_form(fingerprint, parent.n_players)
 progress_panel()
@@ -350,12 +355,18 @@ with explained_errors("Showing the interaction run"):
         values = pair_values(result, element)
         what = "summed over outputs" if element is None else f"output {list(element)}"
         event = st.plotly_chart(
-            interaction_matrix_figure(result, values, order, title=f"Interaction matrix, {what}"),
+            interaction_matrix_figure(
+                result,
+                values,
+                order,
+                title=f"Interaction matrix, {what}",
+                stderr=pair_stderr(result, element),
+            ),
             key="ix_matrix",
             on_select="rerun",
             selection_mode="points",
         )
-        st.caption("Click a cell to show that pair below.")
+        st.caption("Click a cell to show that pair below. " + MARKS_CAPTION)
         a, b = pair_picker(result, clicked_cell(event))
         pair_panel(result, parent, a, b)
         lesion_links(result, fingerprint, a, b)

@@ -19,6 +19,7 @@ from pages.common import (
 )
 
 SHOWN_JOBS = 6  # the most recently submitted jobs the panel lists
+IDLE_POLL = 5.0  # seconds between looks at the store while no job is active
 ACTIVE = ("queued", "running")
 STATE_WORDS = {
     "queued": "queued",
@@ -100,16 +101,26 @@ def job_row(status: JobStatus) -> None:
         st.switch_page("pages/modes.py")
 
 
+def stored_runs_signature() -> tuple[str, ...]:
+    """The fingerprints of the stored runs: it changes when a run is added or deleted by anyone."""
+    return tuple(entry["fingerprint"] for entry in store().list())
+
+
 def jobs_panel() -> None:
-    """The sidebar's jobs: polled every second while one is active; when the last one ends the
-    whole page reruns, so the page's run lists show the new result."""
+    """The sidebar's jobs: polled every second while one is active, else every ``IDLE_POLL``
+    seconds; when the last one ends, a job starts (here, in another tab or the CLI) or the store's
+    runs change, the whole page reruns, so the page's own tables show the new runs."""
     with explained_errors("Reading the jobs"):
         polling = any(status.state in ACTIVE for status in jobs().recorded(SHOWN_JOBS))
+        signature = stored_runs_signature()
 
-    @st.fragment(run_every=1.0 if polling else None)
+    @st.fragment(run_every=1.0 if polling else IDLE_POLL)
     def panel() -> None:
         with explained_errors("Reading the jobs"):
             statuses = jobs().recorded(SHOWN_JOBS)
+            active = any(status.state in ACTIVE for status in statuses)
+            if not polling and (active or stored_runs_signature() != signature):
+                st.rerun(scope="app")  # new work or new runs: the page re-reads the store
             if not statuses:
                 st.caption(
                     "No jobs yet. Runs launched here or with the CLI on this store show up here."
@@ -118,7 +129,7 @@ def jobs_panel() -> None:
             for status in statuses:
                 with st.container(border=True):
                     job_row(status)
-            if polling and not any(status.state in ACTIVE for status in statuses):
+            if polling and not active:
                 st.rerun(scope="app")  # the last job just ended
 
     st.subheader("Jobs")

@@ -9,7 +9,6 @@ The model, units, lesion kind, lesioned units, ranking run and k live in the URL
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 import torch
@@ -17,7 +16,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from msa_core.analysis import study2
 from msa_core.analysis.lesion_curves import KCurves, k_curve_figure, k_curves, k_grid
-from msa_core.analysis.modes import available_views, classification, unit_scores, view_of
+from msa_core.analysis.modes import classification
+from msa_core.analysis.ranking import STATISTIC, unit_ranking
 from msa_core.lesion import ModelGame
 from msa_core.runs.request import LESIONS
 from msa_core.zoo import LoadedModel, list_models, moe
@@ -25,7 +25,6 @@ from pages.common import (
     CURRENT_RUN,
     RUN_ID_LENGTH,
     explained_errors,
-    labels_of,
     model,
     plain,
     result,
@@ -34,7 +33,9 @@ from pages.common import (
     seed_from_url,
     share_in_url,
     url_run,
+    url_value,
 )
+from pages.uncertainty import noise_banner, ranking_table
 
 N_RANDOM = 5  # random draws of k units per k on the lesion curve
 GALLERY = 8  # changed samples shown
@@ -327,11 +328,11 @@ def lesion_curves(
 
 def ranking_section(
     name: str, granularity: str, lesion: str, wanted_run: str | None
-) -> dict[str, tuple[int, float]]:
-    """Rank the units by a stored run's Shapley values (rank and value per unit) and draw the lesion
-    curves;
-    returns {unit: (rank, value)} (empty without a run of this model and granularity)."""
-    st.subheader("Units ranked by Shapley value; lesion curves")
+) -> dict[str, str]:
+    """Rank the units by a stored run (``ranking.unit_ranking``, the ranking every page shows) and
+    draw the lesion curves; returns {unit: its label "#rank unit (value ± stderr)"} (empty without
+    a run of this model and granularity)."""
+    st.subheader(f"Units ranked by {STATISTIC}; lesion curves")
     entries = [
         e for e in runs() if e["request"]["model"] == name and e["request"]["units"] == granularity
     ]
@@ -357,31 +358,15 @@ def ranking_section(
     if res is None:
         st.warning("That run is no longer in the store.")
         return {}
-    labels = labels_of(res)
-    view = view_of(res, "class" if "class" in available_views(res, labels) else None, labels)
-    scores = unit_scores(view)
-    order = np.argsort(-scores, kind="stable")
-    ranks = {view.units[i]: (rank + 1, float(scores[i])) for rank, i in enumerate(order)}
+    noise_banner(res)
+    ranked = unit_ranking(res)
+    scores = ranked.scores
+    ranks = ranked.labels()
     loaded = model(name)
     _, score_name = score_of(loaded)
     left, right = st.columns([2, 3])
-    left.dataframe(
-        pd.DataFrame(
-            {
-                "rank": np.arange(1, len(order) + 1),
-                "unit": [view.units[i] for i in order],
-                "Shapley value": scores[order],
-            }
-        ),
-        hide_index=True,
-        height=380,
-        column_config={
-            "Shapley value": st.column_config.NumberColumn(
-                format="%.4g",
-                help=f"The unit's mode averaged over the outputs of the run's {view.title} view",
-            )
-        },
-    )
+    with left:
+        ranking_table(ranked, key="lesion_ranking")
     drawn = is_classifier(loaded) or st.session_state.get("lesion_curves_for") == (
         name,
         granularity,
@@ -406,7 +391,13 @@ def ranking_section(
     share_in_url(k=k)
     if drawn:
         k_metrics(curves, k, lesion, score_name)
-    top = [view.units[i] for i in order[:k]]
+    top = ranked.top(k)
+    if not ranked.top_resolved(k):
+        st.warning(
+            f"This top {k} is not resolved: some of its units may rank below {k} (their rank "
+            "ranges reach past it), so the lesion may not be the run's true top k.",
+            icon=":material/help:",
+        )
     st.button(
         f"Set the toggles to the top {k} lesion",
         on_click=apply_lesion,
@@ -446,9 +437,7 @@ def is_classifier(loaded: LoadedModel) -> bool:
 
 
 @st.fragment
-def lesion_panel(
-    name: str, granularity: str, lesion: str, ranks: dict[str, tuple[int, float]]
-) -> None:
+def lesion_panel(name: str, granularity: str, lesion: str, ranks: dict[str, str]) -> None:
     """The unit toggles (by rank when a run ranks them) and the output they give; a toggle reruns
     only
     this panel."""
@@ -456,20 +445,20 @@ def lesion_panel(
     g = game(name, granularity, loaded.card.outputs[0], lesion)
     key = toggles_key(name, granularity)
     units = (
-        sorted(g.player_names, key=lambda unit: ranks[unit][0])
+        sorted(g.player_names, key=list(ranks).index)
         if set(ranks) == set(g.player_names)
         else list(g.player_names)
     )
     seed_from_url(key, "off", units, many=True)
-    shown = (lambda unit: f"#{ranks[unit][0]} {unit} ({ranks[unit][1]:+.3g})") if ranks else str
+    shown = ranks.get if ranks else str
     lesioned = st.pills(
         f"Lesioned units (of {g.n_players})",
         units,
         selection_mode="multi",
         key=key,
         format_func=shown,
-        help="Highlighted units are lesioned. With a ranking run, units are "
-        "in the order of their Shapley value: #rank, name (value).",
+        help="Highlighted units are lesioned. With a ranking run, units are in the order of "
+        f"their {STATISTIC}: #rank (a range where not resolved), name (value ± stderr).",
     )
     share_in_url(off=list(lesioned))
     st.button("Restore all units", on_click=restore_all, args=(key,), disabled=not lesioned)
@@ -500,11 +489,23 @@ if not names:
     st.info("No bundled model is available.")
     st.stop()
 entries = runs()
-opened = url_run([e["fingerprint"] for e in entries]) or st.session_state.get(CURRENT_RUN)
+opened = (
+    url_run([e["fingerprint"] for e in entries])
+    or st.session_state.get(CURRENT_RUN)
+    or (entries[0]["fingerprint"] if entries else None)
+)
 current = next((e["request"] for e in entries if e["fingerprint"] == opened), {})
 seed_from_url("lesion_model", "model", names)
-if "lesion_model" not in st.session_state and current.get("model") in names:
-    st.session_state["lesion_model"] = current["model"]
+if st.session_state.get("lesion_follows") != opened:  # a run viewed elsewhere since: open on it
+    st.session_state["lesion_follows"] = opened
+    if current.get("model") in names and url_value("model", names) is None:
+        for key in ("lesion_model", "lesion_granularity", "lesion_kind", "lesion_rank_run"):
+            st.session_state.pop(key, None)
+        st.session_state["lesion_model"] = current["model"]
+if "lesion_model" not in st.session_state:  # no run at all: a classifier, not the generator
+    st.session_state["lesion_model"] = next(
+        (card.name for card in list_models() if card.family == "mlp"), names[0]
+    )
 left, middle, right = st.columns(3)
 name = left.selectbox(
     "Model", names, key="lesion_model", help="Opens on the model of the run you opened last."

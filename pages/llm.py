@@ -8,6 +8,8 @@ import streamlit as st
 
 from msa_core.analysis import llm
 from msa_core.analysis.llm_preflight import llm_preflight
+from msa_core.analysis.ranking import NOISE_LEGEND, within_noise
+from msa_core.analysis.study2 import selectivity, selectivity_stderr
 from msa_core.deployment import deployment
 from msa_core.runs import RunRequest
 from msa_core.tasks import (
@@ -31,6 +33,7 @@ from pages.common import (
     runs,
     store,
 )
+from pages.uncertainty import MARKS_CAPTION, noise_banner
 
 JOBS = "submitted_jobs"  # the Run page's session key: its progress panel shows these jobs
 OWN_TASK, BUNDLED, UPLOAD, PASTE = (
@@ -191,6 +194,7 @@ st.caption(
     f"{request.units}, {res.n_permutations} permutations, {res.n_evaluations:,} evaluations, "
     f"{res.meta.get('wall_seconds', 0):.0f} s; efficiency gap {res.efficiency_gap():.1e}."
 )
+noise_banner(res)
 
 
 @st.cache_resource(show_spinner="Loading the model and its task…", max_entries=4)
@@ -229,7 +233,13 @@ with explained_errors("The analysis"):
     groups = list(task.groups)
     matrix = llm.group_matrix(res, task)
     layers = llm.unit_layers(res.player_names)
-    st.plotly_chart(llm.group_matrix_figure(matrix, res.player_names, groups), width="stretch")
+    st.plotly_chart(
+        llm.group_matrix_figure(
+            matrix, res.player_names, groups, llm.group_matrix_stderr(res, task)
+        ),
+        width="stretch",
+    )
+    st.caption(MARKS_CAPTION)
     left, right = st.columns(2)
     left.plotly_chart(
         llm.layer_share_figure(llm.layer_shares(matrix, layers), groups), width="stretch"
@@ -247,12 +257,21 @@ with explained_errors("The analysis"):
     lesion = lesions_of(fingerprint, k)[groups.index(group)]
     st.plotly_chart(llm.lesion_figure(lesion, groups), width="stretch")
     st.markdown(plain(f"Removed: {', '.join(res.player_names[u] for u in lesion.experts)}"))
-    prompt = next(e.prompt for e in task.examples if e.group == group)
-    st.markdown(  # the task's text and the model's, as plain text
-        f"Greedy continuation of *{plain(repr(prompt))}*: intact "
-        f"**{plain(repr(lesion.continuation_before))}**, lesioned "
-        f"**{plain(repr(lesion.continuation_after))}**"
+    chosen = (groups.index(group), lesion.experts)
+    noisy = within_noise(
+        selectivity(matrix)[chosen], selectivity_stderr(llm.group_matrix_stderr(res, task))[chosen]
     )
+    if noisy.any():
+        st.warning(
+            f"{int(noisy.sum())} of the {k} units removed have a selectivity {NOISE_LEGEND}: this "
+            "choice is not resolved; a longer run sharpens it.",
+            icon=":material/help:",
+        )
+    st.markdown("Greedy continuation of the group's first prompt, intact and lesioned:")
+    prompt = next(e.prompt for e in task.examples if e.group == group)
+    intact, lesioned = st.columns(2)
+    intact.code(prompt + lesion.continuation_before, language=None, wrap_lines=True)
+    lesioned.code(prompt + lesion.continuation_after, language=None, wrap_lines=True)
 
     st.subheader("Removal curves")
     if st.button("Compute removal curves (a dozen evaluations)"):

@@ -20,10 +20,12 @@ from msa_core.analysis.modes import (
     contribution_curve_figure,
     heatmap_figure,
     hub_table,
+    output_names,
     top_units,
     view_of,
     with_click_targets,
 )
+from msa_core.analysis.ranking import STATISTIC, STATISTIC_HELP, unit_ranking
 from msa_core.analysis.samples import SampleInput, sample_input, unit_mode_figure
 from msa_core.errors import MSAInputError
 from msa_core.result import ModesResult
@@ -38,6 +40,7 @@ from pages.common import (
     share_in_url,
     url_flag,
 )
+from pages.uncertainty import MARKS_CAPTION, noise_banner, top_line
 
 ORDER_NAMES = {
     "index": "as stored",
@@ -114,7 +117,8 @@ def heatmap_panel(res: ModesResult, view: ModesView, sample: int | None) -> None
         "Red: the unit pushes that output up; blue: down; white: no work for it. Each column's "
         "modes add up to the output with all units intact minus the output with all lesioned. "
         "Click a cell to "
-        "see its unit's mode below."
+        "see its unit's mode below. "
+        + MARKS_CAPTION
         + (" The tree on the right joins units with similar modes." if order == "cluster" else "")
     )
     if show_stderr:
@@ -157,6 +161,8 @@ with explained_errors("Showing the run"):
             if key not in ("fingerprint", "units (players)")
         )
     )
+    noise_banner(res)
+    top_line(unit_ranking(res))
 
     labels = labels_of(res)
     views = available_views(res, labels)
@@ -179,7 +185,7 @@ with explained_errors("Showing the run"):
             right.number_input("Sample", min_value=0, max_value=n_samples - 1, key="modes_sample")
         )
         shown = the_input(res.meta.get("request", {}).get("model", ""), sample)
-    names = None
+    names = output_names(res)
     if shown is not None and shown.tokens and len(shown.tokens) == res.output_shape[-1]:
         names = [
             f"{position} {token}" for position, token in enumerate(shown.tokens)
@@ -212,14 +218,20 @@ with explained_errors("Showing the run"):
                 )
             cols[4].metric("Top unit's share", f"{metrics['top unit share']:.0%}")
             left, right = st.columns(2)
+            left.markdown(
+                f"**Units ranked by {STATISTIC}** (the ranking every page uses; a rank range "
+                "where the order is not resolved at 95%)"
+            )
             left.dataframe(
-                pd.DataFrame(hub_table(view)),
+                pd.DataFrame(hub_table(view, unit_ranking(res))),
                 hide_index=True,
                 width="stretch",
                 column_config={
+                    STATISTIC: st.column_config.NumberColumn(format="%.4g", help=STATISTIC_HELP),
+                    "stderr": st.column_config.NumberColumn(format="%.2g"),
                     "share of |contribution|": st.column_config.ProgressColumn(
                         format="percent", min_value=0.0, max_value=1.0
-                    )
+                    ),
                 },
             )
             right.plotly_chart(contribution_curve_figure({"this run": view}), key="curve")

@@ -32,8 +32,18 @@ from pages.common import (
 
 HF_CHOICE = "Local Hugging Face checkpoint…"
 LESION_HELP = {
-    "zero": "zero: a lesioned unit outputs 0 (the paper's lesion)",
-    "mean": "mean: a lesioned unit outputs its mean over the model's inputs",
+    "zero": "zero (output 0)",
+    "mean": "mean (output its mean)",
+}
+# the form's values that hold for every model, and their defaults
+FORM_DEFAULTS = {
+    "run_lesion": "zero",
+    "run_method": "auto",
+    "run_permutations": 100,
+    "run_evaluations": 0,
+    "run_seed": 0,
+    "run_top_k": 0,
+    "run_per_group": False,
 }
 
 
@@ -41,6 +51,23 @@ LESION_HELP = {
 def unit_names(name: str, granularity: str) -> list[str]:
     """The players a granularity offers (names of the units)."""
     return model(name).game(granularity).player_names
+
+
+def budget_problem(method: str, permutations: int) -> str | None:
+    """Why the form's budget cannot run, in the form's words (None when it can)."""
+    if method != "exact" and permutations < 1:
+        return (
+            "the budget is 0 permutations: set at least 1 (a permutation costs about one "
+            "evaluation per unit; the paper used 1,000), or pick the method *exact*"
+        )
+    return None
+
+
+def keep_form_values() -> None:
+    """Keep the form's values across a change of model (a widget's value is dropped when a rerun
+    does not draw it, e.g. while a model loads; writing it back keeps it)."""
+    for key, default in FORM_DEFAULTS.items():
+        st.session_state[key] = st.session_state.get(key, default)
 
 
 def plan_box(request: RunRequest, name: str) -> bool:
@@ -87,7 +114,12 @@ def launch_form(name: str) -> None:
         )
         left.caption(output_help(output))
         lesion = right.selectbox(
-            "Lesion", list(LESION_HELP), format_func=LESION_HELP.get, key="run_lesion"
+            "Lesion",
+            list(LESION_HELP),
+            format_func=LESION_HELP.get,
+            key="run_lesion",
+            help="zero: a lesioned unit outputs 0 (the paper's lesion); mean: it outputs its mean "
+            "over the model's inputs.",
         )
         method = left.selectbox(
             "Method",
@@ -99,19 +131,17 @@ def launch_form(name: str) -> None:
         permutations = right.number_input(
             "Budget: permutations",
             min_value=0,
-            value=100,
             step=10,
             key="run_permutations",
             help="A permutation costs about N evaluations; the paper used 1,000.",
         )
         evaluations = left.number_input(
-            "Cap on evaluations (0 = none)", min_value=0, value=0, step=1000, key="run_evaluations"
+            "Cap on evaluations (0 = none)", min_value=0, step=1000, key="run_evaluations"
         )
-        seed = right.number_input("Seed", min_value=0, value=0, step=1, key="run_seed")
+        seed = right.number_input("Seed", min_value=0, step=1, key="run_seed")
         top_k = left.number_input(
             "Stop when the top k units are known (0 = run the whole budget)",
             min_value=0,
-            value=0,
             step=1,
             key="run_top_k",
             help="Stops as soon as the k most important units are resolved with 95% confidence; "
@@ -125,7 +155,10 @@ def launch_form(name: str) -> None:
         st.markdown("**Before launch**")
         request, runnable = None, False
         with explained_errors("Checking the budget"):
+            problem = budget_problem(method, int(permutations))
             try:
+                if problem is not None:
+                    raise MSAInputError(problem)
                 request = RunRequest(
                     model=name,
                     units=granularity,
@@ -204,7 +237,12 @@ def cached_runs() -> None:
             for entry in entries
         ]
     )
-    st.dataframe(table, hide_index=True, width="stretch")
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        column_config={"created": st.column_config.TextColumn(width="medium")},
+    )
     labels = {entry["fingerprint"]: run_label(entry) for entry in entries}
     chosen = st.multiselect(
         "Select runs",
@@ -240,6 +278,16 @@ st.markdown(
 )
 models = [card.name for card in list_models()]
 offered = [*models, HF_CHOICE] if deployment().allows_local_paths else models
+keep_form_values()
+if "model" not in st.session_state:  # the model of the run being viewed, else a small MLP
+    viewed = next(
+        (e for e in runs() if e["fingerprint"] == st.session_state.get(CURRENT_RUN)), None
+    )
+    st.session_state["model"] = (
+        viewed["request"]["model"]
+        if viewed is not None and viewed["request"]["model"] in models
+        else next((card.name for card in list_models() if card.family == "mlp"), models[0])
+    )
 choice = st.selectbox(
     "Model",
     offered,

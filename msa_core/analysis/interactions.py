@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
-from msa_core.analysis.modes import unit_contributions, unit_order, view_of
+from msa_core.analysis.modes import NOISE_LEGEND_PLACE, unit_order
+from msa_core.analysis.ranking import noise_marks, unit_ranking
 from msa_core.errors import MSAInputError
 from msa_core.interaction_result import InteractionResult
 from msa_core.result import ModesResult
@@ -28,7 +29,8 @@ IMAGE_MIN_SIDE = 8  # outputs whose last two axes are at least this large are dr
 
 
 def top_players(result: ModesResult, k: int = DEFAULT_TOP) -> np.ndarray:
-    """The ``min(k, N)`` units with the largest total |contribution| (the Modes page's ranking).
+    """The first ``min(k, N)`` units of the run's one ranking (``ranking.unit_ranking``, the
+    ranking every page shows).
 
     Args:
         result: a finished run (modes ``[N, *out]``).
@@ -46,8 +48,7 @@ def top_players(result: ModesResult, k: int = DEFAULT_TOP) -> np.ndarray:
         )
     if result.n_players < 2:
         raise MSAInputError(f"the run has {result.n_players} unit; interactions need at least 2")
-    scores = unit_contributions(view_of(result).values)
-    return np.argsort(-scores, kind="stable")[: min(int(k), result.n_players)].astype(np.int64)
+    return unit_ranking(result).order[: min(int(k), result.n_players)].astype(np.int64)
 
 
 def pair_values(result: InteractionResult, element: tuple[int, ...] | None = None) -> np.ndarray:
@@ -71,6 +72,15 @@ def pair_values(result: InteractionResult, element: tuple[int, ...] | None = Non
     return values.reshape(result.n_units, result.n_units, -1)[
         :, :, int(np.ravel_multi_index(element, shape))
     ]
+
+
+def pair_stderr(result: InteractionResult, element: tuple[int, ...] | None = None) -> np.ndarray:
+    """The standard errors ``[K, K]`` of ``pair_values(result, element)``."""
+    if element is None:
+        return np.asarray(result.summed_stderr, dtype=float)
+    errors = np.asarray(result.stderr, dtype=float).reshape(result.n_units, result.n_units, -1)
+    flat = np.ravel_multi_index(tuple(int(i) for i in element), result.output_shape)
+    return errors[:, :, int(flat)]
 
 
 def strength(result: InteractionResult) -> np.ndarray:
@@ -109,11 +119,15 @@ def mean_strength(result: InteractionResult) -> float:
 
 
 def interaction_matrix_figure(
-    result: InteractionResult, values: np.ndarray, order: str = "cluster", title: str | None = None
+    result: InteractionResult,
+    values: np.ndarray,
+    order: str = "cluster",
+    title: str | None = None,
+    stderr: np.ndarray | None = None,
 ) -> go.Figure:
     """K x K heatmap of ``values`` on a diverging scale centred on 0 (red synergy, blue redundancy),
     units ordered by ``order`` (``msa_core.analysis.modes.ORDERS``; cluster: similar rows
-    together)."""
+    together); with ``stderr [K, K]`` the pairs within noise carry a grey dot."""
     index = unit_order(values, order)
     z = np.asarray(values, dtype=float)[np.ix_(index, index)]
     names = [result.player_names[i] for i in index]
@@ -131,12 +145,18 @@ def interaction_matrix_figure(
             hovertemplate="%{y} × %{x}<br>interaction %{z:.4g}<extra></extra>",
         )
     )
+    if stderr is not None:
+        errors = np.asarray(stderr, dtype=float)[np.ix_(index, index)]  # 0 on the diagonal
+        marks = noise_marks(names, names, z, errors)
+        if marks is not None:
+            figure.add_trace(marks)
     figure.update_layout(
         title=title,
         xaxis={"type": "category"},
         yaxis={"type": "category", "autorange": "reversed"},
         height=min(800, 200 + 22 * len(names)),
         margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        legend=NOISE_LEGEND_PLACE,
     )
     return figure
 

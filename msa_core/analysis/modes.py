@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
+from msa_core.analysis.ranking import UnitRanking, noise_marks, ranking_of
 from msa_core.errors import MSAInputError
 from msa_core.result import ModesResult
 
@@ -47,6 +48,15 @@ OUTPUT_UNITS = {  # what a mode of each named output is measured in (colour bars
 }
 ROW_PITCH = 16  # pixels per heatmap row or column: room for one 11 px tick label each
 ORDERS = ("index", "total", "cluster")
+# the legend of a map's noise marks: one line under the figure, clear of the axes' labels
+NOISE_LEGEND_PLACE = {
+    "orientation": "h",
+    "yref": "container",
+    "y": 0.0,
+    "yanchor": "bottom",
+    "x": 0.0,
+    "xanchor": "left",
+}
 SHARES = (0.5, 0.8, 0.9)
 # distinct, colour-blind aware
 CURVE_COLOURS = (
@@ -161,6 +171,19 @@ def output_unit(result: ModesResult) -> str:
     return OUTPUT_UNITS.get(str(request.get("output") or result.meta.get("output") or ""), "")
 
 
+def output_names(result: ModesResult) -> list[str] | None:
+    """Readable names of the result's last output axis, where the run knows them: a task run's
+    examples as ``"<i> <group>: <prompt>"`` (``analysis.llm.example_names``); None otherwise."""
+    task = result.meta.get("task")
+    if not isinstance(task, dict) or not result.output_shape:
+        return None
+    from msa_core.analysis.llm import example_names
+    from msa_core.tasks import task_of_meta
+
+    names = example_names(task_of_meta(task))
+    return names if len(names) == result.output_shape[-1] else None
+
+
 def _names(k: int, class_names: Sequence[str] | None) -> list[str]:
     return (
         list(class_names)
@@ -256,6 +279,7 @@ def heatmap_figure(
     |value|.
     stderr: show the standard errors instead of the modes (on a sequential scale from 0).
     colorbar: False leaves the colour bar out (side-by-side figures on one scale need only one).
+    Cells within noise (``ranking.within_noise``) carry a grey dot, named in the legend.
     order ``cluster`` adds the dendrogram on the right. Every unit and output is labelled; the
     height gives each row ``ROW_PITCH`` pixels and ``layout.meta["natural_width"]`` the width that
     does the same for the columns (exports use it).
@@ -301,6 +325,9 @@ def heatmap_figure(
             yaxis2={"visible": False, "range": [rows - 0.5, -0.5]},
         )
         width += 120
+    marks = None if stderr else noise_marks(view.outputs, view.units, z, other)
+    if marks is not None:
+        figure.add_trace(marks)
     figure.update_layout(
         yaxis={
             **every,
@@ -316,11 +343,13 @@ def heatmap_figure(
             "text": title if title is not None else f"{what}: {view.title}",
             "automargin": True,
             "yref": "paper",
+            "pad": {"b": 12},  # clear of the first row's cells
         },
         height=height or natural_height,
         margin={"l": 10, "r": 10, "t": 40, "b": 10},
         meta={"natural_width": width},
         plot_bgcolor="white",
+        legend=NOISE_LEGEND_PLACE,
     )
     return figure
 
@@ -348,9 +377,7 @@ def with_click_targets(figure: go.Figure) -> go.Figure:
             hovertemplate=heat.hovertemplate.replace("%{z", "%{customdata[0]").replace(
                 "%{customdata:", "%{customdata[1]:"
             ),
-        ),
-        row=1 if len(figure.data) > 1 else None,
-        col=1 if len(figure.data) > 1 else None,
+        )
     )
     figure.update_traces(hoverinfo="skip", hovertemplate=None, selector={"type": "heatmap"})
     return figure
@@ -429,9 +456,14 @@ def concentration(view: ModesView | ModesResult) -> dict[str, float]:
     return metrics
 
 
-def hub_table(view: ModesView, k: int = 10, top_per_output: int = 3) -> list[dict[str, Any]]:
-    """The ``k`` units with the largest |contribution|: share of the total, net sign, and breadth
-    (the number of outputs for which the unit is among the ``top_per_output`` by |mode|)."""
+def hub_table(
+    view: ModesView, ranked: UnitRanking | None = None, k: int = 10, top_per_output: int = 3
+) -> list[dict[str, Any]]:
+    """The first ``k`` units of the run's ranking (``ranking.STATISTIC``; default: ranked by the
+    view's own) with rank (a range where unresolved), the statistic and its stderr, share of the
+    view's total |contribution| and breadth (the number of outputs for which the unit is among the
+    ``top_per_output`` by |mode|)."""
+    ranked = ranked or ranking_of(view.values.mean(1), view.stderr.mean(1), view.units)
     contributions = unit_contributions(view.values)
     total = contributions.sum() or 1.0
     ranks = np.argsort(
@@ -440,12 +472,11 @@ def hub_table(view: ModesView, k: int = 10, top_per_output: int = 3) -> list[dic
     breadth = (ranks < top_per_output).sum(1)
     return [
         {
-            "unit": view.units[i],
+            **row,
             "share of |contribution|": float(contributions[i] / total),
-            "net contribution": float(view.values[i].sum()),
             f"outputs where top {top_per_output}": int(breadth[i]),
         }
-        for i in np.argsort(-contributions, kind="stable")[:k]
+        for row, i in zip(ranked.rows(k), ranked.order[:k], strict=True)
     ]
 
 
@@ -505,8 +536,19 @@ def contribution_curve_figure(views: Mapping[str, ModesView], cumulative: bool =
         if cumulative
         else "share of |contribution|",
         yaxis_tickformat=".0%",
-        margin={"l": 10, "r": 10, "t": 50, "b": 10},
-        legend={"orientation": "h", "y": -0.2},
+        yaxis_range=[0, 1.05],  # one fixed frame: every tick inside it, however the curve runs
+        xaxis_automargin=True,  # room for the labels whatever the default template
+        yaxis_automargin=True,
+        # room below for the x labels and title, the legend above the plot: nothing is clipped
+        margin={"l": 10, "r": 10, "t": 80, "b": 60},
+        legend={
+            "orientation": "h",
+            "yref": "container",
+            "y": 1.0,
+            "yanchor": "top",
+            "x": 1.0,
+            "xanchor": "right",
+        },
     )
     return figure
 

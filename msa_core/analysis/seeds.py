@@ -26,6 +26,7 @@ from msa_core.analysis.modes import ModesView, concentration, unit_scores
 from msa_core.errors import MSAInputError
 
 METRICS = ("gini", "units for 50%", "units for 80%", "units for 90%", "top unit share", "idc")
+METRIC_NAMES = {"gini": "Gini", "idc": "IDC"}  # how every table names a metric (others as is)
 LEVEL = 0.95
 SEED_SUFFIX = re.compile(r"-s(\d+)$")
 
@@ -39,6 +40,27 @@ def setup_of(request: Mapping[str, Any]) -> tuple[str, str, str, str]:
         str(request.get("output")),
         str(request.get("lesion", "zero")),
     )
+
+
+def metric_name(metric: str) -> str:
+    """The metric's column name in every table (``Gini``, ``IDC``, others as they are)."""
+    return METRIC_NAMES.get(metric, metric)
+
+
+def comparable_runs(entries: Sequence[Mapping[str, Any]], k: int = 3) -> list[str]:
+    """Fingerprints of up to ``k`` runs worth comparing with the newest: the newest entry (store
+    index entries, newest first) and the next newest of the same units, output, lesion and output
+    shape (so they share views), whichever model they are of."""
+    if not entries:
+        return []
+
+    def kind(entry: Mapping[str, Any]) -> tuple[Any, ...]:
+        request = entry["request"]
+        shape = tuple(entry.get("output_shape") or ())
+        return request.get("units"), request.get("output"), request.get("lesion"), shape
+
+    first = kind(entries[0])
+    return [entry["fingerprint"] for entry in entries if kind(entry) == first][:k]
 
 
 def seed_of(model: str) -> int | None:

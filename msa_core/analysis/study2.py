@@ -32,6 +32,8 @@ from torch import nn
 
 from msa_core.analysis import lesions
 from msa_core.analysis.lesions import rank_order, top_k_count
+from msa_core.analysis.modes import NOISE_LEGEND_PLACE
+from msa_core.analysis.ranking import noise_marks
 from msa_core.errors import MSAInputError
 from msa_core.lesion import ModelGame
 from msa_core.lesion.inputs import model_device
@@ -71,11 +73,34 @@ def language_matrix(
     are averaged over the language's rows and tokens; ``language_logprob`` modes ``[N, B, L]`` over
     rows.
     """
+    return _language_means(result.modes, languages, n_languages, output)
+
+
+def language_matrix_stderr(
+    result: ModesResult, languages: np.ndarray, n_languages: int, output: str = "target_logprob"
+) -> np.ndarray:
+    """``[L, N]``: standard errors of ``language_matrix``, the same means of the result's stderr
+    (an upper bound: the errors of the averaged outputs are correlated in an unknown way)."""
+    return _language_means(result.stderr, languages, n_languages, output)
+
+
+def selectivity_stderr(errors: np.ndarray) -> np.ndarray:
+    """``[L, N]``: an upper bound on the standard errors of ``selectivity`` from the matrix's
+    ``errors [L, N]`` (its own error plus the mean of the others')."""
+    errors = np.asarray(errors, dtype=float)
+    n_languages = len(errors)
+    return errors + (errors.sum(0, keepdims=True) - errors) / max(n_languages - 1, 1)
+
+
+def _language_means(
+    array: np.ndarray, languages: np.ndarray, n_languages: int, output: str
+) -> np.ndarray:
+    """``language_matrix`` of ``array [N, B, T | L]`` (modes or their stderr)."""
     if output not in ("target_logprob", "language_logprob"):
         raise MSAInputError(
             f"Study 2 needs output 'target_logprob' or 'language_logprob'; got {output!r}"
         )
-    modes = np.asarray(result.modes, dtype=np.float64)
+    modes = np.asarray(array, dtype=np.float64)
     languages = np.asarray(languages)
     if modes.ndim != 3 or modes.shape[1] != len(languages):
         raise MSAInputError(
@@ -386,9 +411,10 @@ def language_matrix_figure(
     player_names: Sequence[str],
     language_names: Sequence[str],
     title: str = "Language x expert contribution (log-prob per byte)",
+    stderr: np.ndarray | None = None,
 ) -> go.Figure:
     """Heatmap ``[L, N]``, experts grouped by layer (lines between layers), diverging scale centred
-    on 0.
+    on 0; with ``stderr [L, N]`` the cells within noise carry a grey dot.
     """
     limit = float(np.abs(matrix).max()) or 1.0
     figure = go.Figure(
@@ -407,8 +433,12 @@ def language_matrix_figure(
         title=title,
         xaxis_title="expert (grouped by layer)",
         yaxis_title="language",
+        legend=NOISE_LEGEND_PLACE,
         **_layer_ticks(expert_layers(player_names)),
     )
+    marks = None if stderr is None else noise_marks(player_names, language_names, matrix, stderr)
+    if marks is not None:
+        figure.add_trace(marks)
     return figure
 
 

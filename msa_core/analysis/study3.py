@@ -35,6 +35,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from msa_core.analysis.modes import units_for_share
+from msa_core.analysis.ranking import within_noise
 from msa_core.errors import MSAInputError
 from msa_core.lesion import ModelGame
 from msa_core.result import ModesResult
@@ -352,7 +353,8 @@ def gallery_figure(
     generated: np.ndarray | None = None,
 ) -> go.Figure:
     """Every channel mode of ``layer`` for one sample, largest |mode| first, on one diverging scale,
-    beside the generated image (``generated`` ``[B, *image]``, default ``v_full``)."""
+    beside the generated image (``generated`` ``[B, *image]``, default ``v_full``); a channel whose
+    mean mode over the pixels is within noise (``ranking.within_noise``) is titled ``name ~0``."""
     check_images(result)
     groups = layers_of(result)
     if layer not in groups:
@@ -368,10 +370,14 @@ def gallery_figure(
     rows = -(-len(index) // columns)
     cols = min(columns, len(index)) + 1
     titles = ["generated"] + [""] * (cols - 1) + [""] * ((rows - 1) * cols)
+    noise = [  # the channel's mode in this sample, averaged over pixels, is within noise
+        bool(within_noise(result.modes[i, sample].mean(), result.stderr[i, sample].mean()))
+        for i in index
+    ]
     for k, i in enumerate(order):
         titles[(k // columns) * cols + k % columns + 1] = result.player_names[index[i]].rpartition(
             "."
-        )[2]
+        )[2] + (" ~0" if noise[i] else "")
     height = 90 + 110 * rows
     # room for a title line
     figure = make_subplots(
@@ -465,7 +471,7 @@ def layer_summary_figure(summaries: Sequence[LayerSummary]) -> go.Figure:
     figure.add_trace(
         go.Bar(x=names, y=[s.contribution_share for s in summaries], showlegend=False), row=1, col=3
     )
-    figure.update_yaxes(title_text="channels (dots), median (line)", row=1, col=1)
+    figure.update_yaxes(title_text="spectral centroid (0 flat, 1 checkerboard)", row=1, col=1)
     figure.update_yaxes(title_text="median pixels for 50% |mode|", tickformat=".0%", row=1, col=2)
     figure.update_yaxes(tickformat=".0%", row=1, col=3)
     figure.update_layout(

@@ -1,8 +1,9 @@
 """Everything a run shows, as one standalone HTML page: its facts, numbers and every figure.
 
 ``run_figures`` is the one list of a run's figures (the dashboard's Export page offers the same);
-``report_html`` puts them with the run's facts, concentration metrics, hub units and top units per
-output on a page that opens offline (plotly.js inlined once).
+``report_html`` puts them with the run's facts, its noise verdict (``analysis.ranking``),
+concentration metrics, the one ranking of its units and top units per output on a page that opens
+offline (plotly.js inlined once).
 
 >>> import numpy as np
 >>> from msa_core import shapley_modes
@@ -27,8 +28,17 @@ from msa_core.analysis.modes import (
     contribution_curve_figure,
     heatmap_figure,
     hub_table,
+    output_names,
     top_units,
     view_of,
+)
+from msa_core.analysis.ranking import (
+    NOISE_LEGEND,
+    STATISTIC,
+    STATISTIC_HELP,
+    noise_summary,
+    noise_verdict,
+    unit_ranking,
 )
 from msa_core.result import ModesResult
 
@@ -44,6 +54,7 @@ def run_figures(
     labels: per-sample classes ``[B]`` (adds the per-class view); class_names: names of the outputs.
     """
     views = [view for view in available_views(result, labels) if view != "sample"]
+    class_names = class_names or output_names(result)
     figures = {
         f"heatmap, {view}": heatmap_figure(
             view_of(result, view, labels, class_names=class_names),
@@ -72,7 +83,11 @@ def run_facts(result: ModesResult) -> dict[str, str]:
     facts["units (players)"] = str(result.n_players)
     facts["output shape"] = " x ".join(map(str, result.output_shape)) or "scalar"
     facts["evaluations"] = f"{result.n_evaluations:,}"
-    facts["permutations"] = f"{result.n_permutations:,}"
+    budget = request.get("n_permutations")
+    if result.n_permutations:
+        facts["permutations"] = f"{result.n_permutations:,}"
+    elif budget:  # e.g. regression-adjusted: a budget in permutations, spent on coalitions
+        facts["budget"] = f"{int(budget):,} permutations' worth of evaluations"
     facts["efficiency gap"] = (
         f"{result.efficiency_gap():.2e} (max |sum of modes - (v_full - v_empty)|)"
     )
@@ -104,14 +119,19 @@ def report_html(
     """A standalone HTML page of the run: facts, concentration, hub units, top units per output and
     every figure of ``run_figures`` (interactive; plotly.js inlined once, so it opens offline)."""
     figures = run_figures(result, labels, class_names)
+    class_names = class_names or output_names(result)
     views = [view for view in available_views(result, labels) if view != "sample"]
     view = view_of(result, views[0], labels, class_names=class_names)
     metrics = concentration(view)
     title = title or "Shapley modes of " + " · ".join(
         run_facts(result).get(k, "") for k in ("model", "units", "output")
     )
+    verdict = noise_verdict(result)
     parts = [
         f"<h1>{html.escape(title)}</h1>",
+        f'<p class="warning">{html.escape(verdict)}</p>' if verdict else "",
+        f"<p>{html.escape(noise_summary(result))} Grey dots in the maps mark values "
+        f"{html.escape(NOISE_LEGEND)}.</p>",
         "<h2>Run</h2>",
         _table([{"fact": key, "value": value} for key, value in run_facts(result).items()]),
         f"<h2>Concentration ({html.escape(VIEW_TITLES[views[0]])})</h2>",
@@ -123,8 +143,10 @@ def report_html(
                 }
             ]
         ),
-        "<h2>Hub units</h2>",
-        _table(hub_table(view)),
+        f"<h2>Units ranked by {html.escape(STATISTIC)}</h2>",
+        f"<p>{html.escape(STATISTIC_HELP)} A rank range (e.g. 2-5) means the order is not "
+        "resolved at 95%.</p>",
+        _table(hub_table(view, unit_ranking(result))),
         "<h2>Top units per output</h2>",
         _table(top_units(view, 3)),
         "<h2>Figures</h2>",
@@ -144,6 +166,7 @@ def report_html(
         "body{font-family:sans-serif;margin:2em;max-width:1400px}"
         "table{border-collapse:collapse;margin:1em 0}"
         "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}"
+        ".warning{background:#fff3cd;border:1px solid #e0b400;padding:8px 12px}"
     )
     return (
         f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'

@@ -119,7 +119,10 @@ def test_concentration_uses_total_absolute_contribution():
     metrics = concentration(result)
     assert metrics["units for 50%"] == 1 and metrics["units for 90%"] == 3
     assert metrics["top unit share"] == pytest.approx(0.75)
-    assert hub_table(view_of(result), k=2)[0]["unit"] == "a"
+    # the hub table lists the one ranking (mean mode, signed): b (+0.5) before a (0, yet 75%)
+    rows = hub_table(view_of(result), k=2)
+    assert [row["unit"] for row in rows] == ["b", "a"]
+    assert rows[1]["share of |contribution|"] == pytest.approx(0.75)
 
 
 def test_orders_put_large_and_similar_units_together():
@@ -175,3 +178,25 @@ def test_classification_counts_hits_per_class():
     assert predictions.tolist() == [[0, 1, 0], [1, 1, 0]]
     np.testing.assert_allclose(accuracy, [2 / 3, 1 / 3])
     np.testing.assert_allclose(per_class, [[1.0, 0.5], [0.0, 0.5]])
+
+
+def test_a_task_runs_outputs_are_named_by_group_and_prompt():
+    from msa_core.analysis.modes import output_names
+    from msa_core.tasks import task_from_rows, task_meta
+
+    task = task_from_rows(
+        [
+            {"prompt": "Text: Il fait beau.\nLanguage:", "target": " French", "group": "language"},
+            {"prompt": "one, two, three,", "target": " four", "group": "counting"},
+        ],
+        "t",
+    )
+    values = np.ones((3, 2))
+    result = ModesResult(values, values * 0, values.sum(0), np.zeros(2), 4, 1, list("abc"))
+    assert output_names(result) is None
+    result.meta["task"] = task_meta(task)
+    assert output_names(result) == [
+        "0 language: Text: Il fait beau. ⏎ Language:",
+        "1 counting: one, two, three,",
+    ]
+    assert view_of(result, class_names=output_names(result)).outputs == output_names(result)

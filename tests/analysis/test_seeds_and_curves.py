@@ -152,7 +152,7 @@ def test_click_targets_cover_every_cell_and_carry_its_hover():
     values = np.random.default_rng(5).normal(size=(4, 3))
     res = ModesResult(values, np.abs(values), values.sum(0), np.zeros(3), 8, 1, list("abcd"))
     figure = with_click_targets(heatmap_figure(view_of(res), "total"))
-    heat, targets = figure.data
+    heat, targets = figure.data[0], figure.data[-1]  # noise marks (if any) in between
     assert len(targets.x) == 12 and targets.marker.opacity == 0 and heat.hoverinfo == "skip"
     placed = zip(targets.x, targets.y, targets.customdata, strict=True)
     cells = {(y, x): (z, e) for x, y, (z, e) in placed}
@@ -160,3 +160,22 @@ def test_click_targets_cover_every_cell_and_carry_its_hover():
         for column, output in enumerate(heat.x):
             assert cells[unit, output] == (heat.z[row][column], heat.customdata[row][column])
     assert "customdata[0]" in targets.hovertemplate and "customdata[1]" in targets.hovertemplate
+
+
+def test_with_nothing_chosen_compare_opens_on_runs_comparable_with_the_newest():
+    from msa_core.analysis.seeds import comparable_runs
+
+    def entry(fingerprint, model, output, shape):
+        request = {"model": model, "units": "hidden", "output": output, "lesion": "zero"}
+        return {"fingerprint": fingerprint, "request": request, "output_shape": shape}
+
+    entries = [  # newest first: an MLP, a GAN, an MLP of another output, two more MLPs
+        entry("a", "mlp-digits-h32-l1-s0", "class_accuracy", [360, 10]),
+        entry("b", "gan-digits-s0", "image", [32, 1, 32, 32]),
+        entry("c", "mlp-digits-h32-none-s0", "logits", [360, 10]),
+        entry("d", "mlp-digits-h64-none-s0", "class_accuracy", [360, 10]),
+        entry("e", "mlp-digits-h32-l2-s0", "class_accuracy", [360, 10]),
+        entry("f", "mlp-digits-h32-l2-s1", "class_accuracy", [360, 10]),
+    ]
+    assert comparable_runs(entries) == ["a", "d", "e"]
+    assert comparable_runs(entries[1:2]) == ["b"] and comparable_runs([]) == []

@@ -47,7 +47,7 @@ def test_the_first_suggestion_opens_the_run_page_set_to_it(cache_dir):
 @pytest.mark.parametrize(
     "model, changes, message",
     [
-        (MODEL, {"run_permutations": 0}, "n_permutations must be a positive integer"),
+        (MODEL, {"run_permutations": 0}, "the budget is 0 permutations: set at least 1"),
         (MODEL, {"run_evaluations": 1}, "at least 66"),
         (WIDE_MODEL, {"run_method": "exact"}, "N <= 20"),
         (WIDE_MODEL, {"run_permutations": 10**9}, "of memory"),
@@ -91,8 +91,23 @@ def test_the_model_list_filters_by_family_size_and_regularisation(cache_dir):
     assert not app.error, [e.value for e in app.error]
     everything = app.dataframe[0].value
     assert {"gan", "mlp", "moe"} <= set(everything["family"])
+    sizes = dict(zip(everything["model"], everything["size"], strict=True))
+    assert sizes["gan-digits-s0"] == "64 / 32 / 16 / 1 channels"  # a size for every model
     app.multiselect(key="home_size").select(128).run()
     app.multiselect(key="home_regularisation").select("l1").run()
     shown = app.dataframe[0].value
-    assert len(shown) > 0 and set(shown["size"]) == {128} and set(shown["regularisation"]) == {"l1"}
+    assert len(shown) > 0 and set(shown["size"]) == {"128 hidden"}
+    assert set(shown["regularisation"]) == {"l1"}
     assert set(shown["model"]) == {name for name in everything["model"] if "-h128-l1-" in name}
+
+
+def test_the_run_page_opens_on_an_mlp_and_keeps_the_budget_when_the_model_changes(
+    cache_dir, open_page
+):
+    app = open_page("pages/run.py")
+    assert app.selectbox(key="model").value.startswith("mlp-")  # not the GAN, first in the list
+    app.number_input(key="run_permutations").set_value(37).run()
+    app.selectbox(key="model").select(WIDE_MODEL).run()
+    assert app.number_input(key="run_permutations").value == 37
+    assert any(md.value.startswith("**4,") and "128 units" in md.value for md in app.markdown)
+    assert not launch_button(app).disabled
