@@ -54,12 +54,20 @@ def fetched_cards() -> list[ModelCard]:
 @cache
 def _fetched_card(name: str, folder: str) -> ModelCard:
     from msa_core.zoo.fetch import FETCHABLE
-    from msa_core.zoo.hf import checkpoint_card  # transformers: only once a model is fetched
 
     item = next(item for item in FETCHABLE.values() if item.name == name)
-    return checkpoint_card(
-        folder, name, item.description, {"task": item.task, "source": item.package}
-    )
+    facts = {"task": item.task, "source": item.package}
+    if item.kind == "encoder":
+        from msa_core.zoo.encoder import encoder_card
+
+        return encoder_card(folder, name, item.description, facts)
+    if item.kind == "vision":
+        from msa_core.zoo.vision import vision_card
+
+        return vision_card(folder, name, item.description, facts)
+    from msa_core.zoo.hf import checkpoint_card  # transformers: only once a model is fetched
+
+    return checkpoint_card(folder, name, item.description, facts)
 
 
 def get_card(name: str) -> ModelCard:
@@ -99,10 +107,22 @@ def load_model(name: str) -> LoadedModel:
     weights.
     """
     if name.startswith(HF_PREFIX):
+        from msa_core.zoo.encoder import is_encoder_folder, load_encoder
+
+        if is_encoder_folder(name[len(HF_PREFIX) :]):
+            return load_encoder(name[len(HF_PREFIX) :])
         from msa_core.zoo.hf import load_checkpoint  # imports transformers: only when asked for
 
         return load_checkpoint(name[len(HF_PREFIX) :])
     card = get_card(name)
+    if card.checkpoint is not None and card.family == "encoder":
+        from msa_core.zoo.encoder import load_encoder
+
+        return load_encoder(card.checkpoint, name=name, facts=card.facts)
+    if card.checkpoint is not None and card.family == "vision":
+        from msa_core.zoo.vision import load_vision
+
+        return load_vision(card.checkpoint, name=name, facts=card.facts)
     if card.checkpoint is not None:
         from msa_core.zoo.hf import load_checkpoint
 
