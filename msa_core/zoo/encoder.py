@@ -5,7 +5,8 @@ A checkpoint folder of a transformers encoder (``BertModel``, ``RobertaModel``, 
 tokens, L2-normalised (the sentence-transformers pooling of all-MiniLM-L6-v2). Its inputs are
 sentence pairs ``input_ids`` / ``attention_mask`` ``[P, 2, T]`` (one row per pair), from a pairs
 file: JSONL with ``a``, ``b`` and an optional ``group`` per line, or CSV rows ``a,b[,group]``
-(``load_pairs``); the default is the bundled ``assets/pairs/topics.jsonl`` (24 pairs in 5 topics plus unrelated pairs).
+(``load_pairs``); the default is the bundled ``assets/pairs/topics.jsonl`` (24 pairs: 5 topics,
+and unrelated pairs).
 
 Outputs (``PAIR_OUTPUTS``): ``pair_similarity`` (the cosine similarity of each pair, ``[P]`` per
 coalition) and ``embedding`` (both pooled sentence embeddings, ``[P, 2, H]``). Units: those of
