@@ -207,7 +207,16 @@ PHOTOS = (
     Photo("rocket.jpg", 657, "rocket (missile)"),
     Photo("motorcycle_left.png", 665, "motorcycle (moped)"),
 )
+# ImageNet names of the photos' classes and of the model's runner-up guesses for them
+CLASS_NAMES = {281: "tabby cat", 282: "tiger cat", 285: "Egyptian cat", 504: "coffee mug"}
+CLASS_NAMES |= {540: "drilling platform", 657: "missile", 665: "moped", 670: "motor scooter"}
+CLASS_NAMES |= {744: "projectile", 967: "espresso", 968: "cup"}
 CROPS = ("centre", "top left", "top right", "bottom left", "bottom right")
+
+
+def class_name(index: int) -> str:
+    """``"285 Egyptian cat"`` for the classes in ``CLASS_NAMES``, else ``"class 17"``."""
+    return f"{index} {CLASS_NAMES[index]}" if index in CLASS_NAMES else f"class {index}"
 
 
 def skimage_data() -> Path:

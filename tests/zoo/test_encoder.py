@@ -234,6 +234,11 @@ def test_fetched_minilm_scores_paraphrases_above_unrelated_pairs():
     unrelated = np.array([pair.group == "unrelated" for pair in encoder.load_pairs("topics").pairs])
     assert "unrelated" in groups
     assert intact[~unrelated].min() > intact[unrelated].max()  # a real sentence encoder
+    from msa_core.analysis.samples import sample_input
+
+    assert sample_input(loaded, 0).text == (
+        "A: the cat is sleeping on the sofa.\nB: a kitten naps on the couch."
+    )
     result = shapley_modes(game, method="permutation", n_permutations=2, seed=0)
     np.testing.assert_allclose(
         result.modes.sum(0), result.v_full - result.v_empty, atol=1e-5, rtol=1e-5

@@ -97,6 +97,10 @@ def test_fetched_efficientnet_classifies_the_photographs():
     assert loaded.labels.shape == (len(vision.PHOTOS) * len(vision.CROPS),)
     correct = loaded.game("residual blocks", "correct")(np.ones((1, 9), bool))[0]
     assert float(correct.mean()) >= 0.8  # labels are what the model sees in most crops
+    from msa_core.analysis.samples import sample_input
+
+    shown = sample_input(loaded, 0)  # the Modes page shows the photograph beside the modes
+    assert shown.photo.shape == (vision.SIZE, vision.SIZE, 3) and shown.label == "285 Egyptian cat"
     game = loaded.game("stage 6 channels")
     result = shapley_modes(game, method="permutation", n_permutations=2, seed=0)
     np.testing.assert_allclose(
