@@ -16,7 +16,7 @@ from msa_core.estimators.plan import METHODS, RunPlan, evaluation_budget
 from msa_core.lesion.game import LESIONS
 from msa_core.lesion.inputs import Inputs
 from msa_core.version import __version__
-from msa_core.zoo import LoadedModel, load_model
+from msa_core.zoo import LoadedModel, load_model, scored_on
 from msa_core.zoo.weights import tensor_digest
 
 STORE_FORMAT = 1  # bump when stored entries change meaning; older entries are then recomputed
@@ -36,7 +36,9 @@ class RunRequest:
         None).
         seed: the estimator's seed (a non-negative integer).
         task: a task file (``.jsonl``/``.csv``) or bundled task set that a language model is scored
-            on (``msa_core.tasks``); its content hash, not its path, is part of the run's identity.
+            on (``msa_core.tasks``); for a sentence encoder a pairs file (``zoo.encoder``), for an
+            image classifier a folder with ``labels.csv`` (``zoo.vision``). Its content hash, not
+            its path, is part of the run's identity.
 
     Raises:
         MSAInputError: a field out of its allowed values (units and output are checked against the
@@ -77,11 +79,7 @@ class RunRequest:
     def load(self) -> LoadedModel:
         """The request's model (cached per process), with its task as inputs when it names one."""
         loaded = load_model(self.model)
-        if self.task is None:
-            return loaded
-        from msa_core.tasks import with_task
-
-        return with_task(loaded, self.task)
+        return loaded if self.task is None else scored_on(loaded, self.task)
 
     def resolved(self, loaded: LoadedModel) -> RunRequest:
         """The request with the model's default granularity and output filled in (and both

@@ -32,6 +32,7 @@ __all__ = [
     "get_card",
     "list_models",
     "load_model",
+    "scored_on",
 ]
 
 
@@ -137,3 +138,20 @@ def load_model(name: str) -> LoadedModel:
     model = load_weights(card.build(), name)
     inputs, labels = card.data()
     return LoadedModel(card, model, inputs, labels, tensor_digest(model.state_dict()))
+
+
+def scored_on(loaded: LoadedModel, task: str) -> LoadedModel:
+    """``loaded`` with other inputs: for a language model a task (``msa_core.tasks.with_task``),
+    for a sentence encoder a pairs file (``zoo.encoder.with_pairs``), for an image classifier a
+    folder of images with ``labels.csv`` (``zoo.vision.with_images``)."""
+    if loaded.card.family == "encoder":
+        from msa_core.zoo.encoder import with_pairs
+
+        return with_pairs(loaded, task)
+    if loaded.card.family == "vision":
+        from msa_core.zoo.vision import with_images
+
+        return with_images(loaded, task)
+    from msa_core.tasks import with_task
+
+    return with_task(loaded, task)

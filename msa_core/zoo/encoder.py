@@ -311,3 +311,16 @@ def encoder_card(directory: str | Path, name: str, description: str, facts: dict
         checkpoint=str(directory),
         facts={"path": str(directory), "model_type": config.model_type, **facts},
     )
+
+
+def with_pairs(loaded: Any, pairs: str | Path | Pairs) -> Any:
+    """``loaded`` (an encoder) scored on other sentence pairs (anything ``load_pairs`` reads)."""
+    from dataclasses import replace
+
+    pair_set = load_pairs(pairs)
+    facts = {**loaded.card.facts, "pairs": pair_set.name, "groups": list(pair_set.groups)}
+    return replace(
+        loaded,
+        card=replace(loaded.card, facts=facts),
+        inputs=encode_pairs(pair_set, loaded.tokenizer),
+    )

@@ -390,3 +390,15 @@ def load_vision(
     return LoadedModel(
         card, model, image_set.images, image_set.labels, tensor_digest(model.state_dict())
     )
+
+
+def with_images(loaded: LoadedModel, folder: str | Path) -> LoadedModel:
+    """``loaded`` (an image classifier) scored on a folder's images (``load_image_folder``)."""
+    from dataclasses import replace
+
+    images = load_image_folder(folder)
+    facts = {**loaded.card.facts, "images": images.name, "image_names": list(images.names)}
+    facts["groups"] = list(images.groups)
+    return replace(
+        loaded, card=replace(loaded.card, facts=facts), inputs=images.images, labels=images.labels
+    )

@@ -248,11 +248,15 @@ def test_fetched_minilm_scores_paraphrases_above_unrelated_pairs():
 @pytest.mark.pretrained
 def test_fetched_minilm_runs_from_the_cli(capsys, tmp_path):
     minilm()
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("a,b\nA red car.,A crimson car.\nIt rains.,Bread is baked.\n", "utf-8")
     code, out, err = run_cli(
         capsys,
         "run",
         "--model",
         "all-minilm-l6-v2",
+        "--task",
+        str(pairs),
         "--units",
         "layers",
         "--method",
@@ -263,4 +267,4 @@ def test_fetched_minilm_runs_from_the_cli(capsys, tmp_path):
         str(tmp_path),
     )
     assert code == 0, err
-    assert "6 units" in out
+    assert "6 units, outputs [2]" in out  # the user's two pairs
