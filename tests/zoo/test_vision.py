@@ -117,3 +117,32 @@ def test_fetched_efficientnet_runs_from_the_cli(capsys, tmp_path):
     args += ["--method", "permutation", "--permutations", "2", "--cache-dir", str(tmp_path)]
     assert main(args) in (0, None)
     assert "9 units" in capsys.readouterr().out
+
+
+@pytest.mark.pretrained
+def test_the_dashboard_shows_a_run_of_the_fetched_efficientnet_with_its_photograph(
+    tmp_path, monkeypatch
+):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from msa_core.runs import RunRequest, RunStore, execute
+    from msa_core.zoo.fetch import model_folder
+
+    efficientnet()
+    store = tmp_path / "cache"
+    (store / "models").mkdir(parents=True)
+    folder = model_folder("efficientnet-lite0")
+    (store / "models" / folder.name).symlink_to(folder)  # the fetched model, in the app's store
+    monkeypatch.setenv("MSA_CACHE_DIR", str(store))
+    request = RunRequest(  # per-class logits: the Modes page's per-sample view
+        "efficientnet-lite0", "residual blocks", "logits", method="permutation", n_permutations=2
+    )
+    execute(request, RunStore(store))
+    app = AppTest.from_file(str(Path(__file__).parents[2] / "app.py"), default_timeout=120).run()
+    app.switch_page("pages/modes.py").run()
+    app.radio(key="modes_view").set_value("sample").run()
+    assert not app.exception, [e.value for e in app.exception]
+    [picture] = app.get("image")
+    assert "label 285 Egyptian cat" in str(picture.proto)
