@@ -33,6 +33,28 @@ def group_means(values: np.ndarray, groups: np.ndarray, names: list[str]) -> np.
     return np.stack([values[..., groups == name].mean(-1) for name in names], -1)
 
 
+def held_out_drops(
+    game, modes: np.ndarray, groups: np.ndarray, names: list[str], k: int
+) -> np.ndarray:
+    """``[G]``: each group's drop when its top-k units are ranked without the sample they are
+    scored on (leave one sample out, averaged over the group's samples): no selection bias."""
+    n = game.n_players
+    rows, scored = [np.ones(n, bool)], []
+    for name in names:
+        members = np.flatnonzero(groups == name)
+        for sample in members:
+            ranking = np.argsort(-modes[:, members[members != sample]].mean(-1))
+            row = np.ones(n, bool)
+            row[ranking[:k]] = False
+            rows.append(row)
+            scored.append((name, sample))
+    values = game(np.stack(rows)).numpy()
+    drops = {name: [] for name in names}
+    for row, (name, sample) in enumerate(scored, 1):
+        drops[name].append(values[0, sample] - values[row, sample])
+    return np.array([np.mean(drops[name]) for name in names])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -87,6 +109,7 @@ def main() -> None:
         [*names, *(["unrelated"] if "unrelated" in groups else [])],
     )  # [R, G(+1)]
     intact, lesioned, random = values[0], values[1 : 1 + len(names)], values[1 + len(names) :]
+    held_out = held_out_drops(game, result.modes, groups, names, k)
     report = {
         "seconds": seconds,
         "evaluations": result.n_evaluations,
@@ -107,6 +130,7 @@ def main() -> None:
             "intact": float(intact[g]),
             "own_drop_topk": float(own_drop),
             "other_groups_drop_topk": other_drop,
+            "own_drop_topk_held_out": float(held_out[g]),
             "random_drop_mean": float(random_drops.mean()),
             "random_drop_95": [
                 float(np.percentile(random_drops, 2.5)),
@@ -121,7 +145,8 @@ def main() -> None:
         report["groups"][name] = entry
         print(
             f"  {name}: intact {intact[g]:.3f}; top-{k} lesion drops it by {own_drop:.3f} "
-            f"(other groups {other_drop:.3f}); {k} random: {random_drops.mean():.3f} "
+            f"(held out {held_out[g]:.3f}; other groups {other_drop:.3f}); {k} random: "
+            f"{random_drops.mean():.3f} "
             f"[{entry['random_drop_95'][0]:.3f}, {entry['random_drop_95'][1]:.3f}]"
         )
         print(

@@ -17,6 +17,7 @@ import torch
 
 from msa_core.analysis.modes import ModesView
 from msa_core.errors import MSAInputError
+from msa_core.lesion.outputs import logits_of
 from msa_core.result import ModesResult
 from msa_core.zoo import LoadedModel
 
@@ -96,13 +97,14 @@ def _checkpoint_sample(loaded: LoadedModel, index: int) -> SampleInput:
             for row, keep in zip(ids, mask, strict=True)
         )
         return SampleInput(index, None, text=f"A: {a}\nB: {b}")
-    from msa_core.zoo.vision import class_name, picture_of
+    from msa_core.zoo.vision import class_name, picture_of, pixels_of
 
     image = loaded.inputs[index : index + 1]
     with torch.no_grad():
-        predicted = int(loaded.model(image).argmax(-1)[0])
+        predicted = int(logits_of(loaded.model(image)).argmax(-1)[0])
     label = class_name(int(loaded.labels[index])) if loaded.labels is not None else None
-    return SampleInput(index, label, class_name(predicted), photo=picture_of(image[0]))
+    photo = picture_of(image[0], pixels_of(loaded.card))
+    return SampleInput(index, label, class_name(predicted), photo=photo)
 
 
 def unit_mode_figure(

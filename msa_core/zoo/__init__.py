@@ -109,9 +109,12 @@ def load_model(name: str) -> LoadedModel:
     """
     if name.startswith(HF_PREFIX):
         from msa_core.zoo.encoder import is_encoder_folder, load_encoder
+        from msa_core.zoo.vision import is_image_folder, load_image_checkpoint
 
         if is_encoder_folder(name[len(HF_PREFIX) :]):
             return load_encoder(name[len(HF_PREFIX) :])
+        if is_image_folder(name[len(HF_PREFIX) :]):
+            return load_image_checkpoint(name[len(HF_PREFIX) :])
         from msa_core.zoo.hf import load_checkpoint  # imports transformers: only when asked for
 
         return load_checkpoint(name[len(HF_PREFIX) :])

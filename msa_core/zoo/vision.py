@@ -15,16 +15,22 @@ Images: the colour photographs scikit-image ships (``skimage/data``, read as fil
 imported), several crops of each (``PHOTOS``), or a folder with ``labels.csv`` (``file,label``
 rows, labels ImageNet class indices; ``load_image_folder``). Preprocessing: shorter side resized to
 ``RESIZE``, centre (or corner) crop of ``SIZE``, pixels scaled as ``(x - 127) / 128`` per channel
-(EfficientNet-Lite's TensorFlow preprocessing).
+(EfficientNet-Lite's TensorFlow preprocessing; ``Pixels``).
+
+ViT-style image classifier checkpoints (``hf:FOLDER`` whose config names
+``...ForImageClassification``) load with ``load_image_checkpoint``: units from their structure
+(``zoo.hf.granularities_of``: heads, attention and MLP blocks, MLP neurons, layers), the same
+photographs preprocessed as the folder's ``preprocessor_config.json`` says.
 """
 
 from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import math
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +54,6 @@ LITE0_STAGES = (
 )
 STEM, HEAD, CLASSES = 32, 1280, 1000
 SIZE, RESIZE = 224, 256
-PIXEL_MEAN, PIXEL_SCALE = 127.0, 128.0
 VISION_OUTPUTS = ("target_logprob", "correct", "logits")
 MAX_IMAGES = 256
 
@@ -230,24 +235,44 @@ def skimage_data() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
-def preprocess(picture: np.ndarray, crop: str = "centre") -> torch.Tensor:
-    """``uint8 [H, W, 3]`` -> ``[3, SIZE, SIZE]``: shorter side resized to ``RESIZE`` (bilinear), a
-    ``SIZE`` crop (``CROPS``), ``(x - 127) / 128``."""
+@dataclass(frozen=True)
+class Pixels:
+    """How a model wants its images: a ``size`` crop of the picture resized to ``resize`` (shorter
+    side), each channel as ``(x - mean) / scale`` with x in 0..255."""
+
+    size: int = SIZE
+    resize: int = RESIZE
+    mean: tuple[float, float, float] = (127.0, 127.0, 127.0)  # EfficientNet-Lite's TF preprocessing
+    scale: tuple[float, float, float] = (128.0, 128.0, 128.0)
+
+    def view(self, values: tuple[float, float, float]) -> torch.Tensor:
+        return torch.tensor(values).view(3, 1, 1)
+
+
+LITE_PIXELS = Pixels()
+
+
+def preprocess(
+    picture: np.ndarray, crop: str = "centre", pixels: Pixels = LITE_PIXELS
+) -> torch.Tensor:
+    """``uint8 [H, W, 3]`` -> ``[3, size, size]``: shorter side resized to ``pixels.resize``
+    (bilinear, antialiased), a crop (``CROPS``), normalised."""
     x = torch.from_numpy(np.array(picture[..., :3])).permute(2, 0, 1).float()
-    scale = RESIZE / min(x.shape[1:])
-    size = [max(RESIZE, round(side * scale)) for side in x.shape[1:]]
+    scale = pixels.resize / min(x.shape[1:])
+    size = [max(pixels.resize, round(side * scale)) for side in x.shape[1:]]
     x = F.interpolate(x[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
-    height, width = x.shape[1:]
-    top = {"centre": (height - SIZE) // 2, "top": 0, "bottom": height - SIZE}[crop.split()[0]]
-    horizontal = crop.split()[-1]
-    left = {"centre": (width - SIZE) // 2, "left": 0, "right": width - SIZE}[horizontal]
-    return (x[:, top : top + SIZE, left : left + SIZE] - PIXEL_MEAN) / PIXEL_SCALE
+    (height, width), crop_size = x.shape[1:], pixels.size
+    vertical, horizontal = crop.split()[0], crop.split()[-1]
+    top = {"centre": (height - crop_size) // 2, "top": 0, "bottom": height - crop_size}[vertical]
+    left = {"centre": (width - crop_size) // 2, "left": 0, "right": width - crop_size}[horizontal]
+    cropped = x[:, top : top + crop_size, left : left + crop_size]
+    return (cropped - pixels.view(pixels.mean)) / pixels.view(pixels.scale)
 
 
-def picture_of(image: torch.Tensor) -> np.ndarray:
+def picture_of(image: torch.Tensor, pixels: Pixels = LITE_PIXELS) -> np.ndarray:
     """A preprocessed image ``[3, H, W]`` back to ``uint8 [H, W, 3]`` (for display)."""
-    pixels = image.detach().float().cpu() * PIXEL_SCALE + PIXEL_MEAN
-    return pixels.clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    values = image.detach().float().cpu() * pixels.view(pixels.scale) + pixels.view(pixels.mean)
+    return values.clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
 def read_picture(path: Path) -> np.ndarray:
@@ -271,14 +296,14 @@ class ImageSet:
     groups: tuple[str, ...]  # the photo (class) of each image
 
 
-def photo_set(crops: tuple[str, ...] = CROPS) -> ImageSet:
+def photo_set(crops: tuple[str, ...] = CROPS, pixels: Pixels = LITE_PIXELS) -> ImageSet:
     """The ``PHOTOS``, each in ``crops``: ``len(PHOTOS) * len(crops)`` images, photo-major."""
     folder = skimage_data()
     images, labels, names, groups = [], [], [], []
     for photo in PHOTOS:
         picture = read_picture(folder / photo.file)
         for crop in crops:
-            images.append(preprocess(picture, crop))
+            images.append(preprocess(picture, crop, pixels))
             labels.append(photo.label)
             names.append(f"{photo.name}, {crop}")
             groups.append(photo.name)
@@ -287,7 +312,7 @@ def photo_set(crops: tuple[str, ...] = CROPS) -> ImageSet:
     )
 
 
-def load_image_folder(folder: str | Path) -> ImageSet:
+def load_image_folder(folder: str | Path, pixels: Pixels = LITE_PIXELS) -> ImageSet:
     """Images of a folder listed in its ``labels.csv`` (``file,label`` rows; ImageNet indices).
 
     Raises:
@@ -311,13 +336,27 @@ def load_image_folder(folder: str | Path) -> ImageSet:
             path = (folder / file).resolve()
             if folder.resolve() not in path.parents:
                 raise MSAInputError(f"{table} line {number}: {file} is outside {folder}")
-            images.append(preprocess(read_picture(path)))
+            images.append(preprocess(read_picture(path), pixels=pixels))
             labels.append(int(label))
             names.append(file)
     if not images or len(images) > MAX_IMAGES:
         raise MSAInputError(f"{table} lists {len(images)} images; give 1 to {MAX_IMAGES}")
     return ImageSet(
         folder.name, torch.stack(images), torch.tensor(labels), tuple(names), tuple(names)
+    )
+
+
+def pixels_of(card: ModelCard) -> Pixels:
+    """The preprocessing of a vision card's model (``facts["pixels"]``; EfficientNet-Lite's by
+    default)."""
+    recorded = card.facts.get("pixels")
+    if not recorded:
+        return LITE_PIXELS
+    return Pixels(
+        int(recorded["size"]),
+        int(recorded["resize"]),
+        tuple(recorded["mean"]),  # type: ignore[arg-type]
+        tuple(recorded["scale"]),  # type: ignore[arg-type]
     )
 
 
@@ -396,9 +435,97 @@ def with_images(loaded: LoadedModel, folder: str | Path) -> LoadedModel:
     """``loaded`` (an image classifier) scored on a folder's images (``load_image_folder``)."""
     from dataclasses import replace
 
-    images = load_image_folder(folder)
+    images = load_image_folder(folder, pixels_of(loaded.card))
     facts = {**loaded.card.facts, "images": images.name, "image_names": list(images.names)}
     facts["groups"] = list(images.groups)
     return replace(
         loaded, card=replace(loaded.card, facts=facts), inputs=images.images, labels=images.labels
     )
+
+
+IMAGE_ARCHITECTURE = "ForImageClassification"  # the ending of config.json "architectures"
+
+
+def is_image_folder(directory: str | Path) -> bool:
+    """Whether a checkpoint folder's ``config.json`` names an image classifier (``ViTFor...``)."""
+    try:
+        config = json.loads((Path(directory).expanduser() / "config.json").read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    names = config.get("architectures") if isinstance(config, dict) else None
+    return isinstance(names, list) and any(
+        isinstance(name, str) and name.endswith(IMAGE_ARCHITECTURE) for name in names
+    )
+
+
+def folder_pixels(directory: Path, image_size: int) -> Pixels:
+    """The preprocessing of ``preprocessor_config.json`` (``image_mean``, ``image_std``; default
+    0.5, as ViT), at the model's ``image_size``."""
+    path = directory / "preprocessor_config.json"
+    settings: dict = {}
+    if path.exists():
+        try:
+            settings = json.loads(path.read_text("utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as err:
+            raise MSAInputError(f"{path} is not readable JSON ({err})") from None
+    mean, std = settings.get("image_mean", [0.5] * 3), settings.get("image_std", [0.5] * 3)
+    if not (isinstance(mean, list) and isinstance(std, list) and len(mean) == len(std) == 3):
+        raise MSAInputError(f"{path}: image_mean and image_std must be lists of 3 numbers")
+    return Pixels(
+        image_size,
+        round(image_size * RESIZE / SIZE),
+        tuple(255.0 * float(m) for m in mean),  # type: ignore[arg-type]
+        tuple(255.0 * float(s) for s in std),  # type: ignore[arg-type]
+    )
+
+
+def load_image_checkpoint(directory: str | Path, images: str | Path | None = None) -> LoadedModel:
+    """A transformers image classifier folder (ViT style) with the photographs (or ``images``, a
+    folder with labels.csv). Labels: the photos' ImageNet classes for a 1000-class model, else the
+    intact model's own predictions (so ``target_logprob`` scores what it sees).
+
+    Raises:
+        MSAInputError: not a loadable image classifier folder, or no transformer blocks.
+    """
+    from msa_core.zoo.hf import _check_directory, granularities_of
+    from msa_core.zoo.weights import hub_offline, tensor_digest
+
+    directory = Path(directory).expanduser()
+    _check_directory(directory)
+    hub_offline()
+    from transformers import AutoConfig, AutoModelForImageClassification
+
+    try:
+        config = AutoConfig.from_pretrained(directory, local_files_only=True)
+        model = AutoModelForImageClassification.from_pretrained(
+            directory, local_files_only=True, use_safetensors=True, trust_remote_code=False
+        ).eval()
+    except Exception as err:  # noqa: BLE001  (transformers raises many kinds for a bad folder)
+        raise MSAInputError(
+            f"cannot load {directory} as an image classifier: {type(err).__name__}: {err}"
+        ) from None
+    size = getattr(config, "image_size", SIZE)
+    pixels = folder_pixels(directory, int(size if isinstance(size, int) else size[0]))
+    image_set = photo_set(pixels=pixels) if images is None else load_image_folder(images, pixels)
+    labels = image_set.labels
+    if getattr(config, "num_labels", None) != CLASSES:
+        with torch.no_grad():
+            labels = model(image_set.images).logits.argmax(-1)
+    card = ModelCard(
+        name=directory.name,
+        family="vision",
+        description=f"{config.model_type} image classifier at {directory}",
+        granularities=granularities_of(model),
+        outputs=VISION_OUTPUTS,
+        build=lambda: model,
+        data=lambda: (image_set.images, labels),
+        train=lambda: _refuse_training(directory.name),
+        facts={
+            "path": str(directory),
+            "model_type": config.model_type,
+            "images": image_set.name,
+            "groups": list(image_set.groups),
+            "pixels": asdict(pixels),
+        },
+    )
+    return LoadedModel(card, model, image_set.images, labels, tensor_digest(model.state_dict()))

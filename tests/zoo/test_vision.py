@@ -146,3 +146,61 @@ def test_the_dashboard_shows_a_run_of_the_fetched_efficientnet_with_its_photogra
     assert not app.exception, [e.value for e in app.exception]
     [picture] = app.get("image")
     assert "label 285 Egyptian cat" in str(picture.proto)
+
+
+def test_a_vit_folder_offers_heads_and_layers_equal_to_weight_edits(tmp_path):
+    import importlib.util
+    import json
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    transformers = pytest.importorskip("transformers")
+    if importlib.util.find_spec("skimage") is None:
+        pytest.skip("the photographs need scikit-image: pip install --no-deps scikit-image")
+    from msa_core.zoo import load_model
+
+    torch.manual_seed(0)
+    config = transformers.ViTConfig(
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=24,
+        image_size=32,
+        patch_size=8,
+        num_labels=3,
+    )
+    model = transformers.ViTForImageClassification(config).eval()
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "norm" not in name:
+                parameter.normal_(0, 0.3)
+    folder = tmp_path / "tiny-vit"
+    model.save_pretrained(folder, safe_serialization=True)
+    (folder / "preprocessor_config.json").write_text(
+        json.dumps({"image_mean": [0.5] * 3, "image_std": [0.25] * 3}), "utf-8"
+    )
+    loaded = load_model(f"hf:{folder}")
+    assert loaded.card.family == "vision" and loaded.inputs.shape == (20, 3, 32, 32)
+    assert list(loaded.card.granularities)[0] == "heads" and "layers" in loaded.card.granularities
+    assert vision.picture_of(loaded.inputs[0], vision.pixels_of(loaded.card)).shape == (32, 32, 3)
+    heads = loaded.game("heads", "logits")
+    keep = np.ones((1, heads.n_players), bool)
+    keep[0, [1, 6]] = False  # layer 0 head 1, layer 1 head 2
+    layers = loaded.game("layers", "logits")
+    edited, skipped = copy.deepcopy(loaded.model), copy.deepcopy(loaded.model)
+    with torch.no_grad():
+        for layer, head in ((0, 1), (1, 2)):
+            edited.vit.layers[layer].attention.o_proj.weight[:, head * 4 : head * 4 + 4] = 0
+        block = skipped.vit.layers[1]  # pre-norm: a block with both projections zero adds nothing
+        for projection in (block.attention.o_proj, block.mlp.fc2):
+            projection.weight.zero_()
+            projection.bias.zero_()
+        torch.testing.assert_close(
+            heads(keep)[0], edited(loaded.inputs).logits, atol=1e-5, rtol=1e-5
+        )
+        torch.testing.assert_close(
+            layers(np.array([[True, False]]))[0],
+            skipped(loaded.inputs).logits,
+            atol=1e-5,
+            rtol=1e-5,
+        )
