@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,16 +126,12 @@ def convert(item: Fetchable, cache_dir: str | Path | None = None, force: bool = 
     path = source_file(item)
     partial = folder.with_name(folder.name + ".partial")
     if partial.exists():
-        import shutil
-
         shutil.rmtree(partial)
     CONVERTERS[item.kind](path, partial)
     (partial / "MSA_SOURCE.txt").write_text(
         f"converted from {path.name} of the {item.package} package\n", encoding="utf-8"
     )
     if folder.exists():
-        import shutil
-
         shutil.rmtree(folder)
     partial.rename(folder)
     return folder
