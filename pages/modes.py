@@ -77,6 +77,8 @@ def show_input(shown: SampleInput) -> None:
             (112, 112), Image.Resampling.NEAREST
         )
         st.image(picture, caption=", ".join(facts).replace("**", ""))
+    elif shown.photo is not None:  # an image classifier's input, as the model sees it
+        st.image(shown.photo, width=160, caption=", ".join(facts).replace("**", ""))
     else:
         st.markdown("Input: " + ", ".join(facts))
     if shown.text is not None:
@@ -193,7 +195,8 @@ with explained_errors("Showing the run"):
     view = view_of(res, view_name, labels, sample or 0, class_names=names)
     share_in_url(view=view_name, sample=sample)
     if shown is not None:
-        left, right = st.columns([1, 4]) if shown.image is not None else (st.container(), None)
+        pictured = shown.image is not None or shown.photo is not None
+        left, right = st.columns([1, 4]) if pictured else (st.container(), None)
         with left:
             show_input(shown)
     heatmap_panel(res, view, sample)

@@ -17,6 +17,7 @@ import torch
 
 from msa_core.analysis.modes import ModesView
 from msa_core.errors import MSAInputError
+from msa_core.lesion.outputs import logits_of
 from msa_core.result import ModesResult
 from msa_core.zoo import LoadedModel
 
@@ -29,6 +30,7 @@ class SampleInput:
     label: str | None = None
     prediction: str | None = None
     image: np.ndarray | None = None
+    photo: np.ndarray | None = None  # a photograph, uint8 [H, W, 3] (image classifiers)
     text: str | None = None
     tokens: list[str] = field(default_factory=list)  # readable label of each scored next token
 
@@ -51,6 +53,8 @@ def sample_input(loaded: LoadedModel, index: int) -> SampleInput:
     labels = loaded.labels
     label = str(int(labels[index])) if labels is not None and labels.ndim == 1 else None
     inputs = loaded.inputs
+    if loaded.card.family in ("vision", "encoder"):
+        return _checkpoint_sample(loaded, index)
     if isinstance(inputs, dict) and "input_ids" in inputs:  # a byte-level LM: BOS, then UTF-8 bytes
         from msa_core.zoo import moe
 
@@ -81,6 +85,26 @@ def sample_input(loaded: LoadedModel, index: int) -> SampleInput:
     if side * side == flat.size:
         image = (flat.reshape(side, side) - flat.min()) / (float(np.ptp(flat)) or 1.0)
     return SampleInput(index, label, prediction, image=image)
+
+
+def _checkpoint_sample(loaded: LoadedModel, index: int) -> SampleInput:
+    """A photograph with its class and the intact prediction, or a sentence pair."""
+    if loaded.card.family == "encoder":
+        ids = loaded.inputs["input_ids"][index]
+        mask = loaded.inputs["attention_mask"][index].bool()
+        a, b = (
+            loaded.tokenizer.decode(row[keep], skip_special_tokens=True)
+            for row, keep in zip(ids, mask, strict=True)
+        )
+        return SampleInput(index, None, text=f"A: {a}\nB: {b}")
+    from msa_core.zoo.vision import class_name, picture_of, pixels_of
+
+    image = loaded.inputs[index : index + 1]
+    with torch.no_grad():
+        predicted = int(logits_of(loaded.model(image)).argmax(-1)[0])
+    label = class_name(int(loaded.labels[index])) if loaded.labels is not None else None
+    photo = picture_of(image[0], pixels_of(loaded.card))
+    return SampleInput(index, label, class_name(predicted), photo=photo)
 
 
 def unit_mode_figure(

@@ -186,7 +186,7 @@ class BlockSite(Site):
         return [Hook(self.module, lesion)]
 
 
-OUT_PROJECTIONS = ("o_proj", "out_proj", "c_proj", "dense")
+OUT_PROJECTIONS = ("o_proj", "out_proj", "c_proj", "dense", "out_lin")  # out_lin: DistilBERT
 HEAD_COUNTS = ("num_heads", "num_attention_heads", "n_head", "n_heads")
 
 

@@ -17,7 +17,7 @@ from msa_core.estimators.stopping import TopK
 from msa_core.lesion.game import LESIONS
 from msa_core.lesion.inputs import Inputs
 from msa_core.version import __version__
-from msa_core.zoo import HF_PREFIX, LoadedModel, get_card, load_model
+from msa_core.zoo import HF_PREFIX, LoadedModel, get_card, load_model, scored_on
 from msa_core.zoo.weights import tensor_digest
 
 STORE_FORMAT = 1  # bump when stored entries change meaning; older entries are then recomputed
@@ -39,7 +39,9 @@ class RunRequest:
         None).
         seed: the estimator's seed (a non-negative integer).
         task: a task file (``.jsonl``/``.csv``) or bundled task set that a language model is scored
-            on (``msa_core.tasks``); its content hash, not its path, is part of the run's identity.
+            on (``msa_core.tasks``); for a sentence encoder a pairs file (``zoo.encoder``), for an
+            image classifier a folder with ``labels.csv`` (``zoo.vision``). Its content hash, not
+            its path, is part of the run's identity.
         top_k: stop as soon as the top_k most important units are resolved at 95% (a
             ``stopping.TopK`` target; the budget is the most the run may use); None: no target.
         per_group: with ``top_k``, one top k per index of the first output axis.
@@ -113,11 +115,7 @@ class RunRequest:
     def load(self) -> LoadedModel:
         """The request's model (cached per process), with its task as inputs when it names one."""
         loaded = load_model(self.model)
-        if self.task is None:
-            return loaded
-        from msa_core.tasks import with_task
-
-        return with_task(loaded, self.task)
+        return loaded if self.task is None else scored_on(loaded, self.task)
 
     def resolved(self, loaded: LoadedModel) -> RunRequest:
         """The request with the model's default granularity and output filled in (and both

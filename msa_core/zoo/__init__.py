@@ -32,6 +32,7 @@ __all__ = [
     "get_card",
     "list_models",
     "load_model",
+    "scored_on",
 ]
 
 
@@ -54,12 +55,20 @@ def fetched_cards() -> list[ModelCard]:
 @cache
 def _fetched_card(name: str, folder: str) -> ModelCard:
     from msa_core.zoo.fetch import FETCHABLE
-    from msa_core.zoo.hf import checkpoint_card  # transformers: only once a model is fetched
 
     item = next(item for item in FETCHABLE.values() if item.name == name)
-    return checkpoint_card(
-        folder, name, item.description, {"task": item.task, "source": item.package}
-    )
+    facts = {"task": item.task, "source": item.package}
+    if item.kind == "encoder":
+        from msa_core.zoo.encoder import encoder_card
+
+        return encoder_card(folder, name, item.description, facts)
+    if item.kind == "vision":
+        from msa_core.zoo.vision import vision_card
+
+        return vision_card(folder, name, item.description, facts)
+    from msa_core.zoo.hf import checkpoint_card  # transformers: only once a model is fetched
+
+    return checkpoint_card(folder, name, item.description, facts)
 
 
 def get_card(name: str) -> ModelCard:
@@ -105,10 +114,25 @@ def load_model(name: str) -> LoadedModel:
     weights.
     """
     if name.startswith(HF_PREFIX):
+        from msa_core.zoo.encoder import is_encoder_folder, load_encoder
+        from msa_core.zoo.vision import is_image_folder, load_image_checkpoint
+
+        if is_encoder_folder(name[len(HF_PREFIX) :]):
+            return load_encoder(name[len(HF_PREFIX) :])
+        if is_image_folder(name[len(HF_PREFIX) :]):
+            return load_image_checkpoint(name[len(HF_PREFIX) :])
         from msa_core.zoo.hf import load_checkpoint  # imports transformers: only when asked for
 
         return load_checkpoint(name[len(HF_PREFIX) :])
     card = get_card(name)
+    if card.checkpoint is not None and card.family == "encoder":
+        from msa_core.zoo.encoder import load_encoder
+
+        return load_encoder(card.checkpoint, name=name, facts=card.facts)
+    if card.checkpoint is not None and card.family == "vision":
+        from msa_core.zoo.vision import load_vision
+
+        return load_vision(card.checkpoint, name=name, facts=card.facts)
     if card.checkpoint is not None:
         from msa_core.zoo.hf import load_checkpoint
 
@@ -123,3 +147,20 @@ def load_model(name: str) -> LoadedModel:
     model = load_weights(card.build(), name)
     inputs, labels = card.data()
     return LoadedModel(card, model, inputs, labels, tensor_digest(model.state_dict()))
+
+
+def scored_on(loaded: LoadedModel, task: str) -> LoadedModel:
+    """``loaded`` with other inputs: for a language model a task (``msa_core.tasks.with_task``),
+    for a sentence encoder a pairs file (``zoo.encoder.with_pairs``), for an image classifier a
+    folder of images with ``labels.csv`` (``zoo.vision.with_images``)."""
+    if loaded.card.family == "encoder":
+        from msa_core.zoo.encoder import with_pairs
+
+        return with_pairs(loaded, task)
+    if loaded.card.family == "vision":
+        from msa_core.zoo.vision import with_images
+
+        return with_images(loaded, task)
+    from msa_core.tasks import with_task
+
+    return with_task(loaded, task)

@@ -37,6 +37,7 @@ from msa_core.zoo.checkpoint_checks import (
     check_loaded_weights,
     weight_headers,
 )
+from msa_core.zoo.structure import BlockParts, find_blocks, is_moe_block
 from msa_core.zoo.weights import check_safetensors, hub_offline, tensor_digest
 
 hub_offline()  # before transformers is imported
@@ -54,13 +55,6 @@ TOKENIZER_FILES = (
     "vocab.json",
     "merges.txt",
 )
-ATTENTIONS = ("self_attn", "attn", "attention")  # Llama/Mistral/Qwen/Phi/MoE, GPT-2, GPT-NeoX
-DOWN_PROJECTIONS = (
-    "down_proj",
-    "c_proj",
-    "dense_4h_to_h",
-    "fc2",
-)  # an MLP's last projection, by family
 
 
 def _check_directory(directory: Path) -> None:
@@ -105,74 +99,28 @@ def _refuse_code(path: Path) -> None:
         )
 
 
-def attention_name(block: nn.Module) -> str | None:
-    """The name of a decoder block's attention module (``self_attn``, ``attn``, ``attention``)."""
-    return next(
-        (name for name in ATTENTIONS if isinstance(getattr(block, name, None), nn.Module)), None
-    )
-
-
-def block_container(model: nn.Module) -> str | None:
-    """Path of the first ``ModuleList`` of decoder blocks (every child has an attention module)."""
-    return next(
-        (
-            path
-            for path, module in model.named_modules()
-            if isinstance(module, nn.ModuleList)
-            and len(module)
-            and all(attention_name(block) for block in module)
-        ),
-        None,
-    )
-
-
-def decoder_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """``(path, module)`` of each decoder block, in order (empty when there are none)."""
-    container = block_container(model)
-    if container is None:
-        return []
-    blocks = model.get_submodule(container).named_children()
-    return [(f"{container}.{key}", block) for key, block in blocks]
-
-
-def is_moe_block(module: Any) -> bool:
-    """A sparse MoE block: routed ``experts`` plus a router ``gate`` with ``top_k``."""
-    return hasattr(module, "experts") and hasattr(getattr(module, "gate", None), "top_k")
-
-
-def down_projection(mlp: nn.Module) -> str | None:
-    """The name of a dense MLP's output projection (its input entries are the neurons), if any."""
-    if is_moe_block(mlp):
-        return None
-    return next(
-        (name for name in DOWN_PROJECTIONS if isinstance(getattr(mlp, name, None), nn.Module)), None
-    )
-
-
 def granularities_of(model: nn.Module) -> dict[str, tuple[UnitSpec, ...]]:
-    """The unit granularities of a decoder-only transformers model.
+    """The unit granularities of a transformers model, from its structure (``zoo.structure``).
 
     Returns:
         ``{name: specs}`` in this order: "experts (all layers)" and "experts (layer i)" where there
         are MoE blocks, "heads" (query heads, cut before the output projection), "attention blocks"
         and "mlp blocks" (one player per layer, its output zeroed), "mlp neurons (layer i)" for each
         dense MLP (entries of its down projection's input), "layers" (whole blocks skipped).
+        Post-norm encoders (BERT style: the output projection sits in ``attention.output``) zero the
+        output projections (players ``L<i>.attention``, ``L<i>.mlp``), before the residual add.
     Raises:
-        MSAInputError: the model has no list of decoder blocks with attention modules.
+        MSAInputError: the model has no list of transformer blocks; the message names what is
+            missing.
     """
-    layers = decoder_layers(model)
-    if not layers:
-        raise MSAInputError(
-            f"{type(model).__name__} has no list of decoder blocks with an attention module "
-            f"({' / '.join(ATTENTIONS)}); use ModelGame with your own unit specs instead"
-        )
-    container = layers[0][0].rsplit(".", 1)[0]
-    attention = attention_name(layers[0][1])
-    mlps = [(path, getattr(block, "mlp", None)) for path, block in layers]
+    found_blocks = find_blocks(model)
+    container, parts = found_blocks.container, found_blocks.blocks
+    first = parts[0]
+    blocks = [(found_blocks.path(i, "").rstrip("."), part) for i, part in enumerate(parts)]
     moe = [
-        (f"{path}.mlp", mlp)
-        for path, mlp in mlps
-        if isinstance(mlp, nn.Module) and is_moe_block(mlp)
+        (f"{path}.{part.mlp}", model.get_submodule(f"{path}.{part.mlp}"))
+        for path, part in blocks
+        if part.mlp is not None and is_moe_block(model.get_submodule(f"{path}.{part.mlp}"))
     ]
     found: dict[str, tuple[UnitSpec, ...]] = {}
     if moe:
@@ -182,18 +130,43 @@ def granularities_of(model: nn.Module) -> dict[str, tuple[UnitSpec, ...]]:
         )
         for path, _ in moe:
             found[f"experts (layer {last_index(path)})"] = (Experts(path, shared_expert=shared),)
-    found["heads"] = (Heads(f"{container}.*.{attention}"),)
-    found["attention blocks"] = (Blocks(f"{container}.*.{attention}"),)
-    if all(isinstance(mlp, nn.Module) for _, mlp in mlps):
-        found["mlp blocks"] = (Blocks(f"{container}.*.mlp"),)
-    for i, (path, mlp) in enumerate(mlps):
-        down = down_projection(mlp) if isinstance(mlp, nn.Module) else None
-        if down:
+    post_norm = first.heads_at != first.attention
+    if post_norm:
+        n_heads = getattr(getattr(model, "config", None), "num_attention_heads", None)
+        found["heads"] = tuple(
+            Heads(f"{path}.{part.heads_at}", n_heads=n_heads, name=f"L{i}")
+            for i, (path, part) in enumerate(blocks)
+        )
+        found["attention blocks"] = tuple(
+            Blocks(f"{path}.{part.out_projection}", name=f"L{i}.attention")
+            for i, (path, part) in enumerate(blocks)
+        )
+    else:
+        found["heads"] = (Heads(_paths(container, blocks, "heads_at")),)
+        found["attention blocks"] = (Blocks(_paths(container, blocks, "attention")),)
+    if all(part.mlp is not None for part in parts):
+        found["mlp blocks"] = (Blocks(_paths(container, blocks, "mlp")),)
+    elif all(part.down is not None for part in parts):
+        found["mlp blocks"] = tuple(
+            Blocks(f"{path}.{part.down}", name=f"L{i}.mlp") for i, (path, part) in enumerate(blocks)
+        )
+    for i, (path, part) in enumerate(blocks):
+        if part.down:
             found[f"mlp neurons (layer {i})"] = (
-                Neurons(f"{path}.mlp.{down}", of="input", name=f"L{i}.mlp"),
+                Neurons(f"{path}.{part.down}", of="input", name=f"L{i}.mlp"),
             )
     found["layers"] = (Layers(container),)
     return found
+
+
+def _paths(
+    container: str, blocks: list[tuple[str, BlockParts]], part: str
+) -> str | tuple[str, ...]:
+    """One wildcard path over all blocks when their ``part`` agrees, else each block's own path."""
+    names = [getattr(parts, part) for _, parts in blocks]
+    if len(set(names)) == 1:
+        return f"{container}.*.{names[0]}"
+    return tuple(f"{path}.{name}" for (path, _), name in zip(blocks, names, strict=True))
 
 
 def load_tokenizer(directory: Path) -> Any:

@@ -36,9 +36,9 @@ class ZooGame(GameFactory):
         """The game, on this process's GPU when it has one (the cached model stays on the CPU)."""
         loaded = load_model(self.name)
         if self.task is not None:
-            from msa_core.tasks import with_task
+            from msa_core.zoo import scored_on
 
-            loaded = with_task(loaded, self.task)
+            loaded = scored_on(loaded, self.task)
         if torch.cuda.is_available():
             device = torch.device("cuda")
             loaded = replace(

@@ -46,6 +46,12 @@ CONFIGS = {
     ),
     "gpt_neox": lambda: transformers.GPTNeoXConfig(**COMMON),
     "phi": lambda: transformers.PhiConfig(**COMMON),
+    "gemma": lambda: transformers.GemmaConfig(**GQA, head_dim=HIDDEN // N_HEADS),
+    "gemma2": lambda: transformers.Gemma2Config(**GQA, head_dim=HIDDEN // N_HEADS),
+    "gemma3": lambda: transformers.Gemma3TextConfig(**GQA, head_dim=HIDDEN // N_HEADS),
+    "olmo": lambda: transformers.OlmoConfig(**COMMON),
+    "olmo2": lambda: transformers.Olmo2Config(**COMMON),
+    "olmo3": lambda: transformers.Olmo3Config(**COMMON),
     "mixtral": lambda: transformers.MixtralConfig(
         **GQA, num_local_experts=4, num_experts_per_tok=2
     ),

@@ -1,0 +1,326 @@
+"""Sentence encoders (BERT / RoBERTa / MiniLM style checkpoints) scored on sentence pairs.
+
+A checkpoint folder of a transformers encoder (``BertModel``, ``RobertaModel``, ...) becomes a
+``SentenceEncoder``: the encoder, then the mean of its last hidden states over each sentence's
+tokens, L2-normalised (the sentence-transformers pooling of all-MiniLM-L6-v2). Its inputs are
+sentence pairs ``input_ids`` / ``attention_mask`` ``[P, 2, T]`` (one row per pair), from a pairs
+file: JSONL with ``a``, ``b`` and an optional ``group`` per line, or CSV rows ``a,b[,group]``
+(``load_pairs``); the default is the bundled ``assets/pairs/topics.jsonl`` (24 pairs: 5 topics,
+and unrelated pairs).
+
+Outputs (``PAIR_OUTPUTS``): ``pair_similarity`` (the cosine similarity of each pair, ``[P]`` per
+coalition) and ``embedding`` (both pooled sentence embeddings, ``[P, 2, H]``). Units: those of
+``zoo.hf.granularities_of`` (heads, attention and MLP blocks, MLP neurons, layers); post-norm
+encoder blocks are lesioned at their output projections, before the residual add and LayerNorm.
+
+>>> [pair.group for pair in load_pairs("topics").pairs][:2]
+['animals', 'animals']
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from msa_core.errors import MSAInputError
+from msa_core.zoo.weights import ASSETS, hub_offline, tensor_digest
+
+hub_offline()  # before transformers is imported
+
+PAIRS_DIR = ASSETS / "pairs"
+DEFAULT_PAIRS = "topics"
+PAIR_FIELDS = ("a", "b", "group")
+MAX_PAIRS = 1000
+MAX_TOKENS = 128  # longer sentences are refused: every coalition pays for every token
+PAIR_OUTPUTS = ("pair_similarity", "embedding")
+
+
+@dataclass(frozen=True)
+class SentencePair:
+    a: str
+    b: str
+    group: str = "all"
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """A named list of sentence pairs; its identity is ``digest()``."""
+
+    name: str
+    pairs: tuple[SentencePair, ...]
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """The distinct groups in order of first appearance."""
+        return tuple(dict.fromkeys(pair.group for pair in self.pairs))
+
+    def digest(self) -> str:
+        rows = [[pair.a, pair.b, pair.group] for pair in self.pairs]
+        return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+
+
+def _pair(row: Any, where: str) -> SentencePair:
+    if not isinstance(row, dict):
+        raise MSAInputError(f"{where}: a pair must be an object with a, b[, group]")
+    unknown = sorted(set(row) - set(PAIR_FIELDS))
+    if unknown:
+        raise MSAInputError(f"{where}: unknown fields {unknown}; allowed: {', '.join(PAIR_FIELDS)}")
+    texts = [row.get("a"), row.get("b")]
+    if not all(isinstance(text, str) and text.strip() for text in texts):
+        raise MSAInputError(f"{where}: a and b must be non-empty sentences")
+    group = row.get("group") or "all"
+    if not isinstance(group, str):
+        raise MSAInputError(f"{where}: group must be text")
+    return SentencePair(row["a"], row["b"], group)
+
+
+def parse_pairs(text: str, name: str, kind: str) -> Pairs:
+    """Pairs from JSONL (``kind="jsonl"``) or CSV (``kind="csv"``, header ``a,b[,group]``) text."""
+    if kind == "jsonl":
+        rows = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append((json.loads(line), f"{name} line {number}"))
+                except ValueError as err:
+                    raise MSAInputError(f"{name} line {number} is not JSON: {err}") from None
+    elif kind == "csv":
+        reader = csv.DictReader(io.StringIO(text))
+        rows = [(dict(row), f"{name} line {reader.line_num}") for row in reader]
+    else:
+        raise MSAInputError(f"unknown pairs format {kind!r}; allowed: jsonl, csv")
+    if not rows or len(rows) > MAX_PAIRS:
+        raise MSAInputError(f"{name} has {len(rows)} pairs; give 1 to {MAX_PAIRS}")
+    return Pairs(name, tuple(_pair(row, where) for row, where in rows))
+
+
+def bundled_pairs() -> list[str]:
+    """Names of the bundled pair sets."""
+    return sorted(path.stem for path in PAIRS_DIR.glob("*.jsonl"))
+
+
+def load_pairs(source: str | Path | Pairs) -> Pairs:
+    """Pairs from a ``.jsonl`` / ``.csv`` file, a bundled set's name, or ``Pairs``.
+
+    Raises:
+        MSAInputError: not found, unreadable, or a bad row (naming its line).
+    """
+    if isinstance(source, Pairs):
+        return source
+    if str(source) in bundled_pairs():
+        path = PAIRS_DIR / f"{source}.jsonl"
+    else:
+        path = Path(source).expanduser()
+        if path.suffix.lower() not in (".jsonl", ".csv") or not path.is_file():
+            raise MSAInputError(
+                f"pairs {str(source)!r} is neither a .jsonl/.csv file nor a bundled pair set; "
+                f"bundled: {', '.join(bundled_pairs())}"
+            )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise MSAInputError(f"cannot read pairs file {path}: {err}") from None
+    return parse_pairs(text, path.name, path.suffix.lower()[1:])
+
+
+class SentenceEncoder(nn.Module):
+    """A transformers encoder plus mean pooling (and L2 normalisation when ``normalize``).
+
+    ``forward(input_ids [B, S, T], attention_mask [B, S, T]) -> embeddings [B, S, H]``: S sentences
+    per row (a pair: S = 2), run as ``B * S`` sequences.
+    """
+
+    def __init__(self, encoder: nn.Module, normalize: bool = True):
+        super().__init__()
+        self.encoder, self.normalize = encoder, normalize
+        self.config = getattr(encoder, "config", None)  # head counts for the unit specs
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        rows, sentences = input_ids.shape[:2]
+        mask = attention_mask.flatten(0, 1)
+        hidden = self.encoder(input_ids=input_ids.flatten(0, 1), attention_mask=mask)
+        states = hidden.last_hidden_state if hasattr(hidden, "last_hidden_state") else hidden[0]
+        weights = mask.unsqueeze(-1).to(states.dtype)
+        pooled = (states * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+        if self.normalize:
+            pooled = F.normalize(pooled, dim=-1)
+        return pooled.view(rows, sentences, -1)
+
+
+def encode_pairs(pairs: Pairs, tokenizer: Any) -> dict[str, torch.Tensor]:
+    """``{"input_ids", "attention_mask"}`` ``[P, 2, T]``, padded to the longest sentence.
+
+    Raises:
+        MSAInputError: a sentence longer than ``MAX_TOKENS`` tokens.
+    """
+    sentences = [text for pair in pairs.pairs for text in (pair.a, pair.b)]
+    ids = [tokenizer(text)["input_ids"] for text in sentences]
+    longest = max(len(row) for row in ids)
+    if longest > MAX_TOKENS:
+        raise MSAInputError(f"{pairs.name}: a sentence has {longest} tokens; at most {MAX_TOKENS}")
+    pad = tokenizer.pad_token_id or 0
+    input_ids = torch.tensor([row + [pad] * (longest - len(row)) for row in ids])
+    mask = torch.tensor([[1] * len(row) + [0] * (longest - len(row)) for row in ids])
+    return {
+        "input_ids": input_ids.view(len(pairs.pairs), 2, longest),
+        "attention_mask": mask.view(len(pairs.pairs), 2, longest),
+    }
+
+
+def similarity(raw: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity of the two sentences of each row: ``[R, 2, H] -> [R]``."""
+    return F.cosine_similarity(raw[:, 0].float(), raw[:, 1].float(), dim=-1)
+
+
+PAIR_VALUE: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "pair_similarity": similarity,
+    "embedding": lambda raw: raw.float(),
+}
+
+
+def _output_factory(name: str) -> Any:
+    def make(inputs: Any, labels: Any) -> Callable[[Any], torch.Tensor]:
+        ids = inputs.get("input_ids") if isinstance(inputs, dict) else None
+        if not isinstance(ids, torch.Tensor) or ids.ndim != 3 or ids.shape[1] != 2:
+            raise MSAInputError(
+                f"output={name!r} needs sentence pairs: input_ids [P, 2, T] (encode_pairs)"
+            )
+        return PAIR_VALUE[name]
+
+    return make
+
+
+def load_encoder(
+    directory: str | Path,
+    pairs: str | Path | Pairs | None = None,
+    name: str | None = None,
+    facts: dict[str, Any] | None = None,
+) -> Any:
+    """A sentence-encoder checkpoint folder as a ``LoadedModel`` scored on ``pairs``.
+
+    Args:
+        directory: ``config.json`` + ``*.safetensors`` of a transformers encoder + its tokenizer.
+        pairs: anything ``load_pairs`` reads (default: the bundled ``topics`` set).
+        name: the model's name (default: the folder's name).
+        facts: more facts for the card.
+    Raises:
+        MSAInputError: not a loadable encoder folder, no tokenizer, or bad pairs.
+    """
+    from msa_core.zoo.card import LoadedModel, ModelCard
+    from msa_core.zoo.hf import (
+        _check_directory,
+        _not_trainable,
+        granularities_of,
+        load_tokenizer,
+    )
+
+    directory = Path(directory).expanduser()
+    _check_directory(directory)
+    pair_set = load_pairs(pairs if pairs is not None else DEFAULT_PAIRS)
+    from transformers import AutoConfig, AutoModel
+
+    try:
+        config = AutoConfig.from_pretrained(directory, local_files_only=True)
+        encoder = AutoModel.from_pretrained(
+            directory, local_files_only=True, use_safetensors=True, trust_remote_code=False
+        )
+    except Exception as err:  # noqa: BLE001  (transformers raises many kinds for a bad folder)
+        raise MSAInputError(
+            f"cannot load {directory} as an encoder with transformers: {type(err).__name__}: {err}"
+        ) from None
+    tokenizer = load_tokenizer(directory)
+    if tokenizer is None:
+        raise MSAInputError(f"{directory} has no tokenizer; sentence pairs need one")
+    model = SentenceEncoder(encoder).eval()
+    inputs = encode_pairs(pair_set, tokenizer)
+    name = name or directory.name
+    card = ModelCard(
+        name=name,
+        family="encoder",
+        description=f"{config.model_type} sentence encoder at {directory}",
+        granularities=granularities_of(model),
+        outputs=PAIR_OUTPUTS,
+        build=lambda: model,
+        data=lambda: (inputs, None),
+        train=_not_trainable(name),
+        output_fns={output: _output_factory(output) for output in PAIR_OUTPUTS},
+        facts={
+            "path": str(directory),
+            "model_type": config.model_type,
+            "pairs": pair_set.name,
+            "groups": list(pair_set.groups),
+            **(facts or {}),
+        },
+    )
+    return LoadedModel(
+        card, model, inputs, None, tensor_digest(model.state_dict()), tokenizer=tokenizer
+    )
+
+
+ENCODER_ARCHITECTURES = ("Model", "ForMaskedLM")  # endings of config.json "architectures"
+
+
+def is_encoder_folder(directory: str | Path) -> bool:
+    """Whether a checkpoint folder's ``config.json`` names an encoder architecture (``BertModel``,
+    ``RobertaForMaskedLM``, ...) rather than a causal LM; False when it cannot tell."""
+    try:
+        config = json.loads((Path(directory).expanduser() / "config.json").read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    names = config.get("architectures") if isinstance(config, dict) else None
+    return (
+        isinstance(names, list)
+        and bool(names)
+        and not config.get("is_decoder")
+        and not config.get("is_encoder_decoder")
+        and all(isinstance(n, str) and n.endswith(ENCODER_ARCHITECTURES) for n in names)
+    )
+
+
+def encoder_card(directory: str | Path, name: str, description: str, facts: dict[str, Any]) -> Any:
+    """The card of an encoder folder in the model store, from its config alone (meta device)."""
+    from msa_core.zoo.card import ModelCard
+    from msa_core.zoo.hf import _check_directory, _not_trainable, granularities_of
+
+    directory = Path(directory)
+    _check_directory(directory)
+    from transformers import AutoConfig, AutoModel
+
+    config = AutoConfig.from_pretrained(directory, local_files_only=True)
+    with torch.device("meta"):
+        skeleton = SentenceEncoder(AutoModel.from_config(config))
+    return ModelCard(
+        name=name,
+        family="encoder",
+        description=description,
+        granularities=granularities_of(skeleton),
+        outputs=PAIR_OUTPUTS,
+        build=lambda: load_encoder(directory).model,
+        data=lambda: (None, None),
+        train=_not_trainable(name),
+        checkpoint=str(directory),
+        facts={"path": str(directory), "model_type": config.model_type, **facts},
+    )
+
+
+def with_pairs(loaded: Any, pairs: str | Path | Pairs) -> Any:
+    """``loaded`` (an encoder) scored on other sentence pairs (anything ``load_pairs`` reads)."""
+    from dataclasses import replace
+
+    pair_set = load_pairs(pairs)
+    facts = {**loaded.card.facts, "pairs": pair_set.name, "groups": list(pair_set.groups)}
+    return replace(
+        loaded,
+        card=replace(loaded.card, facts=facts),
+        inputs=encode_pairs(pair_set, loaded.tokenizer),
+    )
