@@ -110,9 +110,9 @@ def test_fetched_efficientnet_classifies_the_photographs():
 
 @pytest.mark.pretrained
 def test_fetched_efficientnet_runs_from_the_cli(capsys, tmp_path):
-    from msa_core.cli import main
-
     from PIL import Image
+
+    from msa_core.cli import main
 
     efficientnet()
     images = tmp_path / "images"  # a user's folder: two of the photographs, labelled
