@@ -101,7 +101,7 @@ def test_fetched_efficientnet_classifies_the_photographs():
 
     shown = sample_input(loaded, 0)  # the Modes page shows the photograph beside the modes
     assert shown.photo.shape == (vision.SIZE, vision.SIZE, 3) and shown.label == "285 Egyptian cat"
-    game = loaded.game("stage 6 channels")
+    game = loaded.game("residual blocks")
     result = shapley_modes(game, method="permutation", n_permutations=2, seed=0)
     np.testing.assert_allclose(
         result.modes.sum(0), result.v_full - result.v_empty, atol=1e-4, rtol=1e-4
@@ -110,13 +110,21 @@ def test_fetched_efficientnet_classifies_the_photographs():
 
 @pytest.mark.pretrained
 def test_fetched_efficientnet_runs_from_the_cli(capsys, tmp_path):
+    from PIL import Image
+
     from msa_core.cli import main
 
     efficientnet()
+    images = tmp_path / "images"  # a user's folder: two of the photographs, labelled
+    images.mkdir()
+    for photo in vision.PHOTOS[:2]:
+        Image.open(vision.skimage_data() / photo.file).save(images / photo.file)
+    rows = "".join(f"{photo.file},{photo.label}\n" for photo in vision.PHOTOS[:2])
+    (images / "labels.csv").write_text("file,label\n" + rows, encoding="utf-8")
     args = ["run", "--model", "efficientnet-lite0", "--units", "residual blocks"]
-    args += ["--method", "permutation", "--permutations", "2", "--cache-dir", str(tmp_path)]
-    assert main(args) in (0, None)
-    assert "9 units" in capsys.readouterr().out
+    args += ["--task", str(images), "--method", "permutation", "--permutations", "2"]
+    assert main([*args, "--cache-dir", str(tmp_path / "cache")]) in (0, None)
+    assert "9 units, outputs [2]" in capsys.readouterr().out
 
 
 @pytest.mark.pretrained
