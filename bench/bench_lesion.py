@@ -301,7 +301,7 @@ def lm_cost_rows(
     name: str,
     model: nn.Module,
     inputs: dict,
-    units: UnitSpec | tuple[UnitSpec, ...],
+    units: UnitSpec | list[UnitSpec],
     output,
     orders: int,
     repeats: int,
@@ -312,7 +312,7 @@ def lm_cost_rows(
     model (first trick, whose cost per evaluation does not depend on the coalition) runs only the
     first that many coalitions, the others' values being checked against it there."""
     games = {
-        label: ModelGame(model, inputs, list(units), output=output, **switches)
+        label: ModelGame(model, inputs, units, output=output, **switches)
         for label, switches in LM_TRICKS.items()
     }
     n = next(iter(games.values())).n_players
@@ -416,7 +416,7 @@ def real_lm_costs(scale: float) -> None:
             f"SmolLM2-135M {granularity}, task {shape}",
             loaded.model,
             loaded.inputs,
-            loaded.card.granularities[granularity],
+            list(loaded.card.granularities[granularity]),
             output,
             max(1, int(orders * scale)),
             1,
