@@ -305,11 +305,10 @@ def small_disk(tmp_path):
 
 def fill(disk: Path) -> None:
     """Fill the disk to the last byte."""
-    with open(disk / "filler", "ab") as handle:
+    with open(disk / "filler", "ab", buffering=0) as handle:  # unbuffered: close never fails
         try:
             while True:
                 handle.write(b"\0" * (1 << 16))
-                handle.flush()
         except OSError:
             pass
     os.sync()
@@ -523,20 +522,18 @@ def test_17_a_bad_ray_address_is_a_clear_error(capsys, tmp_path, monkeypatch):
 def read_only_cache(tmp_path):
     """A store holding one run, made read-only: a read-only tmpfs for root (who ignores
     permissions), else permissions."""
-    cache = tmp_path / "ro"
-    cache.mkdir()
+    source, cache = tmp_path / "source", tmp_path / "ro"
+    execute(small_request(), RunStore(source))
     root = os.geteuid() == 0
-    if root:
+    if root:  # a copy on a tmpfs nothing holds open, then remounted read-only
+        cache.mkdir()
         mounted = subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(cache)], capture_output=True)
         if mounted.returncode != 0:
             pytest.skip("root cannot mount a tmpfs here")
-    store = RunStore(cache)
-    execute(small_request(), store)
-    store.results.close()
-    store.work.close()
-    if root:
+        shutil.copytree(source, cache, dirs_exist_ok=True)
         subprocess.run(["mount", "-o", "remount,ro", str(cache)], check=True)
     else:
+        shutil.copytree(source, cache)
         for path in [cache, *cache.rglob("*")]:
             path.chmod(path.stat().st_mode & ~0o222)
     yield cache
