@@ -131,6 +131,19 @@ with st.expander("Launch a run on your task", expanded=False):
             help="The check estimates the permutations that resolve each group's top units with "
             "95% confidence, from a 2-permutation probe run (it takes about that long).",
         )
+
+        def request_for(task_ref: str | None) -> RunRequest:
+            """The run the form describes, on ``task_ref`` (None: the model's own task)."""
+            return RunRequest(
+                model=name,
+                units=units,
+                output=output,
+                method="permutation",
+                n_permutations=int(permutations),
+                seed=int(seed),
+                task=task_ref,
+            )
+
         if problem:
             st.caption(f"Launch is off: {problem}.")
         checked = right.form_submit_button("Check before launch", disabled=problem is not None)
@@ -138,13 +151,7 @@ with st.expander("Launch a run on your task", expanded=False):
             with explained_errors("Checking"), st.spinner("One forward, then a probe run…"):
                 loaded = with_task(model(name), task)
                 game = loaded.game(units, "task_logprob")
-                evaluations = RunRequest(
-                    model=name,
-                    units=units,
-                    output=output,
-                    method="permutation",
-                    n_permutations=int(permutations),
-                ).budget(game.n_players)
+                evaluations = request_for(None).budget(game.n_players)
                 found = llm_preflight(loaded.model, loaded.task, game, evaluations, int(top_k))
                 for check in found.flagged:
                     st.warning(
@@ -156,16 +163,10 @@ with st.expander("Launch a run on your task", expanded=False):
         )
         if launched and task is not None:
             with explained_errors("Launching the run"):
-                request = RunRequest(
-                    model=name,
-                    units=units,
-                    output=output,
-                    method="permutation",
-                    n_permutations=int(permutations),
-                    seed=int(seed),
-                    task=None
+                request = request_for(
+                    None
                     if source == OWN_TASK
-                    else task_source or str(save_task(task, store().directory / "tasks")),
+                    else task_source or str(save_task(task, store().directory / "tasks"))
                 )
                 n_players = model(name).game(units, "task_logprob").n_players
                 deployment().check_budget(request.budget(n_players))  # the Run page's cap

@@ -26,8 +26,10 @@ def test_without_a_language_model_the_page_says_how_to_fetch_one(cache_dir):
 
 @pytest.fixture
 def forget_loaded_models():
-    """The stand-in below is loaded under the real model's name: forget it afterwards, so later
-    tests of this process load the fetched SmolLM2 (models are cached per process by name)."""
+    """The stand-in below is loaded under the real model's name (models are cached per process by
+    name): forget the fetched SmolLM2 an earlier test loaded, so the page gets the stand-in, and
+    forget the stand-in afterwards, so later tests load the fetched model."""
+    load_model.cache_clear()
     yield
     load_model.cache_clear()
 

@@ -31,7 +31,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture
 def llm_store(cache_dir):
-    """The run store with the tiny stand-in LLM in its model folder; forgets it afterwards."""
+    """The run store with the tiny stand-in LLM in its model folder; models are cached per process
+    by name, so the fetched one an earlier test loaded is forgotten first, the stand-in after."""
+    load_model.cache_clear()
     folder = cache_dir / "models" / LLM
     tiny_llama().save_pretrained(folder)
     word_tokenizer().save_pretrained(folder)

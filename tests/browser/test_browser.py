@@ -216,6 +216,7 @@ def test_markdown_in_a_task_makes_no_browser_fetch_anything(tmp_path, monkeypatc
     word_tokenizer().save_pretrained(cache / "models" / "smollm2-135m")
     from msa_core.zoo import load_model
 
+    load_model.cache_clear()  # an earlier test of this process may have loaded the real one
     try:
         execute(
             RunRequest(
