@@ -199,9 +199,14 @@ def test_2_runs_stopped_by_a_real_signal_at_many_times_resume_to_the_uninterrupt
 ):
     """SIGTERM (handled as the CLI handles it) at 8 times through a run in this process, raised
     by a timer, each followed by a resume: every result equals the uninterrupted one, bit for bit.
+    The times are fractions of a warm uninterrupted run's own duration, so they fall inside the
+    run on a fast machine and a slow one alike.
     """
     request = signal_request(300)
     whole = execute(request, RunStore(tmp_path / "whole"), checkpoint_seconds=0.01)
+    started = time.perf_counter()  # a second, warm run (models and kernels loaded) for its time
+    execute(request, RunStore(tmp_path / "timed"), checkpoint_seconds=0.01)
+    duration = time.perf_counter() - started
     previous = {
         signal.SIGTERM: signal.signal(signal.SIGTERM, interrupt),
         signal.SIGALRM: signal.signal(
@@ -212,7 +217,7 @@ def test_2_runs_stopped_by_a_real_signal_at_many_times_resume_to_the_uninterrupt
     try:
         for trial in range(8):
             store = RunStore(tmp_path / f"trial{trial}")
-            signal.setitimer(signal.ITIMER_REAL, 0.05 + 0.077 * trial)
+            signal.setitimer(signal.ITIMER_REAL, duration * (0.05 + 0.1 * trial))
             try:
                 execute(request, store, checkpoint_seconds=0.01)
             except KeyboardInterrupt:
