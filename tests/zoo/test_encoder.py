@@ -14,6 +14,8 @@ from torch import nn
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 transformers = pytest.importorskip("transformers")
 
+from two_layer_units import TWO_LAYER_GRANULARITIES  # noqa: E402
+
 from msa_core.errors import MSAInputError  # noqa: E402
 from msa_core.lesion import ModelGame  # noqa: E402
 from msa_core.zoo import encoder  # noqa: E402
@@ -109,14 +111,7 @@ def without_layers(model: nn.Module, layers: list[int]) -> nn.Module:
 def test_every_encoder_granularity_lesion_equals_a_weight_edit(family):
     model = build(family)
     granularities = granularities_of(model)
-    assert list(granularities) == [
-        "heads",
-        "attention blocks",
-        "mlp blocks",
-        "mlp neurons (layer 0)",
-        "mlp neurons (layer 1)",
-        "layers",
-    ]
+    assert list(granularities) == TWO_LAYER_GRANULARITIES
     rng = np.random.default_rng(0)
     for granularity, specs in granularities.items():
         game = ModelGame(model, INPUTS, list(specs), output=encoder.similarity)

@@ -11,6 +11,8 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 transformers = pytest.importorskip("transformers")
 
+from two_layer_units import TWO_LAYER_GRANULARITIES  # noqa: E402
+
 from msa_core import shapley_modes  # noqa: E402
 from msa_core.errors import MSAInputError  # noqa: E402
 from msa_core.lesion import ModelGame  # noqa: E402
@@ -99,14 +101,7 @@ def test_modes_of_a_loaded_checkpoint_are_efficient(tmp_path):
 def test_a_dense_checkpoint_offers_heads_blocks_neurons_and_layers(tmp_path):
     saved("llama", tmp_path)
     loaded = load_checkpoint(tmp_path)
-    assert list(loaded.card.granularities) == [
-        "heads",
-        "attention blocks",
-        "mlp blocks",
-        "mlp neurons (layer 0)",
-        "mlp neurons (layer 1)",
-        "layers",
-    ]
+    assert list(loaded.card.granularities) == TWO_LAYER_GRANULARITIES
     assert loaded.game("layers").player_names == ["L0", "L1"]
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from two_layer_units import TWO_LAYER_GRANULARITIES
 
 from msa_core.errors import MSAInputError
 from msa_core.lesion import ModelGame
@@ -71,14 +72,7 @@ INPUTS = {"input_ids": torch.tensor([[1, 2, 3, 4], [5, 6, 7, 8]])}
 def test_a_family_no_list_names_gets_its_units_from_its_structure():
     model = NewFamily().eval()
     granularities = granularities_of(model)
-    assert list(granularities) == [
-        "heads",
-        "attention blocks",
-        "mlp blocks",
-        "mlp neurons (layer 0)",
-        "mlp neurons (layer 1)",
-        "layers",
-    ]
+    assert list(granularities) == TWO_LAYER_GRANULARITIES
     game = ModelGame(model, INPUTS, list(granularities["heads"]), output="logits")
     assert game.player_names == ["L0.H0", "L0.H1", "L1.H0", "L1.H1"]
     keep = np.array([[True, False, True, True]])
