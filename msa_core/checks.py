@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from msa_core.errors import MSAInputError
-from msa_core.names import MAX_SEED
+from msa_core.names import MAX_SEED, METHODS
 
 
 def is_int(value: Any) -> bool:
@@ -63,3 +63,14 @@ def check_seed(seed: Any) -> int:
             f"as int64); got {seed!r}"
         )
     return int(seed)
+
+
+def check_method(method: Any, allowed: tuple[str, ...] = METHODS) -> str:
+    """``method`` when it is one of ``allowed`` (default: the estimators of modes, ``METHODS``).
+
+    Raises:
+        MSAInputError: any other value, naming the allowed ones.
+    """
+    if not isinstance(method, str) or method not in allowed:
+        raise MSAInputError(f"unknown method {method!r}; allowed: {', '.join(allowed)}")
+    return method

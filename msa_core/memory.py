@@ -30,19 +30,27 @@ def available_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def estimate_bytes(n_players: int, n_outputs: int) -> int:
-    """A lower bound on the memory of an estimate of ``n_players`` x ``n_outputs`` values."""
-    return ARRAYS_PER_PLAYER * 8 * n_players * n_outputs
+def estimate_bytes(n_rows: int, n_outputs: int) -> int:
+    """A lower bound on the memory of an estimate of ``n_rows`` x ``n_outputs`` values."""
+    return ARRAYS_PER_PLAYER * 8 * n_rows * n_outputs
 
 
-def check_fits(n_players: int, n_outputs: int) -> None:
-    """Raise ``MSAInputError`` when the estimate of ``n_players`` x ``n_outputs`` values cannot fit
-    in the memory available now (saying how much it needs and what to reduce)."""
-    needed, free = estimate_bytes(n_players, n_outputs), available_bytes()
+def check_fits(
+    n_rows: int, n_outputs: int, what: str = "Shapley modes", rows: str = "players"
+) -> None:
+    """Raise ``MSAInputError`` when the estimate of ``n_rows`` x ``n_outputs`` values cannot fit
+    in the memory available now (saying how much it needs and what to reduce).
+
+    Args:
+        n_rows: rows of the estimate: players (modes) or pairs of players (interactions).
+        n_outputs: values per row (one coalition's value, flattened).
+        what, rows: how the error names the estimate and its rows.
+    """
+    needed, free = estimate_bytes(n_rows, n_outputs), available_bytes()
     if needed > free:
         raise MSAInputError(
-            f"the Shapley modes of {n_players} players x {n_outputs:,} output values need at least "
+            f"the {what} of {n_rows} {rows} x {n_outputs:,} output values need at least "
             f"{needed / 1e9:.3g} GB of memory, but {free / 1e9:.3g} GB are available; "
             "measure fewer outputs (e.g. a summary output instead of every logit or pixel) or "
-            "fewer players"
+            f"fewer {rows}"
         )

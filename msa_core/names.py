@@ -12,6 +12,7 @@ METHODS = (
     "leverage",
     "regression_adjusted",
 )
+INTERACTION_METHODS = ("auto", "exact", "sampled")  # of pairwise interactions
 LESIONS = ("zero", "mean")
 EXPORT_FORMATS = ("npz", "csv", "html", "png", "svg")
 MAX_SEED = 2**63 - 1  # checkpoints store the seed as int64

@@ -49,11 +49,13 @@ class ChunkPlan:
     budget: int
     batch_size: int
     output_shape: tuple[int, ...]
+    extra_arguments: tuple[np.ndarray, ...] = ()  # Estimator.extra_arguments (an interaction
+    # run's players)
 
     def estimator(self) -> Estimator:
         """A fresh estimator of the run (its blocks are those of the driver's)."""
-        return self.estimator_class(
-            self.n_players, self.v_full, self.v_empty, self.seed, self.budget
+        return self.estimator_class(  # type: ignore[call-arg]
+            self.n_players, self.v_full, self.v_empty, self.seed, self.budget, *self.extra_arguments
         )
 
 
@@ -291,6 +293,7 @@ class RayBlockRunner(Runner):
             estimator.budget,
             batch_size,
             game.output_shape,
+            estimator.extra_arguments(),
         )
         remaining = estimator.n_blocks - start_block
         per_chunk = (

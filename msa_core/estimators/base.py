@@ -100,6 +100,11 @@ class Estimator(ABC):
         """
         return math.inf
 
+    def extra_arguments(self) -> tuple[np.ndarray, ...]:
+        """Constructor arguments after ``budget`` (a copy built with them plays the same blocks,
+        e.g. on a Ray worker); none for the estimators of modes."""
+        return ()
+
     def planned_evaluations(self) -> int:
         """Coalitions all blocks together ask for."""
         return self.budget

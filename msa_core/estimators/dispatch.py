@@ -1,8 +1,13 @@
-"""``shapley_modes``: plan a run, start or resume it, play its blocks, return a ``ModesResult``.
+"""The run pipeline: plan a run, start or resume it, play its blocks, return its result.
 
-The stages are separate functions so that a caller with its own checkpoint policy (``runs.execute``)
-composes them without repeating any: ``RunPlan.make`` (plan), ``RunPlan.resume`` (whether a saved
-state continues this run), ``run_plan`` (start or resume -> run -> result).
+``shapley_modes`` (a ``ModesResult``) and ``estimators.interactions.interaction_modes`` (an
+``InteractionResult``) are two kinds of run through the same stages; only their ``RunPlan`` and the
+last step, the result, differ. The stages are separate functions so that a caller with its own
+checkpoint policy (``runs.execute``) composes them without repeating any: ``check_run_options``,
+``RunPlan.make`` / ``RunPlan.make_interactions`` (plan), ``check_known_fits`` (memory, before any
+evaluation), ``saved_resume`` / ``RunPlan.resume`` (whether a saved state continues this run),
+``run_stages`` (start or resume -> play), then ``modes_result`` (``run_plan`` does all of these
+after the plan) or ``interactions.interaction_result``.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from msa_core.checks import check_positive_int, check_seed
+from msa_core.checks import check_method, check_positive_int, check_seed
 from msa_core.coalitions import full_and_empty
 from msa_core.errors import MSAInputError
 from msa_core.estimators.base import Estimator
@@ -29,11 +34,11 @@ from msa_core.estimators.runner import (
 )
 from msa_core.estimators.stopping import TopK, stop_rule
 from msa_core.games import Game
-from msa_core.memory import check_fits
 from msa_core.result import ModesResult
 from msa_core.version import __version__
 
 __all__ = ["METHODS", "run_plan", "shapley_modes"]
+Json = dict[str, Any]
 
 BATCH_VALUES = 1 << 18  # default batch: coalitions x outputs per game call (cache-sized on CPU)
 PROGRESS_PASSES = (
@@ -106,31 +111,42 @@ def shapley_modes(
     [3.0, 3.0, 3.0]
     """
     wall_start = time.perf_counter()
-    _check_options(method, seed, batch_size, target_stderr, progress)
+    check_run_options(method, METHODS, seed, batch_size, target_stderr, progress)
     if target is not None and not isinstance(target, TopK):
         raise MSAInputError(f"target must be a TopK(k, ...) or None; got {target!r}")
     where = resolve_backend(backend)
     check_target_backend(target, where)
     played = where.game(game, n_players)
     plan = RunPlan.make(method, played.n_players, n_permutations, max_evaluations, seed, target)
-    known_shape = getattr(played, "output_shape", None)
-    if known_shape is not None:  # known before the first evaluation
-        check_fits(played.n_players, math.prod(known_shape))
-        if target is not None:
-            target.n_groups(tuple(known_shape))
-    state = checkpoint.load() if checkpoint is not None else None
-    resume = plan.resume(state) if state is not None else None
+    check_known_fits(plan, played)
     return run_plan(
-        plan, played, where, resume, batch_size, target_stderr, progress, checkpoint, wall_start
+        plan,
+        played,
+        where,
+        saved_resume(plan, checkpoint),
+        batch_size,
+        target_stderr,
+        progress,
+        checkpoint,
+        wall_start,
     )
 
 
-def _check_options(
-    method: str, seed: Any, batch_size: Any, target_stderr: Any, progress: Any
+def check_run_options(
+    method: Any,
+    methods: tuple[str, ...],
+    seed: Any,
+    batch_size: Any,
+    target_stderr: Any,
+    progress: Any,
 ) -> None:
-    """Refuse bad ``shapley_modes`` options before any game is built or called."""
-    if method not in METHODS:
-        raise MSAInputError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
+    """Refuse bad options of a run (``methods``: those of its kind) before any game is built or
+    called.
+
+    Raises:
+        MSAInputError: naming the option and what it allows.
+    """
+    check_method(method, methods)
     check_seed(seed)
     check_positive_int(batch_size, "batch_size", " (coalitions per game call)", optional=True)
     if target_stderr is not None and not (
@@ -141,6 +157,29 @@ def _check_options(
         )
     if progress is not None and not callable(progress):
         raise MSAInputError("progress must be a callable progress(done, total) or None")
+
+
+def check_known_fits(plan: RunPlan, game: Game) -> None:
+    """Before the first evaluation, where ``game`` tells its ``output_shape``: refuse an estimate
+    that cannot fit in memory (``RunPlan.check_fits``) or a target that does not fit the outputs.
+    Other games are checked once the ends are evaluated (``start_or_resume``)."""
+    known_shape = getattr(game, "output_shape", None)
+    if known_shape is not None:
+        plan.check_fits(math.prod(known_shape))
+        if plan.target is not None:
+            plan.target.n_groups(tuple(known_shape))
+
+
+def saved_resume(
+    plan: RunPlan, checkpoint: Checkpoint | None
+) -> tuple[RunPlan, CheckpointSummary] | None:
+    """``plan.resume`` of ``checkpoint``'s saved state, or None where there is none.
+
+    Raises:
+        MSAInputError: the saved state belongs to another run.
+    """
+    state = checkpoint.load() if checkpoint is not None else None
+    return plan.resume(state) if state is not None else None
 
 
 def check_target_backend(target: TopK | None, backend: Backend) -> None:
@@ -187,11 +226,29 @@ def run_plan(
         The run's ``ModesResult`` (see ``shapley_modes``).
     """
     wall_start = time.perf_counter() if wall_start is None else wall_start
+    started = run_stages(
+        plan, game, backend, resume, batch_size, target_stderr, progress, checkpoint
+    )
+    return modes_result(started, game, backend, target_stderr, wall_start)
+
+
+def run_stages(
+    plan: RunPlan,
+    game: Game,
+    backend: Backend,
+    resume: tuple[RunPlan, CheckpointSummary] | None,
+    batch_size: int | None,
+    target_stderr: float | None,
+    progress: Progress | None,
+    checkpoint: Checkpoint | None,
+) -> Started:
+    """Start (or resume) a planned run of either kind and play its blocks (arguments as
+    ``run_plan``'s); the played run, ready for its result."""
     check_target_backend(plan.target, backend)
     started = start_or_resume(plan, TimedGame(game), resume, batch_size)
     if started.estimator is not None:
         play(started, backend, batch_size, target_stderr, progress, checkpoint)
-    return result_of(started, game, backend, target_stderr, wall_start)
+    return started
 
 
 def start_or_resume(
@@ -216,7 +273,7 @@ def start_or_resume(
             [timed(ends[i : i + step]) for i in range(0, 2, step)], dtype=np.float64
         )
         timed.tally.used = 2
-        check_fits(plan.n_players, v_full.size)
+        plan.check_fits(v_full.size)
         plan = plan.for_outputs(v_full.size)
     if plan.n_players == 1:
         return Started(plan, timed, v_full, v_empty, None, 0)
@@ -272,7 +329,31 @@ def play(
     ).run()
 
 
-def result_of(
+def run_meta(
+    started: Started, game: Game, backend: Backend, target_stderr: float | None, wall_start: float
+) -> Json:
+    """What the result of a played run of either kind records about how it ran."""
+    plan, tally, out = started.plan, started.timed.tally, started.timed.output_shape
+    assert out is not None
+    backend_meta = backend.meta(game)
+    return {
+        "method": plan.method,
+        "requested_method": plan.requested,
+        "seed": plan.seed,
+        "n_players": plan.n_players,
+        "output_shape": list(out),
+        "target_stderr": target_stderr,
+        "stopped_early": tally.stopped_early,
+        "evaluations_discarded": tally.evaluated - tally.used,
+        "stderr_kind": plan.estimator_class.stderr_kind,
+        "game_seconds": tally.game_seconds,
+        "wall_seconds": time.perf_counter() - wall_start,
+        "versions": {"msa_core": __version__, "numpy": np.__version__},
+        **({} if backend_meta is None else {"backend": backend_meta}),
+    }
+
+
+def modes_result(
     started: Started, game: Game, backend: Backend, target_stderr: float | None, wall_start: float
 ) -> ModesResult:
     """The ``ModesResult`` of a played run."""
@@ -290,30 +371,16 @@ def result_of(
     out = timed.output_shape
     assert out is not None
     tally = timed.tally
-    backend_meta = backend.meta(game)
     meta = {
-        "method": plan.method,
-        "requested_method": plan.requested,
-        "seed": plan.seed,
-        "n_players": n,
-        "output_shape": list(out),
+        **run_meta(started, game, backend, target_stderr, wall_start),
         "max_evaluations": plan.budget,
-        "target_stderr": target_stderr,
         **(
             {}
             if plan.target is None or started.estimator is None
             else {"target": plan.target.final_status(started.estimator, out).to_meta()}
         ),
-        "stopped_early": tally.stopped_early,
-        "evaluations_discarded": tally.evaluated - tally.used,
-        "stderr_kind": plan.estimator_class.stderr_kind,
-        "game_seconds": tally.game_seconds,
-        "stderr_dof": None
-        if np.isinf(dof)
-        else dof,  # None: normal quantile (ModesResult.interval)
-        "wall_seconds": time.perf_counter() - wall_start,
-        "versions": {"msa_core": __version__, "numpy": np.__version__},
-        **({} if backend_meta is None else {"backend": backend_meta}),
+        # None: the normal quantile (ModesResult.interval)
+        "stderr_dof": None if np.isinf(dof) else dof,
     }
     return ModesResult(
         modes=modes.reshape(n, *out),

@@ -2,7 +2,10 @@
 
 ``RunPlan.make`` checks a request (method, budget, seed) against the game's number of players before
 anything is evaluated; ``RunPlan.for_outputs`` settles ``auto``'s last choice once the size of one
-coalition's value is known. A checkpoint's state is a flat dict of numpy arrays: ``run.*`` (which
+coalition's value is known. One plan serves both kinds of run: the Shapley modes of every player
+(``RunPlan.make``) and the pairwise interactions among chosen ``players``
+(``RunPlan.make_interactions``); ``dispatch`` plays either through the same stages. A checkpoint's
+state is a flat dict of numpy arrays: ``run.*`` (which
 run wrote it and how far it got) and ``est.*`` (the estimator's running sums). This module is the
 only one that reads or writes those keys: ``RunPlan.state`` writes a state, ``CheckpointSummary.of``
 reads one, ``RunPlan.resume`` reads one and checks that this run may continue from it.
@@ -23,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from msa_core.checks import check_positive_int
+from msa_core.checks import check_method, check_positive_int, is_int
 from msa_core.errors import MSAInputError
 from msa_core.estimators.antithetic import AntitheticEstimator
 from msa_core.estimators.base import Estimator
@@ -31,11 +34,19 @@ from msa_core.estimators.checkpoint import State
 from msa_core.estimators.exact import EXACT_MAX_PLAYERS, ExactEstimator
 from msa_core.estimators.kernel import KernelEstimator
 from msa_core.estimators.leverage import LeverageEstimator
+from msa_core.estimators.pairs import (
+    DEFAULT_SAMPLES,
+    INTERACTION_ESTIMATORS,
+    MIN_SAMPLES,
+    PROBE_SAMPLES,
+    SampledInteractions,
+)
 from msa_core.estimators.permutation import PermutationEstimator
 from msa_core.estimators.regression_adjusted import RegressionAdjustedEstimator
 from msa_core.estimators.runner import Tally
 from msa_core.estimators.stopping import TopK
-from msa_core.names import METHODS
+from msa_core.memory import check_fits
+from msa_core.names import INTERACTION_METHODS, METHODS
 
 ESTIMATORS: dict[str, type[Estimator]] = {
     cls.name: cls
@@ -56,6 +67,7 @@ if set(METHODS) != {
         f"msa_core.names.METHODS {METHODS} differs from the estimators {list(ESTIMATORS)}"
     )
 SAMPLED_METHODS = tuple(name for name in ESTIMATORS if name != "exact")
+SAMPLED_TEXT = f"a sampled method: {', '.join(SAMPLED_METHODS)} (or 'auto')"
 TARGET_METHODS = ("exact", "permutation", "antithetic")  # those that keep a top-k target's scores
 BEST_SAMPLER = (
     "regression_adjusted"  # lowest error per evaluation on every game of bench/bench_estimators.py
@@ -65,6 +77,49 @@ KERNEL_MAX_VALUES = 1 << 20
 #   (O(N x |out|), against O(|out|) for permutation) costs more wall time than its lower error saves
 #   (measured: 113 GAN channels x 32,768 pixels, kernel 3.3x slower at equal evaluations)
 DEFAULT_PERMUTATIONS = 1000  # the paper's budget, used when neither budget is given
+
+
+def uses_permutations(method: str) -> bool:
+    """Whether a budget in permutations applies to ``method``: every method but exact, which
+    evaluates all 2^N coalitions whatever the budget (``exact_budget``)."""
+    return method != "exact"
+
+
+def exact_budget(n: int, n_permutations: Any, max_evaluations: Any, instead: str) -> int:
+    """The exact method's budget, 2^N evaluations (every coalition), once it may run.
+
+    Args:
+        n: players.
+        n_permutations: must be None (permutations do not apply to exact).
+        max_evaluations: a cap of at least 2^N, or None.
+        instead: what the errors suggest instead (the sampled methods of the run's kind).
+
+    Raises:
+        MSAInputError: N above ``EXACT_MAX_PLAYERS``, a budget in permutations, or a cap below 2^N.
+    """
+    if n > EXACT_MAX_PLAYERS:
+        raise MSAInputError(
+            "method='exact' enumerates all 2^N coalitions and is limited to N <= "
+            f"{EXACT_MAX_PLAYERS} players; this game has {n}. Use {instead}"
+        )
+    if n_permutations is not None:
+        raise MSAInputError(
+            "n_permutations does not apply to method='exact'; give max_evaluations or neither"
+        )
+    if max_evaluations is not None and max_evaluations < 2**n:
+        raise MSAInputError(
+            f"method='exact' needs 2^{n} = {2**n} evaluations but "
+            f"max_evaluations={max_evaluations}; raise the budget or use {instead}"
+        )
+    return 2**n
+
+
+def request_budget(method: str, n: int, n_permutations: Any, max_evaluations: Any) -> int:
+    """Evaluations a request of ``method`` may use, ends included, as its plan counts them: 2^N for
+    exact, else ``evaluation_budget`` (the method's own limits are ``RunPlan.make``'s to check)."""
+    if uses_permutations(method):
+        return evaluation_budget(n, n_permutations, max_evaluations)
+    return 2**n
 
 
 def evaluation_budget(n: int, n_permutations: Any, max_evaluations: Any) -> int:
@@ -103,6 +158,10 @@ class RunPlan:
     budget: int
     seed: int
     target: TopK | None = None  # a top-k target: its scores are part of the estimator's state
+    players: tuple[int, ...] | None = None  # an interaction run: the pairs among these units
+    # a sampled interaction run given only a cap: ``for_outputs`` counts the samples it buys
+    # (``budget`` is 0 until then)
+    evaluation_cap: int | None = None
 
     @classmethod
     def make(
@@ -132,10 +191,9 @@ class RunPlan:
                 ``EXACT_MAX_PLAYERS`` or under ``2^N``, an odd antithetic budget, too small a
                 budget, or a target with another method or too few players.
         """
-        if method not in METHODS:
-            raise MSAInputError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
+        check_method(method)
         budget = evaluation_budget(n_players, n_permutations, max_evaluations)
-        chosen = _resolve_method(method, n_players, budget, n_permutations, max_evaluations)
+        chosen = _resolve_method(method, n_players, budget)
         if target is not None:
             target.check_players(n_players)
             if chosen == BEST_SAMPLER and method == "auto":
@@ -146,13 +204,67 @@ class RunPlan:
                     f"{', '.join(TARGET_METHODS)} or 'auto'; got {method!r}"
                 )
         if chosen == "exact":
-            budget = 2**n_players
+            # auto (or one player) chose it: whatever budget fits
+            permutations = n_permutations if method == "exact" and n_players > 1 else None
+            budget = exact_budget(n_players, permutations, max_evaluations, SAMPLED_TEXT)
         _check_budget(ESTIMATORS[chosen], n_players, budget, n_permutations)
         return cls(method, chosen, n_players, budget, seed, target)
 
+    @classmethod
+    def make_interactions(
+        cls,
+        method: str,
+        n_players: int,
+        players: tuple[int, ...],
+        n_samples: int | None,
+        max_evaluations: int | None,
+        seed: int,
+    ) -> RunPlan:
+        """The plan of an interaction run: the pairs among ``players`` (K >= 2 checked indices).
+
+        Args:
+            method: ``"auto"`` (exact when 2^N evaluations fit the budget, else sampled),
+                ``"exact"`` or ``"sampled"``.
+            n_players: players N of the game.
+            players: the K units whose pairs are computed.
+            n_samples, max_evaluations: the budget, as in ``interaction_modes``.
+            seed: the estimator's seed.
+
+        Raises:
+            MSAInputError: an unknown method, a bad budget, or exact beyond its limits.
+        """
+        check_method(method, INTERACTION_METHODS)
+        samples = _sample_budget(n_samples, max_evaluations)
+        k = len(players)
+        chosen = method
+        if method == "auto":
+            exact_fits = (
+                n_players <= EXACT_MAX_PLAYERS
+                and (max_evaluations is None or 2**n_players <= max_evaluations)
+                and (n_samples is None or 2**n_players <= 2 + samples * (k * (k + 1) // 2))
+            )
+            chosen = "exact" if exact_fits else "sampled"
+        if chosen == "exact":
+            budget = exact_budget(n_players, None, max_evaluations, "method='sampled' (or 'auto')")
+            return cls(method, chosen, n_players, budget, seed, None, players)
+        if n_samples is None and max_evaluations is not None:
+            return cls(method, chosen, n_players, 0, seed, None, players, max_evaluations)
+        return cls(method, chosen, n_players, samples, seed, None, players)
+
     @property
     def estimator_class(self) -> type[Estimator]:
-        return ESTIMATORS[self.method]
+        if self.players is None:
+            return ESTIMATORS[self.method]
+        return INTERACTION_ESTIMATORS[self.method]
+
+    def check_fits(self, n_outputs: int) -> None:
+        """Refuse a run whose estimate of ``n_outputs`` values per row (a player's modes or a
+        pair's interactions) cannot fit in memory (``memory.check_fits``)."""
+        if self.players is None:
+            check_fits(self.n_players, n_outputs)
+        else:
+            k = len(self.players)
+            check_fits(k * (k - 1) // 2, n_outputs, "Shapley interactions", "pairs")
 
     @property
     def extendable(self) -> bool:
@@ -164,7 +276,14 @@ class RunPlan:
     def for_outputs(self, n_outputs: int) -> RunPlan:
         """The plan for values of ``n_outputs`` numbers per coalition: under ``auto``, permutation
         sampling instead of kernel when ``N x n_outputs > KERNEL_MAX_VALUES`` (the regression's
-        O(N x out) update per coalition would dominate)."""
+        O(N x out) update per coalition would dominate); for a sampled interaction run on an
+        evaluation cap, the samples that cap buys at the cost per sample of this output size.
+
+        Raises:
+            MSAInputError: an evaluation cap that buys fewer than ``MIN_SAMPLES`` samples.
+        """
+        if self.evaluation_cap is not None:
+            return replace(self, budget=self._samples_bought(n_outputs), evaluation_cap=None)
         if (
             self.requested == "auto"
             and self.target is None
@@ -179,6 +298,10 @@ class RunPlan:
     ) -> Estimator:
         """A fresh estimator of this plan for end values ``v_full``, ``v_empty`` (each ``[D]``, the
         flattened ``output_shape``), keeping the target's scores where the plan has one."""
+        if self.players is not None:
+            players = np.array(self.players, dtype=np.int64)
+            pairs = INTERACTION_ESTIMATORS[self.method]
+            return pairs(self.n_players, v_full, v_empty, self.seed, self.budget, players)
         estimator = self.estimator_class(
             self.n_players, v_full, v_empty, self.seed, self.budget - 2
         )
@@ -197,7 +320,26 @@ class RunPlan:
             "run.seed": np.array(self.seed),
             "run.budget": np.array(self.budget),
             **({} if self.target is None else {"run.target": np.array(self.target.to_json())}),
+            **({} if self.players is None else {"run.players": np.array(self.players)}),
         }
+
+    def _samples_bought(self, n_outputs: int) -> int:
+        """Samples of ``evaluation_cap`` evaluations at the cost per sample measured on the first
+        ``PROBE_SAMPLES`` of this plan's sampler (seeded: the same count on resume)."""
+        assert self.evaluation_cap is not None and self.players is not None
+        ends = np.zeros(n_outputs)
+        probe = SampledInteractions(
+            self.n_players, ends, ends, self.seed, PROBE_SAMPLES, np.array(self.players)
+        )
+        per_sample = probe.rows_per_sample()
+        samples = int((self.evaluation_cap - 2) // per_sample)
+        if samples < MIN_SAMPLES:
+            raise MSAInputError(
+                f"max_evaluations={self.evaluation_cap} buys {samples} samples of the "
+                f"{probe.n_pairs} pairs (about {per_sample:.0f} evaluations each); "
+                f"at least {MIN_SAMPLES} are needed"
+            )
+        return samples
 
     def state(
         self,
@@ -239,16 +381,10 @@ class RunPlan:
         summary = CheckpointSummary.of(state)
         plan = self.for_outputs(summary.v_full.size)
         saved, wanted = summary.plan, plan
-        if (saved.method, saved.n_players, saved.seed, saved.target) != (
-            wanted.method,
-            wanted.n_players,
-            wanted.seed,
-            wanted.target,
-        ):
+        if _identity(saved) != _identity(wanted):
             raise MSAInputError(
                 f"the checkpoint belongs to another run ({_describe(saved)}); this run is "
-                f"{{'method': {wanted.method!r}, 'n_players': {wanted.n_players}, "
-                f"'seed': {wanted.seed}, 'target': {_target_text(wanted)}}}"
+                f"{_describe(wanted, budget=False)}"
             )
         if saved.budget != wanted.budget and not (
             wanted.estimator_class.extendable and saved.budget < wanted.budget
@@ -295,6 +431,11 @@ class CheckpointSummary:
                 int(state["run.budget"]),
                 int(state["run.seed"]),
                 TopK.from_json(str(state["run.target"])) if "run.target" in state else None,
+                (
+                    tuple(int(unit) for unit in state["run.players"])
+                    if "run.players" in state
+                    else None
+                ),
             )
             return cls(
                 plan,
@@ -344,13 +485,19 @@ class CheckpointSummary:
         return value if value is not None and np.isfinite(value) else None
 
 
-def _describe(plan: RunPlan) -> dict[str, Any]:
+def _identity(plan: RunPlan) -> tuple[Any, ...]:
+    """What a checkpoint must share with a run to continue it (the budget aside)."""
+    return (plan.method, plan.n_players, plan.seed, plan.target, plan.players)
+
+
+def _describe(plan: RunPlan, budget: bool = True) -> dict[str, Any]:
     return {
         "method": plan.method,
         "n_players": plan.n_players,
         "seed": plan.seed,
-        "budget": plan.budget,
+        **({"budget": plan.budget} if budget else {}),
         "target": _target_text(plan),
+        **({} if plan.players is None else {"units": list(plan.players)}),
     }
 
 
@@ -358,31 +505,23 @@ def _target_text(plan: RunPlan) -> str | None:
     return None if plan.target is None else plan.target.to_json()
 
 
-def _resolve_method(
-    method: str, n: int, budget: int, n_permutations: Any, max_evaluations: Any
-) -> str:
+def _resolve_method(method: str, n: int, budget: int) -> str:
     if n == 1:
         return "exact"
     if method == "auto":
         return "exact" if n <= EXACT_MAX_PLAYERS and 2**n <= budget else BEST_SAMPLER
-    if method == "exact":
-        if n > EXACT_MAX_PLAYERS:
-            raise MSAInputError(
-                "method='exact' enumerates all 2^N coalitions and is limited to N <= "
-                f"{EXACT_MAX_PLAYERS} players; this game has {n}. Use a sampled method: "
-                f"{', '.join(SAMPLED_METHODS)} (or 'auto')"
-            )
-        if n_permutations is not None:
-            raise MSAInputError(
-                "n_permutations does not apply to method='exact'; give max_evaluations or neither"
-            )
-        if max_evaluations is not None and max_evaluations < 2**n:
-            raise MSAInputError(
-                f"method='exact' needs 2^{n} = {2**n} evaluations but "
-                f"max_evaluations={max_evaluations}; raise the budget or use a sampled method: "
-                f"{', '.join(SAMPLED_METHODS)}"
-            )
     return method
+
+
+def _sample_budget(n_samples: Any, max_evaluations: Any) -> int:
+    """Samples per pair asked for (default ``DEFAULT_SAMPLES``); both budgets checked."""
+    for name, value, least in (
+        ("n_samples", n_samples, MIN_SAMPLES),
+        ("max_evaluations", max_evaluations, 2),
+    ):
+        if value is not None and (not is_int(value) or value < least):
+            raise MSAInputError(f"{name} must be an integer >= {least} or None; got {value!r}")
+    return int(n_samples) if n_samples is not None else DEFAULT_SAMPLES
 
 
 def _check_budget(cls: type[Estimator], n: int, budget: int, n_permutations: Any) -> None:
