@@ -11,6 +11,7 @@ msa_core.errors.MSAInputError: workers must be a positive integer or None; got 0
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -74,3 +75,15 @@ def check_method(method: Any, allowed: tuple[str, ...] = METHODS) -> str:
     if not isinstance(method, str) or method not in allowed:
         raise MSAInputError(f"unknown method {method!r}; allowed: {', '.join(allowed)}")
     return method
+
+
+def check_known_fields(data: Mapping[str, object], allowed: Iterable[str], what: str) -> None:
+    """Refuse keys of ``data`` that are not ``allowed`` fields of a ``what`` (e.g. "run request").
+
+    Raises:
+        MSAInputError: naming the unknown fields and the allowed ones.
+    """
+    names = list(allowed)
+    unknown = set(data) - set(names)
+    if unknown:
+        raise MSAInputError(f"unknown {what} fields {sorted(unknown)}; allowed: {names}")

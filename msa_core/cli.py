@@ -404,8 +404,9 @@ def _top_k_line(result: ModesResult) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from msa_core.runs.execute import execute, fingerprint_of
+    from msa_core.runs.execute import execute
     from msa_core.runs.export import export
+    from msa_core.runs.prepared import PreparedRun
     from msa_core.runs.request import RunRequest
 
     if args.address and args.backend != "ray":
@@ -433,7 +434,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     request.check_names()  # from the model's card: before its weights and data load
     store = _store(args)
-    fingerprint = fingerprint_of(request)
+    prepared = PreparedRun.of(request)  # the model and its task, loaded once for the whole run
+    fingerprint = prepared.fingerprint
     stored_before = fingerprint in store
     if not stored_before and store.running(fingerprint):
         print(
@@ -443,7 +445,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     with _ProgressBar(disabled=args.quiet) as bar:
         result = execute(
-            request,
+            prepared,
             store,
             progress=bar.update,
             checkpoint_seconds=args.checkpoint_seconds,

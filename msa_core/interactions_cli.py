@@ -23,6 +23,7 @@ examples:
 def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     """Register the ``interactions`` subcommand on ``commands`` (argparse subparsers)."""
     from msa_core.cli import positive_number, seed_int, whole_number
+    from msa_core.names import INTERACTION_METHODS
 
     at_least_two = whole_number(2, "a whole number >= 2")
     positive_float = positive_number("a positive number")
@@ -54,7 +55,7 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
     parser.add_argument(
         "--method",
-        choices=("auto", "exact", "sampled"),
+        choices=INTERACTION_METHODS,
         default="auto",
         help="auto: exact when all 2^N coalitions fit the budget, else sampled",
     )

@@ -23,7 +23,9 @@ from msa_core.analysis.modes import ORDERS, available_views, heatmap_figure, vie
 from msa_core.analysis.ranking import STATISTIC, unit_ranking
 from msa_core.deployment import deployment
 from msa_core.interaction_result import InteractionResult
+from msa_core.names import INTERACTION_METHODS
 from msa_core.runs.interaction_runs import (
+    DEFAULT_COST,
     InteractionRequest,
     delete_interactions,
     list_interactions,
@@ -77,14 +79,14 @@ def launch_form(fingerprint: str, n_players: int) -> None:
             "Budget (x the run's evaluations)",
             min_value=0.0,  # 0 reaches the request and is refused there, with the reason shown
             # (below a minimum, the browser would silently keep the previous budget)
-            value=2.0,
+            value=DEFAULT_COST,
             step=0.5,
             key="ix_cost",
             help="The interaction run's evaluations as a multiple of the run's.",
         )
         method = right.selectbox(
             "Method",
-            ("auto", "exact", "sampled"),
+            INTERACTION_METHODS,
             key="ix_method",
             help="auto: exact when all 2^N coalitions fit the budget, else sampled.",
         )

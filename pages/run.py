@@ -11,6 +11,7 @@ import streamlit as st
 from msa_core import METHODS
 from msa_core.deployment import deployment
 from msa_core.errors import MSAInputError
+from msa_core.estimators.plan import uses_permutations
 from msa_core.runs import RunRequest, fingerprint_of
 from msa_core.runs.budget import format_bytes, plan_run
 from msa_core.zoo import HF_PREFIX, list_models
@@ -55,7 +56,7 @@ def unit_names(name: str, granularity: str) -> list[str]:
 
 def budget_problem(method: str, permutations: int) -> str | None:
     """Why the form's budget cannot run, in the form's words (None when it can)."""
-    if method != "exact" and permutations < 1:
+    if uses_permutations(method) and permutations < 1:
         return (
             "the budget is 0 permutations: set at least 1 (a permutation costs about one "
             "evaluation per unit; the paper used 1,000), or pick the method *exact*"
@@ -165,7 +166,7 @@ def launch_form(name: str) -> None:
                     output=output,
                     lesion=lesion,
                     method=method,
-                    n_permutations=int(permutations) if method != "exact" else None,
+                    n_permutations=int(permutations) if uses_permutations(method) else None,
                     max_evaluations=int(evaluations) or None,
                     seed=int(seed),
                     top_k=int(top_k) or None,

@@ -20,8 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from msa_core.errors import MSAInputError
-from msa_core.estimators.checkpoint import Checkpoint, State
+from msa_core.estimators.checkpoint import Checkpoint
 from msa_core.estimators.dispatch import (
     Started,
     check_known_fits,
@@ -35,6 +34,7 @@ from msa_core.estimators.pairs import (
     ExactInteractions,
     PairEstimator,
     SampledInteractions,
+    check_players,
     pair_weights,
 )
 from msa_core.estimators.plan import CheckpointSummary, RunPlan
@@ -48,6 +48,7 @@ __all__ = [
     "INTERACTION_METHODS",
     "ExactInteractions",
     "SampledInteractions",
+    "check_players",
     "interaction_modes",
     "pair_weights",
 ]
@@ -107,22 +108,49 @@ def interaction_modes(
     check_run_options(method, INTERACTION_METHODS, seed, batch_size, target_stderr, progress)
     where = resolve_backend(backend)
     played = where.game(game, n_players)
-    chosen = tuple(int(unit) for unit in check_players(players, played.n_players))
     plan = RunPlan.make_interactions(
-        method, played.n_players, chosen, n_samples, max_evaluations, seed
+        method, played.n_players, players, n_samples, max_evaluations, seed
     )
     check_known_fits(plan, played)
-    started = run_stages(
+    return run_interactions(
         plan,
         played,
         where,
         saved_resume(plan, checkpoint),
         batch_size,
-        target_stderr if plan.method == "sampled" else None,
+        target_stderr,
+        progress,
+        checkpoint,
+        wall_start,
+    )
+
+
+def run_interactions(
+    plan: RunPlan,
+    game: Game,
+    backend: Backend,
+    resume: tuple[RunPlan, CheckpointSummary] | None = None,
+    batch_size: int | None = None,
+    target_stderr: float | None = None,
+    progress: Progress | None = None,
+    checkpoint: Checkpoint | None = None,
+    wall_start: float | None = None,
+) -> InteractionResult:
+    """Start (or resume) a planned interaction run (``RunPlan.make_interactions``), play its
+    blocks and return its result: ``dispatch.run_plan`` for interactions (same arguments)."""
+    wall_start = time.perf_counter() if wall_start is None else wall_start
+    sampled = plan.method == "sampled"  # exact interactions have no error to stop on
+    started = run_stages(
+        plan,
+        game,
+        backend,
+        resume,
+        batch_size,
+        target_stderr if sampled else None,
         progress,
         checkpoint,
     )
-    return interaction_result(started, played, where, target_stderr, wall_start)
+    return interaction_result(started, game, backend, target_stderr, wall_start)
 
 
 def interaction_result(
@@ -158,43 +186,3 @@ def pair_matrix(pairs: np.ndarray, k: int, out: tuple[int, ...]) -> np.ndarray:
     rows, cols = np.triu_indices(k, 1)
     matrix[rows, cols] = matrix[cols, rows] = pairs
     return matrix.reshape(k, k, *out)
-
-
-def check_players(players: Sequence[int] | None, n_players: int) -> np.ndarray:
-    """``players`` as int64 ``[K]`` (K >= 2 distinct indices below N; default all N).
-
-    Raises:
-        MSAInputError: anything else.
-    """
-    if players is None:
-        chosen = np.arange(n_players)
-    else:
-        try:
-            chosen = np.asarray(players)
-        except (TypeError, ValueError) as err:
-            raise MSAInputError(f"players must be a list of unit indices; got {players!r}") from err
-        if chosen.ndim != 1 or chosen.dtype.kind not in "iu":
-            raise MSAInputError(
-                f"players must be a 1-D list of integer unit indices; got {players!r}"
-            )
-        chosen = chosen.astype(np.int64)
-    if (
-        len(chosen) < 2
-        or len(np.unique(chosen)) != len(chosen)
-        or chosen.min() < 0
-        or chosen.max() >= n_players
-    ):
-        raise MSAInputError(
-            f"players must be at least 2 distinct unit indices in 0..{n_players - 1}; "
-            f"got {chosen.tolist()}"
-        )
-    return chosen
-
-
-def checkpoint_max_stderr(state: State) -> float | None:
-    """Largest standard error of a saved interaction run (None before any sample).
-
-    Args:
-        state: a checkpoint state written by ``interaction_modes``.
-    """
-    return CheckpointSummary.of(state).max_stderr()

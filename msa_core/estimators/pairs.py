@@ -21,10 +21,12 @@ Blocks are fixed by the seed and block index, so batching never changes the resu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from math import comb
 
 import numpy as np
 
+from msa_core.errors import MSAInputError
 from msa_core.estimators.base import Estimator, RunningMoments, block_rng
 from msa_core.estimators.exact import EnumeratedBlocks
 
@@ -225,3 +227,34 @@ INTERACTION_ESTIMATORS: dict[str, type[PairEstimator]] = {
     "exact": ExactInteractions,
     "sampled": SampledInteractions,
 }
+
+
+def check_players(players: Sequence[int] | None, n_players: int) -> np.ndarray:
+    """``players`` as int64 ``[K]`` (K >= 2 distinct indices below N; default all N).
+
+    Raises:
+        MSAInputError: anything else.
+    """
+    if players is None:
+        chosen = np.arange(n_players)
+    else:
+        try:
+            chosen = np.asarray(players)
+        except (TypeError, ValueError) as err:
+            raise MSAInputError(f"players must be a list of unit indices; got {players!r}") from err
+        if chosen.ndim != 1 or chosen.dtype.kind not in "iu":
+            raise MSAInputError(
+                f"players must be a 1-D list of integer unit indices; got {players!r}"
+            )
+        chosen = chosen.astype(np.int64)
+    if (
+        len(chosen) < 2
+        or len(np.unique(chosen)) != len(chosen)
+        or chosen.min() < 0
+        or chosen.max() >= n_players
+    ):
+        raise MSAInputError(
+            f"players must be at least 2 distinct unit indices in 0..{n_players - 1}; "
+            f"got {chosen.tolist()}"
+        )
+    return chosen

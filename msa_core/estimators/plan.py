@@ -21,6 +21,7 @@ New estimators register in ``ESTIMATORS`` (one entry each).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -40,6 +41,7 @@ from msa_core.estimators.pairs import (
     MIN_SAMPLES,
     PROBE_SAMPLES,
     SampledInteractions,
+    check_players,
 )
 from msa_core.estimators.permutation import PermutationEstimator
 from msa_core.estimators.regression_adjusted import RegressionAdjustedEstimator
@@ -215,7 +217,7 @@ class RunPlan:
         cls,
         method: str,
         n_players: int,
-        players: tuple[int, ...],
+        players: Sequence[int] | None,
         n_samples: int | None,
         max_evaluations: int | None,
         seed: int,
@@ -226,16 +228,18 @@ class RunPlan:
             method: ``"auto"`` (exact when 2^N evaluations fit the budget, else sampled),
                 ``"exact"`` or ``"sampled"``.
             n_players: players N of the game.
-            players: the K units whose pairs are computed.
+            players: the K >= 2 distinct units whose pairs are computed (None: all N).
             n_samples, max_evaluations: the budget, as in ``interaction_modes``.
             seed: the estimator's seed.
 
         Raises:
-            MSAInputError: an unknown method, a bad budget, or exact beyond its limits.
+            MSAInputError: an unknown method, bad players, a bad budget, or exact beyond its
+                limits.
         """
         check_method(method, INTERACTION_METHODS)
+        units = tuple(int(unit) for unit in check_players(players, n_players))
         samples = _sample_budget(n_samples, max_evaluations)
-        k = len(players)
+        k = len(units)
         chosen = method
         if method == "auto":
             exact_fits = (
@@ -246,16 +250,23 @@ class RunPlan:
             chosen = "exact" if exact_fits else "sampled"
         if chosen == "exact":
             budget = exact_budget(n_players, None, max_evaluations, "method='sampled' (or 'auto')")
-            return cls(method, chosen, n_players, budget, seed, None, players)
+            return cls(method, chosen, n_players, budget, seed, None, units)
         if n_samples is None and max_evaluations is not None:
-            return cls(method, chosen, n_players, 0, seed, None, players, max_evaluations)
-        return cls(method, chosen, n_players, samples, seed, None, players)
+            return cls(method, chosen, n_players, 0, seed, None, units, max_evaluations)
+        return cls(method, chosen, n_players, samples, seed, None, units)
 
     @property
     def estimator_class(self) -> type[Estimator]:
         if self.players is None:
             return ESTIMATORS[self.method]
         return INTERACTION_ESTIMATORS[self.method]
+
+    @property
+    def evaluations(self) -> int | None:
+        """Evaluations the run may use, ends included: ``budget``, except for a sampled interaction
+        run, whose budget counts samples (None: a sample costs what its coalitions' overlap makes
+        it, known as the run goes)."""
+        return None if self.players is not None and self.method == "sampled" else self.budget
 
     def check_fits(self, n_outputs: int) -> None:
         """Refuse a run whose estimate of ``n_outputs`` values per row (a player's modes or a
@@ -462,7 +473,8 @@ class CheckpointSummary:
         Raises:
             MSAInputError: the state names an unknown method or its sums do not fit the estimator.
         """
-        if self.plan.method not in ESTIMATORS:
+        known = ESTIMATORS if self.plan.players is None else INTERACTION_ESTIMATORS
+        if self.plan.method not in known:
             raise MSAInputError(
                 f"the checkpoint was written by an unknown method {self.plan.method!r}"
             )

@@ -141,8 +141,8 @@ def plan_run(request: RunRequest, probe: Probe, memory_limit: int | None = None)
 
 def _evaluations(method: str, n: int, budget: int) -> int:
     """Evaluations the estimator really uses (a permutation run uses whole permutations only)."""
-    if method == "exact" or n == 1:
-        return 2**n
+    if method == "exact":  # one player included; its budget is every coalition (exact_budget)
+        return budget
     if method in ("permutation", "antithetic"):
         per_sample = ESTIMATORS[method].permutations_per_sample * (n - 1)  # type: ignore[attr-defined]
         return 2 + (budget - 2) // per_sample * per_sample

@@ -18,22 +18,22 @@ from msa_core.errors import MSAInputError
 from msa_core.estimators.checkpoint import State
 from msa_core.estimators.dispatch import run_plan
 from msa_core.estimators.plan import CheckpointSummary, RunPlan
-from msa_core.estimators.runner import Progress, resolve_backend
+from msa_core.estimators.runner import Progress
 from msa_core.result import ModesResult
 from msa_core.runs.budget import probe_game, progress_batch_size
 from msa_core.runs.preflight import check_run
+from msa_core.runs.prepared import PreparedRun
 from msa_core.runs.request import RunRequest
 from msa_core.runs.store import FULL_DISK_ADVICE, RunStore
 from msa_core.tasks import task_meta
-from msa_core.zoo.recipe import ZooGame
 
 DEFAULT_CHECKPOINT_SECONDS = 5.0
 PROGRESS_WRITE_SECONDS = 0.25  # progress records are written at most this often (and at the end)
 
 
 def fingerprint_of(request: RunRequest) -> str:
-    """The fingerprint of a request (loads its model, cached per process)."""
-    return request.fingerprint(request.load())
+    """The fingerprint of a request (loads its model, cached per process, and its task)."""
+    return PreparedRun.of(request).fingerprint
 
 
 def checkpoint_seconds_default() -> float:
@@ -130,7 +130,7 @@ class ProgressRecorder:
         self.fields.update(
             resumed_from=summary.used,
             done=summary.used,
-            total=summary.plan.budget,
+            total=summary.plan.evaluations,
             max_stderr=summary.max_stderr(),
         )
         self.estimating()
@@ -170,7 +170,7 @@ class ProgressRecorder:
 
 
 def execute(
-    request: RunRequest,
+    request: RunRequest | PreparedRun,
     store: RunStore,
     progress: Progress | None = None,
     checkpoint_seconds: float | None = None,
@@ -188,7 +188,8 @@ def execute(
     (its progress record says "failed").
 
     Args:
-        request: the run.
+        request: the run, or the run already prepared (``PreparedRun.of``: its model and task
+            loaded once, e.g. after the caller took its fingerprint).
         store: where results, checkpoints and progress records live.
         progress: ``progress(done, total)`` gets evaluations done and planned
             (``store.progress(fingerprint)`` has more).
@@ -206,9 +207,8 @@ def execute(
         MSAInputError: a request the model does not fit (unknown units or output, a budget too
         small).
     """
-    loaded = request.load()
-    request = request.resolved(loaded)
-    fingerprint = request.fingerprint(loaded)
+    prepared = request if isinstance(request, PreparedRun) else PreparedRun.of(request)
+    request, loaded, fingerprint = prepared.request, prepared.loaded, prepared.fingerprint
     result = store.get(fingerprint)
     if result is not None:
         return result
@@ -218,13 +218,12 @@ def execute(
         if result is not None:
             return result
         recorder = ProgressRecorder(store, fingerprint, progress, request)  # jobs wrote "queued"
-        recipe = ZooGame(request.model, request.units, request.output, request.lesion, request.task)
-        game = recipe.build()  # on the GPU when there is one
-        family = request.family().fingerprint(loaded)
-        exact = request.method == "exact"  # its own limit, N <= 20, is checked by the plan
-        check_run(game, 0 if exact else request.budget(game.n_players), store)  # before any record
-        with recorder.recording():
+        game = prepared.game()  # on the GPU when there is one
+        family = prepared.family
+        with recorder.recording():  # a request the game does not fit is recorded as failed
             plan = request.plan(game.n_players)
+        check_run(game, plan.budget, store)  # before any record
+        with recorder.recording():
             if plan.extendable:
                 store.seed_from_base(fingerprint, family, plan.budget)
             checkpoint = store.checkpoint(fingerprint, seconds, on_save=recorder.checkpointed)
@@ -239,10 +238,7 @@ def execute(
             batch = (
                 progress_batch_size(probe_game(game, 4, repeats=1)) if backend != "ray" else None
             )
-            where = resolve_backend(backend)
-            played = where.game(
-                recipe if backend == "ray" else game, None
-            )  # Ray workers build their own
+            where, played = prepared.on_backend(backend, game)  # Ray workers build their own
             result = run_plan(
                 plan,
                 played,

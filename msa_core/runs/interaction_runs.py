@@ -28,23 +28,20 @@ import numpy as np
 import torch
 
 from msa_core.analysis.interactions import DEFAULT_TOP, top_players
+from msa_core.checks import check_known_fields, check_method
 from msa_core.errors import MSAInputError
-from msa_core.estimators.checkpoint import State
-from msa_core.estimators.interactions import (
-    INTERACTION_METHODS,
-    checkpoint_max_stderr,
-    interaction_modes,
-)
-from msa_core.estimators.plan import CheckpointSummary
+from msa_core.estimators.interactions import run_interactions
+from msa_core.estimators.plan import RunPlan
 from msa_core.interaction_result import InteractionResult
+from msa_core.names import INTERACTION_METHODS
 from msa_core.result import ModesResult
-from msa_core.runs.execute import ProgressRecorder, checkpoint_seconds_default
+from msa_core.runs.execute import ProgressRecorder, checkpoint_seconds_default, resume_or_restart
 from msa_core.runs.export import already_exists, replacing
 from msa_core.runs.formats import NewerFormat, check_format
+from msa_core.runs.prepared import PreparedRun
 from msa_core.runs.request import RunRequest
 from msa_core.runs.store import INTERACTION_KEY, UNREADABLE, RunStore
 from msa_core.version import __version__
-from msa_core.zoo.recipe import ZooGame
 
 INTERACTION_FORMAT = 2  # bump when stored interaction entries change meaning
 KEY_PREFIX = INTERACTION_KEY  # the store owns its key layout
@@ -77,10 +74,7 @@ class InteractionRequest:
             )
         if isinstance(self.top, bool) or not isinstance(self.top, int) or self.top < 2:
             raise MSAInputError(f"top must be a whole number >= 2; got {self.top!r}")
-        if self.method not in INTERACTION_METHODS:
-            raise MSAInputError(
-                f"unknown method {self.method!r}; allowed: {', '.join(INTERACTION_METHODS)}"
-            )
+        check_method(self.method, INTERACTION_METHODS)
         if (
             isinstance(self.cost, bool)
             or not isinstance(self.cost, (int, float))
@@ -108,12 +102,7 @@ class InteractionRequest:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> InteractionRequest:
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise MSAInputError(
-                f"unknown interaction request fields {sorted(unknown)}; "
-                f"allowed: {list(cls.__dataclass_fields__)}"
-            )
+        check_known_fields(data, cls.__dataclass_fields__, "interaction request")
         return cls(**data)
 
     def plan(self, parent: ModesResult) -> tuple[np.ndarray, int | None, int | None]:
@@ -214,27 +203,18 @@ def resolve_interactions(store: RunStore, prefix: str) -> str:
     return matches[0]
 
 
-class InteractionProgress(ProgressRecorder):
-    """``ProgressRecorder`` for interaction runs (largest stderr read with their estimators)."""
-
-    def resumed_from_state(self, state: State) -> None:
-        """Note the checkpoint the run starts from."""
-        used = CheckpointSummary.of(state).used
-        self.fields.update(resumed_from=used, done=used, max_stderr=checkpoint_max_stderr(state))
-        self.write()
-
-    def checkpointed(self, state: State) -> None:
-        self.fields["max_stderr"] = checkpoint_max_stderr(state)
-        self.write()
-
-
 def execute_interactions(
     request: InteractionRequest,
     store: RunStore,
     progress: Progress | None = None,
     checkpoint_seconds: float | None = None,
+    backend: str | None = None,
 ) -> InteractionResult:
     """The result of ``request``: from the store at once, or computed with checkpoints and stored.
+
+    The run goes through the pipeline of ``runs.execute``: the parent's game built once
+    (``PreparedRun``: its model and task loaded once), its plan, a checkpoint that cannot continue
+    it dropped with a warning, the backend.
 
     Args:
         request: what to compute; its parent run must be in ``store``.
@@ -242,6 +222,8 @@ def execute_interactions(
         progress: ``progress(done, total)`` in evaluations.
         checkpoint_seconds: seconds of work between checkpoints (default
             ``$MSA_CHECKPOINT_SECONDS`` or 5).
+        backend: None / ``"local"``, or ``"ray"`` (the workers build the parent's game from its
+            recipe).
 
     Returns:
         ``InteractionResult`` ``[K, K, *out]``; its meta holds the parent, the request and the
@@ -261,25 +243,23 @@ def execute_interactions(
         result = stored_interactions(store, key)
         if result is not None:
             return result
-        run = RunRequest.from_dict(parent.meta["request"])
-        game = ZooGame(run.model, run.units, run.output, run.lesion, run.task).build()
-        recorder = InteractionProgress(store, key, progress)
-        checkpoint = store.checkpoint(key, seconds, on_save=recorder.checkpointed)
-        state = checkpoint.load()
-        if state is not None:
-            recorder.resumed_from_state(state)
-        else:
-            recorder.write()
+        prepared = PreparedRun.of(RunRequest.from_dict(parent.meta["request"]))
+        run, game = prepared.request, prepared.game()
+        recorder = ProgressRecorder(store, key, progress)
         with recorder.recording():
-            result = interaction_modes(
-                game,
-                players=players.tolist(),
-                method=request.method,
-                n_samples=n_samples,
-                max_evaluations=max_evaluations,
-                seed=request.seed,
-                progress=recorder,
-                checkpoint=checkpoint,
+            plan = RunPlan.make_interactions(
+                request.method, game.n_players, players, n_samples, max_evaluations, request.seed
+            )
+            checkpoint = store.checkpoint(key, seconds, on_save=recorder.checkpointed)
+            resume = resume_or_restart(plan, checkpoint.load())
+            if resume is None:
+                store.drop_checkpoint(key)
+                recorder.estimating(plan.evaluations)
+            else:
+                recorder.resumed(resume[1])
+            where, played = prepared.on_backend(backend, game)
+            result = run_interactions(
+                plan, played, where, resume, progress=recorder, checkpoint=checkpoint
             )
         result.meta.update(
             store_format=INTERACTION_FORMAT,

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from msa_core.checks import check_positive_int, check_seed
+from msa_core.checks import check_known_fields, check_method, check_positive_int, check_seed
 from msa_core.errors import MSAInputError
-from msa_core.estimators.plan import METHODS, RunPlan, evaluation_budget
+from msa_core.estimators.plan import RunPlan, request_budget
 from msa_core.estimators.stopping import TopK
 from msa_core.lesion.game import LESIONS
 from msa_core.lesion.inputs import Inputs
@@ -66,8 +66,7 @@ class RunRequest:
     def __post_init__(self) -> None:
         if self.lesion not in LESIONS:
             raise MSAInputError(f"unknown lesion {self.lesion!r}; allowed: {', '.join(LESIONS)}")
-        if self.method not in METHODS:
-            raise MSAInputError(f"unknown method {self.method!r}; allowed: {', '.join(METHODS)}")
+        check_method(self.method)
         for name in ("n_permutations", "max_evaluations"):
             check_positive_int(getattr(self, name), name, optional=True)
         check_seed(self.seed)
@@ -136,19 +135,14 @@ class RunRequest:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunRequest:
         """The request ``to_dict`` gave (unknown keys are an ``MSAInputError``)."""
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise MSAInputError(
-                f"unknown run request fields {sorted(unknown)}; "
-                f"allowed: {list(cls.__dataclass_fields__)}"
-            )
+        check_known_fields(data, cls.__dataclass_fields__, "run request")
         return cls(**data)
 
     def budget(self, n_players: int) -> int:
         """Evaluations the run may use, full and empty coalitions included, as ``shapley_modes``
-        counts them.
+        counts them (``plan.request_budget``: 2^N for exact).
         """
-        return evaluation_budget(n_players, self.n_permutations, self.max_evaluations)
+        return request_budget(self.method, n_players, self.n_permutations, self.max_evaluations)
 
     def plan(self, n_players: int) -> RunPlan:
         """The run plan of this request on a game of ``n_players`` (see ``RunPlan.make``; raises the

@@ -18,7 +18,7 @@ import torch
 
 from msa_core.games import GameFactory
 from msa_core.lesion import ModelGame
-from msa_core.zoo import load_model
+from msa_core.zoo import LoadedModel, load_model
 
 
 @dataclass
@@ -32,13 +32,19 @@ class ZooGame(GameFactory):
     lesion: str = "zero"
     task: str | None = None  # a task file or bundled task set (msa_core.tasks) for a language model
 
-    def build(self) -> ModelGame:
-        """The game, on this process's GPU when it has one (the cached model stays on the CPU)."""
-        loaded = load_model(self.name)
-        if self.task is not None:
-            from msa_core.zoo import scored_on
+    def build(self, loaded: LoadedModel | None = None) -> ModelGame:
+        """The game, on this process's GPU when it has one (the cached model stays on the CPU).
 
-            loaded = scored_on(loaded, self.task)
+        Args:
+            loaded: this recipe's model, already loaded and scored on its task (so the task is
+                parsed once per run: ``runs.prepared``); None loads both here (e.g. on a worker).
+        """
+        if loaded is None:
+            loaded = load_model(self.name)
+            if self.task is not None:
+                from msa_core.zoo import scored_on
+
+                loaded = scored_on(loaded, self.task)
         if torch.cuda.is_available():
             device = torch.device("cuda")
             loaded = replace(
