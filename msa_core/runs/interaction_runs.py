@@ -248,7 +248,12 @@ def execute_interactions(
         recorder = ProgressRecorder(store, key, progress)
         with recorder.recording():
             plan = RunPlan.make_interactions(
-                request.method, game.n_players, players, n_samples, max_evaluations, request.seed
+                request.method,
+                game.n_players,
+                players.tolist(),
+                n_samples,
+                max_evaluations,
+                request.seed,
             )
             checkpoint = store.checkpoint(key, seconds, on_save=recorder.checkpointed)
             resume = resume_or_restart(plan, checkpoint.load())
