@@ -23,7 +23,7 @@ import numpy as np
 from msa_core.backends.chunks import ChunkResult, chunk_bounds, evaluate_chunk, merge_delta
 from msa_core.errors import MSAInputError
 from msa_core.estimators.base import Estimator
-from msa_core.estimators.runner import Progress, Runner, Tally, TimedGame
+from msa_core.estimators.runner import Finished, Progress, Runner, Tally, TimedGame
 from msa_core.games import Game, GameFactory, as_game, values_as_array
 
 if TYPE_CHECKING:
@@ -327,14 +327,13 @@ class RayBlockRunner(Runner):
         pending = list(range(len(self.chunks)))  # a heap: the earliest chunk goes out first
         attempts = [0] * len(self.chunks)
         in_flight: dict[Any, tuple[int, Any]] = {}
-        done: dict[int, ChunkResult] = {}
-        merged = 0
-        while merged < len(self.chunks):
+        done: dict[int, ChunkResult] = {}  # by first block
+        while self.next_block < self.estimator.n_blocks:
             self._submit(pending, in_flight, plan)
             [ref], _ = ray.wait(list(in_flight), num_returns=1)
             index, actor = in_flight.pop(ref)
             try:
-                done[index] = ray.get(ref)
+                done[self.chunks[index][0]] = ray.get(ref)
             except ray.exceptions.RayTaskError as err:
                 raise worker_error(err) from err
             except lost as err:
@@ -348,13 +347,10 @@ class RayBlockRunner(Runner):
                 self.pool.retried_chunks += 1
                 heapq.heappush(pending, index)
                 continue
-            while merged in done:
-                self._merge(done.pop(merged))
-                merged += 1
-                if self._stop_now():
-                    # evaluated, not used
-                    tally.evaluated += sum(result.evaluated for result in done.values())
-                    return tally
+            if self._absorb_ready(lambda first: self._merged(done.pop(first, None))):
+                # evaluated, not used
+                tally.evaluated += sum(result.evaluated for result in done.values())
+                return tally
         return tally
 
     def _submit(self, pending: list[int], in_flight: dict[Any, tuple[int, Any]], plan: Any) -> None:
@@ -373,11 +369,14 @@ class RayBlockRunner(Runner):
                     in_flight[actor.run_chunk.remote(plan, first, stop)] = (index, actor)
                     load[id(actor)] += 1
 
-    def _merge(self, result: ChunkResult) -> None:
+    def _merged(self, result: ChunkResult | None) -> Finished | None:
+        """A finished chunk (None: not back yet), its evaluations counted and reported."""
+        if result is None:
+            return None
+
         def absorb() -> None:
             self.estimator.load_state_dict(merge_delta(self.estimator.state_dict(), result.delta))
 
         self.game.tally.evaluated += result.evaluated
-        self._commit(absorb, result.stop, result.evaluated, result.game_seconds)
         self._report()
-        self._maybe_save()
+        return Finished(absorb, result.stop, result.evaluated, result.game_seconds)

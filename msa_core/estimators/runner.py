@@ -60,6 +60,18 @@ class TimedGame:
         return values.reshape(coalitions.shape[0], -1)
 
 
+@dataclass
+class Finished:
+    """A finished unit of work (a block, or a chunk of blocks) ready to be absorbed: ``absorb()``
+    puts ``used`` evaluations (``game_seconds`` of game time not yet in the tally) into the
+    estimate, after which the run continues at block ``stop``."""
+
+    absorb: Callable[[], None]
+    stop: int
+    used: int
+    game_seconds: float = 0.0
+
+
 class Runner(ABC):
     """Plays an estimator's blocks on a game and absorbs them strictly in block order.
 
@@ -157,6 +169,21 @@ class Runner(ABC):
         self.next_block = next_block
         self._consistent = True
 
+    def _absorb_ready(self, finished: Callable[[int], Finished | None]) -> bool:
+        """The loop of every runner: absorb, in block order, each finished unit of work that
+        starts at ``next_block`` (``finished(next_block)``, None while it is not done), saving
+        when due and checking the stop rule after each.
+
+        Returns:
+            True when the stop rule ends the run.
+        """
+        while (unit := finished(self.next_block)) is not None:
+            self._commit(unit.absorb, unit.stop, unit.used, unit.game_seconds)
+            self._maybe_save()
+            if self._stop_now():
+                return True
+        return False
+
     def _report(self) -> None:
         if self.progress is not None:
             self.progress(self.game.tally.evaluated, self.total)
@@ -231,16 +258,16 @@ class BlockRunner(Runner):
             offset += rows.shape[0]
         self._queue, self._queued = [], 0
         self._report()
-        while self._missing.get(self.next_block) == 0:
-            k = self.next_block
-            parts = self._parts[k]
-            values = np.concatenate(parts) if len(parts) > 1 else parts[0]
-            self._commit(partial(self.estimator.absorb, k, values), k + 1, values.shape[0])
-            del self._parts[k], self._missing[k]
-            self._maybe_save()
-            if self._stop_now():
-                return True
-        return False
+        return self._absorb_ready(self._finished_block)
+
+    def _finished_block(self, k: int) -> Finished | None:
+        """Block ``k`` once all its rows are evaluated (its values taken off the queue's parts)."""
+        if self._missing.get(k) != 0:
+            return None
+        parts = self._parts.pop(k)
+        del self._missing[k]
+        values = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        return Finished(partial(self.estimator.absorb, k, values), k + 1, values.shape[0])
 
 
 class Backend(Protocol):
