@@ -11,6 +11,7 @@ import torch
 
 from msa_core import FileCheckpoint, MSAInputError, UnanimityGame, shapley_modes
 from msa_core.backends import GameFactory, RayBackend
+from msa_core.estimators.interactions import interaction_modes
 from msa_core.lesion import ModelGame
 from msa_core.units import Experts
 from msa_core.zoo import load_model
@@ -133,6 +134,39 @@ def test_expert_game_on_ray_equals_the_local_run(ray_session):
     )
     assert remote.meta["backend"]["workers"] == 1
     assert_same_result(remote, local, rtol=1e-4, atol=1e-5 * np.abs(local.modes).max())
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(method="exact"), dict(method="sampled", n_samples=120)],
+    ids=["exact", "sampled"],
+)
+def test_interaction_run_on_ray_equals_the_local_run_and_a_local_run_resumes_its_checkpoint(
+    ray_session, tmp_path, kwargs
+):
+    """Pairs among 5 of 9 units: exact (2 blocks of 256 coalitions) and sampled (5 blocks of 25
+    samples), one block a chunk. Chunks are merged in order, so only the order of float additions
+    differs from the local run."""
+    game = UnanimityGame.random(9, 25, 4, output_shape=(3,), seed=6)
+    kwargs = dict(players=[0, 2, 3, 5, 8], seed=4, **kwargs)
+    local = interaction_modes(game, **kwargs)
+    checkpoint = FileCheckpoint(tmp_path / "ix.npz", every_seconds=0.0)
+    remote = interaction_modes(
+        game, backend=RayBackend(workers=2, blocks_per_chunk=1), checkpoint=checkpoint, **kwargs
+    )
+    assert remote.meta["backend"]["workers"] == 2 and remote.meta["method"] == kwargs["method"]
+    assert_same_interactions(remote, local)
+    # saved before the last chunk, in the local format: a local run resumes it to the local result
+    assert 0 < int(checkpoint.load()["run.next_block"])
+    assert_same_interactions(interaction_modes(game, checkpoint=checkpoint, **kwargs), local)
+
+
+def assert_same_interactions(got, want):
+    scale = np.abs(want.interactions).max()
+    np.testing.assert_allclose(got.interactions, want.interactions, rtol=1e-9, atol=1e-12 * scale)
+    np.testing.assert_allclose(got.stderr, want.stderr, rtol=1e-9, atol=1e-12 * scale)
+    assert (got.n_evaluations, got.n_samples) == (want.n_evaluations, want.n_samples)
+    assert got.player_names == want.player_names
 
 
 def test_a_killed_actor_changes_nothing_and_target_stderr_stops_where_a_local_run_does(ray_session):

@@ -243,3 +243,33 @@ def test_stderr_of_the_sum_over_outputs_is_calibrated():
     )
     exact = interaction_modes(game, n_players=n, method="exact")
     assert exact.summed_stderr.shape == (n, n) and np.all(exact.summed_stderr == 0)
+
+
+class CountedAdditiveGame(AdditiveGame):
+    """An additive game that tells its output shape before any call and counts its calls."""
+
+    calls = 0
+
+    def evaluate(self, coalitions):
+        self.calls += 1
+        return super().evaluate(coalitions)
+
+
+def test_an_interaction_run_that_cannot_fit_in_memory_is_refused_before_any_evaluation(
+    monkeypatch,
+):
+    """45 pairs x 1000 outputs need 45 x 1000 x 24 bytes (three float64 arrays a row); the modes
+    of the same 10 players need 10 x 1000 x 24. With 0.5 MB free only the modes fit."""
+    import msa_core.memory
+
+    monkeypatch.setattr(msa_core.memory, "available_bytes", lambda: 500_000)
+    game = CountedAdditiveGame(np.ones((10, 1000)))
+    with pytest.raises(MSAInputError, match="Shapley interactions of 45 pairs x 1,000 output"):
+        interaction_modes(game, method="sampled", n_samples=10)
+    assert game.calls == 0  # the game tells its output shape: refused before any evaluation
+    few = interaction_modes(game, players=[0, 1, 2], method="sampled", n_samples=10)
+    assert few.interactions.shape == (3, 3, 1000)  # 3 pairs fit
+    blind = CountingGame(lambda c: np.ones((c.shape[0], 1000)))  # its shape is known from the ends
+    with pytest.raises(MSAInputError, match="45 pairs"):
+        interaction_modes(blind, n_players=10, method="sampled", n_samples=10)
+    assert len(blind.calls) == 1 and blind.rows.shape[0] == 2  # the full and empty coalitions only
