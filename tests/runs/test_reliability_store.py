@@ -235,13 +235,21 @@ def test_2_runs_stopped_by_a_real_signal_at_many_times_resume_to_the_uninterrupt
 
 
 # -- (1) interaction runs score the parent's task --------------------------------------------------
-def test_1_an_interaction_run_of_a_task_run_scores_that_task(tmp_path, store):
+def test_1_an_interaction_run_of_a_task_run_scores_that_task(tmp_path, store, monkeypatch):
     """A task run of a tiny Llama checkpoint, then its interactions: the same task (values and
-    shape of the parent's task outputs), not the checkpoint's default output."""
+    shape of the parent's task outputs), not the checkpoint's default output. Each run parses and
+    tokenises its task once (``runs.prepared``: fingerprint and game from one load)."""
     from test_tasks import ROWS, tiny_llama, word_tokenizer
 
+    import msa_core.tasks
     from msa_core.runs.interaction_runs import InteractionRequest, execute_interactions
     from msa_core.tasks import task_from_rows
+
+    parses = []
+    load_task = msa_core.tasks.load_task
+    monkeypatch.setattr(
+        msa_core.tasks, "load_task", lambda task: parses.append(task) or load_task(task)
+    )
 
     folder = tmp_path / "tiny-llama"
     tiny_llama().save_pretrained(folder)
@@ -251,9 +259,11 @@ def test_1_an_interaction_run_of_a_task_run_scores_that_task(tmp_path, store):
     run = RunRequest(model=f"hf:{folder}", units="attention blocks", task=str(task), method="exact")
     parent = execute(run, store)
     assert parent.meta["request"]["output"] == "task_logprob"
+    assert len(parses) == 1
     pairs = execute_interactions(
         InteractionRequest(parent=parent.meta["fingerprint"], top=2, method="exact"), store
     )
+    assert len(parses) == 2
     assert pairs.output_shape == parent.output_shape == (len(ROWS),)
     np.testing.assert_array_equal(pairs.v_full, parent.v_full)
     np.testing.assert_array_equal(pairs.v_empty, parent.v_empty)
