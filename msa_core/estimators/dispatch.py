@@ -6,16 +6,17 @@ last step, the result, differ. The stages are separate functions so that a calle
 checkpoint policy (``runs.execute``) composes them without repeating any: ``check_run_options``,
 ``RunPlan.make`` / ``RunPlan.make_interactions`` (plan), ``check_known_fits`` (memory, before any
 evaluation), ``saved_resume`` / ``RunPlan.resume`` (whether a saved state continues this run),
-``run_stages`` (start or resume -> play), then ``modes_result`` (``run_plan`` does all of these
-after the plan) or ``interactions.interaction_result``.
+``run_plan`` (start or resume -> play -> ``finish``: ``modes_result`` or
+``interactions.interaction_result``); ``run_request`` chains them for both entry points.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -111,35 +112,31 @@ def shapley_modes(
     [3.0, 3.0, 3.0]
     """
     wall_start = time.perf_counter()
-    check_run_options(method, METHODS, seed, batch_size, target_stderr, progress)
+    options = Play(batch_size, target_stderr, progress, checkpoint)
+    check_run_options(method, METHODS, seed, options)
     if target is not None and not isinstance(target, TopK):
         raise MSAInputError(f"target must be a TopK(k, ...) or None; got {target!r}")
     where = resolve_backend(backend)
-    check_target_backend(target, where)
-    played = where.game(game, n_players)
-    plan = RunPlan.make(method, played.n_players, n_permutations, max_evaluations, seed, target)
-    check_known_fits(plan, played)
-    return run_plan(
-        plan,
-        played,
-        where,
-        saved_resume(plan, checkpoint),
-        batch_size,
-        target_stderr,
-        progress,
-        checkpoint,
-        wall_start,
-    )
+    check_target_backend(target, where)  # before a Ray backend starts its workers
+
+    def plan(n: int) -> RunPlan:
+        return RunPlan.make(method, n, n_permutations, max_evaluations, seed, target)
+
+    return run_request(game, n_players, where, plan, modes_result, options, wall_start)
 
 
-def check_run_options(
-    method: Any,
-    methods: tuple[str, ...],
-    seed: Any,
-    batch_size: Any,
-    target_stderr: Any,
-    progress: Any,
-) -> None:
+@dataclass(frozen=True)
+class Play:
+    """How a run of either kind is played, not what it computes (as in ``shapley_modes``):
+    coalitions per game call, early stop, progress callback, checkpoint."""
+
+    batch_size: int | None = None
+    target_stderr: float | None = None
+    progress: Progress | None = None
+    checkpoint: Checkpoint | None = None
+
+
+def check_run_options(method: Any, methods: tuple[str, ...], seed: Any, options: Play) -> None:
     """Refuse bad options of a run (``methods``: those of its kind) before any game is built or
     called.
 
@@ -148,14 +145,17 @@ def check_run_options(
     """
     check_method(method, methods)
     check_seed(seed)
-    check_positive_int(batch_size, "batch_size", " (coalitions per game call)", optional=True)
+    check_positive_int(
+        options.batch_size, "batch_size", " (coalitions per game call)", optional=True
+    )
+    target_stderr = options.target_stderr
     if target_stderr is not None and not (
         isinstance(target_stderr, (int, float)) and target_stderr > 0
     ):
         raise MSAInputError(
             f"target_stderr must be a positive number or None; got {target_stderr!r}"
         )
-    if progress is not None and not callable(progress):
+    if options.progress is not None and not callable(options.progress):
         raise MSAInputError("progress must be a callable progress(done, total) or None")
 
 
@@ -201,54 +201,70 @@ class Started:
     start_block: int
 
 
+R = TypeVar("R")
+# the last stage, the result of a played run: (played run, game, backend, target_stderr, wall_start)
+Finish = Callable[[Started, Game, Backend, "float | None", float], R]
+
+
+def run_request(
+    game: Any,
+    n_players: int | None,
+    backend: Any,
+    make_plan: Callable[[int], RunPlan],
+    finish: Finish[R],
+    options: Play,
+    wall_start: float,
+) -> R:
+    """The pipeline of both kinds of run, after their options are checked: the game on its
+    backend, the plan (``make_plan(n_players)``), the memory check, resume from the checkpoint,
+    ``run_plan``.
+
+    Args:
+        game, n_players, backend: as in ``shapley_modes``.
+        make_plan: the run's plan for the game's number of players (``RunPlan.make`` or
+            ``RunPlan.make_interactions``).
+        finish: the result of the played run (``modes_result`` or ``interaction_result``).
+        options: how to play it (checked by ``check_run_options``).
+        wall_start: ``time.perf_counter()`` when the request began.
+    """
+    where = resolve_backend(backend)
+    played = where.game(game, n_players)
+    plan = make_plan(played.n_players)
+    check_known_fits(plan, played)
+    resume = saved_resume(plan, options.checkpoint)
+    return run_plan(plan, played, where, finish, resume, options, wall_start)
+
+
 def run_plan(
     plan: RunPlan,
     game: Game,
     backend: Backend,
+    finish: Finish[R],
     resume: tuple[RunPlan, CheckpointSummary] | None = None,
-    batch_size: int | None = None,
-    target_stderr: float | None = None,
-    progress: Progress | None = None,
-    checkpoint: Checkpoint | None = None,
+    options: Play = Play(),
     wall_start: float | None = None,
-) -> ModesResult:
-    """Start (or resume) a planned run, play its blocks and return its result.
+) -> R:
+    """Start (or resume) a planned run of either kind, play its blocks and return its result.
 
     Args:
-        plan: from ``RunPlan.make`` for ``game``'s players.
+        plan: from ``RunPlan.make`` (or ``make_interactions``) for ``game``'s players.
         game: the game as ``backend`` plays it (``backend.game(...)``).
         backend: where the blocks are played.
+        finish: the result of the played run: ``modes_result`` (a ``ModesResult``) or
+            ``interactions.interaction_result`` (an ``InteractionResult``).
         resume: ``plan.resume(state)`` of a checked saved state, or None to start afresh.
-        batch_size, target_stderr, progress, checkpoint: as in ``shapley_modes`` (checked there).
+        options: how to play it (checked where the request came in).
         wall_start: ``time.perf_counter()`` when the request began (default: now).
 
     Returns:
-        The run's ``ModesResult`` (see ``shapley_modes``).
+        ``finish``'s result.
     """
     wall_start = time.perf_counter() if wall_start is None else wall_start
-    started = run_stages(
-        plan, game, backend, resume, batch_size, target_stderr, progress, checkpoint
-    )
-    return modes_result(started, game, backend, target_stderr, wall_start)
-
-
-def run_stages(
-    plan: RunPlan,
-    game: Game,
-    backend: Backend,
-    resume: tuple[RunPlan, CheckpointSummary] | None,
-    batch_size: int | None,
-    target_stderr: float | None,
-    progress: Progress | None,
-    checkpoint: Checkpoint | None,
-) -> Started:
-    """Start (or resume) a planned run of either kind and play its blocks (arguments as
-    ``run_plan``'s); the played run, ready for its result."""
     check_target_backend(plan.target, backend)
-    started = start_or_resume(plan, TimedGame(game), resume, batch_size)
+    started = start_or_resume(plan, TimedGame(game), resume, options.batch_size)
     if started.estimator is not None:
-        play(started, backend, batch_size, target_stderr, progress, checkpoint)
-    return started
+        play(started, backend, options)
+    return finish(started, game, backend, options.target_stderr, wall_start)
 
 
 def start_or_resume(
@@ -286,22 +302,17 @@ def start_or_resume(
     )
 
 
-def play(
-    started: Started,
-    backend: Backend,
-    batch_size: int | None,
-    target_stderr: float | None,
-    progress: Progress | None,
-    checkpoint: Checkpoint | None,
-) -> None:
-    """Play the run's blocks on ``backend``'s runner, saving to ``checkpoint`` as it goes."""
+def play(started: Started, backend: Backend, options: Play) -> None:
+    """Play the run's blocks on ``backend``'s runner, saving to ``options.checkpoint`` as it
+    goes."""
     plan, timed, estimator = started.plan, started.timed, started.estimator
     assert estimator is not None
     assert timed.output_shape is not None
 
     def save(next_block: int) -> None:
-        assert checkpoint is not None and timed.output_shape is not None
-        checkpoint.save(
+        assert timed.output_shape is not None
+        assert options.checkpoint is not None
+        options.checkpoint.save(
             plan.state(
                 estimator,
                 next_block,
@@ -312,20 +323,20 @@ def play(
             )
         )
 
-    rows = batch_size or int(np.clip(BATCH_VALUES // started.v_full.size, 1, 1024))
+    rows = options.batch_size or int(np.clip(BATCH_VALUES // started.v_full.size, 1, 1024))
     passes = getattr(timed.game, "coalitions_per_pass", None)
-    if batch_size is None and isinstance(passes, int):
+    if options.batch_size is None and isinstance(passes, int):
         # a model whose passes hold few coalitions (an LLM: one) reports progress every few passes
         rows = min(rows, max(PROGRESS_PASSES, passes))
     backend.runner()(
         timed,
         estimator,
         rows,
-        stop_rule(target_stderr, plan.target),
-        progress,
+        stop_rule(options.target_stderr, plan.target),
+        options.progress,
         start_block=started.start_block,
-        save=save if checkpoint is not None else None,
-        save_seconds=checkpoint.every_seconds if checkpoint is not None else 0.0,
+        save=save if options.checkpoint is not None else None,
+        save_seconds=options.checkpoint.every_seconds if options.checkpoint is not None else 0.0,
     ).run()
 
 

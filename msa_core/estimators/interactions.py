@@ -22,12 +22,11 @@ import numpy as np
 
 from msa_core.estimators.checkpoint import Checkpoint
 from msa_core.estimators.dispatch import (
+    Play,
     Started,
-    check_known_fits,
     check_run_options,
     run_meta,
-    run_stages,
-    saved_resume,
+    run_request,
 )
 from msa_core.estimators.pairs import (
     INTERACTION_ESTIMATORS,
@@ -37,8 +36,8 @@ from msa_core.estimators.pairs import (
     check_players,
     pair_weights,
 )
-from msa_core.estimators.plan import CheckpointSummary, RunPlan
-from msa_core.estimators.runner import Backend, Progress, resolve_backend
+from msa_core.estimators.plan import RunPlan
+from msa_core.estimators.runner import Backend, Progress
 from msa_core.games import Game
 from msa_core.interaction_result import InteractionResult
 from msa_core.names import INTERACTION_METHODS
@@ -105,52 +104,13 @@ def interaction_modes(
     [2.0]
     """
     wall_start = time.perf_counter()
-    check_run_options(method, INTERACTION_METHODS, seed, batch_size, target_stderr, progress)
-    where = resolve_backend(backend)
-    played = where.game(game, n_players)
-    plan = RunPlan.make_interactions(
-        method, played.n_players, players, n_samples, max_evaluations, seed
-    )
-    check_known_fits(plan, played)
-    return run_interactions(
-        plan,
-        played,
-        where,
-        saved_resume(plan, checkpoint),
-        batch_size,
-        target_stderr,
-        progress,
-        checkpoint,
-        wall_start,
-    )
+    options = Play(batch_size, target_stderr, progress, checkpoint)
+    check_run_options(method, INTERACTION_METHODS, seed, options)
 
+    def plan(n: int) -> RunPlan:
+        return RunPlan.make_interactions(method, n, players, n_samples, max_evaluations, seed)
 
-def run_interactions(
-    plan: RunPlan,
-    game: Game,
-    backend: Backend,
-    resume: tuple[RunPlan, CheckpointSummary] | None = None,
-    batch_size: int | None = None,
-    target_stderr: float | None = None,
-    progress: Progress | None = None,
-    checkpoint: Checkpoint | None = None,
-    wall_start: float | None = None,
-) -> InteractionResult:
-    """Start (or resume) a planned interaction run (``RunPlan.make_interactions``), play its
-    blocks and return its result: ``dispatch.run_plan`` for interactions (same arguments)."""
-    wall_start = time.perf_counter() if wall_start is None else wall_start
-    sampled = plan.method == "sampled"  # exact interactions have no error to stop on
-    started = run_stages(
-        plan,
-        game,
-        backend,
-        resume,
-        batch_size,
-        target_stderr if sampled else None,
-        progress,
-        checkpoint,
-    )
-    return interaction_result(started, game, backend, target_stderr, wall_start)
+    return run_request(game, n_players, backend, plan, interaction_result, options, wall_start)
 
 
 def interaction_result(

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from msa_core.errors import MSAInputError
-from msa_core.estimators.checkpoint import State
-from msa_core.estimators.dispatch import run_plan
+from msa_core.estimators.checkpoint import Checkpoint, State
+from msa_core.estimators.dispatch import Play, modes_result, run_plan
 from msa_core.estimators.plan import CheckpointSummary, RunPlan
 from msa_core.estimators.runner import Progress
 from msa_core.result import ModesResult
@@ -75,6 +75,22 @@ def resume_or_restart(
         )
         return None
     return resume
+
+
+def stored_resume(
+    store: RunStore, key: str, plan: RunPlan, seconds: float, recorder: ProgressRecorder
+) -> tuple[Checkpoint, tuple[RunPlan, CheckpointSummary] | None]:
+    """The store's checkpoint of run ``key`` (saved every ``seconds``, each save noted by
+    ``recorder``) and where the run resumes from it (``resume_or_restart``; None: it starts afresh,
+    its unusable checkpoint dropped), noted in the progress record."""
+    checkpoint = store.checkpoint(key, seconds, on_save=recorder.checkpointed)
+    resume = resume_or_restart(plan, checkpoint.load())
+    if resume is None:
+        store.drop_checkpoint(key)
+        recorder.estimating(plan.evaluations)
+    else:
+        recorder.resumed(resume[1])
+    return checkpoint, resume
 
 
 class ProgressRecorder:
@@ -226,29 +242,15 @@ def execute(
         with recorder.recording():
             if plan.extendable:
                 store.seed_from_base(fingerprint, family, plan.budget)
-            checkpoint = store.checkpoint(fingerprint, seconds, on_save=recorder.checkpointed)
-            resume = resume_or_restart(plan, checkpoint.load())
-            if resume is None:
-                store.drop_checkpoint(fingerprint)
-                recorder.estimating(plan.budget)
-            else:
-                recorder.resumed(resume[1])
+            checkpoint, resume = stored_resume(store, fingerprint, plan, seconds, recorder)
             wall_start = time.perf_counter()
             # game calls of about a second each, so progress is reported that often (same results)
             batch = (
                 progress_batch_size(probe_game(game, 4, repeats=1)) if backend != "ray" else None
             )
             where, played = prepared.on_backend(backend, game)  # Ray workers build their own
-            result = run_plan(
-                plan,
-                played,
-                where,
-                resume,
-                batch_size=batch,
-                progress=recorder,
-                checkpoint=checkpoint,
-                wall_start=wall_start,
-            )
+            options = Play(batch, progress=recorder, checkpoint=checkpoint)
+            result = run_plan(plan, played, where, modes_result, resume, options, wall_start)
         result.meta.update(
             model=request.model,
             model_digest=loaded.digest,

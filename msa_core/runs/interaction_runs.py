@@ -30,12 +30,13 @@ import torch
 from msa_core.analysis.interactions import DEFAULT_TOP, top_players
 from msa_core.checks import check_known_fields, check_method
 from msa_core.errors import MSAInputError
-from msa_core.estimators.interactions import run_interactions
+from msa_core.estimators.dispatch import Play, run_plan
+from msa_core.estimators.interactions import interaction_result
 from msa_core.estimators.plan import RunPlan
 from msa_core.interaction_result import InteractionResult
 from msa_core.names import INTERACTION_METHODS
 from msa_core.result import ModesResult
-from msa_core.runs.execute import ProgressRecorder, checkpoint_seconds_default, resume_or_restart
+from msa_core.runs.execute import ProgressRecorder, checkpoint_seconds_default, stored_resume
 from msa_core.runs.export import already_exists, replacing
 from msa_core.runs.formats import NewerFormat, check_format
 from msa_core.runs.prepared import PreparedRun
@@ -255,17 +256,10 @@ def execute_interactions(
                 max_evaluations,
                 request.seed,
             )
-            checkpoint = store.checkpoint(key, seconds, on_save=recorder.checkpointed)
-            resume = resume_or_restart(plan, checkpoint.load())
-            if resume is None:
-                store.drop_checkpoint(key)
-                recorder.estimating(plan.evaluations)
-            else:
-                recorder.resumed(resume[1])
+            checkpoint, resume = stored_resume(store, key, plan, seconds, recorder)
             where, played = prepared.on_backend(backend, game)
-            result = run_interactions(
-                plan, played, where, resume, progress=recorder, checkpoint=checkpoint
-            )
+            options = Play(progress=recorder, checkpoint=checkpoint)
+            result = run_plan(plan, played, where, interaction_result, resume, options)
         result.meta.update(
             store_format=INTERACTION_FORMAT,
             key=key,
