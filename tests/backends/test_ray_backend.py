@@ -161,6 +161,24 @@ def test_interaction_run_on_ray_equals_the_local_run_and_a_local_run_resumes_its
     assert_same_interactions(interaction_modes(game, checkpoint=checkpoint, **kwargs), local)
 
 
+@pytest.mark.slow  # 7 s (two parent runs, workers loading the MLP); CI runs the fast variant above
+def test_stored_interaction_run_on_ray_equals_the_local_one(ray_session, tmp_path):
+    """``execute_interactions(backend="ray")``: the workers build the parent run's game from its
+    recipe (``PreparedRun.recipe``); the stored result is the local one."""
+    from msa_core.runs import RunRequest, RunStore, execute
+    from msa_core.runs.interaction_runs import InteractionRequest, execute_interactions
+
+    results = []
+    for backend in (None, "ray"):
+        store = RunStore(tmp_path / str(backend))
+        run = execute(RunRequest(MLP, method="permutation", n_permutations=2), store)
+        request = InteractionRequest(run.meta["fingerprint"], top=4, n_samples=12, seed=1)
+        results.append(execute_interactions(request, store, backend=backend))
+    local, remote = results
+    assert remote.meta["backend"]["name"] == "ray" and "backend" not in local.meta
+    assert_same_interactions(remote, local)
+
+
 def assert_same_interactions(got, want):
     scale = np.abs(want.interactions).max()
     np.testing.assert_allclose(got.interactions, want.interactions, rtol=1e-9, atol=1e-12 * scale)
