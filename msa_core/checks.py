@@ -66,7 +66,7 @@ def check_seed(seed: Any) -> int:
     return int(seed)
 
 
-def check_method(method: Any, allowed: tuple[str, ...] = METHODS) -> str:
+def check_method(method: object, allowed: tuple[str, ...] = METHODS) -> str:
     """``method`` when it is one of ``allowed`` (default: the estimators of modes, ``METHODS``).
 
     Raises:

@@ -136,7 +136,7 @@ class Play:
     checkpoint: Checkpoint | None = None
 
 
-def check_run_options(method: Any, methods: tuple[str, ...], seed: Any, options: Play) -> None:
+def check_run_options(method: str, methods: tuple[str, ...], seed: int, options: Play) -> None:
     """Refuse bad options of a run (``methods``: those of its kind) before any game is built or
     called.
 
@@ -207,9 +207,9 @@ Finish = Callable[[Started, Game, Backend, "float | None", float], R]
 
 
 def run_request(
-    game: Any,
+    game: object,
     n_players: int | None,
-    backend: Any,
+    backend: object,
     make_plan: Callable[[int], RunPlan],
     finish: Finish[R],
     options: Play,

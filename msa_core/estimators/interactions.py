@@ -65,7 +65,7 @@ def interaction_modes(
     target_stderr: float | None = None,
     progress: Progress | None = None,
     checkpoint: Checkpoint | None = None,
-    backend: Any = None,
+    backend: object = None,
 ) -> InteractionResult:
     """Pairwise Shapley interaction modes of the pairs among ``players`` of a vector-valued game.
 

@@ -87,7 +87,9 @@ def uses_permutations(method: str) -> bool:
     return method != "exact"
 
 
-def exact_budget(n: int, n_permutations: Any, max_evaluations: Any, instead: str) -> int:
+def exact_budget(
+    n: int, n_permutations: int | None, max_evaluations: int | None, instead: str
+) -> int:
     """The exact method's budget, 2^N evaluations (every coalition), once it may run.
 
     Args:
@@ -116,7 +118,9 @@ def exact_budget(n: int, n_permutations: Any, max_evaluations: Any, instead: str
     return 2**n
 
 
-def request_budget(method: str, n: int, n_permutations: Any, max_evaluations: Any) -> int:
+def request_budget(
+    method: str, n: int, n_permutations: int | None, max_evaluations: int | None
+) -> int:
     """Evaluations a request of ``method`` may use, ends included, as its plan counts them: 2^N for
     exact, else ``evaluation_budget`` (the method's own limits are ``RunPlan.make``'s to check)."""
     if uses_permutations(method):
