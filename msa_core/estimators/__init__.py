@@ -1,8 +1,10 @@
 """Estimators of Shapley modes behind one entry point, ``shapley_modes``.
 
-Modules: ``dispatch`` (``shapley_modes`` and its stages), ``plan`` (method, budget, estimator class,
-checkpoint states), ``runner`` (runners and backends), ``checkpoint`` (where states are kept),
-``base`` (the estimator block protocol) and one module per estimator.
+Modules: ``dispatch`` (the run pipeline: ``shapley_modes`` and its stages), ``interactions``
+(``interaction_modes``, the same pipeline with pairs), ``plan`` (method, budget, estimator class,
+checkpoint states, of both kinds), ``runner`` (runners and backends), ``checkpoint`` (where states
+are kept), ``base`` (the estimator block protocol), one module per estimator and ``pairs`` (the
+interaction estimators).
 """
 
 from msa_core.estimators.dispatch import shapley_modes
