@@ -155,7 +155,8 @@ class RunPlan:
 
     ``requested`` is the method asked for (``"auto"`` allowed), ``method`` the estimator that runs
     (never ``"auto"``); ``budget`` counts evaluations with the full and empty coalitions (``2^N``
-    for exact).
+    for exact), except for a sampled interaction run, where it counts samples (``evaluations``).
+    An interaction run (``make_interactions``) has ``players``; a run of modes has None.
     """
 
     requested: str
@@ -210,7 +211,7 @@ class RunPlan:
                     f"{', '.join(TARGET_METHODS)} or 'auto'; got {method!r}"
                 )
         if chosen == "exact":
-            # auto (or one player) chose it: whatever budget fits
+            # permutations are refused only when exact was asked for (auto took it as they fit)
             permutations = n_permutations if method == "exact" and n_players > 1 else None
             budget = exact_budget(n_players, permutations, max_evaluations, SAMPLED_TEXT)
         _check_budget(ESTIMATORS[chosen], n_players, budget, n_permutations)
