@@ -26,6 +26,7 @@ from msa_core.runs.execute import execute, fingerprint_of
 from msa_core.runs.interaction_runs import InteractionRequest, execute_interactions, interaction_key
 from msa_core.runs.request import RunRequest
 from msa_core.runs.store import RunStore
+from msa_core.runs.store.locks import process_alive
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 POLL_SECONDS = 0.1  # how often the scheduler thread reaps finished workers and starts queued runs
@@ -288,7 +289,7 @@ class JobManager:
             )
         if record.get("state") == "running" and not self.store.running(fingerprint):
             return "cancelled", "interrupted; submitting it again resumes from its last checkpoint"
-        if record.get("state") == "queued" and not _alive(record.get("pid")):
+        if record.get("state") == "queued" and not process_alive(record.get("pid")):
             return "cancelled", "its app stopped before it started; submitting it again starts it"
         state = record.get("state")
         return (state if state in STATES else "failed"), record.get("error")
@@ -299,19 +300,6 @@ def _request_of(record: dict[str, Any]) -> RunRequest | None:
         return RunRequest.from_dict(record["request"]) if record.get("request") else None
     except (MSAInputError, TypeError):
         return None
-
-
-def _alive(pid: Any) -> bool:
-    """Whether process ``pid`` of this host still runs."""
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _stop(process: Any) -> None:
@@ -351,9 +339,7 @@ def run_worker(
             )
         else:
             execute(RunRequest.from_dict(request), store, checkpoint_seconds=checkpoint_seconds)
-    except (
-        Exception
-    ) as err:  # the worker boundary: report any failure to the parent through the store
+    except Exception as err:  # the worker boundary: report any failure to the parent via the store
         record = store.progress(fingerprint) or {}
         if record.get("state") != "failed" or record.get("pid") != os.getpid():
             store.set_progress(

@@ -22,6 +22,7 @@ import types
 import warnings
 from pathlib import Path
 
+import diskcache
 import numpy as np
 import pytest
 from runs_support import MODEL, ROOT, cli_command, small_request, start_cli
@@ -338,7 +339,7 @@ def test_5_6_a_disk_filling_up_near_the_end_loses_no_result_and_delete_frees_it(
     the work is kept and how to resume; no lock and no orphan file are left; `delete --all` frees
     the space, and the rerun resumes to the uninterrupted result."""
     from msa_core import cli as cli_module
-    from msa_core.runs import store as store_module
+    from msa_core.runs.store import checkpoints as store_module
 
     cache = small_disk / "cache"
     out = tmp_path / "r.npz"
@@ -382,7 +383,6 @@ def test_5_6_a_disk_filling_up_near_the_end_loses_no_result_and_delete_frees_it(
 
 def test_5_a_failed_store_write_leaves_no_value_file_behind(store, monkeypatch):
     """Simulated ENOSPC half way through a value file (runs without a tmpfs): the file goes."""
-    from msa_core.runs import store as store_module
 
     def half_then_full(self, full_path, iterator, mode, encoding=None):
         os.makedirs(os.path.dirname(full_path), exist_ok=True)
@@ -390,7 +390,7 @@ def test_5_a_failed_store_write_leaves_no_value_file_behind(store, monkeypatch):
             handle.write(next(iter(iterator))[:100])
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(store_module.diskcache.Disk, "_write", half_then_full)
+    monkeypatch.setattr(diskcache.Disk, "_write", half_then_full)
     with pytest.raises(OSError, match="No space"):
         store.results.set("f" * 64, b"x" * 100_000)
     assert orphans(store) == [] and "f" * 64 not in store.results
