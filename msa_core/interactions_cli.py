@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from msa_core.cli_support import ProgressBar, open_store, positive_number, seed_int, whole_number
+
 EPILOG = """\
 examples:
   python -m msa_core interactions 1a2b3c --top 16             # pairs among the run's 16 top units
@@ -22,8 +24,6 @@ examples:
 
 def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     """Register the ``interactions`` subcommand on ``commands`` (argparse subparsers)."""
-    from msa_core.cli import positive_number, seed_int, whole_number
-
     at_least_two = whole_number(2, "a whole number >= 2")
     positive_float = positive_number("a positive number")
 
@@ -82,7 +82,6 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     """The ``interactions`` command (see ``add_parser``); returns the exit code."""
     from msa_core.analysis.interactions import mean_strength, strongest_pairs
-    from msa_core.cli import _ProgressBar, _store
     from msa_core.errors import MSAInputError
     from msa_core.runs.interaction_runs import (
         EXPORT_FORMATS,
@@ -100,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.out:
         check_interaction_target(Path(args.out), overwrite=args.force)
-    store = _store(args)
+    store = open_store(args)
     started = time.perf_counter()
     if args.run.startswith("ix:"):
         key = resolve_interactions(store, args.run)
@@ -117,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
             n_samples=args.samples,
             seed=args.seed,
         )
-        with _ProgressBar(disabled=args.quiet) as bar:
+        with ProgressBar(disabled=args.quiet) as bar:
             result = execute_interactions(request, store, progress=bar.update)
         how = (
             f"computed in {time.perf_counter() - started:.1f} s"

@@ -33,7 +33,7 @@ import torch
 
 from msa_core.errors import MSAInputError
 from msa_core.lesion.outputs import ColumnScores
-from msa_core.zoo.weights import ASSETS
+from msa_core.paths import ASSETS
 
 TASKS_DIR = ASSETS / "tasks"
 FIELDS = ("prompt", "target", "group")
@@ -453,3 +453,14 @@ def save_task(task: Task, directory: str | Path) -> Path:
     if not path.exists():
         path.write_text(task.to_jsonl(), encoding="utf-8")
     return path
+
+
+def example_names(task: Task, width: int = 40) -> list[str]:
+    """``[B]`` one readable, unique label per example: ``"<i> <group>: <prompt>"`` (the prompt's
+    newlines shown as ⏎, cut to ``width`` characters)."""
+    names = []
+    for index, example in enumerate(task.examples):
+        prompt = example.prompt.replace("\n", " ⏎ ").strip()
+        prompt = prompt if len(prompt) <= width else prompt[: width - 1] + "…"
+        names.append(f"{index} {example.group}: {prompt}")
+    return names

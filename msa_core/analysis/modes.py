@@ -173,12 +173,11 @@ def output_unit(result: ModesResult) -> str:
 
 def output_names(result: ModesResult) -> list[str] | None:
     """Readable names of the result's last output axis, where the run knows them: a task run's
-    examples as ``"<i> <group>: <prompt>"`` (``analysis.llm.example_names``); None otherwise."""
+    examples as ``"<i> <group>: <prompt>"`` (``tasks.example_names``); None otherwise."""
     task = result.meta.get("task")
     if not isinstance(task, dict) or not result.output_shape:
         return None
-    from msa_core.analysis.llm import example_names
-    from msa_core.tasks import task_of_meta
+    from msa_core.tasks import example_names, task_of_meta
 
     names = example_names(task_of_meta(task))
     return names if len(names) == result.output_shape[-1] else None

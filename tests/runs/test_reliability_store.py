@@ -338,7 +338,7 @@ def test_5_6_a_disk_filling_up_near_the_end_loses_no_result_and_delete_frees_it(
     """A CLI run whose disk fills up half way: its --out file is written, the message says where
     the work is kept and how to resume; no lock and no orphan file are left; `delete --all` frees
     the space, and the rerun resumes to the uninterrupted result."""
-    from msa_core import cli as cli_module
+    from msa_core import cli_support
     from msa_core.runs.store import checkpoints as store_module
 
     cache = small_disk / "cache"
@@ -346,14 +346,14 @@ def test_5_6_a_disk_filling_up_near_the_end_loses_no_result_and_delete_frees_it(
     args = ["run", "--model", SIGNAL_MODEL, "--method", "permutation", "--permutations", "400"]
     args += ["--seed", "5", "--cache-dir", str(cache), "--quiet"]
     execute(signal_request(200), RunStore(cache))  # a stored run and its base checkpoint
-    update = cli_module._ProgressBar.update
+    update = cli_support.ProgressBar.update
 
     def filling(bar, done: int, total: int) -> None:
         if done > total // 2 and not (small_disk / "filler").exists():
             fill(small_disk)
         update(bar, done, total)
 
-    monkeypatch.setattr(cli_module._ProgressBar, "update", filling)
+    monkeypatch.setattr(cli_support.ProgressBar, "update", filling)
     monkeypatch.setattr(store_module, "SAVE_RETRY_SECONDS", 0.0)  # failed saves: no waiting
     monkeypatch.setenv("MSA_CHECKPOINT_SECONDS", "0.01")
     code, stdout, err = cli(capsys, *args, "--out", str(out))
@@ -375,7 +375,7 @@ def test_5_6_a_disk_filling_up_near_the_end_loses_no_result_and_delete_frees_it(
     assert shutil.disk_usage(small_disk).used < before - 400_000, stdout
     assert not any(RunStore(cache, readonly=True).rows["results"].keys())  # base checkpoints too
     (small_disk / "filler").unlink()
-    monkeypatch.setattr(cli_module._ProgressBar, "update", update)
+    monkeypatch.setattr(cli_support.ProgressBar, "update", update)
     code, stdout, err = cli(capsys, *args, "--out", str(out), "--force")
     assert code == 0 and "stored in" in stdout, err
     assert np.array_equal(ModesResult.load(out).modes, whole.modes)
