@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from msa_core import interactions_cli
 from msa_core.cli_support import ProgressBar, open_store, positive_int, positive_number, seed_int
 from msa_core.errors import MSAInputError
-from msa_core.names import EXPORT_FORMATS, LESIONS, METHODS
+from msa_core.names import EXPORT_FORMATS, LESIONS, METHODS, lesions_help
 from msa_core.paths import default_cache_dir
 
 if TYPE_CHECKING:
@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--lesion",
         choices=LESIONS,
         default="zero",
-        help="how a unit is removed: set to zero, or to its mean over the inputs (default: zero)",
+        help=f"{lesions_help()} (default: zero)",
     )
     run.add_argument(
         "--method",

@@ -10,7 +10,8 @@ their mean over the reference batch.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import torch
@@ -18,7 +19,7 @@ from torch import nn
 
 from msa_core.errors import MSAInputError
 from msa_core.lesion.hooks import Hook, split_copies, where_copies
-from msa_core.units import Blocks, Channels, Experts, Heads, Neurons, UnitSpec
+from msa_core.units import UNIT_KINDS, Blocks, Channels, Experts, Heads, Layers, Neurons, UnitSpec
 
 
 class Site(ABC):
@@ -436,21 +437,36 @@ class ExpertSite(Site):
         )
 
 
-def make_site(spec: UnitSpec, path: str, module: nn.Module, tag: str) -> Site:
-    """The site class of a spec's granularity."""
-    if isinstance(spec, Neurons) and spec.of == "input":
+def _neuron_site(spec: Neurons, path: str, module: nn.Module, tag: str) -> Site:
+    if spec.of == "input":
         return InputNeuronSite(spec, path, module, tag)
-    if isinstance(spec, Neurons):
-        return ActivationSite(spec, path, module, tag, axis=-1)
-    if isinstance(spec, Channels):
-        return ActivationSite(spec, path, module, tag, axis=1)
-    if isinstance(spec, Heads):
-        return HeadSite(spec, path, module, tag)
-    if isinstance(spec, Experts):
-        return ExpertSite(spec, path, module, tag)
-    if isinstance(spec, Blocks):
-        return BlockSite(spec, path, module, tag)
-    return LayerSite(spec, path, module, tag)
+    return ActivationSite(spec, path, module, tag, axis=-1)
+
+
+# the site that lesions each unit kind (``msa_core.units.UNIT_KINDS``): a new kind is a spec class
+# there and one entry here; ``(spec, path, module, tag) -> Site``
+SITES: dict[type[UnitSpec], Callable[..., Site]] = {
+    Neurons: _neuron_site,
+    Channels: partial(ActivationSite, axis=1),
+    Heads: HeadSite,
+    Experts: ExpertSite,
+    Blocks: BlockSite,
+    Layers: LayerSite,
+}
+
+
+def make_site(spec: UnitSpec, path: str, module: nn.Module, tag: str) -> Site:
+    """The site of a spec's unit kind (a subclass of a kind is lesioned as that kind)."""
+    kind = next((kind for kind in type(spec).__mro__ if kind in SITES), None)
+    if kind is None:
+        raise MSAInputError(
+            f"{type(spec).__name__} has no lesion site; unit kinds: {', '.join(_kind_names())}"
+        )
+    return SITES[kind](spec, path, module, tag)
+
+
+def _kind_names() -> list[str]:
+    return [kind.__name__ for kind in UNIT_KINDS.values()]
 
 
 def bind(model: nn.Module, units: UnitSpec | Sequence[UnitSpec]) -> list[Site]:
@@ -470,7 +486,7 @@ def bind(model: nn.Module, units: UnitSpec | Sequence[UnitSpec]) -> list[Site]:
     for spec in specs:
         if not isinstance(spec, UnitSpec):
             raise MSAInputError(
-                f"units must be msa_core.units specs (Neurons, Channels, Heads, Experts, Layers); "
+                f"units must be msa_core.units specs ({', '.join(_kind_names())}); "
                 f"got {type(spec).__name__}"
             )
         found = spec.modules(model)
