@@ -32,7 +32,7 @@ def check_positive_int(value: Any, name: str, meaning: str = "", optional: bool 
         value: the argument as given.
         name: how the error names it (e.g. ``"batch_size"`` or ``"RayBackend workers"``).
         meaning: optional unit shown after "a positive integer", e.g.
-        ``" (coalitions per game call)"``.
+            ``" (coalitions per game call)"``.
         optional: None is allowed (and the error says so).
 
     Returns:

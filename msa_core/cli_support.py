@@ -58,8 +58,7 @@ def open_store(args: argparse.Namespace, readonly: bool = False) -> RunStore:
 
 class ProgressBar:
     """A tqdm bar over evaluations (on stderr), fed by ``update(done, total)``; shown from the first
-    update.
-    """
+    update."""
 
     def __init__(self, disabled: bool):
         self.disabled = disabled

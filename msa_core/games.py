@@ -34,9 +34,7 @@ class Game(ABC):
 
     n_players: int
     player_names: list[str]
-    output_shape: tuple[int, ...] | None = (
-        None  # None until known (e.g. after a first forward pass)
-    )
+    output_shape: tuple[int, ...] | None = None  # None until known (e.g. after a forward pass)
 
     def __call__(self, coalitions: np.ndarray) -> Any:
         return self.evaluate(check_coalitions(coalitions, self.n_players))

@@ -101,8 +101,7 @@ class Channels(UnitSpec):
 @dataclass(frozen=True)
 class Heads(UnitSpec):
     """Attention heads; ``n_heads`` overrides the count read from the module; players
-    ``<tag>.H<i>``.
-    """
+    ``<tag>.H<i>``."""
 
     n_heads: int | None = None
     granularity = "heads"
@@ -187,8 +186,7 @@ def last_index(path: str) -> int | None:
 
 def resolve(model: nn.Module, path: Path) -> list[tuple[str, nn.Module]]:
     """``(path, module)`` pairs for a path, a ``*`` pattern or a list of them; clear errors
-    otherwise.
-    """
+    otherwise."""
     if isinstance(path, (list, tuple)):
         if not path:
             raise MSAInputError("a unit spec needs at least one module path; got an empty list")

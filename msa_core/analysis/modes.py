@@ -193,8 +193,7 @@ def _names(k: int, class_names: Sequence[str] | None) -> list[str]:
 
 def unit_contributions(values: np.ndarray) -> np.ndarray:
     """Each unit's total |contribution| ``[N]``: the sum of |mode| over the view's outputs
-    ``[N, K]``.
-    """
+    ``[N, K]``."""
     return np.abs(np.asarray(values, dtype=float)).reshape(len(values), -1).sum(1)
 
 
@@ -391,8 +390,7 @@ def shared_zmax(views: Sequence[ModesView]) -> float:
 
 def top_units(view: ModesView, k: int = 3) -> list[dict[str, Any]]:
     """Per output, the ``k`` units pushing it up most and the ``k`` pushing it down most (rows of a
-    table).
-    """
+    table)."""
     rows = []
     for column, output in enumerate(view.outputs):
         values = view.values[:, column]
@@ -554,8 +552,7 @@ def contribution_curve_figure(views: Mapping[str, ModesView], cumulative: bool =
 
 def unit_scores(view: ModesView) -> np.ndarray:
     """One signed score per unit ``[N]``: its mode averaged over the view's outputs (the paper's
-    phi).
-    """
+    phi)."""
     return view.values.mean(1)
 
 

@@ -315,9 +315,8 @@ class LayerReuse(Plan):
         swapped = [(m, shares.once_per_parent(m.forward)) for m in early]
         swapped += [(m, shares.weighted_per_copy(m.forward)) for m in experts]
         handles = []
-        own = [
-            (module, module.__dict__.get("forward")) for module, _ in swapped
-        ]  # e.g. accelerate's
+        # forwards set on the instance (e.g. accelerate's), put back afterwards
+        own = [(module, module.__dict__.get("forward")) for module, _ in swapped]
         try:
             for module, forward in swapped:
                 module.forward = forward

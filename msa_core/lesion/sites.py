@@ -29,9 +29,7 @@ class Site(ABC):
         self.spec, self.path, self.module, self.tag = spec, path, module, tag
         self.n_units: int | None = None  # set by the probe
         self.mean: torch.Tensor | None = None  # mean activation seen by the last probe with_mean
-        self.fill: torch.Tensor | None = (
-            None  # values of lesioned units (lesion="mean"); None = zero
-        )
+        self.fill: torch.Tensor | None = None  # lesioned units' values (lesion="mean"); None: 0
         self.offset = 0
 
     @property
@@ -57,8 +55,7 @@ class Site(ABC):
     @abstractmethod
     def probe_hooks(self, with_mean: bool) -> list[Hook]:
         """Hooks that set ``n_units`` (and ``mean`` when ``with_mean``) during an unrepeated
-        forward.
-        """
+        forward."""
 
     @abstractmethod
     def lesion_hooks(self, keep: torch.Tensor) -> list[Hook]:
@@ -70,8 +67,7 @@ class Site(ABC):
 
 def mean_except(x: torch.Tensor, axis: int) -> torch.Tensor:
     """Mean of ``x`` over every dimension but ``axis`` (accumulated in float32, returned in x's
-    dtype).
-    """
+    dtype)."""
     axis %= x.ndim
     return x.float().mean([d for d in range(x.ndim) if d != axis]).to(x.dtype)
 
@@ -148,11 +144,8 @@ class InputNeuronSite(Site):
         def lesion(module: nn.Module, args: tuple) -> tuple:
             x = args[0]
             fill = 0.0 if self.fill is None else self.fill
-            shape = [
-                keep.shape[0],
-                *[1] * (x.ndim - 1),
-                self.size,
-            ]  # [C, 1, ..., units] against [C, R, ..., units]
+            # [C, 1, ..., units] against [C, R, ..., units]
+            shape = [keep.shape[0], *[1] * (x.ndim - 1), self.size]
             return (where_copies(x, keep.view(shape), fill, self.path), *args[1:])
 
         return [Hook(self.module, lesion, pre=True)]
@@ -160,8 +153,7 @@ class InputNeuronSite(Site):
 
 class BlockSite(Site):
     """A sublayer as one unit: lesioned, its output (the first tensor of a tuple) is zero or its
-    mean.
-    """
+    mean."""
 
     def probe_hooks(self, with_mean: bool) -> list[Hook]:
         def probe(module: nn.Module, args: tuple, out: Any) -> None:
@@ -261,8 +253,7 @@ class HeadSite(Site):
 
 class LayerSite(Site):
     """A residual block as one unit: lesioned, its output is its input (plus its mean update for
-    "mean").
-    """
+    "mean")."""
 
     @staticmethod
     def _block_input(args: tuple, kwargs: dict) -> torch.Tensor:
@@ -352,8 +343,7 @@ class ExpertSite(Site):
         self, hidden: torch.Tensor, weights: torch.Tensor, index: torch.Tensor
     ) -> torch.Tensor:
         """Mean over tokens of each expert's weighted output ``[E, hidden]``, run by the block's own
-        experts.
-        """
+        experts."""
         means = []
         for e in range(self.n_routed):
             weight = (weights * (index == e)).sum(-1, keepdim=True)
@@ -415,20 +405,17 @@ class ExpertSite(Site):
         masked = split_copies(logits, copies, self.path).masked_fill(
             ~routed[:, None, :], float("-inf")
         )
-        probs = (
-            masked.float().softmax(-1).nan_to_num(0.0)
-        )  # a token whose experts are all lesioned gets none
+        # a token whose experts are all lesioned gets none
+        probs = masked.float().softmax(-1).nan_to_num(0.0)
         top, chosen = probs.topk(self.gate.top_k, dim=-1)
-        if getattr(
-            self.gate, "norm_topk_prob", True
-        ):  # Mixtral always renormalises; OLMoE / Qwen2-MoE if set
+        # Mixtral always renormalises; OLMoE / Qwen2-MoE if set
+        if getattr(self.gate, "norm_topk_prob", True):
             top = top / top.sum(-1, keepdim=True).clamp_min(torch.finfo(top.dtype).tiny)
         return logits, top.to(weights.dtype).flatten(0, 1), chosen.flatten(0, 1)
 
     def _add_means(self, out: torch.Tensor, lesioned: torch.Tensor) -> torch.Tensor:
         """Block output ``[C * R, ..., hidden]`` plus, per copy, the mean contributions of its
-        lesioned experts.
-        """
+        lesioned experts."""
         assert self.fill is not None  # hooked only with lesion="mean"
         added = lesioned.to(self.fill.dtype) @ self.fill[: self.n_routed]  # [C, hidden]
         per_copy = split_copies(out, lesioned.shape[0], self.path)

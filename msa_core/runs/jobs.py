@@ -53,9 +53,8 @@ class JobStatus:
     fingerprint: str = ""
     request: RunRequest | InteractionRequest | None = None
     submitted: float | None = None  # epoch seconds
-    here: bool = (
-        False  # submitted to this manager (it can cancel it); else a run of another process
-    )
+    # submitted to this manager (it can cancel it); else a run of another process
+    here: bool = False
 
 
 @dataclass
@@ -77,7 +76,7 @@ class JobManager:
         store: the run store the workers read and write.
         max_workers: runs at once (a positive integer); the rest wait in submission order.
         checkpoint_seconds: seconds of work between checkpoints (default ``$MSA_CHECKPOINT_SECONDS``
-        or 5).
+            or 5).
 
     Raises:
         MSAInputError: ``max_workers`` is not a positive integer.
@@ -325,8 +324,7 @@ def run_worker(
     threads: int,
 ) -> None:
     """Worker process body: execute one run; a failure is recorded in the store and exits with code
-    1.
-    """
+    1."""
     signal.signal(signal.SIGTERM, _interrupt)
     import torch
 

@@ -41,9 +41,8 @@ class Survey:
     """What a store holds: ``problems`` (sentences), and the readable entries worth keeping."""
 
     problems: list[str] = field(default_factory=list)
-    results: dict[str, tuple[Path | None, str, float]] = field(
-        default_factory=dict
-    )  # fingerprint: source
+    # fingerprint: (its value file when no row names it, its row key, when it was stored)
+    results: dict[str, tuple[Path | None, str, float]] = field(default_factory=dict)
     kept_work: list[str] = field(default_factory=list)  # ckpt:/progress:/ixindex: keys to keep
     bases: list[str] = field(default_factory=list)
     interactions: list[str] = field(default_factory=list)  # ix: results (interaction runs)

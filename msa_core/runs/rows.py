@@ -34,9 +34,7 @@ from urllib.parse import quote
 from msa_core.errors import MSAInputError
 
 DB_NAME = "cache.db"
-FILE_NAME = re.compile(
-    r"^[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{28}\.val$"
-)  # diskcache.Disk.filename's form
+FILE_NAME = re.compile(r"^[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{28}\.val$")  # diskcache.Disk.filename's
 MODE_RAW, MODE_BINARY, MODE_TEXT, MODE_PICKLE = 1, 2, 3, 4  # diskcache.core's value modes
 RAW_TYPES = (str, bytes, int, float)
 
@@ -77,7 +75,7 @@ def value_of(folder: Path, mode: int, filename: Any, value: Any) -> Any:
 
     Raises:
         UnreadableRow: a pickled value, an unsafe file name, or a file that is missing or
-        unreadable.
+            unreadable.
     """
     if mode == MODE_RAW:
         return bytes(value) if isinstance(value, memoryview) else value
