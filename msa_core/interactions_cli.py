@@ -10,7 +10,6 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from msa_core.cli_support import ProgressBar, open_store, positive_number, seed_int, whole_number
 
@@ -22,7 +21,10 @@ examples:
 """
 
 
-def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
+def add_parser(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    parents: list[argparse.ArgumentParser],
+) -> None:
     """Register the ``interactions`` subcommand on ``commands`` (argparse subparsers)."""
     at_least_two = whole_number(2, "a whole number >= 2")
     positive_float = positive_number("a positive number")

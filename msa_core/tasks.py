@@ -26,7 +26,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -34,6 +34,9 @@ import torch
 from msa_core.errors import MSAInputError
 from msa_core.lesion.outputs import ColumnScores
 from msa_core.paths import ASSETS
+
+if TYPE_CHECKING:  # the zoo imports this module; its classes are only named here
+    from msa_core.zoo.card import LoadedModel
 
 TASKS_DIR = ASSETS / "tasks"
 FIELDS = ("prompt", "target", "group")
@@ -351,8 +354,8 @@ def group_means(
 
 
 def with_task(
-    loaded: Any, task: str | Path | Task | Sequence[dict[str, Any]], padding: str = "right"
-) -> Any:
+    loaded: LoadedModel, task: str | Path | Task | Sequence[dict[str, Any]], padding: str = "right"
+) -> LoadedModel:
     """A ``LoadedModel`` whose inputs are ``task`` and whose outputs are ``TASK_OUTPUTS``.
 
     Args:

@@ -83,7 +83,7 @@ class ActivationSite(Site):
         if axis == -1 and isinstance(module, nn.modules.conv._ConvNd):
             raise self._error(f"{type(module).__name__} outputs channels [B, C, ...]; use Channels")
 
-    def _checked(self, out: Any) -> torch.Tensor:
+    def _checked(self, out: object) -> torch.Tensor:
         if not isinstance(out, torch.Tensor):
             raise self._error(
                 f"the module returns {type(out).__name__}; unit lesions need a tensor output"
@@ -100,7 +100,7 @@ class ActivationSite(Site):
         return out
 
     def probe_hooks(self, with_mean: bool) -> list[Hook]:
-        def probe(module: nn.Module, args: tuple, out: Any) -> None:
+        def probe(module: nn.Module, args: tuple, out: object) -> None:
             out = self._checked(out)
             self.n_units = out.shape[self.axis]
             if with_mean:
@@ -316,7 +316,7 @@ class ExpertSite(Site):
                 "num_experts) and fused `experts`, as in transformers 5.x Mixtral / OLMoE / "
                 f"Qwen2-MoE; this is a {type(module).__name__}"
             )
-        n_experts: Any = self.gate.num_experts
+        n_experts: Any = self.gate.num_experts  # an int attribute of the router
         self.n_routed = int(n_experts)
         self.shared = getattr(module, "shared_expert", None) if spec.shared_expert else None
         if spec.shared_expert and not isinstance(self.shared, nn.Module):
@@ -331,7 +331,7 @@ class ExpertSite(Site):
                 "a rerouted expert has no output to replace"
             )
 
-    def _routing(self, out: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _routing(self, out: object) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if not (isinstance(out, tuple) and len(out) == 3):
             raise self._error(
                 "the router `gate` must return (router_logits, routing_weights, expert_indices) "
@@ -354,7 +354,7 @@ class ExpertSite(Site):
     def probe_hooks(self, with_mean: bool) -> list[Hook]:
         parts: dict[str, torch.Tensor] = {}  # the shared expert may run before or after the router
 
-        def probe_gate(module: nn.Module, args: tuple, out: Any) -> None:
+        def probe_gate(module: nn.Module, args: tuple, out: object) -> None:
             _, weights, index = self._routing(out)
             self.n_units = self.n_routed + (self.shared is not None)
             if with_mean:
@@ -363,7 +363,7 @@ class ExpertSite(Site):
         def probe_shared(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
             parts["shared"] = mean_except(out, -1)[None]
 
-        def probe_block(module: nn.Module, args: tuple, out: Any) -> None:
+        def probe_block(module: nn.Module, args: tuple, out: object) -> None:
             if with_mean:
                 self.mean = torch.cat(
                     [parts["routed"], *([parts["shared"]] if self.shared else [])]

@@ -48,7 +48,7 @@ def repair_hint(directory: Path) -> str:
     return f"`python -m msa_core store repair --cache-dir {directory}`"
 
 
-def safe_file(folder: str | Path, filename: Any) -> Path | None:
+def safe_file(folder: str | Path, filename: object) -> Path | None:
     """The path of a row's value file if ``filename`` is one of the folder's own file names, else
     None.
 

@@ -13,11 +13,12 @@ from torch import nn
 
 from msa_core.errors import MSAInputError
 from msa_core.lesion import CustomOutput, ModelGame
+from msa_core.lesion.outputs import ColumnScores
 from msa_core.units import UnitSpec
 from msa_core.zoo.weights import weights_path
 
 # (the game's inputs, labels) -> its output
-OutputFactory = Callable[[Any, "torch.Tensor | None"], CustomOutput]
+OutputFactory = Callable[[Any, "torch.Tensor | None"], CustomOutput | ColumnScores]
 
 
 @dataclass(frozen=True)
