@@ -91,14 +91,6 @@ class Checkpoints:
     def __init__(self, caches: Caches):
         self.caches = caches
 
-    def checkpoint(
-        self,
-        owner: str,
-        every_seconds: float = 5.0,
-        on_save: Callable[[State], None] | None = None,
-    ) -> StoreCheckpoint:
-        return StoreCheckpoint(self.caches, owner, every_seconds, on_save)
-
     def summary(self, owner: str) -> CheckpointSummary | None:
         """The run's saved checkpoint, read (None: none, or unreadable); never writes."""
         try:

@@ -227,7 +227,7 @@ class RunStore(Caches):
         on_save: Callable[[State], None] | None = None,
     ) -> StoreCheckpoint:
         """The ``Checkpoint`` a run saves its state to every ``every_seconds``."""
-        return self._checkpoints.checkpoint(fingerprint, every_seconds, on_save)
+        return StoreCheckpoint(self, fingerprint, every_seconds, on_save)
 
     def checkpoint_summary(self, fingerprint: str) -> CheckpointSummary | None:
         """The run's saved checkpoint, read (None: none, or unreadable); never writes."""
