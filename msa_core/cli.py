@@ -510,7 +510,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    from msa_core.runs.store import free_files
+    from msa_core.runs.store import INTERACTION_KEY, free_files
 
     if not args.runs and not args.all:
         raise MSAInputError("name the runs to delete (see `python -m msa_core list`) or give --all")
@@ -528,7 +528,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
         store = open_store(args)
     if fingerprints is None:
         for key in store.clear():
-            print(f"deleted {'interaction run' if key.startswith('ix:') else 'run'} {key[:12]}")
+            kind = "interaction run" if key.startswith(INTERACTION_KEY) else "run"
+            print(f"deleted {kind} {key[:12]}")
         print(f"deleted every stored run, checkpoint and progress record in {store.directory}")
         return 0
     for fingerprint in fingerprints:

@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         resolve_interactions,
         stored_interactions,
     )
+    from msa_core.runs.store import INTERACTION_KEY
 
     if args.out and args.out.rsplit(".", 1)[-1].lower() not in EXPORT_FORMATS:
         raise MSAInputError(
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         check_interaction_target(Path(args.out), overwrite=args.force)
     store = open_store(args)
     started = time.perf_counter()
-    if args.run.startswith("ix:"):
+    if args.run.startswith(INTERACTION_KEY):
         key = resolve_interactions(store, args.run)
         result = stored_interactions(store, key)
         how = "found in the store"

@@ -1,7 +1,10 @@
-"""No import circle in ``msa_core``: module A imports B (at module level, or deferred inside a
-function) and B, directly or through others, imports A. Importing ``a.b.c`` runs the packages
-``a`` and ``a.b`` too, so those count as imported (except a module's own enclosing packages, which
-Python has already started). Imports under ``if TYPE_CHECKING:`` never run and do not count."""
+"""The structure of ``msa_core``, read from its source (fast: nothing is imported).
+
+No import circle: module A imports B (at module level, or deferred inside a function) and B,
+directly or through others, imports A. Importing ``a.b.c`` runs the packages ``a`` and ``a.b`` too,
+so those count as imported (except a module's own enclosing packages, which Python has already
+started). Imports under ``if TYPE_CHECKING:`` never run and do not count. And one home for the run
+store's key layout."""
 
 from __future__ import annotations
 
@@ -128,3 +131,31 @@ def test_the_circle_finder_finds_a_deferred_circle(tmp_path):
     (package / "c.py").write_text("import msa_core.a\n")
     assert circles(import_graph(tmp_path, deferred=False)) == []
     assert circles(import_graph(tmp_path, deferred=True)) == [["msa_core.a", "msa_core.b"]]
+
+
+STORE_PREFIXES = ("base:", "ckpt:", "index:", "ix:", "ixindex:", "lock:", "progress:")
+
+
+def test_only_the_run_store_spells_its_key_prefixes():
+    """Each key namespace has one owner in ``msa_core/runs/store/`` (``namespace.Namespace``); code
+    elsewhere (docstrings aside) asks it instead of writing the prefix again."""
+    spelled = []
+    for name, path in module_names(ROOT).items():
+        if name.startswith("msa_core.runs.store"):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and ast.get_docstring(node) is not None
+        }
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and id(node) not in docstrings
+                and node.value.startswith(STORE_PREFIXES)
+            ):
+                spelled.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.value[:20]!r}")
+    assert spelled == [], "store key prefixes spelled outside msa_core/runs/store/"
