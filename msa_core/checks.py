@@ -1,8 +1,7 @@
 """Argument checks shared across the package; each failure is an ``MSAInputError`` naming what is
 allowed.
 
->>> check_positive_int(3, "workers"), check_positive_int(None, "workers", optional=True)
-(3, None)
+>>> check_positive_int(3, "workers")  # passes (so does None, with optional=True)
 >>> check_positive_int(0, "workers", optional=True)
 Traceback (most recent call last):
 ...
