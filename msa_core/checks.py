@@ -1,8 +1,7 @@
 """Argument checks shared across the package; each failure is an ``MSAInputError`` naming what is
 allowed.
 
->>> check_positive_int(3, "workers"), check_positive_int(None, "workers", optional=True)
-(3, None)
+>>> check_positive_int(3, "workers")  # passes (so does None, with optional=True)
 >>> check_positive_int(0, "workers", optional=True)
 Traceback (most recent call last):
 ...
@@ -12,7 +11,7 @@ msa_core.errors.MSAInputError: workers must be a positive integer or None; got 0
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TypeGuard
 
 import numpy as np
 
@@ -20,39 +19,35 @@ from msa_core.errors import MSAInputError
 from msa_core.names import MAX_SEED, METHODS
 
 
-def is_int(value: Any) -> bool:
+def is_int(value: object) -> TypeGuard[int | np.integer]:
     """True for a Python or numpy integer, False for a bool (``True`` is not a count)."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-def check_positive_int(value: Any, name: str, meaning: str = "", optional: bool = False) -> Any:
-    """``value`` when it is an integer >= 1 (or None where ``optional``), else an error naming
+def check_positive_int(value: object, name: str, meaning: str = "", optional: bool = False) -> None:
+    """Pass when ``value`` is an integer >= 1 (or None where ``optional``), else an error naming
     ``name``.
 
     Args:
         value: the argument as given.
         name: how the error names it (e.g. ``"batch_size"`` or ``"RayBackend workers"``).
         meaning: optional unit shown after "a positive integer", e.g.
-        ``" (coalitions per game call)"``.
+            ``" (coalitions per game call)"``.
         optional: None is allowed (and the error says so).
-
-    Returns:
-        ``value`` unchanged.
 
     Raises:
         MSAInputError: when ``value`` is not a positive integer (nor None where allowed).
     """
     if optional and value is None:
-        return None
+        return
     if not is_int(value) or value < 1:
         raise MSAInputError(
             f"{name} must be a positive integer{meaning}{' or None' if optional else ''}; "
             f"got {value!r}"
         )
-    return value
 
 
-def check_seed(seed: Any) -> int:
+def check_seed(seed: object) -> int:
     """``seed`` when it is a whole number from 0 to ``MAX_SEED`` (checkpoints store it as int64).
 
     Raises:

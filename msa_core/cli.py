@@ -18,13 +18,14 @@ import sqlite3
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from msa_core import interactions_cli
+from msa_core.cli_support import ProgressBar, open_store, positive_int, positive_number, seed_int
 from msa_core.errors import MSAInputError
-from msa_core.names import EXPORT_FORMATS, LESIONS, MAX_SEED, METHODS
+from msa_core.names import EXPORT_FORMATS, LESIONS, METHODS, lesions_help
 from msa_core.paths import default_cache_dir
 
 if TYPE_CHECKING:
@@ -44,40 +45,6 @@ examples:
 Runs are cached in --cache-dir (default $MSA_CACHE_DIR, else ~/.cache/msa-dashboard): asking for
 the same run again returns at once, and a run that was interrupted resumes from its last checkpoint.
 """
-
-
-def whole_number(minimum: int, what: str, maximum: int | None = None) -> Callable[[str], int]:
-    """An argparse type: a whole number in [``minimum``, ``maximum``], described as ``what``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = minimum - 1
-        if value < minimum or (maximum is not None and value > maximum):
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        return value
-
-    return parse
-
-
-positive_int = whole_number(1, "a positive whole number")
-seed_int = whole_number(0, "a whole number from 0 to 2^63 - 1", MAX_SEED)
-
-
-def positive_number(what: str) -> Callable[[str], float]:
-    """An argparse type: a number > 0, described as ``what``."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = -1.0
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        return value
-
-    return parse
 
 
 positive_float = positive_number("a positive number of seconds")
@@ -165,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--lesion",
         choices=LESIONS,
         default="zero",
-        help="how a unit is removed: set to zero, or to its mean over the inputs (default: zero)",
+        help=f"{lesions_help()} (default: zero)",
     )
     run.add_argument(
         "--method",
@@ -361,12 +328,6 @@ def interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def _store(args: argparse.Namespace, readonly: bool = False):
-    from msa_core.runs.store import RunStore
-
-    return RunStore(args.cache_dir, readonly=readonly)
-
-
 def cmd_models(args: argparse.Namespace) -> int:
     from msa_core.zoo import list_models
 
@@ -433,7 +394,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         per_group=args.per_group,
     )
     request.check_names()  # from the model's card: before its weights and data load
-    store = _store(args)
+    store = open_store(args)
     prepared = PreparedRun.of(request)  # the model and its task, loaded once for the whole run
     fingerprint = prepared.fingerprint
     stored_before = fingerprint in store
@@ -443,7 +404,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     started = time.perf_counter()
-    with _ProgressBar(disabled=args.quiet) as bar:
+    with ProgressBar(disabled=args.quiet) as bar:
         result = execute(
             prepared,
             store,
@@ -482,7 +443,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    store = _store(args, readonly=True)
+    store = open_store(args, readonly=True)
     entries = store.list()
     if not entries:
         print(f"no stored runs in {store.directory}")
@@ -551,25 +512,26 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    from msa_core.runs.store import free_files
+    from msa_core.runs.store import INTERACTION_KEY, free_files
 
     if not args.runs and not args.all:
         raise MSAInputError("name the runs to delete (see `python -m msa_core list`) or give --all")
     if args.runs and args.all:
         raise MSAInputError("give either run ids or --all, not both")
-    reader = _store(args, readonly=True)
+    reader = open_store(args, readonly=True)
     fingerprints = None if args.all else [reader.resolve(prefix) for prefix in args.runs]
     try:
-        store = _store(args)
+        store = open_store(args)
     except MSAInputError as err:  # a disk too full to open the databases: free the files first
         if not isinstance(err.__cause__, (sqlite3.OperationalError, OSError)):
             raise
         freed = free_files(reader.directory, None if fingerprints is None else set(fingerprints))
         print(f"freed {freed / 1e6:.1f} MB of result and checkpoint files")
-        store = _store(args)
+        store = open_store(args)
     if fingerprints is None:
         for key in store.clear():
-            print(f"deleted {'interaction run' if key.startswith('ix:') else 'run'} {key[:12]}")
+            kind = "interaction run" if key.startswith(INTERACTION_KEY) else "run"
+            print(f"deleted {kind} {key[:12]}")
         print(f"deleted every stored run, checkpoint and progress record in {store.directory}")
         return 0
     for fingerprint in fingerprints:
@@ -624,7 +586,7 @@ def _load(args: argparse.Namespace):
         if not Path(args.run).is_file():
             raise MSAInputError(f"no file {args.run}")
         return ModesResult.load(args.run)
-    store = _store(args, readonly=True)
+    store = open_store(args, readonly=True)
     result = store.get(store.resolve(args.run))
     if result is None:
         raise MSAInputError(
@@ -643,39 +605,3 @@ def check_target(path: Path, fmt: str | None = None, overwrite: bool = False) ->
         check(path, fmt, overwrite)
     except MSAInputError as err:
         raise MSAInputError(f"--out {path}: {err}") from None
-
-
-class _ProgressBar:
-    """A tqdm bar over evaluations (on stderr), fed by ``update(done, total)``; shown from the first
-    update.
-    """
-
-    def __init__(self, disabled: bool):
-        self.disabled = disabled
-        self.bar: Any = None  # a tqdm bar once the first update arrives
-        self.updates = 0  # calls so far: 0 means this process evaluated nothing
-
-    def update(self, done: int, total: int) -> None:
-        self.updates += 1
-        if self.disabled:
-            return
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(
-                total=total,
-                initial=done,
-                unit="eval",
-                desc="evaluations",
-                file=sys.stderr,
-                dynamic_ncols=True,
-            )
-        self.bar.total = total
-        self.bar.update(done - self.bar.n)
-
-    def __enter__(self) -> _ProgressBar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.close()

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 import numpy as np
 
 from msa_core.errors import MSAInputError
 
 
-def check_coalitions(coalitions: Any, n_players: int) -> np.ndarray:
+def check_coalitions(coalitions: object, n_players: int) -> np.ndarray:
     """Return ``coalitions`` as a bool ``[C, N]`` numpy array, or raise a clear error.
 
     >>> check_coalitions(np.array([[True, False]]), 2).shape

@@ -34,9 +34,7 @@ class Game(ABC):
 
     n_players: int
     player_names: list[str]
-    output_shape: tuple[int, ...] | None = (
-        None  # None until known (e.g. after a first forward pass)
-    )
+    output_shape: tuple[int, ...] | None = None  # None until known (e.g. after a forward pass)
 
     def __call__(self, coalitions: np.ndarray) -> Any:
         return self.evaluate(check_coalitions(coalitions, self.n_players))
@@ -81,7 +79,7 @@ class GameFactory:
         return self._build()
 
 
-def check_n_players(n_players: Any) -> int:
+def check_n_players(n_players: object) -> int:
     """``n_players`` as an int >= 1, or a clear error."""
     if not is_int(n_players) or n_players < 1:
         raise MSAInputError(f"n_players must be an integer >= 1; got {n_players!r}")
@@ -100,7 +98,7 @@ def default_player_names(n_players: int, names: Sequence[str] | None) -> list[st
     return names
 
 
-def as_game(game: Any, n_players: int | None = None) -> Game:
+def as_game(game: object, n_players: int | None = None) -> Game:
     """A ``Game`` from a ``Game`` or a bare callable (which then needs ``n_players``)."""
     if isinstance(game, Game):
         if n_players is not None and check_n_players(n_players) != game.n_players:

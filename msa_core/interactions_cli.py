@@ -10,7 +10,9 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
+
+from msa_core.cli_support import ProgressBar, open_store, positive_number, seed_int, whole_number
+from msa_core.names import INTERACTION_METHODS
 
 EPILOG = """\
 examples:
@@ -20,11 +22,11 @@ examples:
 """
 
 
-def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
+def add_parser(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    parents: list[argparse.ArgumentParser],
+) -> None:
     """Register the ``interactions`` subcommand on ``commands`` (argparse subparsers)."""
-    from msa_core.cli import positive_number, seed_int, whole_number
-    from msa_core.names import INTERACTION_METHODS
-
     at_least_two = whole_number(2, "a whole number >= 2")
     positive_float = positive_number("a positive number")
 
@@ -83,7 +85,6 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     """The ``interactions`` command (see ``add_parser``); returns the exit code."""
     from msa_core.analysis.interactions import mean_strength, strongest_pairs
-    from msa_core.cli import _ProgressBar, _store
     from msa_core.errors import MSAInputError
     from msa_core.runs.interaction_runs import (
         EXPORT_FORMATS,
@@ -94,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         resolve_interactions,
         stored_interactions,
     )
+    from msa_core.runs.store import INTERACTION_KEY
 
     if args.out and args.out.rsplit(".", 1)[-1].lower() not in EXPORT_FORMATS:
         raise MSAInputError(
@@ -101,9 +103,9 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.out:
         check_interaction_target(Path(args.out), overwrite=args.force)
-    store = _store(args)
+    store = open_store(args)
     started = time.perf_counter()
-    if args.run.startswith("ix:"):
+    if args.run.startswith(INTERACTION_KEY):
         key = resolve_interactions(store, args.run)
         result = stored_interactions(store, key)
         how = "found in the store"
@@ -118,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
             n_samples=args.samples,
             seed=args.seed,
         )
-        with _ProgressBar(disabled=args.quiet) as bar:
+        with ProgressBar(disabled=args.quiet) as bar:
             result = execute_interactions(request, store, progress=bar.update)
         how = (
             f"computed in {time.perf_counter() - started:.1f} s"

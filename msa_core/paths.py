@@ -1,10 +1,13 @@
-"""Where msa_core keeps its files: one home below both the runs layer and the zoo (torch-free), so
-``runs/request -> zoo -> zoo/fetch`` no longer imports back into ``runs/store``."""
+"""Where msa_core keeps its files: one home below the runs layer, the zoo and the tasks
+(torch-free), so none of them imports another for a path: the bundled ``ASSETS`` and the
+``default_cache_dir``."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"  # bundled weights, tasks and data
 
 
 def default_cache_dir() -> Path:

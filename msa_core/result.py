@@ -92,7 +92,7 @@ class ModesResult:
 
         Raises:
             MSAInputError: no ``k`` and no target, ``k`` out of range, or ``per_group`` with a
-            scalar output.
+                scalar output.
         """
         from msa_core.estimators.stopping import TopK, TopKStatus, group_scores
 

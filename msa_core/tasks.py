@@ -26,14 +26,17 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from msa_core.errors import MSAInputError
 from msa_core.lesion.outputs import ColumnScores
-from msa_core.zoo.weights import ASSETS
+from msa_core.paths import ASSETS
+
+if TYPE_CHECKING:  # the zoo imports this module; its classes are only named here
+    from msa_core.zoo.card import LoadedModel
 
 TASKS_DIR = ASSETS / "tasks"
 FIELDS = ("prompt", "target", "group")
@@ -351,8 +354,8 @@ def group_means(
 
 
 def with_task(
-    loaded: Any, task: str | Path | Task | Sequence[dict[str, Any]], padding: str = "right"
-) -> Any:
+    loaded: LoadedModel, task: str | Path | Task | Sequence[dict[str, Any]], padding: str = "right"
+) -> LoadedModel:
     """A ``LoadedModel`` whose inputs are ``task`` and whose outputs are ``TASK_OUTPUTS``.
 
     Args:
@@ -453,3 +456,14 @@ def save_task(task: Task, directory: str | Path) -> Path:
     if not path.exists():
         path.write_text(task.to_jsonl(), encoding="utf-8")
     return path
+
+
+def example_names(task: Task, width: int = 40) -> list[str]:
+    """``[B]`` one readable, unique label per example: ``"<i> <group>: <prompt>"`` (the prompt's
+    newlines shown as ⏎, cut to ``width`` characters)."""
+    names = []
+    for index, example in enumerate(task.examples):
+        prompt = example.prompt.replace("\n", " ⏎ ").strip()
+        prompt = prompt if len(prompt) <= width else prompt[: width - 1] + "…"
+        names.append(f"{index} {example.group}: {prompt}")
+    return names

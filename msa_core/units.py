@@ -39,6 +39,7 @@ from torch import nn
 from msa_core.errors import MSAInputError
 
 Path = str | tuple[str, ...] | list[str]
+UNIT_KINDS: dict[str, type[UnitSpec]] = {}  # granularity: its spec class, each added as defined
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,13 @@ class UnitSpec:
     granularity: ClassVar[str]
     letter: ClassVar[str]  # before a unit's index in player names
     layered: ClassVar[bool] = False  # default tag L<i> instead of the path
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        """A class that declares its own ``granularity`` is a unit kind: it joins ``UNIT_KINDS``
+        (and ``msa_core.lesion.sites.SITES`` must name the site that lesions it)."""
+        super().__init_subclass__(**kwargs)
+        if "granularity" in cls.__dict__:
+            UNIT_KINDS[cls.granularity] = cls
 
     def modules(self, model: nn.Module) -> list[tuple[str, nn.Module]]:
         """The ``(path, module)`` pairs this spec covers, in model order."""
@@ -93,8 +101,7 @@ class Channels(UnitSpec):
 @dataclass(frozen=True)
 class Heads(UnitSpec):
     """Attention heads; ``n_heads`` overrides the count read from the module; players
-    ``<tag>.H<i>``.
-    """
+    ``<tag>.H<i>``."""
 
     n_heads: int | None = None
     granularity = "heads"
@@ -179,8 +186,7 @@ def last_index(path: str) -> int | None:
 
 def resolve(model: nn.Module, path: Path) -> list[tuple[str, nn.Module]]:
     """``(path, module)`` pairs for a path, a ``*`` pattern or a list of them; clear errors
-    otherwise.
-    """
+    otherwise."""
     if isinstance(path, (list, tuple)):
         if not path:
             raise MSAInputError("a unit spec needs at least one module path; got an empty list")

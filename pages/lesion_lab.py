@@ -19,7 +19,7 @@ from msa_core.analysis.lesion_curves import KCurves, k_curve_figure, k_curves, k
 from msa_core.analysis.modes import classification
 from msa_core.analysis.ranking import STATISTIC, unit_ranking
 from msa_core.lesion import ModelGame
-from msa_core.runs.request import LESIONS
+from msa_core.names import LESION_HELP, LESIONS, lesion_label, lesions_help
 from msa_core.zoo import LoadedModel, list_models, moe
 from pages.common import (
     CURRENT_RUN,
@@ -39,10 +39,6 @@ from pages.uncertainty import noise_banner, ranking_table
 
 N_RANDOM = 5  # random draws of k units per k on the lesion curve
 GALLERY = 8  # changed samples shown
-LESION_NAMES = {
-    "zero": "zero (unit set to 0)",
-    "mean": "mean (unit set to its mean over the inputs)",
-}
 
 
 @st.cache_resource(show_spinner=False)
@@ -425,7 +421,8 @@ def k_metrics(curves: KCurves, k: int, lesion: str, score_name: str) -> None:
     )
     cols[3].metric(f"Bottom {curves.ks[at]} lesioned", shown(curves.bottom[at]))
     st.caption(
-        f"{score_name.capitalize()} with {LESION_NAMES[lesion]} lesions. The curve's points are "
+        f"{score_name.capitalize()} with {lesion} lesions (a lesioned unit {LESION_HELP[lesion]}). "
+        "The curve's points are "
         "every k "
         "up to 16 units, else an even grid (the metrics show the grid's k nearest the slider)."
     )
@@ -531,8 +528,8 @@ with explained_errors(f"Loading {name}"):
         LESIONS,
         key="lesion_kind",
         horizontal=True,
-        format_func=LESION_NAMES.get,
-        help="How a lesioned unit is removed: set to zero, or to its mean over the model's inputs.",
+        format_func=lesion_label,
+        help=lesions_help(),
     )
     share_in_url(model=name, units=granularity, lesion=lesion)
     panel = st.container()  # drawn first, filled last: its toggles show the ranking's ranks

@@ -12,6 +12,7 @@ from msa_core import METHODS
 from msa_core.deployment import deployment
 from msa_core.errors import MSAInputError
 from msa_core.estimators.plan import uses_permutations
+from msa_core.names import LESIONS, lesion_label, lesions_help
 from msa_core.runs import RunRequest, fingerprint_of
 from msa_core.runs.budget import format_bytes, plan_run
 from msa_core.zoo import HF_PREFIX, list_models
@@ -32,10 +33,6 @@ from pages.common import (
 )
 
 HF_CHOICE = "Local Hugging Face checkpoint…"
-LESION_HELP = {
-    "zero": "zero (output 0)",
-    "mean": "mean (output its mean)",
-}
 # the form's values that hold for every model, and their defaults
 FORM_DEFAULTS = {
     "run_lesion": "zero",
@@ -116,11 +113,10 @@ def launch_form(name: str) -> None:
         left.caption(output_help(output))
         lesion = right.selectbox(
             "Lesion",
-            list(LESION_HELP),
-            format_func=LESION_HELP.get,
+            LESIONS,
+            format_func=lesion_label,
             key="run_lesion",
-            help="zero: a lesioned unit outputs 0 (the paper's lesion); mean: it outputs its mean "
-            "over the model's inputs.",
+            help=lesions_help(),
         )
         method = left.selectbox(
             "Method",

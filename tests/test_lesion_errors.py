@@ -77,7 +77,7 @@ def test_unknown_module_path_lists_close_matches():
             "each module may appear in one unit spec only; 0",
         ),
         ("0", "units must be a unit spec or a non-empty list"),
-        (["0"], "units must be msa_core.units specs"),
+        (["0"], r"msa_core.units specs \(Neurons, Channels, Heads, Experts, Blocks, Layers\)"),
         ([], "units must be a unit spec or a non-empty list"),
     ],
 )

@@ -89,3 +89,24 @@ def test_spec_arguments():
     with pytest.raises(MSAInputError, match="'remove' or 'reroute'"):
         Experts("m", mode="drop")
     assert Heads("a", n_heads=2).n_heads == 2
+
+
+def test_every_unit_kind_has_the_site_that_lesions_it():
+    """A unit kind is declared once (a spec class with its granularity); the sites know them all."""
+    from msa_core.lesion.sites import SITES
+    from msa_core.units import UNIT_KINDS, UnitSpec
+
+    assert set(UNIT_KINDS) == {"neurons", "channels", "heads", "experts", "blocks", "layers"}
+    assert set(UNIT_KINDS.values()) == set(SITES)
+
+    class Rows(UnitSpec):  # a new kind without a site is refused by name, not lesioned wrongly
+        granularity = "rows"
+        letter = "r"
+
+    try:
+        from msa_core.lesion.sites import make_site
+
+        with pytest.raises(MSAInputError, match="Rows has no lesion site; unit kinds: .*Rows"):
+            make_site(Rows("fc1"), "fc1", NET.fc1, "fc1")
+    finally:
+        del UNIT_KINDS["rows"]

@@ -27,9 +27,7 @@ TOP_FRACTION = 0.2  # "the top 20% of units" of the studies' pass criteria
 RANK_SETS: dict[str, Callable[[np.ndarray, np.ndarray, int], np.ndarray]] = {
     "lesion_top": lambda order, ks, n: ~keep_only(order, ks, n),  # the top-k by score knocked out
     "keep_top": lambda order, ks, n: keep_only(order, ks, n),  # only the top-k intact
-    "lesion_bottom": lambda order, ks, n: (
-        ~keep_only(order[::-1], ks, n)
-    ),  # the bottom-k knocked out
+    "lesion_bottom": lambda order, ks, n: ~keep_only(order[::-1], ks, n),  # bottom-k knocked out
 }
 
 
@@ -69,8 +67,7 @@ def keep_only(order: np.ndarray, ks: Sequence[int] | np.ndarray, n_units: int) -
 
 def random_keep_only(ks: np.ndarray, n_units: int, n_random: int, seed: int) -> np.ndarray:
     """``[len(ks) * n_random, N]`` coalitions keeping k random units intact, ``n_random`` draws per
-    k (k-major).
-    """
+    k (k-major)."""
     rng = np.random.default_rng(seed)
     draws = np.stack(
         [keep_only(rng.permutation(n_units), ks, n_units) for _ in range(n_random)], axis=1
@@ -109,7 +106,7 @@ def rank_curves(
         scores: one score per unit ``[N]``; ranks from the highest.
         ks: unit counts ``[M]`` in 0..N (None: every count 0..N).
         value_of: coalitions ``[C, N]`` -> one value per coalition ``[C]``; called once with every
-        set.
+            set.
         sets: which lesions, e.g. ``("lesion_top", "keep_top")``.
         what: how the error names the units ("expert", ...).
 
@@ -140,10 +137,10 @@ def pruning_curves(
 
     Args:
         rankings: score vectors ``[N]`` (e.g. Shapley values, weight magnitudes); ranks from the
-        highest.
+            highest.
         fractions: shares of N to keep (each rounded by ``top_k_count``; repeated counts once).
         value_of: coalitions ``[C, N]`` -> one value per coalition ``[C]``; called once with every
-        set.
+            set.
         n_random: random draws per k; seed: their generator's seed.
 
     Returns:

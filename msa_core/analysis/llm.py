@@ -93,17 +93,6 @@ def group_matrix_stderr(result: ModesResult, task: Task) -> np.ndarray:
     return group_means(result.stderr, task.group_index(), len(task.groups)).T
 
 
-def example_names(task: Task, width: int = 40) -> list[str]:
-    """``[B]`` one readable, unique label per example: ``"<i> <group>: <prompt>"`` (the prompt's
-    newlines shown as ⏎, cut to ``width`` characters)."""
-    names = []
-    for index, example in enumerate(task.examples):
-        prompt = example.prompt.replace("\n", " ⏎ ").strip()
-        prompt = prompt if len(prompt) <= width else prompt[: width - 1] + "…"
-        names.append(f"{index} {example.group}: {prompt}")
-    return names
-
-
 def group_losses(game: ModelGame, task: Task, coalitions: np.ndarray) -> np.ndarray:
     """``[C, G]``: each group's mean loss (negative task log-prob) per coalition ``[C, N]``."""
     coalitions = np.asarray(coalitions, dtype=bool)

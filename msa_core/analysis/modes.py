@@ -173,12 +173,11 @@ def output_unit(result: ModesResult) -> str:
 
 def output_names(result: ModesResult) -> list[str] | None:
     """Readable names of the result's last output axis, where the run knows them: a task run's
-    examples as ``"<i> <group>: <prompt>"`` (``analysis.llm.example_names``); None otherwise."""
+    examples as ``"<i> <group>: <prompt>"`` (``tasks.example_names``); None otherwise."""
     task = result.meta.get("task")
     if not isinstance(task, dict) or not result.output_shape:
         return None
-    from msa_core.analysis.llm import example_names
-    from msa_core.tasks import task_of_meta
+    from msa_core.tasks import example_names, task_of_meta
 
     names = example_names(task_of_meta(task))
     return names if len(names) == result.output_shape[-1] else None
@@ -194,8 +193,7 @@ def _names(k: int, class_names: Sequence[str] | None) -> list[str]:
 
 def unit_contributions(values: np.ndarray) -> np.ndarray:
     """Each unit's total |contribution| ``[N]``: the sum of |mode| over the view's outputs
-    ``[N, K]``.
-    """
+    ``[N, K]``."""
     return np.abs(np.asarray(values, dtype=float)).reshape(len(values), -1).sum(1)
 
 
@@ -392,8 +390,7 @@ def shared_zmax(views: Sequence[ModesView]) -> float:
 
 def top_units(view: ModesView, k: int = 3) -> list[dict[str, Any]]:
     """Per output, the ``k`` units pushing it up most and the ``k`` pushing it down most (rows of a
-    table).
-    """
+    table)."""
     rows = []
     for column, output in enumerate(view.outputs):
         values = view.values[:, column]
@@ -555,8 +552,7 @@ def contribution_curve_figure(views: Mapping[str, ModesView], cumulative: bool =
 
 def unit_scores(view: ModesView) -> np.ndarray:
     """One signed score per unit ``[N]``: its mode averaged over the view's outputs (the paper's
-    phi).
-    """
+    phi)."""
     return view.values.mean(1)
 
 

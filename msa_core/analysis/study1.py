@@ -40,8 +40,7 @@ PRUNE_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 def class_modes(result: ModesResult) -> np.ndarray:
     """The paper's modes ``[N, K]``: per-image modes ``[N, B, K]`` summed over images (``[N, K]``
-    passes as is).
-    """
+    passes as is)."""
     modes = np.asarray(result.modes, dtype=np.float64)
     if modes.ndim == 3:
         return modes.sum(axis=1)
@@ -106,8 +105,7 @@ def pearson(x: np.ndarray, y: np.ndarray) -> float:
 
 def weight_magnitude(model: nn.Module, fan_in: str = "fc1", fan_out: str = "fc2") -> np.ndarray:
     """Each hidden neuron's mean |weight| over its incoming (``fan_in`` rows) and outgoing
-    (``fan_out`` columns)
-    weights together: ``[N]``. Biases are not weights."""
+    (``fan_out`` columns) weights together: ``[N]``. Biases are not weights."""
     modules = dict(model.named_modules())
     missing = [name for name in (fan_in, fan_out) if not isinstance(modules.get(name), nn.Linear)]
     if missing:
@@ -122,8 +120,7 @@ def weight_magnitude(model: nn.Module, fan_in: str = "fc1", fan_out: str = "fc2"
 
 def accuracy(loaded: LoadedModel, coalitions: np.ndarray) -> np.ndarray:
     """Test-subset accuracy ``[C]`` of the model with the units lesioned where ``coalitions [C, N]``
-    is False.
-    """
+    is False."""
     values = loaded.game(output="correct")(np.asarray(coalitions, dtype=bool))
     return values.double().mean(dim=1).cpu().numpy()
 
@@ -131,8 +128,7 @@ def accuracy(loaded: LoadedModel, coalitions: np.ndarray) -> np.ndarray:
 @dataclass
 class RankLesion:
     """Accuracy after lesioning the top-k units by phi (``lesioned``) and after keeping only them
-    (``kept``).
-    """
+    (``kept``)."""
 
     ks: np.ndarray  # [M] numbers of units, 0..N
     lesioned: np.ndarray  # [M]

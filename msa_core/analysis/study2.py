@@ -120,8 +120,7 @@ def _language_means(
 
 def layer_shares(matrix: np.ndarray, layers: np.ndarray) -> np.ndarray:
     """``[L, n_layers]``: each language's share of its total |contribution| held by each layer's
-    experts.
-    """
+    experts."""
     absolute = np.abs(matrix)
     per_layer = np.stack(
         [absolute[:, layers == layer].sum(axis=1) for layer in np.unique(layers)], axis=1
@@ -140,8 +139,7 @@ def selectivity(matrix: np.ndarray) -> np.ndarray:
 
 def largest_hub(matrix: np.ndarray) -> tuple[int, np.ndarray]:
     """The expert with the largest total |contribution| and its share of each language's
-    |contribution| ``[L]``.
-    """
+    |contribution| ``[L]``."""
     absolute = np.abs(matrix)
     hub = int(np.argmax(absolute.sum(axis=0)))
     return hub, absolute[:, hub] / absolute.sum(axis=1)
@@ -168,8 +166,7 @@ def language_losses(
     units: UnitSpec = EXPERT_UNITS,
 ) -> np.ndarray:
     """``[C, L]``: mean negative log-prob per byte of each language's rows under each coalition
-    ``[C, N]``.
-    """
+    ``[C, N]``."""
     inputs = _on_device(inputs, model)
     game = ModelGame(model, inputs, units, output="target_logprob")
     coalitions = np.asarray(coalitions, dtype=bool)
@@ -226,8 +223,7 @@ class SelectiveLesion:
     @property
     def ratio(self) -> float:
         """The target language's rise over the mean rise of the others (inf when theirs is <= 0 and
-        its own > 0).
-        """
+        its own > 0)."""
         own = self.rise[self.language]
         others = np.delete(self.rise, self.language).mean()
         if others <= 0:
@@ -287,8 +283,7 @@ class RemovalCurves:
 
 def expert_scores(matrix: np.ndarray) -> np.ndarray:
     """``[N]`` each expert's Shapley value for the mean log-prob over languages (each language
-    weighted equally).
-    """
+    weighted equally)."""
     return matrix.mean(axis=0)
 
 
@@ -300,8 +295,7 @@ def removal_curves(
     ks: Sequence[int] | None = None,
 ) -> RemovalCurves:
     """Removal curves over ``ks`` (default 0..N); loss is the mean over languages of their mean
-    loss.
-    """
+    loss."""
     counts, curves = lesions.rank_curves(
         scores,
         ks,
@@ -332,8 +326,7 @@ def pruning(
     seed: int = 0,
 ) -> Pruning:
     """Keep-only-k losses for k = ``fractions`` of N: the top-k by ``scores`` vs ``n_random`` random
-    sets.
-    """
+    sets."""
     ks, (shapley,), random = lesions.pruning_curves(
         [scores],
         fractions,
@@ -351,8 +344,7 @@ def selective_verdict(
     lesions: Sequence[SelectiveLesion], latin: Sequence[int], ratio: float = SELECTIVE_RATIO
 ) -> dict[str, Any]:
     """The selective-lesion criterion: >= ``ratio`` for >= 3 languages (one in ``latin``), > 1 for
-    all.
-    """
+    all."""
     ratios = np.array([lesion.ratio for lesion in lesions])
     strong = [lesion.language for lesion in lesions if lesion.ratio >= ratio]
     return {
@@ -366,8 +358,7 @@ def removal_verdict(
     curves: RemovalCurves, n_experts: int, fraction: float = REMOVAL_FRACTION
 ) -> dict[str, Any]:
     """Top-k removal hurts more than bottom-k at every 0 < k < N, and at least 2x more at k =
-    ``fraction`` of N.
-    """
+    ``fraction`` of N."""
     top, bottom = curves.rises()
     k = top_k_count(n_experts, fraction)
     at_k = curves.ks == k
@@ -554,8 +545,7 @@ def token_figure(
     token_modes: np.ndarray, token_labels: Sequence[str], player_names: Sequence[str]
 ) -> go.Figure:
     """Per-token contributions ``[N, T]``: each expert's mode of the log-prob of each next byte (x:
-    that byte).
-    """
+    that byte)."""
     limit = float(np.abs(token_modes).max()) or 1.0
     x = [f"{i}:{label}" for i, label in enumerate(token_labels)]
     figure = go.Figure(
@@ -617,8 +607,7 @@ def analyse(
     with_pruning: bool = True,
 ) -> Findings:
     """All of Study 2 for ``result`` (experts of ``model`` on rows of ``game_languages``); lesions
-    on ``eval_inputs``.
-    """
+    on ``eval_inputs``."""
     names = list(result.player_names)
     layers = expert_layers(names)
     matrix = language_matrix(result, game_languages, len(language_names), output)

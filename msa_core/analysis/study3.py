@@ -115,8 +115,7 @@ def mass_fraction(values: np.ndarray, share: float = 0.5) -> float:
 
 def spatial_extent(mode: np.ndarray, share: float = 0.5) -> float:
     """Mean over samples of the fraction of pixels holding ``share`` of |mode|; mode
-    ``[B, *image]``.
-    """
+    ``[B, *image]``."""
     fractions = [mass_fraction(sample, share) for sample in np.asarray(mode)]
     fractions = [f for f in fractions if not np.isnan(f)]
     return float(np.mean(fractions)) if fractions else float("nan")
@@ -179,8 +178,7 @@ def _median(values: np.ndarray) -> float:
 
 def layer_summaries(result: ModesResult) -> list[LayerSummary]:
     """Per layer (player order): channel count, median spectral centroid and spatial extent,
-    |contribution| share.
-    """
+    |contribution| share."""
     check_images(result)
     modes = np.asarray(result.modes, dtype=float)
     total = np.abs(modes).sum() or 1.0
@@ -206,8 +204,7 @@ def layer_summaries(result: ModesResult) -> list[LayerSummary]:
 
 def hidden_layers(summaries: Sequence[LayerSummary]) -> list[str]:
     """The layers with more than one channel, in player order (the digits generator's output has
-    one).
-    """
+    one)."""
     return [s.layer for s in summaries if s.channels > 1]
 
 
@@ -225,8 +222,7 @@ def centroid_rises(
 
 def summed_modes(result: ModesResult) -> dict[str, np.ndarray]:
     """Each layer's summed mode ``[B, *image]`` (what the layer paints, by efficiency within the
-    layer).
-    """
+    layer)."""
     check_images(result)
     return {
         layer: np.asarray(result.modes[index], dtype=float).sum(0)
@@ -274,8 +270,7 @@ def showcase_cluster(result: ModesResult) -> np.ndarray:
 @dataclass(frozen=True)
 class ClusterLesion:
     """Images ``[B, *image]`` with every player intact, with the cluster lesioned, and intact -
-    lesioned.
-    """
+    lesioned."""
 
     players: list[str]
     intact: np.ndarray
@@ -406,8 +401,7 @@ def gallery_figure(
 
 def summed_modes_figure(result: ModesResult, sample: int = 0) -> go.Figure:
     """The generated image, each layer's summed mode (one shared diverging scale) and the
-    all-lesioned image.
-    """
+    all-lesioned image."""
     layers = summed_modes(result)
     planes = {layer: _plane(mode[sample]) for layer, mode in layers.items()}
     limit = _limit(*planes.values())

@@ -158,7 +158,9 @@ class KernelEstimator(Estimator):
         "sampled_blocks_done",
     )
 
-    def __init__(self, n_players, v_full, v_empty, seed, budget):
+    def __init__(
+        self, n_players: int, v_full: np.ndarray, v_empty: np.ndarray, seed: int, budget: int
+    ) -> None:
         super().__init__(n_players, v_full, v_empty, seed, budget)
         n, d = n_players, self.n_outputs
         mass = kernel_mass(n)

@@ -53,7 +53,9 @@ class PermutationEstimator(Estimator):
     state_fields = ("n_permutations", "moments", "scores")
     extendable = True  # block k holds the same orders whatever the budget
 
-    def __init__(self, n_players, v_full, v_empty, seed, budget):
+    def __init__(
+        self, n_players: int, v_full: np.ndarray, v_empty: np.ndarray, seed: int, budget: int
+    ) -> None:
         super().__init__(n_players, v_full, v_empty, seed, budget)
         rows_per_sample = self.permutations_per_sample * (n_players - 1)
         self.n_samples = budget // rows_per_sample

@@ -1,9 +1,9 @@
 """Lesioning real models: ``ModelGame`` turns a PyTorch model into an MSA game over its units.
 
 Modules: ``game`` (ModelGame), ``sites`` (per-granularity hooks), ``plans`` (how a chunk of
-coalitions
-runs: whole model, prefix reuse, push-forward), ``chain`` (chain models), ``outputs`` (named
-outputs), ``inputs`` (batches and devices), ``hooks`` (hook registration and per-copy masking).
+coalitions runs: whole model, prefix reuse, push-forward), ``chain`` (chain models), ``outputs``
+(named outputs), ``inputs`` (batches and devices), ``hooks`` (hook registration and per-copy
+masking).
 """
 
 from msa_core.lesion.game import LESIONS, ModelGame

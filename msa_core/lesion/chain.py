@@ -31,8 +31,7 @@ def is_chain(module: nn.Module) -> bool:
 
 def chain_elements(model: nn.Module) -> list[Element] | None:
     """``(path, module)`` of a chain model's elements in call order, nested chains flattened; else
-    None.
-    """
+    None."""
     if not is_chain(model):
         return None
 

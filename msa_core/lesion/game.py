@@ -51,31 +51,26 @@ class ModelGame(Game):
 
     Args:
         model: any ``nn.Module``, run on its own device, in eval mode, under
-        ``torch.inference_mode()``.
+            ``torch.inference_mode()``.
         inputs: a tensor ``[B, ...]`` or a dict of tensors ``[B, ...]`` (HF style,
-        ``model(**inputs)``),
-            on the model's device.
+            ``model(**inputs)``), on the model's device.
         units: a spec from ``msa_core.units`` or a list of them; players follow their order.
         output: a name from ``msa_core.lesion.NAMED_OUTPUTS``, ``fn(raw) -> tensor [C * B, ...]``,
-        or a
-            ``CustomOutput`` (``fn(raw, copies)``, told what the named outputs are told), or a
+            or a ``CustomOutput`` (``fn(raw, copies)``, told what the named outputs are told), or a
             ``ColumnScores`` (values read from an LM's logits at chosen positions, e.g. a
             ``TokenScores``: log-probs of chosen tokens there).
         lesion: ``"zero"``, or ``"mean"`` (each unit's mean over ``reference``, default ``inputs``;
-        the
-            means are kept in each site's ``fill``).
+            the means are kept in each site's ``fill``).
         labels: integer targets ``[B]`` or ``[B, T]`` for ``correct`` / ``target_logprob``.
         reference: inputs whose mean activations a ``"mean"`` lesion uses (default ``inputs``).
         memory_budget: bytes of activations per forward pass, which sets how many coalitions share
-        one
-            pass (default 8 MiB on CPU, where passes that fit the caches run fastest, or the plan's
-            own ``cpu_budget``; half the free memory on CUDA). A pass that runs out of GPU memory is
-            retried with half as many coalitions (down to one), and later passes keep the smaller
-            number.
+            one pass (default 8 MiB on CPU, where passes that fit the caches run fastest, or the
+            plan's own ``cpu_budget``; half the free memory on CUDA). A pass that runs out of GPU
+            memory is retried with half as many coalitions (down to one), and later passes keep the
+            smaller number.
         coalitions_per_pass: that number directly.
         prefix_reuse, push_forward: False switches the shortcuts off (for measurements): prefix
-        reuse
-            covers chain models and, for decoder-only transformers, layer reuse
+            reuse covers chain models and, for decoder-only transformers, layer reuse
             (``msa_core.lesion.layer_reuse``).
         scored_positions: run an LM's head only at the positions the output reads (a
             ``ColumnScores``), and under layer reuse no position after the last of them.

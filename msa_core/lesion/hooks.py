@@ -7,23 +7,62 @@ of B samples, B * T once a block flattens tokens), so ``x.unflatten(0, (C, R))``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any, Protocol, cast
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from msa_core.errors import MSAInputError
 
 
+class ForwardHook(Protocol):
+    """``fn(module, args, out)`` after ``module`` runs: ``args`` its positional inputs, ``out`` its
+    output (a tensor, or a tuple whose first element is one); returns the output to use instead,
+    or None to keep ``out``."""
+
+    def __call__(self, module: nn.Module, args: tuple[Any, ...], out: Any, /) -> object: ...
+
+
+class ForwardPreHook(Protocol):
+    """``fn(module, args)`` before ``module`` runs; returns the positional inputs to use instead
+    (a tuple), or None to keep ``args``."""
+
+    def __call__(self, module: nn.Module, args: tuple[Any, ...], /) -> tuple[Any, ...] | None: ...
+
+
+class ForwardHookWithKwargs(Protocol):
+    """``fn(module, args, kwargs, out)``: a ``ForwardHook`` that also sees keyword inputs (e.g.
+    ``hidden_states`` of an HF decoder layer)."""
+
+    def __call__(
+        self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any, /
+    ) -> object: ...
+
+
+class ForwardPreHookWithKwargs(Protocol):
+    """``fn(module, args, kwargs)``: a ``ForwardPreHook`` that also sees (and may replace) the
+    keyword inputs; returns ``(args, kwargs)`` to use instead, or None."""
+
+    def __call__(
+        self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], /
+    ) -> tuple[tuple[Any, ...], dict[str, Any]] | None: ...
+
+
+HookFn = ForwardHook | ForwardPreHook | ForwardHookWithKwargs | ForwardPreHookWithKwargs
+
+
 @dataclass(frozen=True)
 class Hook:
-    """``fn`` as a forward hook on ``module`` (``pre``: a forward pre-hook), optionally with
-    kwargs."""
+    """``fn`` as a forward hook on ``module``: a ``ForwardHook``, or with ``pre`` a
+    ``ForwardPreHook``, with ``with_kwargs`` a ``ForwardHookWithKwargs``, with both a
+    ``ForwardPreHookWithKwargs``."""
 
     module: nn.Module
-    fn: Callable
+    fn: HookFn
     pre: bool = False
     with_kwargs: bool = False
 
@@ -35,16 +74,24 @@ def attached(hooks: Iterable[Hook]) -> Iterator[None]:
     handles = []
     try:
         for hook in hooks:
-            register = (
-                hook.module.register_forward_pre_hook
-                if hook.pre
-                else hook.module.register_forward_hook
-            )
-            handles.append(register(hook.fn, with_kwargs=hook.with_kwargs))
+            handles.append(_register(hook))
         yield
     finally:
         for handle in handles:
             handle.remove()
+
+
+def _register(hook: Hook) -> RemovableHandle:
+    """Register one hook as the kind its flags say (``Hook``)."""
+    if hook.pre and hook.with_kwargs:
+        pre_with_kwargs = cast(ForwardPreHookWithKwargs, hook.fn)
+        return hook.module.register_forward_pre_hook(pre_with_kwargs, with_kwargs=True)
+    if hook.pre:
+        return hook.module.register_forward_pre_hook(cast(ForwardPreHook, hook.fn))
+    if hook.with_kwargs:
+        with_kwargs = cast(ForwardHookWithKwargs, hook.fn)
+        return hook.module.register_forward_hook(with_kwargs, with_kwargs=True)
+    return hook.module.register_forward_hook(cast(ForwardHook, hook.fn))
 
 
 @contextmanager

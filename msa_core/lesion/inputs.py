@@ -1,6 +1,5 @@
 """Model inputs: a tensor ``[B, ...]`` or an HF-style dict of tensors ``[B, ...]`` (plus plain
-options).
-"""
+options)."""
 
 from __future__ import annotations
 
@@ -23,8 +22,7 @@ def model_device(model: nn.Module) -> torch.device | None:
 
 def batch_size(inputs: Any, what: str = "inputs") -> int:
     """B of a tensor or of a dict of tensors, all with the same leading dimension; clear errors
-    otherwise.
-    """
+    otherwise."""
     if isinstance(inputs, torch.Tensor):
         if inputs.ndim == 0:
             raise MSAInputError(f"{what} must have a batch dimension [B, ...]; got a scalar tensor")
@@ -91,8 +89,7 @@ def repeat_batch(inputs: dict[str, Any], copies: int) -> dict[str, Any]: ...
 
 def repeat_batch(inputs: Inputs, copies: int) -> Inputs:
     """Each batch tensor repeated ``copies`` times along dim 0: ``[B, ...] -> [copies * B, ...]``,
-    copy-major.
-    """
+    copy-major."""
     if isinstance(inputs, torch.Tensor):
         return inputs.repeat(copies, *([1] * (inputs.ndim - 1)))
     return {

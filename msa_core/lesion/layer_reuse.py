@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from msa_core.lesion.chain import contains
-from msa_core.lesion.hooks import Hook, attached
+from msa_core.lesion.hooks import ForwardPreHookWithKwargs, Hook, attached
 from msa_core.lesion.inputs import Inputs, batch_size, call_model, repeat_batch
 from msa_core.lesion.outputs import logits_of
 from msa_core.lesion.plans import Plan
@@ -97,7 +97,7 @@ def _record(
     """A plain forward's output and, per layer, the ``(hidden_states, args, kwargs)`` it got."""
     seen: dict[int, tuple] = {}
 
-    def recorder(index: int) -> Callable:
+    def recorder(index: int) -> ForwardPreHookWithKwargs:
         def record(module: nn.Module, args: tuple, kwargs: dict) -> None:
             kwargs = dict(kwargs)
             hidden = args[0] if args else kwargs.pop("hidden_states", None)
@@ -315,9 +315,8 @@ class LayerReuse(Plan):
         swapped = [(m, shares.once_per_parent(m.forward)) for m in early]
         swapped += [(m, shares.weighted_per_copy(m.forward)) for m in experts]
         handles = []
-        own = [
-            (module, module.__dict__.get("forward")) for module, _ in swapped
-        ]  # e.g. accelerate's
+        # forwards set on the instance (e.g. accelerate's), put back afterwards
+        own = [(module, module.__dict__.get("forward")) for module, _ in swapped]
         try:
             for module, forward in swapped:
                 module.forward = forward

@@ -51,9 +51,7 @@ class WholeModel(Plan):
 
     def run(self, keep: torch.Tensor) -> Any:
         repeated = repeat_batch(self.inputs, keep.shape[0])
-        if self.options and not isinstance(
-            repeated, torch.Tensor
-        ):  # options join HF-style dict inputs
+        if self.options and not isinstance(repeated, torch.Tensor):  # they join HF-style inputs
             return call_model(self.model, {**repeated, **self.options})
         return call_model(self.model, repeated)
 

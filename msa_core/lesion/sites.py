@@ -10,7 +10,8 @@ their mean over the reference batch.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import torch
@@ -18,7 +19,7 @@ from torch import nn
 
 from msa_core.errors import MSAInputError
 from msa_core.lesion.hooks import Hook, split_copies, where_copies
-from msa_core.units import Blocks, Channels, Experts, Heads, Neurons, UnitSpec
+from msa_core.units import UNIT_KINDS, Blocks, Channels, Experts, Heads, Layers, Neurons, UnitSpec
 
 
 class Site(ABC):
@@ -28,9 +29,7 @@ class Site(ABC):
         self.spec, self.path, self.module, self.tag = spec, path, module, tag
         self.n_units: int | None = None  # set by the probe
         self.mean: torch.Tensor | None = None  # mean activation seen by the last probe with_mean
-        self.fill: torch.Tensor | None = (
-            None  # values of lesioned units (lesion="mean"); None = zero
-        )
+        self.fill: torch.Tensor | None = None  # lesioned units' values (lesion="mean"); None: 0
         self.offset = 0
 
     @property
@@ -56,8 +55,7 @@ class Site(ABC):
     @abstractmethod
     def probe_hooks(self, with_mean: bool) -> list[Hook]:
         """Hooks that set ``n_units`` (and ``mean`` when ``with_mean``) during an unrepeated
-        forward.
-        """
+        forward."""
 
     @abstractmethod
     def lesion_hooks(self, keep: torch.Tensor) -> list[Hook]:
@@ -69,8 +67,7 @@ class Site(ABC):
 
 def mean_except(x: torch.Tensor, axis: int) -> torch.Tensor:
     """Mean of ``x`` over every dimension but ``axis`` (accumulated in float32, returned in x's
-    dtype).
-    """
+    dtype)."""
     axis %= x.ndim
     return x.float().mean([d for d in range(x.ndim) if d != axis]).to(x.dtype)
 
@@ -86,7 +83,7 @@ class ActivationSite(Site):
         if axis == -1 and isinstance(module, nn.modules.conv._ConvNd):
             raise self._error(f"{type(module).__name__} outputs channels [B, C, ...]; use Channels")
 
-    def _checked(self, out: Any) -> torch.Tensor:
+    def _checked(self, out: object) -> torch.Tensor:
         if not isinstance(out, torch.Tensor):
             raise self._error(
                 f"the module returns {type(out).__name__}; unit lesions need a tensor output"
@@ -103,7 +100,7 @@ class ActivationSite(Site):
         return out
 
     def probe_hooks(self, with_mean: bool) -> list[Hook]:
-        def probe(module: nn.Module, args: tuple, out: Any) -> None:
+        def probe(module: nn.Module, args: tuple, out: object) -> None:
             out = self._checked(out)
             self.n_units = out.shape[self.axis]
             if with_mean:
@@ -147,11 +144,8 @@ class InputNeuronSite(Site):
         def lesion(module: nn.Module, args: tuple) -> tuple:
             x = args[0]
             fill = 0.0 if self.fill is None else self.fill
-            shape = [
-                keep.shape[0],
-                *[1] * (x.ndim - 1),
-                self.size,
-            ]  # [C, 1, ..., units] against [C, R, ..., units]
+            # [C, 1, ..., units] against [C, R, ..., units]
+            shape = [keep.shape[0], *[1] * (x.ndim - 1), self.size]
             return (where_copies(x, keep.view(shape), fill, self.path), *args[1:])
 
         return [Hook(self.module, lesion, pre=True)]
@@ -159,8 +153,7 @@ class InputNeuronSite(Site):
 
 class BlockSite(Site):
     """A sublayer as one unit: lesioned, its output (the first tensor of a tuple) is zero or its
-    mean.
-    """
+    mean."""
 
     def probe_hooks(self, with_mean: bool) -> list[Hook]:
         def probe(module: nn.Module, args: tuple, out: Any) -> None:
@@ -260,8 +253,7 @@ class HeadSite(Site):
 
 class LayerSite(Site):
     """A residual block as one unit: lesioned, its output is its input (plus its mean update for
-    "mean").
-    """
+    "mean")."""
 
     @staticmethod
     def _block_input(args: tuple, kwargs: dict) -> torch.Tensor:
@@ -324,7 +316,7 @@ class ExpertSite(Site):
                 "num_experts) and fused `experts`, as in transformers 5.x Mixtral / OLMoE / "
                 f"Qwen2-MoE; this is a {type(module).__name__}"
             )
-        n_experts: Any = self.gate.num_experts
+        n_experts: Any = self.gate.num_experts  # an int attribute of the router
         self.n_routed = int(n_experts)
         self.shared = getattr(module, "shared_expert", None) if spec.shared_expert else None
         if spec.shared_expert and not isinstance(self.shared, nn.Module):
@@ -339,7 +331,7 @@ class ExpertSite(Site):
                 "a rerouted expert has no output to replace"
             )
 
-    def _routing(self, out: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _routing(self, out: object) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if not (isinstance(out, tuple) and len(out) == 3):
             raise self._error(
                 "the router `gate` must return (router_logits, routing_weights, expert_indices) "
@@ -351,8 +343,7 @@ class ExpertSite(Site):
         self, hidden: torch.Tensor, weights: torch.Tensor, index: torch.Tensor
     ) -> torch.Tensor:
         """Mean over tokens of each expert's weighted output ``[E, hidden]``, run by the block's own
-        experts.
-        """
+        experts."""
         means = []
         for e in range(self.n_routed):
             weight = (weights * (index == e)).sum(-1, keepdim=True)
@@ -363,7 +354,7 @@ class ExpertSite(Site):
     def probe_hooks(self, with_mean: bool) -> list[Hook]:
         parts: dict[str, torch.Tensor] = {}  # the shared expert may run before or after the router
 
-        def probe_gate(module: nn.Module, args: tuple, out: Any) -> None:
+        def probe_gate(module: nn.Module, args: tuple, out: object) -> None:
             _, weights, index = self._routing(out)
             self.n_units = self.n_routed + (self.shared is not None)
             if with_mean:
@@ -372,7 +363,7 @@ class ExpertSite(Site):
         def probe_shared(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
             parts["shared"] = mean_except(out, -1)[None]
 
-        def probe_block(module: nn.Module, args: tuple, out: Any) -> None:
+        def probe_block(module: nn.Module, args: tuple, out: object) -> None:
             if with_mean:
                 self.mean = torch.cat(
                     [parts["routed"], *([parts["shared"]] if self.shared else [])]
@@ -414,20 +405,17 @@ class ExpertSite(Site):
         masked = split_copies(logits, copies, self.path).masked_fill(
             ~routed[:, None, :], float("-inf")
         )
-        probs = (
-            masked.float().softmax(-1).nan_to_num(0.0)
-        )  # a token whose experts are all lesioned gets none
+        # a token whose experts are all lesioned gets none
+        probs = masked.float().softmax(-1).nan_to_num(0.0)
         top, chosen = probs.topk(self.gate.top_k, dim=-1)
-        if getattr(
-            self.gate, "norm_topk_prob", True
-        ):  # Mixtral always renormalises; OLMoE / Qwen2-MoE if set
+        # Mixtral always renormalises; OLMoE / Qwen2-MoE if set
+        if getattr(self.gate, "norm_topk_prob", True):
             top = top / top.sum(-1, keepdim=True).clamp_min(torch.finfo(top.dtype).tiny)
         return logits, top.to(weights.dtype).flatten(0, 1), chosen.flatten(0, 1)
 
     def _add_means(self, out: torch.Tensor, lesioned: torch.Tensor) -> torch.Tensor:
         """Block output ``[C * R, ..., hidden]`` plus, per copy, the mean contributions of its
-        lesioned experts.
-        """
+        lesioned experts."""
         assert self.fill is not None  # hooked only with lesion="mean"
         added = lesioned.to(self.fill.dtype) @ self.fill[: self.n_routed]  # [C, hidden]
         per_copy = split_copies(out, lesioned.shape[0], self.path)
@@ -436,21 +424,36 @@ class ExpertSite(Site):
         )
 
 
-def make_site(spec: UnitSpec, path: str, module: nn.Module, tag: str) -> Site:
-    """The site class of a spec's granularity."""
-    if isinstance(spec, Neurons) and spec.of == "input":
+def _neuron_site(spec: Neurons, path: str, module: nn.Module, tag: str) -> Site:
+    if spec.of == "input":
         return InputNeuronSite(spec, path, module, tag)
-    if isinstance(spec, Neurons):
-        return ActivationSite(spec, path, module, tag, axis=-1)
-    if isinstance(spec, Channels):
-        return ActivationSite(spec, path, module, tag, axis=1)
-    if isinstance(spec, Heads):
-        return HeadSite(spec, path, module, tag)
-    if isinstance(spec, Experts):
-        return ExpertSite(spec, path, module, tag)
-    if isinstance(spec, Blocks):
-        return BlockSite(spec, path, module, tag)
-    return LayerSite(spec, path, module, tag)
+    return ActivationSite(spec, path, module, tag, axis=-1)
+
+
+# the site that lesions each unit kind (``msa_core.units.UNIT_KINDS``): a new kind is a spec class
+# there and one entry here; ``(spec, path, module, tag) -> Site``
+SITES: dict[type[UnitSpec], Callable[..., Site]] = {
+    Neurons: _neuron_site,
+    Channels: partial(ActivationSite, axis=1),
+    Heads: HeadSite,
+    Experts: ExpertSite,
+    Blocks: BlockSite,
+    Layers: LayerSite,
+}
+
+
+def make_site(spec: UnitSpec, path: str, module: nn.Module, tag: str) -> Site:
+    """The site of a spec's unit kind (a subclass of a kind is lesioned as that kind)."""
+    kind = next((kind for kind in type(spec).__mro__ if kind in SITES), None)
+    if kind is None:
+        raise MSAInputError(
+            f"{type(spec).__name__} has no lesion site; unit kinds: {', '.join(_kind_names())}"
+        )
+    return SITES[kind](spec, path, module, tag)
+
+
+def _kind_names() -> list[str]:
+    return [kind.__name__ for kind in UNIT_KINDS.values()]
 
 
 def bind(model: nn.Module, units: UnitSpec | Sequence[UnitSpec]) -> list[Site]:
@@ -470,7 +473,7 @@ def bind(model: nn.Module, units: UnitSpec | Sequence[UnitSpec]) -> list[Site]:
     for spec in specs:
         if not isinstance(spec, UnitSpec):
             raise MSAInputError(
-                f"units must be msa_core.units specs (Neurons, Channels, Heads, Experts, Layers); "
+                f"units must be msa_core.units specs ({', '.join(_kind_names())}); "
                 f"got {type(spec).__name__}"
             )
         found = spec.modules(model)

@@ -1,11 +1,10 @@
 """Before launch: what a run will cost (estimator, evaluations, time, memory), or why it cannot run.
 
 ``probe_game`` times a few game evaluations once per game; ``plan_run`` turns a request and that
-probe
-into a ``Plan`` and raises ``MSAInputError`` for budgets that cannot work (too small for the
-estimator,
-exact on too many players, more memory than the machine has, or longer than ``MAX_SECONDS``), so a
-page or the CLI can say so beside the form instead of a worker failing later.
+probe into a ``Plan`` and raises ``MSAInputError`` for budgets that cannot work (too small for the
+estimator, exact on too many players, more memory than the machine has, or longer than
+``MAX_SECONDS``), so a page or the CLI can say so beside the form instead of a worker failing
+later.
 """
 
 from __future__ import annotations
@@ -103,7 +102,7 @@ def plan_run(request: RunRequest, probe: Probe, memory_limit: int | None = None)
         request: the run (its method and budget are what is checked).
         probe: ``probe_game`` of the request's game.
         memory_limit: bytes the estimator may plan to hold (default ``MEMORY_SHARE`` of this
-        machine's).
+            machine's).
 
     Returns:
         The plan: estimator (``auto`` resolved as ``shapley_modes`` resolves it), evaluations,
@@ -111,8 +110,7 @@ def plan_run(request: RunRequest, probe: Probe, memory_limit: int | None = None)
 
     Raises:
         MSAInputError: a budget too small for the estimator, exact on more than 20 players or with
-        a cap
-            below 2^N, more memory than ``memory_limit``, or more than ``MAX_SECONDS``.
+            a cap below 2^N, more memory than ``memory_limit``, or more than ``MAX_SECONDS``.
     """
     n, d = probe.n_players, probe.n_outputs
     run_plan = request.plan(n).for_outputs(d)  # as shapley_modes settles it

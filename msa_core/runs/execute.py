@@ -54,8 +54,7 @@ def checkpoint_seconds_default() -> float:
 
 def max_stderr_of(state: State) -> float | None:
     """Largest standard error of the estimate a checkpoint holds (None where the estimator cannot
-    tell yet).
-    """
+    tell yet)."""
     return CheckpointSummary.of(state).max_stderr()
 
 
@@ -130,9 +129,7 @@ class ProgressRecorder:
     def __call__(self, done: int, total: int) -> None:
         now = time.time()
         done = max(done, int(self.fields["done"] or 0))  # monotone, whatever order blocks report in
-        if (
-            done > self._start_done
-        ):  # the rate since the estimation started: an ETA from the first block on
+        if done > self._start_done:  # the rate since the estimation started: an ETA from block 1
             rate = (done - self._start_done) / max(now - self._start_at, 1e-9)
             self.fields["eta_seconds"] = (total - done) / rate
         self.fields.update(done=done, total=total)
@@ -210,9 +207,9 @@ def execute(
         progress: ``progress(done, total)`` gets evaluations done and planned
             (``store.progress(fingerprint)`` has more).
         checkpoint_seconds: seconds of work between checkpoints (default ``$MSA_CHECKPOINT_SECONDS``
-        or 5).
+            or 5).
         backend: None / ``"local"``, or ``"ray"`` (the workers build the game from its ``ZooGame``
-        recipe).
+            recipe).
         wait_seconds: how long to wait for another process computing the same run (None: while it
             lives).
 
@@ -221,7 +218,7 @@ def execute(
 
     Raises:
         MSAInputError: a request the model does not fit (unknown units or output, a budget too
-        small).
+            small).
     """
     prepared = request if isinstance(request, PreparedRun) else PreparedRun.of(request)
     request, loaded, fingerprint = prepared.request, prepared.loaded, prepared.fingerprint

@@ -117,7 +117,7 @@ def check_target(path: Path, fmt: str | None = None, overwrite: bool = False) ->
         The format.
     Raises:
         MSAInputError: unknown format; a suffix naming another format than ``fmt``; a folder; a
-        missing or unwritable folder; an existing file or symlink without ``overwrite``.
+            missing or unwritable folder; an existing file or symlink without ``overwrite``.
     """
     if path.is_dir() and not path.is_symlink():
         raise MSAInputError(

@@ -6,8 +6,6 @@ written by a newer msa_core sharing the store, and is never read, replaced or de
 
 from __future__ import annotations
 
-from typing import Any
-
 from msa_core.errors import MSAInputError
 
 
@@ -15,7 +13,7 @@ class NewerFormat(MSAInputError):
     """A stored entry written by a newer msa_core: kept as it is, neither read nor deleted."""
 
 
-def check_format(found: Any, reads: int, what: str) -> None:
+def check_format(found: object, reads: int, what: str) -> None:
     """Pass when ``found`` (an entry's ``store_format``) is ``reads``.
 
     Args:

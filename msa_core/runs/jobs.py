@@ -26,6 +26,7 @@ from msa_core.runs.execute import execute, fingerprint_of
 from msa_core.runs.interaction_runs import InteractionRequest, execute_interactions, interaction_key
 from msa_core.runs.request import RunRequest
 from msa_core.runs.store import RunStore
+from msa_core.runs.store.locks import process_alive
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 POLL_SECONDS = 0.1  # how often the scheduler thread reaps finished workers and starts queued runs
@@ -52,9 +53,8 @@ class JobStatus:
     fingerprint: str = ""
     request: RunRequest | InteractionRequest | None = None
     submitted: float | None = None  # epoch seconds
-    here: bool = (
-        False  # submitted to this manager (it can cancel it); else a run of another process
-    )
+    # submitted to this manager (it can cancel it); else a run of another process
+    here: bool = False
 
 
 @dataclass
@@ -76,7 +76,7 @@ class JobManager:
         store: the run store the workers read and write.
         max_workers: runs at once (a positive integer); the rest wait in submission order.
         checkpoint_seconds: seconds of work between checkpoints (default ``$MSA_CHECKPOINT_SECONDS``
-        or 5).
+            or 5).
 
     Raises:
         MSAInputError: ``max_workers`` is not a positive integer.
@@ -288,7 +288,7 @@ class JobManager:
             )
         if record.get("state") == "running" and not self.store.running(fingerprint):
             return "cancelled", "interrupted; submitting it again resumes from its last checkpoint"
-        if record.get("state") == "queued" and not _alive(record.get("pid")):
+        if record.get("state") == "queued" and not process_alive(record.get("pid")):
             return "cancelled", "its app stopped before it started; submitting it again starts it"
         state = record.get("state")
         return (state if state in STATES else "failed"), record.get("error")
@@ -299,19 +299,6 @@ def _request_of(record: dict[str, Any]) -> RunRequest | None:
         return RunRequest.from_dict(record["request"]) if record.get("request") else None
     except (MSAInputError, TypeError):
         return None
-
-
-def _alive(pid: Any) -> bool:
-    """Whether process ``pid`` of this host still runs."""
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _stop(process: Any) -> None:
@@ -337,8 +324,7 @@ def run_worker(
     threads: int,
 ) -> None:
     """Worker process body: execute one run; a failure is recorded in the store and exits with code
-    1.
-    """
+    1."""
     signal.signal(signal.SIGTERM, _interrupt)
     import torch
 
@@ -351,9 +337,7 @@ def run_worker(
             )
         else:
             execute(RunRequest.from_dict(request), store, checkpoint_seconds=checkpoint_seconds)
-    except (
-        Exception
-    ) as err:  # the worker boundary: report any failure to the parent through the store
+    except Exception as err:  # the worker boundary: report any failure to the parent via the store
         record = store.progress(fingerprint) or {}
         if record.get("state") != "failed" or record.get("pid") != os.getpid():
             store.set_progress(

@@ -16,9 +16,8 @@ from msa_core.games import Game
 from msa_core.runs.budget import probe_game
 from msa_core.runs.store import RunStore
 
-MAX_EVALUATIONS = (
-    10**9
-)  # coalitions per run; beyond that a run takes days even for the smallest models
+# coalitions per run; beyond that a run takes days even for the smallest models
+MAX_EVALUATIONS = 10**9
 TIMED_COALITIONS = 8  # coalitions evaluated to estimate the time per evaluation
 STATE_COPIES = (
     3  # arrays [N, out] of float64 in a checkpoint (running sums, squares, counts); one more
@@ -44,8 +43,8 @@ def describe_seconds(seconds: float) -> str:
 
 def check_run(game: Game, budget: int, store: RunStore) -> None:
     """Refuse a run before it evaluates anything when its budget is above the deployment's cap or
-    ``MAX_EVALUATIONS`` (with
-    an estimate of its time) or its store's disk lacks the room ``needed_bytes`` says it needs.
+    ``MAX_EVALUATIONS`` (with an estimate of its time) or its store's disk lacks the room
+    ``needed_bytes`` says it needs.
 
     Args:
         game: the run's game (players and output shape known).

@@ -21,21 +21,19 @@ from pathlib import Path
 
 from msa_core.errors import MSAInputError
 from msa_core.interaction_result import InteractionResult
-from msa_core.result import ModesResult
-from msa_core.runs.formats import NewerFormat, check_format
-from msa_core.runs.request import STORE_FORMAT
+from msa_core.runs.formats import NewerFormat
 from msa_core.runs.rows import RowReader, UnreadableRow, safe_file, value_files, value_of
-from msa_core.runs.store import (
-    FINGERPRINT,
-    INTERACTION_INDEX,
-    INTERACTION_KEY,
-    UNREADABLE,
-    WORK_PREFIXES,
-    RunStore,
-    index_entry,
-    npz_arrays,
-    stale_because,
-)
+from msa_core.runs.store import RunStore
+from msa_core.runs.store.checkpoints import BASES, CHECKPOINTS
+from msa_core.runs.store.disk import UNREADABLE, npz_arrays
+from msa_core.runs.store.index import INDEX, index_entry
+from msa_core.runs.store.interactions import INTERACTION_INDEX, INTERACTIONS
+from msa_core.runs.store.locks import LOCKS, stale_because
+from msa_core.runs.store.progress import PROGRESS
+from msa_core.runs.store.results import result_of
+from msa_core.runs.store.run_store import WORK_NAMESPACES
+
+KEPT_WORK = (CHECKPOINTS, PROGRESS, INTERACTION_INDEX)  # work/ rows a repair carries over as is
 
 
 @dataclass
@@ -43,28 +41,13 @@ class Survey:
     """What a store holds: ``problems`` (sentences), and the readable entries worth keeping."""
 
     problems: list[str] = field(default_factory=list)
-    results: dict[str, tuple[Path | None, str, float]] = field(
-        default_factory=dict
-    )  # fingerprint: source
+    # fingerprint: (its value file when no row names it, its row key, when it was stored)
+    results: dict[str, tuple[Path | None, str, float]] = field(default_factory=dict)
     kept_work: list[str] = field(default_factory=list)  # ckpt:/progress:/ixindex: keys to keep
     bases: list[str] = field(default_factory=list)
     interactions: list[str] = field(default_factory=list)  # ix: results (interaction runs)
     newer: list[str] = field(default_factory=list)  # results of a newer store format: kept as is
     live_locks: list[str] = field(default_factory=list)
-
-
-def _result_of(blob: bytes, fingerprint: str | None) -> ModesResult:
-    """A stored result from its bytes, checked like ``RunStore.get`` (format, own fingerprint)."""
-    result = ModesResult.load(io.BytesIO(blob))
-    check_format(result.meta.get("store_format"), STORE_FORMAT, f"result {str(fingerprint)[:12]}")
-    stored = result.meta.get("fingerprint")
-    if (
-        not isinstance(stored, str)
-        or not FINGERPRINT.match(stored)
-        or fingerprint not in (None, stored)
-    ):
-        raise MSAInputError(f"it names run {str(stored)[:12]}")
-    return result
 
 
 def _rows(reader: RowReader, survey: Survey) -> Iterator:
@@ -90,15 +73,15 @@ def survey(directory: Path) -> Survey:
             continue
         try:
             blob = value_of(results.folder, row.mode, row.filename, row.value)
-            if row.key.startswith("base:"):
+            if BASES.owns(row.key):
                 npz_arrays(blob)
                 found.bases.append(row.key)
                 continue
-            if row.key.startswith(INTERACTION_KEY):
+            if INTERACTIONS.owns(row.key):
                 InteractionResult.load(io.BytesIO(blob))
                 found.interactions.append(row.key)
                 continue
-            _result_of(blob, row.key)
+            result_of(blob, row.key)
             found.results[row.key] = (None, row.key, row.store_time or time.time())
         except NewerFormat:
             found.newer.append(row.key)  # kept as it is, for the newer msa_core that wrote it
@@ -108,7 +91,7 @@ def survey(directory: Path) -> Survey:
         if path.resolve() in named:
             continue
         try:
-            fingerprint = _result_of(path.read_bytes(), None).meta["fingerprint"]
+            fingerprint = result_of(path.read_bytes(), None).meta["fingerprint"]
         except NewerFormat:
             continue  # a newer msa_core's file: never touched
         except UNREADABLE:
@@ -120,22 +103,22 @@ def survey(directory: Path) -> Survey:
     indexed = set()
     for row in _rows(work, found):
         where = f"work row {row.rowid}"
-        if row.raw != 1 or not isinstance(row.key, str) or not row.key.startswith(WORK_PREFIXES):
+        if row.raw != 1 or not any(namespace.owns(row.key) for namespace in WORK_NAMESPACES):
             found.problems.append(
                 f"{where} has a key the store does not write: {str(row.key)[:40]!r}"
             )
             continue
         try:
             value = value_of(work.folder, row.mode, row.filename, row.value)
-            if row.key.startswith("ckpt:"):
+            if CHECKPOINTS.owns(row.key):
                 npz_arrays(value)
             else:
                 record = json.loads(value)
-                if row.key.startswith("lock:") and stale_because(record) is None:
-                    found.live_locks.append(row.key[5:])
-                indexed |= {row.key[6:]} if row.key.startswith("index:") else set()
-            newer = row.key.startswith("index:") and row.key[6:] in found.newer
-            if newer or row.key.startswith(("ckpt:", "progress:", INTERACTION_INDEX)):
+                if LOCKS.owns(row.key) and stale_because(record) is None:
+                    found.live_locks.append(LOCKS.owner(row.key))
+                indexed |= {INDEX.owner(row.key)} if INDEX.owns(row.key) else set()
+            newer = INDEX.owns(row.key) and INDEX.owner(row.key) in found.newer
+            if newer or any(namespace.owns(row.key) for namespace in KEPT_WORK):
                 found.kept_work.append(row.key)
         except (UnreadableRow, *UNREADABLE) as err:
             found.problems.append(f"{where} ({row.key[:17]!r}) cannot be read: {err}")
@@ -177,9 +160,9 @@ def repair(directory: Path) -> tuple[list[str], Path | None]:
                 path.read_bytes() if path is not None else RowReader(directory / "results").get(key)
             )
             fresh.results.set(fingerprint, blob)
-            result = _result_of(blob, fingerprint)
+            result = result_of(blob, fingerprint)
             fresh.work.set(
-                f"index:{fingerprint}", json.dumps(index_entry(result, created, len(blob)))
+                INDEX.key(fingerprint), json.dumps(index_entry(result, created, len(blob)))
             )
         for key in (*found.bases, *found.interactions, *found.newer):
             fresh.results.set(key, RowReader(directory / "results").get(key))

@@ -34,9 +34,7 @@ from urllib.parse import quote
 from msa_core.errors import MSAInputError
 
 DB_NAME = "cache.db"
-FILE_NAME = re.compile(
-    r"^[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{28}\.val$"
-)  # diskcache.Disk.filename's form
+FILE_NAME = re.compile(r"^[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{28}\.val$")  # diskcache.Disk.filename's
 MODE_RAW, MODE_BINARY, MODE_TEXT, MODE_PICKLE = 1, 2, 3, 4  # diskcache.core's value modes
 RAW_TYPES = (str, bytes, int, float)
 
@@ -50,7 +48,7 @@ def repair_hint(directory: Path) -> str:
     return f"`python -m msa_core store repair --cache-dir {directory}`"
 
 
-def safe_file(folder: str | Path, filename: Any) -> Path | None:
+def safe_file(folder: str | Path, filename: object) -> Path | None:
     """The path of a row's value file if ``filename`` is one of the folder's own file names, else
     None.
 
@@ -77,7 +75,7 @@ def value_of(folder: Path, mode: int, filename: Any, value: Any) -> Any:
 
     Raises:
         UnreadableRow: a pickled value, an unsafe file name, or a file that is missing or
-        unreadable.
+            unreadable.
     """
     if mode == MODE_RAW:
         return bytes(value) if isinstance(value, memoryview) else value

@@ -45,8 +45,7 @@ def list_models(bundled_only: bool = True) -> list[ModelCard]:
 
 def fetched_cards() -> list[ModelCard]:
     """Cards of the fetched LLMs in the model store (``$MSA_CACHE_DIR/models``); none before a
-    fetch.
-    """
+    fetch."""
     from msa_core.zoo.fetch import fetched
 
     return [_fetched_card(item.name, str(folder)) for item, folder in fetched()]

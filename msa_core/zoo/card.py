@@ -1,6 +1,5 @@
 """``ModelCard`` (what a bundled model is, without loading it) and ``LoadedModel`` (it, ready to
-play).
-"""
+play)."""
 
 from __future__ import annotations
 
@@ -14,12 +13,12 @@ from torch import nn
 
 from msa_core.errors import MSAInputError
 from msa_core.lesion import CustomOutput, ModelGame
+from msa_core.lesion.outputs import ColumnScores
 from msa_core.units import UnitSpec
 from msa_core.zoo.weights import weights_path
 
-OutputFactory = Callable[
-    [Any, "torch.Tensor | None"], CustomOutput
-]  # (the game's inputs, labels) -> its output
+# (the game's inputs, labels) -> its output
+OutputFactory = Callable[[Any, "torch.Tensor | None"], CustomOutput | ColumnScores]
 
 
 @dataclass(frozen=True)
@@ -39,15 +38,12 @@ class ModelCard:
     granularities: dict[str, tuple[UnitSpec, ...]]  # e.g. {"hidden neurons": (Neurons("hidden"),)}
     outputs: tuple[str, ...]
     build: Callable[[], nn.Module] = field(repr=False)
-    data: Callable[[], tuple[Any, torch.Tensor | None]] = field(
-        repr=False
-    )  # default inputs and labels
+    # default inputs and labels
+    data: Callable[[], tuple[Any, torch.Tensor | None]] = field(repr=False)
     train: Callable[[], nn.Module] = field(repr=False)
     output_fns: dict[str, OutputFactory] = field(default_factory=dict, repr=False)
     facts: dict[str, Any] = field(default_factory=dict)
-    checkpoint: str | None = (
-        None  # a checkpoint folder in the model store (fetched LLMs), else None
-    )
+    checkpoint: str | None = None  # a checkpoint folder in the model store (fetched LLMs)
 
     @property
     def bundled(self) -> bool:
@@ -88,8 +84,7 @@ class LoadedModel:
         labels: torch.Tensor | None = None,
     ) -> ModelGame:
         """A ``ModelGame`` over the units of ``granularity`` with values ``output`` (default inputs
-        unless given).
-        """
+        unless given)."""
         output = output or self.card.outputs[0]
         if output not in self.card.outputs:
             raise MSAInputError(

@@ -26,7 +26,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -34,6 +34,9 @@ from torch.nn import functional as F
 
 from msa_core.errors import MSAInputError
 from msa_core.zoo.weights import ASSETS, hub_offline, tensor_digest
+
+if TYPE_CHECKING:  # imported where used: the card module imports the lesion machinery
+    from msa_core.zoo.card import LoadedModel, ModelCard
 
 hub_offline()  # before transformers is imported
 
@@ -205,7 +208,7 @@ def load_encoder(
     pairs: str | Path | Pairs | None = None,
     name: str | None = None,
     facts: dict[str, Any] | None = None,
-) -> Any:
+) -> LoadedModel:
     """A sentence-encoder checkpoint folder as a ``LoadedModel`` scored on ``pairs``.
 
     Args:
@@ -287,7 +290,9 @@ def is_encoder_folder(directory: str | Path) -> bool:
     )
 
 
-def encoder_card(directory: str | Path, name: str, description: str, facts: dict[str, Any]) -> Any:
+def encoder_card(
+    directory: str | Path, name: str, description: str, facts: dict[str, Any]
+) -> ModelCard:
     """The card of an encoder folder in the model store, from its config alone (meta device)."""
     from msa_core.zoo.card import ModelCard
     from msa_core.zoo.hf import _check_directory, _not_trainable, granularities_of
@@ -313,7 +318,7 @@ def encoder_card(directory: str | Path, name: str, description: str, facts: dict
     )
 
 
-def with_pairs(loaded: Any, pairs: str | Path | Pairs) -> Any:
+def with_pairs(loaded: LoadedModel, pairs: str | Path | Pairs) -> LoadedModel:
     """``loaded`` (an encoder) scored on other sentence pairs (anything ``load_pairs`` reads)."""
     from dataclasses import replace
 

@@ -40,8 +40,7 @@ IDX_DTYPES = {0x08: np.uint8}  # idx type code -> dtype (Fashion-MNIST uses unsi
 
 def read_idx(path: Path) -> np.ndarray:
     """An idx file (gzipped or not) as an array: magic ``00 00 type ndim``, big-endian int32 dims,
-    data.
-    """
+    data."""
     raw = (gzip.decompress if path.suffix == ".gz" else bytes)(path.read_bytes())
     if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] not in IDX_DTYPES:
         raise MSAInputError(f"{path} is not an unsigned-byte idx file")
@@ -55,8 +54,7 @@ def read_idx(path: Path) -> np.ndarray:
 
 def debian_split(split: str) -> tuple[np.ndarray, np.ndarray]:
     """Images uint8 ``[n, 784]`` and labels uint8 ``[n]`` of ``split`` ("train" or "t10k") from the
-    Debian package.
-    """
+    Debian package."""
     paths = [
         DEBIAN_DIR / f"{split}-{kind}-idx{dims}-ubyte.gz"
         for kind, dims in (("images", 3), ("labels", 1))
@@ -80,8 +78,7 @@ def train_split() -> tuple[torch.Tensor, torch.Tensor]:
 
 def export_test_subset() -> Path:
     """Write the fixed test subset (first ``TEST_SUBSET`` of a seed-0 shuffle of the test set) to
-    assets/.
-    """
+    assets/."""
     images, labels = debian_split("t10k")
     order = np.random.default_rng(0).permutation(len(images))[:TEST_SUBSET]
     SUBSET_PATH.parent.mkdir(parents=True, exist_ok=True)

@@ -109,8 +109,7 @@ def build_judge() -> nn.Sequential:
 
 def upsample(x: torch.Tensor) -> torch.Tensor:
     """Flat 8x8 digits ``[B, 64]`` in [0, 1] -> smooth images ``[B, 1, 32, 32]`` in [0, 1]
-    (bicubic).
-    """
+    (bicubic)."""
     return F.interpolate(
         x.view(-1, 1, 8, 8), size=(SIZE, SIZE), mode="bicubic", align_corners=False
     ).clamp(0, 1)
@@ -119,8 +118,7 @@ def upsample(x: torch.Tensor) -> torch.Tensor:
 @cache
 def digits_32() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The digits split of study 1 at 32x32: train ``[1437, 1, 32, 32]``, labels, test
-    ``[360, ...]``, labels.
-    """
+    ``[360, ...]``, labels."""
     x_train, y_train, x_test, y_test = digits_split()
     return upsample(x_train), y_train, upsample(x_test), y_test
 
@@ -133,8 +131,7 @@ def generator_inputs(labels: torch.Tensor, seed: int) -> torch.Tensor:
 
 def default_inputs() -> tuple[torch.Tensor, torch.Tensor]:
     """The game's fixed inputs ``[32, 26]`` (latents of seed 1234, labels 0..9 cycling) and labels
-    ``[32]``.
-    """
+    ``[32]``."""
     labels = torch.arange(N_IMAGES) % CLASSES
     return generator_inputs(labels, INPUT_SEED), labels
 
@@ -209,8 +206,7 @@ def judge_accuracy(images: torch.Tensor, labels: torch.Tensor) -> float:
 
 def agreement(generator: nn.Module, n_per_class: int = 50, seed: int = 99) -> float:
     """Fraction of generated samples (``n_per_class`` per digit, latents from ``seed``) the judge
-    labels as requested.
-    """
+    labels as requested."""
     labels = torch.arange(CLASSES).repeat_interleave(n_per_class)
     device = next(generator.parameters()).device
     with torch.inference_mode():

@@ -47,8 +47,7 @@ Split = tuple[torch.Tensor, torch.Tensor]  # images [n, inputs] in [0, 1], label
 @cache
 def digits_split() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """sklearn digits scaled to [0, 1]: train images ``[1437, 64]``, labels, test images
-    ``[360, 64]``, labels.
-    """
+    ``[360, 64]``, labels."""
     x, y = load_digits(return_X_y=True)
     order = np.random.default_rng(0).permutation(len(x))
     x = torch.tensor(x[order] / 16.0, dtype=torch.float32)
@@ -93,8 +92,7 @@ DATASETS = {
 
 def build(hidden: int, n_inputs: int = 64, n_classes: int = N_CLASSES) -> nn.Sequential:
     """The architecture, with modules ``fc1``, ``hidden`` (the activation: players sit here),
-    ``fc2``.
-    """
+    ``fc2``."""
     return nn.Sequential(
         OrderedDict(
             fc1=nn.Linear(n_inputs, hidden), hidden=nn.LeakyReLU(), fc2=nn.Linear(hidden, n_classes)

@@ -111,8 +111,7 @@ def decode(ids: torch.Tensor) -> str:
 
 def decode_token(token: int) -> str:
     """A readable label of one token: the byte's character, its hex for bytes inside a multi-byte
-    letter.
-    """
+    letter."""
     if token == BOS:
         return "<s>"
     if token < 0x80:
@@ -122,8 +121,7 @@ def decode_token(token: int) -> str:
 
 def token_labels(ids: torch.Tensor) -> list[str]:
     """Readable labels of a 1-D id sequence: each UTF-8 letter shown on its last byte, its other
-    bytes as '·'.
-    """
+    bytes as '·'."""
     tokens = [int(i) for i in ids]
     labels = [decode_token(i) for i in tokens]
     start = None
@@ -186,8 +184,7 @@ def eval_inputs() -> tuple[dict[str, torch.Tensor], torch.Tensor]:
 
 def prompts() -> list[torch.Tensor]:
     """One prompt per language for greedy continuations: BOS + the first bytes of its first
-    evaluation sentence.
-    """
+    evaluation sentence."""
     sentences = heldout()
     return [encode(sentences[language][GAME_SENTENCES], PROMPT_BYTES) for language in LANGUAGES]
 
@@ -221,8 +218,7 @@ def language_logprob_output(
     inputs: dict[str, torch.Tensor], labels: torch.Tensor | None
 ) -> CustomOutput:
     """The ``language_logprob`` output of a game on the card's own held-out sentences (whose
-    languages are known).
-    """
+    languages are known)."""
     default, languages = game_inputs()
     if not isinstance(inputs, dict) or not torch.equal(
         inputs.get("input_ids", default["input_ids"][:0]).cpu(), default["input_ids"]
@@ -270,8 +266,7 @@ def training_batch(
 
 def train(steps: int = STEPS, seed: int = SEED, log_every: int = 100) -> nn.Module:
     """Train deterministically (one thread, fixed seeds; AdamW, warmup then cosine); writes the
-    held-out file.
-    """
+    held-out file."""
     held, corpus = corpora(seed)
     path = heldout_path()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -84,8 +84,7 @@ def is_prose(text: str, script: str) -> bool:
 
 def fortune_files(language: str) -> list[Path]:
     """The fortune text files of one language (no ``.dat`` indexes, no offensive subfolders),
-    sorted.
-    """
+    sorted."""
     if language not in SOURCES:
         raise MSAInputError(f"unknown language {language!r}; allowed: {', '.join(SOURCES)}")
     package, names, _ = SOURCES[language]
@@ -126,8 +125,7 @@ def split_language(
     language: str, n_heldout: int, max_train_bytes: int, seed: int = 0
 ) -> tuple[list[str], bytes]:
     """(held-out sentences, training bytes): cookies shuffled with ``seed``; training cookies joined
-    by newlines.
-    """
+    by newlines."""
     texts = cookies(language)
     order = np.random.default_rng(seed).permutation(len(texts))
     texts = [texts[i] for i in order]

@@ -15,8 +15,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from msa_core.errors import MSAInputError
-
-ASSETS = Path(__file__).resolve().parent.parent.parent / "assets"
+from msa_core.paths import ASSETS
 
 
 def hub_offline() -> None:

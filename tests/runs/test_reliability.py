@@ -29,12 +29,12 @@ import torch
 from runs_support import MODEL, ROOT, small_request, start_cli
 
 import msa_core.memory
-import msa_core.runs.store as store_module
 from msa_core import Game, ModelGame, ModesResult, shapley_modes
 from msa_core.cli import main
 from msa_core.deployment import deployment
 from msa_core.errors import MSAInputError
 from msa_core.runs import RunRequest, RunStore, execute, fingerprint_of
+from msa_core.runs.store import checkpoints, locks, space
 from msa_core.units import Neurons
 from msa_core.zoo import get_card
 
@@ -447,7 +447,7 @@ def test_a_live_holder_elsewhere_blocks_delete_and_waiting_gives_up_with_a_messa
 
 
 def test_a_held_lock_heartbeats(store, monkeypatch):
-    monkeypatch.setattr(store_module, "HEARTBEAT_SECONDS", 0.01)
+    monkeypatch.setattr(locks, "HEARTBEAT_SECONDS", 0.01)
     with store.lock("f" * 64):
         first = store.holder("f" * 64)["heartbeat"]
         deadline = time.monotonic() + 30
@@ -499,7 +499,7 @@ def test_sigterm_stops_a_cli_run_like_ctrl_c_releasing_its_lock_and_keeping_its_
 def test_a_failing_checkpoint_write_is_retried_then_reported_and_the_run_finishes(
     store, monkeypatch
 ):
-    monkeypatch.setattr(store_module, "SAVE_RETRY_SECONDS", 0.0)
+    monkeypatch.setattr(checkpoints, "SAVE_RETRY_SECONDS", 0.0)
     write, tries = store.work.set, []
 
     def full_disk(key, value, *args, **kwargs):
@@ -522,9 +522,7 @@ def test_a_failing_checkpoint_write_is_retried_then_reported_and_the_run_finishe
 
 def test_a_run_is_refused_before_it_starts_when_the_disk_lacks_room(store, monkeypatch):
     usage = shutil.disk_usage(store.directory)
-    monkeypatch.setattr(
-        store_module.shutil, "disk_usage", lambda path: usage._replace(free=100_000)
-    )
+    monkeypatch.setattr(space.shutil, "disk_usage", lambda path: usage._replace(free=100_000))
     with pytest.raises(
         MSAInputError, match=r"the run needs about [\d.]+ MB in .* but only 0.1 MB are free"
     ):

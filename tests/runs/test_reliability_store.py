@@ -22,6 +22,7 @@ import types
 import warnings
 from pathlib import Path
 
+import diskcache
 import numpy as np
 import pytest
 from runs_support import MODEL, ROOT, cli_command, small_request, start_cli
@@ -347,22 +348,22 @@ def test_5_6_a_disk_filling_up_near_the_end_loses_no_result_and_delete_frees_it(
     """A CLI run whose disk fills up half way: its --out file is written, the message says where
     the work is kept and how to resume; no lock and no orphan file are left; `delete --all` frees
     the space, and the rerun resumes to the uninterrupted result."""
-    from msa_core import cli as cli_module
-    from msa_core.runs import store as store_module
+    from msa_core import cli_support
+    from msa_core.runs.store import checkpoints as store_module
 
     cache = small_disk / "cache"
     out = tmp_path / "r.npz"
     args = ["run", "--model", SIGNAL_MODEL, "--method", "permutation", "--permutations", "400"]
     args += ["--seed", "5", "--cache-dir", str(cache), "--quiet"]
     execute(signal_request(200), RunStore(cache))  # a stored run and its base checkpoint
-    update = cli_module._ProgressBar.update
+    update = cli_support.ProgressBar.update
 
     def filling(bar, done: int, total: int) -> None:
         if done > total // 2 and not (small_disk / "filler").exists():
             fill(small_disk)
         update(bar, done, total)
 
-    monkeypatch.setattr(cli_module._ProgressBar, "update", filling)
+    monkeypatch.setattr(cli_support.ProgressBar, "update", filling)
     monkeypatch.setattr(store_module, "SAVE_RETRY_SECONDS", 0.0)  # failed saves: no waiting
     monkeypatch.setenv("MSA_CHECKPOINT_SECONDS", "0.01")
     code, stdout, err = cli(capsys, *args, "--out", str(out))
@@ -384,7 +385,7 @@ def test_5_6_a_disk_filling_up_near_the_end_loses_no_result_and_delete_frees_it(
     assert shutil.disk_usage(small_disk).used < before - 400_000, stdout
     assert not any(RunStore(cache, readonly=True).rows["results"].keys())  # base checkpoints too
     (small_disk / "filler").unlink()
-    monkeypatch.setattr(cli_module._ProgressBar, "update", update)
+    monkeypatch.setattr(cli_support.ProgressBar, "update", update)
     code, stdout, err = cli(capsys, *args, "--out", str(out), "--force")
     assert code == 0 and "stored in" in stdout, err
     assert np.array_equal(ModesResult.load(out).modes, whole.modes)
@@ -392,7 +393,6 @@ def test_5_6_a_disk_filling_up_near_the_end_loses_no_result_and_delete_frees_it(
 
 def test_5_a_failed_store_write_leaves_no_value_file_behind(store, monkeypatch):
     """Simulated ENOSPC half way through a value file (runs without a tmpfs): the file goes."""
-    from msa_core.runs import store as store_module
 
     def half_then_full(self, full_path, iterator, mode, encoding=None):
         os.makedirs(os.path.dirname(full_path), exist_ok=True)
@@ -400,7 +400,7 @@ def test_5_a_failed_store_write_leaves_no_value_file_behind(store, monkeypatch):
             handle.write(next(iter(iterator))[:100])
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(store_module.diskcache.Disk, "_write", half_then_full)
+    monkeypatch.setattr(diskcache.Disk, "_write", half_then_full)
     with pytest.raises(OSError, match="No space"):
         store.results.set("f" * 64, b"x" * 100_000)
     assert orphans(store) == [] and "f" * 64 not in store.results

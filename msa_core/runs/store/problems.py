@@ -1,0 +1,64 @@
+"""What a failed open or write of the run store means (a full disk, a folder this user cannot
+write, a damaged database) and what to do about it, in one sentence; ``open_cache`` says it."""
+
+from __future__ import annotations
+
+import errno
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import diskcache
+
+from msa_core.errors import MSAInputError
+from msa_core.runs.rows import repair_hint
+from msa_core.runs.store.disk import RawCache, RawDisk
+
+FULL_DISK_ADVICE = (
+    "free space (`python -m msa_core delete --all{option}` removes every stored run with its "
+    "checkpoints; `delete RUN` one run) and run the command again: an interrupted run resumes "
+    "from its last saved checkpoint"
+)
+
+
+def store_problem(err: BaseException, directory: Path) -> str:
+    """What a failed write or open of the store at ``directory`` means, and what to do (a
+    sentence): a full disk, a folder this user cannot write, or else a damaged database."""
+    text = str(err).lower()
+    option = f" --cache-dir {directory}"
+    if getattr(err, "errno", None) == errno.ENOSPC or "full" in text:
+        return f"the disk holding the run store {directory} is full ({err}); " + (
+            FULL_DISK_ADVICE.format(option=option)
+        )
+    if (
+        getattr(err, "errno", None) in (errno.EACCES, errno.EPERM, errno.EROFS)
+        or "readonly" in text
+        or "read-only" in text
+        or not writable_folder(directory)
+    ):
+        return (
+            f"the run store {directory} is read-only for this user ({err}); give this user write "
+            "permission on it, or use a writable folder (--cache-dir / $MSA_CACHE_DIR). Reading "
+            "commands (list, show, export) work as they are"
+        )
+    return (
+        f"the run store's database in {directory} is damaged ({err}); "
+        f"{repair_hint(directory)} rebuilds it from the result files"
+    )
+
+
+def writable_folder(directory: Path) -> bool:
+    """Whether this user may write the store's folders and databases (those that exist)."""
+    paths = [directory, *(directory / name for name in ("results", "work"))]
+    paths += [path / "cache.db" for path in paths[1:]]
+    return all(os.access(path, os.W_OK) for path in paths if path.exists())
+
+
+def open_cache(folder: Path, **settings: Any) -> diskcache.Cache:
+    """A writable diskcache of raw values; a database that cannot be opened is an ``MSAInputError``
+    saying why (read-only, a full disk, or damaged: then naming the repair)."""
+    try:
+        return RawCache(folder, disk=RawDisk, **settings)
+    except (sqlite3.DatabaseError, OSError) as err:
+        raise MSAInputError(store_problem(err, folder.parent)) from err
