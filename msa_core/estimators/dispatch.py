@@ -82,9 +82,9 @@ def shapley_modes(
         batch_size: coalitions per game call (default: about 2^18 values per call, 1 to 1024 rows).
         target_stderr: stop early once the largest standard error is at most this.
         backend: None / ``"local"`` (this process), ``"ray"`` or
-        ``msa_core.backends.RayBackend(...)``
-            (blocks played by Ray actors, ``RAY_ADDRESS`` or a local instance; same result for the
-            same seed), or any object with ``Backend``'s methods.
+            ``msa_core.backends.RayBackend(...)`` (blocks played by Ray actors, ``RAY_ADDRESS``
+            or a local instance; same result for the same seed), or any object with
+            ``Backend``'s methods.
         progress: ``progress(evaluated, planned)`` after each game call.
         checkpoint: where the running state is saved every few seconds; a run with the same
             arguments resumes from it and gives exactly the uninterrupted result
@@ -103,8 +103,7 @@ def shapley_modes(
 
     Raises:
         MSAInputError: bad arguments or game values (before any expensive work where they can be
-        told),
-            or a checkpoint that belongs to another run.
+            told), or a checkpoint that belongs to another run.
 
     >>> import numpy as np
     >>> res = shapley_modes(lambda c: c.sum(1, keepdims=True) ** 2.0, n_players=3, method="exact")

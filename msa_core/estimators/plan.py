@@ -391,8 +391,7 @@ class RunPlan:
 
         Raises:
             MSAInputError: the state is incomplete, belongs to another run (method, players, seed),
-            or
-                has another budget (a smaller one is accepted for extendable methods).
+                or has another budget (a smaller one is accepted for extendable methods).
         """
         summary = CheckpointSummary.of(state)
         plan = self.for_outputs(summary.v_full.size)

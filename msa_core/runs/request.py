@@ -35,8 +35,8 @@ class RunRequest:
         output: one of the model's outputs (None: its first).
         lesion: ``"zero"`` or ``"mean"`` (``LESIONS``).
         method: ``"auto"`` or an estimator name (``METHODS``).
-        n_permutations, max_evaluations: the budget, as in ``shapley_modes`` (positive integers or
-        None).
+        n_permutations, max_evaluations: the budget, as in ``shapley_modes`` (positive integers
+            or None).
         seed: the estimator's seed (a non-negative integer).
         task: a task file (``.jsonl``/``.csv``) or bundled task set that a language model is scored
             on (``msa_core.tasks``); for a sentence encoder a pairs file (``zoo.encoder``), for an
