@@ -8,14 +8,16 @@ from ground_truth import RandomNonlinearGame, shapley_by_subsets
 
 from msa_core import UnanimityGame, shapley_modes
 from msa_core.estimators.kernel import border_sizes, pair_schedule
-from msa_core.estimators.surrogate import CoalitionFeatures, product_shapley
+from msa_core.estimators.surrogate import OddFeatures, product_shapley
 
 
-@pytest.mark.parametrize("pairs", [False, True])
-def test_surrogate_features_have_the_stated_shapley_values(pairs):
-    features = CoalitionFeatures(7, pairs=pairs)
-    truth = shapley_by_subsets(features, 7)  # [N, F]: each feature as a game of its own
+@pytest.mark.parametrize("n", [6, 7])
+def test_surrogate_features_have_the_stated_shapley_values_and_are_odd(n):
+    features = OddFeatures(n, order=3)
+    truth = shapley_by_subsets(features, n)  # [N, F]: each feature as a game of its own
     np.testing.assert_allclose(features.shapley, truth.T, atol=1e-12)
+    coalitions = np.random.default_rng(0).random((20, n)) < 0.5
+    np.testing.assert_allclose(features(coalitions), -features(~coalitions), atol=1e-15)
 
 
 @pytest.mark.parametrize("order", [1, 2, 3])
