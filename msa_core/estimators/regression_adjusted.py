@@ -232,7 +232,9 @@ class RegressionAdjustedEstimator(Estimator):
         for c, (level, ridge) in enumerate(candidates):
             for g in groups:
                 gram_g, xv_g = self.gram[g][:level, :level], self.xv[g][:level, outputs]
-                beta = self._fit(gram_total[:level, :level] - gram_g, xv_total[:level] - xv_g, ridge)
+                beta = self._fit(
+                    gram_total[:level, :level] - gram_g, xv_total[:level] - xv_g, ridge
+                )
                 errors[c] += (
                     self.yy[g][outputs]
                     - 2.0 * np.sum(beta * xv_g, axis=0)

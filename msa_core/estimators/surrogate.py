@@ -88,7 +88,7 @@ def check_order(order: int) -> int:
     """The surrogate order, or MSAInputError naming the allowed ones."""
     if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or order not in ORDERS:
         raise MSAInputError(
-            f"surrogate_order must be one of {ORDERS} (1: unit effects; 2: plus pairwise "
+            f"the surrogate's order must be one of {ORDERS} (1: unit effects; 2: plus pairwise "
             f"interactions; 3: plus triples), got {order!r}"
         )
     return int(order)

@@ -100,7 +100,7 @@ def test_surrogate_order_follows_memory_and_size_and_is_validated():
     assert Estimator.highest_order(16, 32 * 32 * 32) == 1  # pairs x outputs: too many numbers
     assert Estimator.highest_order(45, 1) == 1  # 990 pairs
     for order in (0, 4, True, 2.0):
-        with pytest.raises(MSAInputError, match="surrogate_order must be one of"):
+        with pytest.raises(MSAInputError, match="surrogate's order must be one of"):
             OddFeatures(5, order=order)
 
 
