@@ -48,7 +48,7 @@ MAX_VALUES = 1 << 20  # features x outputs per coalition's update, at most, for 
 MAX_FEATURES = 800  # features of the highest order kept, at most (the fits solve F x F systems)
 # ridge on the fit, relative to the mean diagonal of the normal equations: candidates scored by
 # their held-out error (the least, 1e-8, only guards against exactly collinear features)
-RIDGES = (1e-8, 1e-2, 1e-1, 1.0)
+RIDGES = (1e-8, 0.03, 0.1, 0.3, 1.0)
 SCORED_OUTPUTS = 64  # outputs the held-out error is scored on (evenly spaced), at most
 
 
