@@ -69,8 +69,8 @@ def product_shapley(n_players: int, order: int, h: np.ndarray) -> tuple[float, f
 def sign_product_shapley(n_players: int, order: int, h: np.ndarray) -> tuple[float, float]:
     """Shapley values of ``x_A h(|S|)`` with ``x_a = 2 z_a - 1``: (a unit in A, one outside A).
 
-    >>> sign_product_shapley(5, 3, np.ones(6))  # x_0 x_1 x_2 goes from -1 to 1: 2/3 each
-    (0.6666666666666666, 0.0)
+    >>> [round(v, 12) for v in sign_product_shapley(5, 3, np.ones(6))]  # x_0 x_1 x_2: -1 to 1
+    [0.666666666667, 0.0]
     """
     a = order
     inside = outside = 0.0
