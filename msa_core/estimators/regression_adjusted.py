@@ -199,8 +199,10 @@ class RegressionAdjustedEstimator(Estimator):
         penalty = np.full(f, RIDGES[0])
         penalty[self.features.levels[0] :] = max(ridge, RIDGES[0])
         scale = float(np.trace(gram)) / f or 1.0  # no rows yet: coefficients 0
-        factor = cho_factor(gram + np.diag(penalty * scale))
-        return cho_solve(factor, xv)
+        matrix = gram.copy()
+        matrix[np.diag_indices(f)] += penalty * scale
+        factor = cho_factor(matrix, overwrite_a=True, check_finite=False)
+        return cho_solve(factor, xv, check_finite=False)
 
     def _candidates(self) -> list[tuple[int, float]]:
         """Surrogates scored: (columns, ridge above order 1)."""
