@@ -184,8 +184,8 @@ def shapiq_errors(scalar_game, truth: np.ndarray, budget: int, repeats: int) -> 
     return errors
 
 
-def bench_models(budget: int, repeats: int) -> tuple[str, str]:
-    """Tables of sections 1 and 2."""
+def bench_models(budget: int, repeats: int, keys: list[str]) -> tuple[str, str]:
+    """Tables of sections 1 and 2, on the games of ``GAMES`` whose key is in ``keys``."""
     header = ("game", *[f"{m}: MSE ratio / coverage / s" for m in METHODS])
     rows, scalar_rows = (
         [header],
@@ -201,6 +201,8 @@ def bench_models(budget: int, repeats: int) -> tuple[str, str]:
         ],
     )
     for label, (key, build) in GAMES.items():
+        if key not in keys:
+            continue
         data = enumerate_game(key, build)
         truth = data["truth"]
         game = TableGame(data["table"]) if "table" in data else build()
@@ -378,6 +380,10 @@ def main() -> None:
         "--budget", type=int, default=100 * N, help="evaluations per run (full and empty included)"
     )
     parser.add_argument("--repeats", type=int, default=10, help="seeds per method and game")
+    keys = [key for key, _ in GAMES.values()]
+    parser.add_argument(
+        "--games", nargs="+", choices=keys, default=keys, help="games of sections 1 and 2"
+    )
     parser.add_argument(
         "--speed", action="store_true", help="also run the speed comparison with msapy"
     )
@@ -390,7 +396,7 @@ def main() -> None:
     if args.speed_only:
         print(f"## 3. Speed (CPU seconds)\n\n{table(bench_speed(args.permutations))}")
         return
-    vector, scalar = bench_models(args.budget, args.repeats)
+    vector, scalar = bench_models(args.budget, args.repeats, args.games)
     print(
         f"\n## 1. Games with 16 players, {args.budget} evaluations, {args.repeats} seeds: MSE of "
         f"plain permutation sampling / MSE of the method, share of elements inside the 95% "
