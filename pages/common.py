@@ -26,6 +26,7 @@ from msa_core.errors import MSAInputError
 from msa_core.result import ModesResult
 from msa_core.runs import JobManager, RunRequest, RunStore
 from msa_core.runs.budget import Probe, plan_run, probe_game
+from msa_core.runs.interaction_runs import InteractionRequest
 from msa_core.zoo import HF_PREFIX, LoadedModel, load_model
 
 CURRENT_RUN = "current_run"  # session key: fingerprint of the run the Modes and Export pages open
@@ -363,12 +364,27 @@ def quick_run_button(request: RunRequest, key: str, measured: Probe | None = Non
     show_notice()
 
 
-def submit_job(request: RunRequest, notice: tuple[str, str]) -> None:
-    """Hand ``request`` to the background worker and rerun the app, so that the sidebar's jobs panel
-    (drawn before the page) lists it at once; ``notice`` (an ``st`` message kind and its text) is
-    shown by the page's ``show_notice()`` after that rerun."""
-    jobs().submit(request)
-    st.session_state[NOTICE] = notice
+def submit_job(
+    requests: RunRequest | InteractionRequest | Sequence[RunRequest | InteractionRequest],
+    notice: tuple[str, str] | None,
+    remember: str | None = None,
+) -> None:
+    """Hand ``requests`` to the background worker and rerun the app, so that the sidebar's jobs
+    panel (drawn before the page) lists them at once; ``notice`` (an ``st`` message kind and its
+    text) is shown by the page's ``show_notice()`` after that rerun. ``remember``: a session key
+    whose list gets the jobs' keys first (a page's own progress panel follows them).
+
+    Raises:
+        MSAInputError: a request its model does not fit (nothing after it is submitted).
+    """
+    if isinstance(requests, (RunRequest, InteractionRequest)):
+        requests = [requests]
+    keys = [jobs().submit(request) for request in requests]
+    if remember is not None:
+        launched = st.session_state.setdefault(remember, [])
+        launched[:0] = [key for key in keys if key not in launched]
+    if notice is not None:
+        st.session_state[NOTICE] = notice
     st.rerun()
 
 

@@ -11,6 +11,7 @@ import torch
 
 from msa_core import shapley_modes
 from msa_core.analysis import study2
+from msa_core.analysis.group_heatmap import group_matrix_figure
 from msa_core.analysis.ranking import NOISE_LEGEND, within_noise
 from msa_core.lesion import ModelGame
 from msa_core.runs import RunRequest
@@ -162,12 +163,13 @@ def matrix_tab(matrix: np.ndarray) -> None:
     values = matrix if view == "contribution" else study2.selectivity(matrix)
     errors = study2.language_matrix_stderr(res, game_languages.numpy(), len(LANGUAGE_NAMES), output)
     st.plotly_chart(
-        study2.language_matrix_figure(
+        group_matrix_figure(
             values,
             res.player_names,
             LANGUAGE_NAMES,
-            title=f"Language x expert {view} (log-prob per byte)",
             stderr=errors if view == "contribution" else study2.selectivity_stderr(errors),
+            title=f"Language x expert {view} (log-prob per byte)",
+            value=f"{view} (nats/byte)",
         ),
         key="experts_matrix",
     )

@@ -32,8 +32,6 @@ from torch import nn
 
 from msa_core.analysis import lesions
 from msa_core.analysis.lesions import rank_order, top_k_count
-from msa_core.analysis.modes import NOISE_LEGEND_PLACE
-from msa_core.analysis.ranking import noise_marks
 from msa_core.errors import MSAInputError
 from msa_core.lesion import ModelGame
 from msa_core.lesion.inputs import model_device
@@ -391,55 +389,6 @@ def removal_verdict(
 
 
 # ---------------------------------------------------------------- figures
-
-
-def _layer_ticks(layers: np.ndarray) -> dict[str, Any]:
-    """Shapes separating layers on an expert x-axis."""
-    bounds = np.flatnonzero(np.diff(layers)) + 0.5
-    return {
-        "shapes": [
-            dict(
-                type="line", x0=b, x1=b, yref="paper", y0=0, y1=1, line=dict(color="black", width=1)
-            )
-            for b in bounds
-        ]
-    }
-
-
-def language_matrix_figure(
-    matrix: np.ndarray,
-    player_names: Sequence[str],
-    language_names: Sequence[str],
-    title: str = "Language x expert contribution (log-prob per byte)",
-    stderr: np.ndarray | None = None,
-) -> go.Figure:
-    """Heatmap ``[L, N]``, experts grouped by layer (lines between layers), diverging scale centred
-    on 0; with ``stderr [L, N]`` the cells within noise carry a grey dot.
-    """
-    limit = float(np.abs(matrix).max()) or 1.0
-    figure = go.Figure(
-        go.Heatmap(
-            z=matrix,
-            x=list(player_names),
-            y=list(language_names),
-            zmid=0,
-            zmin=-limit,
-            zmax=limit,
-            colorscale="RdBu_r",
-            colorbar=dict(title="mode"),
-        )
-    )
-    figure.update_layout(
-        title=title,
-        xaxis_title="expert (grouped by layer)",
-        yaxis_title="language",
-        legend=NOISE_LEGEND_PLACE,
-        **_layer_ticks(expert_layers(player_names)),
-    )
-    marks = None if stderr is None else noise_marks(player_names, language_names, matrix, stderr)
-    if marks is not None:
-        figure.add_trace(marks)
-    return figure
 
 
 def layer_share_figure(shares: np.ndarray, language_names: Sequence[str]) -> go.Figure:
