@@ -26,6 +26,19 @@ def charts(app: AppTest) -> dict[str, list[dict]]:
     return found
 
 
+def layer_grids(figures: dict[str, list[dict]], view: str) -> list[dict]:
+    """The heatmaps of the language x expert figure of ``view``: one layer x expert grid each."""
+    traces = figures[
+        f"Language x expert {view} (log-prob per byte): one layer x unit grid per group"
+    ]
+    return [trace for trace in traces if trace["type"] == "heatmap"]
+
+
+def grid_of(matrix: np.ndarray) -> np.ndarray:
+    """``[languages, L0.E0 ... L3.E7]`` as ``[languages, layers, experts]``."""
+    return matrix.reshape(len(matrix), 4, -1)
+
+
 def array_of(value) -> np.ndarray:
     if isinstance(value, dict):  # plotly typed array
         import base64
@@ -61,9 +74,12 @@ def test_a_stored_run_shows_its_matrix_lesions_and_per_token_modes(cache_dir, op
     assert not app.error, [e.value for e in app.error]
     figures = charts(app)
     matrix = study2.language_matrix(stored, moe.game_inputs()[1].numpy(), 5)
-    heatmap = figures["Language x expert contribution (log-prob per byte)"][0]
-    np.testing.assert_allclose(array_of(heatmap["z"]), matrix, rtol=1e-6)
-    assert heatmap["y"] == LANGUAGE_NAMES and heatmap["x"][:2] == ["L0.E0", "L0.E1"]
+    grids = layer_grids(figures, "contribution")  # one layer x expert grid per language
+    np.testing.assert_allclose(
+        np.stack([array_of(g["z"]) for g in grids]), grid_of(matrix), rtol=1e-6
+    )
+    assert grids[0]["y"] == ["L0", "L1", "L2", "L3"] and grids[0]["x"][:2] == ["E0", "E1"]
+    assert [g["hovertemplate"].split("<br>")[0] for g in grids] == LANGUAGE_NAMES
     # the first render draws the open tab only: no lesion, removal or per-token work yet
     assert (
         not any(md.value.startswith("Greedy continuation") for md in app.markdown)
@@ -72,8 +88,8 @@ def test_a_stored_run_shows_its_matrix_lesions_and_per_token_modes(cache_dir, op
 
     app.radio(key="experts_view").set_value("selectivity").run()
     np.testing.assert_allclose(
-        array_of(charts(app)["Language x expert selectivity (log-prob per byte)"][0]["z"]),
-        study2.selectivity(matrix),
+        np.stack([array_of(g["z"]) for g in layer_grids(charts(app), "selectivity")]),
+        grid_of(study2.selectivity(matrix)),
         rtol=1e-6,
     )
 
@@ -87,7 +103,7 @@ def test_a_stored_run_shows_its_matrix_lesions_and_per_token_modes(cache_dir, op
     # bytes, not int64s, shown as plain text (every markup character escaped)
     shown = re.sub(r"\\(.)", r"\1", prompt.removeprefix("Prompt: "))
     assert shown == repr(moe.decode(moe.prompts()[0])) and "\x00" not in prompt
-    assert "Language x expert contribution (log-prob per byte)" not in charts(app)
+    assert not any(title.startswith("Language x expert") for title in charts(app))
 
     app.session_state["experts_tab"] = "Per-token contributions"
     app.run()

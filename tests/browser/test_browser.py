@@ -4,14 +4,12 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
 
 import pytest
 from streamlit_server import (
-    CHROMIUM,
     browser_page,
     dashboard,
     fresh_page,
@@ -22,13 +20,6 @@ from streamlit_server import (
     wait_idle,
 )
 
-pytest.importorskip(
-    "playwright", reason="the browser test needs playwright (requirements-test.txt)"
-)
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists() and not os.environ.get("CI"),  # CI installs it: fail there
-    reason=f"the browser test needs {CHROMIUM} (apt-get install chromium)",
-)
 MODEL = "mlp-digits-h32-none-s0"
 
 

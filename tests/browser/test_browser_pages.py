@@ -4,13 +4,9 @@ and the HTML report's figures laid out with nothing overlapping or clipped."""
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
-import pytest
 from streamlit_server import (
-    CHROMIUM,
     browser_page,
     dashboard,
     go_to,
@@ -18,13 +14,6 @@ from streamlit_server import (
     wait_idle,
 )
 
-pytest.importorskip(
-    "playwright", reason="the browser test needs playwright (requirements-test.txt)"
-)
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists() and not os.environ.get("CI"),  # CI installs it: fail there
-    reason=f"the browser test needs {CHROMIUM} (apt-get install chromium)",
-)
 MODELS = ("mlp-digits-h32-none-s0", "mlp-digits-h32-l1-s0")
 TOP = 8
 
