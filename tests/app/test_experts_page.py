@@ -8,10 +8,12 @@ import json
 import re
 
 import numpy as np
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from msa_core.analysis import study2
 from msa_core.runs import RunRequest, RunStore, execute
+from msa_core.runs.analyses import RunAnalyses
 from msa_core.zoo import moe
 
 LANGUAGE_NAMES = [moe.LANGUAGE_NAMES[language] for language in moe.LANGUAGES]
@@ -56,7 +58,9 @@ def test_empty_store_offers_a_small_run(cache_dir, open_page):
     assert not app.error
 
 
-def test_a_stored_run_shows_its_matrix_lesions_and_per_token_modes(cache_dir, open_page):
+def test_a_stored_run_shows_its_matrix_lesions_and_per_token_modes(
+    cache_dir, open_page, monkeypatch
+):
     """About 30 s on one core: the page lesions the real model (selective lesions with 10 greedy
     continuations, 66 removal-curve passes, 44 pruning passes) and runs 10 permutations on a typed
     text, each tab when opened."""
@@ -104,6 +108,20 @@ def test_a_stored_run_shows_its_matrix_lesions_and_per_token_modes(cache_dir, op
     shown = re.sub(r"\\(.)", r"\1", prompt.removeprefix("Prompt: "))
     assert shown == repr(moe.decode(moe.prompts()[0])) and "\x00" not in prompt
     assert not any(title.startswith("Language x expert") for title in charts(app))
+    # kept with the run: a new session reads the lesions and continuations instead of computing
+    fingerprint = stored.meta["fingerprint"]
+    kept = RunAnalyses(RunStore(cache_dir)).get(
+        fingerprint, f"selective-lesions-k{study2.LESION_SIZE}"
+    )
+    assert [item["language"] for item in kept["lesions"]] == list(range(len(LANGUAGE_NAMES)))
+    with monkeypatch.context() as patched:
+        for slow in ("selective_lesions", "greedy_continuation"):
+            patched.setattr(study2, slow, lambda *args, **kwargs: pytest.fail("recomputed"))
+        again = open_page("pages/experts.py")
+        again.session_state["experts_tab"] = "Selective lesion"
+        again.run()
+        assert not again.exception and not again.error, [e.value for e in again.error]
+        assert again.dataframe[0].value.equals(table)
 
     app.session_state["experts_tab"] = "Per-token contributions"
     app.run()
