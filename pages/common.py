@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
+from msa_core.analysis import samples
 from msa_core.deployment import deployment
 from msa_core.errors import MSAInputError
 from msa_core.result import ModesResult
@@ -172,6 +173,26 @@ def result(fingerprint: str) -> ModesResult | None:
         return None
 
 
+@st.cache_resource(
+    show_spinner="Loading the run's model and inputs…",
+    max_entries=deployment().model_cache_entries,
+)
+def _run_model(directory: str, fingerprint: str) -> LoadedModel:
+    res = _result(directory, fingerprint)
+    model(res.meta["request"]["model"])  # a shared dashboard's refusals first
+    return samples.run_model(res.meta)
+
+
+def run_model(res: ModesResult) -> LoadedModel:
+    """The model of a stored run with the inputs that run scored (``analysis.samples.run_model``:
+    its task's examples, pairs or images), loaded once per process.
+
+    Raises:
+        MSAInputError: its model or task cannot be loaded here; LookupError: not a stored run.
+    """
+    return _run_model(store_directory(), str(res.meta.get("fingerprint", "")))
+
+
 def runs() -> list[dict[str, Any]]:
     """Index entries of the stored runs, newest first."""
     return store().list()
@@ -189,11 +210,10 @@ def run_label(entry: dict[str, Any]) -> str:
 
 
 def labels_of(result: ModesResult) -> np.ndarray | None:
-    """The per-sample class labels of the run's model inputs ``[B]``, if its model has them."""
-    request = result.meta.get("request") or {}
+    """The per-sample class labels ``[B]`` of the inputs the run scored, if they have them."""
     try:
-        loaded = model(request.get("model", result.meta.get("model", "")))
-    except MSAInputError:
+        loaded = run_model(result)
+    except (MSAInputError, LookupError, KeyError):
         return None
     labels = loaded.labels
     if (

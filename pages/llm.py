@@ -24,13 +24,14 @@ from msa_core.tasks import (
     task_of_run,
     with_task,
 )
-from msa_core.zoo import list_models, load_model
+from msa_core.zoo import LoadedModel, list_models
 from pages.common import (
     explained_errors,
     model,
     pick_run,
     picked_result,
     plain,
+    run_model,
     runs,
     show_notice,
     store,
@@ -53,14 +54,9 @@ EXAMPLE = (
 )
 
 
-@st.cache_resource(show_spinner="Loading the model and its task…", max_entries=4)
-def loaded_of(fingerprint: str):
+def loaded_of(fingerprint: str) -> LoadedModel:
     """The run's model with the examples stored with the run as its inputs (not its task file)."""
-    meta = picked_result(fingerprint).meta
-    request = RunRequest.from_dict(meta["request"])
-    if "task" not in meta:  # a run stored before tasks were kept with it
-        return request.load()
-    return with_task(load_model(request.model), task_of_run(meta)[0])
+    return run_model(picked_result(fingerprint))
 
 
 def task_game(fingerprint: str) -> tuple[ModelGame, np.ndarray]:
