@@ -134,11 +134,12 @@ def _checkpoint_sample(loaded: LoadedModel, index: int) -> SampleInput:
         ids = loaded.inputs["input_ids"][index]
         mask = loaded.inputs["attention_mask"][index].bool()
         tokenizer = loaded.tokenizer
-        if "mask_index" in loaded.inputs:  # a masked sentence: [MASK] kept, CLS/SEP/padding not
+        answers = loaded.labels
+        if "mask_index" in loaded.inputs and answers is not None:  # [MASK] kept, CLS/SEP not
             special = set(tokenizer.all_special_ids) - {tokenizer.mask_token_id}
             kept = [int(t) for t in ids[mask] if int(t) not in special]
             sentence = tokenizer.decode(kept)
-            answer = tokenizer.decode([int(loaded.labels[index])]).strip()
+            answer = tokenizer.decode([int(answers[index])]).strip()
             return SampleInput(index, group, text=f"Sentence: {sentence}\nAnswer: {answer}")
         a, b = (
             tokenizer.decode(row[keep], skip_special_tokens=True)

@@ -311,6 +311,13 @@ def test_a_masked_lm_scores_each_answer_at_its_mask_and_lesions_equal_weight_edi
     scored = scored_on(loaded, str(tmp_path / "masked.jsonl"))
     assert scored.card.outputs == (MASKED_OUTPUT,)
     assert scored.card.facts["row_groups"] == ["letters", "letters", "words"]
+    from msa_core.analysis.samples import input_table
+
+    assert input_table(scored)[2] == {
+        "index": "2",
+        "group": "words",
+        "input": "Sentence: [MASK] o g\nAnswer: d",
+    }
     game = scored.game("heads")
     rows = np.ones((2, game.n_players), bool)
     rows[1, [1, 6]] = False  # L0.H1 and L1.H2
