@@ -139,48 +139,19 @@ def overlapping(labels: list[dict]) -> list[tuple[str, str]]:
     ]
 
 
-def test_llm_views_label_groups_prompts_and_every_head_by_layer(tmp_path, monkeypatch):
+def test_llm_views_label_groups_prompts_and_every_head_by_layer(tmp_path, stand_in_llm_run):
     """About 40 s: a stand-in 2-layer, 4-head LLM stored under SmolLM2's name and a run of its heads
     on a two-group task; the LLM page draws one layer x head grid per group (each titled with its
     group, every layer and head labelled, no two labels overlapping), and the Modes page labels the
     run's outputs by example, group and prompt."""
-    import sys
-    from pathlib import Path
-
-    import pytest
-
-    pytest.importorskip("transformers")
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from test_tasks import tiny_llama, word_tokenizer
-
-    from msa_core.runs import RunRequest, RunStore, execute
-    from msa_core.zoo import load_model
-
-    rows = [
-        '{"prompt": "The capital of France is", "target": " Paris", "group": "capital"}',
-        '{"prompt": "2 + 3 =", "target": " 5", "group": "addition"}',
-        '{"prompt": "The capital of Spain is", "target": " Madrid", "group": "capital"}',
-    ]
-    task = tmp_path / "two-groups.jsonl"
-    task.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    run = stand_in_llm_run(
+        [
+            {"prompt": "The capital of France is", "target": " Paris", "group": "capital"},
+            {"prompt": "2 + 3 =", "target": " 5", "group": "addition"},
+            {"prompt": "The capital of Spain is", "target": " Madrid", "group": "capital"},
+        ]
+    )
     cache = tmp_path / "cache"
-    monkeypatch.setenv("MSA_CACHE_DIR", str(cache))  # a tiny stand-in where SmolLM2 would be
-    tiny_llama().save_pretrained(cache / "models" / "smollm2-135m")
-    word_tokenizer().save_pretrained(cache / "models" / "smollm2-135m")
-    load_model.cache_clear()  # an earlier test of this process may have loaded the real one
-    try:
-        run = execute(
-            RunRequest(
-                "smollm2-135m",
-                units="heads",
-                method="permutation",
-                n_permutations=2,
-                task=str(task),
-            ),
-            RunStore(cache),
-        )
-    finally:
-        load_model.cache_clear()  # later tests of this process load the real model by that name
     with dashboard(cache) as url, browser_page(width=1400) as page:
         page.set_default_timeout(120_000)
         page.goto(f"{url}/llm")
