@@ -36,7 +36,8 @@ def store_with_minilm(cache_dir):
 def test_a_minilm_run_from_the_run_page_shows_its_modes_beside_its_pairs(
     store_with_minilm, open_page
 ):
-    """About 15 s: the worker process imports torch and transformers, loads MiniLM, and plays
+    """About 45 s on a 2-core machine at load 4 (90 s at load 10): the page probes the model, and
+    the worker process imports torch and transformers, loads MiniLM, and plays
     3 permutations (regression-adjusted) of its 6 attention blocks on the 24 bundled pairs."""
     app = open_page("pages/run.py")
     app.selectbox(key="model").select(MINILM).run()
