@@ -115,7 +115,8 @@ def test_experts_page_renders_a_cached_run_and_a_reload_mid_run_shows_the_job(tm
         wait_idle(page)
         rerun_after(page, lambda: go_to(page, "Experts"))
         page.locator(".js-plotly-plot .heatmaplayer").first.wait_for()
-        assert "L3.E7" in page.locator(".js-plotly-plot").first.inner_text()
+        labels = page.locator(".js-plotly-plot").first.inner_text().split("\n")
+        assert {"L3", "E7", "English: unit", "Chinese: unit"} <= set(labels)  # layer x expert grids
         # the lesion tab is not computed unopened
         assert not page.get_by_text("Greedy continuation").count()
         assert not page.get_by_test_id("stException").count()
