@@ -125,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="what a language model is scored on: a .jsonl or .csv file "
         "of prompt,target[,group] rows, or a bundled task set (outputs task_logprob, "
-        "task_accuracy); for a sentence encoder a .jsonl/.csv of a,b[,group] sentence pairs; "
+        "task_accuracy); for a sentence encoder a .jsonl/.csv of a,b[,group] sentence pairs, or "
+        "(a ...ForMaskedLM checkpoint) of text,answer[,group] masked sentences (bundled: facts); "
         "for an image classifier a folder of images with labels.csv (file,label rows)",
     )
     run.add_argument(

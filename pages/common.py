@@ -21,11 +21,13 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
+from msa_core.analysis import samples
 from msa_core.deployment import deployment
 from msa_core.errors import MSAInputError
 from msa_core.result import ModesResult
 from msa_core.runs import JobManager, RunRequest, RunStore
 from msa_core.runs.budget import Probe, plan_run, probe_game
+from msa_core.runs.interaction_runs import InteractionRequest
 from msa_core.zoo import HF_PREFIX, LoadedModel, load_model
 
 CURRENT_RUN = "current_run"  # session key: fingerprint of the run the Modes and Export pages open
@@ -171,6 +173,26 @@ def result(fingerprint: str) -> ModesResult | None:
         return None
 
 
+@st.cache_resource(
+    show_spinner="Loading the run's model and inputs…",
+    max_entries=deployment().model_cache_entries,
+)
+def _run_model(directory: str, fingerprint: str) -> LoadedModel:
+    res = _result(directory, fingerprint)
+    model(res.meta["request"]["model"])  # a shared dashboard's refusals first
+    return samples.run_model(res.meta)
+
+
+def run_model(res: ModesResult) -> LoadedModel:
+    """The model of a stored run with the inputs that run scored (``analysis.samples.run_model``:
+    its task's examples, pairs or images), loaded once per process.
+
+    Raises:
+        MSAInputError: its model or task cannot be loaded here; LookupError: not a stored run.
+    """
+    return _run_model(store_directory(), str(res.meta.get("fingerprint", "")))
+
+
 def runs() -> list[dict[str, Any]]:
     """Index entries of the stored runs, newest first."""
     return store().list()
@@ -188,11 +210,10 @@ def run_label(entry: dict[str, Any]) -> str:
 
 
 def labels_of(result: ModesResult) -> np.ndarray | None:
-    """The per-sample class labels of the run's model inputs ``[B]``, if its model has them."""
-    request = result.meta.get("request") or {}
+    """The per-sample class labels ``[B]`` of the inputs the run scored, if they have them."""
     try:
-        loaded = model(request.get("model", result.meta.get("model", "")))
-    except MSAInputError:
+        loaded = run_model(result)
+    except (MSAInputError, LookupError, KeyError):
         return None
     labels = loaded.labels
     if (
@@ -363,12 +384,27 @@ def quick_run_button(request: RunRequest, key: str, measured: Probe | None = Non
     show_notice()
 
 
-def submit_job(request: RunRequest, notice: tuple[str, str]) -> None:
-    """Hand ``request`` to the background worker and rerun the app, so that the sidebar's jobs panel
-    (drawn before the page) lists it at once; ``notice`` (an ``st`` message kind and its text) is
-    shown by the page's ``show_notice()`` after that rerun."""
-    jobs().submit(request)
-    st.session_state[NOTICE] = notice
+def submit_job(
+    requests: RunRequest | InteractionRequest | Sequence[RunRequest | InteractionRequest],
+    notice: tuple[str, str] | None,
+    remember: str | None = None,
+) -> None:
+    """Hand ``requests`` to the background worker and rerun the app, so that the sidebar's jobs
+    panel (drawn before the page) lists them at once; ``notice`` (an ``st`` message kind and its
+    text) is shown by the page's ``show_notice()`` after that rerun. ``remember``: a session key
+    whose list gets the jobs' keys first (a page's own progress panel follows them).
+
+    Raises:
+        MSAInputError: a request its model does not fit (nothing after it is submitted).
+    """
+    if isinstance(requests, (RunRequest, InteractionRequest)):
+        requests = [requests]
+    keys = [jobs().submit(request) for request in requests]
+    if remember is not None:
+        launched = st.session_state.setdefault(remember, [])
+        launched[:0] = [key for key in keys if key not in launched]
+    if notice is not None:
+        st.session_state[NOTICE] = notice
     st.rerun()
 
 

@@ -34,11 +34,9 @@ from msa_core.runs import RunRequest
 from msa_core.zoo import list_models
 from pages.common import (
     COMPARED_RUNS,
-    NOTICE,
     RUN_ID_LENGTH,
     VIEW_NAMES,
     explained_errors,
-    jobs,
     labels_of,
     no_runs_yet,
     result,
@@ -47,6 +45,7 @@ from pages.common import (
     seed_from_url,
     share_in_url,
     show_notice,
+    submit_job,
     url_value,
 )
 from pages.uncertainty import MARKS_CAPTION, noise_warnings
@@ -87,17 +86,19 @@ def seeds_section(requests: list[dict], view_name: str) -> None:
         ):
             with explained_errors("Launching the seeds"):
                 template = {setup: request_of(setup, setups) for setup in missing}
-                for setup, seeds in missing.items():
-                    for seed in seeds:
-                        request = dict(template[setup], model=f"{setup[0]}-s{seed}")
-                        jobs().submit(RunRequest.from_dict(request))
-                st.session_state[NOTICE] = (
-                    "info",
-                    "Launched the missing seeds in the background: follow them in the **Jobs** "
-                    "panel (sidebar). This page refreshes when they finish and they join the "
-                    "table below.",
+                submit_job(
+                    [
+                        RunRequest.from_dict(dict(template[setup], model=f"{setup[0]}-s{seed}"))
+                        for setup, seeds in missing.items()
+                        for seed in seeds
+                    ],
+                    (
+                        "info",
+                        "Launched the missing seeds in the background: follow them in the "
+                        "**Jobs** panel (sidebar). This page refreshes when they finish and they "
+                        "join the table below.",
+                    ),
                 )
-                st.rerun()  # the jobs panel (drawn before the page) lists and polls them
     show_notice()
     metrics_by_setup: dict[tuple[str, str, str, str], dict[int, dict[str, float]]] = {}
     for setup, seeds in setups.items():

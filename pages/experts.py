@@ -11,11 +11,13 @@ import torch
 
 from msa_core import shapley_modes
 from msa_core.analysis import study2
+from msa_core.analysis.group_heatmap import group_matrix_figure
 from msa_core.analysis.ranking import NOISE_LEGEND, within_noise
 from msa_core.lesion import ModelGame
 from msa_core.runs import RunRequest
+from msa_core.runs.analyses import RunAnalyses
 from msa_core.zoo import moe
-from pages.common import explained_errors, model, plain, result
+from pages.common import explained_errors, model, plain, result, store
 from pages.studies import study_run
 from pages.uncertainty import MARKS_CAPTION, noise_banner
 
@@ -77,35 +79,66 @@ st.caption(
 noise_banner(res)
 
 
-@st.cache_resource(
-    show_spinner="Lesioning each language's top experts (6 passes over the evaluation sentences, "
-    "once per run and k)…",
-    max_entries=8,
-)
+def with_progress(what: str) -> study2.Progress:
+    """A progress bar for long work, told ``(done, total)``; it clears itself when done."""
+    bar = st.progress(0.0, text=what)
+
+    def told(done: int, total: int) -> None:
+        if done >= total:
+            bar.empty()
+        else:
+            bar.progress(done / total, text=f"{what}: {done} of {total}")
+
+    return told
+
+
 def lesions_of(fingerprint: str, k: int) -> list[study2.SelectiveLesion]:
-    """Every language's selective lesion of ``k`` experts (evaluation sentences, not the game's);
-    the continuations come one language at a time (``continuations_of``)."""
+    """Every language's selective lesion of ``k`` experts (evaluation sentences, not the game's),
+    computed once per run and k (with a progress bar) and kept with the run; the continuations
+    come one language at a time (``continuations_of``)."""
+    analysis = f"selective-lesions-k{k}"
+    kept = RunAnalyses(store()).get(fingerprint, analysis)
+    if kept is not None:
+        return [study2.SelectiveLesion.from_dict(item) for item in kept["lesions"]]
     eval_inputs, eval_languages = moe.eval_inputs()
-    return study2.selective_lesions(
-        model(name).model, eval_inputs, eval_languages, matrix_of(fingerprint), k=k
+    lesions = study2.selective_lesions(
+        model(name).model,
+        eval_inputs,
+        eval_languages,
+        matrix_of(fingerprint),
+        k=k,
+        progress=with_progress(
+            f"Lesioning each language's top {k} experts (once per run and k, then kept with it)"
+        ),
     )
+    RunAnalyses(store()).put(
+        fingerprint, analysis, {"lesions": [item.to_dict() for item in lesions]}
+    )
+    return lesions
 
 
-@st.cache_resource(
-    show_spinner="Generating the greedy continuations, intact and lesioned (a few seconds)…",
-    max_entries=64,
-)
 def continuations_of(fingerprint: str, language: int, experts: tuple[int, ...]) -> tuple[str, str]:
-    """The greedy continuation of the language's prompt, intact and without ``experts``."""
+    """The greedy continuation of the language's prompt, intact and without ``experts``, computed
+    once (with a progress bar) and kept with the run."""
+    analysis = f"continuation-{language}-without-{'-'.join(map(str, experts))}"
+    kept = RunAnalyses(store()).get(fingerprint, analysis)
+    if kept is not None:
+        return kept["intact"], kept["lesioned"]
     keep = np.ones(res.n_players, dtype=bool)
     keep[list(experts)] = False
     prompt = moe.prompts()[language]
-    return tuple(  # type: ignore[return-value]
-        study2.greedy_continuation(
-            model(name).model, prompt, moe.CONTINUATION_BYTES, coalition
-        ).decode("utf-8", errors="replace")
-        for coalition in (None, keep)
-    )
+    texts = []
+    for coalition, which in ((None, "intact"), (keep, "lesioned")):
+        picked = study2.greedy_continuation(
+            model(name).model,
+            prompt,
+            moe.CONTINUATION_BYTES,
+            coalition,
+            progress=with_progress(f"Greedy continuation, {which} (once, then kept with the run)"),
+        )
+        texts.append(picked.decode("utf-8", errors="replace"))
+    RunAnalyses(store()).put(fingerprint, analysis, {"intact": texts[0], "lesioned": texts[1]})
+    return texts[0], texts[1]
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -162,12 +195,13 @@ def matrix_tab(matrix: np.ndarray) -> None:
     values = matrix if view == "contribution" else study2.selectivity(matrix)
     errors = study2.language_matrix_stderr(res, game_languages.numpy(), len(LANGUAGE_NAMES), output)
     st.plotly_chart(
-        study2.language_matrix_figure(
+        group_matrix_figure(
             values,
             res.player_names,
             LANGUAGE_NAMES,
-            title=f"Language x expert {view} (log-prob per byte)",
             stderr=errors if view == "contribution" else study2.selectivity_stderr(errors),
+            title=f"Language x expert {view} (log-prob per byte)",
+            value=f"{view} (nats/byte)",
         ),
         key="experts_matrix",
     )

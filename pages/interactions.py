@@ -40,7 +40,9 @@ from pages.common import (
     jobs,
     labels_of,
     model,
+    show_notice,
     store,
+    submit_job,
 )
 from pages.uncertainty import MARKS_CAPTION, noise_banner, top_line
 
@@ -97,11 +99,8 @@ def launch_form(fingerprint: str, n_players: int) -> None:
             request = InteractionRequest(
                 parent=fingerprint, top=int(top), method=method, cost=float(cost), seed=int(seed)
             )
-            key = jobs().submit(request)
-            launched = st.session_state.setdefault(JOBS, [])
-            if key not in launched:
-                launched.insert(0, key)
-            st.toast("Interaction run launched")
+            submit_job(request, ("success", "Interaction run launched."), remember=JOBS)
+    show_notice()
 
 
 def progress_panel() -> None:

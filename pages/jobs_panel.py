@@ -16,6 +16,7 @@ from pages.common import (
     jobs,
     plain,
     store,
+    submit_job,
 )
 
 SHOWN_JOBS = 6  # the most recently submitted jobs the panel lists
@@ -84,8 +85,7 @@ def job_row(status: JobStatus) -> None:
     if status.state in ("failed", "cancelled") and status.request is not None:
         label = "Retry" if status.state == "failed" else "Resume"
         if buttons.button(label, key=f"jobs-resume-{fingerprint}"):
-            jobs().submit(status.request)
-            st.rerun(scope="app")
+            submit_job(status.request, None)
     if status.state != "done":
         return
     if fingerprint.startswith(KEY_PREFIX):  # an interaction run opens on the run it refines

@@ -16,11 +16,12 @@ from PIL import Image, ImageDraw, ImageFont
 
 from msa_core.analysis import study2
 from msa_core.analysis.lesion_curves import KCurves, k_curve_figure, k_curves, k_grid
+from msa_core.analysis.lesion_scores import lesion_score, lesion_view
 from msa_core.analysis.modes import classification
 from msa_core.analysis.ranking import STATISTIC, unit_ranking
 from msa_core.lesion import ModelGame
 from msa_core.names import LESION_HELP, LESIONS, lesion_label, lesions_help
-from msa_core.zoo import LoadedModel, list_models, moe
+from msa_core.zoo import list_models, moe
 from pages.common import (
     CURRENT_RUN,
     RUN_ID_LENGTH,
@@ -289,35 +290,18 @@ def language_model_view(
         right.markdown(f"**Lesioned**: {plain(prompt)}**{plain(lesioned_text)}**")
 
 
-def score_of(loaded: LoadedModel) -> tuple[str, str]:
-    """(output, what its score is) of the lesion curve: accuracy for classifiers, mean next-byte
-    log-prob
-    for the LM, mean |pixel change| against the intact images for generators."""
-    if is_classifier(loaded):
-        return "logits", "accuracy"
-    if "target_logprob" in loaded.card.outputs:
-        return "target_logprob", "mean log-prob per byte"
-    return loaded.card.outputs[0], "mean |change| of the output"
-
-
 @st.cache_data(show_spinner="Lesioning k units for every k…", max_entries=32)
 def lesion_curves(
     name: str, granularity: str, lesion: str, fingerprint: str, ranking: tuple[float, ...]
 ):
     """The top / random / bottom k curves of the model's score (cached per run, lesion, model)."""
     loaded = model(name)
-    output, _ = score_of(loaded)
-    g = game(name, granularity, output, lesion)
-    intact = intact_values(name, granularity, output)
-    labels = loaded.labels
+    score = lesion_score(loaded)
+    g = game(name, granularity, score.output, lesion)
+    intact = intact_values(name, granularity, score.output)
 
     def evaluate(coalitions: np.ndarray) -> np.ndarray:
-        values = values_of(g, coalitions)
-        if output == "logits":
-            return classification(values, labels)[1]
-        if output == "target_logprob":
-            return values.reshape(len(values), -1).mean(1)
-        return np.abs(values - intact).reshape(len(values), -1).mean(1)
+        return score.evaluate(values_of(g, coalitions), intact, loaded.labels)
 
     return k_curves(evaluate, np.asarray(ranking), n_random=N_RANDOM, seed=0)
 
@@ -359,11 +343,11 @@ def ranking_section(
     scores = ranked.scores
     ranks = ranked.labels()
     loaded = model(name)
-    _, score_name = score_of(loaded)
+    score_name = lesion_score(loaded).name
     left, right = st.columns([2, 3])
     with left:
         ranking_table(ranked, key="lesion_ranking")
-    drawn = is_classifier(loaded) or st.session_state.get("lesion_curves_for") == (
+    drawn = lesion_view(loaded) == "classifier" or st.session_state.get("lesion_curves_for") == (
         name,
         granularity,
         lesion,
@@ -428,11 +412,6 @@ def k_metrics(curves: KCurves, k: int, lesion: str, score_name: str) -> None:
     )
 
 
-def is_classifier(loaded: LoadedModel) -> bool:
-    """A model with logits and one class label per input (predictions and accuracy make sense)."""
-    return "logits" in loaded.card.outputs and loaded.labels is not None and loaded.labels.ndim == 1
-
-
 @st.fragment
 def lesion_panel(name: str, granularity: str, lesion: str, ranks: dict[str, str]) -> None:
     """The unit toggles (by rank when a run ranks them) and the output they give; a toggle reruns
@@ -460,18 +439,18 @@ def lesion_panel(name: str, granularity: str, lesion: str, ranks: dict[str, str]
     share_in_url(off=list(lesioned))
     st.button("Restore all units", on_click=restore_all, args=(key,), disabled=not lesioned)
     coalition = ~np.isin(g.player_names, lesioned)
-    outputs = loaded.card.outputs
+    view = lesion_view(loaded)
     with explained_errors("Running the lesioned model"):
-        if is_classifier(loaded):
+        if view == "classifier":
             classifier_view(name, granularity, coalition, lesion)
-        elif "image" in outputs:
+        elif view == "image":
             image_view(name, granularity, coalition, lesion)
-        elif loaded.card.family == "moe":
+        elif view == "language model":
             language_model_view(name, granularity, coalition, lesioned, lesion)
         else:
             st.info(
                 "The lesion lab shows classifiers, image generators and the bundled byte-level "
-                f"LM; {name} produces {', '.join(outputs)}."
+                f"LM; {name} produces {', '.join(loaded.card.outputs)}."
             )
 
 

@@ -7,11 +7,13 @@ import pandas as pd
 import streamlit as st
 
 from msa_core.analysis import llm
+from msa_core.analysis.group_heatmap import group_matrix_figure
 from msa_core.analysis.llm_preflight import llm_preflight
 from msa_core.analysis.ranking import NOISE_LEGEND, within_noise
 from msa_core.analysis.study2 import selectivity, selectivity_stderr
 from msa_core.deployment import deployment
-from msa_core.runs import RunRequest
+from msa_core.lesion import ModelGame
+from msa_core.runs import RunRequest, fingerprint_of
 from msa_core.tasks import (
     TASK_OUTPUTS,
     Task,
@@ -22,20 +24,21 @@ from msa_core.tasks import (
     task_of_run,
     with_task,
 )
-from msa_core.zoo import list_models, load_model
+from msa_core.zoo import LoadedModel, list_models
 from pages.common import (
     explained_errors,
-    jobs,
     model,
     pick_run,
     picked_result,
     plain,
+    run_model,
     runs,
+    show_notice,
     store,
+    submit_job,
 )
 from pages.uncertainty import MARKS_CAPTION, noise_banner
 
-JOBS = "submitted_jobs"  # the Run page's session key: its progress panel shows these jobs
 OWN_TASK, BUNDLED, UPLOAD, PASTE = (
     "the model's own task set",
     "a bundled task set",
@@ -49,6 +52,36 @@ EXAMPLE = (
     '{"prompt": "Text: El gato duerme.\\nLanguage:", "target": " Spanish", "group": "language"}\n'
     '{"prompt": "one, two, three,", "target": " four", "group": "counting"}\n'
 )
+
+
+def loaded_of(fingerprint: str) -> LoadedModel:
+    """The run's model with the examples stored with the run as its inputs (not its task file)."""
+    return run_model(picked_result(fingerprint))
+
+
+def task_game(fingerprint: str) -> tuple[ModelGame, np.ndarray]:
+    """The run's game on its task (``task_logprob`` over its units) and its group matrix
+    ``[groups, units]``: everything the lesions and curves below read, from the run alone."""
+    res = picked_result(fingerprint)
+    loaded = loaded_of(fingerprint)
+    units = RunRequest.from_dict(res.meta["request"]).units
+    return loaded.game(units, "task_logprob"), llm.group_matrix(res, loaded.task.task)
+
+
+@st.cache_resource(show_spinner="Lesioning…", max_entries=16)
+def lesions_of(fingerprint: str, k: int) -> list:
+    loaded = loaded_of(fingerprint)
+    game, matrix = task_game(fingerprint)
+    return llm.selective_lesions(game, loaded.task.task, matrix, k, loaded.tokenizer)
+
+
+@st.cache_resource(show_spinner="Removing units by rank…", max_entries=8)
+def curves_of(fingerprint: str):
+    game, matrix = task_game(fingerprint)
+    n = matrix.shape[1]
+    ks = sorted({int(round(f * n)) for f in (0, 0.05, 0.1, 0.2, 0.5, 1.0)})
+    return llm.removal_curves(game, loaded_of(fingerprint).task.task, matrix.mean(0), ks)
+
 
 st.title("LLM")
 st.markdown(
@@ -170,9 +203,11 @@ with st.expander("Launch a run on your task", expanded=False):
                 )
                 n_players = model(name).game(units, "task_logprob").n_players
                 deployment().check_budget(request.budget(n_players))  # the Run page's cap
-                fingerprint = jobs().submit(request)
-                st.session_state.setdefault(JOBS, []).insert(0, fingerprint)
-                st.success(f"Run `{fingerprint[:8]}` launched.")
+                submit_job(
+                    request,
+                    ("success", f"Run `{fingerprint_of(request)[:8]}` launched in the background."),
+                )
+    show_notice()
     st.page_link(
         "pages/run.py",
         label="Watch its progress and ETA on the Run page",
@@ -198,34 +233,6 @@ st.caption(
 noise_banner(res)
 
 
-@st.cache_resource(show_spinner="Loading the model and its task…", max_entries=4)
-def loaded_of(fingerprint: str):
-    """The run's model with the examples stored with the run as its inputs (not its task file)."""
-    meta = picked_result(fingerprint).meta
-    request = RunRequest.from_dict(meta["request"])
-    if "task" not in meta:  # a run stored before tasks were kept with it
-        return request.load()
-    return with_task(load_model(request.model), task_of_run(meta)[0])
-
-
-@st.cache_resource(show_spinner="Lesioning…", max_entries=16)
-def lesions_of(fingerprint: str, k: int) -> list:
-    loaded = loaded_of(fingerprint)
-    return llm.selective_lesions(
-        loaded.game(request.units, "task_logprob"), loaded.task.task, matrix, k, loaded.tokenizer
-    )
-
-
-@st.cache_resource(show_spinner="Removing units by rank…", max_entries=8)
-def curves_of(fingerprint: str):
-    loaded = loaded_of(fingerprint)
-    n = matrix.shape[1]
-    ks = sorted({int(round(f * n)) for f in (0, 0.05, 0.1, 0.2, 0.5, 1.0)})
-    return llm.removal_curves(
-        loaded.game(request.units, "task_logprob"), loaded.task.task, matrix.mean(0), ks
-    )
-
-
 with explained_errors("The analysis"):
     if "task" in res.meta and (note := task_of_run(res.meta)[1]):
         st.warning(plain(note))
@@ -235,9 +242,7 @@ with explained_errors("The analysis"):
     matrix = llm.group_matrix(res, task)
     layers = llm.unit_layers(res.player_names)
     st.plotly_chart(
-        llm.group_matrix_figure(
-            matrix, res.player_names, groups, llm.group_matrix_stderr(res, task)
-        ),
+        group_matrix_figure(matrix, res.player_names, groups, llm.group_matrix_stderr(res, task)),
         width="stretch",
     )
     st.caption(MARKS_CAPTION)

@@ -26,7 +26,7 @@ from msa_core.analysis.modes import (
     with_click_targets,
 )
 from msa_core.analysis.ranking import STATISTIC, STATISTIC_HELP, unit_ranking
-from msa_core.analysis.samples import SampleInput, sample_input, unit_mode_figure
+from msa_core.analysis.samples import SampleInput, input_table, sample_input, unit_mode_figure
 from msa_core.errors import MSAInputError
 from msa_core.result import ModesResult
 from msa_core.runs.report import run_facts
@@ -35,7 +35,8 @@ from pages.common import (
     chosen_result,
     explained_errors,
     labels_of,
-    model,
+    result,
+    run_model,
     seed_from_url,
     share_in_url,
     url_flag,
@@ -54,12 +55,30 @@ TABS = ("Hub statistics", "Top units per output")
 
 
 @st.cache_resource(show_spinner=False, max_entries=256)
-def the_input(name: str, index: int) -> SampleInput | None:
-    """Sample ``index`` of a bundled model's inputs in its own form (None: not bundled)."""
+def the_input(fingerprint: str, index: int) -> SampleInput | None:
+    """Sample ``index`` of the inputs run ``fingerprint`` scored (its task's examples, pairs or
+    images), in their own form, with their group or label (None: its model cannot load here)."""
+    res = result(fingerprint)
     try:
-        return sample_input(model(name), index)
-    except MSAInputError:
+        return None if res is None else sample_input(run_model(res), index)
+    except (MSAInputError, LookupError):
         return None
+
+
+def show_run_inputs(res: ModesResult) -> None:
+    """The text inputs the run scored (task examples, sentence pairs, masked sentences), each
+    with its group, in an expander beside the modes."""
+    try:
+        rows = input_table(run_model(res))
+    except (MSAInputError, LookupError):
+        return
+    if rows:
+        groups = list(dict.fromkeys(row["group"] for row in rows if row["group"]))
+        with st.expander(
+            f"The run's {len(rows)} inputs"
+            + (f" in {len(groups)} groups: {', '.join(groups)}" if groups else ""),
+        ):
+            st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 
 def show_input(shown: SampleInput) -> None:
@@ -186,7 +205,7 @@ with explained_errors("Showing the run"):
         sample = int(
             right.number_input("Sample", min_value=0, max_value=n_samples - 1, key="modes_sample")
         )
-        shown = the_input(res.meta.get("request", {}).get("model", ""), sample)
+        shown = the_input(fingerprint, sample)
     names = output_names(res)
     if shown is not None and shown.tokens and len(shown.tokens) == res.output_shape[-1]:
         names = [
@@ -199,6 +218,7 @@ with explained_errors("Showing the run"):
         left, right = st.columns([1, 4]) if pictured else (st.container(), None)
         with left:
             show_input(shown)
+    show_run_inputs(res)
     heatmap_panel(res, view, sample)
 
     seed_from_url("modes_tab", "tab", TABS)

@@ -1,15 +1,19 @@
 """What a per-sample view is about: the sample's input in its own form, and one unit's mode in the
 output's own form.
 
-``sample_input`` gives a bundled model's input ``index`` as a picture (a flat square input such as a
-digit, or a generator's image), or as text (a byte-level LM's sentence), with its label and the
-intact model's prediction. ``unit_mode_figure`` shows one unit's mode as an image for image outputs
+``sample_input`` gives a model's input ``index`` as a picture (a flat square input such as a digit,
+or a generator's image, or a photograph), or as text (a byte-level LM's sentence, a task's prompt
+and target, a sentence pair, a masked sentence), with its label or group and the intact model's
+prediction. ``run_model`` is the model of a stored run with the inputs that run scored (its task's
+examples, pairs or images, not the model's defaults); ``input_table`` lists a text run's inputs
+with their groups. ``unit_mode_figure`` shows one unit's mode as an image for image outputs
 ``[N, B, C, H, W]`` and as bars with stderr over the view's outputs (classes, tokens) otherwise.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -41,6 +45,36 @@ def _batch_size(inputs: object) -> int:
     return int(inputs.shape[0])  # type: ignore[attr-defined]
 
 
+def run_model(meta: dict[str, Any]) -> LoadedModel:
+    """The model of a stored run (its result's ``meta``) with the inputs it scored: the task
+    examples stored with an LLM task run, else its request's task (pairs, masked sentences,
+    images), else the model's default inputs.
+
+    Raises:
+        MSAInputError: the run's model or task cannot be loaded here.
+    """
+    from msa_core.runs.request import RunRequest
+    from msa_core.tasks import task_of_run, with_task
+    from msa_core.zoo import load_model
+
+    request = RunRequest.from_dict(meta["request"])
+    if "task" in meta:
+        return with_task(load_model(request.model), task_of_run(meta)[0])
+    return request.load()
+
+
+def input_table(loaded: LoadedModel) -> list[dict[str, str]] | None:
+    """One row per input (``index``, ``group``, ``input``) of a model whose inputs are text (a task,
+    sentence pairs, masked sentences); None for other inputs."""
+    if loaded.task is None and loaded.card.family != "encoder":
+        return None
+    rows = []
+    for index in range(_batch_size(loaded.inputs)):
+        shown = sample_input(loaded, index)
+        rows.append({"index": str(index), "group": shown.label or "", "input": shown.text or ""})
+    return rows
+
+
 def sample_input(loaded: LoadedModel, index: int) -> SampleInput:
     """The model's default input ``index`` in its own form (see the module docstring).
 
@@ -53,6 +87,11 @@ def sample_input(loaded: LoadedModel, index: int) -> SampleInput:
     labels = loaded.labels
     label = str(int(labels[index])) if labels is not None and labels.ndim == 1 else None
     inputs = loaded.inputs
+    if loaded.task is not None:  # a language model on a task: the example, by its group
+        example = loaded.task.task.examples[index]
+        return SampleInput(
+            index, example.group, text=f"Prompt: {example.prompt}\nTarget: {example.target}"
+        )
     if loaded.card.family in ("vision", "encoder"):
         return _checkpoint_sample(loaded, index)
     if isinstance(inputs, dict) and "input_ids" in inputs:  # a byte-level LM: BOS, then UTF-8 bytes
@@ -90,13 +129,23 @@ def sample_input(loaded: LoadedModel, index: int) -> SampleInput:
 def _checkpoint_sample(loaded: LoadedModel, index: int) -> SampleInput:
     """A photograph with its class and the intact prediction, or a sentence pair."""
     if loaded.card.family == "encoder":
+        groups = loaded.card.facts.get("row_groups") or []
+        group = str(groups[index]) if index < len(groups) else None
         ids = loaded.inputs["input_ids"][index]
         mask = loaded.inputs["attention_mask"][index].bool()
+        tokenizer = loaded.tokenizer
+        answers = loaded.labels
+        if "mask_index" in loaded.inputs and answers is not None:  # [MASK] kept, CLS/SEP not
+            special = set(tokenizer.all_special_ids) - {tokenizer.mask_token_id}
+            kept = [int(t) for t in ids[mask] if int(t) not in special]
+            sentence = tokenizer.decode(kept)
+            answer = tokenizer.decode([int(answers[index])]).strip()
+            return SampleInput(index, group, text=f"Sentence: {sentence}\nAnswer: {answer}")
         a, b = (
-            loaded.tokenizer.decode(row[keep], skip_special_tokens=True)
+            tokenizer.decode(row[keep], skip_special_tokens=True)
             for row, keep in zip(ids, mask, strict=True)
         )
-        return SampleInput(index, None, text=f"A: {a}\nB: {b}")
+        return SampleInput(index, group, text=f"A: {a}\nB: {b}")
     from msa_core.zoo.vision import class_name, picture_of, pixels_of
 
     image = loaded.inputs[index : index + 1]

@@ -21,7 +21,7 @@ Losses come from a ``ModelGame`` on sentences other than the game's (the shipped
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,13 +32,13 @@ from torch import nn
 
 from msa_core.analysis import lesions
 from msa_core.analysis.lesions import rank_order, top_k_count
-from msa_core.analysis.modes import NOISE_LEGEND_PLACE
-from msa_core.analysis.ranking import noise_marks
 from msa_core.errors import MSAInputError
 from msa_core.lesion import ModelGame
 from msa_core.lesion.inputs import model_device
 from msa_core.result import ModesResult
 from msa_core.units import Experts, UnitSpec
+
+Progress = Callable[[int, int], None]  # told (done, total) as long work goes on
 
 EXPERT_NAME = re.compile(r"^L(\d+)\.E(\d+)$")
 EXPERT_UNITS = Experts("model.layers.*.mlp")
@@ -164,9 +164,11 @@ def language_losses(
     languages: torch.Tensor,
     coalitions: np.ndarray,
     units: UnitSpec = EXPERT_UNITS,
+    progress: Progress | None = None,
 ) -> np.ndarray:
     """``[C, L]``: mean negative log-prob per byte of each language's rows under each coalition
-    ``[C, N]``."""
+    ``[C, N]``; ``progress(done, C)`` is told after each coalition (then they run one at a time).
+    """
     inputs = _on_device(inputs, model)
     game = ModelGame(model, inputs, units, output="target_logprob")
     coalitions = np.asarray(coalitions, dtype=bool)
@@ -175,7 +177,14 @@ def language_losses(
             f"coalitions must be [C, {game.n_players}] (one column per expert); "
             f"got {list(coalitions.shape)}"
         )
-    per_row = -game(coalitions).double().mean(dim=-1).cpu().numpy()  # [C, B]
+    if progress is None:
+        per_row = -game(coalitions).double().mean(dim=-1).cpu().numpy()  # [C, B]
+    else:
+        rows = []
+        for done in range(1, len(coalitions) + 1):
+            rows.append(-game(coalitions[done - 1 : done]).double().mean(dim=-1).cpu().numpy())
+            progress(done, len(coalitions))
+        per_row = np.concatenate(rows)
     row_language = np.asarray(languages)
     return np.stack(
         [per_row[:, row_language == index].mean(axis=1) for index in range(row_language.max() + 1)],
@@ -189,18 +198,21 @@ def greedy_continuation(
     n_bytes: int,
     keep: np.ndarray | None = None,
     units: UnitSpec = EXPERT_UNITS,
+    progress: Progress | None = None,
 ) -> bytes:
     """The next ``n_bytes`` bytes picked greedily after ``prompt_ids [T]`` with the experts where
-    ``keep [N]`` is False removed.
+    ``keep [N]`` is False removed; ``progress(done, n_bytes)`` is told after each byte.
     """
     ids = prompt_ids.to(model_device(model))
     generated = []
-    for _ in range(n_bytes):
+    for done in range(1, n_bytes + 1):
         game = ModelGame(model, {"input_ids": ids[None]}, units, output="logits")
         row = np.ones((1, game.n_players), bool) if keep is None else np.asarray(keep, bool)[None]
         token = int(game(row)[0, 0, -1, :256].argmax())
         generated.append(token)
         ids = torch.cat([ids, ids.new_tensor([token])])
+        if progress is not None:
+            progress(done, n_bytes)
     return bytes(generated)
 
 
@@ -230,6 +242,28 @@ class SelectiveLesion:
             return float("inf") if own > 0 else float("nan")
         return float(own / others)
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values (``from_dict`` reads them back)."""
+        return {
+            "language": self.language,
+            "experts": list(self.experts),
+            "loss_before": self.loss_before.tolist(),
+            "loss_after": self.loss_after.tolist(),
+            "continuation_before": self.continuation_before,
+            "continuation_after": self.continuation_after,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SelectiveLesion:
+        return cls(
+            int(data["language"]),
+            [int(e) for e in data["experts"]],
+            np.asarray(data["loss_before"], dtype=np.float64),
+            np.asarray(data["loss_after"], dtype=np.float64),
+            str(data.get("continuation_before", "")),
+            str(data.get("continuation_after", "")),
+        )
+
 
 def selective_lesions(
     model: nn.Module,
@@ -239,11 +273,13 @@ def selective_lesions(
     k: int = LESION_SIZE,
     prompts: Sequence[torch.Tensor] | None = None,
     n_bytes: int = 40,
+    progress: Progress | None = None,
 ) -> list[SelectiveLesion]:
     """For each language, remove its top-``k`` experts by ``selectivity(matrix)``; losses on
     ``inputs``.
 
     prompts: one id sequence per language (optional): its greedy continuation before and after.
+    progress: told ``(done, total)`` after each of the L + 1 lesioned passes.
     """
     n_languages, n = matrix.shape
     if not 1 <= k <= n:
@@ -252,7 +288,7 @@ def selective_lesions(
     coalitions = np.ones((n_languages + 1, n), bool)
     for language, experts in enumerate(picks):
         coalitions[language + 1, experts] = False
-    losses = language_losses(model, inputs, languages, coalitions)
+    losses = language_losses(model, inputs, languages, coalitions, progress=progress)
     lesions = []
     for language, experts in enumerate(picks):
         lesion = SelectiveLesion(
@@ -382,55 +418,6 @@ def removal_verdict(
 
 
 # ---------------------------------------------------------------- figures
-
-
-def _layer_ticks(layers: np.ndarray) -> dict[str, Any]:
-    """Shapes separating layers on an expert x-axis."""
-    bounds = np.flatnonzero(np.diff(layers)) + 0.5
-    return {
-        "shapes": [
-            dict(
-                type="line", x0=b, x1=b, yref="paper", y0=0, y1=1, line=dict(color="black", width=1)
-            )
-            for b in bounds
-        ]
-    }
-
-
-def language_matrix_figure(
-    matrix: np.ndarray,
-    player_names: Sequence[str],
-    language_names: Sequence[str],
-    title: str = "Language x expert contribution (log-prob per byte)",
-    stderr: np.ndarray | None = None,
-) -> go.Figure:
-    """Heatmap ``[L, N]``, experts grouped by layer (lines between layers), diverging scale centred
-    on 0; with ``stderr [L, N]`` the cells within noise carry a grey dot.
-    """
-    limit = float(np.abs(matrix).max()) or 1.0
-    figure = go.Figure(
-        go.Heatmap(
-            z=matrix,
-            x=list(player_names),
-            y=list(language_names),
-            zmid=0,
-            zmin=-limit,
-            zmax=limit,
-            colorscale="RdBu_r",
-            colorbar=dict(title="mode"),
-        )
-    )
-    figure.update_layout(
-        title=title,
-        xaxis_title="expert (grouped by layer)",
-        yaxis_title="language",
-        legend=NOISE_LEGEND_PLACE,
-        **_layer_ticks(expert_layers(player_names)),
-    )
-    marks = None if stderr is None else noise_marks(player_names, language_names, matrix, stderr)
-    if marks is not None:
-        figure.add_trace(marks)
-    return figure
 
 
 def layer_share_figure(shares: np.ndarray, language_names: Sequence[str]) -> go.Figure:

@@ -87,8 +87,13 @@ def _pair(row: Any, where: str) -> SentencePair:
     return SentencePair(row["a"], row["b"], group)
 
 
-def parse_pairs(text: str, name: str, kind: str) -> Pairs:
-    """Pairs from JSONL (``kind="jsonl"``) or CSV (``kind="csv"``, header ``a,b[,group]``) text."""
+def table_rows(text: str, name: str, kind: str, most: int) -> list[tuple[Any, str]]:
+    """The rows of JSONL (``kind="jsonl"``) or CSV (``kind="csv"``, with a header) text, each with
+    where it came from (``"<name> line <n>"``).
+
+    Raises:
+        MSAInputError: a line that is not JSON, an unknown kind, or no rows / more than ``most``.
+    """
     if kind == "jsonl":
         rows = []
         for number, line in enumerate(text.splitlines(), 1):
@@ -101,15 +106,49 @@ def parse_pairs(text: str, name: str, kind: str) -> Pairs:
         reader = csv.DictReader(io.StringIO(text))
         rows = [(dict(row), f"{name} line {reader.line_num}") for row in reader]
     else:
-        raise MSAInputError(f"unknown pairs format {kind!r}; allowed: jsonl, csv")
-    if not rows or len(rows) > MAX_PAIRS:
-        raise MSAInputError(f"{name} has {len(rows)} pairs; give 1 to {MAX_PAIRS}")
+        raise MSAInputError(f"unknown file format {kind!r}; allowed: jsonl, csv")
+    if not rows or len(rows) > most:
+        raise MSAInputError(f"{name} has {len(rows)} rows; give 1 to {most}")
+    return rows
+
+
+def parse_pairs(text: str, name: str, kind: str) -> Pairs:
+    """Pairs from JSONL (``kind="jsonl"``) or CSV (``kind="csv"``, header ``a,b[,group]``) text."""
+    rows = table_rows(text, name, kind, MAX_PAIRS)
     return Pairs(name, tuple(_pair(row, where) for row, where in rows))
 
 
 def bundled_pairs() -> list[str]:
     """Names of the bundled pair sets."""
-    return sorted(path.stem for path in PAIRS_DIR.glob("*.jsonl"))
+    return bundled_in(PAIRS_DIR)
+
+
+def bundled_in(folder: Path) -> list[str]:
+    """Names of the bundled ``.jsonl`` sets in ``folder``."""
+    return sorted(path.stem for path in folder.glob("*.jsonl"))
+
+
+def read_sentence_file(source: str | Path, folder: Path, what: str) -> tuple[str, str, str]:
+    """(text, file name, ``"jsonl"`` or ``"csv"``) of a ``.jsonl`` / ``.csv`` file or of the
+    bundled set named ``source`` in ``folder``.
+
+    Raises:
+        MSAInputError: neither such a file nor a bundled set's name, or unreadable.
+    """
+    if str(source) in bundled_in(folder):
+        path = folder / f"{source}.jsonl"
+    else:
+        path = Path(source).expanduser()
+        if path.suffix.lower() not in (".jsonl", ".csv") or not path.is_file():
+            raise MSAInputError(
+                f"{what} {str(source)!r} is neither a .jsonl/.csv file nor a bundled set; "
+                f"bundled: {', '.join(bundled_in(folder))}"
+            )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise MSAInputError(f"cannot read {what} file {path}: {err}") from None
+    return text, path.name, path.suffix.lower()[1:]
 
 
 def load_pairs(source: str | Path | Pairs) -> Pairs:
@@ -120,38 +159,41 @@ def load_pairs(source: str | Path | Pairs) -> Pairs:
     """
     if isinstance(source, Pairs):
         return source
-    if str(source) in bundled_pairs():
-        path = PAIRS_DIR / f"{source}.jsonl"
-    else:
-        path = Path(source).expanduser()
-        if path.suffix.lower() not in (".jsonl", ".csv") or not path.is_file():
-            raise MSAInputError(
-                f"pairs {str(source)!r} is neither a .jsonl/.csv file nor a bundled pair set; "
-                f"bundled: {', '.join(bundled_pairs())}"
-            )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise MSAInputError(f"cannot read pairs file {path}: {err}") from None
-    return parse_pairs(text, path.name, path.suffix.lower()[1:])
+    return parse_pairs(*read_sentence_file(source, PAIRS_DIR, "pairs"))
 
 
 class SentenceEncoder(nn.Module):
     """A transformers encoder plus mean pooling (and L2 normalisation when ``normalize``).
 
     ``forward(input_ids [B, S, T], attention_mask [B, S, T]) -> embeddings [B, S, H]``: S sentences
-    per row (a pair: S = 2), run as ``B * S`` sequences.
+    per row (a pair: S = 2), run as ``B * S`` sequences. ``encoder`` may be a masked LM
+    (``BertForMaskedLM``, ...; then ``masked_lm`` is True): the embeddings come from its encoder,
+    and ``forward(input_ids [M, T], attention_mask [M, T], mask_index [M]) -> logits [M, V]`` gives
+    its prediction at each row's masked position (``zoo.masked``).
     """
 
     def __init__(self, encoder: nn.Module, normalize: bool = True):
         super().__init__()
         self.encoder, self.normalize = encoder, normalize
         self.config = getattr(encoder, "config", None)  # head counts for the unit specs
+        heads = getattr(encoder, "get_output_embeddings", None)
+        self.masked_lm = heads is not None and heads() is not None
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        mask_index: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if mask_index is not None:
+            if not self.masked_lm:
+                raise MSAInputError("this encoder has no masked-LM head; it cannot fill a [MASK]")
+            logits = self.encoder(input_ids=input_ids, attention_mask=attention_mask).logits
+            return logits[torch.arange(len(logits), device=logits.device), mask_index]
         rows, sentences = input_ids.shape[:2]
         mask = attention_mask.flatten(0, 1)
-        hidden = self.encoder(input_ids=input_ids.flatten(0, 1), attention_mask=mask)
+        base = getattr(self.encoder, "base_model", self.encoder)
+        hidden = base(input_ids=input_ids.flatten(0, 1), attention_mask=mask)
         states = hidden.last_hidden_state if hasattr(hidden, "last_hidden_state") else hidden[0]
         weights = mask.unsqueeze(-1).to(states.dtype)
         pooled = (states * weights).sum(1) / weights.sum(1).clamp_min(1.0)
@@ -230,11 +272,11 @@ def load_encoder(
     directory = Path(directory).expanduser()
     _check_directory(directory)
     pair_set = load_pairs(pairs if pairs is not None else DEFAULT_PAIRS)
-    from transformers import AutoConfig, AutoModel
+    from transformers import AutoConfig
 
     try:
         config = AutoConfig.from_pretrained(directory, local_files_only=True)
-        encoder = AutoModel.from_pretrained(
+        encoder = encoder_class(config).from_pretrained(
             directory, local_files_only=True, use_safetensors=True, trust_remote_code=False
         )
     except Exception as err:  # noqa: BLE001  (transformers raises many kinds for a bad folder)
@@ -260,9 +302,9 @@ def load_encoder(
         facts={
             "path": str(directory),
             "model_type": config.model_type,
-            "pairs": pair_set.name,
-            "groups": list(pair_set.groups),
+            "architecture": architecture_of(config),
             **(facts or {}),
+            **pair_facts(pair_set),
         },
     )
     return LoadedModel(
@@ -271,6 +313,29 @@ def load_encoder(
 
 
 ENCODER_ARCHITECTURES = ("Model", "ForMaskedLM")  # endings of config.json "architectures"
+
+
+def architecture_of(config: Any) -> str:
+    """The first architecture a config names (``"BertModel"``), or its model type."""
+    names = getattr(config, "architectures", None) or [config.model_type]
+    return str(names[0])
+
+
+def encoder_class(config: Any) -> Any:
+    """``AutoModelForMaskedLM`` for a ``*ForMaskedLM`` checkpoint (its head is kept for
+    ``masked_token_logprob``), else ``AutoModel``."""
+    from transformers import AutoModel, AutoModelForMaskedLM
+
+    return AutoModelForMaskedLM if architecture_of(config).endswith("ForMaskedLM") else AutoModel
+
+
+def pair_facts(pair_set: Pairs) -> dict[str, Any]:
+    """The card facts that describe an encoder's pairs: their set, groups and each pair's group."""
+    return {
+        "pairs": pair_set.name,
+        "groups": list(pair_set.groups),
+        "row_groups": [pair.group for pair in pair_set.pairs],
+    }
 
 
 def is_encoder_folder(directory: str | Path) -> bool:
@@ -299,11 +364,11 @@ def encoder_card(
 
     directory = Path(directory)
     _check_directory(directory)
-    from transformers import AutoConfig, AutoModel
+    from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(directory, local_files_only=True)
     with torch.device("meta"):
-        skeleton = SentenceEncoder(AutoModel.from_config(config))
+        skeleton = SentenceEncoder(encoder_class(config).from_config(config))
     return ModelCard(
         name=name,
         family="encoder",
@@ -314,18 +379,27 @@ def encoder_card(
         data=lambda: (None, None),
         train=_not_trainable(name),
         checkpoint=str(directory),
-        facts={"path": str(directory), "model_type": config.model_type, **facts},
+        facts={
+            "path": str(directory),
+            "model_type": config.model_type,
+            "architecture": architecture_of(config),
+            **facts,
+        },
     )
 
 
 def with_pairs(loaded: LoadedModel, pairs: str | Path | Pairs) -> LoadedModel:
-    """``loaded`` (an encoder) scored on other sentence pairs (anything ``load_pairs`` reads)."""
+    """``loaded`` (an encoder) scored on other sentence pairs (anything ``load_pairs`` reads), or on
+    masked sentences when ``pairs`` names them (``zoo.masked.with_masked``)."""
     from dataclasses import replace
 
+    from msa_core.zoo.masked import is_masked_source, with_masked
+
+    if not isinstance(pairs, Pairs) and is_masked_source(pairs):
+        return with_masked(loaded, pairs)
     pair_set = load_pairs(pairs)
-    facts = {**loaded.card.facts, "pairs": pair_set.name, "groups": list(pair_set.groups)}
     return replace(
         loaded,
-        card=replace(loaded.card, facts=facts),
+        card=replace(loaded.card, facts={**loaded.card.facts, **pair_facts(pair_set)}),
         inputs=encode_pairs(pair_set, loaded.tokenizer),
     )

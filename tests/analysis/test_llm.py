@@ -15,6 +15,7 @@ from test_tasks import ROWS, tiny_llama, word_tokenizer  # noqa: E402
 
 from msa_core import shapley_modes  # noqa: E402
 from msa_core.analysis import llm  # noqa: E402
+from msa_core.analysis.group_heatmap import group_matrix_figure  # noqa: E402
 from msa_core.errors import MSAInputError  # noqa: E402
 from msa_core.lesion import ModelGame  # noqa: E402
 from msa_core.tasks import encode_task, task_from_rows, task_output_fn  # noqa: E402
@@ -133,7 +134,7 @@ def test_analyse_gives_every_number_of_the_study(setup, tmp_path):
     assert list(findings.curves.ks) == [0, 1, 2, 4, 8]
     assert isinstance(findings.lesions[0].continuation_after, str)
     for figure in (
-        llm.group_matrix_figure(findings.matrix, findings.player_names, findings.groups),
+        group_matrix_figure(findings.matrix, findings.player_names, findings.groups),
         llm.layer_share_figure(findings.shares, findings.groups),
         llm.correlation_figure(findings.correlation, findings.groups),
         llm.lesion_figure(findings.lesions[0], findings.groups),

@@ -14,6 +14,7 @@ transformers = pytest.importorskip("transformers")
 
 from msa_core import shapley_modes  # noqa: E402
 from msa_core.analysis import study2  # noqa: E402
+from msa_core.analysis.group_heatmap import group_matrix_figure  # noqa: E402
 from msa_core.errors import MSAInputError  # noqa: E402
 from msa_core.lesion import ModelGame  # noqa: E402
 from msa_core.zoo import list_models, load_model, moe  # noqa: E402
@@ -207,9 +208,13 @@ def test_removal_curves_and_pruning_on_a_tiny_model():
 def test_figures_have_the_matrix_and_the_curves():
     names = [f"L{layer}.E{e}" for layer in range(2) for e in range(2)]
     matrix = np.arange(8.0).reshape(2, 4)
-    figure = study2.language_matrix_figure(matrix, names, ["a", "b"])
-    np.testing.assert_array_equal(np.asarray(figure.data[0].z), matrix)
-    assert len(figure.layout.shapes) == 1  # one line between the two layers
+    figure = group_matrix_figure(matrix, names, ["a", "b"])  # one layer x expert grid per language
+    for language, heatmap in enumerate(figure.data):
+        np.testing.assert_array_equal(np.asarray(heatmap.z), matrix[language].reshape(2, 2))
+        assert list(heatmap.y) == ["L0", "L1"] and list(heatmap.x) == ["E0", "E1"]
+    uneven = group_matrix_figure(matrix[:, :3], names[:3], ["a", "b"])  # layers differ: one map
+    np.testing.assert_array_equal(np.asarray(uneven.data[0].z), matrix[:, :3])
+    assert len(uneven.layout.shapes) == 1  # one line between the two layers
     curves = study2.RemovalCurves(np.arange(3), np.array([1.0, 2, 3]), np.array([1.0, 1, 1]))
     assert [list(t.y) for t in study2.removal_figure(curves).data] == [[1, 2, 3], [1, 1, 1]]
     assert study2.token_figure(np.ones((4, 3)), ["a", "b", "c"], names).data[0].x == (

@@ -8,10 +8,12 @@ import json
 import re
 
 import numpy as np
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from msa_core.analysis import study2
 from msa_core.runs import RunRequest, RunStore, execute
+from msa_core.runs.analyses import RunAnalyses
 from msa_core.zoo import moe
 
 LANGUAGE_NAMES = [moe.LANGUAGE_NAMES[language] for language in moe.LANGUAGES]
@@ -24,6 +26,19 @@ def charts(app: AppTest) -> dict[str, list[dict]]:
         spec = json.loads(chart.proto.spec)
         found[spec["layout"]["title"]["text"]] = spec["data"]
     return found
+
+
+def layer_grids(figures: dict[str, list[dict]], view: str) -> list[dict]:
+    """The heatmaps of the language x expert figure of ``view``: one layer x expert grid each."""
+    traces = figures[
+        f"Language x expert {view} (log-prob per byte): one layer x unit grid per group"
+    ]
+    return [trace for trace in traces if trace["type"] == "heatmap"]
+
+
+def grid_of(matrix: np.ndarray) -> np.ndarray:
+    """``[languages, L0.E0 ... L3.E7]`` as ``[languages, layers, experts]``."""
+    return matrix.reshape(len(matrix), 4, -1)
 
 
 def array_of(value) -> np.ndarray:
@@ -43,7 +58,9 @@ def test_empty_store_offers_a_small_run(cache_dir, open_page):
     assert not app.error
 
 
-def test_a_stored_run_shows_its_matrix_lesions_and_per_token_modes(cache_dir, open_page):
+def test_a_stored_run_shows_its_matrix_lesions_and_per_token_modes(
+    cache_dir, open_page, monkeypatch
+):
     """About 30 s on one core: the page lesions the real model (selective lesions with 10 greedy
     continuations, 66 removal-curve passes, 44 pruning passes) and runs 10 permutations on a typed
     text, each tab when opened."""
@@ -61,9 +78,12 @@ def test_a_stored_run_shows_its_matrix_lesions_and_per_token_modes(cache_dir, op
     assert not app.error, [e.value for e in app.error]
     figures = charts(app)
     matrix = study2.language_matrix(stored, moe.game_inputs()[1].numpy(), 5)
-    heatmap = figures["Language x expert contribution (log-prob per byte)"][0]
-    np.testing.assert_allclose(array_of(heatmap["z"]), matrix, rtol=1e-6)
-    assert heatmap["y"] == LANGUAGE_NAMES and heatmap["x"][:2] == ["L0.E0", "L0.E1"]
+    grids = layer_grids(figures, "contribution")  # one layer x expert grid per language
+    np.testing.assert_allclose(
+        np.stack([array_of(g["z"]) for g in grids]), grid_of(matrix), rtol=1e-6
+    )
+    assert grids[0]["y"] == ["L0", "L1", "L2", "L3"] and grids[0]["x"][:2] == ["E0", "E1"]
+    assert [g["hovertemplate"].split("<br>")[0] for g in grids] == LANGUAGE_NAMES
     # the first render draws the open tab only: no lesion, removal or per-token work yet
     assert (
         not any(md.value.startswith("Greedy continuation") for md in app.markdown)
@@ -72,8 +92,8 @@ def test_a_stored_run_shows_its_matrix_lesions_and_per_token_modes(cache_dir, op
 
     app.radio(key="experts_view").set_value("selectivity").run()
     np.testing.assert_allclose(
-        array_of(charts(app)["Language x expert selectivity (log-prob per byte)"][0]["z"]),
-        study2.selectivity(matrix),
+        np.stack([array_of(g["z"]) for g in layer_grids(charts(app), "selectivity")]),
+        grid_of(study2.selectivity(matrix)),
         rtol=1e-6,
     )
 
@@ -87,7 +107,21 @@ def test_a_stored_run_shows_its_matrix_lesions_and_per_token_modes(cache_dir, op
     # bytes, not int64s, shown as plain text (every markup character escaped)
     shown = re.sub(r"\\(.)", r"\1", prompt.removeprefix("Prompt: "))
     assert shown == repr(moe.decode(moe.prompts()[0])) and "\x00" not in prompt
-    assert "Language x expert contribution (log-prob per byte)" not in charts(app)
+    assert not any(title.startswith("Language x expert") for title in charts(app))
+    # kept with the run: a new session reads the lesions and continuations instead of computing
+    fingerprint = stored.meta["fingerprint"]
+    kept = RunAnalyses(RunStore(cache_dir)).get(
+        fingerprint, f"selective-lesions-k{study2.LESION_SIZE}"
+    )
+    assert [item["language"] for item in kept["lesions"]] == list(range(len(LANGUAGE_NAMES)))
+    with monkeypatch.context() as patched:
+        for slow in ("selective_lesions", "greedy_continuation"):
+            patched.setattr(study2, slow, lambda *args, **kwargs: pytest.fail("recomputed"))
+        again = open_page("pages/experts.py")
+        again.session_state["experts_tab"] = "Selective lesion"
+        again.run()
+        assert not again.exception and not again.error, [e.value for e in again.error]
+        assert again.dataframe[0].value.equals(table)
 
     app.session_state["experts_tab"] = "Per-token contributions"
     app.run()

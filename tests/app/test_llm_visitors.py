@@ -134,3 +134,28 @@ def test_an_interaction_budget_of_0_is_refused_with_its_reason(cache_dir, open_p
     ]
     queued = RunStore(cache_dir).progress_fingerprints()
     assert not [key for key in queued if key.startswith(KEY_PREFIX)]  # no interaction run queued
+
+
+def test_the_modes_page_lists_the_task_examples_the_run_scored(llm_store, open_page, tmp_path):
+    """Not the model's default examples: the run's own task, each example with its group."""
+    write_task(tmp_path / "mine.jsonl", ROWS)
+    execute(
+        RunRequest(
+            LLM,
+            units="heads",
+            n_permutations=2,
+            method="permutation",
+            task=str(tmp_path / "mine.jsonl"),
+        ),
+        RunStore(llm_store),
+    )
+    app = open_page("pages/modes.py")
+    assert not app.error, [e.value for e in app.error]
+    [inputs] = [e for e in app.expander if e.label.startswith("The run's 2 inputs")]
+    assert inputs.label.endswith("in 2 groups: capital, addition")
+    table = inputs.dataframe[0].value
+    assert list(table["group"]) == ["capital", "addition"]
+    assert list(table["input"]) == [
+        "Prompt: The capital of France is\nTarget:  Paris",
+        "Prompt: 2 + 3 =\nTarget:  5",
+    ]

@@ -4,14 +4,9 @@
 
 from __future__ import annotations
 
-import os
-import sys
 import time
-from pathlib import Path
 
-import pytest
 from streamlit_server import (
-    CHROMIUM,
     browser_page,
     dashboard,
     fresh_page,
@@ -22,13 +17,6 @@ from streamlit_server import (
     wait_idle,
 )
 
-pytest.importorskip(
-    "playwright", reason="the browser test needs playwright (requirements-test.txt)"
-)
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists() and not os.environ.get("CI"),  # CI installs it: fail there
-    reason=f"the browser test needs {CHROMIUM} (apt-get install chromium)",
-)
 MODEL = "mlp-digits-h32-none-s0"
 
 
@@ -127,7 +115,8 @@ def test_experts_page_renders_a_cached_run_and_a_reload_mid_run_shows_the_job(tm
         wait_idle(page)
         rerun_after(page, lambda: go_to(page, "Experts"))
         page.locator(".js-plotly-plot .heatmaplayer").first.wait_for()
-        assert "L3.E7" in page.locator(".js-plotly-plot").first.inner_text()
+        labels = page.locator(".js-plotly-plot").first.inner_text().split("\n")
+        assert {"L3", "E7", "English: unit", "Chinese: unit"} <= set(labels)  # layer x expert grids
         # the lesion tab is not computed unopened
         assert not page.get_by_text("Greedy continuation").count()
         assert not page.get_by_test_id("stException").count()
@@ -173,19 +162,13 @@ def test_a_fresh_servers_first_requests_at_once_all_get_the_dashboards_navigatio
             ).all_inner_texts()
 
 
-def test_markdown_in_a_task_makes_no_browser_fetch_anything(tmp_path, monkeypatch):
+def test_markdown_in_a_task_makes_no_browser_fetch_anything(tmp_path, stand_in_llm_run):
     """About 60 s. A task whose prompt and group are Markdown images and HTML pointing at a port
     listened on here: the LLM page shows the stored run's analysis and a pasted copy of the task,
     and the browser requests nothing but the dashboard's own URLs (nothing reaches the port)."""
     import json
     import socket
     import threading
-
-    pytest.importorskip("transformers")
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from test_tasks import tiny_llama, word_tokenizer
-
-    from msa_core.runs import RunRequest, RunStore, execute
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -208,28 +191,10 @@ def test_markdown_in_a_task_makes_no_browser_fetch_anything(tmp_path, monkeypatc
         {"prompt": f"The {image} is", "target": " Paris", "group": image},
         {"prompt": f'<img src="http://127.0.0.1:{port}/q.png"> 2 +', "target": " 5", "group": "b"},
     ]
+    stand_in_llm_run(rows)
     task = tmp_path / "visitor.jsonl"
     task.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     cache = tmp_path / "cache"
-    monkeypatch.setenv("MSA_CACHE_DIR", str(cache))  # a tiny stand-in where SmolLM2 would be
-    tiny_llama().save_pretrained(cache / "models" / "smollm2-135m")
-    word_tokenizer().save_pretrained(cache / "models" / "smollm2-135m")
-    from msa_core.zoo import load_model
-
-    load_model.cache_clear()  # an earlier test of this process may have loaded the real one
-    try:
-        execute(
-            RunRequest(
-                "smollm2-135m",
-                units="heads",
-                method="permutation",
-                n_permutations=2,
-                task=str(task),
-            ),
-            RunStore(cache),
-        )
-    finally:
-        load_model.cache_clear()  # later tests of this process load the real model by that name
     try:
         with dashboard(cache) as url, browser_page() as page:
             requested: list[str] = []

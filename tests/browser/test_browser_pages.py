@@ -4,13 +4,9 @@ and the HTML report's figures laid out with nothing overlapping or clipped."""
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
-import pytest
 from streamlit_server import (
-    CHROMIUM,
     browser_page,
     dashboard,
     go_to,
@@ -18,13 +14,6 @@ from streamlit_server import (
     wait_idle,
 )
 
-pytest.importorskip(
-    "playwright", reason="the browser test needs playwright (requirements-test.txt)"
-)
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists() and not os.environ.get("CI"),  # CI installs it: fail there
-    reason=f"the browser test needs {CHROMIUM} (apt-get install chromium)",
-)
 MODELS = ("mlp-digits-h32-none-s0", "mlp-digits-h32-l1-s0")
 TOP = 8
 
@@ -125,3 +114,66 @@ def test_one_ranking_launch_disabled_compare_refreshes_and_report_unclipped(tmp_
         for label in box["labels"]:
             assert left <= label[0] and label[2] <= right + 0.5, (label, box["svg"])
             assert top <= label[1] and label[3] <= bottom + 0.5, (label, box["svg"])
+
+
+# per plotly figure: its title, every axis's tick labels with their boxes, and every title
+AXES = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(plot => ({
+    title: (plot.querySelector('.gtitle') || {}).textContent || '',
+    axes: Array.from(plot.querySelectorAll('g.xaxislayer-above, g.yaxislayer-above')).map(
+        axis => Array.from(axis.querySelectorAll('text')).map(text => {
+            const b = text.getBoundingClientRect();
+            return {text: text.textContent, box: [b.left, b.top, b.right, b.bottom]};
+        })),
+    titles: Array.from(plot.querySelectorAll('text[class$="title"]')).map(t => t.textContent),
+}))"""
+
+
+def overlapping(labels: list[dict]) -> list[tuple[str, str]]:
+    """Pairs of one axis's tick labels whose boxes overlap (by more than half a pixel)."""
+    return [
+        (a["text"], b["text"])
+        for i, a in enumerate(labels)
+        for b in labels[i + 1 :]
+        if min(a["box"][2], b["box"][2]) - max(a["box"][0], b["box"][0]) > 0.5
+        and min(a["box"][3], b["box"][3]) - max(a["box"][1], b["box"][1]) > 0.5
+    ]
+
+
+def test_llm_views_label_groups_prompts_and_every_head_by_layer(tmp_path, stand_in_llm_run):
+    """About 40 s: a stand-in 2-layer, 4-head LLM stored under SmolLM2's name and a run of its heads
+    on a two-group task; the LLM page draws one layer x head grid per group (each titled with its
+    group, every layer and head labelled, no two labels overlapping), and the Modes page labels the
+    run's outputs by example, group and prompt."""
+    run = stand_in_llm_run(
+        [
+            {"prompt": "The capital of France is", "target": " Paris", "group": "capital"},
+            {"prompt": "2 + 3 =", "target": " 5", "group": "addition"},
+            {"prompt": "The capital of Spain is", "target": " Madrid", "group": "capital"},
+        ]
+    )
+    cache = tmp_path / "cache"
+    with dashboard(cache) as url, browser_page(width=1400) as page:
+        page.set_default_timeout(120_000)
+        page.goto(f"{url}/llm")
+        wait_idle(page, 180_000)
+        page.get_by_text("Greedy continuation of", exact=False).wait_for()
+        page.locator(".js-plotly-plot .gtitle", has_text="Group x unit").first.wait_for()
+        [grids] = [f for f in page.evaluate(AXES) if f["title"].startswith("Group x unit")]
+        assert {"capital: unit", "addition: unit", "layer"} <= set(grids["titles"])
+        texts = [[label["text"] for label in axis] for axis in grids["axes"]]
+        heads = [f"H{h}" for h in range(4)]
+        assert texts.count(heads) == 2 and ["L0", "L1"] in texts  # every head, every layer
+        for axis in grids["axes"]:
+            assert not overlapping(axis), overlapping(axis)
+
+        page.goto(f"{url}/modes?run={run.meta['fingerprint'][:12]}")
+        wait_idle(page, 180_000)
+        heatmap = page.locator(".js-plotly-plot").first
+        heatmap.wait_for()
+        columns = heatmap.locator("g.xtick text").all_text_contents()
+        assert columns == [
+            "0 capital: The capital of France is",
+            "1 addition: 2 + 3 =",
+            "2 capital: The capital of Spain is",
+        ]
+        page.get_by_text("The run's 3 inputs in 2 groups: capital, addition").wait_for()

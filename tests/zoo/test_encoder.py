@@ -168,9 +168,9 @@ def test_pairs_files_and_their_errors(tmp_path):
 
 
 def tiny_tokenizer(folder):
+    """Special tokens and the letters a-z (each letter one token; longer words are [UNK])."""
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [chr(c) for c in range(97, 123)]
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    return transformers.BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+    return transformers.BertTokenizerFast(vocab={token: i for i, token in enumerate(vocab)})
 
 
 def test_an_hf_encoder_folder_loads_as_a_sentence_pair_game(tmp_path):
@@ -220,6 +220,7 @@ def minilm():
 @pytest.mark.pretrained
 def test_fetched_minilm_scores_paraphrases_above_unrelated_pairs():
     from msa_core.estimators import shapley_modes
+    from msa_core.zoo import scored_on
 
     loaded = minilm()
     game = loaded.game("attention blocks")
@@ -229,6 +230,8 @@ def test_fetched_minilm_scores_paraphrases_above_unrelated_pairs():
     unrelated = np.array([pair.group == "unrelated" for pair in encoder.load_pairs("topics").pairs])
     assert "unrelated" in groups
     assert intact[~unrelated].min() > intact[unrelated].max()  # a real sentence encoder
+    with pytest.raises(MSAInputError, match="no masked-LM head"):  # its package ships BertModel
+        scored_on(loaded, "facts")
     from msa_core.analysis.samples import sample_input
 
     assert sample_input(loaded, 0).text == (
@@ -263,3 +266,108 @@ def test_fetched_minilm_runs_from_the_cli(capsys, tmp_path):
     )
     assert code == 0, err
     assert "6 units, outputs [2]" in out  # the user's two pairs
+
+
+MASKED_ROWS = (
+    '{"text": "a b [MASK] d", "answer": "c", "group": "letters"}\n'
+    '{"text": "x [MASK] z", "answer": "y", "group": "letters"}\n'
+    '{"text": "[MASK] o g", "answer": "d", "group": "words"}\n'
+)
+
+
+def masked_lm_folder(tmp_path):
+    """A tiny random ``BertForMaskedLM`` checkpoint folder (head tied to the word embeddings)."""
+    folder = tmp_path / "tiny-bert-mlm"
+    folder.mkdir()
+    tokenizer = tiny_tokenizer(folder)
+    torch.manual_seed(0)
+    config = transformers.BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=HIDDEN,
+        num_hidden_layers=N_LAYERS,
+        num_attention_heads=N_HEADS,
+        intermediate_size=FFN,
+        max_position_embeddings=32,
+    )
+    mlm = transformers.BertForMaskedLM(config).eval()
+    with torch.no_grad():
+        for name, parameter in mlm.named_parameters():
+            if "norm" not in name.lower():
+                parameter.normal_(0, 0.3)
+    mlm.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder, tokenizer
+
+
+def test_a_masked_lm_scores_each_answer_at_its_mask_and_lesions_equal_weight_edits(tmp_path):
+    from msa_core.zoo import load_model, scored_on
+    from msa_core.zoo.masked import MASKED_OUTPUT
+
+    folder, tokenizer = masked_lm_folder(tmp_path)
+    (tmp_path / "masked.jsonl").write_text(MASKED_ROWS, encoding="utf-8")
+    loaded = load_model(f"hf:{folder}")
+    assert loaded.model.masked_lm and loaded.card.facts["architecture"] == "BertForMaskedLM"
+    assert loaded.card.outputs[0] == "pair_similarity"  # default inputs: the bundled pairs
+    scored = scored_on(loaded, str(tmp_path / "masked.jsonl"))
+    assert scored.card.outputs == (MASKED_OUTPUT,)
+    assert scored.card.facts["row_groups"] == ["letters", "letters", "words"]
+    from msa_core.analysis.samples import input_table
+
+    assert input_table(scored)[2] == {
+        "index": "2",
+        "group": "words",
+        "input": "Sentence: [MASK] o g\nAnswer: d",
+    }
+    game = scored.game("heads")
+    rows = np.ones((2, game.n_players), bool)
+    rows[1, [1, 6]] = False  # L0.H1 and L1.H2
+    values = game(rows)
+    assert values.shape == (2, 3)
+    reference = transformers.BertForMaskedLM.from_pretrained(folder).eval()
+    texts = ["a b [MASK] d", "x [MASK] z", "[MASK] o g"]
+    answers = tokenizer.convert_tokens_to_ids(["c", "y", "d"])
+
+    def expected(model):
+        out = []
+        for text, answer in zip(texts, answers, strict=True):
+            ids = tokenizer(text, return_tensors="pt")["input_ids"]
+            at = int((ids[0] == tokenizer.mask_token_id).nonzero()[0, 0])
+            with torch.no_grad():
+                logits = model(input_ids=ids).logits[0, at]
+            out.append(torch.log_softmax(logits.float(), -1)[answer])
+        return torch.stack(out)
+
+    torch.testing.assert_close(values[0], expected(reference), atol=1e-5, rtol=1e-5)
+    head_size = HIDDEN // N_HEADS
+    with torch.no_grad():  # the weight edit: zero the heads' input columns of the out-projection
+        for layer, head in ((0, 1), (1, 2)):
+            dense = reference.bert.encoder.layer[layer].attention.output.dense
+            dense.weight[:, head * head_size : (head + 1) * head_size] = 0
+    torch.testing.assert_close(values[1], expected(reference), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(values[0], values[1], atol=1e-4)
+
+
+def test_masked_sentences_are_refused_without_a_head_or_with_bad_rows(tmp_path):
+    from msa_core.zoo import load_model, scored_on
+    from msa_core.zoo.masked import load_masked
+
+    folder = tmp_path / "tiny-bert"
+    folder.mkdir()
+    tiny_tokenizer(folder).save_pretrained(folder)
+    build("bert").encoder.save_pretrained(folder, safe_serialization=True)
+    with pytest.raises(MSAInputError, match="no masked-LM head .*BertModel.*ForMaskedLM"):
+        scored_on(load_model(f"hf:{folder}"), "facts")
+    with pytest.raises(MSAInputError, match="needs sentence pairs"):
+        load_model(f"hf:{folder}").game("heads", "pair_similarity", inputs={"x": torch.ones(2)})
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "no mask here", "answer": "x"}\n', encoding="utf-8")
+    with pytest.raises(MSAInputError, match="bad.jsonl line 1: text must .* one \\[MASK\\]"):
+        load_masked(bad)
+    mlm_folder, _ = masked_lm_folder(tmp_path)
+    answers = tmp_path / "answers.jsonl"
+    for answer, problem in (("b c", "is 2 tokens"), ("bb", "is not in the vocabulary")):
+        answers.write_text(f'{{"text": "a [MASK]", "answer": "{answer}"}}\n', encoding="utf-8")
+        with pytest.raises(
+            MSAInputError, match=f"answers.jsonl row 1: the answer '{answer}' {problem}"
+        ):
+            scored_on(load_model(f"hf:{mlm_folder}"), str(answers))
