@@ -15,7 +15,6 @@ from msa_core.analysis.group_heatmap import group_matrix_figure
 from msa_core.analysis.ranking import NOISE_LEGEND, within_noise
 from msa_core.lesion import ModelGame
 from msa_core.runs import RunRequest
-from msa_core.runs.analyses import RunAnalyses
 from msa_core.zoo import moe
 from pages.common import explained_errors, model, plain, result, store
 from pages.studies import study_run
@@ -97,7 +96,7 @@ def lesions_of(fingerprint: str, k: int) -> list[study2.SelectiveLesion]:
     computed once per run and k (with a progress bar) and kept with the run; the continuations
     come one language at a time (``continuations_of``)."""
     analysis = f"selective-lesions-k{k}"
-    kept = RunAnalyses(store()).get(fingerprint, analysis)
+    kept = store().analysis(fingerprint, analysis)
     if kept is not None:
         return [study2.SelectiveLesion.from_dict(item) for item in kept["lesions"]]
     eval_inputs, eval_languages = moe.eval_inputs()
@@ -111,9 +110,7 @@ def lesions_of(fingerprint: str, k: int) -> list[study2.SelectiveLesion]:
             f"Lesioning each language's top {k} experts (once per run and k, then kept with it)"
         ),
     )
-    RunAnalyses(store()).put(
-        fingerprint, analysis, {"lesions": [item.to_dict() for item in lesions]}
-    )
+    store().keep_analysis(fingerprint, analysis, {"lesions": [item.to_dict() for item in lesions]})
     return lesions
 
 
@@ -121,7 +118,7 @@ def continuations_of(fingerprint: str, language: int, experts: tuple[int, ...]) 
     """The greedy continuation of the language's prompt, intact and without ``experts``, computed
     once (with a progress bar) and kept with the run."""
     analysis = f"continuation-{language}-without-{'-'.join(map(str, experts))}"
-    kept = RunAnalyses(store()).get(fingerprint, analysis)
+    kept = store().analysis(fingerprint, analysis)
     if kept is not None:
         return kept["intact"], kept["lesioned"]
     keep = np.ones(res.n_players, dtype=bool)
@@ -137,7 +134,7 @@ def continuations_of(fingerprint: str, language: int, experts: tuple[int, ...]) 
             progress=with_progress(f"Greedy continuation, {which} (once, then kept with the run)"),
         )
         texts.append(picked.decode("utf-8", errors="replace"))
-    RunAnalyses(store()).put(fingerprint, analysis, {"intact": texts[0], "lesioned": texts[1]})
+    store().keep_analysis(fingerprint, analysis, {"intact": texts[0], "lesioned": texts[1]})
     return texts[0], texts[1]
 
 

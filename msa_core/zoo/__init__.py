@@ -150,12 +150,14 @@ def load_model(name: str) -> LoadedModel:
 
 def scored_on(loaded: LoadedModel, task: str) -> LoadedModel:
     """``loaded`` with other inputs: for a language model a task (``msa_core.tasks.with_task``),
-    for a sentence encoder a pairs file (``zoo.encoder.with_pairs``), for an image classifier a
+    for a sentence encoder a pairs file (``zoo.encoder.with_pairs``) or masked sentences
+    (``zoo.masked.with_masked``, told apart by ``is_masked_source``), for an image classifier a
     folder of images with ``labels.csv`` (``zoo.vision.with_images``)."""
     if loaded.card.family == "encoder":
         from msa_core.zoo.encoder import with_pairs
+        from msa_core.zoo.masked import is_masked_source, with_masked
 
-        return with_pairs(loaded, task)
+        return with_masked(loaded, task) if is_masked_source(task) else with_pairs(loaded, task)
     if loaded.card.family == "vision":
         from msa_core.zoo.vision import with_images
 

@@ -389,14 +389,9 @@ def encoder_card(
 
 
 def with_pairs(loaded: LoadedModel, pairs: str | Path | Pairs) -> LoadedModel:
-    """``loaded`` (an encoder) scored on other sentence pairs (anything ``load_pairs`` reads), or on
-    masked sentences when ``pairs`` names them (``zoo.masked.with_masked``)."""
+    """``loaded`` (an encoder) scored on other sentence pairs (anything ``load_pairs`` reads)."""
     from dataclasses import replace
 
-    from msa_core.zoo.masked import is_masked_source, with_masked
-
-    if not isinstance(pairs, Pairs) and is_masked_source(pairs):
-        return with_masked(loaded, pairs)
     pair_set = load_pairs(pairs)
     return replace(
         loaded,

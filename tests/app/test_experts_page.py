@@ -13,7 +13,6 @@ from streamlit.testing.v1 import AppTest
 
 from msa_core.analysis import study2
 from msa_core.runs import RunRequest, RunStore, execute
-from msa_core.runs.analyses import RunAnalyses
 from msa_core.zoo import moe
 
 LANGUAGE_NAMES = [moe.LANGUAGE_NAMES[language] for language in moe.LANGUAGES]
@@ -110,9 +109,7 @@ def test_a_stored_run_shows_its_matrix_lesions_and_per_token_modes(
     assert not any(title.startswith("Language x expert") for title in charts(app))
     # kept with the run: a new session reads the lesions and continuations instead of computing
     fingerprint = stored.meta["fingerprint"]
-    kept = RunAnalyses(RunStore(cache_dir)).get(
-        fingerprint, f"selective-lesions-k{study2.LESION_SIZE}"
-    )
+    kept = RunStore(cache_dir).analysis(fingerprint, f"selective-lesions-k{study2.LESION_SIZE}")
     assert [item["language"] for item in kept["lesions"]] == list(range(len(LANGUAGE_NAMES)))
     with monkeypatch.context() as patched:
         for slow in ("selective_lesions", "greedy_continuation"):

@@ -17,6 +17,7 @@ from msa_core.result import ModesResult
 from msa_core.runs.formats import NewerFormat
 from msa_core.runs.request import RunRequest
 from msa_core.runs.rows import repair_hint
+from msa_core.runs.store.analyses import ANALYSES, Analyses, analysis_key
 from msa_core.runs.store.caches import Caches
 from msa_core.runs.store.checkpoints import BASES, CHECKPOINTS, Checkpoints, StoreCheckpoint
 from msa_core.runs.store.disk import UNREADABLE, row_size
@@ -28,7 +29,14 @@ from msa_core.runs.store.progress import PROGRESS, ProgressRecords
 from msa_core.runs.store.results import is_result_key, result_bytes, result_of
 from msa_core.runs.store.space import check_free_space
 
-WORK_NAMESPACES: tuple[Namespace, ...] = (INDEX, CHECKPOINTS, PROGRESS, LOCKS, INTERACTION_INDEX)
+WORK_NAMESPACES: tuple[Namespace, ...] = (
+    INDEX,
+    CHECKPOINTS,
+    PROGRESS,
+    LOCKS,
+    INTERACTION_INDEX,
+    ANALYSES,
+)
 RUN_RECORDS = (INDEX, CHECKPOINTS, PROGRESS)  # the work/ rows a deleted run takes with it
 
 
@@ -54,6 +62,7 @@ class RunStore(Caches):
         self._index = Index(self)
         self._checkpoints = Checkpoints(self)
         self._progress = ProgressRecords(self)
+        self._analyses = Analyses(self)
         self._locks = Locks(self)
         self._interactions = Interactions(self)
 
@@ -151,8 +160,8 @@ class RunStore(Caches):
         return matches[0]
 
     def delete(self, fingerprint: str) -> None:
-        """Forget a run: its result, index entry, checkpoint and progress (not a run in
-        progress)."""
+        """Forget a run: its result, index entry, checkpoint, progress and kept analyses (not a run
+        in progress)."""
         self.require_writable("delete a run")
         if self.running(fingerprint):
             raise MSAInputError(
@@ -163,6 +172,8 @@ class RunStore(Caches):
         self.free("results", fingerprint)
         for namespace in RUN_RECORDS:
             self.free("work", namespace.key(fingerprint))
+        for key in self._analyses.keys_of(fingerprint):
+            self.free("work", key)
         if family is not None and family not in families.values():
             self.free("results", BASES.key(family))  # the family's last run: its base goes too
 
@@ -253,6 +264,28 @@ class RunStore(Caches):
 
     def drop_checkpoint(self, fingerprint: str) -> None:
         self._checkpoints.drop(fingerprint)
+
+    def analysis(self, fingerprint: str, name: str) -> dict[str, Any] | None:
+        """The analysis ``name`` kept with stored run ``fingerprint`` (``keep_analysis``); None
+        when none is kept, it cannot be read, or the run is gone.
+
+        Raises:
+            MSAInputError: a malformed fingerprint or name (``analyses.analysis_key``).
+        """
+        kept = self._analyses.get(fingerprint, name)
+        return kept if kept is not None and fingerprint in self else None
+
+    def keep_analysis(self, fingerprint: str, name: str, value: dict[str, Any]) -> None:
+        """Keep ``value`` (a JSON object) as analysis ``name`` of run ``fingerprint``, deleted with
+        the run; nothing is written for a read-only store or a run that is not stored, and a failed
+        write (a full disk) is a warning.
+
+        Raises:
+            MSAInputError: a malformed fingerprint or name (``analyses.analysis_key``).
+        """
+        analysis_key(fingerprint, name)  # checked before anything else
+        if not self.readonly and fingerprint in self:
+            self._analyses.put(fingerprint, name, value)
 
     def set_progress(self, fingerprint: str, **fields: Any) -> None:
         """Record a run's progress (``state``, ``done``, ``total``, ...) for any process to read; a
