@@ -283,10 +283,11 @@ def result_of(
             np.zeros((1, started.v_full.size)),
             0,
         )
-        dof = np.inf
+        dof, score_stderr = np.inf, np.zeros(1)
     else:
         modes, stderr = started.estimator.estimate()
         n_perm, dof = started.estimator.n_permutations, started.estimator.stderr_dof()
+        score_stderr = started.estimator.score_stderr()
     out = timed.output_shape
     assert out is not None
     tally = timed.tally
@@ -324,4 +325,5 @@ def result_of(
         n_permutations=n_perm,
         player_names=list(game.player_names),
         meta=meta,
+        score_stderr=score_stderr,
     )

@@ -189,15 +189,28 @@ class RegressionAdjustedEstimator(Estimator):
             estimates.append(shapley.T @ beta + self.exact_v - exact_x @ beta + residual)
         return np.stack(estimates) if estimates else np.zeros((0, self.n_players, self.n_outputs))
 
-    def estimate(self) -> tuple[np.ndarray, np.ndarray]:
-        """The estimate with or without the pairwise surrogate features, whichever varies less."""
+    def _chosen_group_estimates(self) -> np.ndarray:
+        """Group estimates ``[G', N, D]`` with or without the pairwise surrogate features,
+        whichever vary less."""
         candidates = [np.arange(self.features.n_features)]
         if self.features.pairs:
             candidates.append(np.arange(self.features.n_features - self.features.n_pairs))
-        groups = min(
+        return min(
             (self._group_estimates(columns) for columns in candidates),
             key=lambda g: float(np.sum(g.var(axis=0, ddof=1))) if g.shape[0] > 1 else 0.0,
         )
+
+    def score_stderr(self) -> np.ndarray:
+        """Batch means of the group estimates' mean over the outputs (NaN before two groups)."""
+        groups = self._chosen_group_estimates()
+        if groups.shape[0] < 2:
+            exact = groups.shape[0] == 0 and self.sampled_sizes.size == 0
+            return np.zeros(self.n_players) if exact else np.full(self.n_players, np.nan)
+        return groups.mean(axis=2).std(axis=0, ddof=1) / np.sqrt(groups.shape[0])
+
+    def estimate(self) -> tuple[np.ndarray, np.ndarray]:
+        """The estimate with or without the pairwise surrogate features, whichever varies less."""
+        groups = self._chosen_group_estimates()
         if groups.shape[0] >= 2:
             return groups.mean(axis=0), groups.std(axis=0, ddof=1) / np.sqrt(groups.shape[0])
         if groups.shape[0] == 1:
