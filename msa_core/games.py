@@ -156,8 +156,10 @@ def values_as_array(
     # several times faster than a reduction); only an inf/NaN sum needs the check of every element
     # (a sum of finite values can overflow)
     flat = values.reshape(n_coalitions, -1)
-    if flat.size and not np.isfinite(flat @ np.ones(flat.shape[1], flat.dtype)).all() and not (
-        np.isfinite(values).all()
+    if (
+        flat.size
+        and not np.isfinite(flat @ np.ones(flat.shape[1], flat.dtype)).all()
+        and not (np.isfinite(values).all())
     ):
         bad = np.flatnonzero(~np.isfinite(values.reshape(n_coalitions, -1)).all(axis=1))
         raise MSAInputError(

@@ -148,17 +148,17 @@ class ModesResult:
             "n_evaluations": self.n_evaluations,
             "n_permutations": self.n_permutations,
         }
-        optional = {} if self.score_stderr is None else {SCORE_STDERR_KEY: self.score_stderr}
-        np.savez_compressed(
-            path,
-            **optional,
-            modes=self.modes,
-            stderr=self.stderr,
-            v_full=self.v_full,
-            v_empty=self.v_empty,
-            player_names=np.array(self.player_names, dtype=str),
-            meta=np.array(json.dumps(meta)),
-        )
+        arrays: dict[str, Any] = {  # (Any: numpy types savez_compressed by keyword)
+            "modes": self.modes,
+            "stderr": self.stderr,
+            "v_full": self.v_full,
+            "v_empty": self.v_empty,
+            "player_names": np.array(self.player_names, dtype=str),
+            "meta": np.array(json.dumps(meta)),
+        }
+        if self.score_stderr is not None:
+            arrays[SCORE_STDERR_KEY] = self.score_stderr
+        np.savez_compressed(path, **arrays)
 
     @classmethod
     def load(cls, path: str | Path | BinaryIO) -> ModesResult:
@@ -171,7 +171,8 @@ class ModesResult:
                         f"{path} is not an MSA result: it lacks {missing}; expected keys "
                         f"{list(NPZ_KEYS)}"
                     )
-                arrays = {key: data[key] for key in (*NPZ_KEYS, SCORE_STDERR_KEY) if key in data.files}
+                keys = (*NPZ_KEYS, SCORE_STDERR_KEY)
+                arrays = {key: data[key] for key in keys if key in data.files}
         except (OSError, ValueError) as err:
             if isinstance(err, MSAInputError):
                 raise

@@ -21,8 +21,8 @@ def test_save_and_load_round_trip(tmp_path):
     assert (back.n_evaluations, back.n_permutations) == (res.n_evaluations, res.n_permutations)
     assert back.meta == json.loads(json.dumps(res.meta))
     with np.load(path) as data:
-        assert set(data.files) == {"modes", "stderr", "v_full", "v_empty", "player_names", "meta"} | {
-            "score_stderr"
+        assert set(data.files) == {
+            *("modes", "stderr", "v_full", "v_empty", "player_names", "meta", "score_stderr")
         }
 
 

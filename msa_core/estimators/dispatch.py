@@ -277,13 +277,14 @@ def result_of(
 ) -> ModesResult:
     """The ``ModesResult`` of a played run."""
     plan, timed, n = started.plan, started.timed, started.plan.n_players
+    score_stderr: np.ndarray | None  # [N]; None where the estimator cannot tell
     if started.estimator is None:
         modes, stderr, n_perm = (
             (started.v_full - started.v_empty)[None, :],
             np.zeros((1, started.v_full.size)),
             0,
         )
-        dof, score_stderr = np.inf, np.zeros(1)
+        dof, score_stderr = np.inf, np.zeros(1)  # one player: exact
     else:
         modes, stderr = started.estimator.estimate()
         n_perm, dof = started.estimator.n_permutations, started.estimator.stderr_dof()

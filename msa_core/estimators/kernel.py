@@ -246,9 +246,8 @@ class KernelEstimator(Estimator):
         plan.
         """
         scale = self.planned_rows / rows if rows else 0.0
-        return solve_constrained(
-            self.a_enumerated + scale * a_sampled, b_enumerated + scale * b_sampled, delta, self.basis
-        )
+        a = self.a_enumerated + scale * a_sampled
+        return solve_constrained(a, b_enumerated + scale * b_sampled, delta, self.basis)
 
     def estimate(self) -> tuple[np.ndarray, np.ndarray]:
         return self._jackknife(self.b_enumerated, self.b_groups, self.delta)
