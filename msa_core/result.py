@@ -83,7 +83,7 @@ class ModesResult:
     def top_k_status(
         self, k: int | None = None, per_group: bool | None = None, level: float | None = None
     ) -> TopKStatus:
-        """Which units are confidently in or out of the top k by importance, per group (see
+        """Which units are confidently in or out of the top k by score (signed), per group (see
         ``msa_core.estimators.stopping``), and which are unresolved.
 
         A targeted run's own status (``meta["target"]``: its scores' own standard errors, at the

@@ -90,7 +90,7 @@ class GroupMeanGame(Game):
 
 @dataclass(frozen=True)
 class TopKBudget:
-    """Permutations a run needs to resolve each group's ``k`` most important units (``groups``
+    """Permutations a run needs to resolve each group's ``k`` highest-scoring units (``groups``
     ``[G]``; ``math.inf`` past ``MAX_PERMUTATIONS``), estimated from ``probe_permutations``;
     ``evaluations`` and ``seconds`` are those of the largest (one run serves every group)."""
 

@@ -83,7 +83,7 @@ def shapley_modes(
         checkpoint: where the running state is saved every few seconds; a run with the same
             arguments resumes from it and gives exactly the uninterrupted result
             (``FileCheckpoint``, or the run store's).
-        target: ``TopK(k, per_group=False, level=0.95)``: stop as soon as the k most important units
+        target: ``TopK(k, per_group=False, level=0.95)``: stop once the k highest-scoring units
             (of each group) are known at ``level`` (``stopping``: checked at looks over whole
             blocks, so the same seed stops at the same block and a resumed run where it would have);
             the budget is the most it may use. ``meta["target"]`` says which units are confidently

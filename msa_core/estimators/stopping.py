@@ -5,7 +5,7 @@ are untouched: the same seed stops at the same block whatever the batch size, an
 stops where an uninterrupted one does):
 
 - ``StderrTarget(tolerance)``: every standard error at most ``tolerance`` (``target_stderr``).
-- ``TopK(k, per_group, level)``: the k most important units known with confidence ``level``.
+- ``TopK(k, per_group, level)``: the k units of highest score known with confidence ``level``.
 
 Scores. A unit's score in a group is the mean of its modes over the group's outputs (``per_group``:
 each index of the first output axis is a group, e.g. a task's rows; otherwise one group of all
