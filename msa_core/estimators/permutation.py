@@ -9,7 +9,14 @@ consecutive prefix values (in position order), gathered into unit order by one `
 then folded into the per-unit shifted sums and squared sums (``RunningMoments``) that give both the
 modes (their mean) and the variance. Differences and gather run in the values' own precision
 (float32 games stay float32 there: a difference of two float32 values is exact or within 2^-24 of
-itself, and the same whatever the batch or backend); the sums are float64.
+itself, and the same whatever the batch or backend); so are a block's sums, added to float64
+totals (``RunningMoments``).
+
+Scores: each sample's contributions averaged over all outputs (the ranking's score, a unit's
+Shapley value for the mean output) are kept as their own moments (``unit_scores``), so
+``score_stderr`` is that mean's own standard error (Student-t, samples - 1 degrees of freedom), not a
+bound; with a top-k target, the same per group (``scores``). By linearity they are the contributions
+of the values' (group) means, one number per coalition.
 
 Standard error: from the explicit contributions of every permutation, per output element, with the
 variance moderated by empirical Bayes (Smyth 2004, as in limma): a prior variance per element,
