@@ -28,7 +28,11 @@ import torch
 from common import table
 
 from msa_core import TopK, shapley_modes
-from msa_core.analysis.llm_preflight import GroupMeanGame, needed_permutations
+from msa_core.analysis.llm_preflight import (
+    GroupMeanGame,
+    needed_permutations,
+    permutations_in_words,
+)
 from msa_core.zoo import load_model
 
 LLM_FULL = ("heads", 10)  # units, k
@@ -78,9 +82,12 @@ def llm_rows(units: str, k: int, cap: int, seed: int = 0) -> list[tuple[str, ...
             f"{group}",
             f"{len(status.groups[g].top)}/{k}",
             f"{len(same.groups[g].top)}/{k}",
-            "more than 100,000"
-            if not np.isfinite(need[g])
-            else f"{need[g]:,.0f} ({need[g] * per_permutation / 3600:.1f} CPU h)",
+            permutations_in_words(need[g])
+            + (
+                ""
+                if not np.isfinite(need[g])
+                else f" ({need[g] * per_permutation / 3600:.1f} CPU h)"
+            ),
         )
         for g, group in enumerate(task.groups)
     ]
@@ -90,7 +97,7 @@ def llm_rows(units: str, k: int, cap: int, seed: int = 0) -> list[tuple[str, ...
             f"{targeted.n_evaluations:,} evaluations, {targeted_cpu / 60:.1f} CPU min"
             + (", stopped" if targeted.meta["stopped_early"] else ", cap reached"),
             f"{fixed.n_evaluations:,} evaluations, {fixed_cpu / 60:.1f} CPU min",
-            f"{np.nanmax(need):,.0f} permutations for every group",
+            f"{permutations_in_words(float(np.max(need)))} permutations for every group",
         )
     )
     return rows

@@ -14,9 +14,9 @@ totals (``RunningMoments``).
 
 Scores: each sample's contributions averaged over all outputs (the ranking's score, a unit's
 Shapley value for the mean output) are kept as their own moments (``unit_scores``), so
-``score_stderr`` is that mean's own standard error (Student-t, samples - 1 degrees of freedom), not a
-bound; with a top-k target, the same per group (``scores``). By linearity they are the contributions
-of the values' (group) means, one number per coalition.
+``score_stderr`` is that mean's own standard error (Student-t, samples - 1 degrees of freedom),
+not a bound; with a top-k target, the same per group (``scores``). By linearity they are the
+contributions of the values' (group) means, one number per coalition.
 
 Standard error: from the explicit contributions of every permutation, per output element, with the
 variance moderated by empirical Bayes (Smyth 2004, as in limma): a prior variance per element,
