@@ -156,11 +156,8 @@ class RunningMoments:
 
     Sums run over ``x - shift`` with ``shift`` = the first sample, so the variance does not suffer
     cancellation when the mean is large against the spread (and is exactly 0 for constant data).
-    Each ``add`` sums its samples in their own precision and adds those sums to the float64 totals:
-    float32 samples (a float32 game's, shifted by a float32 first sample) are shifted and summed in
-    float32 within one call (a block: at most ``BLOCK_ROWS`` samples, a relative error of the
-    block's sums below ``BLOCK_ROWS x 2^-24`` of the shifted values, far below any standard error),
-    half the memory traffic of float64; the totals over blocks are float64.
+    Samples may come in float32; they are shifted into float64 (exactly: both are float32 numbers
+    when the first sample was), so the sums do not depend on which samples came first in float32.
 
     >>> m = RunningMoments((2,))
     >>> m.add(np.array([[1.0, 2.0], [3.0, 2.0]])); m.add(np.array([[5.0, 2.0]]))
@@ -173,36 +170,23 @@ class RunningMoments:
         self.shift = np.zeros(shape)
         self.sum = np.zeros(shape)
         self.sum_sq = np.zeros(shape)
-        self._scratch: dict[np.dtype, np.ndarray] = {}  # a block's sums, per dtype
-        self._shift32: np.ndarray | None = None  # the shift in float32, where it is one exactly
+        self._scratch = np.empty(shape)
+        self._shifted = np.empty((0, *shape))  # float64 copies of float32 samples, reused
 
     def add(self, samples: np.ndarray) -> None:
-        """Add samples ``[m, *shape]`` (float32 or float64; they are overwritten as scratch
+        """Add samples ``[m, *shape]`` (float32 or float64; float64 ones are overwritten as scratch
         space)."""
         if self.count == 0:
             self.shift[...] = samples[0]
-            self._shift32 = None
-        shift = self.shift
-        if samples.dtype == np.float32:
-            shift32 = self._float32_shift()
-            if shift32 is not None:
-                shift = shift32
-            else:  # a shift that is no float32 number (a float64 first sample): in float64
-                samples = samples.astype(np.float64)
-        scratch = self._scratch.get(samples.dtype)
-        if scratch is None:
-            scratch = self._scratch[samples.dtype] = np.empty(self.shift.shape, samples.dtype)
-        shifted = np.subtract(samples, shift, out=samples)
-        self.sum += np.add.reduce(shifted, axis=0, out=scratch)
-        self.sum_sq += np.einsum("m...,m...->...", shifted, shifted, out=scratch)
+        if samples.dtype == np.float64:
+            shifted = np.subtract(samples, self.shift, out=samples)
+        else:
+            if self._shifted.shape[0] < samples.shape[0]:
+                self._shifted = np.empty(samples.shape)
+            shifted = np.subtract(samples, self.shift, out=self._shifted[: samples.shape[0]])
+        self.sum += np.sum(shifted, axis=0, out=self._scratch)
+        self.sum_sq += np.einsum("m...,m...->...", shifted, shifted, out=self._scratch)
         self.count += samples.shape[0]
-
-    def _float32_shift(self) -> np.ndarray | None:
-        """The shift as float32 when every element is a float32 number exactly, else None."""
-        if self._shift32 is None:
-            shift32 = self.shift.astype(np.float32)
-            self._shift32 = shift32 if np.array_equal(shift32, self.shift) else np.empty(0)
-        return self._shift32 if self._shift32.shape == self.shift.shape else None
 
     @property
     def mean(self) -> np.ndarray:
@@ -217,7 +201,6 @@ class RunningMoments:
         }
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        self._shift32 = None
         self.count = int(state["count"])
         self.shift[...], self.sum[...], self.sum_sq[...] = (
             state["shift"],
