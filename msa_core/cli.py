@@ -164,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--top-k",
         type=positive_int,
         metavar="K",
-        help="stop as soon as the K most important units are known with 95%% confidence "
+        help="stop as soon as the K units of highest Shapley value are known with 95%% "
+        "confidence "
         "(the budget is then the most the run may use); the result says which units are "
         "confidently in or out and which are unresolved",
     )

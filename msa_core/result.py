@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # the estimators package is imported only where a status is a
     from msa_core.estimators.stopping import TopKStatus
 
 NPZ_KEYS = ("modes", "stderr", "v_full", "v_empty", "player_names", "meta")
+SCORE_STDERR_KEY = "score_stderr"  # optional: results saved before it existed lack it
 
 
 def interval_multiplier(dof: float | None, level: float = 0.95) -> float:
@@ -39,6 +40,11 @@ class ModesResult:
 
     ``n_evaluations`` counts the coalitions whose values entered the result (full and empty
     included); ``n_permutations`` is 0 for methods that do not sample permutations.
+    ``score_stderr`` ``[N]``: the standard error of each unit's mode averaged over every output
+    element (its Shapley value for the mean output, the score ``analysis.ranking`` ranks by), from
+    the estimator's own variance of that mean; None where the run did not record it (results saved
+    before it existed, interaction runs): readers then bound it by the mean of the elements'
+    standard errors (``score_stderr_or_bound``).
     """
 
     modes: np.ndarray
@@ -49,6 +55,7 @@ class ModesResult:
     n_permutations: int
     player_names: list[str]
     meta: dict[str, Any] = field(default_factory=dict)
+    score_stderr: np.ndarray | None = None
 
     @property
     def n_players(self) -> int:
@@ -76,13 +83,14 @@ class ModesResult:
     def top_k_status(
         self, k: int | None = None, per_group: bool | None = None, level: float | None = None
     ) -> TopKStatus:
-        """Which units are confidently in or out of the top k by importance, per group (see
+        """Which units are confidently in or out of the top k by score (signed), per group (see
         ``msa_core.estimators.stopping``), and which are unresolved.
 
         A targeted run's own status (``meta["target"]``: its scores' own standard errors, at the
         look it stopped at) when ``k``, ``per_group`` and ``level`` match it or are None; otherwise
-        one look at this result, with each score's standard error bounded by the mean of its
-        elements' (wider, never too narrow).
+        one look at this result, each score's standard error the recorded ``score_stderr`` for one
+        group of all outputs, else bounded by the mean of its elements' (wider, never too
+        narrow).
 
         Args:
             k: units in the top (required unless the run had a target); 1 <= k < N.
@@ -111,9 +119,21 @@ class ModesResult:
         target.check_players(self.n_players)
         dof = self.meta.get("stderr_dof")
         scores, bound = group_scores(np.asarray(self.modes), np.asarray(self.stderr), target)
+        if scores.shape[1] == 1:
+            bound = self.score_stderr_or_bound()[0][:, None]
         return target.decide(
             scores, bound, math.inf if dof is None else dof, alpha=1 - target.level
         )
+
+    def score_stderr_or_bound(self) -> tuple[np.ndarray, bool]:
+        """``(stderr [N], is_bound)``: the recorded ``score_stderr``, or, where the run recorded
+        none, the mean of each unit's elements' standard errors (an upper bound: the standard
+        deviation of a mean is at most the mean of the standard deviations), ``is_bound`` True.
+        A single output's standard error is its score's, never a bound."""
+        if self.score_stderr is not None:
+            return np.asarray(self.score_stderr, dtype=float), False
+        errors = np.asarray(self.stderr, dtype=float).reshape(self.n_players, -1)
+        return errors.mean(axis=1), errors.shape[1] > 1
 
     def efficiency_gap(self) -> float:
         """Largest absolute deviation of ``modes.sum(0)`` from ``v_full - v_empty``."""
@@ -128,15 +148,17 @@ class ModesResult:
             "n_evaluations": self.n_evaluations,
             "n_permutations": self.n_permutations,
         }
-        np.savez_compressed(
-            path,
-            modes=self.modes,
-            stderr=self.stderr,
-            v_full=self.v_full,
-            v_empty=self.v_empty,
-            player_names=np.array(self.player_names, dtype=str),
-            meta=np.array(json.dumps(meta)),
-        )
+        arrays: dict[str, Any] = {  # (Any: numpy types savez_compressed by keyword)
+            "modes": self.modes,
+            "stderr": self.stderr,
+            "v_full": self.v_full,
+            "v_empty": self.v_empty,
+            "player_names": np.array(self.player_names, dtype=str),
+            "meta": np.array(json.dumps(meta)),
+        }
+        if self.score_stderr is not None:
+            arrays[SCORE_STDERR_KEY] = self.score_stderr
+        np.savez_compressed(path, **arrays)
 
     @classmethod
     def load(cls, path: str | Path | BinaryIO) -> ModesResult:
@@ -149,7 +171,8 @@ class ModesResult:
                         f"{path} is not an MSA result: it lacks {missing}; expected keys "
                         f"{list(NPZ_KEYS)}"
                     )
-                arrays = {key: data[key] for key in NPZ_KEYS}
+                keys = (*NPZ_KEYS, SCORE_STDERR_KEY)
+                arrays = {key: data[key] for key in keys if key in data.files}
         except (OSError, ValueError) as err:
             if isinstance(err, MSAInputError):
                 raise
@@ -170,6 +193,7 @@ class ModesResult:
             n_permutations=int(meta.pop("n_permutations", 0)),
             player_names=[str(name) for name in arrays["player_names"]],
             meta=meta,
+            score_stderr=arrays.get(SCORE_STDERR_KEY),
         )
 
 
@@ -178,7 +202,7 @@ def inconsistency(arrays: dict[str, np.ndarray], meta: Any) -> str | None:
 
     Args:
         arrays: ``modes [N, *out]``, ``stderr [N, *out]``, ``v_full [*out]``, ``v_empty [*out]``,
-            ``player_names [N]``.
+            ``player_names [N]``, optionally ``score_stderr [N]``.
         meta: the decoded ``meta`` JSON.
     """
     modes, names = arrays["modes"], arrays["player_names"]
@@ -199,6 +223,14 @@ def inconsistency(arrays: dict[str, np.ndarray], meta: Any) -> str | None:
         return (
             f"player_names has shape {list(names.shape)} ({names.dtype}); expected "
             f"{modes.shape[0]} names"
+        )
+    score_stderr = arrays.get(SCORE_STDERR_KEY)
+    if score_stderr is not None and (
+        score_stderr.dtype.kind not in "fiu" or score_stderr.shape != modes.shape[:1]
+    ):
+        return (
+            f"score_stderr has shape {list(score_stderr.shape)} ({score_stderr.dtype}); expected "
+            f"{modes.shape[0]} real numbers"
         )
     if not isinstance(meta, dict):
         return "meta is not a JSON object"

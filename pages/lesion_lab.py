@@ -374,8 +374,8 @@ def ranking_section(
     top = ranked.top(k)
     if not ranked.top_resolved(k):
         st.warning(
-            f"This top {k} is not resolved: some of its units may rank below {k} (their rank "
-            "ranges reach past it), so the lesion may not be the run's true top k.",
+            f"This top {k} is not resolved: the run's 95% intervals do not separate all of its "
+            f"units from the unit ranked {k + 1}, so the lesion may not be the run's true top k.",
             icon=":material/help:",
         )
     st.button(

@@ -141,7 +141,8 @@ def launch_form(name: str) -> None:
             min_value=0,
             step=1,
             key="run_top_k",
-            help="Stops as soon as the k most important units are resolved with 95% confidence; "
+            help="Stops as soon as the k units of highest Shapley value (signed, as ranked) are "
+            "resolved with 95% confidence; "
             "the budget is then the most the run may use. The result lists the units that are "
             "confidently in or out, and those still unresolved.",
         )

@@ -7,11 +7,11 @@ cost, and what budget would resolve each group's top units.
   target gets less than about 5% probability): its units' Shapley values would explain noise.
 - ``top_k_budget``: a small probe run (a few permutations of the run's own game, values averaged
   per group) gives each unit's group score and its standard error; standard errors shrink as
-  1 / sqrt(permutations), so the permutations that make every unit's interval clear the boundary
-  between a group's k-th and (k+1)-th most important units (importance: |score|, normal intervals
-  at ``level`` with Bonferroni over the units) follow from them. Near ties at that boundary need
-  many permutations; past ``MAX_PERMUTATIONS`` the estimate says so instead of a number. It is an
-  estimate from a noisy probe (a few samples per unit), for sizing a run, not a guarantee.
+  1 / sqrt(permutations), so the permutations after which the stop rule's boundary rule
+  (``stopping.top_k_decision``: signed scores, highest first, normal intervals at ``level`` with
+  Bonferroni over the units) resolves a group's top k follow from them. Near ties at that boundary
+  need many permutations; past ``MAX_PERMUTATIONS`` the estimate says so instead of a number. It is
+  an estimate from a noisy probe (a few samples per unit), for sizing a run, not a guarantee.
 - ``llm_preflight``: both, with the time of the requested budget from a timing probe.
 """
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from statistics import NormalDist
 
 import numpy as np
 import torch
@@ -91,7 +90,7 @@ class GroupMeanGame(Game):
 
 @dataclass(frozen=True)
 class TopKBudget:
-    """Permutations a run needs to resolve each group's ``k`` most important units (``groups``
+    """Permutations a run needs to resolve each group's ``k`` highest-scoring units (``groups``
     ``[G]``; ``math.inf`` past ``MAX_PERMUTATIONS``), estimated from ``probe_permutations``;
     ``evaluations`` and ``seconds`` are those of the largest (one run serves every group)."""
 
@@ -118,7 +117,8 @@ class TopKBudget:
 def needed_permutations(
     scores: np.ndarray, stderr: np.ndarray, probe: int, k: int, level: float
 ) -> np.ndarray:
-    """Per group, the permutations after which every unit's interval clears the top-k boundary.
+    """Per group, the fewest permutations after which ``stopping.top_k_decision`` resolves the
+    top k, were the scores as in the probe and the standard errors shrunk as 1/sqrt(permutations).
 
     Args:
         scores, stderr: ``[N, G]`` the probe's group scores and their standard errors.
@@ -128,21 +128,27 @@ def needed_permutations(
         ``[G]`` permutations (at least ``probe``; ``inf`` past ``MAX_PERMUTATIONS``; ``probe``
         when there are at most k units).
     """
-    n = scores.shape[0]
+    from msa_core.estimators.stopping import top_k_decision
+
     need = np.full(scores.shape[1], float(probe))
-    if n <= k:
+    if scores.shape[0] <= k:
         return need
-    z = NormalDist().inv_cdf(1 - (1 - level) / (2 * n))
+
+    def resolved(g: int, permutations: int) -> bool:
+        shrunk = stderr[:, g] * math.sqrt(probe / permutations)
+        return len(top_k_decision(scores[:, g], shrunk, k, alpha=1 - level).top) == k
+
     for g in range(scores.shape[1]):
-        importance = np.abs(scores[:, g])
-        ranked = np.sort(importance)[::-1]
-        boundary = (ranked[k - 1] + ranked[k]) / 2
-        gap = np.abs(importance - boundary)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            per_unit = probe * (z * stderr[:, g] / gap) ** 2
-        per_unit = np.where(stderr[:, g] == 0, 0.0, per_unit)  # no noise: resolved already
-        most = float(np.nanmax(np.where(np.isnan(per_unit), np.inf, per_unit)))
-        need[g] = max(probe, math.ceil(most)) if most <= MAX_PERMUTATIONS else math.inf
+        if resolved(g, probe):
+            continue
+        if not resolved(g, MAX_PERMUTATIONS):
+            need[g] = math.inf
+            continue
+        low, high = probe, MAX_PERMUTATIONS  # unresolved at low, resolved at high
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (low, middle) if resolved(g, middle) else (middle, high)
+        need[g] = float(high)
     return need
 
 

@@ -2,16 +2,22 @@
 
 Every page ranks units by one named statistic, ``STATISTIC``: a unit's Shapley value for the mean
 of the run's outputs, which by linearity is its mode averaged over every output element. Its
-standard error is propagated from the result's: the mean of the elements' standard errors, an upper
-bound (exact for one output; the errors of a run's outputs are correlated in an unknown way, and
-the standard error of a mean is at most the mean of the standard errors).
+standard error is the one the estimator recorded for that mean (``ModesResult.score_stderr``: the
+spread of each sample's mean contribution, or the jackknife / batch means of the mean); a result
+stored before runs recorded it (or an interaction run's) falls back to the mean of the elements'
+standard errors, an upper bound (the errors of a run's outputs are correlated in an unknown way,
+and the standard error of a mean is at most the mean of the standard errors), and says so
+(``UnitRanking.stderr_is_bound``).
 
 Two rules read the uncertainty, for every page and the report alike:
 
 - a value is *within noise* when it lies within ``NOISE_Z`` (2) standard errors of zero;
 - two ranks are *resolved* when their scores' difference is more than ``RANK_Z`` (1.96) standard
   errors of that difference; a unit's rank is shown as the range of ranks it could take
-  (``rank_low``..``rank_high``), one number when it is resolved from every other unit.
+  (``rank_low``..``rank_high``), one number when it is resolved from every other unit;
+- the *top k are resolved* (``UnitRanking.top_resolved``) by the stop rule's boundary rule,
+  ``msa_core.estimators.stopping.top_k_decision`` (signed scores, highest first; intervals at 95%
+  for all units together), the same rule that stops a run with a top-k target.
 
 ``noise_verdict`` says in words when a run's noise exceeds its signal.
 
@@ -40,7 +46,8 @@ from msa_core.result import ModesResult
 STATISTIC = "Shapley value"  # the name every page gives the ranking's score
 STATISTIC_HELP = (
     "The unit's Shapley value for the mean of the run's outputs (its mode averaged over every "
-    "output); ± its standard error (an upper bound when the run has several outputs)."
+    "output); ± its standard error, as the run estimated it (for runs stored before runs recorded "
+    "it, an upper bound: the mean of the elements' standard errors)."
 )
 NOISE_Z = 2.0  # a value within this many standard errors of zero is within noise
 RANK_Z = 1.96  # two scores further apart than this many stderr of their difference are ordered
@@ -67,6 +74,7 @@ class UnitRanking:
         rank_low, rank_high: per unit ``[N]`` (run order), the best and worst rank its interval
             allows (1-based); equal when its rank is resolved.
         noise: per unit ``[N]``: its score is within noise (``within_noise``).
+        stderr_is_bound: ``stderr`` is an upper bound, not the estimator's own (see the module).
     """
 
     units: list[str]
@@ -76,6 +84,7 @@ class UnitRanking:
     rank_low: np.ndarray
     rank_high: np.ndarray
     noise: np.ndarray
+    stderr_is_bound: bool = False
 
     @property
     def resolved(self) -> np.ndarray:
@@ -102,9 +111,14 @@ class UnitRanking:
         """The names of the first ``k`` units."""
         return [self.units[i] for i in self.order[:k]]
 
-    def top_resolved(self, k: int) -> bool:
-        """Whether the first ``k`` units are surely the top k (each one's worst rank is <= k)."""
-        return bool(np.all(self.rank_high[self.order[:k]] <= k))
+    def top_resolved(self, k: int, level: float = 0.95) -> bool:
+        """Whether the first ``k`` units are surely the top k at ``level`` for all units together
+        (``stopping.top_k_decision``, the stop rule's boundary rule; normal intervals)."""
+        from msa_core.estimators.stopping import top_k_decision
+
+        if k >= len(self.units):
+            return True
+        return len(top_k_decision(self.scores, self.stderr, k, alpha=1 - level).top) == k
 
     def labels(self) -> dict[str, str]:
         """``{unit: "#3 n5 (+0.12 ± 0.01)"}`` in rank order: rank (or range), name, score and
@@ -131,16 +145,17 @@ class UnitRanking:
 
 
 def unit_statistic(result: ModesResult) -> tuple[np.ndarray, np.ndarray]:
-    """``(scores [N], stderr [N])``: each unit's mode averaged over every output element and the
-    mean of its standard errors (see the module docstring)."""
-    n = result.n_players
-    modes = np.asarray(result.modes, dtype=float).reshape(n, -1)
-    errors = np.asarray(result.stderr, dtype=float).reshape(n, -1)
-    return modes.mean(1), errors.mean(1)
+    """``(scores [N], stderr [N])``: each unit's mode averaged over every output element and its
+    standard error (recorded by the run, else the bound of the module docstring)."""
+    modes = np.asarray(result.modes, dtype=float).reshape(result.n_players, -1)
+    return modes.mean(1), result.score_stderr_or_bound()[0]
 
 
-def ranking_of(scores: np.ndarray, stderr: np.ndarray, units: Sequence[str]) -> UnitRanking:
-    """Rank ``scores [N]`` with their standard errors ``[N]`` (highest first, ties in run order).
+def ranking_of(
+    scores: np.ndarray, stderr: np.ndarray, units: Sequence[str], stderr_is_bound: bool = False
+) -> UnitRanking:
+    """Rank ``scores [N]`` with their standard errors ``[N]`` (highest first, ties in run order;
+    ``stderr_is_bound``: they are upper bounds).
 
     Unit i is surely above unit j when ``s_i - s_j > RANK_Z * sqrt(se_i^2 + se_j^2)``; its best
     rank is 1 + the number of units surely above it, its worst N - the number surely below.
@@ -167,13 +182,14 @@ def ranking_of(scores: np.ndarray, stderr: np.ndarray, units: Sequence[str]) -> 
         low.astype(np.int64),
         high.astype(np.int64),
         within_noise(scores, stderr),
+        stderr_is_bound,
     )
 
 
 def unit_ranking(result: ModesResult) -> UnitRanking:
     """The run's one ranking of its units (``STATISTIC``, highest first)."""
     scores, stderr = unit_statistic(result)
-    return ranking_of(scores, stderr, result.player_names)
+    return ranking_of(scores, stderr, result.player_names, result.score_stderr_or_bound()[1])
 
 
 def noise_verdict(result: ModesResult) -> str | None:
@@ -216,7 +232,13 @@ def noise_summary(result: ModesResult) -> str:
     return (
         f"{int(ranked.noise.sum())} of {len(ranked.units)} units' {STATISTIC} within "
         f"{NOISE_Z:g} stderr of 0; {int(ranked.resolved.sum())} of {len(ranked.units)} ranks "
-        "resolved (95%)."
+        "resolved (95%)"
+        + (
+            " (from upper bounds on the standard errors: the run was stored before runs recorded "
+            "them, so more may be resolved)."
+            if ranked.stderr_is_bound
+            else "."
+        )
     )
 
 

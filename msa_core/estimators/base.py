@@ -56,6 +56,8 @@ class Estimator(ABC):
     name: ClassVar[str]
     stderr_kind: ClassVar[str]  # how ``stderr`` is obtained, stored in the result's meta
     state_fields: ClassVar[tuple[str, ...]]  # attributes that hold everything absorbed so far
+    # state fields a checkpoint written before they existed lacks: left empty on loading it
+    optional_state: ClassVar[tuple[str, ...]] = ()
     # True when the first blocks do not depend on the budget, so a run can be extended from a
     # checkpoint
     extendable: ClassVar[bool] = False
@@ -91,6 +93,13 @@ class Estimator(ABC):
 
     def score_estimate(self) -> ScoreEstimate | None:
         """Scores kept for a top-k target, or None where this sampler keeps none."""
+        return None
+
+    def score_stderr(self) -> np.ndarray | None:
+        """Standard error ``[N]`` of each unit's score, its mode averaged over every output element
+        (``ModesResult.score_stderr``), from the sampler's own variance of that linear functional;
+        None where it cannot tell (results then bound it by the mean of the elements' standard
+        errors)."""
         return None
 
     def stderr_dof(self) -> float:
@@ -129,13 +138,13 @@ class Estimator(ABC):
             if value is None:
                 continue
             if isinstance(value, RunningMoments):
-                value.load_state_dict(
-                    {
-                        key[len(name) + 1 :]: part
-                        for key, part in state.items()
-                        if key.startswith(f"{name}.")
-                    }
-                )
+                parts = {
+                    key[len(name) + 1 :]: part
+                    for key, part in state.items()
+                    if key.startswith(f"{name}.")
+                }
+                if parts or name not in self.optional_state:
+                    value.load_state_dict(parts)
             elif isinstance(value, np.ndarray):
                 value[...] = state[name]  # in place: views of it (e.g. torch) stay valid
             else:

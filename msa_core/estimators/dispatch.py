@@ -89,7 +89,7 @@ def shapley_modes(
         checkpoint: where the running state is saved every few seconds; a run with the same
             arguments resumes from it and gives exactly the uninterrupted result
             (``FileCheckpoint``, or the run store's).
-        target: ``TopK(k, per_group=False, level=0.95)``: stop as soon as the k most important units
+        target: ``TopK(k, per_group=False, level=0.95)``: stop once the k highest-scoring units
             (of each group) are known at ``level`` (``stopping``: checked at looks over whole
             blocks, so the same seed stops at the same block and a resumed run where it would have);
             the budget is the most it may use. ``meta["target"]`` says which units are confidently
@@ -368,16 +368,18 @@ def modes_result(
 ) -> ModesResult:
     """The ``ModesResult`` of a played run."""
     plan, timed, n = started.plan, started.timed, started.plan.n_players
+    score_stderr: np.ndarray | None  # [N]; None where the estimator cannot tell
     if started.estimator is None:
         modes, stderr, n_perm = (
             (started.v_full - started.v_empty)[None, :],
             np.zeros((1, started.v_full.size)),
             0,
         )
-        dof = np.inf
+        dof, score_stderr = np.inf, np.zeros(1)  # one player: exact
     else:
         modes, stderr = started.estimator.estimate()
         n_perm, dof = started.estimator.n_permutations, started.estimator.stderr_dof()
+        score_stderr = started.estimator.score_stderr()
     out = timed.output_shape
     assert out is not None
     tally = timed.tally
@@ -401,4 +403,5 @@ def modes_result(
         n_permutations=n_perm,
         player_names=list(game.player_names),
         meta=meta,
+        score_stderr=score_stderr,
     )

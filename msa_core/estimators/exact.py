@@ -79,3 +79,6 @@ class ExactEstimator(EnumeratedBlocks, Estimator):
 
     def estimate(self) -> tuple[np.ndarray, np.ndarray]:
         return self.modes.copy(), np.zeros_like(self.modes)
+
+    def score_stderr(self) -> np.ndarray:
+        return np.zeros(self.n_players)

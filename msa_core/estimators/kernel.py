@@ -236,22 +236,41 @@ class KernelEstimator(Estimator):
         self.group_rows[group] += z.shape[0]
         self.sampled_blocks_done += 1
 
-    def _solve(self, a_sampled: np.ndarray, b_sampled: np.ndarray, rows: int) -> np.ndarray:
+    def _solve(
+        self,
+        a_sampled: np.ndarray,
+        b_sampled: np.ndarray,
+        rows: int,
+        b_enumerated: np.ndarray,
+        delta: np.ndarray,
+    ) -> np.ndarray:
         """Modes from the enumerated part plus sampled sums over ``rows`` coalitions, scaled to the
         plan.
         """
         scale = self.planned_rows / rows if rows else 0.0
-        return solve_constrained(
-            self.a_enumerated + scale * a_sampled,
-            self.b_enumerated + scale * b_sampled,
-            self.delta,
-            self.basis,
-        )
+        a = self.a_enumerated + scale * a_sampled
+        return solve_constrained(a, b_enumerated + scale * b_sampled, delta, self.basis)
 
     def estimate(self) -> tuple[np.ndarray, np.ndarray]:
-        a_total, b_total = self.a_groups.sum(axis=0), self.b_groups.sum(axis=0)
+        return self._jackknife(self.b_enumerated, self.b_groups, self.delta)
+
+    def score_stderr(self) -> np.ndarray:
+        """The jackknife of the modes' mean over the outputs: the solve is linear in ``b`` and
+        ``delta``, so it is the same regression on their means (one output column)."""
+        return self._jackknife(
+            self.b_enumerated.mean(axis=1, keepdims=True),
+            self.b_groups.mean(axis=2, keepdims=True),
+            self.delta.mean(keepdims=True),
+        )[1][:, 0]
+
+    def _jackknife(
+        self, b_enumerated: np.ndarray, b_groups: np.ndarray, delta: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Modes ``[N, D']`` and their delete-a-group jackknife standard errors for right-hand
+        sides ``b_enumerated [N, D']``, ``b_groups [G, N, D']`` and ``delta [D']``."""
+        a_total, b_total = self.a_groups.sum(axis=0), b_groups.sum(axis=0)
         rows = int(self.group_rows.sum())
-        modes = self._solve(a_total, b_total, rows)
+        modes = self._solve(a_total, b_total, rows, b_enumerated, delta)
         filled = np.flatnonzero(self.group_rows)
         if filled.size == 0:
             return modes, np.zeros_like(modes)
@@ -261,8 +280,10 @@ class KernelEstimator(Estimator):
             [
                 self._solve(
                     a_total - self.a_groups[g],
-                    b_total - self.b_groups[g],
+                    b_total - b_groups[g],
                     rows - int(self.group_rows[g]),
+                    b_enumerated,
+                    delta,
                 )
                 for g in filled
             ]

@@ -9,7 +9,14 @@ consecutive prefix values (in position order), gathered into unit order by one `
 then folded into the per-unit shifted sums and squared sums (``RunningMoments``) that give both the
 modes (their mean) and the variance. Differences and gather run in the values' own precision
 (float32 games stay float32 there: a difference of two float32 values is exact or within 2^-24 of
-itself, and the same whatever the batch or backend); the sums are float64.
+itself, and the same whatever the batch or backend); so are a block's sums, added to float64
+totals (``RunningMoments``).
+
+Scores: each sample's contributions averaged over all outputs (the ranking's score, a unit's
+Shapley value for the mean output) are kept as their own moments (``unit_scores``), so
+``score_stderr`` is that mean's own standard error (Student-t, samples - 1 degrees of freedom),
+not a bound; with a top-k target, the same per group (``scores``). By linearity they are the
+contributions of the values' (group) means, one number per coalition.
 
 Standard error: from the explicit contributions of every permutation, per output element, with the
 variance moderated by empirical Bayes (Smyth 2004, as in limma): a prior variance per element,
@@ -50,7 +57,8 @@ class PermutationEstimator(Estimator):
         "(t, 1.1 x samples - 1 degrees of freedom)"
     )
     permutations_per_sample = 1
-    state_fields = ("n_permutations", "moments", "scores")
+    state_fields = ("n_permutations", "moments", "unit_scores", "scores")
+    optional_state = ("unit_scores",)  # checkpoints written before it existed lack it
     extendable = True  # block k holds the same orders whatever the budget
 
     def __init__(
@@ -62,11 +70,14 @@ class PermutationEstimator(Estimator):
         self.per_block = samples_per_block(rows_per_sample, self.n_outputs)
         self.n_blocks = -(-self.n_samples // self.per_block)
         self.moments = RunningMoments((n_players, self.n_outputs))  # mean = modes, and variance
+        # every sample's contributions averaged over all outputs: the ranking's score
+        self.unit_scores = RunningMoments((n_players,))
         self.scores: RunningMoments | None = None  # kept for a top-k target (track_scores)
         self._ranks: dict[int, np.ndarray] = {}
         # scratch reused by every block, per dtype of the values: fresh arrays of this size would
         # cost page faults each time
         self._scratch: dict[np.dtype, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._weights: dict[np.dtype, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def planned_evaluations(self) -> int:
         return self.n_samples * self.permutations_per_sample * (self.n_players - 1)
@@ -97,6 +108,7 @@ class PermutationEstimator(Estimator):
         """Also keep every sample's scores ``[N, G]``, its mean modes over each of ``n_groups``
         equal consecutive slices of the outputs (the groups of a ``stopping.TopK`` target)."""
         self.scores = RunningMoments((self.n_players, n_groups))
+        self._weights.clear()  # the groups changed
 
     def score_estimate(self) -> ScoreEstimate | None:
         if self.scores is None or self.scores.count < 2:
@@ -109,18 +121,43 @@ class PermutationEstimator(Estimator):
             self.per_block,
         )
 
+    def score_stderr(self) -> np.ndarray | None:
+        """Over the samples' mean contributions; None for a run resumed from a checkpoint written
+        before they were kept (it lacks the samples before it)."""
+        if self.unit_scores.count != self.moments.count:
+            return None
+        return self.unit_scores.stderr()
+
     def absorb(self, k: int, values: np.ndarray) -> None:
         ranks = self._ranks.pop(k)
         self.n_permutations += ranks.shape[0]
-        samples = self.combine(self._contributions(ranks, values))
+        # a sample's contributions averaged over each group's outputs are the contributions of
+        # the values averaged so (linearity): [m, N, G] from values [rows, G]
+        weights, full, empty = self._group_weights(values.dtype)
+        group_means = (values.reshape(values.shape[0], full.shape[0], -1) @ weights).astype(
+            np.float64
+        )
+        by_group = self.combine(marginal_contributions(ranks, group_means, full, empty))
+        # (add overwrites its samples: a copy where ``scores`` still needs them)
+        alone = by_group.shape[2] == 1 and self.scores is None
+        self.unit_scores.add(by_group[..., 0] if alone else by_group.mean(axis=2))
         if self.scores is not None:
-            groups = self.scores.shift.shape[1]
-            self.scores.add(
-                samples.reshape(samples.shape[0], self.n_players, groups, -1).mean(
-                    axis=3, dtype=np.float64
-                )
-            )
-        self.moments.add(samples)
+            self.scores.add(by_group)
+        self.moments.add(self.combine(self._contributions(ranks, values)))
+
+    def _group_weights(self, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``1/size`` weights ``[D / G]`` in ``dtype`` and the end values' group means ``[G]``
+        (float64) for the G groups of a target (1 without): the means are BLAS matrix-vector
+        products, several times faster than a reduction, taken the same way for the ends as for
+        every row."""
+        if dtype not in self._weights:
+            groups = 1 if self.scores is None else self.scores.shift.shape[1]
+            size = self.n_outputs // groups
+            weights = np.full(size, 1 / size, dtype)
+            ends = np.stack([self.v_full, self.v_empty]).astype(dtype).reshape(2, groups, size)
+            full, empty = (ends @ weights).astype(np.float64)
+            self._weights[dtype] = (weights, full, empty)
+        return self._weights[dtype]
 
     def _buffers(self, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Scratch of ``dtype``: by position and by unit ``[rows, D]``, the end values ``[D]``."""
@@ -136,21 +173,10 @@ class PermutationEstimator(Estimator):
 
     def _contributions(self, ranks: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Each unit's marginal contribution in each order, ``[P, N, D]`` in ``values``' dtype,
-        from prefix values ``[P * (N-1), D]`` (float32 or float64).
+        from prefix values ``[P * (N-1), D]`` (float32 or float64), in reused scratch.
         """
-        n_perm, n, d = ranks.shape[0], self.n_players, self.n_outputs
         by_position, by_unit, v_full, v_empty = self._buffers(values.dtype)
-        prefixes = values.reshape(n_perm, n - 1, d)
-        by_position = by_position[: n_perm * n].reshape(n_perm, n, d)
-        np.subtract(prefixes[:, 0], v_empty, out=by_position[:, 0])
-        np.subtract(prefixes[:, 1:], prefixes[:, :-1], out=by_position[:, 1:-1])
-        np.subtract(v_full, prefixes[:, -1], out=by_position[:, -1])
-        rows = (np.arange(n_perm)[:, None] * n + ranks).ravel()
-        # 'clip' writes straight to out; 'raise' would buffer
-        gathered = np.take(
-            by_position.reshape(n_perm * n, d), rows, axis=0, out=by_unit[: n_perm * n], mode="clip"
-        )
-        return gathered.reshape(n_perm, n, d)
+        return marginal_contributions(ranks, values, v_full, v_empty, by_position, by_unit)
 
     def estimate(self) -> tuple[np.ndarray, np.ndarray]:
         modes = self.moments.mean
@@ -169,3 +195,38 @@ class PermutationEstimator(Estimator):
 
     def max_stderr(self) -> float | None:
         return float(self.estimate()[1].max()) if self.moments.count >= 2 else None
+
+
+def marginal_contributions(
+    ranks: np.ndarray,
+    values: np.ndarray,
+    v_full: np.ndarray,
+    v_empty: np.ndarray,
+    by_position: np.ndarray | None = None,
+    by_unit: np.ndarray | None = None,
+) -> np.ndarray:
+    """Each unit's marginal contribution in each order.
+
+    Args:
+        ranks: ``[P, N]`` each unit's position in each order.
+        values: ``[P * (N-1), D]`` the prefix values of each order, in position order.
+        v_full, v_empty: ``[D]`` the end values, in ``values``' dtype.
+        by_position, by_unit: scratch of at least ``P * N`` rows ``[rows, D]`` (None: fresh).
+    Returns:
+        ``[P, N, D]`` in ``values``' dtype, unit order (a view of ``by_unit``).
+    """
+    n_perm, n = ranks.shape
+    d = values.shape[1]
+    if by_position is None or by_unit is None:
+        by_position, by_unit = (np.empty((n_perm * n, d), values.dtype) for _ in range(2))
+    prefixes = values.reshape(n_perm, n - 1, d)
+    position = by_position[: n_perm * n].reshape(n_perm, n, d)
+    np.subtract(prefixes[:, 0], v_empty, out=position[:, 0])
+    np.subtract(prefixes[:, 1:], prefixes[:, :-1], out=position[:, 1:-1])
+    np.subtract(v_full, prefixes[:, -1], out=position[:, -1])
+    rows = (np.arange(n_perm)[:, None] * n + ranks).ravel()
+    # 'clip' writes straight to out; 'raise' would buffer
+    gathered = np.take(
+        position.reshape(n_perm * n, d), rows, axis=0, out=by_unit[: n_perm * n], mode="clip"
+    )
+    return gathered.reshape(n_perm, n, d)

@@ -268,12 +268,26 @@ class RegressionAdjustedEstimator(Estimator):
             estimates.append(shapley.T @ beta + exact_v - exact_x @ beta + residual)
         return np.stack(estimates) if estimates else np.zeros((0, self.n_players, outputs.size))
 
-    def estimate(self) -> tuple[np.ndarray, np.ndarray]:
-        """The estimate with the surrogate (order and ridge) of least held-out error."""
+    def _chosen_group_estimates(self) -> np.ndarray:
+        """Group estimates ``[G', N, D]`` with the surrogate (order and ridge) of least held-out
+        error, per output."""
         chosen = self._choose()
         groups = np.zeros((int(np.count_nonzero(self.pairs)), self.n_players, self.n_outputs))
         for level, ridge, outputs in chosen:
             groups[:, :, outputs] = self._group_estimates(level, ridge, outputs)
+        return groups
+
+    def score_stderr(self) -> np.ndarray:
+        """Batch means of the group estimates' mean over the outputs (NaN before two groups)."""
+        groups = self._chosen_group_estimates()
+        if groups.shape[0] < 2:
+            exact = groups.shape[0] == 0 and self.sampled_sizes.size == 0
+            return np.zeros(self.n_players) if exact else np.full(self.n_players, np.nan)
+        return groups.mean(axis=2).std(axis=0, ddof=1) / np.sqrt(groups.shape[0])
+
+    def estimate(self) -> tuple[np.ndarray, np.ndarray]:
+        """The estimate with the surrogate (order and ridge) of least held-out error."""
+        groups = self._chosen_group_estimates()
         if groups.shape[0] >= 2:
             return groups.mean(axis=0), groups.std(axis=0, ddof=1) / np.sqrt(groups.shape[0])
         if groups.shape[0] == 1:
@@ -281,7 +295,7 @@ class RegressionAdjustedEstimator(Estimator):
         if self.sampled_sizes.size == 0:  # every coalition summed exactly
             return self.exact_v.copy(), np.zeros_like(self.exact_v)
         # no pair yet: the surrogate of order 1 fitted on the exact sizes fills the sizes left
-        level, ridge, _ = chosen[0]
+        level, ridge, _ = self._choose()[0]
         beta = self._fit(self.gram_shared[:level, :level], self.xv_shared[:level], ridge)
         modes = self.features.shapley[:level].T @ beta + self.exact_v
         return modes - self.exact_x[:, :level] @ beta, np.full_like(modes, np.nan)

@@ -5,25 +5,31 @@ are untouched: the same seed stops at the same block whatever the batch size, an
 stops where an uninterrupted one does):
 
 - ``StderrTarget(tolerance)``: every standard error at most ``tolerance`` (``target_stderr``).
-- ``TopK(k, per_group, level)``: the k most important units known with confidence ``level``.
+- ``TopK(k, per_group, level)``: the k units of highest score known with confidence ``level``.
 
 Scores. A unit's score in a group is the mean of its modes over the group's outputs (``per_group``:
 each index of the first output axis is a group, e.g. a task's rows; otherwise one group of all
-outputs); importance is |score|. Permutation samplers keep every sample's scores
+outputs): its Shapley value for the group's mean output. The top k are the k highest scores,
+signed (as ``msa_core.analysis.ranking`` ranks units): a unit that lowers the output when present
+ranks last, not first. Permutation samplers keep every sample's scores
 (``PermutationEstimator.track_scores``), so a score's standard error is that of its own samples
 (Student-t, samples - 1 degrees of freedom). A result without them (``ModesResult.top_k_status`` of
-an untargeted run) bounds it by the mean of the elements' standard errors (the standard deviation
-of a mean is at most the mean of the standard deviations): wider, never too narrow.
+an untargeted run) uses the run's recorded ``score_stderr`` for one group of all outputs, and
+otherwise bounds it by the mean of the elements' standard errors (the standard deviation of a mean
+is at most the mean of the standard deviations): wider, never too narrow.
 
-Decision, per group, from intervals ``[L, U]`` of |score|: unit u is *in* the top k when at most
-k - 1 other units have ``U_v >= L_u``, *out* when at least k have ``L_v > U_u``, unresolved
-otherwise; the group is resolved when k units are in. The claim holds with probability at least
-``level`` when all intervals hold together: each unit's interval is at ``1 - alpha_j / N``
-(Bonferroni over the N units), and the rule is only checked at *looks*, the first block after
-which the samples reach ``16 x 1.5^j``, look j spending ``alpha_j = alpha / ((j + 1)(j + 2))``
-(they sum to alpha), so stopping at the first resolved look keeps its error below alpha despite
-the repeated looks (Neuron Shapley's bandit stops the same way, with Hoeffding bounds instead of t
-intervals). A run that ends without a look reports its status at the next unused look's level.
+Decision (``top_k_decision``, the one rule every "top k resolved" of the package calls: this stop
+rule, ``UnitRanking.top_resolved`` and the LLM preflight's ``needed_permutations``), per group, from
+intervals ``[L, U]`` of the score: unit u is *in* the top k when at most k - 1 other units have
+``U_v >= L_u``, *out* when at least k have ``L_v > U_u``, unresolved otherwise; the group is
+resolved when k units are in, i.e. the k-th highest interval clears the (k+1)-th. The claim holds
+with probability at least ``level`` when all intervals hold together: each unit's interval is at
+``1 - alpha_j / N`` (Bonferroni over the N units), and the rule is only checked at *looks*, the
+first block after which the samples reach ``16 x 1.5^j``, look j spending
+``alpha_j = alpha / ((j + 1)(j + 2))`` (they sum to alpha), so stopping at the first resolved look
+keeps its error below alpha despite the repeated looks (Neuron Shapley's bandit stops the same
+way, with Hoeffding bounds instead of t intervals). A run that ends without a look reports its
+status at the next unused look's level.
 
 >>> scores = np.array([[5.0], [4.0], [1.0], [0.9]])
 >>> status = TopK(2).decide(scores, np.full((4, 1), 0.1), dof=100, alpha=0.05)
@@ -92,7 +98,7 @@ def stop_rule(
 @dataclass
 class GroupStatus:
     """One group's decision: unit indices confidently in the top k, confidently out, and
-    unresolved (each most important first)."""
+    unresolved (each highest score first)."""
 
     top: list[int]
     out: list[int]
@@ -134,7 +140,7 @@ class TopKStatus:
 
 @dataclass(frozen=True)
 class TopK:
-    """Target: the ``k`` most important units (|score|, see the module) resolved at ``level``.
+    """Target: the ``k`` units of highest score (signed, see the module) resolved at ``level``.
 
     Args:
         k: units to resolve, 1 <= k < N.
@@ -225,24 +231,15 @@ class TopK:
     ) -> TopKStatus:
         """The decision from scores and standard errors ``[N, G]`` with ``dof`` degrees of freedom,
         spending ``alpha`` on all N units together (Bonferroni)."""
-        from scipy.stats import t
-
-        n = scores.shape[0]
-        unit_alpha = alpha / n
-        half = float(t.ppf(1 - unit_alpha / 2, dof)) * np.nan_to_num(stderr, nan=np.inf)
-        low, high = scores - half, scores + half
-        # intervals of |score|
-        abs_low = np.where((low <= 0) & (high >= 0), 0.0, np.minimum(np.abs(low), np.abs(high)))
-        abs_high = np.maximum(np.abs(low), np.abs(high))
         groups = [
-            _group_status(np.abs(scores[:, g]), abs_low[:, g], abs_high[:, g], self.k)
+            top_k_decision(scores[:, g], stderr[:, g], self.k, alpha, dof)
             for g in range(scores.shape[1])
         ]
         return TopKStatus(
             self.k,
             self.per_group,
             self.level,
-            1 - unit_alpha,
+            1 - alpha / scores.shape[0],
             look,
             groups,
             scores.tolist(),
@@ -250,19 +247,40 @@ class TopK:
         )
 
 
-def _group_status(importance: np.ndarray, low: np.ndarray, high: np.ndarray, k: int) -> GroupStatus:
-    """In / out / unresolved of one group from |score| ``[N]`` and its interval ``[N]`` each."""
-    n = importance.shape[0]
+def top_k_decision(
+    scores: np.ndarray, stderr: np.ndarray, k: int, alpha: float, dof: float = math.inf
+) -> GroupStatus:
+    """Which units are surely among the ``k`` highest scores, surely not, or unresolved (see the
+    module): the one boundary rule of every "top k resolved" in the package.
+
+    Args:
+        scores, stderr: ``[N]`` signed scores (highest first) and their standard errors (NaN:
+            unknown, an unbounded interval).
+        k: units in the top, 1 <= k.
+        alpha: error spent on all N intervals together (each at ``1 - alpha / N``).
+        dof: degrees of freedom of the standard errors (``inf``: normal quantiles).
+    Returns:
+        ``GroupStatus`` of unit indices, highest score first; resolved when ``len(top) == k``.
+
+    >>> top_k_decision(np.array([5.0, 4.0, -6.0, 1.0]), np.full(4, 0.1), 2, 0.05)
+    GroupStatus(top=[0, 1], out=[3, 2], unresolved=[])
+    """
+    from scipy.stats import t
+
+    n = scores.shape[0]
+    quantile = float(t.ppf(1 - alpha / n / 2, dof))
+    half = quantile * np.nan_to_num(np.asarray(stderr, dtype=float), nan=np.inf)
+    low, high = scores - half, scores + half
     sorted_high, sorted_low = np.sort(high), np.sort(low)
     # others that may reach me: upper bound at or above my lower bound (a tie is not resolved;
     # my own bound counts and is taken off)
     above = n - np.searchsorted(sorted_high, low, side="left") - 1
     # others surely above me: lower bound strictly above my upper bound (never myself)
     surely_above = n - np.searchsorted(sorted_low, high, side="right")
-    by_importance = np.argsort(-importance, kind="stable")
-    top = [int(u) for u in by_importance if above[u] <= k - 1]
-    out = [int(u) for u in by_importance if surely_above[u] >= k]
-    unresolved = [int(u) for u in by_importance if above[u] > k - 1 and surely_above[u] < k]
+    by_score = np.argsort(-scores, kind="stable")
+    top = [int(u) for u in by_score if above[u] <= k - 1]
+    out = [int(u) for u in by_score if surely_above[u] >= k]
+    unresolved = [int(u) for u in by_score if above[u] > k - 1 and surely_above[u] < k]
     return GroupStatus(top, out, unresolved)
 
 

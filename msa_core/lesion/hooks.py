@@ -96,8 +96,12 @@ def _register(hook: Hook) -> RemovableHandle:
 
 @contextmanager
 def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Run the body with every submodule in eval mode, then restore each one's own training flag."""
+    """Run the body with every submodule in eval mode, then restore each one's own training flag
+    (a model already in eval mode, the usual case, is left untouched: no flag is written)."""
     flags = [(module, module.training) for module in model.modules()]
+    if not any(flag for _, flag in flags):
+        yield
+        return
     model.eval()
     try:
         yield

@@ -42,7 +42,7 @@ class RunRequest:
             on (``msa_core.tasks``); for a sentence encoder a pairs file (``zoo.encoder``), for an
             image classifier a folder with ``labels.csv`` (``zoo.vision``). Its content hash, not
             its path, is part of the run's identity.
-        top_k: stop as soon as the top_k most important units are resolved at 95% (a
+        top_k: stop as soon as the top_k units of highest score are resolved at 95% (a
             ``stopping.TopK`` target; the budget is the most the run may use); None: no target.
         per_group: with ``top_k``, one top k per index of the first output axis.
 

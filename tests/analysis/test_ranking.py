@@ -103,3 +103,29 @@ def test_a_run_whose_noise_exceeds_its_signal_says_so_on_its_pages_and_report():
     page = report_html(noisy)
     assert '<p class="warning">Noise exceeds signal' in page
     assert "Noise exceeds signal" not in report_html(clear)
+
+
+def test_the_three_top_k_notions_are_one_rule():
+    """The stop rule (``TopK.decide``), the ranking (``top_resolved``) and the LLM preflight
+    (``needed_permutations``) all decide with ``stopping.top_k_decision``: on signed scores, a
+    negative unit of large |score| ranks last, and the three agree on random scores."""
+    from msa_core.analysis.llm_preflight import needed_permutations
+    from msa_core.estimators.stopping import TopK, top_k_decision
+
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        n, k = int(rng.integers(3, 9)), int(rng.integers(1, 3))
+        scores, stderr = rng.normal(size=n), rng.uniform(0.01, 0.5, size=n)
+        ranked = ranking_of(scores, stderr, [f"u{i}" for i in range(n)])
+        status = TopK(k).decide(scores[:, None], stderr[:, None], np.inf, alpha=0.05)
+        resolved = len(top_k_decision(scores, stderr, k, alpha=0.05).top) == k
+        assert ranked.top_resolved(k) == status.resolved == resolved
+        need = needed_permutations(scores[:, None], stderr[:, None], 4, k, 0.95)[0]
+        if np.isfinite(need) and need > 4:  # resolved at need, not one permutation before
+            at_need, before = (stderr * np.sqrt(4 / p) for p in (need, need - 1))
+            assert len(top_k_decision(scores, at_need, k, 0.05).top) == k
+            assert len(top_k_decision(scores, before, k, 0.05).top) < k
+        else:
+            assert need != 4 or resolved
+    signed = top_k_decision(np.array([5.0, -9.0, 4.0, 1.0]), np.full(4, 0.1), 2, 0.05)
+    assert signed.top == [0, 2] and signed.out == [3, 1]
