@@ -25,6 +25,7 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
+from msa_core.analysis import study2
 from msa_core.analysis.group_heatmap import unit_layers
 from msa_core.analysis.lesions import (
     keep_only,
@@ -39,9 +40,6 @@ from msa_core.analysis.study2 import (
     layer_shares,
     selectivity,
     task_correlation,
-)
-from msa_core.analysis.study2 import (
-    correlation_figure as study2_correlation_figure,
 )
 from msa_core.errors import MSAInputError
 from msa_core.lesion import ModelGame
@@ -206,41 +204,19 @@ def layer_share_figure(shares: np.ndarray, groups: Sequence[str]) -> go.Figure:
 
 def correlation_figure(correlation: np.ndarray, groups: Sequence[str]) -> go.Figure:
     """Group x group correlation of contribution vectors (study 2's figure, titled for groups)."""
-    return study2_correlation_figure(
+    return study2.correlation_figure(
         correlation, groups, title="Correlation of groups' contribution vectors"
     )
 
 
 def lesion_figure(lesion: SelectiveLesion, groups: Sequence[str]) -> go.Figure:
     """Every group's loss before and after removing one group's selective units."""
-    figure = go.Figure(
-        [
-            go.Bar(name="intact", x=list(groups), y=lesion.loss_before),
-            go.Bar(
-                name=f"without {len(lesion.experts)} units", x=list(groups), y=lesion.loss_after
-            ),
-        ]
-    )
-    figure.update_layout(
-        barmode="group",
-        yaxis_title="loss (nats per example)",
-        title=f"Selective lesion for {groups[lesion.language]}: ratio {lesion.ratio:.1f}x",
-    )
-    return figure
+    return study2.lesion_figure(lesion, groups, loss_unit="nats per example")
 
 
 def removal_figure(curves: RemovalCurves) -> go.Figure:
     """Mean loss vs units removed, highest-Shapley-first and lowest-first."""
-    figure = go.Figure(
-        [
-            go.Scatter(x=curves.ks, y=curves.highest_first, name="highest Shapley first"),
-            go.Scatter(x=curves.ks, y=curves.lowest_first, name="lowest Shapley first"),
-        ]
-    )
-    figure.update_layout(
-        title="Removal curves", xaxis_title="units removed", yaxis_title="mean loss (nats)"
-    )
-    return figure
+    return study2.removal_figure(curves, units="units", loss_unit="nats")
 
 
 # ---------------------------------------------------------------- the whole study

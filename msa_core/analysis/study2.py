@@ -460,10 +460,18 @@ def correlation_figure(
 
 
 def lesion_figure(
-    lesion: SelectiveLesion, language_names: Sequence[str], player_names: Sequence[str]
+    lesion: SelectiveLesion,
+    language_names: Sequence[str],
+    player_names: Sequence[str] | None = None,
+    loss_unit: str = "nats per byte",
 ) -> go.Figure:
-    """Every language's loss before and after removing one language's selective experts."""
-    removed = ", ".join(player_names[e] for e in lesion.experts)
+    """Every language's (group's) loss before and after removing one language's selective units,
+    named by ``player_names`` (None: counted)."""
+    removed = (
+        ", ".join(player_names[e] for e in lesion.experts)
+        if player_names is not None
+        else f"{len(lesion.experts)} units"
+    )
     figure = go.Figure(
         [
             go.Bar(name="intact", x=list(language_names), y=lesion.loss_before),
@@ -472,34 +480,26 @@ def lesion_figure(
     )
     figure.update_layout(
         barmode="group",
-        yaxis_title="loss (nats per byte)",
+        yaxis_title=f"loss ({loss_unit})",
         title=f"Selective lesion for {language_names[lesion.language]}: ratio {lesion.ratio:.1f}x",
     )
     return figure
 
 
-def removal_figure(curves: RemovalCurves) -> go.Figure:
-    """Loss vs k experts removed, highest-Shapley-first and lowest-first."""
+def removal_figure(
+    curves: RemovalCurves, units: str = "experts", loss_unit: str = "nats per byte"
+) -> go.Figure:
+    """Loss vs k ``units`` removed, highest-Shapley-first and lowest-first."""
     figure = go.Figure(
         [
-            go.Scatter(
-                x=curves.ks,
-                y=curves.highest_first,
-                name="highest Shapley first",
-                mode="lines+markers",
-            ),
-            go.Scatter(
-                x=curves.ks,
-                y=curves.lowest_first,
-                name="lowest Shapley first",
-                mode="lines+markers",
-            ),
+            go.Scatter(x=curves.ks, y=y, name=f"{order} Shapley first", mode="lines+markers")
+            for order, y in (("highest", curves.highest_first), ("lowest", curves.lowest_first))
         ]
     )
     figure.update_layout(
         title="Removal curves",
-        xaxis_title="experts removed",
-        yaxis_title="mean loss (nats per byte)",
+        xaxis_title=f"{units} removed",
+        yaxis_title=f"mean loss ({loss_unit})",
     )
     return figure
 
