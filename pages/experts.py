@@ -4,6 +4,8 @@ that back it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -91,51 +93,59 @@ def with_progress(what: str) -> study2.Progress:
     return told
 
 
+def kept_with_run(fingerprint: str, analysis: str, compute: Callable[[], dict]) -> dict:
+    """The analysis kept with the run (``RunStore.analysis``), else ``compute()``d once (with its
+    own progress bar) and kept for every later session."""
+    kept = store().analysis(fingerprint, analysis)
+    if kept is None:
+        kept = compute()
+        store().keep_analysis(fingerprint, analysis, kept)
+    return kept
+
+
 def lesions_of(fingerprint: str, k: int) -> list[study2.SelectiveLesion]:
     """Every language's selective lesion of ``k`` experts (evaluation sentences, not the game's),
-    computed once per run and k (with a progress bar) and kept with the run; the continuations
-    come one language at a time (``continuations_of``)."""
-    analysis = f"selective-lesions-k{k}"
-    kept = store().analysis(fingerprint, analysis)
-    if kept is not None:
-        return [study2.SelectiveLesion.from_dict(item) for item in kept["lesions"]]
-    eval_inputs, eval_languages = moe.eval_inputs()
-    lesions = study2.selective_lesions(
-        model(name).model,
-        eval_inputs,
-        eval_languages,
-        matrix_of(fingerprint),
-        k=k,
-        progress=with_progress(
-            f"Lesioning each language's top {k} experts (once per run and k, then kept with it)"
-        ),
-    )
-    store().keep_analysis(fingerprint, analysis, {"lesions": [item.to_dict() for item in lesions]})
-    return lesions
+    once per run and k; the continuations come one language at a time (``continuations_of``)."""
+
+    def compute() -> dict:
+        lesions = study2.selective_lesions(
+            model(name).model,
+            *moe.eval_inputs(),
+            matrix_of(fingerprint),
+            k=k,
+            progress=with_progress(
+                f"Lesioning each language's top {k} experts (once per run and k, then kept with it)"
+            ),
+        )
+        return {"lesions": [item.to_dict() for item in lesions]}
+
+    kept = kept_with_run(fingerprint, f"selective-lesions-k{k}", compute)
+    return [study2.SelectiveLesion.from_dict(item) for item in kept["lesions"]]
 
 
 def continuations_of(fingerprint: str, language: int, experts: tuple[int, ...]) -> tuple[str, str]:
-    """The greedy continuation of the language's prompt, intact and without ``experts``, computed
-    once (with a progress bar) and kept with the run."""
+    """The greedy continuation of the language's prompt, intact and without ``experts``, once."""
+
+    def compute() -> dict:
+        keep = np.ones(res.n_players, dtype=bool)
+        keep[list(experts)] = False
+        texts = {}
+        for coalition, which in ((None, "intact"), (keep, "lesioned")):
+            picked = study2.greedy_continuation(
+                model(name).model,
+                moe.prompts()[language],
+                moe.CONTINUATION_BYTES,
+                coalition,
+                progress=with_progress(
+                    f"Greedy continuation, {which} (once, then kept with the run)"
+                ),
+            )
+            texts[which] = picked.decode("utf-8", errors="replace")
+        return texts
+
     analysis = f"continuation-{language}-without-{'-'.join(map(str, experts))}"
-    kept = store().analysis(fingerprint, analysis)
-    if kept is not None:
-        return kept["intact"], kept["lesioned"]
-    keep = np.ones(res.n_players, dtype=bool)
-    keep[list(experts)] = False
-    prompt = moe.prompts()[language]
-    texts = []
-    for coalition, which in ((None, "intact"), (keep, "lesioned")):
-        picked = study2.greedy_continuation(
-            model(name).model,
-            prompt,
-            moe.CONTINUATION_BYTES,
-            coalition,
-            progress=with_progress(f"Greedy continuation, {which} (once, then kept with the run)"),
-        )
-        texts.append(picked.decode("utf-8", errors="replace"))
-    store().keep_analysis(fingerprint, analysis, {"intact": texts[0], "lesioned": texts[1]})
-    return texts[0], texts[1]
+    kept = kept_with_run(fingerprint, analysis, compute)
+    return kept["intact"], kept["lesioned"]
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -145,27 +155,36 @@ def matrix_of(fingerprint: str) -> np.ndarray:
     )
 
 
-@st.cache_resource(
-    show_spinner="Removing experts by rank (66 lesioned passes, once per run)…", max_entries=8
-)
 def curves_of(fingerprint: str) -> study2.RemovalCurves:
-    eval_inputs, eval_languages = moe.eval_inputs()
-    return study2.removal_curves(
-        model(name).model, eval_inputs, eval_languages, study2.expert_scores(matrix_of(fingerprint))
-    )
+    """Removal curves (66 lesioned passes), once per run."""
+
+    def compute() -> dict:
+        curves = study2.removal_curves(
+            model(name).model,
+            *moe.eval_inputs(),
+            study2.expert_scores(matrix_of(fingerprint)),
+            progress=with_progress("Removing experts by rank (once per run, then kept with it)"),
+        )
+        return curves.to_dict()
+
+    return study2.RemovalCurves.from_dict(kept_with_run(fingerprint, "removal-curves", compute))
 
 
-@st.cache_resource(
-    show_spinner=(
-        "Keeping only k experts, by Shapley value and at random (44 passes, once per run)…"
-    ),
-    max_entries=8,
-)
 def pruning_of(fingerprint: str) -> study2.Pruning:
-    eval_inputs, eval_languages = moe.eval_inputs()
-    return study2.pruning(
-        model(name).model, eval_inputs, eval_languages, study2.expert_scores(matrix_of(fingerprint))
-    )
+    """Keep-only-k losses by Shapley value and at random (44 passes), once per run."""
+
+    def compute() -> dict:
+        pruned = study2.pruning(
+            model(name).model,
+            *moe.eval_inputs(),
+            study2.expert_scores(matrix_of(fingerprint)),
+            progress=with_progress(
+                "Keeping only k experts, by Shapley value and at random (once per run, then kept)"
+            ),
+        )
+        return pruned.to_dict()
+
+    return study2.Pruning.from_dict(kept_with_run(fingerprint, "pruning", compute))
 
 
 @st.cache_data(

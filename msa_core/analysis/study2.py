@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, Self
 
 import numpy as np
 import plotly.graph_objects as go
@@ -303,8 +303,24 @@ def selective_lesions(
     return lesions
 
 
+class ArrayRecord:
+    """A dataclass of numpy arrays that a run keeps as JSON (``RunStore.keep_analysis``).
+
+    >>> curves = RemovalCurves(np.array([0, 1]), np.array([1.0, 2.0]), np.array([1.0, 1.5]))
+    >>> RemovalCurves.from_dict(curves.to_dict()).lowest_first.tolist()
+    [1.0, 1.5]
+    """
+
+    def to_dict(self) -> dict[str, list]:
+        return {item.name: np.asarray(getattr(self, item.name)).tolist() for item in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, list]) -> Self:
+        return cls(**{item.name: np.asarray(data[item.name]) for item in fields(cls)})
+
+
 @dataclass
-class RemovalCurves:
+class RemovalCurves(ArrayRecord):
     """Mean loss over languages after removing k experts, highest-Shapley-first and lowest-first."""
 
     ks: np.ndarray  # [M]
@@ -329,13 +345,16 @@ def removal_curves(
     languages: torch.Tensor,
     scores: np.ndarray,
     ks: Sequence[int] | None = None,
+    progress: Progress | None = None,
 ) -> RemovalCurves:
     """Removal curves over ``ks`` (default 0..N); loss is the mean over languages of their mean
-    loss."""
+    loss; ``progress(done, total)`` after each lesioned pass."""
     counts, curves = lesions.rank_curves(
         scores,
         ks,
-        lambda removed: language_losses(model, inputs, languages, removed).mean(axis=1),
+        lambda removed: language_losses(model, inputs, languages, removed, progress=progress).mean(
+            axis=1
+        ),
         ("lesion_top", "lesion_bottom"),
         "expert",
     )
@@ -343,7 +362,7 @@ def removal_curves(
 
 
 @dataclass
-class Pruning:
+class Pruning(ArrayRecord):
     """Mean loss keeping only k experts: the top-k by Shapley value vs k chosen at random."""
 
     ks: np.ndarray  # [M]
@@ -360,13 +379,16 @@ def pruning(
     fractions: Sequence[float] = (0.25, 0.5, 0.75, 0.9),
     n_random: int = 10,
     seed: int = 0,
+    progress: Progress | None = None,
 ) -> Pruning:
     """Keep-only-k losses for k = ``fractions`` of N: the top-k by ``scores`` vs ``n_random`` random
-    sets."""
+    sets; ``progress(done, total)`` after each pass."""
     ks, (shapley,), random = lesions.pruning_curves(
         [scores],
         fractions,
-        lambda kept: language_losses(model, inputs, languages, kept).mean(axis=1),
+        lambda kept: language_losses(model, inputs, languages, kept, progress=progress).mean(
+            axis=1
+        ),
         n_random,
         seed,
     )

@@ -145,3 +145,14 @@ def test_a_stored_run_shows_its_matrix_lesions_and_per_token_modes(
         "top-k by Shapley",
         "random k",
     ]
+    # the curves are kept with the run too: a new session draws them without a lesioned pass
+    curves = charts(app)["Removal curves"]
+    with monkeypatch.context() as patched:
+        for slow in ("removal_curves", "pruning"):
+            patched.setattr(study2, slow, lambda *args, **kwargs: pytest.fail("recomputed"))
+        again = open_page("pages/experts.py")
+        again.session_state["experts_tab"] = "Removal and pruning"
+        again.run()
+        again.toggle(key="experts_pruning_on").set_value(True).run()
+        assert not again.exception and not again.error, [e.value for e in again.error]
+        assert charts(again)["Removal curves"] == curves
