@@ -463,3 +463,13 @@ def format_seconds(seconds: float | None) -> str:
 
 def timestamp(epoch: float) -> str:
     return time.strftime("%b %d %H:%M", time.localtime(epoch))
+
+
+def kept_with_run(fingerprint: str, analysis: str, compute: Callable[[], dict]) -> dict:
+    """The analysis kept with the run (``RunStore.analysis``), else ``compute()``d once (with its
+    own progress bar) and kept for every later session."""
+    kept = store().analysis(fingerprint, analysis)
+    if kept is None:
+        kept = compute()
+        store().keep_analysis(fingerprint, analysis, kept)
+    return kept

@@ -4,8 +4,6 @@ that back it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -18,7 +16,7 @@ from msa_core.analysis.ranking import NOISE_LEGEND, within_noise
 from msa_core.lesion import ModelGame
 from msa_core.runs import RunRequest
 from msa_core.zoo import moe
-from pages.common import explained_errors, model, plain, result, store
+from pages.common import explained_errors, kept_with_run, model, plain, result
 from pages.studies import study_run
 from pages.uncertainty import MARKS_CAPTION, noise_banner
 
@@ -91,16 +89,6 @@ def with_progress(what: str) -> study2.Progress:
             bar.progress(done / total, text=f"{what}: {done} of {total}")
 
     return told
-
-
-def kept_with_run(fingerprint: str, analysis: str, compute: Callable[[], dict]) -> dict:
-    """The analysis kept with the run (``RunStore.analysis``), else ``compute()``d once (with its
-    own progress bar) and kept for every later session."""
-    kept = store().analysis(fingerprint, analysis)
-    if kept is None:
-        kept = compute()
-        store().keep_analysis(fingerprint, analysis, kept)
-    return kept
 
 
 def lesions_of(fingerprint: str, k: int) -> list[study2.SelectiveLesion]:

@@ -10,7 +10,12 @@ from msa_core.analysis import llm
 from msa_core.analysis.group_heatmap import group_matrix_figure
 from msa_core.analysis.llm_preflight import llm_preflight
 from msa_core.analysis.ranking import NOISE_LEGEND, within_noise
-from msa_core.analysis.study2 import selectivity, selectivity_stderr
+from msa_core.analysis.study2 import (
+    RemovalCurves,
+    SelectiveLesion,
+    selectivity,
+    selectivity_stderr,
+)
 from msa_core.deployment import deployment
 from msa_core.lesion import ModelGame
 from msa_core.runs import RunRequest, fingerprint_of
@@ -27,6 +32,7 @@ from msa_core.tasks import (
 from msa_core.zoo import LoadedModel, list_models
 from pages.common import (
     explained_errors,
+    kept_with_run,
     model,
     pick_run,
     picked_result,
@@ -68,19 +74,33 @@ def task_game(fingerprint: str) -> tuple[ModelGame, np.ndarray]:
     return loaded.game(units, "task_logprob"), llm.group_matrix(res, loaded.task.task)
 
 
-@st.cache_resource(show_spinner="Lesioning…", max_entries=16)
-def lesions_of(fingerprint: str, k: int) -> list:
-    loaded = loaded_of(fingerprint)
-    game, matrix = task_game(fingerprint)
-    return llm.selective_lesions(game, loaded.task.task, matrix, k, loaded.tokenizer)
+def lesions_of(fingerprint: str, k: int) -> list[SelectiveLesion]:
+    """Each group's selective lesion of ``k`` units, with greedy continuations, once per run
+    and k."""
+
+    def compute() -> dict:
+        loaded = loaded_of(fingerprint)
+        game, matrix = task_game(fingerprint)
+        with st.spinner(f"Lesioning each group's top {k} units (once, then kept with the run)…"):
+            lesions = llm.selective_lesions(game, loaded.task.task, matrix, k, loaded.tokenizer)
+        return {"lesions": [lesion.to_dict() for lesion in lesions]}
+
+    kept = kept_with_run(fingerprint, f"llm-selective-lesions-k{k}", compute)
+    return [SelectiveLesion.from_dict(item) for item in kept["lesions"]]
 
 
-@st.cache_resource(show_spinner="Removing units by rank…", max_entries=8)
-def curves_of(fingerprint: str):
-    game, matrix = task_game(fingerprint)
-    n = matrix.shape[1]
-    ks = sorted({int(round(f * n)) for f in (0, 0.05, 0.1, 0.2, 0.5, 1.0)})
-    return llm.removal_curves(game, loaded_of(fingerprint).task.task, matrix.mean(0), ks)
+def curves_of(fingerprint: str) -> RemovalCurves:
+    """Removal curves at 0, 5, 10, 20, 50 and 100% of the units, once per run."""
+
+    def compute() -> dict:
+        game, matrix = task_game(fingerprint)
+        n = matrix.shape[1]
+        ks = sorted({int(round(f * n)) for f in (0, 0.05, 0.1, 0.2, 0.5, 1.0)})
+        with st.spinner("Removing units by rank (once, then kept with the run)…"):
+            curves = llm.removal_curves(game, loaded_of(fingerprint).task.task, matrix.mean(0), ks)
+        return curves.to_dict()
+
+    return RemovalCurves.from_dict(kept_with_run(fingerprint, "llm-removal-curves", compute))
 
 
 st.title("LLM")

@@ -53,6 +53,8 @@ def test_a_stored_task_run_shows_the_matrix_and_a_selective_lesion(
     assert not app.exception, [e.value for e in app.exception]
     assert len(app.get("plotly_chart")) >= 4  # matrix, layer shares, correlation, the lesion
     assert any("Greedy continuation" in md.value for md in app.markdown)
+    kept = [key.split(":")[-1] for key in RunStore(cache_dir).rows["work"].keys("analysis:")]
+    assert any(name.startswith("llm-selective-lesions-k") for name in kept), kept  # with the run
     app.selectbox[-1].select("language").run()
     assert not app.exception, [e.value for e in app.exception]
     # before launch: each group's intact score and the budget a top-k target needs
