@@ -303,6 +303,7 @@ def selective_lesions(
     return lesions
 
 
+@dataclass
 class ArrayRecord:
     """A dataclass of numpy arrays that a run keeps as JSON (``RunStore.keep_analysis``).
 
