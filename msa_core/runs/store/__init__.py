@@ -2,22 +2,23 @@
 processes.
 
 Layout under one directory (default ``$MSA_CACHE_DIR``, else ``$XDG_CACHE_HOME/msa-dashboard``, else
-``~/.cache/msa-dashboard``): ``results/`` (finished results and family base checkpoints; the least
+``~/.cache/msa-dashboard``):``results/`` (finished results and family base checkpoints; the least
 recently used go past ``size_limit`` bytes) and ``work/`` (never evicted), see ``caches``. Each key
 namespace has one owner module, which alone spells its prefix (``namespace.Namespace``):
 
-======================  ===========  =====================================================
-keys                    folder       owner
-======================  ===========  =====================================================
-``<fingerprint>``       results/     ``results``: finished results (npz bytes)
-``base:<family>``       results/     ``checkpoints.BASES``: a family's base checkpoint
-``ix:<sha>``            results/     ``interactions.INTERACTIONS``: interaction results
-``index:<fingerprint>`` work/        ``index.INDEX``: what ``list`` shows (JSON)
-``ixindex:<sha>``       work/        ``interactions.INTERACTION_INDEX`` (JSON)
-``ckpt:<owner>``        work/        ``checkpoints.CHECKPOINTS``: checkpoints (npz bytes)
-``progress:<owner>``    work/        ``progress.PROGRESS``: progress records (JSON)
-``lock:<owner>``        work/        ``locks.LOCKS``: who computes a run (JSON)
-======================  ===========  =====================================================
+=========================  ===========  =====================================================
+keys                       folder       owner
+=========================  ===========  =====================================================
+``<fingerprint>``          results/     ``results``: finished results (npz bytes)
+``base:<family>``          results/     ``checkpoints.BASES``: a family's base checkpoint
+``ix:<sha>``               results/     ``interactions.INTERACTIONS``: interaction results
+``index:<fingerprint>``    work/        ``index.INDEX``: what ``list`` shows (JSON)
+``ixindex:<sha>``          work/        ``interactions.INTERACTION_INDEX`` (JSON)
+``ckpt:<owner>``           work/        ``checkpoints.CHECKPOINTS``: checkpoints (npz bytes)
+``progress:<owner>``       work/        ``progress.PROGRESS``: progress records (JSON)
+``lock:<owner>``           work/        ``locks.LOCKS``: who computes a run (JSON)
+``analysis:<fp>:<name>``   work/        ``analyses.ANALYSES``: kept analyses of a run (JSON)
+=========================  ===========  =====================================================
 
 ``RunStore`` (``run_store``) is the one class callers use; ``msa_core.runs.repair`` reads rows
 through the same namespaces. Only bytes, strings and numbers are stored, and the disk layer
