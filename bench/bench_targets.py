@@ -5,7 +5,7 @@ run with ``target=TopK(k, per_group)`` (permutation sampling, at most ``--cap`` 
 against plain runs of fixed budgets, one torch thread. Printed per case: permutations and CPU
 seconds the targeted run used and what it resolved (groups whose top k is known at 95%; units still
 unresolved); the same for a fixed run of the same cost (another seed), whose status is read
-afterwards from its standard errors (``ModesResult.top_k_status``, one look), and for a fixed run
+afterwards from its standard errors (``top_k_status``, one look), and for a fixed run
 of 1000 permutations (the paper's budget).
 
 ``--llm`` (after ``python -m msa_core.zoo.fetch smollm2``): SmolLM2-135M's 270 heads on the bundled
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from common import table
 
-from msa_core import TopK, shapley_modes
+from msa_core import TopK, shapley_modes, top_k_status
 from msa_core.analysis.llm_preflight import (
     GroupMeanGame,
     needed_permutations,
@@ -46,7 +46,7 @@ CASES = (  # model, units, output, k, per_group
 
 
 def summary(res) -> str:
-    status = res.top_k_status()
+    status = top_k_status(res)
     done = sum(len(group.top) == status.k for group in status.groups)
     open_units = sum(len(group.unresolved) for group in status.groups)
     return f"{done}/{len(status.groups)} groups, {open_units} units open"
@@ -70,8 +70,8 @@ def llm_rows(units: str, k: int, cap: int, seed: int = 0) -> list[tuple[str, ...
     target = TopK(k, per_group=True)
     targeted, targeted_cpu = run(game, n_permutations=cap, seed=seed, target=target)
     fixed, fixed_cpu = run(game, n_permutations=targeted.n_permutations, seed=seed + 100)
-    status = targeted.top_k_status()
-    same = fixed.top_k_status(k, per_group=True)
+    status = top_k_status(targeted)
+    same = top_k_status(fixed, k, per_group=True)
     scores = np.array(status.scores)
     need = needed_permutations(
         scores, np.array(status.score_stderr), targeted.n_permutations, k, target.level
@@ -151,7 +151,7 @@ def main() -> None:
         for seed in range(args.seeds):
             res, seconds = run(game, n_permutations=args.cap, seed=seed, target=target)
             same, _ = run(game, n_permutations=res.n_permutations, seed=seed + 100)
-            status = same.top_k_status(k, per_group)
+            status = top_k_status(same, k, per_group)
             same_done = sum(len(group.top) == k for group in status.groups)
             cells.append(
                 (
@@ -160,7 +160,7 @@ def main() -> None:
                 )
             )
         fixed, fixed_seconds = run(game, n_permutations=1000, seed=0)
-        status = fixed.top_k_status(k, per_group)
+        status = top_k_status(fixed, k, per_group)
         fixed_done = sum(len(group.top) == k for group in status.groups)
         label = f"{model}, {units}, {output} {list(fixed.output_shape)}, top {k}" + (
             " per group" if per_group else ""

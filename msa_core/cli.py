@@ -349,7 +349,9 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def _top_k_line(result: ModesResult) -> str:
     """One line per group of a top-k run: resolved or not, the units confidently in the top."""
-    status = result.top_k_status()
+    from msa_core.estimators.stopping import top_k_status
+
+    status = top_k_status(result)
     names = result.player_names
     lines = [
         f"top {status.k} at {status.level:.0%}: "

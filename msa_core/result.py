@@ -4,17 +4,13 @@ obtained."""
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from msa_core.errors import MSAInputError
-
-if TYPE_CHECKING:  # the estimators package is imported only where a status is asked for
-    from msa_core.estimators.stopping import TopKStatus
 
 NPZ_KEYS = ("modes", "stderr", "v_full", "v_empty", "player_names", "meta")
 SCORE_STDERR_KEY = "score_stderr"  # optional: results saved before it existed lack it
@@ -79,51 +75,6 @@ class ModesResult:
             raise MSAInputError(f"level must lie strictly between 0 and 1; got {level!r}")
         half = interval_multiplier(self.meta.get("stderr_dof"), level) * self.stderr
         return self.modes - half, self.modes + half
-
-    def top_k_status(
-        self, k: int | None = None, per_group: bool | None = None, level: float | None = None
-    ) -> TopKStatus:
-        """Which units are confidently in or out of the top k by score (signed), per group (see
-        ``msa_core.estimators.stopping``), and which are unresolved.
-
-        A targeted run's own status (``meta["target"]``: its scores' own standard errors, at the
-        look it stopped at) when ``k``, ``per_group`` and ``level`` match it or are None; otherwise
-        one look at this result, each score's standard error the recorded ``score_stderr`` for one
-        group of all outputs, else bounded by the mean of its elements' (wider, never too
-        narrow).
-
-        Args:
-            k: units in the top (required unless the run had a target); 1 <= k < N.
-            per_group: one top k per index of the first output axis (None: the target's, or False).
-            level: confidence of the claim about all units together (None: the target's, or
-                0.95).
-
-        Raises:
-            MSAInputError: no ``k`` and no target, ``k`` out of range, or ``per_group`` with a
-                scalar output.
-        """
-        from msa_core.estimators.stopping import TopK, TopKStatus, group_scores
-
-        saved = self.meta.get("target")
-        if isinstance(saved, dict) and saved.get("kind") == "top_k":
-            status = TopKStatus.from_meta(saved)
-            if (
-                k in (None, status.k)
-                and per_group in (None, status.per_group)
-                and level in (None, status.level)
-            ):
-                return status
-        if k is None:
-            raise MSAInputError("k is required: this result was not run with a top-k target")
-        target = TopK(k, bool(per_group), 0.95 if level is None else level)
-        target.check_players(self.n_players)
-        dof = self.meta.get("stderr_dof")
-        scores, bound = group_scores(np.asarray(self.modes), np.asarray(self.stderr), target)
-        if scores.shape[1] == 1:
-            bound = self.score_stderr_or_bound()[0][:, None]
-        return target.decide(
-            scores, bound, math.inf if dof is None else dof, alpha=1 - target.level
-        )
 
     def score_stderr_or_bound(self) -> tuple[np.ndarray, bool]:
         """``(stderr [N], is_bound)``: the recorded ``score_stderr``, or, where the run recorded

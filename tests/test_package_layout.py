@@ -15,10 +15,6 @@ import pytest
 
 ROOT = Path(__file__).parents[1]
 PACKAGE = "msa_core"
-# The one deferred edge left: ``ModesResult.top_k_status`` imports ``estimators.stopping``, whose
-# package imports ``dispatch`` and so ``result`` again. It goes when that status moves into the
-# estimators (the run-pipeline rework of issue 25); no other edge may join it.
-KNOWN_DEFERRED = {("msa_core.result", "msa_core.estimators")}
 
 
 def module_names(root: Path) -> dict[str, Path]:
@@ -113,9 +109,6 @@ def circles(graph: dict[str, set[str]]) -> list[list[str]]:
 @pytest.mark.parametrize("deferred", [False, True], ids=["module level", "deferred too"])
 def test_msa_core_has_no_import_circle(deferred):
     graph = import_graph(ROOT, deferred)
-    if deferred:
-        for source, target in KNOWN_DEFERRED:
-            graph[source].discard(target)
     assert circles(graph) == [], "import circles in msa_core (each group imports itself)"
 
 

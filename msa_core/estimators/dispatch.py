@@ -93,7 +93,7 @@ def shapley_modes(
             (of each group) are known at ``level`` (``stopping``: checked at looks over whole
             blocks, so the same seed stops at the same block and a resumed run where it would have);
             the budget is the most it may use. ``meta["target"]`` says which units are confidently
-            in or out and which are unresolved (``ModesResult.top_k_status``). With
+            in or out and which are unresolved (``top_k_status(result)``). With
             ``target_stderr`` too, the run stops when both hold. Local backend only.
 
     Returns:

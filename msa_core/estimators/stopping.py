@@ -13,7 +13,7 @@ outputs): its Shapley value for the group's mean output. The top k are the k hig
 signed (as ``msa_core.analysis.ranking`` ranks units): a unit that lowers the output when present
 ranks last, not first. Permutation samplers keep every sample's scores
 (``PermutationEstimator.track_scores``), so a score's standard error is that of its own samples
-(Student-t, samples - 1 degrees of freedom). A result without them (``ModesResult.top_k_status`` of
+(Student-t, samples - 1 degrees of freedom). A result without them (``top_k_status`` of
 an untargeted run) uses the run's recorded ``score_stderr`` for one group of all outputs, and
 otherwise bounds it by the mean of the elements' standard errors (the standard deviation of a mean
 is at most the mean of the standard deviations): wider, never too narrow.
@@ -42,12 +42,15 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from msa_core.errors import MSAInputError
 from msa_core.estimators.base import Estimator, ScoreEstimate
+
+if TYPE_CHECKING:
+    from msa_core.result import ModesResult
 
 FIRST_LOOK = 16  # samples before the first look
 LOOK_GROWTH = 1.5  # samples grow by this factor between looks
@@ -322,3 +325,49 @@ def group_scores(
         modes.reshape(n, groups, -1).mean(axis=2),
         stderr.reshape(n, groups, -1).mean(axis=2),
     )
+
+
+def top_k_status(
+    result: ModesResult,
+    k: int | None = None,
+    per_group: bool | None = None,
+    level: float | None = None,
+) -> TopKStatus:
+    """Which units of ``result`` are confidently in or out of the top k by score (signed), per
+    group, and which are unresolved.
+
+    A targeted run's own status (``meta["target"]``: its scores' own standard errors, at the
+    look it stopped at) when ``k``, ``per_group`` and ``level`` match it or are None; otherwise
+    one look at this result, each score's standard error the recorded ``score_stderr`` for one
+    group of all outputs, else bounded by the mean of its elements' (wider, never too
+    narrow).
+
+    Args:
+        result: a finished run.
+        k: units in the top (required unless the run had a target); 1 <= k < N.
+        per_group: one top k per index of the first output axis (None: the target's, or False).
+        level: confidence of the claim about all units together (None: the target's, or
+            0.95).
+
+    Raises:
+        MSAInputError: no ``k`` and no target, ``k`` out of range, or ``per_group`` with a
+            scalar output.
+    """
+    saved = result.meta.get("target")
+    if isinstance(saved, dict) and saved.get("kind") == "top_k":
+        status = TopKStatus.from_meta(saved)
+        if (
+            k in (None, status.k)
+            and per_group in (None, status.per_group)
+            and level in (None, status.level)
+        ):
+            return status
+    if k is None:
+        raise MSAInputError("k is required: this result was not run with a top-k target")
+    target = TopK(k, bool(per_group), 0.95 if level is None else level)
+    target.check_players(result.n_players)
+    dof = result.meta.get("stderr_dof")
+    scores, bound = group_scores(np.asarray(result.modes), np.asarray(result.stderr), target)
+    if scores.shape[1] == 1:
+        bound = result.score_stderr_or_bound()[0][:, None]
+    return target.decide(scores, bound, math.inf if dof is None else dof, alpha=1 - target.level)

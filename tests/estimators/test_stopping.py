@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from msa_core import FileCheckpoint, ModesResult, MSAInputError, UnanimityGame, shapley_modes
-from msa_core.estimators.stopping import TopK, look_alpha, looks_reached
+from msa_core.estimators.stopping import TopK, look_alpha, looks_reached, top_k_status
 
 K = 3
 
@@ -41,7 +41,7 @@ def test_a_top_k_run_stops_and_is_right_at_the_stated_rate_over_seeds():
         res = shapley_modes(
             game, method="permutation", n_permutations=budget, seed=seed, target=TopK(K)
         )
-        status = res.top_k_status()
+        status = top_k_status(res)
         assert res.meta["stopped_early"] and status.resolved and not status.groups[0].unresolved
         right += set(status.groups[0].top) == top_set(truth)
         spent.append(res.n_permutations)
@@ -59,7 +59,7 @@ def test_per_group_resolves_each_output_and_reports_every_unit_once():
         seed=1,
         target=TopK(K, per_group=True, level=0.9),
     )
-    status = res.top_k_status()
+    status = top_k_status(res)
     assert status.resolved and len(status.groups) == 2 and status.level == 0.9
     for g, group in enumerate(status.groups):
         assert set(group.top) == top_set(truth[:, g])
@@ -69,7 +69,7 @@ def test_per_group_resolves_each_output_and_reports_every_unit_once():
 def test_a_budget_too_small_ends_unresolved_and_says_which_units():
     game, _ = top_game()
     res = shapley_modes(game, method="permutation", n_permutations=20, seed=0, target=TopK(K))
-    status = res.top_k_status()
+    status = top_k_status(res)
     assert not res.meta["stopped_early"] and not status.resolved
     group = status.groups[0]
     assert group.unresolved and len(group.top) < K
@@ -118,14 +118,14 @@ def test_targets_are_checked_before_any_evaluation():
         )
     # auto keeps exact where it fits (standard errors 0: resolved at once), else permutation
     exact = shapley_modes(game, target=TopK(K))
-    assert exact.meta["method"] == "exact" and exact.top_k_status().resolved
+    assert exact.meta["method"] == "exact" and top_k_status(exact).resolved
     sampled = shapley_modes(game, max_evaluations=900, target=TopK(K))
     assert sampled.meta["method"] == "permutation"
 
 
 def test_tied_units_stay_unresolved():
     symmetric = shapley_modes(lambda c: c.sum(1, keepdims=True) ** 2.0, 4, target=TopK(1))
-    group = symmetric.top_k_status().groups[0]
+    group = top_k_status(symmetric).groups[0]
     assert group.top == [] and group.out == [] and sorted(group.unresolved) == [0, 1, 2, 3]
 
 
@@ -133,19 +133,19 @@ def test_status_of_an_untargeted_result_uses_its_score_stderr_and_survives_savin
     game, truth = top_game()
     res = shapley_modes(game, method="permutation", n_permutations=3000, seed=0)
     with pytest.raises(MSAInputError, match="k is required"):
-        res.top_k_status()
-    status = res.top_k_status(K)
+        top_k_status(res)
+    status = top_k_status(res, K)
     assert status.look is None and set(status.groups[0].top) <= top_set(truth.mean(axis=1))
     assert np.allclose(np.array(status.score_stderr)[:, 0], res.score_stderr)
     # per output, the scores' standard errors are bounded by the elements' (here exact: 1 each)
-    per_output = res.top_k_status(K, per_group=True)
+    per_output = top_k_status(res, K, per_group=True)
     assert np.allclose(per_output.score_stderr, res.stderr)
     targeted = shapley_modes(
         game, method="permutation", n_permutations=3000, seed=0, target=TopK(K)
     )
     targeted.save(tmp_path / "r.npz")
-    again = ModesResult.load(tmp_path / "r.npz").top_k_status()
-    assert again == targeted.top_k_status() and again.look is not None
+    again = top_k_status(ModesResult.load(tmp_path / "r.npz"))
+    assert again == top_k_status(targeted) and again.look is not None
 
 
 def test_looks_spend_at_most_alpha():
