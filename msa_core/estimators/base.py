@@ -156,6 +156,29 @@ class Estimator(ABC):
         """Fewest coalitions besides the two ends that give an estimate with a standard error."""
 
 
+class GroupedEstimator(Estimator):
+    """An estimator whose standard error is the spread of ``n_groups`` cross-fitted group
+    estimates (batch means): told once each full round of sampled blocks has reached every group.
+    """
+
+    n_groups: int
+    sampled_blocks_done: int
+
+    @abstractmethod
+    def group_counts(self) -> np.ndarray:
+        """``[n_groups]`` samples each group holds so far."""
+
+    def stderr_dof(self) -> float:
+        return float(max(int(np.count_nonzero(self.group_counts())) - 1, 1))
+
+    def max_stderr(self) -> float | None:
+        """Told after each full round of sampled blocks over the groups."""
+        done = self.sampled_blocks_done
+        if done < self.n_groups or done % self.n_groups:
+            return None
+        return float(self.estimate()[1].max())
+
+
 class RunningMoments:
     """Streaming per-element mean and variance from shifted sums, float64.
 

@@ -34,7 +34,7 @@ from math import comb
 
 import numpy as np
 
-from msa_core.estimators.base import Estimator, block_rng, samples_per_block
+from msa_core.estimators.base import GroupedEstimator, block_rng, samples_per_block
 
 GROUPS = 16  # jackknife groups for the standard error
 GROUP_VALUES = 1 << 27  # numbers held by all groups' accumulators together, at most (about 1 GB)
@@ -137,7 +137,7 @@ def solve_constrained(
     return base[None, :] + basis @ beta
 
 
-class KernelEstimator(Estimator):
+class KernelEstimator(GroupedEstimator):
     """Enumerated border sizes first (in blocks of rows), then blocks of sampled pairs."""
 
     name = "kernel"
@@ -291,12 +291,5 @@ class KernelEstimator(Estimator):
         spread = ((left_out - left_out.mean(axis=0)) ** 2).sum(axis=0)
         return modes, np.sqrt(spread * (filled.size - 1) / filled.size)
 
-    def stderr_dof(self) -> float:
-        return float(max(int(np.count_nonzero(self.group_rows)) - 1, 1))
-
-    def max_stderr(self) -> float | None:
-        """Told after each full round of sampled blocks over the groups."""
-        done = self.sampled_blocks_done
-        if done < self.n_groups or done % self.n_groups:
-            return None
-        return float(self.estimate()[1].max())
+    def group_counts(self) -> np.ndarray:
+        return self.group_rows

@@ -38,7 +38,7 @@ import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 from threadpoolctl import threadpool_limits
 
-from msa_core.estimators.base import Estimator, block_rng, samples_per_block
+from msa_core.estimators.base import GroupedEstimator, block_rng, samples_per_block
 from msa_core.estimators.exact import shapley_weights
 from msa_core.estimators.kernel import border_sizes, coalitions_of_size
 from msa_core.estimators.surrogate import ORDERS, OddFeatures
@@ -53,7 +53,7 @@ RIDGES = (1e-8, 0.03, 0.1, 0.3, 1.0)
 SCORED_OUTPUTS = 64  # outputs the held-out error is scored on (evenly spaced), at most
 
 
-class RegressionAdjustedEstimator(Estimator):
+class RegressionAdjustedEstimator(GroupedEstimator):
     """Exactly summed border sizes first (blocks of rows), then blocks of sampled pairs."""
 
     name = "regression_adjusted"
@@ -315,15 +315,8 @@ class RegressionAdjustedEstimator(Estimator):
         modes = self.features.shapley[:level].T @ beta + self.exact_v
         return modes - self.exact_x[:, :level] @ beta, np.full_like(modes, np.nan)
 
-    def stderr_dof(self) -> float:
-        return float(max(int(np.count_nonzero(self.pairs)) - 1, 1))
-
-    def max_stderr(self) -> float | None:
-        """Told after each full round of sampled blocks over the groups."""
-        done = self.sampled_blocks_done
-        if done < self.n_groups or done % self.n_groups:
-            return None
-        return float(self.estimate()[1].max())
+    def group_counts(self) -> np.ndarray:
+        return self.pairs
 
 
 def _group_values(n_features: int, n_players: int, n_outputs: int) -> int:
