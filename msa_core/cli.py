@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import errno
 import os
-import re
 import signal
 import sqlite3
 import sys
@@ -23,7 +22,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from msa_core import interactions_cli
-from msa_core.cli_support import ProgressBar, open_store, positive_int, positive_number, seed_int
+from msa_core.cli_support import (
+    ProgressBar,
+    add_backend_arguments,
+    open_store,
+    positive_int,
+    positive_number,
+    seed_int,
+    use_backend,
+)
 from msa_core.errors import MSAInputError
 from msa_core.names import EXPORT_FORMATS, LESIONS, METHODS, lesions_help
 from msa_core.paths import default_cache_dir
@@ -48,19 +55,6 @@ the same run again returns at once, and a run that was interrupted resumes from 
 
 
 positive_float = positive_number("a positive number of seconds")
-RAY_ADDRESS = re.compile(
-    r"^(auto|local|(ray://)?[A-Za-z0-9_.\-]+:[0-9]{1,5}|(ray://)?\[[0-9A-Fa-f:.]+\]:[0-9]{1,5})$"
-)
-
-
-def ray_address(text: str) -> str:
-    """An argparse type: a Ray cluster address (HOST:PORT, ray://HOST:PORT, auto or local)."""
-    if not RAY_ADDRESS.match(text):
-        raise argparse.ArgumentTypeError(
-            f"expected a Ray cluster address: HOST:PORT (e.g. 127.0.0.1:6379), ray://HOST:PORT, "
-            f"'auto' (a cluster started here with `ray start --head`) or 'local'; got {text!r}"
-        )
-    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,18 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replace the --out file if it exists (a symlink is replaced, never written through)",
     )
-    run.add_argument(
-        "--backend",
-        choices=("local", "ray"),
-        default="local",
-        help="where coalitions are evaluated (default: local)",
-    )
-    run.add_argument(
-        "--address",
-        type=ray_address,
-        metavar="ADDR",
-        help="Ray cluster address (with --backend ray; sets RAY_ADDRESS)",
-    )
+    add_backend_arguments(run)
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument(
         "--wait",
@@ -374,16 +357,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from msa_core.runs.prepared import PreparedRun
     from msa_core.runs.request import RunRequest
 
-    if args.address and args.backend != "ray":
-        raise MSAInputError("--address only applies to --backend ray")
     if args.top_k and args.backend == "ray":
         raise MSAInputError("--top-k runs on the local backend only (leave out --backend ray)")
     if args.per_group and not args.top_k:
         raise MSAInputError("--per-group only applies with --top-k K")
     if args.out:
         check_target(Path(args.out), overwrite=args.force)
-    if args.address:
-        os.environ["RAY_ADDRESS"] = args.address
+    use_backend(args)
     request = RunRequest(
         model=args.model,
         units=args.units,

@@ -5,6 +5,8 @@ arguments are parsed before torch is imported."""
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -13,6 +15,50 @@ from msa_core.names import MAX_SEED
 
 if TYPE_CHECKING:
     from msa_core.runs.store import RunStore
+
+RAY_ADDRESS = re.compile(
+    r"^(auto|local|(ray://)?[A-Za-z0-9_.\-]+:[0-9]{1,5}|(ray://)?\[[0-9A-Fa-f:.]+\]:[0-9]{1,5})$"
+)
+
+
+def ray_address(text: str) -> str:
+    """An argparse type: a Ray cluster address (HOST:PORT, ray://HOST:PORT, auto or local)."""
+    if not RAY_ADDRESS.match(text):
+        raise argparse.ArgumentTypeError(
+            f"expected a Ray cluster address: HOST:PORT (e.g. 127.0.0.1:6379), ray://HOST:PORT, "
+            f"'auto' (a cluster started here with `ray start --head`) or 'local'; got {text!r}"
+        )
+    return text
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--backend local|ray`` and ``--address ADDR`` (checked by ``use_backend``)."""
+    parser.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        default="local",
+        help="where coalitions are evaluated (default: local)",
+    )
+    parser.add_argument(
+        "--address",
+        type=ray_address,
+        metavar="ADDR",
+        help="Ray cluster address (with --backend ray; sets RAY_ADDRESS)",
+    )
+
+
+def use_backend(args: argparse.Namespace) -> None:
+    """Check ``--address`` against ``--backend`` and point Ray at it (before any work).
+
+    Raises:
+        MSAInputError: ``--address`` without ``--backend ray``.
+    """
+    from msa_core.errors import MSAInputError
+
+    if args.address and args.backend != "ray":
+        raise MSAInputError("--address only applies to --backend ray")
+    if args.address:
+        os.environ["RAY_ADDRESS"] = args.address
 
 
 def whole_number(minimum: int, what: str, maximum: int | None = None) -> Callable[[str], int]:

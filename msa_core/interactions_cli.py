@@ -11,7 +11,15 @@ import sys
 import time
 from pathlib import Path
 
-from msa_core.cli_support import ProgressBar, open_store, positive_number, seed_int, whole_number
+from msa_core.cli_support import (
+    ProgressBar,
+    add_backend_arguments,
+    open_store,
+    positive_number,
+    seed_int,
+    use_backend,
+    whole_number,
+)
 from msa_core.names import INTERACTION_METHODS
 
 EPILOG = """\
@@ -79,6 +87,7 @@ def add_parser(
     )
     parser.add_argument("--out", metavar="PATH", help="also write the result here (.npz or .csv)")
     parser.add_argument("--force", action="store_true", help="replace the --out file if it exists")
+    add_backend_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -103,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.out:
         check_interaction_target(Path(args.out), overwrite=args.force)
+    use_backend(args)
     store = open_store(args)
     started = time.perf_counter()
     if args.run.startswith(INTERACTION_KEY):
@@ -121,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
         )
         with ProgressBar(disabled=args.quiet) as bar:
-            result = execute_interactions(request, store, progress=bar.update)
+            result = execute_interactions(request, store, progress=bar.update, backend=args.backend)
         how = (
             f"computed in {time.perf_counter() - started:.1f} s"
             if bar.updates

@@ -171,6 +171,8 @@ def test_cli_interactions_computes_exports_and_shows(capsys, store, parent, tmp_
         (("--top", "1"), "expected a whole number >= 2"),
         (("--cost", "0"), "positive number"),
         (("--out", str(tmp_path / "p.png")), "allowed suffixes"),
+        (("--backend", "gpu"), "invalid choice: 'gpu'"),
+        (("--address", "1.2.3.4:6379"), "--address only applies to --backend ray"),
     ):
         code, out, err = run_cli(
             capsys, "interactions", parent[0][:10], *args, "--cache-dir", cache
