@@ -16,7 +16,8 @@ Within layer l, what runs before its first lesion depends on the layer's input o
 once per *parent* (distinct pattern of layers < l) and is repeated per copy (``shared_modules``);
 fused experts lesioned by removal run once per parent too and are weighed per copy, and a layer
 whose units are heads runs its attention once per parent up to the output projection. This
-sharing is switched on only when it reproduces the unshared plan on test coalitions.
+sharing is switched on only when it reproduces the unshared plan on test coalitions (one per layer
+with units, on the batch's first ``SHARING_PROBE_ROWS`` rows).
 
 The residual stream entering layer 0 and the keyword arguments each layer receives (causal mask,
 rotary embeddings) are recorded from plain forwards on 1 and 2 copies of the batch; tensors whose
