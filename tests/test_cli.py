@@ -4,8 +4,8 @@ with a message.
 
 import numpy as np
 import pytest
+from cli_runner import run_cli
 
-from msa_core.cli import main
 from msa_core.result import ModesResult
 
 MODEL = "mlp-digits-h32-none-s0"
@@ -20,16 +20,6 @@ SMALL = [
     "20",
     "--quiet",
 ]
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    """Exit code, stdout and stderr of ``python -m msa_core ARGS`` run in this process."""
-    try:
-        code = main(list(args))
-    except SystemExit as stop:
-        code = stop.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture

@@ -6,10 +6,10 @@ import csv
 
 import numpy as np
 import pytest
+from cli_runner import run_cli
 from runs_support import small_request
 
 from msa_core.analysis.interactions import top_players
-from msa_core.cli import main
 from msa_core.errors import MSAInputError
 from msa_core.interaction_result import InteractionResult
 from msa_core.runs import RunStore, execute
@@ -130,15 +130,6 @@ def test_corrupt_entry_is_dropped_and_recomputed(store, parent):
         assert stored_interactions(store, key) is None
     assert list_interactions(store) == []
     assert execute_interactions(request, store).meta["key"] == key
-
-
-def run_cli(capsys, *args):
-    try:
-        code = main(list(args))
-    except SystemExit as stop:
-        code = stop.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_cli_interactions_computes_exports_and_shows(capsys, store, parent, tmp_path):

@@ -26,27 +26,17 @@ import numpy as np
 import pytest
 import tomllib
 import torch
+from cli_runner import run_cli
 from runs_support import MODEL, ROOT, small_request, start_cli
 
 import msa_core.memory
 from msa_core import Game, ModelGame, ModesResult, shapley_modes
-from msa_core.cli import main
 from msa_core.deployment import deployment
 from msa_core.errors import MSAInputError
 from msa_core.runs import RunRequest, RunStore, execute, fingerprint_of
 from msa_core.runs.store import checkpoints, locks, space
 from msa_core.units import Neurons
 from msa_core.zoo import get_card
-
-
-def cli(capsys, *args: str) -> tuple[int, str, str]:
-    """``python -m msa_core ARGS`` in this process: exit code, stdout, stderr."""
-    try:
-        code = main(list(args))
-    except SystemExit as stop:
-        code = stop.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def fake_result(seed: int) -> ModesResult:
@@ -118,14 +108,14 @@ def test_rows_naming_files_outside_the_store_never_touch_them(capsys, store, tmp
     insert_row(store.directory / "work", "index:" + "a" * 64, filename)
     insert_row(store.directory / "results", "b" * 64, filename)
     cache = str(store.directory)
-    code, out, err = cli(capsys, "list", "--cache-dir", cache)
+    code, out, err = run_cli(capsys, "list", "--cache-dir", cache)
     assert code == 0 and kept[:12] in out and "a" * 12 not in out
     assert "not one of the store's own files" in err
-    assert cli(capsys, "show", "b" * 12, "--cache-dir", cache)[0] == 2
+    assert run_cli(capsys, "show", "b" * 12, "--cache-dir", cache)[0] == 2
     assert (
         store.get("b" * 64) is None
     )  # the writable store drops the row, and refuses to delete the file
-    code, out, err = cli(capsys, "delete", "--all", "--cache-dir", cache)
+    code, out, err = run_cli(capsys, "delete", "--all", "--cache-dir", cache)
     assert code == 0 and f"deleted run {kept[:12]}" in out
     assert victim.read_text() == json.dumps({"fingerprint": "a" * 64})
 
@@ -310,11 +300,11 @@ def test_a_pickled_key_or_value_loses_only_that_entry(capsys, store):
         ["show", kept[:8]],
         ["export", kept[:8], "--out", str(store.directory.parent / "r.csv")],
     ):
-        code, out, err = cli(capsys, *args, "--cache-dir", cache)
+        code, out, err = run_cli(capsys, *args, "--cache-dir", cache)
         assert code == 0, err
         assert "warning:" in err and "work/cache.db" in err and "pickled" in err
     assert [entry["fingerprint"] for entry in store.list()] == [kept]
-    assert cli(capsys, "delete", "--all", "--cache-dir", cache)[0] == 0
+    assert run_cli(capsys, "delete", "--all", "--cache-dir", cache)[0] == 0
     assert store.list() == []
 
 
@@ -354,27 +344,28 @@ def test_a_garbled_database_names_the_repair_which_rebuilds_the_store_from_the_r
             "2",
         ],
     ):
-        code, out, err = cli(capsys, *args, "--cache-dir", cache)
+        code, out, err = run_cli(capsys, *args, "--cache-dir", cache)
         assert code == 2 and "is damaged" in err and f"store repair --cache-dir {cache}" in err, (
             args,
             err,
         )
-    code, out, err = cli(capsys, "store", "check", "--cache-dir", cache)
+    code, out, err = run_cli(capsys, "store", "check", "--cache-dir", cache)
     assert (
         code == 1 and "is damaged" in out and out.count("is in ") == 2
     )  # the two result files were found
-    code, out, err = cli(capsys, "store", "repair", "--cache-dir", cache)
+    code, out, err = run_cli(capsys, "store", "repair", "--cache-dir", cache)
     assert code == 0 and "repaired" in out, err
     assert list(store.directory.glob("damaged-*/results/cache.db"))
     repaired = RunStore(store.directory, readonly=True)
     assert sorted(entry["fingerprint"] for entry in repaired.list()) == fingerprints
     assert np.array_equal(repaired.get(fingerprints[0]).modes, expected.modes)
-    assert cli(capsys, "store", "check", "--cache-dir", cache)[:2] == (
+    assert run_cli(capsys, "store", "check", "--cache-dir", cache)[:2] == (
         0,
         f"0 problems in {cache}: the store is intact\n",
     )
     assert (
-        cli(capsys, "store", "repair", "--cache-dir", cache)[1] == f"nothing to repair in {cache}\n"
+        run_cli(capsys, "store", "repair", "--cache-dir", cache)[1]
+        == f"nothing to repair in {cache}\n"
     )
 
 
@@ -384,23 +375,23 @@ def test_a_lost_index_hides_no_run_and_is_rebuilt(capsys, store):
     for path in (store.directory / "work").glob("cache.db*"):
         path.unlink()
     cache = str(store.directory)
-    code, out, err = cli(capsys, "list", "--cache-dir", cache)
+    code, out, err = run_cli(capsys, "list", "--cache-dir", cache)
     assert code == 0 and all(fingerprint[:12] in out for fingerprint in fingerprints)
-    code, out, _ = cli(capsys, "store", "check", "--cache-dir", cache)
+    code, out, _ = run_cli(capsys, "store", "check", "--cache-dir", cache)
     assert code == 1 and out.count("has no index entry") == 2
-    assert cli(capsys, "store", "repair", "--cache-dir", cache)[0] == 0
-    assert cli(capsys, "store", "check", "--cache-dir", cache)[0] == 0
+    assert run_cli(capsys, "store", "repair", "--cache-dir", cache)[0] == 0
+    assert run_cli(capsys, "store", "check", "--cache-dir", cache)[0] == 0
     assert len(RunStore(store.directory).list()) == 2
 
 
 def test_a_deleted_result_file_is_reported_with_its_reason(capsys, store):
     gone, kept = stored(store, 1), stored(store, 2)
     value_file(store, gone).unlink()
-    code, out, err = cli(capsys, "show", gone[:12], "--cache-dir", str(store.directory))
+    code, out, err = run_cli(capsys, "show", gone[:12], "--cache-dir", str(store.directory))
     assert code == 2 and "warning:" in err and "is missing" in err and "store check" in err
     truncated = value_file(store, kept)
     truncated.write_bytes(truncated.read_bytes()[:500])
-    code, out, err = cli(capsys, "store", "check", "--cache-dir", str(store.directory))
+    code, out, err = run_cli(capsys, "store", "check", "--cache-dir", str(store.directory))
     assert code == 1 and "is missing" in out and "cannot be read" in out
 
 
@@ -550,7 +541,7 @@ def test_reading_commands_never_write_to_the_store(capsys, store, tmp_path):
         ["export", fingerprint[:8], "--out", str(tmp_path / "r.csv")],
         ["store", "check"],
     ):
-        assert cli(capsys, *args, "--cache-dir", cache)[0] == 0, args
+        assert run_cli(capsys, *args, "--cache-dir", cache)[0] == 0, args
     assert snapshot(store.directory) == before
 
 
@@ -634,7 +625,7 @@ def test_an_inconsistent_result_file_is_refused_at_load(capsys, tmp_path):
         MSAInputError, match=r"not a consistent MSA result: stderr has shape \[3, 5\] but modes"
     ):
         ModesResult.load(path)
-    code, _, err = cli(capsys, "export", str(path), "--out", str(tmp_path / "bad.csv"))
+    code, _, err = run_cli(capsys, "export", str(path), "--out", str(tmp_path / "bad.csv"))
     assert code == 2 and "not a consistent" in err and not (tmp_path / "bad.csv").exists()
     np.savez(
         path,
@@ -654,13 +645,13 @@ def test_a_seed_beyond_int64_is_refused_everywhere(capsys):
         small_request(seed=2**63)
     with pytest.raises(MSAInputError, match=r"seed must be a whole number from 0 to 2\^63 - 1"):
         shapley_modes(lambda c: c.astype(float), n_players=2, seed=2**63)
-    code, _, err = cli(capsys, "run", "--model", MODEL, "--seed", str(2**63))
+    code, _, err = run_cli(capsys, "run", "--model", MODEL, "--seed", str(2**63))
     assert code == 2 and "--seed: expected a whole number from 0 to 2^63 - 1" in err
     assert RunRequest(model=MODEL, seed=2**63 - 1).seed == 2**63 - 1
 
 
 def test_a_budget_that_cannot_finish_is_refused_with_a_time_estimate(capsys, tmp_path):
-    code, _, err = cli(
+    code, _, err = run_cli(
         capsys,
         "run",
         "--model",
@@ -695,7 +686,7 @@ def test_a_budget_that_cannot_finish_is_refused_with_a_time_estimate(capsys, tmp
 )
 def test_an_unwritable_out_is_refused_before_the_run(capsys, tmp_path, target, message):
     out = target if target.startswith("/") else str(tmp_path / target)
-    code, _, err = cli(
+    code, _, err = run_cli(
         capsys,
         "run",
         "--model",
@@ -714,7 +705,7 @@ def test_an_unwritable_out_is_refused_before_the_run(capsys, tmp_path, target, m
 def test_export_writes_exactly_the_file_named_in_the_format_asked(capsys, store, tmp_path):
     fingerprint = stored(store, 1)
     cache = str(store.directory)
-    code, _, err = cli(
+    code, _, err = run_cli(
         capsys,
         "export",
         fingerprint[:8],
@@ -727,7 +718,7 @@ def test_export_writes_exactly_the_file_named_in_the_format_asked(capsys, store,
     )
     assert code == 2 and "the format is npz but the file name ends in .csv; name it x.npz" in err
     assert list(tmp_path.glob("x.*")) == []
-    code, out, _ = cli(
+    code, out, _ = run_cli(
         capsys,
         "export",
         fingerprint[:8],

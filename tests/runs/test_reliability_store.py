@@ -25,10 +25,11 @@ from pathlib import Path
 import diskcache
 import numpy as np
 import pytest
+from cli_runner import run_cli
 from runs_support import MODEL, ROOT, cli_command, small_request, start_cli
 
 from msa_core import ModesResult, UnanimityGame, shapley_modes
-from msa_core.cli import interrupt, main
+from msa_core.cli import interrupt
 from msa_core.estimators.checkpoint import State
 from msa_core.runs import RunRequest, RunStore, execute, fingerprint_of
 
@@ -144,16 +145,6 @@ def interrupted_cli_run(cache: Path, permutations: int, how: signal.Signals, del
         process.kill()
         process.wait()
     return process.returncode
-
-
-def cli(capsys, *args: str) -> tuple[int, str, str]:
-    """``python -m msa_core ARGS`` in this process: exit code, stdout, stderr."""
-    try:
-        code = main(list(args))
-    except SystemExit as stop:
-        code = stop.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def assert_resumes_to_the_uninterrupted_run(
@@ -293,11 +284,11 @@ def test_8_a_result_of_a_newer_store_format_is_refused_by_name_and_kept(capsys, 
         execute_interactions(request, store)
     with pytest.raises(NewerFormat):
         execute(small_request(), store)
-    code, _, err = cli(
+    code, _, err = run_cli(
         capsys, "interactions", fingerprint[:10], "--cache-dir", str(store.directory)
     )
     assert code == 2 and "store format 99" in err and "Traceback" not in err
-    code, _, err = cli(capsys, "show", fingerprint[:10], "--cache-dir", str(store.directory))
+    code, _, err = run_cli(capsys, "show", fingerprint[:10], "--cache-dir", str(store.directory))
     assert code == 2 and "store format 99" in err
     assert [entry["fingerprint"] for entry in store.list()] == [fingerprint]
     repair(store.directory)
@@ -366,7 +357,7 @@ def test_5_6_a_disk_filling_up_near_the_end_loses_no_result_and_delete_frees_it(
     monkeypatch.setattr(cli_support.ProgressBar, "update", filling)
     monkeypatch.setattr(store_module, "SAVE_RETRY_SECONDS", 0.0)  # failed saves: no waiting
     monkeypatch.setenv("MSA_CHECKPOINT_SECONDS", "0.01")
-    code, stdout, err = cli(capsys, *args, "--out", str(out))
+    code, stdout, err = run_cli(capsys, *args, "--out", str(out))
     assert code == 0, err
     assert "finished but could not be stored" in err and "resumes from there" in err
     assert "not stored in" in stdout and f"written to {out}" in stdout
@@ -380,13 +371,13 @@ def test_5_6_a_disk_filling_up_near_the_end_loses_no_result_and_delete_frees_it(
     (small_disk / "filler").unlink()
     fill(small_disk)  # full again: delete --all must still free the space it promises
     before = shutil.disk_usage(small_disk).used
-    code, stdout, err = cli(capsys, "delete", "--all", "--cache-dir", str(cache))
+    code, stdout, err = run_cli(capsys, "delete", "--all", "--cache-dir", str(cache))
     assert code == 0, err
     assert shutil.disk_usage(small_disk).used < before - 400_000, stdout
     assert not any(RunStore(cache, readonly=True).rows["results"].keys())  # base checkpoints too
     (small_disk / "filler").unlink()
     monkeypatch.setattr(cli_support.ProgressBar, "update", update)
-    code, stdout, err = cli(capsys, *args, "--out", str(out), "--force")
+    code, stdout, err = run_cli(capsys, *args, "--out", str(out), "--force")
     assert code == 0 and "stored in" in stdout, err
     assert np.array_equal(ModesResult.load(out).modes, whole.modes)
 
@@ -442,7 +433,7 @@ def test_7_a_bad_cache_size_limit_is_refused_before_any_work(
 ):
     monkeypatch.setenv("MSA_CACHE_SIZE_LIMIT", limit)
     cache = tmp_path / "cache"
-    code, out, err = cli(capsys, "run", "--model", SIGNAL_MODEL, "--cache-dir", str(cache))
+    code, out, err = run_cli(capsys, "run", "--model", SIGNAL_MODEL, "--cache-dir", str(cache))
     assert code == 2 and "Traceback" not in err
     assert "MSA_CACHE_SIZE_LIMIT must be a whole number of bytes" in err
     assert "at least 67108864 (64 MiB)" in err and repr(limit) in err
@@ -484,18 +475,18 @@ def test_10_export_refuses_an_existing_file_or_symlink_unless_forced(capsys, sto
     target.write_text("precious")
     link.symlink_to(target)
     for path in (existing, link):
-        code, _, err = cli(
+        code, _, err = run_cli(
             capsys, "export", fingerprint[:8], "--out", str(path), "--cache-dir", cache
         )
         assert code == 2 and "already exists" in err and "--force" in err
-        code, _, err = cli(
+        code, _, err = run_cli(
             capsys, "run", "--model", MODEL, "--out", str(path), "--cache-dir", cache
         )
         assert code == 2 and "already exists" in err
     assert existing.read_text() == "mine" and target.read_text() == "precious"
     for path in (existing, link):
         args = ("export", fingerprint[:8], "--out", str(path), "--cache-dir", cache, "--force")
-        assert cli(capsys, *args)[0] == 0
+        assert run_cli(capsys, *args)[0] == 0
         assert path.read_text().startswith("unit,") and not path.is_symlink()
     assert target.read_text() == "precious"  # the link was replaced, never written through
     assert sorted(p.name for p in tmp_path.iterdir() if ".partial" in p.name) == []
@@ -510,15 +501,15 @@ def test_10_the_interactions_out_file_is_never_overwritten_without_force(capsys,
     target.write_text("precious")
     link.symlink_to(target)
     args = ("interactions", key.meta["key"][:9], "--cache-dir", str(store.directory))
-    code, _, err = cli(capsys, *args, "--out", str(link))
+    code, _, err = run_cli(capsys, *args, "--out", str(link))
     assert code == 2 and "already exists" in err and target.read_text() == "precious"
-    assert cli(capsys, *args, "--out", str(link), "--force")[0] == 0
+    assert run_cli(capsys, *args, "--out", str(link), "--force")[0] == 0
     assert link.read_text().startswith("unit_a,") and target.read_text() == "precious"
 
 
 # -- (17, 19, 20, 21) clear and fast CLI errors and messages ---------------------------------------
 def test_17_a_bad_ray_address_is_a_clear_error(capsys, tmp_path, monkeypatch):
-    code, _, err = cli(
+    code, _, err = run_cli(
         capsys, "run", "--model", MODEL, "--backend", "ray", "--address", "x", "--cache-dir", "c"
     )
     assert code == 2 and "expected a Ray cluster address" in err and "Traceback" not in err
@@ -560,12 +551,12 @@ def read_only_cache(tmp_path):
 
 
 def test_19_a_read_only_store_is_called_read_only_not_damaged(capsys, read_only_cache):
-    code, _, err = cli(
+    code, _, err = run_cli(
         capsys, "run", "--model", MODEL, "--output", "correct", "--cache-dir", str(read_only_cache)
     )
     assert code == 2 and "is read-only for this user" in err, err
     assert "damaged" not in err and "repair" not in err
-    code, out, _ = cli(capsys, "list", "--cache-dir", str(read_only_cache))
+    code, out, _ = run_cli(capsys, "list", "--cache-dir", str(read_only_cache))
     assert code == 0 and "1 runs in" in out
 
 
@@ -580,17 +571,17 @@ def test_19_a_read_only_store_is_called_read_only_not_damaged(capsys, read_only_
 def test_20_unknown_model_units_or_output_are_refused_before_any_model_loads(
     capsys, tmp_path, no_model_loads, args, message
 ):
-    code, _, err = cli(capsys, "run", *args, "--cache-dir", str(tmp_path / "c"))
+    code, _, err = run_cli(capsys, "run", *args, "--cache-dir", str(tmp_path / "c"))
     assert code == 2 and message in err and ("allowed" in err or "bundled" in err)
 
 
 def test_21_a_fresh_one_unit_run_says_computed_and_a_repeat_found(capsys, tmp_path):
     args = ("run", "--model", "gan-digits-s0", "--units", "channels of out", "--quiet")
     args += ("--cache-dir", str(tmp_path / "c"))
-    code, out, err = cli(capsys, *args)
+    code, out, err = run_cli(capsys, *args)
     assert code == 0 and "1 units" in out, err
     assert "computed in" in out and "found in the store" not in out
-    code, out, _ = cli(capsys, *args)
+    code, out, _ = run_cli(capsys, *args)
     assert code == 0 and "found in the store (computed earlier)" in out
 
 

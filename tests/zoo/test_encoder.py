@@ -14,6 +14,7 @@ from torch import nn
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 transformers = pytest.importorskip("transformers")
 
+from cli_runner import run_cli  # noqa: E402
 from two_layer_units import TWO_LAYER_GRANULARITIES  # noqa: E402
 
 from msa_core.errors import MSAInputError  # noqa: E402
@@ -190,18 +191,6 @@ def test_an_hf_encoder_folder_loads_as_a_sentence_pair_game(tmp_path):
     assert values.shape == (1, 24) and bool((values.abs() <= 1 + 1e-6).all())
     embedding = loaded.game("layers", "embedding")(np.ones((1, N_LAYERS), bool))
     assert embedding.shape == (1, 24, 2, HIDDEN)
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    """Exit code, stdout and stderr of ``python -m msa_core ARGS`` run in this process."""
-    from msa_core.cli import main
-
-    try:
-        code = main(list(args))
-    except SystemExit as stop:
-        code = stop.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def minilm():
