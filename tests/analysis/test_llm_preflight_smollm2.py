@@ -4,8 +4,7 @@ know (flagged), from one forward; and the top-k budget estimate from a 2-permuta
 
 import numpy as np
 import pytest
-
-from msa_core.zoo import fetch
+from fetched import require_fetched
 
 pytestmark = pytest.mark.llm
 ROWS = [
@@ -24,10 +23,7 @@ def loaded():
     from msa_core.tasks import with_task
     from msa_core.zoo import load_model
 
-    if not any(item.key == "smollm2" for item, _ in fetch.fetched()):
-        pytest.skip(
-            "SmolLM2 is not in the model store; fetch it: `python -m msa_core.zoo.fetch smollm2`"
-        )
+    require_fetched("smollm2")
     torch.set_num_threads(1)
     return with_task(load_model("smollm2-135m"), ROWS)
 

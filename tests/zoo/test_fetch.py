@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+from fetched import require_fetched
 
 from msa_core.errors import MSAInputError
 from msa_core.zoo import fetch
@@ -30,13 +31,7 @@ def test_an_empty_store_has_no_fetched_models_and_says_how_to_fetch(tmp_path, mo
 
 
 def smollm2_folder():
-    found = [folder for item, folder in fetch.fetched() if item.key == "smollm2"]
-    if not found:
-        pytest.skip(
-            "SmolLM2 is not in the model store; fetch it: `python -m msa_core.zoo.fetch smollm2` "
-            "(needs requirements-llm.txt)"
-        )
-    return found[0]
+    return require_fetched("smollm2")
 
 
 @pytest.mark.llm

