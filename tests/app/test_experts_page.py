@@ -57,6 +57,18 @@ def test_empty_store_offers_a_small_run(cache_dir, open_page):
     assert not app.error
 
 
+def reopened(open_page, patched, tab: str, *slow: str):
+    """A new session of the Experts page opened on ``tab`` with study2's ``slow`` functions made to
+    fail: what it shows was kept with the run."""
+    for name in slow:
+        patched.setattr(study2, name, lambda *args, **kwargs: pytest.fail("recomputed"))
+    again = open_page("pages/experts.py")
+    again.session_state["experts_tab"] = tab
+    again.run()
+    assert not again.exception and not again.error, [e.value for e in again.error]
+    return again
+
+
 def test_a_stored_run_shows_its_matrix_lesions_and_per_token_modes(
     cache_dir, open_page, monkeypatch
 ):
@@ -112,12 +124,9 @@ def test_a_stored_run_shows_its_matrix_lesions_and_per_token_modes(
     kept = RunStore(cache_dir).analysis(fingerprint, f"selective-lesions-k{study2.LESION_SIZE}")
     assert [item["language"] for item in kept["lesions"]] == list(range(len(LANGUAGE_NAMES)))
     with monkeypatch.context() as patched:
-        for slow in ("selective_lesions", "greedy_continuation"):
-            patched.setattr(study2, slow, lambda *args, **kwargs: pytest.fail("recomputed"))
-        again = open_page("pages/experts.py")
-        again.session_state["experts_tab"] = "Selective lesion"
-        again.run()
-        assert not again.exception and not again.error, [e.value for e in again.error]
+        again = reopened(
+            open_page, patched, "Selective lesion", "selective_lesions", "greedy_continuation"
+        )
         assert again.dataframe[0].value.equals(table)
 
     app.session_state["experts_tab"] = "Per-token contributions"
@@ -148,11 +157,7 @@ def test_a_stored_run_shows_its_matrix_lesions_and_per_token_modes(
     # the curves are kept with the run too: a new session draws them without a lesioned pass
     curves = charts(app)["Removal curves"]
     with monkeypatch.context() as patched:
-        for slow in ("removal_curves", "pruning"):
-            patched.setattr(study2, slow, lambda *args, **kwargs: pytest.fail("recomputed"))
-        again = open_page("pages/experts.py")
-        again.session_state["experts_tab"] = "Removal and pruning"
-        again.run()
+        again = reopened(open_page, patched, "Removal and pruning", "removal_curves", "pruning")
         again.toggle(key="experts_pruning_on").set_value(True).run()
         assert not again.exception and not again.error, [e.value for e in again.error]
         assert charts(again)["Removal curves"] == curves
