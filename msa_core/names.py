@@ -11,6 +11,7 @@ METHODS = (
     "kernel",
     "leverage",
     "regression_adjusted",
+    "gradient",
 )
 INTERACTION_METHODS = ("auto", "exact", "sampled")  # of pairwise interactions
 # each lesion kind: what a lesioned unit outputs instead of its own output (the one home of both)

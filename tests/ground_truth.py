@@ -7,6 +7,8 @@ from math import comb
 
 import numpy as np
 
+from msa_core.games import FunctionGame, Game
+
 
 def shapley_by_permutations(game, n_players: int) -> np.ndarray:
     """Shapley values ``[N, *out]`` as the mean marginal contribution over all N! orders (N <=
@@ -72,6 +74,46 @@ class RandomNonlinearGame:
         quad = np.einsum("ci,ij,cj->c", z, self.a, z)
         flat = np.tanh(z @ self.w1 + self.b1) @ self.w2 + quad[:, None] * self.c
         return flat.reshape(-1, *self.out)
+
+    def gradients(self, coalitions: np.ndarray) -> np.ndarray:
+        """The derivative of every value in each player's coordinate of ``z`` (the game read as a
+        function of a continuous z, as a model of its units' gates): ``[C, N, *out]``."""
+        z = coalitions.astype(np.float64)
+        slope = 1 - np.tanh(z @ self.w1 + self.b1) ** 2  # [C, 8]
+        smooth = np.einsum("ch,ih,hd->cid", slope, self.w1, self.w2)
+        quad = z @ (self.a + self.a.T)  # [C, N]
+        return (smooth + quad[:, :, None] * self.c).reshape(len(z), self.n_players, *self.out)
+
+
+class WithGradients(Game):
+    """A game whose ``with_gradients()`` gives what ``msa_core.lesion.gradients`` gives for a
+    model: ``[C, N + 1, *out]``, its values then their derivative in each player's gate.
+
+    ``gradients(coalitions) -> [C, N, *out]``; default: the multilinear extension's, unit i's
+    ``v(S + i) - v(S - i)`` (an exact linearisation, the best a control variate can get).
+    """
+
+    def __init__(self, game, n_players: int, gradients=None):
+        self.game, self.n_players = game, n_players
+        self.player_names = [f"p{i}" for i in range(n_players)]
+        self.gradients = gradients or self.multilinear
+
+    def evaluate(self, coalitions: np.ndarray) -> np.ndarray:
+        return np.asarray(self.game(coalitions), dtype=np.float64)
+
+    def multilinear(self, coalitions: np.ndarray) -> np.ndarray:
+        rows = []
+        for i in range(self.n_players):
+            with_i, without_i = coalitions.copy(), coalitions.copy()
+            with_i[:, i], without_i[:, i] = True, False
+            rows.append(self.evaluate(with_i) - self.evaluate(without_i))
+        return np.stack(rows, 1)
+
+    def with_gradients(self) -> Game:
+        return FunctionGame(
+            lambda c: np.concatenate([self.evaluate(c)[:, None], self.gradients(c)], 1),
+            self.n_players,
+        )
 
 
 class CountingGame:

@@ -61,6 +61,9 @@ class Estimator(ABC):
     # True when the first blocks do not depend on the budget, so a run can be extended from a
     # checkpoint
     extendable: ClassVar[bool] = False
+    # True when a coalition's values arrive with their derivatives in every unit's gate,
+    # ``[N + 1, *out]`` (``msa_core.lesion.gradients``): the run plays ``game.with_gradients()``
+    needs_gradients: ClassVar[bool] = False
 
     def __init__(
         self, n_players: int, v_full: np.ndarray, v_empty: np.ndarray, seed: int, budget: int
@@ -74,6 +77,12 @@ class Estimator(ABC):
 
     n_blocks: int
     n_permutations: int = 0  # permutations absorbed so far (permutation-type samplers)
+
+    @classmethod
+    def modes_shape(cls, output_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """One player's modes' shape for a coalition's values of ``output_shape``: the same, but
+        where the values carry more than the game's output (``needs_gradients``)."""
+        return output_shape
 
     @abstractmethod
     def block(self, k: int) -> np.ndarray:

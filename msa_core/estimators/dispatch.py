@@ -199,6 +199,18 @@ class Started:
     estimator: Estimator | None  # None for one player: nothing to estimate
     start_block: int
 
+    @property
+    def modes_shape(self) -> tuple[int, ...]:
+        """One player's modes' shape (the game's output, without the rows of its derivatives where
+        the estimator takes them)."""
+        assert self.timed.output_shape is not None
+        return self.plan.estimator_class.modes_shape(self.timed.output_shape)
+
+    def ends(self) -> tuple[np.ndarray, np.ndarray]:
+        """The game's values ``[D]`` at the full and empty coalitions (without derivatives)."""
+        size = math.prod(self.modes_shape)
+        return self.v_full[:size], self.v_empty[:size]
+
 
 R = TypeVar("R")
 # the last stage, the result of a played run: (played run, game, backend, target_stderr, wall_start)
@@ -260,10 +272,31 @@ def run_plan(
     """
     wall_start = time.perf_counter() if wall_start is None else wall_start
     check_target_backend(plan.target, backend)
-    started = start_or_resume(plan, TimedGame(game), resume, options.batch_size)
+    played = with_gradients(game, backend) if plan.estimator_class.needs_gradients else game
+    started = start_or_resume(plan, TimedGame(played), resume, options.batch_size)
     if started.estimator is not None:
         play(started, backend, options)
     return finish(started, game, backend, options.target_stderr, wall_start)
+
+
+def with_gradients(game: Game, backend: Backend) -> Game:
+    """``game`` with its values' derivatives in every unit's gate, for an estimator that
+    ``needs_gradients`` (``ModelGame.with_gradients``).
+
+    Raises:
+        MSAInputError: a game with no gradients (not a model game) or a backend other than this
+            process (before anything is evaluated).
+    """
+    make = getattr(game, "with_gradients", None)
+    if make is None:
+        raise MSAInputError(
+            "method='gradient' needs a model game whose lesions have derivatives (a bundled or "
+            f"Hugging Face model, or a ModelGame); got {type(game).__name__}. Use another method"
+        )
+    if not isinstance(backend, LocalBackend):
+        raise MSAInputError("method='gradient' runs on the local backend only (backend=None)")
+    gradients: Game = make()
+    return gradients
 
 
 def start_or_resume(
@@ -343,8 +376,7 @@ def run_meta(
     started: Started, game: Game, backend: Backend, target_stderr: float | None, wall_start: float
 ) -> Json:
     """What the result of a played run of either kind records about how it ran."""
-    plan, tally, out = started.plan, started.timed.tally, started.timed.output_shape
-    assert out is not None
+    plan, tally, out = started.plan, started.timed.tally, started.modes_shape
     backend_meta = backend.meta(game)
     return {
         "method": plan.method,
@@ -368,20 +400,16 @@ def modes_result(
 ) -> ModesResult:
     """The ``ModesResult`` of a played run."""
     plan, timed, n = started.plan, started.timed, started.plan.n_players
+    v_full, v_empty = started.ends()
     score_stderr: np.ndarray | None  # [N]; None where the estimator cannot tell
     if started.estimator is None:
-        modes, stderr, n_perm = (
-            (started.v_full - started.v_empty)[None, :],
-            np.zeros((1, started.v_full.size)),
-            0,
-        )
+        modes, stderr, n_perm = (v_full - v_empty)[None, :], np.zeros((1, v_full.size)), 0
         dof, score_stderr = np.inf, np.zeros(1)  # one player: exact
     else:
         modes, stderr = started.estimator.estimate()
         n_perm, dof = started.estimator.n_permutations, started.estimator.stderr_dof()
         score_stderr = started.estimator.score_stderr()
-    out = timed.output_shape
-    assert out is not None
+    out = started.modes_shape
     tally = timed.tally
     meta = {
         **run_meta(started, game, backend, target_stderr, wall_start),
@@ -397,8 +425,8 @@ def modes_result(
     return ModesResult(
         modes=modes.reshape(n, *out),
         stderr=stderr.reshape(n, *out),
-        v_full=started.v_full.reshape(out),
-        v_empty=started.v_empty.reshape(out),
+        v_full=v_full.reshape(out),
+        v_empty=v_empty.reshape(out),
         n_evaluations=tally.used,
         n_permutations=n_perm,
         player_names=list(game.player_names),

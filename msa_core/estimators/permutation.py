@@ -34,6 +34,8 @@ changes any output (a null player) keeps a standard error of exactly 0.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from msa_core.coalitions import from_ranks
@@ -57,8 +59,10 @@ class PermutationEstimator(Estimator):
         "(t, 1.1 x samples - 1 degrees of freedom)"
     )
     permutations_per_sample = 1
-    state_fields = ("n_permutations", "moments", "unit_scores", "scores")
-    optional_state = ("unit_scores",)  # checkpoints written before it existed lack it
+    state_fields: ClassVar[tuple[str, ...]] = ("n_permutations", "moments", "unit_scores", "scores")
+    optional_state: ClassVar[tuple[str, ...]] = (
+        "unit_scores",
+    )  # checkpoints written before it existed lack it
     extendable = True  # block k holds the same orders whatever the budget
 
     def __init__(

@@ -33,6 +33,7 @@ from msa_core.estimators.antithetic import AntitheticEstimator
 from msa_core.estimators.base import Estimator
 from msa_core.estimators.checkpoint import State
 from msa_core.estimators.exact import EXACT_MAX_PLAYERS, ExactEstimator
+from msa_core.estimators.gradient import GradientControlEstimator
 from msa_core.estimators.kernel import KernelEstimator
 from msa_core.estimators.leverage import LeverageEstimator
 from msa_core.estimators.pairs import (
@@ -59,6 +60,7 @@ ESTIMATORS: dict[str, type[Estimator]] = {
         KernelEstimator,
         LeverageEstimator,
         RegressionAdjustedEstimator,
+        GradientControlEstimator,
     )
 }
 if set(METHODS) != {

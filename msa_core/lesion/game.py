@@ -35,7 +35,7 @@ from msa_core.lesion.inputs import (
 )
 from msa_core.lesion.layer_reuse import LayerReuse, head_options, layer_plan
 from msa_core.lesion.outputs import ColumnScores, CustomOutput, make_output
-from msa_core.lesion.plans import make_plan
+from msa_core.lesion.plans import Plan, make_plan
 from msa_core.lesion.sites import Site, bind
 from msa_core.names import LESIONS
 from msa_core.units import UnitSpec, check_unique
@@ -132,7 +132,7 @@ class ModelGame(Game):
         self.sites: list[Site] = bind(model, units)
         for site in self.sites:
             site.check_lesion(lesion)
-        self._output = make_output(output, inputs, labels)
+        self.output_fn = make_output(output, inputs, labels)
         self.forward_seconds = 0.0
         check_positive_int(memory_budget, "memory_budget", optional=True)
         check_positive_int(coalitions_per_pass, "coalitions_per_pass", optional=True)
@@ -144,7 +144,7 @@ class ModelGame(Game):
             for site in self.sites:
                 site.fill = site.mean if lesion == "mean" else None
             self._number_players()
-            positions = getattr(self._output, "positions", None) if scored_positions else None
+            positions = getattr(self.output_fn, "positions", None) if scored_positions else None
             reuse = layer_plan(model, inputs, self.sites, positions) if prefix_reuse else None
             self.plan = reuse or make_plan(
                 model,
@@ -154,9 +154,10 @@ class ModelGame(Game):
                 push_forward,
                 head_options(model, inputs, positions),
             )
-            values, copy_bytes = self._dry_run()
+            values, copy_bytes = self.dry_run(self.plan)
         self.output_shape = tuple(values.shape)
-        budget = memory_budget or self._default_budget()
+        self.memory_budget = memory_budget
+        budget = memory_budget or self.default_budget()
         self.coalitions_per_pass = coalitions_per_pass or max(1, budget // copy_bytes)
 
     def _number_players(self) -> None:
@@ -197,9 +198,18 @@ class ModelGame(Game):
             return values
         return values.index_select(0, torch.from_numpy(np.argsort(order)).to(values.device))
 
-    def _run(self, keep: torch.Tensor) -> torch.Tensor:
-        """Values ``[C * B, ...]`` of one chunk ``keep [C, N]``."""
-        hooks = [hook for site in self.plan.hooked for hook in site.lesion_hooks(site.own(keep))]
+    def with_gradients(self) -> Game:
+        """This game with every unit's first-order marginal effect at each coalition
+        (``msa_core.lesion.gradients.GradientGame``; values ``[C, N + 1, B, ...]``)."""
+        from msa_core.lesion.gradients import GradientGame  # it builds on this module
+
+        return GradientGame(self)
+
+    def _run(self, keep: torch.Tensor, plan: Plan | None = None) -> torch.Tensor:
+        """Values ``[C * B, ...]`` of one chunk ``keep [C, N]`` under ``plan`` (default: the
+        game's)."""
+        plan = plan or self.plan
+        hooks = [hook for site in plan.hooked for hook in site.lesion_hooks(site.own(keep))]
         start = time.perf_counter()
         dtype = PRECISIONS[self.precision]
         autocast = (
@@ -208,15 +218,17 @@ class ModelGame(Game):
             else contextlib.nullcontext()
         )
         with attached(hooks), autocast:
-            raw = self.plan.run(keep)
+            raw = plan.run(keep)
         if raw_device := getattr(raw, "device", None):
             if raw_device.type == "cuda":
                 torch.cuda.synchronize(raw_device)
         self.forward_seconds += time.perf_counter() - start
-        return self._values(raw, keep.shape[0])
+        return self.output_values(raw, keep.shape[0])
 
-    def _values(self, raw: Any, copies: int) -> torch.Tensor:
-        values = self._output(raw, copies)
+    def output_values(self, raw: Any, copies: int) -> torch.Tensor:
+        """The output ``[copies * B, ...]`` of the model's raw output for ``copies`` input copies,
+        checked."""
+        values = self.output_fn(raw, copies)
         if (
             not isinstance(values, torch.Tensor)
             or values.ndim == 0
@@ -245,8 +257,8 @@ class ModelGame(Game):
                 "unit specs must name modules the forward pass calls"
             )
 
-    def _dry_run(self) -> tuple[torch.Tensor, int]:
-        """The plan run on one all-intact copy: its values ``[B, ...]`` and an upper bound on the
+    def dry_run(self, plan: Plan) -> tuple[torch.Tensor, int]:
+        """``plan`` run on one all-intact copy: its values ``[B, ...]`` and an upper bound on the
         activation memory per copy (from the bytes of every leaf module's outputs, as the plan
         holds them at once, plus the values)."""
         sizes: list[tuple[nn.Module, int]] = []
@@ -260,11 +272,14 @@ class ModelGame(Game):
 
         leaves = [Hook(m, count) for m in self.model.modules() if next(m.children(), None) is None]
         with attached(leaves):
-            values = self._run(torch.ones(1, self.n_players, dtype=torch.bool, device=self.device))
+            values = self._run(
+                torch.ones(1, self.n_players, dtype=torch.bool, device=self.device), plan
+            )
         self.forward_seconds = 0.0
-        return values, self.plan.copy_bytes(sizes) + values.nbytes
+        return values, plan.copy_bytes(sizes) + values.nbytes
 
-    def _default_budget(self) -> int:
+    def default_budget(self) -> int:
+        """Activation bytes per pass when none is given (``memory_budget``)."""
         if self.device is not None and self.device.type == "cuda":
             return torch.cuda.mem_get_info(self.device)[0] // 2
         return getattr(self.plan, "cpu_budget", CPU_BUDGET)

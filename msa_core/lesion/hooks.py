@@ -126,7 +126,25 @@ def where_copies(
 ) -> torch.Tensor:
     """Per copy, keep ``x`` where ``keep`` is True, else ``fill``.
 
-    x: ``[C * R, ...]``; keep: bool ``[C, ...]`` broadcastable against ``[C, R, ...]``; fill: a
-    scalar or a tensor broadcastable against ``[R, ...]``. Returns ``[C * R, ...]``.
+    x: ``[C * R, ...]``; keep: bool ``[C, ...]`` broadcastable against ``[C, R, ...]``, or a float
+    gate of 0s and 1s (``gated``); fill: a scalar or a tensor broadcastable against ``[R, ...]``.
+    Returns ``[C * R, ...]``.
     """
-    return torch.where(keep, split_copies(x, keep.shape[0], where), fill).flatten(0, 1)
+    split = split_copies(x, keep.shape[0], where)
+    if keep.dtype == torch.bool:
+        return torch.where(keep, split, fill).flatten(0, 1)
+    return gated(split, keep, fill).flatten(0, 1)
+
+
+def gated(x: torch.Tensor, gate: torch.Tensor, fill: torch.Tensor | float) -> torch.Tensor:
+    """The lesion as a function of a continuous gate, ``fill + gate * (x - fill)``, evaluated at a
+    gate of 0s and 1s (``msa_core.lesion.gradients``): the value is exactly the lesioned one
+    (``x`` where the gate is 1, ``fill`` where 0) and the derivative in the gate is ``x - fill``,
+    the linearised effect of restoring (or lesioning) the unit there (attribution patching)."""
+    exact = torch.where(gate > 0.5, x, fill)
+    return exact + (gate - gate.detach()) * (x - fill)
+
+
+def lesioned(keep: torch.Tensor) -> torch.Tensor:
+    """``~keep`` for a bool keep matrix, ``1 - gate`` for a float gate."""
+    return ~keep if keep.dtype == torch.bool else 1 - keep

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from msa_core.errors import MSAInputError
-from msa_core.lesion.hooks import Hook, split_copies, where_copies
+from msa_core.lesion.hooks import Hook, lesioned, split_copies, where_copies
 from msa_core.units import UNIT_KINDS, Blocks, Channels, Experts, Heads, Layers, Neurons, UnitSpec
 
 
@@ -51,6 +51,11 @@ class Site(ABC):
     def check_lesion(self, lesion: str) -> None:
         """Raise when this site cannot take the lesion kind (all sites take "zero" and "mean")."""
         return None  # the default: a site takes both kinds; subclasses refuse what they cannot do
+
+    def check_gradients(self) -> None:
+        """Raise when this site's lesion has no derivative in a continuous gate
+        (``msa_core.lesion.gradients``); every lesion that replaces a value by its fill has one."""
+        return None
 
     @abstractmethod
     def probe_hooks(self, with_mean: bool) -> list[Hook]:
@@ -331,6 +336,13 @@ class ExpertSite(Site):
                 "a rerouted expert has no output to replace"
             )
 
+    def check_gradients(self) -> None:
+        if self.spec.mode == "reroute":
+            raise self._error(
+                "a rerouted expert changes which experts the router picks, a jump with no "
+                "derivative; gradients need mode='remove' (its routed weight scaled by a gate)"
+            )
+
     def _routing(self, out: object) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if not (isinstance(out, tuple) and len(out) == 3):
             raise self._error(
@@ -381,7 +393,9 @@ class ExpertSite(Site):
             )
         ]
         if self.fill is not None:
-            hooks.append(Hook(self.module, lambda module, args, out: self._add_means(out, ~routed)))
+            hooks.append(
+                Hook(self.module, lambda module, args, out: self._add_means(out, lesioned(routed)))
+            )
         if self.shared is not None:
             shared_fill = 0.0 if self.fill is None else self.fill[-1]
             hooks.append(
@@ -413,12 +427,12 @@ class ExpertSite(Site):
             top = top / top.sum(-1, keepdim=True).clamp_min(torch.finfo(top.dtype).tiny)
         return logits, top.to(weights.dtype).flatten(0, 1), chosen.flatten(0, 1)
 
-    def _add_means(self, out: torch.Tensor, lesioned: torch.Tensor) -> torch.Tensor:
+    def _add_means(self, out: torch.Tensor, off: torch.Tensor) -> torch.Tensor:
         """Block output ``[C * R, ..., hidden]`` plus, per copy, the mean contributions of its
-        lesioned experts."""
+        lesioned experts (``off [C, E]``: 1 or True where lesioned)."""
         assert self.fill is not None  # hooked only with lesion="mean"
-        added = lesioned.to(self.fill.dtype) @ self.fill[: self.n_routed]  # [C, hidden]
-        per_copy = split_copies(out, lesioned.shape[0], self.path)
+        added = off.to(self.fill.dtype) @ self.fill[: self.n_routed]  # [C, hidden]
+        per_copy = split_copies(out, off.shape[0], self.path)
         return (per_copy + added.view(-1, *[1] * (per_copy.ndim - 2), added.shape[-1])).flatten(
             0, 1
         )

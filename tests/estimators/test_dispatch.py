@@ -250,4 +250,5 @@ def test_methods_are_listed():
         "kernel",
         "leverage",
         "regression_adjusted",
+        "gradient",
     )
