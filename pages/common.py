@@ -26,7 +26,7 @@ from msa_core.deployment import deployment
 from msa_core.errors import MSAInputError
 from msa_core.result import ModesResult
 from msa_core.runs import JobManager, RunRequest, RunStore
-from msa_core.runs.budget import Probe, plan_run, probe_game
+from msa_core.runs.budget import Probe, needs_gradients, plan_run, probe_game
 from msa_core.runs.interaction_runs import InteractionRequest
 from msa_core.zoo import HF_PREFIX, LoadedModel, load_model
 
@@ -337,11 +337,18 @@ def picked_result(fingerprint: str) -> ModesResult:
 
 
 @st.cache_resource(show_spinner="Timing a few evaluations of this game…", max_entries=32)
-def probe(name: str, granularity: str | None, output: str | None, lesion: str) -> Probe:
-    """A measured probe of the game a run of model ``name`` would play (built and timed once per
-    process).
-    """
-    return probe_game(model(name).game(granularity, output, lesion))
+def game_probe(
+    name: str, granularity: str | None, output: str | None, lesion: str, method: str | None
+) -> Probe:
+    """A measured probe of the game a run of model ``name`` would play, with the derivatives a
+    method that needs them adds (built and timed once per process; ``method`` None: any other)."""
+    return probe_game(model(name).game(granularity, output, lesion), method=method)
+
+
+def probe(request: RunRequest) -> Probe:
+    """``game_probe`` of the game ``request`` would play."""
+    method = request.method if needs_gradients(request.method) else None
+    return game_probe(request.model, request.units, request.output, request.lesion, method)
 
 
 def measured_probe(entry: dict[str, Any]) -> Probe | None:
@@ -362,9 +369,7 @@ def quick_run_button(request: RunRequest, key: str, measured: Probe | None = Non
     jobs panel; the page fills in when it finishes), with what it will take: from ``measured`` (a
     finished run of the same game) or else from a probe of the game."""
     with explained_errors("Planning the run"):
-        plan = plan_run(
-            request, measured or probe(request.model, request.units, request.output, request.lesion)
-        )
+        plan = plan_run(request, measured or probe(request))
         st.caption(
             f"{plan.evaluations:,} evaluations of {plan.n_players} units: about "
             f"{format_seconds(plan.seconds)} of model evaluations (measured on this machine), plus "

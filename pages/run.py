@@ -73,7 +73,7 @@ def plan_box(request: RunRequest, name: str) -> bool:
     if it can.
     """
     try:
-        plan = plan_run(request, probe(name, request.units, request.output, request.lesion))
+        plan = plan_run(request, probe(request))
         deployment().check_budget(plan.evaluations)  # a shared server's cap (MSA_DEPLOYMENT=shared)
     except MSAInputError as err:
         st.error(f"This budget cannot run: {err}", icon=":material/block:")

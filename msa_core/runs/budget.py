@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import comb
 from typing import Any
 
@@ -19,9 +19,10 @@ import numpy as np
 
 from msa_core.errors import MSAInputError
 from msa_core.estimators.base import samples_per_block
-from msa_core.estimators.dispatch import BATCH_VALUES
+from msa_core.estimators.dispatch import BATCH_VALUES, with_gradients
 from msa_core.estimators.kernel import GROUP_VALUES, GROUPS, border_sizes
 from msa_core.estimators.plan import BEST_SAMPLER, ESTIMATORS
+from msa_core.estimators.runner import LocalBackend
 from msa_core.runs.request import RunRequest
 
 PROBE_COALITIONS = 8  # coalitions per timed probe call
@@ -54,7 +55,11 @@ class Plan:
 
 
 def probe_game(
-    game: Any, n_coalitions: int = PROBE_COALITIONS, seed: int = 0, repeats: int = 3
+    game: Any,
+    n_coalitions: int = PROBE_COALITIONS,
+    seed: int = 0,
+    repeats: int = 3,
+    method: str | None = None,
 ) -> Probe:
     """Time ``game`` (a ``Game``: ``n_players``, called on bool coalitions ``[C, N]``) on random
     coalitions.
@@ -64,10 +69,20 @@ def probe_game(
         n_coalitions: coalitions per timed call; one untimed call warms the game up first.
         seed: of the random coalitions.
         repeats: timed calls.
+        method: the run's method; one that needs gradients times the game with them
+            (``game.with_gradients()``, a backward pass per evaluation).
 
     Returns:
-        The ``Probe``: players, values per evaluation ``prod(out)``, median seconds per evaluation.
+        The ``Probe``: players, values per evaluation ``prod(out)`` (of the game's own output),
+        median seconds per evaluation.
+
+    Raises:
+        MSAInputError: a method that needs gradients on a game without them.
     """
+    if needs_gradients(method):
+        played = with_gradients(game, LocalBackend())
+        timed = probe_game(played, n_coalitions, seed, repeats)
+        return replace(timed, n_outputs=timed.n_outputs // (game.n_players + 1))
     rng = np.random.default_rng(seed)
     coalitions = rng.random((n_coalitions, game.n_players)) < 0.5
     values = game(coalitions)  # warm-up (lazy buffers, first-call kernels)
@@ -78,6 +93,12 @@ def probe_game(
         seconds.append(time.perf_counter() - start)
     n_outputs = int(np.prod(tuple(values.shape[1:])))
     return Probe(game.n_players, n_outputs, float(np.median(seconds)) / n_coalitions)
+
+
+def needs_gradients(method: str | None) -> bool:
+    """Whether a run of ``method`` plays its game with gradients (a backward pass per
+    evaluation)."""
+    return method in ESTIMATORS and ESTIMATORS[method].needs_gradients
 
 
 def progress_batch_size(probe: Probe) -> int | None:
