@@ -37,6 +37,7 @@ from msa_core.paths import default_cache_dir
 
 if TYPE_CHECKING:
     from msa_core.result import ModesResult
+    from msa_core.runs.store import RunStore
 
 EXAMPLES = """\
 examples:
@@ -496,7 +497,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    from msa_core.runs.store import INTERACTION_KEY, free_files
+    from msa_core.runs.store import free_files
 
     if not args.runs and not args.all:
         raise MSAInputError("name the runs to delete (see `python -m msa_core list`) or give --all")
@@ -505,13 +506,23 @@ def cmd_delete(args: argparse.Namespace) -> int:
     reader = open_store(args, readonly=True)
     fingerprints = None if args.all else [reader.resolve(prefix) for prefix in args.runs]
     try:
-        store = open_store(args)
-    except MSAInputError as err:  # a disk too full to open the databases: free the files first
-        if not isinstance(err.__cause__, (sqlite3.OperationalError, OSError)):
+        return _delete_rows(open_store(args), fingerprints)
+    except (MSAInputError, sqlite3.OperationalError, OSError) as err:
+        # a disk too full to open the databases or to write their journals (SQLite then says
+        # "disk I/O error" as often as "full"): free the files through read-only connections first
+        cause = err.__cause__ if isinstance(err, MSAInputError) else err
+        if not isinstance(cause, (sqlite3.OperationalError, OSError)):
             raise
         freed = free_files(reader.directory, None if fingerprints is None else set(fingerprints))
         print(f"freed {freed / 1e6:.1f} MB of result and checkpoint files")
-        store = open_store(args)
+        return _delete_rows(open_store(args), fingerprints)
+
+
+def _delete_rows(store: RunStore, fingerprints: list[str] | None) -> int:
+    """Delete ``fingerprints``' runs (None: everything) from a writable ``RunStore``, saying
+    what went."""
+    from msa_core.runs.store import INTERACTION_KEY
+
     if fingerprints is None:
         for key in store.clear():
             kind = "interaction run" if key.startswith(INTERACTION_KEY) else "run"

@@ -165,7 +165,7 @@ def test_scored_positions_only_reach_the_head(prefix_reuse):
     torch.testing.assert_close(values, expected, rtol=0, atol=float32_tolerance(expected))
     # the named next-token output reads every position but the last
     named = ModelGame(model, INPUTS, UNITS["heads"], output="target_logprob")
-    assert named._output.positions.tolist() == list(range(ids.shape[1] - 1))
+    assert named.output_fn.positions.tolist() == list(range(ids.shape[1] - 1))
 
 
 def test_out_of_memory_halves_the_pass_and_retries():

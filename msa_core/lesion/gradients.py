@@ -87,6 +87,8 @@ class GradientGame(Game):
             _, copy_bytes = game.dry_run(self.plan)
         budget = game.memory_budget or game.default_budget()
         self.coalitions_per_pass = max(1, budget // (SAVED_FACTOR * copy_bytes))
+        self.evaluate(np.ones((1, self.n_players), dtype=bool))  # refuses a constant output
+        game.forward_seconds = 0.0
 
     @property
     def forward_seconds(self) -> float:
@@ -108,9 +110,19 @@ class GradientGame(Game):
         with torch.enable_grad(), eval_mode(game.model), attached(hooks):
             values = game.output_values(self.plan.run(keep), copies)  # [C * B, ...]
             per_sample = values.reshape(copies * samples, -1).float()
+            if not per_sample.requires_grad:
+                raise MSAInputError(
+                    "this output does not change smoothly with the units' gates (it counts or "
+                    "thresholds, e.g. accuracy), so it has no gradients; use a continuous output "
+                    "(logits, log-probs, a score) or another method"
+                )
             derivatives = [
                 torch.autograd.grad(
-                    per_sample[:, k].sum(), gates, retain_graph=k + 1 < per_sample.shape[1]
+                    per_sample[:, k].sum(),
+                    gates,
+                    retain_graph=k + 1 < per_sample.shape[1],
+                    allow_unused=True,
+                    materialize_grads=True,  # an output number no gate reaches: derivative 0
                 )[0]
                 for k in range(per_sample.shape[1])
             ]  # K x [C * B, N]

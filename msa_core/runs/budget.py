@@ -70,7 +70,8 @@ def probe_game(
         seed: of the random coalitions.
         repeats: timed calls.
         method: the run's method; one that needs gradients times the game with them
-            (``game.with_gradients()``, a backward pass per evaluation).
+            (``game.with_gradients()``, a backward pass per evaluation and output number of a
+            sample: slower, so a quarter of the coalitions, one timed call).
 
     Returns:
         The ``Probe``: players, values per evaluation ``prod(out)`` (of the game's own output),
@@ -81,7 +82,7 @@ def probe_game(
     """
     if needs_gradients(method):
         played = with_gradients(game, LocalBackend())
-        timed = probe_game(played, n_coalitions, seed, repeats)
+        timed = probe_game(played, max(1, n_coalitions // 4), seed, repeats=1)
         return replace(timed, n_outputs=timed.n_outputs // (game.n_players + 1))
     rng = np.random.default_rng(seed)
     coalitions = rng.random((n_coalitions, game.n_players)) < 0.5

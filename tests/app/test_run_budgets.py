@@ -51,6 +51,9 @@ def test_the_first_suggestion_opens_the_run_page_set_to_it(cache_dir):
         (MODEL, {"run_evaluations": 1}, "at least 66"),
         (WIDE_MODEL, {"run_method": "exact"}, "N <= 20"),
         (WIDE_MODEL, {"run_permutations": 10**9}, "of memory"),
+        # gradients: one backward pass per output number of an image (1,024): refused, not slow
+        ("gan-digits-s0", {"run_method": "gradient"}, "per sample"),
+        (MODEL, {"run_method": "gradient"}, "no gradients"),  # accuracy: argmax counts
     ],
 )
 def test_impossible_budgets_are_refused_beside_the_form_before_launch(
@@ -110,4 +113,13 @@ def test_the_run_page_opens_on_an_mlp_and_keeps_the_budget_when_the_model_change
     app.selectbox(key="model").select(WIDE_MODEL).run()
     assert app.number_input(key="run_permutations").value == 37
     assert any(md.value.startswith("**4,") and "128 units" in md.value for md in app.markdown)
+    assert not launch_button(app).disabled
+
+
+def test_a_gradient_run_is_timed_with_its_backward_passes(cache_dir, open_page):
+    app = run_page(open_page)
+    app.selectbox(key="run_output").select("logits").run()
+    app.selectbox(key="run_method").select("gradient").run()
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    assert any("evaluations** of 32 units" in md.value for md in app.markdown)
     assert not launch_button(app).disabled

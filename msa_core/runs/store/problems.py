@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,8 @@ def store_problem(err: BaseException, directory: Path) -> str:
     sentence): a full disk, a folder this user cannot write, or else a damaged database."""
     text = str(err).lower()
     option = f" --cache-dir {directory}"
-    if getattr(err, "errno", None) == errno.ENOSPC or "full" in text:
+    full = getattr(err, "errno", None) == errno.ENOSPC or "full" in text
+    if full or out_of_space(err, directory):
         return f"the disk holding the run store {directory} is full ({err}); " + (
             FULL_DISK_ADVICE.format(option=option)
         )
@@ -46,6 +48,18 @@ def store_problem(err: BaseException, directory: Path) -> str:
         f"the run store's database in {directory} is damaged ({err}); "
         f"{repair_hint(directory)} rebuilds it from the result files"
     )
+
+
+FULL_BYTES = 1 << 20  # a disk with less than this free counts as full
+
+
+def out_of_space(err: BaseException, directory: Path) -> bool:
+    """Whether an SQLite "disk I/O error" came from a full disk: SQLite reports a journal it could
+    not write for want of space so as often as "database or disk is full"."""
+    if "disk i/o error" not in str(err).lower():
+        return False
+    folder = next((path for path in (directory, *directory.parents) if path.exists()), None)
+    return folder is not None and shutil.disk_usage(folder).free < FULL_BYTES
 
 
 def writable_folder(directory: Path) -> bool:
