@@ -32,7 +32,7 @@ from msa_core.cli_support import (
     use_backend,
 )
 from msa_core.errors import MSAInputError
-from msa_core.names import EXPORT_FORMATS, LESIONS, METHODS, lesions_help
+from msa_core.names import EXPORT_FORMATS, LESIONS, METHODS, lesions_help, method_help
 from msa_core.paths import default_cache_dir
 
 if TYPE_CHECKING:
@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--method",
         choices=METHODS,
         default="auto",
-        help="estimator (default: auto = exact for few units, else regression_adjusted)",
+        help="estimator: " + "; ".join(method_help(method) for method in METHODS),
     )
     run.add_argument(
         "--permutations",

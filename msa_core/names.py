@@ -2,17 +2,21 @@
 before it imports torch): estimator methods, lesions, export formats, the largest seed.
 ``estimators.plan`` checks ``METHODS`` against its estimators when imported."""
 
-# "auto" picks one of the others
-METHODS = (
-    "auto",
-    "exact",
-    "permutation",
-    "antithetic",
-    "kernel",
-    "leverage",
-    "regression_adjusted",
-    "gradient",
-)
+# each estimator method in one line (the one home of both); "auto" picks one of the others
+METHOD_HELP = {
+    "auto": "exact when all 2^N coalitions fit the budget, else regression_adjusted "
+    "(permutation for very wide outputs or a top-k target)",
+    "exact": "every one of the 2^N coalitions (N <= 20): no sampling error",
+    "permutation": "random orders, each unit's marginal contribution (the paper's estimator)",
+    "antithetic": "random orders paired with their reverses",
+    "kernel": "paired KernelSHAP regression",
+    "leverage": "the KernelSHAP regression on leverage-score samples",
+    "regression_adjusted": "a fitted surrogate plus Monte Carlo on its residual: the lowest "
+    "error per evaluation on our games",
+    "gradient": "random orders corrected by attribution patching (a backward pass per "
+    "evaluation; pays only where lesions act almost linearly, not on our LMs)",
+}
+METHODS = tuple(METHOD_HELP)
 INTERACTION_METHODS = ("auto", "exact", "sampled")  # of pairwise interactions
 # each lesion kind: what a lesioned unit outputs instead of its own output (the one home of both)
 LESION_HELP = {
@@ -22,6 +26,11 @@ LESION_HELP = {
 LESIONS = tuple(LESION_HELP)
 EXPORT_FORMATS = ("npz", "csv", "html", "png", "svg")
 MAX_SEED = 2**63 - 1  # checkpoints store the seed as int64
+
+
+def method_help(method: str) -> str:
+    """A method as forms and the CLI explain it: ``"permutation: random orders, ..."``."""
+    return f"{method}: {METHOD_HELP[method]}"
 
 
 def lesion_label(lesion: str) -> str:

@@ -12,7 +12,7 @@ from msa_core import METHODS
 from msa_core.deployment import deployment
 from msa_core.errors import MSAInputError
 from msa_core.estimators.plan import uses_permutations
-from msa_core.names import LESIONS, lesion_label, lesions_help
+from msa_core.names import LESIONS, lesion_label, lesions_help, method_help
 from msa_core.runs import RunRequest, fingerprint_of
 from msa_core.runs.budget import format_bytes, plan_run
 from msa_core.zoo import HF_PREFIX, list_models
@@ -122,9 +122,9 @@ def launch_form(name: str) -> None:
             "Method",
             METHODS,
             key="run_method",
-            help="auto: exact when all 2^N coalitions "
-            "fit the budget, else the most accurate sampler per evaluation.",
+            help="How the Shapley modes are estimated from lesioned evaluations.",
         )
+        left.caption(method_help(method))
         permutations = right.number_input(
             "Budget: permutations",
             min_value=0,
