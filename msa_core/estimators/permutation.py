@@ -4,13 +4,13 @@ Each sampled order adds units one by one; unit i's marginal contribution in that
 ``v(units before i, and i) - v(units before i)``. The mean over orders is unbiased, and the
 contributions of one order telescope to ``v(full) - v(empty)``, so efficiency holds.
 
-Streaming: a block's contributions are formed explicitly, ``[P, N, D]``: the differences of
-consecutive prefix values (in position order), gathered into unit order by one ``take`` of rows,
-then folded into the per-unit shifted sums and squared sums (``RunningMoments``) that give both the
-modes (their mean) and the variance. Differences and gather run in the values' own precision
-(float32 games stay float32 there: a difference of two float32 values is exact or within 2^-24 of
-itself, and the same whatever the batch or backend); so are a block's sums, added to float64
-totals (``RunningMoments``).
+Streaming: each unit's contribution in each order of a block, the difference of two consecutive
+prefix values, is folded straight into the per-unit shifted sums and squared sums
+(``RunningMoments``) that give both the modes (their mean) and the variance, in one compiled pass
+over the block's values (``fold_orders``, numba), never forming the ``[P, N, D]`` array. Differences
+run in the values' own precision (float32 games stay float32 there: a difference of two float32
+values is exact or within 2^-24 of itself, and the same whatever the batch or backend), the sums in
+float64.
 
 Scores: each sample's contributions averaged over all outputs (the ranking's score, a unit's
 Shapley value for the mean output) are kept as their own moments (``unit_scores``), so
@@ -34,7 +34,8 @@ changes any output (a null player) keeps a standard error of exactly 0.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from functools import cache
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -78,9 +79,7 @@ class PermutationEstimator(Estimator):
         self.unit_scores = RunningMoments((n_players,))
         self.scores: RunningMoments | None = None  # kept for a top-k target (track_scores)
         self._ranks: dict[int, np.ndarray] = {}
-        # scratch reused by every block, per dtype of the values: fresh arrays of this size would
-        # cost page faults each time
-        self._scratch: dict[np.dtype, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._ends_by_dtype: dict[np.dtype, tuple[np.ndarray, np.ndarray]] = {}
         self._weights: dict[np.dtype, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def planned_evaluations(self) -> int:
@@ -147,7 +146,8 @@ class PermutationEstimator(Estimator):
         self.unit_scores.add(by_group[..., 0] if alone else by_group.mean(axis=2))
         if self.scores is not None:
             self.scores.add(by_group)
-        self.moments.add(self.combine(self._contributions(ranks, values)))
+        v_full, v_empty = self._ends(values.dtype)
+        fold_orders(ranks, values, v_full, v_empty, self.permutations_per_sample, self.moments)
 
     def _group_weights(self, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``1/size`` weights ``[D / G]`` in ``dtype`` and the end values' group means ``[G]``
@@ -163,24 +163,11 @@ class PermutationEstimator(Estimator):
             self._weights[dtype] = (weights, full, empty)
         return self._weights[dtype]
 
-    def _buffers(self, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Scratch of ``dtype``: by position and by unit ``[rows, D]``, the end values ``[D]``."""
-        if dtype not in self._scratch:
-            rows = self.per_block * self.permutations_per_sample * self.n_players
-            self._scratch[dtype] = (
-                np.empty((rows, self.n_outputs), dtype),
-                np.empty((rows, self.n_outputs), dtype),
-                self.v_full.astype(dtype),
-                self.v_empty.astype(dtype),
-            )
-        return self._scratch[dtype]
-
-    def _contributions(self, ranks: np.ndarray, values: np.ndarray) -> np.ndarray:
-        """Each unit's marginal contribution in each order, ``[P, N, D]`` in ``values``' dtype,
-        from prefix values ``[P * (N-1), D]`` (float32 or float64), in reused scratch.
-        """
-        by_position, by_unit, v_full, v_empty = self._buffers(values.dtype)
-        return marginal_contributions(ranks, values, v_full, v_empty, by_position, by_unit)
+    def _ends(self, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+        """The end values ``[D]`` in the values' ``dtype`` (a game's float32 stays float32)."""
+        if dtype not in self._ends_by_dtype:
+            self._ends_by_dtype[dtype] = (self.v_full.astype(dtype), self.v_empty.astype(dtype))
+        return self._ends_by_dtype[dtype]
 
     def estimate(self) -> tuple[np.ndarray, np.ndarray]:
         modes = self.moments.mean
@@ -234,3 +221,77 @@ def marginal_contributions(
         position.reshape(n_perm * n, d), rows, axis=0, out=by_unit[: n_perm * n], mode="clip"
     )
     return gathered.reshape(n_perm, n, d)
+
+
+def fold_orders(
+    ranks: np.ndarray,
+    values: np.ndarray,
+    v_full: np.ndarray,
+    v_empty: np.ndarray,
+    per_sample: int,
+    moments: RunningMoments,
+) -> None:
+    """Fold a block's samples into ``moments`` in one pass over its prefix values.
+
+    A sample is the mean contribution ``[N, D]`` over ``per_sample`` consecutive orders (1 for
+    permutation sampling, 2 for an antithetic pair), as ``marginal_contributions`` and ``combine``
+    give it, added as ``moments.add`` adds it (shifted float64 sums and squared sums; the shift is
+    the first sample), without the ``[P, N, D]`` array: the block's five passes over it
+    (differences, gather, shift, sum, squares) become one, in a numba kernel compiled on first use
+    and cached with the package.
+
+    Args:
+        ranks: ``[P, N]`` each unit's position in each order.
+        values: ``[P * (N-1), D]`` the prefix values of each order, in position order.
+        v_full, v_empty: ``[D]`` the end values, in ``values``' dtype.
+        per_sample: consecutive orders per sample (P is a multiple of it).
+        moments: ``RunningMoments`` of shape ``(N, D)``.
+    """
+    _fold_kernel()(
+        ranks,
+        values,
+        v_full,
+        v_empty,
+        per_sample,
+        moments.count == 0,
+        moments.shift,
+        moments.sum,
+        moments.sum_sq,
+    )
+    moments.count += ranks.shape[0] // per_sample
+
+
+@cache
+def _fold_kernel() -> Any:
+    """``_fold`` compiled (numba is imported only when a run first needs it)."""
+    import numba
+
+    return numba.njit(cache=True, nogil=True, error_model="numpy")(_fold)
+
+
+def _fold(ranks, values, v_full, v_empty, per_sample, first, shift, total, total_sq):  # type: ignore[no-untyped-def]
+    """The kernel of ``fold_orders`` (plain loops, for numba): unit by unit, so that a unit's
+    rows of ``shift``, ``total`` and ``total_sq`` stay in cache while every sample's contribution
+    of it is added; differences in the values' dtype, as ``marginal_contributions`` takes them,
+    then float64."""
+    n_orders, n = ranks.shape
+    d = values.shape[1]
+    row = np.empty(d)  # one sample's contribution of one unit
+    for unit in range(n):
+        for s in range(n_orders // per_sample):
+            row[:] = 0.0
+            for q in range(per_sample):
+                p = s * per_sample + q
+                k = ranks[p, unit]  # the unit joins prefix k, making prefix k + 1
+                high = v_full if k == n - 1 else values[p * (n - 1) + k]
+                low = v_empty if k == 0 else values[p * (n - 1) + k - 1]
+                for j in range(d):
+                    row[j] += high[j] - low[j]
+            if per_sample > 1:
+                row /= per_sample
+            if first and s == 0:
+                shift[unit] = row
+            for j in range(d):
+                x = row[j] - shift[unit, j]
+                total[unit, j] += x
+                total_sq[unit, j] += x * x
