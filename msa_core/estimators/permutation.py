@@ -276,7 +276,22 @@ def _fold(ranks, values, v_full, v_empty, per_sample, first, shift, total, total
     then float64."""
     n_orders, n = ranks.shape
     d = values.shape[1]
-    row = np.empty(d)  # one sample's contribution of one unit
+    if per_sample == 1:  # a sample is one order: each difference is folded as it is taken
+        for unit in range(n):
+            centre, summed, squared = shift[unit], total[unit], total_sq[unit]
+            for p in range(n_orders):
+                k = ranks[p, unit]  # the unit joins prefix k, making prefix k + 1
+                high = v_full if k == n - 1 else values[p * (n - 1) + k]
+                low = v_empty if k == 0 else values[p * (n - 1) + k - 1]
+                if first and p == 0:
+                    for j in range(d):
+                        centre[j] = high[j] - low[j]
+                for j in range(d):
+                    x = (high[j] - low[j]) - centre[j]
+                    summed[j] += x
+                    squared[j] += x * x
+        return
+    row = np.empty(d)  # one sample's mean contribution of one unit
     for unit in range(n):
         for s in range(n_orders // per_sample):
             row[:] = 0.0
