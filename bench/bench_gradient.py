@@ -32,6 +32,7 @@ from common import table
 from msa_core import shapley_modes
 from msa_core.lesion import ModelGame
 from msa_core.lesion.outputs import CustomOutput, make_output
+from msa_core.names import LESIONS
 from msa_core.units import Experts, Heads
 from msa_core.zoo import load_model
 
@@ -86,11 +87,11 @@ def exact_rows(permutations: int, repeats: int) -> list[tuple[str, ...]]:
     return rows
 
 
-def llm_rows(n_coalitions: int) -> list[tuple[str, ...]]:
+def llm_rows(n_coalitions: int, lesion: str = "zero") -> list[tuple[str, ...]]:
     from msa_core.runs import RunRequest
 
     loaded = RunRequest(model="smollm2-135m", units="heads", task="smollm2-study").load()
-    game = loaded.game("heads", output="task_logprob")
+    game = loaded.game("heads", output="task_logprob", lesion=lesion)
     gradients = game.with_gradients()
     n = game.n_players
     rng = np.random.default_rng(0)
@@ -120,7 +121,7 @@ def llm_rows(n_coalitions: int) -> list[tuple[str, ...]]:
     cost = grad_cpu / plain_cpu
     correlation = float(np.corrcoef(delta, trapezoid)[0, 1])
     return [
-        ("SmolLM2-135M heads, study task", "value"),
+        (f"SmolLM2-135M heads, study task, {lesion} lesion", "value"),
         ("marginal contributions measured", f"{delta.size:,} ({len(contributions)} x 12 prompts)"),
         ("correlation with the trapezoid linearisation", f"{correlation:.2f}"),
         ("variance left with the best coefficient", f"{left:.2f} (coefficient {beta:.3f})"),
@@ -138,12 +139,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--llm", action="store_true", help="also SmolLM2-135M (fetched)")
     parser.add_argument("--coalitions", type=int, default=6, help="SmolLM2 coalitions")
+    parser.add_argument("--lesion", choices=LESIONS, default="zero", help="SmolLM2's lesion")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(table(exact_rows(args.permutations, args.repeats)))
     if args.llm:
         print()
-        print(table(llm_rows(args.coalitions)))
+        print(table(llm_rows(args.coalitions, args.lesion)))
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ METHOD_HELP = {
     "leverage": "the KernelSHAP regression on leverage-score samples",
     "regression_adjusted": "a fitted surrogate plus Monte Carlo on its residual: the lowest "
     "error per evaluation on our games",
-    "gradient": "random orders corrected by attribution patching (a backward pass per "
-    "evaluation; pays only where lesions act almost linearly, not on our LMs)",
+    "gradient": "random orders corrected by attribution patching: a backward pass per "
+    "evaluation, about 4x the cost, which did not pay per CPU second on our LMs",
 }
 METHODS = tuple(METHOD_HELP)
 INTERACTION_METHODS = ("auto", "exact", "sampled")  # of pairwise interactions
