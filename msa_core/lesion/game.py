@@ -211,19 +211,21 @@ class ModelGame(Game):
         plan = plan or self.plan
         hooks = [hook for site in plan.hooked for hook in site.lesion_hooks(site.own(keep))]
         start = time.perf_counter()
-        dtype = PRECISIONS[self.precision]
-        autocast = (
-            torch.autocast(self.device.type if self.device else "cpu", dtype=dtype)
-            if dtype
-            else contextlib.nullcontext()
-        )
-        with attached(hooks), autocast:
+        with attached(hooks), self.autocast():
             raw = plan.run(keep)
         if raw_device := getattr(raw, "device", None):
             if raw_device.type == "cuda":
                 torch.cuda.synchronize(raw_device)
         self.forward_seconds += time.perf_counter() - start
         return self.output_values(raw, keep.shape[0])
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """The passes' precision: ``torch.autocast`` to the half type of ``precision``, or
+        nothing for float32."""
+        dtype = PRECISIONS[self.precision]
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type if self.device else "cpu", dtype=dtype)
 
     def output_values(self, raw: Any, copies: int) -> torch.Tensor:
         """The output ``[copies * B, ...]`` of the model's raw output for ``copies`` input copies,

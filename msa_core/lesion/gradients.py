@@ -59,8 +59,9 @@ class GradientGame(Game):
             more than ``MAX_PER_SAMPLE`` numbers per sample.
 
     Calling it with bool coalitions ``[C, N]`` returns float32 ``[C, N + 1, B, ...]`` on the model's
-    device: row 0 the game's values (exactly the ``ModelGame``'s), row ``1 + i`` the derivative of
-    every value in unit i's gate at that coalition.
+    device: row 0 the game's values (a whole-model pass: exactly the ``ModelGame``'s on that plan,
+    within float rounding of its reuse plans), row ``1 + i`` the derivative of every value in unit
+    i's gate at that coalition, both under the game's ``precision``.
     """
 
     def __init__(self, game: ModelGame):
@@ -107,7 +108,7 @@ class GradientGame(Game):
         gates = keep.float().repeat_interleave(samples, 0).requires_grad_()  # [C * B, N]
         hooks = [hook for site in game.sites for hook in site.lesion_hooks(site.own(gates))]
         start = time.perf_counter()
-        with torch.enable_grad(), eval_mode(game.model), attached(hooks):
+        with torch.enable_grad(), eval_mode(game.model), attached(hooks), game.autocast():
             values = game.output_values(self.plan.run(keep), copies)  # [C * B, ...]
             per_sample = values.reshape(copies * samples, -1).float()
             if not per_sample.requires_grad:
