@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import diskcache
 import numpy as np
 import torch
 
@@ -25,6 +23,7 @@ from msa_core.runs.preflight import check_run
 from msa_core.runs.prepared import PreparedRun
 from msa_core.runs.request import RunRequest
 from msa_core.runs.store import FULL_DISK_ADVICE, RunStore
+from msa_core.runs.store.problems import WRITE_ERRORS
 from msa_core.tasks import task_meta
 
 DEFAULT_CHECKPOINT_SECONDS = 5.0
@@ -286,7 +285,7 @@ def execute(
     return result
 
 
-STORE_WRITE_ERRORS = (MSAInputError, OSError, sqlite3.OperationalError, diskcache.Timeout)
+STORE_WRITE_ERRORS = (MSAInputError, *WRITE_ERRORS)
 
 
 def kept_work(store: RunStore, fingerprint: str) -> str:

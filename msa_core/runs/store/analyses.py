@@ -6,17 +6,11 @@ the run (``RunStore.delete``, ``clear``). Only JSON is read, never pickles.
 
 from __future__ import annotations
 
-import json
 import re
-import sqlite3
-import warnings
 from typing import Any
 
-import diskcache
-
 from msa_core.errors import MSAInputError
-from msa_core.runs.rows import UnreadableRow
-from msa_core.runs.store.caches import Caches
+from msa_core.runs.store.caches import Caches, read_record, write_record
 from msa_core.runs.store.namespace import Namespace
 from msa_core.runs.store.results import is_result_key
 
@@ -50,27 +44,14 @@ class Analyses:
         """The analysis ``name`` of run ``fingerprint``; None when none is kept or it cannot be
         read (then with a warning)."""
         key = analysis_key(fingerprint, name)
-        try:
-            raw = self.caches.work.get(key)
-            value = json.loads(raw) if raw is not None else None
-        except (UnreadableRow, ValueError, TypeError) as err:
-            warnings.warn(
-                f"analysis {name} of run {fingerprint[:12]} cannot be read ({err})", stacklevel=3
-            )
-            return None
-        return value if isinstance(value, dict) else None
+        return read_record(self.caches.work, key, f"analysis {name} of run {fingerprint[:12]}")
 
     def put(self, fingerprint: str, name: str, value: dict[str, Any]) -> None:
         """Keep ``value`` (JSON-serialisable); a failed write (a full disk) is a warning: the
         caller still has the value, and the next session computes it again."""
         key = analysis_key(fingerprint, name)
-        try:
-            self.caches.work.set(key, json.dumps(value))
-        except (OSError, sqlite3.OperationalError, diskcache.Timeout) as err:
-            warnings.warn(
-                f"analysis {name} of run {fingerprint[:12]} not kept ({type(err).__name__}: {err})",
-                stacklevel=3,
-            )
+        failed = f"analysis {name} of run {fingerprint[:12]} not kept"
+        write_record(self.caches.work, key, value, failed)
 
     def keys_of(self, fingerprint: str) -> tuple[str, ...]:
         """The row keys of every analysis of run ``fingerprint`` (for the store to free)."""

@@ -10,14 +10,18 @@ package reads and writes through.
 from __future__ import annotations
 
 import errno
+import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
+import diskcache
+
 from msa_core.errors import MSAInputError
 from msa_core.paths import default_cache_dir
-from msa_core.runs.rows import RowReader, safe_file
-from msa_core.runs.store.problems import open_cache, store_problem, writable_folder
+from msa_core.runs.rows import RowReader, UnreadableRow, safe_file
+from msa_core.runs.store.problems import WRITE_ERRORS, open_cache, store_problem, writable_folder
 
 DEFAULT_SIZE_LIMIT = 2 << 30  # bytes of finished results kept before the least recently used go
 MIN_SIZE_LIMIT = 64 << 20  # the smallest $MSA_CACHE_SIZE_LIMIT accepted
@@ -111,3 +115,26 @@ class Caches:
         if row is not None and row.filename and safe_file(cache.directory, row.filename):
             cache._disk.remove(row.filename)
         cache.delete(key)
+
+
+def read_record(cache: diskcache.Cache, key: str, what: str) -> dict[str, Any] | None:
+    """The JSON object kept at ``key``: None when there is none, or when it cannot be read (then
+    with the warning "``what`` cannot be read (why)", pointing at the caller's caller)."""
+    try:
+        raw = cache.get(key)
+        record = json.loads(raw) if raw is not None else None
+    except (UnreadableRow, ValueError, TypeError) as err:
+        warnings.warn(f"{what} cannot be read ({err})", stacklevel=4)
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def write_record(cache: diskcache.Cache, key: str, record: dict[str, Any], failed: str) -> None:
+    """Keep ``record`` at ``key`` as JSON; a write the disk refuses (``WRITE_ERRORS``) is the
+    warning "``failed`` (error)", pointing at the caller's caller, for callers that go on
+    without it."""
+    text = json.dumps(record)
+    try:
+        cache.set(key, text)
+    except WRITE_ERRORS as err:
+        warnings.warn(f"{failed} ({type(err).__name__}: {err})", stacklevel=4)

@@ -4,12 +4,9 @@ permutation-type run, which a larger run of that family starts from."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 import warnings
 from collections.abc import Callable
-
-import diskcache
 
 from msa_core.estimators.checkpoint import State
 from msa_core.estimators.plan import CheckpointSummary
@@ -17,6 +14,7 @@ from msa_core.runs.rows import UnreadableRow
 from msa_core.runs.store.caches import Caches
 from msa_core.runs.store.disk import UNREADABLE, npz_arrays, npz_bytes
 from msa_core.runs.store.namespace import Namespace
+from msa_core.runs.store.problems import WRITE_ERRORS
 
 CHECKPOINTS = Namespace("ckpt:")
 BASES = Namespace("base:")
@@ -68,7 +66,7 @@ class StoreCheckpoint:
             try:
                 self.caches.work.set(self.key, blob)
                 break
-            except (OSError, sqlite3.OperationalError, diskcache.Timeout) as err:
+            except WRITE_ERRORS as err:
                 if attempt + 1 < SAVE_ATTEMPTS:
                     time.sleep(SAVE_RETRY_SECONDS)
                     continue

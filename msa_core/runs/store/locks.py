@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sqlite3
 import threading
 import time
 import uuid
@@ -20,12 +19,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import diskcache
-
 from msa_core.errors import MSAInputError
 from msa_core.runs.rows import RowReader, UnreadableRow
 from msa_core.runs.store.caches import Caches
 from msa_core.runs.store.namespace import Namespace
+from msa_core.runs.store.problems import WRITE_ERRORS
 
 LOCKS = Namespace("lock:")
 HEARTBEAT_SECONDS = 5.0  # a lock holder rewrites its heartbeat this often
@@ -110,7 +108,7 @@ class Locks:
                 with work.transact():
                     if (self.holder(owner) or {}).get("token") == token:
                         work.delete(key)
-            except (OSError, sqlite3.OperationalError, diskcache.Timeout) as err:
+            except WRITE_ERRORS as err:
                 warnings.warn(
                     f"the lock of run {owner[:12]} could not be released "
                     f"({type(err).__name__}: {err}); the next process to run it breaks it once "
@@ -161,7 +159,7 @@ class Locks:
                 with self.caches.work.transact():
                     if (self.holder(owner) or {}).get("token") == token:
                         self.caches.work.set(LOCKS.key(owner), _lock_record(token))
-            except (OSError, sqlite3.OperationalError, diskcache.Timeout):
+            except WRITE_ERRORS:
                 continue  # a missed beat; the lock goes stale only after many
 
 

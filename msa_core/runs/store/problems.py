@@ -16,6 +16,9 @@ from msa_core.errors import MSAInputError
 from msa_core.runs.rows import repair_hint
 from msa_core.runs.store.disk import RawCache, RawDisk
 
+# what a write the disk refused raises (full, read-only, locked too long): callers that can go on
+# without the write warn instead
+WRITE_ERRORS = (OSError, sqlite3.OperationalError, diskcache.Timeout)
 FULL_DISK_ADVICE = (
     "free space (`python -m msa_core delete --all{option}` removes every stored run with its "
     "checkpoints; `delete RUN` one run) and run the command again: an interrupted run resumes "

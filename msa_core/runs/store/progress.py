@@ -3,16 +3,10 @@
 
 from __future__ import annotations
 
-import json
-import sqlite3
 import time
-import warnings
 from typing import Any
 
-import diskcache
-
-from msa_core.runs.rows import UnreadableRow
-from msa_core.runs.store.caches import Caches
+from msa_core.runs.store.caches import Caches, read_record, write_record
 from msa_core.runs.store.namespace import Namespace
 
 PROGRESS = Namespace("progress:")
@@ -27,14 +21,9 @@ class ProgressRecords:
     def set(self, owner: str, **fields: Any) -> None:
         """Record a run's progress; a failed write (a full disk) is a warning, not the end of the
         run."""
-        try:
-            record = json.dumps({**fields, "updated": time.time()})
-            self.caches.work.set(PROGRESS.key(owner), record)
-        except (OSError, sqlite3.OperationalError, diskcache.Timeout) as err:
-            warnings.warn(
-                f"progress of run {owner[:12]} not recorded ({type(err).__name__}: {err})",
-                stacklevel=3,
-            )
+        record = {**fields, "updated": time.time()}
+        failed = f"progress of run {owner[:12]} not recorded"
+        write_record(self.caches.work, PROGRESS.key(owner), record, failed)
 
     def owners(self) -> tuple[str, ...]:
         """The runs that have a progress record; never writes."""
@@ -43,12 +32,5 @@ class ProgressRecords:
     def get(self, owner: str) -> dict[str, Any] | None:
         """The last progress record of a run (None if the run never started here, or its record
         cannot be read: then with a warning)."""
-        try:
-            raw = self.caches.work.get(PROGRESS.key(owner))
-            record = json.loads(raw) if raw is not None else None
-        except (UnreadableRow, ValueError, TypeError) as err:
-            warnings.warn(
-                f"the progress record of run {owner[:12]} cannot be read ({err})", stacklevel=3
-            )
-            return None
-        return record if isinstance(record, dict) else None
+        what = f"the progress record of run {owner[:12]}"
+        return read_record(self.caches.work, PROGRESS.key(owner), what)
