@@ -24,7 +24,7 @@ import hashlib
 import io
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,21 +55,35 @@ class SentencePair:
     group: str = "all"
 
 
+class GroupedRows:
+    """A named file of rows (frozen dataclasses of strings, the last one ``group``), as the
+    sentence-pair and masked-sentence files hold them: its groups, and its identity ``digest()``."""
+
+    @property
+    def entries(self) -> tuple[Any, ...]:
+        """The rows, in file order."""
+        raise NotImplementedError
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """The distinct groups in order of first appearance."""
+        return tuple(dict.fromkeys(row.group for row in self.entries))
+
+    def digest(self) -> str:
+        rows = [list(astuple(row)) for row in self.entries]
+        return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+
+
 @dataclass(frozen=True)
-class Pairs:
+class Pairs(GroupedRows):
     """A named list of sentence pairs; its identity is ``digest()``."""
 
     name: str
     pairs: tuple[SentencePair, ...]
 
     @property
-    def groups(self) -> tuple[str, ...]:
-        """The distinct groups in order of first appearance."""
-        return tuple(dict.fromkeys(pair.group for pair in self.pairs))
-
-    def digest(self) -> str:
-        rows = [[pair.a, pair.b, pair.group] for pair in self.pairs]
-        return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+    def entries(self) -> tuple[SentencePair, ...]:
+        return self.pairs
 
 
 def _pair(row: Any, where: str) -> SentencePair:

@@ -15,8 +15,6 @@ one token of the vocabulary. Inputs: ``input_ids`` / ``attention_mask`` ``[M, T]
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ import torch
 from msa_core.errors import MSAInputError
 from msa_core.lesion import CustomOutput
 from msa_core.lesion.outputs import make_output
-from msa_core.zoo.encoder import MAX_TOKENS, read_sentence_file, table_rows
+from msa_core.zoo.encoder import MAX_TOKENS, GroupedRows, read_sentence_file, table_rows
 from msa_core.zoo.weights import ASSETS
 
 MASKED_DIR = ASSETS / "masked"
@@ -44,20 +42,15 @@ class MaskedSentence:
 
 
 @dataclass(frozen=True)
-class MaskedSentences:
+class MaskedSentences(GroupedRows):
     """A named list of masked sentences; its identity is ``digest()``."""
 
     name: str
     rows: tuple[MaskedSentence, ...]
 
     @property
-    def groups(self) -> tuple[str, ...]:
-        """The distinct groups in order of first appearance."""
-        return tuple(dict.fromkeys(row.group for row in self.rows))
-
-    def digest(self) -> str:
-        rows = [[row.text, row.answer, row.group] for row in self.rows]
-        return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+    def entries(self) -> tuple[MaskedSentence, ...]:
+        return self.rows
 
 
 def _sentence(row: Any, where: str) -> MaskedSentence:
