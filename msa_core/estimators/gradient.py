@@ -36,7 +36,6 @@ from typing import ClassVar
 
 import numpy as np
 
-from msa_core.estimators.base import samples_per_block
 from msa_core.estimators.permutation import PermutationEstimator, marginal_contributions
 
 
@@ -69,11 +68,13 @@ class GradientControlEstimator(PermutationEstimator):
         ends = np.stack([v_full, v_empty]).reshape(2, rows, outputs)
         super().__init__(n_players, ends[0, 0].copy(), ends[1, 0].copy(), seed, budget)
         self.end_gradients = ends[:, 1:].astype(np.float64)  # [2 (full, empty), N, D]
-        self.per_block = samples_per_block(n_players - 1, rows * outputs)
-        self.n_blocks = -(-self.n_samples // self.per_block)
         # sums over absorbed samples of delta_j d_j and d_j^2 per unit (pooled over outputs)
         self.products = np.zeros(n_players)
         self.squares = np.zeros(n_players)
+
+    def values_per_coalition(self) -> int:
+        """A coalition brings its values and their derivatives: ``(N + 1) x D`` numbers."""
+        return (self.n_players + 1) * self.n_outputs
 
     @classmethod
     def modes_shape(cls, output_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -84,11 +85,9 @@ class GradientControlEstimator(PermutationEstimator):
         ranks = self._ranks.pop(k)
         n, d = self.n_players, self.n_outputs
         rows = values.reshape(values.shape[0], n + 1, d)
+        v_full, v_empty = self._ends(values.dtype)
         deltas = marginal_contributions(
-            ranks,
-            np.ascontiguousarray(rows[:, 0]),
-            self.v_full.astype(values.dtype),
-            self.v_empty.astype(values.dtype),
+            ranks, np.ascontiguousarray(rows[:, 0]), v_full, v_empty
         ).astype(np.float64)  # [P, N, D]
         centred = self.centred_linearisation(ranks, rows[:, 1:])  # [P, N, D]
         products = np.einsum("pjd,pjd->pj", deltas, centred)

@@ -72,7 +72,7 @@ class PermutationEstimator(Estimator):
         super().__init__(n_players, v_full, v_empty, seed, budget)
         rows_per_sample = self.permutations_per_sample * (n_players - 1)
         self.n_samples = budget // rows_per_sample
-        self.per_block = samples_per_block(rows_per_sample, self.n_outputs)
+        self.per_block = samples_per_block(rows_per_sample, self.values_per_coalition())
         self.n_blocks = -(-self.n_samples // self.per_block)
         self.moments = RunningMoments((n_players, self.n_outputs))  # mean = modes, and variance
         # every sample's contributions averaged over all outputs: the ranking's score
@@ -81,6 +81,10 @@ class PermutationEstimator(Estimator):
         self._ranks: dict[int, np.ndarray] = {}
         self._ends_by_dtype: dict[np.dtype, tuple[np.ndarray, np.ndarray]] = {}
         self._weights: dict[np.dtype, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def values_per_coalition(self) -> int:
+        """Numbers each evaluated coalition brings (what bounds a block's size): its outputs."""
+        return self.n_outputs
 
     def planned_evaluations(self) -> int:
         return self.n_samples * self.permutations_per_sample * (self.n_players - 1)
@@ -158,7 +162,7 @@ class PermutationEstimator(Estimator):
             groups = 1 if self.scores is None else self.scores.shift.shape[1]
             size = self.n_outputs // groups
             weights = np.full(size, 1 / size, dtype)
-            ends = np.stack([self.v_full, self.v_empty]).astype(dtype).reshape(2, groups, size)
+            ends = np.stack(self._ends(dtype)).reshape(2, groups, size)
             full, empty = (ends @ weights).astype(np.float64)
             self._weights[dtype] = (weights, full, empty)
         return self._weights[dtype]
