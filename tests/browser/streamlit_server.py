@@ -158,3 +158,9 @@ def select_option(page, label: str, option: str) -> None:
 def metric_value(page, label: str) -> str:
     metric = page.get_by_test_id("stMetric").filter(has_text=label).first
     return metric.get_by_test_id("stMetricValue").inner_text()
+
+
+def chart(page, key: str):
+    """The Plotly chart a page draws with ``key=key``. Charts mount lazily, so the first chart in the
+    page is not always the first one drawn: address them by key, never by position."""
+    return page.locator(f".st-key-{key} .js-plotly-plot")

@@ -8,6 +8,7 @@ import time
 
 from streamlit_server import (
     browser_page,
+    chart,
     dashboard,
     fresh_page,
     go_to,
@@ -41,7 +42,7 @@ def test_launch_a_run_see_its_heatmap_and_toggle_a_lesion(tmp_path):
         page.get_by_role("button", name="Launch run").click()
         page.get_by_role("button", name="Open in Shapley modes").wait_for(timeout=120_000)
         rerun_after(page, lambda: page.get_by_role("button", name="Open in Shapley modes").click())
-        heatmap = page.locator(".js-plotly-plot").first
+        heatmap = chart(page, "heatmap")
         heatmap.wait_for()
         assert heatmap.locator(".heatmaplayer").count() == 1
         units = tick_texts(heatmap)
@@ -114,8 +115,9 @@ def test_experts_page_renders_a_cached_run_and_a_reload_mid_run_shows_the_job(tm
         page.goto(url)
         wait_idle(page)
         rerun_after(page, lambda: go_to(page, "Experts"))
-        page.locator(".js-plotly-plot .heatmaplayer").first.wait_for()
-        labels = page.locator(".js-plotly-plot").first.inner_text().split("\n")
+        matrix = chart(page, "experts_matrix")
+        matrix.locator(".heatmaplayer").first.wait_for()
+        labels = matrix.inner_text().split("\n")
         assert {"L3", "E7", "English: unit", "Chinese: unit"} <= set(labels)  # layer x expert grids
         # the lesion tab is not computed unopened
         assert not page.get_by_text("Greedy continuation").count()

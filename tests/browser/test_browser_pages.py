@@ -8,6 +8,7 @@ import re
 
 from streamlit_server import (
     browser_page,
+    chart,
     dashboard,
     go_to,
     rerun_after,
@@ -168,7 +169,7 @@ def test_llm_views_label_groups_prompts_and_every_head_by_layer(tmp_path, stand_
 
         page.goto(f"{url}/modes?run={run.meta['fingerprint'][:12]}")
         wait_idle(page, 180_000)
-        heatmap = page.locator(".js-plotly-plot").first
+        heatmap = chart(page, "heatmap")
         heatmap.wait_for()
         columns = heatmap.locator("g.xtick text").all_text_contents()
         assert columns == [
