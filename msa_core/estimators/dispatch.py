@@ -41,7 +41,8 @@ from msa_core.version import __version__
 __all__ = ["METHODS", "run_plan", "shapley_modes"]
 Json = dict[str, Any]
 
-BATCH_VALUES = 1 << 18  # default batch: coalitions x outputs per game call (cache-sized on CPU)
+# default batch: coalitions x outputs per game call (4-8 MB: few calls, values still in cache)
+BATCH_VALUES = 1 << 20
 PROGRESS_PASSES = (
     16  # default batch of a ModelGame: at most max(this, its coalitions per forward pass)
 )

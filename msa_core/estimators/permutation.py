@@ -144,14 +144,16 @@ class PermutationEstimator(Estimator):
         group_means = (values.reshape(values.shape[0], full.shape[0], -1) @ weights).astype(
             np.float64
         )
-        by_group = self.combine(marginal_contributions(ranks, group_means, full, empty))
-        # (add overwrites its samples: a copy where ``scores`` still needs them)
-        alone = by_group.shape[2] == 1 and self.scores is None
-        self.unit_scores.add(by_group[..., 0] if alone else by_group.mean(axis=2))
         if self.scores is not None:
-            self.scores.add(by_group)
+            self.scores.add(self.combine(marginal_contributions(ranks, group_means, full, empty)))
+        if full.shape[0] > 1:  # the mean over all outputs is the mean of the equal groups' means
+            group_means, full, empty = (
+                x.mean(axis=-1, keepdims=True) for x in (group_means, full, empty)
+            )
+        per_sample = self.permutations_per_sample
+        fold_orders(ranks, group_means, full, empty, per_sample, self.unit_scores)
         v_full, v_empty = self._ends(values.dtype)
-        fold_orders(ranks, values, v_full, v_empty, self.permutations_per_sample, self.moments)
+        fold_orders(ranks, values, v_full, v_empty, per_sample, self.moments)
 
     def _group_weights(self, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``1/size`` weights ``[D / G]`` in ``dtype`` and the end values' group means ``[G]``
@@ -249,8 +251,9 @@ def fold_orders(
         values: ``[P * (N-1), D]`` the prefix values of each order, in position order.
         v_full, v_empty: ``[D]`` the end values, in ``values``' dtype.
         per_sample: consecutive orders per sample (P is a multiple of it).
-        moments: ``RunningMoments`` of shape ``(N, D)``.
+        moments: ``RunningMoments`` of shape ``(N, D)``, or ``(N,)`` when D is 1.
     """
+    n = ranks.shape[1]
     _fold_kernel()(
         ranks,
         values,
@@ -258,9 +261,7 @@ def fold_orders(
         v_empty,
         per_sample,
         moments.count == 0,
-        moments.shift,
-        moments.sum,
-        moments.sum_sq,
+        *(state.reshape(n, -1) for state in (moments.shift, moments.sum, moments.sum_sq)),
     )
     moments.count += ranks.shape[0] // per_sample
 

@@ -84,8 +84,10 @@ class MaskedChain(Plan):
 
 
 class PushForward(Plan):
-    """base ``[B, *out]`` = the affine elements' output with every unit lesioned; contributions
-    ``[n, B * prod(out)]`` = each unit alone intact minus base."""
+    """``rows [1 + n, B * prod(out)]``: the base (the affine elements' output with every unit
+    lesioned), then each unit's contribution (that unit alone intact minus the base); a coalition's
+    output is ``[1, keep] @ rows``, one matrix product with the base folded in (a separate bias
+    add costs a pass over the output)."""
 
     name = "prefix reuse + push-forward"
 
@@ -108,12 +110,14 @@ class PushForward(Plan):
         self.shape = pushed.shape[2:]  # one sample's output of the affine elements
         if len(self.shape) == 3:  # images [C, H, W]: kept channels-last, the layout run_chain uses
             pushed = pushed.permute(0, 1, 3, 4, 2)
-        self.base = pushed[0].flatten()[None]
-        self.contributions = (pushed[1:] - pushed[0]).flatten(1)
+        self.rows = torch.cat([pushed[:1], pushed[1:] - pushed[0]]).flatten(1)
 
     def run(self, keep: torch.Tensor) -> torch.Tensor:
-        weights = self.site.own(keep).to(self.contributions.dtype)
-        summed = torch.addmm(self.base, weights, self.contributions)  # [C, B * prod(out)]
+        weights = torch.ones(
+            keep.shape[0], 1 + self.site.size, dtype=self.rows.dtype, device=self.rows.device
+        )
+        weights[:, 1:] = self.site.own(keep)
+        summed = weights @ self.rows  # [C, B * prod(out)]
         if len(self.shape) == 3:
             channels, height, width = self.shape
             return run_chain(

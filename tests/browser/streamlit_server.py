@@ -161,6 +161,6 @@ def metric_value(page, label: str) -> str:
 
 
 def chart(page, key: str):
-    """The Plotly chart a page draws with ``key=key``. Charts mount lazily, so the first chart in the
-    page is not always the first one drawn: address them by key, never by position."""
+    """The Plotly chart a page draws with ``key=key``. Charts mount lazily, so the page's first
+    chart is not always the first one drawn: address them by key, never by position."""
     return page.locator(f".st-key-{key} .js-plotly-plot")

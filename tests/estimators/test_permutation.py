@@ -62,24 +62,26 @@ def test_antithetic_beats_plain_permutation_on_a_monotone_game():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("per_sample", [1, 2])
-def test_the_compiled_fold_equals_contributions_added_to_the_moments(dtype, per_sample):
+@pytest.mark.parametrize("shape", [(7, 5), (7,)])
+def test_the_compiled_fold_equals_contributions_added_to_the_moments(dtype, per_sample, shape):
     """``fold_orders`` (one compiled pass) against the explicit path it replaces: contributions
     ``[P, N, D]`` (differences in the values' dtype), averaged per sample in float64, added to
     float64 moments; over two blocks, so the second is shifted by the first block's first sample.
-    The arithmetic is the same but for the order of the float64 additions (relative 1e-16 each)."""
+    The arithmetic is the same but for the order of the float64 additions (relative 1e-16 each).
+    Moments of shape ``(N,)`` (the unit scores: one output) are folded in place too."""
     from msa_core.estimators.base import RunningMoments
     from msa_core.estimators.permutation import fold_orders, marginal_contributions
 
     rng = np.random.default_rng(0)
-    n, d, orders = 7, 5, 6
+    n, d, orders = shape[0], (shape[1:] or (1,))[0], 6
     ends = rng.normal(size=(2, d)).astype(dtype)
-    folded, reference = RunningMoments((n, d)), RunningMoments((n, d))
+    folded, reference = RunningMoments(shape), RunningMoments(shape)
     for _ in range(2):
         ranks = rng.random((orders, n)).argsort(1).argsort(1)
         values = rng.normal(size=(orders * (n - 1), d)).astype(dtype)
         fold_orders(ranks, values, ends[0], ends[1], per_sample, folded)
         contributions = marginal_contributions(ranks, values, ends[0], ends[1]).astype(np.float64)
-        reference.add(contributions.reshape(-1, per_sample, n, d).mean(axis=1))
+        reference.add(contributions.reshape(-1, per_sample, *shape).mean(axis=1))
     assert folded.count == reference.count == 2 * orders // per_sample
     for name in ("shift", "sum", "sum_sq"):
         np.testing.assert_allclose(
