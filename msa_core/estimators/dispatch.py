@@ -80,7 +80,7 @@ def shapley_modes(
         max_evaluations: hard cap on evaluations, full and empty coalitions included. With both
             budgets the smaller wins; with neither, 1000 permutations.
         seed: the estimator's seed (a non-negative integer); the result depends on nothing else.
-        batch_size: coalitions per game call (default: about 2^18 values per call, 1 to 1024 rows).
+        batch_size: coalitions per game call (default: about 2^20 values per call, 1 to 1024 rows).
         target_stderr: stop early once the largest standard error is at most this.
         backend: None / ``"local"`` (this process), ``"ray"`` or
             ``msa_core.backends.RayBackend(...)`` (blocks played by Ray actors, ``RAY_ADDRESS``

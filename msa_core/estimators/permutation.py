@@ -141,12 +141,12 @@ class PermutationEstimator(Estimator):
         # a sample's contributions averaged over each group's outputs are the contributions of
         # the values averaged so (linearity): [m, N, G] from values [rows, G]
         weights, full, empty = self._group_weights(values.dtype)
-        group_means = (values.reshape(values.shape[0], full.shape[0], -1) @ weights).astype(
-            np.float64
-        )
+        n_groups = full.shape[0]
+        group_means = (values.reshape(-1, weights.shape[0]) @ weights).astype(np.float64)
+        group_means = group_means.reshape(-1, n_groups)  # [rows, G]
         if self.scores is not None:
             self.scores.add(self.combine(marginal_contributions(ranks, group_means, full, empty)))
-        if full.shape[0] > 1:  # the mean over all outputs is the mean of the equal groups' means
+        if n_groups > 1:  # the mean over all outputs is the mean of the equal groups' means
             group_means, full, empty = (
                 x.mean(axis=-1, keepdims=True) for x in (group_means, full, empty)
             )

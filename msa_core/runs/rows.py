@@ -117,13 +117,27 @@ class RowReader:
     writes (``cache.db-wal`` exists), the connection is read-only with SQLite's usual locking;
     otherwise the file is opened immutable, so not even SQLite's lock files are created (for a
     short-lived reader such as a CLI command). A folder without ``cache.db`` reads as empty.
+
+    With ``file_alone=True`` a read that SQLite refuses with "disk I/O error" (on a full disk it
+    cannot set up the log's shared memory) is retried on the database file alone, opened immutable:
+    rows still only in the write-ahead log are then not seen (for freeing space on a full disk).
     """
 
-    def __init__(self, folder: str | Path, shared: bool = False):
+    def __init__(self, folder: str | Path, shared: bool = False, file_alone: bool = False):
         self.folder = Path(folder)
         self.db = self.folder / DB_NAME
         self.shared = shared
+        self.file_alone = file_alone
         self._connection: sqlite3.Connection | None = None
+
+    def _connect(self, live: bool) -> sqlite3.Connection:
+        flags = "mode=ro" if live else "mode=ro&immutable=1"
+        return sqlite3.connect(
+            f"file:{quote(str(self.db.resolve()))}?{flags}",
+            uri=True,
+            timeout=60,
+            check_same_thread=False,
+        )
 
     def _sql(self, query: str, args: tuple = ()) -> list[tuple]:
         if not self.db.is_file():
@@ -131,14 +145,15 @@ class RowReader:
         try:
             if self._connection is None:
                 live = self.shared or self.db.with_name(DB_NAME + "-wal").exists()
-                flags = "mode=ro" if live else "mode=ro&immutable=1"
-                self._connection = sqlite3.connect(
-                    f"file:{quote(str(self.db.resolve()))}?{flags}",
-                    uri=True,
-                    timeout=60,
-                    check_same_thread=False,
-                )
-            return self._connection.execute(query, args).fetchall()
+                self._connection = self._connect(live)
+            try:
+                return self._connection.execute(query, args).fetchall()
+            except sqlite3.OperationalError as err:
+                if not (self.file_alone and "disk i/o error" in str(err).lower()):
+                    raise
+                self._connection.close()
+                self._connection = self._connect(live=False)
+                return self._connection.execute(query, args).fetchall()
         except sqlite3.DatabaseError as err:
             raise MSAInputError(
                 f"the run store's database {self.db} is damaged ({err}); "

@@ -27,7 +27,8 @@ def check_free_space(directory: Path, needed: int) -> None:
 
 def free_files(directory: Path, owners: set[str] | None = None) -> int:
     """Remove the value files of runs about to be deleted, through read-only connections: a disk
-    too full for the store's databases to open gets the space back first. Their rows, until
+    too full for the store's databases to open gets the space back first (where even reading
+    needs space, the database files are read without their write-ahead logs). Their rows, until
     deleted, read as missing (that entry alone is then dropped).
 
     Args:
@@ -38,7 +39,7 @@ def free_files(directory: Path, owners: set[str] | None = None) -> int:
     Returns:
         Bytes freed. Runs in progress (a live lock) keep their files.
     """
-    readers = {name: RowReader(directory / name) for name in FOLDERS}
+    readers = {name: RowReader(directory / name, file_alone=True) for name in FOLDERS}
     running = live_owners(readers["work"])
     freed = 0
     for name, reader in readers.items():
