@@ -120,7 +120,8 @@ class RowReader:
 
     With ``file_alone=True`` a read that SQLite refuses with "disk I/O error" (on a full disk it
     cannot set up the log's shared memory) is retried on the database file alone, opened immutable:
-    rows still only in the write-ahead log are then not seen (for freeing space on a full disk).
+    rows still only in the write-ahead log are then not seen (for freeing space on a full disk),
+    and ``log_unread`` says so.
     """
 
     def __init__(self, folder: str | Path, shared: bool = False, file_alone: bool = False):
@@ -128,6 +129,7 @@ class RowReader:
         self.db = self.folder / DB_NAME
         self.shared = shared
         self.file_alone = file_alone
+        self.log_unread = False  # set when a read fell back to the database file alone
         self._connection: sqlite3.Connection | None = None
 
     def _connect(self, live: bool) -> sqlite3.Connection:
@@ -153,6 +155,7 @@ class RowReader:
                     raise
                 self._connection.close()
                 self._connection = self._connect(live=False)
+                self.log_unread = True
                 return self._connection.execute(query, args).fetchall()
         except sqlite3.DatabaseError as err:
             raise MSAInputError(

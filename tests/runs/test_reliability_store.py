@@ -336,6 +336,36 @@ def orphans(store: RunStore) -> list[Path]:
     return orphaned
 
 
+def test_freeing_space_with_the_work_log_unread_keeps_every_checkpoint(tmp_path, monkeypatch):
+    """Where the work database can be read only without its write-ahead log (a full disk), a live
+    run's lock or fresh heartbeat may be in the log alone, so locks are unknown: ``free_files``
+    frees the finished results' files and leaves every checkpoint file in place."""
+    from msa_core.runs.rows import RowReader, value_files
+    from msa_core.runs.store import free_files
+
+    cache = tmp_path / "cache"
+    execute(signal_request(200), RunStore(cache))  # a stored result and its base checkpoint
+
+    def interrupt_half_way(done: int, total: int) -> None:
+        if done > total // 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # a run's own checkpoint in work/
+        execute(signal_request(400), RunStore(cache), interrupt_half_way, checkpoint_seconds=0)
+    results, work = (sorted(value_files(cache / name)) for name in ("results", "work"))
+    assert results and work
+    result_bytes = sum(path.stat().st_size for path in results)
+    read = RowReader._sql
+
+    def work_log_unread(reader, query, args=()):
+        reader.log_unread = reader.log_unread or reader.folder.name == "work"
+        return read(reader, query, args)
+
+    monkeypatch.setattr(RowReader, "_sql", work_log_unread)
+    assert free_files(cache) == result_bytes > 0
+    assert not any(value_files(cache / "results")) and sorted(value_files(cache / "work")) == work
+
+
 def test_5_6_a_disk_filling_up_near_the_end_loses_no_result_and_delete_frees_it(
     capsys, small_disk, tmp_path, monkeypatch
 ):

@@ -37,12 +37,17 @@ def free_files(directory: Path, owners: set[str] | None = None) -> int:
             None: every entry (family base checkpoints included).
 
     Returns:
-        Bytes freed. Runs in progress (a live lock) keep their files.
+        Bytes freed. Runs in progress (a live lock) keep their files; where the work database can
+        be read only without its log (locks unknown), every checkpoint stays.
     """
     readers = {name: RowReader(directory / name, file_alone=True) for name in FOLDERS}
     running = live_owners(readers["work"])
+    # read without its log, the work database can miss a live run's lock or fresh heartbeat (every
+    # lock would look stale): checkpoints then stay, finished results are freed
+    folders = ("results",) if readers["work"].log_unread else FOLDERS
     freed = 0
-    for name, reader in readers.items():
+    for name in folders:
+        reader = readers[name]
         for row in reader.rows():
             if not isinstance(row.key, str) or LOCKS.owns(row.key):
                 continue
